@@ -1,0 +1,29 @@
+# Two commands do all the set-up themselves: `make demo` (the main job) and `make test` (the suite).
+# Both create .venv with the pinned, tested versions (requirements/constraints.txt) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+EXTRAS := data,eval,train,search,geo,cards,dev
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint clean
+
+$(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rclip-hf demo --output demo_output
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rclip_hf dataset_builders training_scripts model_cards benchmarks tests
+
+clean:
+	rm -rf $(VENV) demo_output build *.egg-info
