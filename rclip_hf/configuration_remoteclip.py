@@ -1,0 +1,140 @@
+"""RemoteCLIP configuration: a `CLIPConfig` whose vision tower is a ViT or OpenAI's modified ResNet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+RESNET_VISION_MODEL_TYPE = "remoteclip_resnet_vision"
+
+
+@strict
+class RemoteCLIPResNetVisionConfig(PreTrainedConfig):
+    r"""
+    Hyper-parameters of OpenAI CLIP's modified ResNet image tower (3-conv stem, anti-aliased strided
+    convolutions, attention pooling), as used by the RemoteCLIP RN50 checkpoint.
+
+    layers (`list[int]`, defaults to `[3, 4, 6, 3]`):
+        Number of bottleneck blocks in each of the four stages.
+    width (`int`, defaults to 64):
+        Channels after the stem; stage `i` has `width * 2**i` bottleneck channels and `4x` that as output.
+    num_attention_heads (`int`, defaults to 32):
+        Heads of the attention-pooling layer (open_clip: `width * 32 // 64`).
+    projection_dim (`int`, defaults to 1024):
+        Output size of the attention pool's output projection, i.e. the image embedding size.
+    image_size (`int`, defaults to 224):
+        Input resolution; the attention pool's positional embedding has `(image_size // 32) ** 2 + 1` rows.
+    num_channels (`int`, defaults to 3):
+        Input channels.
+    batch_norm_eps (`float`, defaults to 1e-5):
+        Epsilon of every BatchNorm layer.
+    initializer_factor (`float`, defaults to 1.0):
+        Multiplier of every initialisation scale (as in CLIP).
+    """
+
+    model_type = RESNET_VISION_MODEL_TYPE
+    base_config_key = "vision_config"
+
+    layers: list[int] | tuple[int, ...] = (3, 4, 6, 3)
+    width: int = 64
+    num_attention_heads: int = 32
+    projection_dim: int = 1024
+    image_size: int = 224
+    num_channels: int = 3
+    batch_norm_eps: float = 1e-5
+    initializer_factor: float = 1.0
+
+    @property
+    def hidden_size(self) -> int:
+        """Channels of the last stage, the attention pool's embedding size (`width * 32`)."""
+        return self.width * 32
+
+    def validate_architecture(self):
+        """Checks the shapes the attention pool relies on."""
+        if len(self.layers) != 4:
+            raise ValueError(f"`layers` must list 4 stages, got {list(self.layers)}")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"The attention pool width ({self.hidden_size} = width * 32) is not a multiple of "
+                f"`num_attention_heads` ({self.num_attention_heads})."
+            )
+        if self.image_size % 32 != 0:
+            raise ValueError(f"`image_size` must be a multiple of 32 (the tower's stride), got {self.image_size}")
+
+
+def _vit_preset(width: int, layers: int, patch: int, text_width: int, embed_dim: int) -> dict[str, Any]:
+    text_config = {"hidden_size": text_width, "intermediate_size": 4 * text_width,
+                   "num_attention_heads": text_width // 64, "num_hidden_layers": 12,
+                   "projection_dim": embed_dim}
+    vision_config = {"model_type": "clip_vision_model", "hidden_size": width, "intermediate_size": 4 * width,
+                     "num_attention_heads": width // 64, "num_hidden_layers": layers, "patch_size": patch,
+                     "image_size": 224, "projection_dim": embed_dim}
+    return {"text_config": text_config, "vision_config": vision_config, "projection_dim": embed_dim}
+
+
+#: The official open_clip QuickGELU architectures, keyed by open_clip's model name (without "-quickgelu").
+#: RemoteCLIP ships RN50, ViT-B-32 and ViT-L-14; the others share the OpenAI layout and convert the same way.
+PRESETS: dict[str, dict[str, Any]] = {
+    "RN50": {
+        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
+                        "num_hidden_layers": 12, "projection_dim": 1024},
+        "vision_config": {"model_type": RESNET_VISION_MODEL_TYPE, "layers": [3, 4, 6, 3], "width": 64,
+                          "num_attention_heads": 32, "projection_dim": 1024, "image_size": 224},
+        "projection_dim": 1024,
+    },
+    "RN101": {
+        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
+                        "num_hidden_layers": 12, "projection_dim": 512},
+        "vision_config": {"model_type": RESNET_VISION_MODEL_TYPE, "layers": [3, 4, 23, 3], "width": 64,
+                          "num_attention_heads": 32, "projection_dim": 512, "image_size": 224},
+        "projection_dim": 512,
+    },
+    "ViT-B-32": _vit_preset(width=768, layers=12, patch=32, text_width=512, embed_dim=512),
+    "ViT-B-16": _vit_preset(width=768, layers=12, patch=16, text_width=512, embed_dim=512),
+    "ViT-L-14": _vit_preset(width=1024, layers=24, patch=14, text_width=768, embed_dim=768),
+}
+
+
+@strict
+class RemoteCLIPConfig(CLIPConfig):
+    r"""
+    Configuration of a [`RemoteCLIPModel`]: a [`CLIPConfig`] whose `vision_config` is either a
+    [`CLIPVisionConfig`] (ViT tower, `model_type="clip_vision_model"`) or a [`RemoteCLIPResNetVisionConfig`]
+    (modified-ResNet tower, `model_type="remoteclip_resnet_vision"`). The vision sub-config's `model_type`
+    selects the tower. Text tower, projections and `logit_scale` are CLIP's.
+
+    Build the official architectures with [`RemoteCLIPConfig.from_preset`].
+    """
+
+    model_type = "remoteclip"
+    sub_configs_defaults = {
+        "text_config": CLIPTextConfig,
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_vision_model"),
+    }
+
+    vision_config: dict | CLIPVisionConfig | RemoteCLIPResNetVisionConfig | None = None
+
+    @property
+    def uses_resnet_tower(self) -> bool:
+        """True when the vision tower is the modified ResNet (RN50-style checkpoints)."""
+        return self.vision_config.model_type == RESNET_VISION_MODEL_TYPE
+
+    @property
+    def image_size(self) -> int:
+        """Square input resolution of the vision tower, in pixels."""
+        return int(self.vision_config.image_size)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> RemoteCLIPConfig:
+        """Config of an official architecture (`RN50`, `ViT-B-32`, `ViT-L-14`, ...); `overrides` replace top-level keys."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown RemoteCLIP preset {name!r}; choose one of {sorted(PRESETS)}")
+        kwargs = {key: dict(value) if isinstance(value, dict) else value for key, value in PRESETS[name].items()}
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+__all__ = ["PRESETS", "RemoteCLIPConfig", "RemoteCLIPResNetVisionConfig", "RESNET_VISION_MODEL_TYPE"]
