@@ -1,0 +1,419 @@
+"""The caption corpus: source readers -> captions (B2C, or human captions) -> p-Hash de-duplication -> a
+Hugging Face dataset folder (Parquet shards + card) and a build report.
+
+Storage choice: an image that already is 8-bit RGB JPEG or PNG is stored with its **original bytes** (no
+re-encoding, no resizing: detection images stay at full size, the training transform crops them); any other
+image (TIFF, BMP, RGBA, 16-bit, grayscale, multi-band) is converted by the rule in
+``dataset_builders.sources.images`` and stored as lossless PNG. Each image is decoded once, in a worker
+process: the same decode verifies it (truncated files are skipped), feeds the p-Hash and, when needed, the
+conversion.
+
+Report accounting, per source: ``read`` = every entry the reader met (images, annotation files without an
+image, unusable entries) = ``kept`` + ``skipped`` + ``duplicates`` + ``excluded``. Annotations clipped or
+dropped inside a kept image are listed under ``annotation_notes`` and do not change the counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import imagehash
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from dataset_builders import b2c, dedup
+from dataset_builders.hf_folder import (
+    DEFAULT_MAX_SHARD_BYTES,
+    ShardWriter,
+    atomic_folder,
+    card_metadata,
+    card_text,
+    write_json,
+)
+from dataset_builders.records import Record, Skipped
+from dataset_builders.sources import READERS, Item, SourceReader, get_reader
+from dataset_builders.sources.base import IMAGE_SUFFIXES
+from dataset_builders.sources.images import ImageReadError, decode_rgb, encode_png
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "build_report.json"
+NUM_CAPTIONS = 5
+CORPUS_FEATURES = datasets.Features({
+    "image": datasets.Image(),
+    "captions": datasets.List(datasets.Value("string")),
+    "source": datasets.Value("string"),
+    "boxes": datasets.List({
+        "label": datasets.Value("string"),
+        "x_min": datasets.Value("float32"),
+        "y_min": datasets.Value("float32"),
+        "x_max": datasets.Value("float32"),
+        "y_max": datasets.Value("float32"),
+    }),
+})
+
+
+@dataclass
+class CorpusConfig:
+    """Options of ``python -m dataset_builders.build_corpus`` (also readable from ``--config YAML``)."""
+
+    source: list[str] = field(default_factory=list, metadata={
+        "help": "FORMAT=PATH of one source (repeat the flag for several); formats: " + ", ".join(sorted(READERS)),
+        "action": "append"})
+    output: str | None = field(default=None, metadata={"help": "output dataset folder"})
+    config: str | None = field(default=None, metadata={"help": "YAML file with any of these options (flags win)"})
+    num_proc: int = field(default=1, metadata={"help": "worker processes for decoding, M2B and hashing"})
+    seed: int = field(default=0, metadata={"help": "seed of the B2C caption phrasing"})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset repo id to upload the folder to"})
+    exclude_near: str | None = field(default=None, metadata={
+        "help": "folder of images or HF dataset folder of benchmark test images: training images within "
+                "--max-distance of any of them are excluded"})
+    max_distance: int = field(default=dedup.DEFAULT_MAX_DISTANCE, metadata={
+        "help": "p-Hash Hamming distance at or below which two images are duplicates (paper: < 2)"})
+    reader_options: str | None = field(default=None, metadata={
+        "help": 'JSON object of per-format reader options, e.g. {"isaid": {"min_area": 32}}'})
+    max_shard_mb: int = field(default=DEFAULT_MAX_SHARD_BYTES // (1024 * 1024), metadata={
+        "help": "approximate maximum size of one Parquet shard in MiB"})
+    force: bool = field(default=False, metadata={"help": "rebuild even when the output is up to date"})
+
+    def __post_init__(self) -> None:
+        flat: list[str] = []
+        for entry in self.source:
+            flat.extend([entry] if isinstance(entry, str) else entry)
+        self.source = flat
+        if isinstance(self.reader_options, dict):
+            self.reader_options = json.dumps(self.reader_options)
+
+    def sources(self) -> list[tuple[str, Path]]:
+        """The ``--source`` entries as (format, path); ValueError naming the bad entry."""
+        if not self.source:
+            raise ValueError("no --source given: pass --source FORMAT=PATH (formats: " + ", ".join(sorted(READERS)) + ")")
+        parsed = []
+        for entry in self.source:
+            name, sep, path = entry.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--source {entry!r}: expected FORMAT=PATH")
+            if name not in READERS:
+                raise ValueError(f"--source {entry!r}: unknown format {name!r}; known: {', '.join(sorted(READERS))}")
+            parsed.append((name, Path(path)))
+        return parsed
+
+    def options_for(self) -> dict[str, dict[str, Any]]:
+        """Per-format reader options parsed from ``reader_options``."""
+        if not self.reader_options:
+            return {}
+        try:
+            options = json.loads(self.reader_options)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--reader_options is not valid JSON: {error}") from None
+        if not isinstance(options, dict) or not all(isinstance(value, dict) for value in options.values()):
+            raise ValueError(f"--reader_options must map format names to option objects, got {self.reader_options}")
+        return options
+
+
+def five_captions(captions: Sequence[str]) -> list[str]:
+    """Exactly five captions from human ones: the first five, or all of them cycled when fewer."""
+    cleaned = [caption.strip() for caption in captions if caption.strip()]
+    if not cleaned:
+        raise ValueError("no non-empty caption")
+    return [cleaned[index % len(cleaned)] for index in range(NUM_CAPTIONS)]
+
+
+def image_phash(image: Image.Image) -> int:
+    """64-bit p-Hash of a decoded image, as ``dedup.phash_image`` computes it from a file."""
+    return int(str(imagehash.phash(image)), 16)
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to a source root (its folder when the root is a file), else its name."""
+    base = root if root.is_dir() else root.parent
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
+@dataclass
+class Processed:
+    """What a worker returns for one scanned item (no image bytes: those are read again when writing)."""
+
+    index: int
+    source_index: int
+    name: str
+    record: Record | None = None
+    skipped: Skipped | None = None
+    notes: list[Skipped] = field(default_factory=list)
+    phash: int | None = None
+    captions: list[str] = field(default_factory=list)
+    stored: str = ""  # file whose bytes go into the corpus (original, or the converted PNG)
+    converted_from: str = ""
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(readers: list[SourceReader], seed: int, converted_dir: str) -> None:
+    _WORKER.update(readers=readers, seed=seed, converted_dir=Path(converted_dir))
+
+
+def _process(task: tuple[int, int, Item]) -> Processed:
+    """Load one item, decode and hash its image, make its five captions (runs in a worker)."""
+    index, source_index, item = task
+    reader: SourceReader = _WORKER["readers"][source_index]
+    name = f"{reader.name}/{relative_name(item.image_path, reader.root)}"
+    result = Processed(index=index, source_index=source_index, name=name)
+    loaded = reader.load(item)
+    result.notes = loaded.notes
+    if loaded.record is None:
+        result.skipped = loaded.skipped
+        return result
+    record = loaded.record
+    try:
+        decoded = decode_rgb(record.image_path)
+    except (ImageReadError, Image.DecompressionBombError) as error:
+        result.skipped = reader.skip(record.image_path, str(error))
+        return result
+    try:
+        if record.captions:
+            result.captions = five_captions(record.captions)
+        else:
+            result.captions = b2c.box_to_captions(record.boxes, record.width, record.height, image_id=name,
+                                                  seed=_WORKER["seed"])
+    except ValueError as error:  # b2c.NoUsableObjectsError is a ValueError
+        result.skipped = reader.skip(record.image_path, f"no captions: {error}")
+        return result
+    result.phash = image_phash(decoded.image)
+    result.record = record
+    result.converted_from = decoded.converted_from
+    if decoded.passthrough:
+        result.stored = str(record.image_path)
+    else:
+        target = _WORKER["converted_dir"] / f"{index:08d}.png"
+        target.write_bytes(encode_png(decoded.image))
+        result.stored = str(target)
+    return result
+
+
+def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config: CorpusConfig,
+         converted_dir: Path) -> Iterator[Processed]:
+    """Process every task, in order, in ``config.num_proc`` processes, with a progress bar."""
+    initargs = (readers, config.seed, str(converted_dir))
+    progress = {"total": len(tasks), "desc": "decode, hash, caption", "unit": "img"}
+    if config.num_proc <= 1 or len(tasks) < 2:
+        _init_worker(*initargs)
+        yield from tqdm(map(_process, tasks), **progress)
+        return
+    with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
+        yield from tqdm(pool.imap(_process, tasks, chunksize=1), **progress)
+
+
+def _stat(path: str) -> list[Any]:
+    file = Path(path.split("#", 1)[0])
+    try:
+        info = file.stat()
+    except OSError:
+        return [str(file), None, None]
+    return [str(file), info.st_size, info.st_mtime_ns]
+
+
+def fingerprint(config: CorpusConfig, scanned: Sequence[Item | Skipped]) -> str:
+    """Hash of the build's inputs: options that change the output and every scanned file's size and mtime."""
+    options = {key: value for key, value in asdict(config).items()
+               if key not in ("output", "num_proc", "push_to_hub", "config", "force")}
+    files = []
+    for entry in scanned:
+        if isinstance(entry, Skipped):
+            files.append(_stat(entry.path))
+        else:
+            files.append(_stat(str(entry.image_path)))
+            if entry.annotation_path is not None:
+                files.append(_stat(str(entry.annotation_path)))
+    if config.exclude_near:
+        files.extend(_stat(str(path)) for path in sorted(Path(config.exclude_near).rglob("*")) if path.is_file())
+    payload = json.dumps({"options": options, "files": files}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def test_image_hashes(path: Path, num_proc: int = 1) -> tuple[np.ndarray, list[str]]:
+    """p-Hashes and names of benchmark test images: an HF dataset folder (every split, column ``image``) or
+    any folder of image files (searched recursively)."""
+    if (path / "README.md").is_file() or any(path.rglob("*.parquet")):
+        loaded = datasets.load_dataset(str(path))
+        hashes, names = [], []
+        for split, dataset in loaded.items():
+            for row_index, row in enumerate(tqdm(dataset, desc=f"p-Hash {path.name}/{split}", unit="img")):
+                hashes.append(image_phash(row["image"]))
+                names.append(f"{path.name}/{split}[{row_index}]" + (f" {row['filename']}" if "filename" in row else ""))
+        return np.array(hashes, dtype=np.uint64), names
+    files = sorted(file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"--exclude-near {path}: no images and no HF dataset (README.md / *.parquet) there")
+    hashes, skipped = dedup.phash_images(files, num_proc)
+    unreadable = {entry.path for entry in skipped}
+    for entry in skipped:
+        logger.warning("--exclude-near: %s: %s", entry.path, entry.reason)
+    return hashes, [str(file) for file in files if str(file) not in unreadable]
+
+
+def _skipped_dict(entry: Skipped) -> dict[str, Any]:
+    return {"path": entry.path, "reason": entry.reason, "line": entry.line}
+
+
+def build_corpus(config: CorpusConfig) -> dict[str, Any]:
+    """Build the corpus folder ``config.output`` and return its build report (also written into the folder)."""
+    if not config.output:
+        raise ValueError("no --output given: the folder to write the dataset into")
+    if config.num_proc < 1:
+        raise ValueError(f"--num-proc must be >= 1, got {config.num_proc}")
+    output = Path(config.output)
+    options = config.options_for()
+    readers = [get_reader(name, path, **options.get(name, {})) for name, path in config.sources()]
+    names = [reader.name for reader in readers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--source: each format may be given once, got {names} (merge their folders or build twice)")
+
+    scanned: list[tuple[int, Item | Skipped]] = []
+    for source_index, reader in enumerate(readers):
+        for entry in tqdm(reader.scan(), desc=f"scan {reader.name}", unit="file"):
+            scanned.append((source_index, entry))
+    digest = fingerprint(config, [entry for _, entry in scanned])
+    report_path = output / REPORT_NAME
+    if not config.force and report_path.is_file():
+        previous = json.loads(report_path.read_text(encoding="utf-8"))
+        if previous.get("fingerprint") == digest:
+            logger.info("%s is up to date (same inputs and options); pass --force to rebuild", output)
+            return previous
+
+    report: dict[str, Any] = {"fingerprint": digest, "config": {k: v for k, v in asdict(config).items() if k != "force"},
+                              "storage": "original bytes for 8-bit RGB JPEG/PNG, lossless PNG after conversion otherwise",
+                              "totals": {}, "sources": {}}
+    per_source = report["sources"]
+    for reader, (_, path) in zip(readers, config.sources()):
+        per_source[reader.name] = {"path": str(path), "license": reader.license, "citation": reader.citation,
+                                   "read": 0, "kept": 0, "skipped": [], "duplicates": [], "excluded": [],
+                                   "converted": [], "annotation_notes": []}
+    tasks = []
+    for index, (source_index, entry) in enumerate(scanned):
+        stats = per_source[readers[source_index].name]
+        stats["read"] += 1
+        if isinstance(entry, Skipped):
+            stats["skipped"].append(_skipped_dict(entry))
+        else:
+            tasks.append((index, source_index, entry))
+
+    with atomic_folder(output) as folder:
+        converted_dir = folder / "_converted"
+        converted_dir.mkdir()
+        candidates: list[Processed] = []
+        for result in _run(tasks, readers, config, converted_dir):
+            stats = per_source[readers[result.source_index].name]
+            stats["annotation_notes"].extend(_skipped_dict(note) for note in result.notes)
+            if result.record is None:
+                stats["skipped"].append(_skipped_dict(result.skipped))
+            else:
+                candidates.append(result)
+        hashes = np.array([result.phash for result in candidates], dtype=np.uint64)
+        removed: set[int] = set()
+        if config.exclude_near:
+            test_hashes, test_names = test_image_hashes(Path(config.exclude_near), config.num_proc)
+            for train_index, test_index, distance in dedup.near_test_images(hashes, test_hashes, config.max_distance):
+                if train_index in removed:
+                    continue
+                removed.add(train_index)
+                result = candidates[train_index]
+                per_source[readers[result.source_index].name]["excluded"].append(
+                    {"image": result.name, "test_image": test_names[test_index], "distance": int(distance)})
+        remaining = [index for index in range(len(candidates)) if index not in removed]
+        for removed_index, kept_index, distance in dedup.select_duplicates(hashes[remaining], config.max_distance):
+            result, twin = candidates[remaining[removed_index]], candidates[remaining[kept_index]]
+            removed.add(remaining[removed_index])
+            per_source[readers[result.source_index].name]["duplicates"].append(
+                {"image": result.name, "kept": twin.name, "distance": int(distance)})
+
+        writer = ShardWriter(folder, "train", CORPUS_FEATURES, config.max_shard_mb * 1024 * 1024)
+        for index, result in enumerate(tqdm(candidates, desc="write shards", unit="img")):
+            if index in removed:
+                continue
+            stats = per_source[readers[result.source_index].name]
+            stats["kept"] += 1
+            if result.converted_from:
+                stats["converted"].append({"image": result.name, "from": result.converted_from})
+            writer.write({"image": {"bytes": Path(result.stored).read_bytes(), "path": result.name},
+                          "captions": result.captions, "source": result.record.source,
+                          "boxes": [box.as_dict() for box in result.record.boxes]})
+        writer.close()
+        shutil.rmtree(converted_dir)
+
+        for stats in per_source.values():
+            stats["counts"] = {key: len(stats[key]) for key in ("skipped", "duplicates", "excluded", "converted",
+                                                                "annotation_notes")}
+        report["totals"] = {key: sum(stats[key] if key in ("read", "kept") else stats["counts"][key]
+                                     for stats in per_source.values())
+                            for key in ("read", "kept", "skipped", "duplicates", "excluded")}
+        for name, stats in per_source.items():
+            accounted = stats["kept"] + sum(stats["counts"][key] for key in ("skipped", "duplicates", "excluded"))
+            if accounted != stats["read"]:
+                raise RuntimeError(f"report of source {name}: read {stats['read']} != accounted {accounted}")
+        write_json(folder / REPORT_NAME, report)
+        (folder / "README.md").write_text(corpus_card(report), encoding="utf-8")
+    logger.info("corpus %s: %s", output, report["totals"])
+    if config.push_to_hub:
+        push_folder_to_hub(output, config.push_to_hub)
+    return report
+
+
+def corpus_card(report: dict[str, Any]) -> str:
+    """The dataset card of a corpus: YAML configs + licences, counts and the build rules."""
+    sources = report["sources"]
+    metadata = card_metadata(["train"], CORPUS_FEATURES, license="other",
+                             task_categories=["zero-shot-image-classification", "image-to-text"],
+                             tags=["remote-sensing", "remoteclip", "image-text"],
+                             pretty_name="RemoteCLIP-style caption corpus")
+    rows = "\n".join(f"| {name} | {s['read']} | {s['kept']} | {s['counts']['skipped']} | {s['counts']['duplicates']} "
+                     f"| {s['counts']['excluded']} | {s['license']} |" for name, s in sources.items())
+    totals = report["totals"]
+    body = f"""# RemoteCLIP-style caption corpus
+
+Built by `python -m dataset_builders.build_corpus` (rclip-hf) from the sources' own release formats, following
+RemoteCLIP (Liu et al., 2024): detection boxes become five captions by Box-to-Caption (B2C), segmentation
+masks become boxes by Mask-to-Box (M2B) first, human-captioned images keep their captions (the first five,
+cycled when fewer), and near-duplicate images (64-bit p-Hash, Hamming distance <= {report['config']['max_distance']})
+are removed keeping the first one met.
+
+Columns: `image` (Image), `captions` (list of exactly 5 str), `source` (format name), `boxes` (list of
+`{{label, x_min, y_min, x_max, y_max}}` in pixels, empty for captioned sources). One split: `train`.
+
+Images: {report['storage']}.
+
+| source | read | kept | skipped | duplicates | excluded | licence |
+|---|---|---|---|---|---|---|
+{rows}
+| **total** | {totals['read']} | {totals['kept']} | {totals['skipped']} | {totals['duplicates']} | {totals['excluded']} | |
+
+Every skipped file, removed duplicate (with its kept twin and distance), excluded image and clipped or dropped
+annotation is listed in `{REPORT_NAME}`. The licence of each source applies to its images; most are
+for academic research use only.
+
+Citations: {"; ".join(s['citation'] for s in sources.values() if s['citation'])}.
+"""
+    return card_text(metadata, body)
+
+
+def push_folder_to_hub(folder: Path, repo_id: str) -> None:
+    """Upload a built dataset folder (shards, card, report) to a Hub dataset repo."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
+                      commit_message="Upload RemoteCLIP-style caption corpus (rclip-hf build_corpus)")

@@ -1,0 +1,139 @@
+"""Writing a Hugging Face dataset folder (Parquet shards + README card with YAML ``configs``) atomically.
+
+The folder is written into a hidden temporary sibling (``.<name>.partial-<pid>``) and renamed onto the
+output only when complete, so an interrupted build never leaves a folder that ``datasets.load_dataset``
+would read as a finished dataset; a previous complete folder stays in place until the rename.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
+
+
+class ShardWriter:
+    """Writes rows of one split into ``data/<split>-NNNNN.parquet`` shards of at most ~``max_shard_bytes``."""
+
+    def __init__(self, folder: Path, split: str, features: datasets.Features,
+                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, rows_per_batch: int = 64) -> None:
+        self.folder, self.split, self.features = folder, split, features
+        self.schema = features.arrow_schema
+        self.max_shard_bytes, self.rows_per_batch = max_shard_bytes, rows_per_batch
+        self.num_rows = 0
+        self._shards: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._shard_bytes = 0
+        self._batch: list[dict[str, Any]] = []
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Add one row (features already encoded: images as ``{"bytes", "path"}``)."""
+        self._batch.append(dict(row))
+        self.num_rows += 1
+        if len(self._batch) >= self.rows_per_batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        table = pa.Table.from_pylist(self._batch, schema=self.schema)
+        self._batch = []
+        if self._writer is not None and self._shard_bytes + table.nbytes > self.max_shard_bytes:
+            self._writer.close()
+            self._writer = None
+        if self._writer is None:
+            path = self.folder / "data" / f"{self.split}-{len(self._shards):05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._shards.append(path)
+            self._writer = pq.ParquetWriter(path, self.schema)
+            self._shard_bytes = 0
+        self._writer.write_table(table)
+        self._shard_bytes += table.nbytes
+
+    def close(self) -> list[Path]:
+        """Flush and close; shards are renamed ``<split>-NNNNN-of-MMMMM.parquet``. Returns their paths."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+        if not self._shards:  # an empty split still gets one (empty) shard so the config resolves
+            path = self.folder / "data" / f"{self.split}-00000.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(self.schema.empty_table(), path)
+            self._shards.append(path)
+        final = []
+        for index, path in enumerate(self._shards):
+            target = path.with_name(f"{self.split}-{index:05d}-of-{len(self._shards):05d}.parquet")
+            path.rename(target)
+            final.append(target)
+        return final
+
+
+def card_text(metadata: Mapping[str, Any], body: str) -> str:
+    """A README.md dataset card: YAML front matter then the markdown body."""
+    return "---\n" + yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True) + "---\n\n" + body.strip() + "\n"
+
+
+def card_metadata(splits: Iterable[str], features: datasets.Features, **extra: Any) -> dict[str, Any]:
+    """YAML metadata with ``configs``/``data_files`` for the splits and the features, plus ``extra`` keys."""
+    metadata: dict[str, Any] = dict(extra)
+    metadata["configs"] = [{"config_name": "default",
+                            "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits]}]
+    metadata["dataset_info"] = datasets.DatasetInfo(features=features)._to_yaml_dict()
+    return metadata
+
+
+@contextmanager
+def atomic_folder(output: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``output``; on success it replaces ``output``, on error it is removed."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.parent / f".{output.name}.partial-{os.getpid()}"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    previous = output.parent / f".{output.name}.previous-{os.getpid()}"
+    if output.exists():
+        output.rename(previous)
+    partial.rename(output)
+    if previous.exists():
+        shutil.rmtree(previous)
+    logger.info("wrote %s", output)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON with a stable layout (sorted keys are not used: the order of the data is kept)."""
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapping[str, Iterable[Mapping[str, Any]]],
+                         card: Callable[[dict[str, int]], str], max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> dict[str, int]:
+    """Write a whole dataset folder atomically: rows per split, then ``card(rows per split)`` as README.md."""
+    with atomic_folder(output) as folder:
+        counts = {}
+        for split, rows in splits.items():
+            writer = ShardWriter(folder, split, features, max_shard_bytes)
+            for row in rows:
+                writer.write(row)
+            writer.close()
+            counts[split] = writer.num_rows
+        (folder / "README.md").write_text(card(counts), encoding="utf-8")
+    return counts

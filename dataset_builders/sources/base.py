@@ -1,0 +1,176 @@
+"""What every source reader shares: the reader interface, work items, box checks and image/label pairing."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dataset_builders.records import Box, Record, Skipped
+from dataset_builders.sources.images import ImageReadError, image_size
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class Item:
+    """One image found by a reader's scan, with what its ``load`` needs (picklable, sent to workers)."""
+
+    image_path: Path
+    annotation_path: Path | None = None
+    payload: Any = None  # annotations already parsed during the scan (single-file formats)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Loaded:
+    """Result of loading one item: a record, or the reason the image was skipped; plus annotation notes."""
+
+    record: Record | None = None
+    skipped: Skipped | None = None
+    notes: list[Skipped] = field(default_factory=list)  # annotations clipped or dropped from this image
+
+
+class SourceReader(ABC):
+    """Reads one dataset in its own release layout: ``scan`` lists images cheaply, ``load`` parses one."""
+
+    name: ClassVar[str]
+    license: ClassVar[str] = "research use only (see the dataset's terms)"
+    citation: ClassVar[str] = ""
+    layout: ClassVar[str] = ""  # the accepted folder layout, for error messages and the dataset card
+
+    def __init__(self, root: Path | str, **options: Any) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise FileNotFoundError(f"{self.name}: source path {self.root} does not exist (expected {self.layout})")
+        unknown = set(options) - set(self.option_names())
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown reader option(s) {sorted(unknown)}; allowed: {sorted(self.option_names())}"
+            )
+        self.options = options
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Names of the keyword options this reader accepts (set per source in the corpus YAML)."""
+        return ()
+
+    @abstractmethod
+    def scan(self) -> Iterator[Item | Skipped]:
+        """List the images of the source (and the files that cannot become one, as Skipped), sorted."""
+
+    @abstractmethod
+    def load(self, item: Item) -> Loaded:
+        """Parse one image's annotations into a Record (runs in worker processes)."""
+
+    def skip(self, path: Path | str, reason: str, line: int | None = None) -> Skipped:
+        """A Skipped of this source."""
+        return Skipped(path=str(path), reason=reason, line=line, source=self.name)
+
+    def read(self) -> Iterator[Record | Skipped]:
+        """Scan and load serially: every record, every skipped image and every annotation note."""
+        for item in self.scan():
+            if isinstance(item, Skipped):
+                yield item
+                continue
+            loaded = self.load(item)
+            yield from loaded.notes
+            yield loaded.skipped if loaded.record is None else loaded.record
+
+    def new_record(self, item: Item, boxes: list[Box] | None = None, captions: list[str] | None = None,
+                   size: tuple[int, int] | None = None) -> Record:
+        """A Record for an item; the size is read from the image header when not given."""
+        width, height = size if size is not None else image_size(item.image_path)
+        return Record(image_path=item.image_path, width=width, height=height, source=self.name,
+                      boxes=boxes or [], captions=captions or [], provenance=dict(item.provenance))
+
+
+class BoxCollector:
+    """Turns raw corner coordinates into checked, clipped Boxes, recording every clip and drop."""
+
+    def __init__(self, reader: SourceReader, annotation: Path, width: int, height: int) -> None:
+        self.reader, self.annotation, self.width, self.height = reader, annotation, width, height
+        self.boxes: list[Box] = []
+        self.notes: list[Skipped] = []
+
+    def note(self, reason: str, line: int | None) -> None:
+        """Record an annotation problem at a line of the annotation file."""
+        self.notes.append(self.reader.skip(self.annotation, reason, line))
+
+    def add(self, label: str, x_min: float, y_min: float, x_max: float, y_max: float, line: int | None) -> None:
+        """Add a horizontal box: rejects non-finite, inverted and zero-area boxes; clips to the image."""
+        coords = (x_min, y_min, x_max, y_max)
+        if not all(math.isfinite(value) for value in coords):
+            self.note(f"dropped box {label!r}: non-finite coordinate in {coords}", line)
+            return
+        if not label.strip():
+            self.note(f"dropped box {coords}: empty class name", line)
+            return
+        if x_min > x_max or y_min > y_max:
+            self.note(f"dropped box {label!r}: inverted corners {coords}", line)
+            return
+        if x_min == x_max or y_min == y_max:
+            self.note(f"dropped box {label!r}: zero-area box {coords}", line)
+            return
+        clipped = (max(x_min, 0.0), max(y_min, 0.0), min(x_max, float(self.width)), min(y_max, float(self.height)))
+        if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
+            self.note(f"dropped box {label!r}: {coords} lies wholly outside the {self.width}x{self.height} image", line)
+            return
+        if clipped != coords:
+            self.note(f"clipped box {label!r}: {coords} -> {clipped} to the {self.width}x{self.height} image", line)
+        self.boxes.append(Box(label, *(float(value) for value in clipped)))
+
+    def add_polygon(self, label: str, xs: Iterable[float], ys: Iterable[float], line: int | None) -> None:
+        """Add the horizontal box enclosing a polygon (oriented box corners)."""
+        xs, ys = list(xs), list(ys)
+        self.add(label, min(xs), min(ys), max(xs), max(ys), line)
+
+    def loaded(self, item: Item) -> Loaded:
+        """The Loaded result for the item with the collected boxes (size as given to the collector)."""
+        record = self.reader.new_record(item, boxes=self.boxes, size=(self.width, self.height))
+        return Loaded(record=record, notes=self.notes)
+
+
+def sized_collector(reader: SourceReader, item: Item) -> BoxCollector | Loaded:
+    """A BoxCollector for an item sized from its image header, or a Loaded skip when the header is unreadable."""
+    try:
+        width, height = image_size(item.image_path)
+    except ImageReadError as error:
+        return Loaded(skipped=reader.skip(item.image_path, str(error)))
+    annotation = item.annotation_path if item.annotation_path is not None else item.image_path
+    return BoxCollector(reader, annotation, width, height)
+
+
+def parse_floats(tokens: Iterable[str], path: Path, line: int) -> list[float]:
+    """Parse number tokens; raises ValueError naming the file, line and token when one is not a number."""
+    values = []
+    for token in tokens:
+        try:
+            values.append(float(token))
+        except ValueError:
+            raise ValueError(f"{path}:{line}: {token!r} is not a number") from None
+    return values
+
+
+def images_in(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, exclude: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Images of a folder by stem (sorted), skipping names ending with any of ``exclude``."""
+    if not folder.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(folder.iterdir())
+            if path.suffix.lower() in suffixes and not path.stem.endswith(exclude)}
+
+
+def pair_by_stem(reader: SourceReader, images: Mapping[str, Path], labels: Mapping[str, Path],
+                 provenance: Mapping[str, str] | None = None) -> Iterator[Item | Skipped]:
+    """Items for stems with both an image and a label; Skipped for images without labels and vice versa."""
+    for stem in sorted(set(images) | set(labels)):
+        image, label = images.get(stem), labels.get(stem)
+        if image is None:
+            yield reader.skip(label, f"annotation file without an image (no image named {stem!r})")
+        elif label is None:
+            yield reader.skip(image, f"image without an annotation file (no label named {stem!r})")
+        else:
+            yield Item(image_path=image, annotation_path=label, provenance={**(provenance or {}), "annotation": label.name})

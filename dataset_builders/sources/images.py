@@ -1,0 +1,116 @@
+"""Image decoding for the source readers: any raster the sources ship, as 8-bit RGB.
+
+Conversion rule (applied only when a file is not already 8-bit RGB):
+- grayscale (``L``, ``1``) and palette (``P``) images are expanded to RGB;
+- RGBA / LA: the alpha band is discarded (remote-sensing tiles use it as a no-data mask; the colour
+  values under it are kept as they are);
+- 16-bit, 32-bit integer and float rasters: the bands are stretched jointly (one range for all bands, so
+  colour balance is kept) from their 2nd to 98th percentile to 0..255, clipped;
+- multi-band TIFFs (more than 4 bands, or any TIFF Pillow cannot read) are read with rasterio; the first
+  three bands are taken as R, G, B (the band order of RGB-NIR aerial tiles), a single band is repeated.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: formats whose original bytes are stored unchanged in the corpus when the image is 8-bit RGB
+PASSTHROUGH_FORMATS = ("JPEG", "PNG")
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be decoded (corrupt, truncated or of an unsupported layout)."""
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image as 8-bit RGB, with whether the original file bytes can be stored unchanged."""
+
+    image: Image.Image
+    passthrough: bool
+    converted_from: str  # "" when the file already was 8-bit RGB, else a short description (e.g. "RGBA")
+
+
+def _stretch_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Stretch an (H, W, C) array of any numeric dtype jointly from its 2nd-98th percentile to uint8."""
+    values = array.astype(np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros(array.shape, dtype=np.uint8)
+    low, high = np.percentile(finite, [2.0, 98.0])
+    if high <= low:
+        high = low + 1.0
+    scaled = (np.nan_to_num(values, nan=low) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) raster of any dtype -> (H, W, 3) uint8 by the module's rule."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] == 2:  # gray + alpha
+        array = array[:, :, :1]
+    if array.shape[2] >= 3:
+        array = array[:, :, :3]
+    if array.dtype != np.uint8:
+        array = _stretch_to_uint8(array)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array)
+
+
+def _read_with_rasterio(path: Path) -> np.ndarray:
+    """Read every band of a GeoTIFF as an (H, W, C) array."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as dataset:
+            bands = dataset.read()  # (C, H, W)
+    except rasterio.errors.RasterioError as error:
+        raise ImageReadError(f"{path}: cannot read raster: {error}") from error
+    return np.moveaxis(bands, 0, -1)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image from its header only (rasterio for TIFFs Pillow cannot open)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            array = _read_with_rasterio(path)
+            return int(array.shape[1]), int(array.shape[0])
+        raise ImageReadError(f"{path}: not a readable image: {error}") from error
+
+
+def decode_rgb(path: Path) -> DecodedImage:
+    """Fully decode an image file as 8-bit RGB; raises ImageReadError naming the file when it cannot."""
+    try:
+        with Image.open(path) as image:
+            file_format = image.format
+            mode = image.mode
+            image.load()  # full decode: truncated files fail here
+            if mode == "RGB":
+                return DecodedImage(image.copy(), passthrough=file_format in PASSTHROUGH_FORMATS, converted_from="")
+            if mode in ("L", "1", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX"):
+                return DecodedImage(image.convert("RGB"), passthrough=False, converted_from=mode)
+            array = np.asarray(image)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        if path.suffix.lower() not in TIFF_SUFFIXES:
+            raise ImageReadError(f"{path}: corrupt or truncated image: {error}") from error
+        array = _read_with_rasterio(path)
+        mode = f"{array.shape[2]}-band {array.dtype}"
+    return DecodedImage(Image.fromarray(_array_to_rgb(array)), passthrough=False, converted_from=mode)
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """Lossless PNG bytes of an image (used for converted images)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

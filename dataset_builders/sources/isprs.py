@@ -1,0 +1,44 @@
+"""ISPRS Potsdam and Vaihingen semantic labelling (colour-coded label tiles) in their release layouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dataset_builders import m2b
+from dataset_builders.records import Skipped
+from dataset_builders.sources.base import Item, images_in, pair_by_stem
+from dataset_builders.sources.masks import ColorMaskReader
+
+ISPRS_LICENSE = "ISPRS 2D Semantic Labeling benchmark: research use, cite the ISPRS benchmark"
+ISPRS_CITATION = "Rottensteiner et al., The ISPRS benchmark on urban object classification and 3D building reconstruction, 2012"
+
+
+class PotsdamReader(ColorMaskReader):
+    """Potsdam: ``DIR/2_Ortho_RGB/top_potsdam_<a>_<b>_RGB.tif`` + ``DIR/5_Labels_all/top_potsdam_<a>_<b>_label.tif``
+    (ISPRS colours; clutter/background is not described). Whole 6000x6000 tiles become one record each."""
+
+    name = "potsdam"
+    license, citation = ISPRS_LICENSE, ISPRS_CITATION
+    layout = "DIR/2_Ortho_RGB/top_potsdam_*_RGB.tif + DIR/5_Labels_all/top_potsdam_*_label.tif"
+    palette = m2b.ISPRS_PALETTE
+    ignore = ("clutter", "background", "clutter/background")
+    image_folder, label_folder = "2_Ortho_RGB", "5_Labels_all"
+    image_suffix, label_suffix = "_RGB", "_label"
+
+    def scan(self) -> Iterator[Item | Skipped]:
+        if not (self.root / self.image_folder).is_dir() and not (self.root / self.label_folder).is_dir():
+            raise FileNotFoundError(f"{self.name}: no {self.image_folder}/ or {self.label_folder}/ under {self.root} "
+                                    f"(expected {self.layout})")
+        images = {stem.removesuffix(self.image_suffix): path for stem, path in images_in(self.root / self.image_folder).items()}
+        labels = {stem.removesuffix(self.label_suffix): path for stem, path in images_in(self.root / self.label_folder).items()}
+        yield from pair_by_stem(self, images, labels)
+
+
+class VaihingenReader(PotsdamReader):
+    """Vaihingen: ``DIR/top/top_mosaic_09cm_area<N>.tif`` (IRRG false colour, stored as is) +
+    ``DIR/gts_for_participants/top_mosaic_09cm_area<N>.tif`` (ISPRS colours)."""
+
+    name = "vaihingen"
+    layout = "DIR/top/top_mosaic_09cm_area<N>.tif + DIR/gts_for_participants/top_mosaic_09cm_area<N>.tif"
+    image_folder, label_folder = "top", "gts_for_participants"
+    image_suffix = label_suffix = ""
