@@ -5,6 +5,7 @@ Importing the package registers the config, model, tokenizer and processor with 
 
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForZeroShotImageClassification,
     AutoProcessor,
@@ -19,6 +20,7 @@ from .configuration_remoteclip import (
 )
 from .modeling_remoteclip import RemoteCLIPModel, RemoteCLIPResNetVisionModel
 from .processing_remoteclip import (
+    RemoteCLIPImageProcessor,
     RemoteCLIPProcessor,
     RemoteCLIPTokenizer,
     build_image_processor,
@@ -33,12 +35,14 @@ AutoConfig.register(RemoteCLIPConfig.model_type, RemoteCLIPConfig, exist_ok=True
 AutoModel.register(RemoteCLIPResNetVisionConfig, RemoteCLIPResNetVisionModel, exist_ok=True)
 AutoModel.register(RemoteCLIPConfig, RemoteCLIPModel, exist_ok=True)
 AutoModelForZeroShotImageClassification.register(RemoteCLIPConfig, RemoteCLIPModel, exist_ok=True)
+AutoImageProcessor.register(RemoteCLIPConfig, image_processor_classes={"pil": RemoteCLIPImageProcessor}, exist_ok=True)
 AutoTokenizer.register(RemoteCLIPConfig, fast_tokenizer_class=RemoteCLIPTokenizer, exist_ok=True)
 AutoProcessor.register(RemoteCLIPConfig, RemoteCLIPProcessor, exist_ok=True)
 
 __all__ = [
     "PRESETS",
     "RemoteCLIPConfig",
+    "RemoteCLIPImageProcessor",
     "RemoteCLIPModel",
     "RemoteCLIPProcessor",
     "RemoteCLIPResNetVisionConfig",

@@ -9,6 +9,8 @@ from importlib import resources
 from typing import Any
 
 import ftfy
+import numpy as np
+from PIL import Image
 from transformers import CLIPImageProcessorPil, CLIPProcessor, CLIPTokenizer
 from transformers.tokenization_utils_base import TruncationStrategy
 
@@ -55,7 +57,8 @@ def clean_caption(text: str) -> str:
 class RemoteCLIPTokenizer(CLIPTokenizer):
     """
     CLIP BPE tokenizer giving the same ids as `open_clip.tokenize`: text is cleaned like open_clip
-    ([`clean_caption`]) and, unless asked otherwise, truncated to 77 tokens with the end token kept.
+    ([`clean_caption`]) and always truncated to `model_max_length` (77) tokens with the end token kept,
+    since the text tower cannot read more.
     """
 
     def __init__(self, *args: Any, model_max_length: int = CONTEXT_LENGTH, **kwargs: Any):
@@ -66,8 +69,9 @@ class RemoteCLIPTokenizer(CLIPTokenizer):
         if not is_split_into_words:
             text = _clean_any(text)
             text_pair = _clean_any(text_pair)
-        if truncation_strategy == TruncationStrategy.DO_NOT_TRUNCATE and max_length is None:
-            truncation_strategy, max_length = TruncationStrategy.LONGEST_FIRST, self.model_max_length
+        if truncation_strategy == TruncationStrategy.DO_NOT_TRUNCATE:  # the text tower reads at most 77 tokens
+            truncation_strategy = TruncationStrategy.LONGEST_FIRST
+            max_length = min(max_length or self.model_max_length, self.model_max_length)
         return super()._encode_plus(text, text_pair=text_pair, truncation_strategy=truncation_strategy,
                                     max_length=max_length, is_split_into_words=is_split_into_words, **kwargs)
 
@@ -80,11 +84,33 @@ def _clean_any(text: str | list[str] | None) -> str | list[str] | None:
     return text
 
 
-class RemoteCLIPProcessor(CLIPProcessor):
-    """CLIP processor pairing a PIL-based [`CLIPImageProcessorPil`] with a [`RemoteCLIPTokenizer`]."""
+class RemoteCLIPImageProcessor(CLIPImageProcessorPil):
+    """open_clip's eval transform on PIL images: bicubic resize of the shorter side, centre crop, OpenAI mean/std.
 
-    image_processor_class = "CLIPImageProcessorPil"
-    tokenizer_class = "RemoteCLIPTokenizer"
+    A named PIL-backend class so that `AutoImageProcessor` reloads exactly this transform (not the torchvision one).
+    Two details follow torchvision (what open_clip uses) rather than transformers' defaults: images with an alpha
+    channel lose it (`convert("RGB")`) instead of being composited on white, and the centre crop's offset is
+    rounded (`round((size - crop) / 2)`) instead of floored, which moves odd margins by one pixel.
+    """
+
+    def center_crop(self, image: np.ndarray, size: Any, **kwargs: Any) -> np.ndarray:
+        """Centre crop of a (channels, height, width) array with torchvision's offset rounding."""
+        height, width = image.shape[-2:]
+        if height < size.height or width < size.width:  # padding case: same as transformers
+            return super().center_crop(image, size, **kwargs)
+        top = int(round((height - size.height) / 2.0))
+        left = int(round((width - size.width) / 2.0))
+        return image[..., top : top + size.height, left : left + size.width]
+
+    def convert_to_rgb(self, image: Any, input_data_format: Any = None) -> np.ndarray:
+        """(H, W, 3) uint8 array; PIL images are converted with `Image.convert("RGB")`, dropping alpha."""
+        if isinstance(image, Image.Image):
+            return np.asarray(image.convert("RGB"))
+        return super().convert_to_rgb(image, input_data_format=input_data_format)
+
+
+class RemoteCLIPProcessor(CLIPProcessor):
+    """CLIP processor pairing a [`RemoteCLIPImageProcessor`] with a [`RemoteCLIPTokenizer`]."""
 
 
 def build_tokenizer() -> RemoteCLIPTokenizer:
@@ -93,9 +119,9 @@ def build_tokenizer() -> RemoteCLIPTokenizer:
     return RemoteCLIPTokenizer(vocab=vocab, merges=merges)
 
 
-def build_image_processor(image_size: int = 224) -> CLIPImageProcessorPil:
-    """open_clip's eval transform: bicubic resize of the shorter side, centre crop, OpenAI mean/std."""
-    return CLIPImageProcessorPil(size={"shortest_edge": image_size},
+def build_image_processor(image_size: int = 224) -> RemoteCLIPImageProcessor:
+    """The image processor for `image_size` x `image_size` model inputs."""
+    return RemoteCLIPImageProcessor(size={"shortest_edge": image_size},
                                  crop_size={"height": image_size, "width": image_size})
 
 
@@ -104,5 +130,5 @@ def build_processor(image_size: int = 224) -> RemoteCLIPProcessor:
     return RemoteCLIPProcessor(image_processor=build_image_processor(image_size), tokenizer=build_tokenizer())
 
 
-__all__ = ["RemoteCLIPProcessor", "RemoteCLIPTokenizer", "build_image_processor", "build_processor",
+__all__ = ["RemoteCLIPImageProcessor", "RemoteCLIPProcessor", "RemoteCLIPTokenizer", "build_image_processor", "build_processor",
            "build_tokenizer", "clean_caption", "clip_bpe_vocabulary"]
