@@ -1,0 +1,294 @@
+"""Evaluate a model on benchmark datasets (CONTRACTS §2 layout) and write results JSON + a markdown report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .classification import classification_metrics
+from .counting import MAX_COUNT, count_caption_variants, counting_metrics
+from .encode import encode_images, encode_texts
+from .few_shot import PAPER_SHOTS, few_shot
+from .knn import knn_metrics
+from .linear_probe import LinearProbeConfig, linear_probe
+from .presets import class_names_for, templates_for
+from .retrieval import retrieval_metrics
+from .zero_shot import zero_shot_classifier
+
+logger = logging.getLogger(__name__)
+
+RETRIEVAL_BENCHMARKS = ("rsitmd", "rsicd", "ucm")
+COUNTING_BENCHMARKS = ("remotecount",)
+# Table III order of the paper (then the benchmarks that are not in it).
+PAPER_ZERO_SHOT_ORDER = ("rsi_cb128", "rsi_cb256", "whu_earth", "eurosat", "mlrsnet", "patternnet", "resisc45",
+                         "aid", "rs2800", "optimal31", "rsc11", "whu_rs19")
+DISPLAY_NAMES = {
+    "rsitmd": "RSITMD", "rsicd": "RSICD", "ucm": "UCM", "rsi_cb128": "RSI-CB128", "rsi_cb256": "RSI-CB256",
+    "whu_earth": "WHU-earth", "eurosat": "EuroSAT", "mlrsnet": "MLRSNet", "patternnet": "PatternNet",
+    "resisc45": "RESISC45", "aid": "AID", "rs2800": "RS2800", "optimal31": "OPTIMAL-31", "rsc11": "RSC11",
+    "whu_rs19": "WHU-RS19", "ucmerced": "UC Merced", "rsscn7": "RSSCN7", "aid150": "AID150",
+    "remotecount": "RemoteCount",
+}
+
+
+@dataclass
+class EvalArguments:
+    """Command-line options of ``training_scripts/evaluate.py`` / ``rclip-hf eval``."""
+
+    model: str = field(metadata={"help": "Model folder or Hub id (any CLIPModel), or open_clip:ARCH[:/path/weights.pt]"})
+    benchmarks: str = field(metadata={"help": "Comma-separated benchmark names, e.g. rsitmd,rsicd,ucm,eurosat,remotecount"})
+    data_dir: str = field(metadata={"help": "Folder holding one Hugging Face dataset folder per benchmark"})
+    output: str = field(default="results.json", metadata={"help": "Results JSON path (the markdown table goes next to it)"})
+    split: str = field(default="test", metadata={"help": "Evaluation split"})
+    train_split: str = field(default="train", metadata={"help": "Training split for linear probe / k-NN / few-shot"})
+    batch_size: int = field(default=64, metadata={"help": "Images per encoding batch"})
+    text_batch_size: int = field(default=256, metadata={"help": "Texts per encoding batch"})
+    device: str | None = field(default=None, metadata={"help": "Device (default: cuda when available, else cpu)"})
+    bf16: bool = field(default=False, metadata={"help": "Encode under bfloat16 autocast"})
+    templates: str = field(default="paper", metadata={"help": "Zero-shot templates: 'paper' (one) or 'ensemble'"})
+    linear_probe: bool = field(default=False, metadata={"help": "Also run the linear probe (needs a train split)"})
+    knn: bool = field(default=False, metadata={"help": "Also run k-NN (k=20, T=0.07; needs a train split)"})
+    few_shot: bool = field(default=False, metadata={"help": "Also run few-shot probes (1/4/8/16/32 shots)"})
+    few_shot_seeds: int = field(default=3, metadata={"help": "Seeds per few-shot setting"})
+    probe_epochs: int = field(default=1000, metadata={"help": "Epochs of the linear / few-shot probe"})
+    chunk_size: int = field(default=4096, metadata={"help": "Chunk size of the retrieval / k-NN similarity blocks"})
+    show_progress: bool = field(default=True, metadata={"help": "Show progress bars"})
+
+
+def load_model(spec: str, device: str) -> tuple[torch.nn.Module, Any, dict[str, str]]:
+    """(model in eval mode on ``device``, processor, info) for a folder / Hub id or ``open_clip:ARCH[:weights]``."""
+    if spec.startswith("open_clip:"):
+        from .open_clip_adapter import load_open_clip
+
+        model, processor, arch = load_open_clip(spec)
+        info = {"model_type": "open_clip", "arch": arch}
+    else:
+        from transformers import AutoModel, AutoProcessor
+
+        import rclip_hf  # noqa: F401  (registers RemoteCLIP with the Auto classes)
+
+        model = AutoModel.from_pretrained(spec, dtype=torch.float32)
+        processor = AutoProcessor.from_pretrained(spec)
+        config = model.config
+        info = {"model_type": config.model_type, "arch": getattr(config, "arch", None) or config.model_type}
+    return model.to(device).eval(), processor, info
+
+
+class BenchmarkRunner:
+    """Encodes one benchmark's splits with a model and computes its metrics."""
+
+    def __init__(self, model: torch.nn.Module, processor, args: EvalArguments, device: str):
+        self.model, self.processor, self.args, self.device = model, processor, args, device
+        self.dtype = torch.bfloat16 if args.bf16 else None
+
+    def images(self, dataset) -> torch.Tensor:
+        """Embeddings (N, D) of the ``image`` column."""
+        images = dataset.select_columns(["image"])
+        return encode_images(self.model, self.processor, (row["image"] for row in images), self.args.batch_size,
+                             device=self.device, dtype=self.dtype, num_images=len(images),
+                             show_progress=self.args.show_progress)
+
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        """Embeddings (M, D) of ``texts``."""
+        return encode_texts(self.model, self.processor, texts, self.args.text_batch_size, device=self.device,
+                            dtype=self.dtype, show_progress=self.args.show_progress)
+
+    def retrieval(self, dataset) -> dict:
+        """Image-text retrieval entry of the results JSON."""
+        captions = dataset["captions"]
+        texts = [caption for image_captions in captions for caption in image_captions]
+        text_to_image = [index for index, image_captions in enumerate(captions) for _ in image_captions]
+        metrics = retrieval_metrics(self.images(dataset), self.texts(texts), text_to_image,
+                                    chunk_size=self.args.chunk_size)
+        return {"task": "retrieval", "num_images": len(dataset), "num_texts": len(texts), "metrics": metrics}
+
+    def counting(self, dataset) -> dict:
+        """RemoteCount entry: words and digits variants; captions without their number are skipped with a reason."""
+        rows = dataset.select_columns(["caption", "count"])
+        variants = {"words": [], "digits": []}
+        kept, skipped = [], []
+        for index, (caption, count) in enumerate(zip(rows["caption"], rows["count"])):
+            try:
+                words = count_caption_variants(caption, count, "words")
+                digits = count_caption_variants(caption, count, "digits")
+            except ValueError as error:
+                skipped.append({"index": index, "reason": str(error)})
+                continue
+            kept.append(index)
+            variants["words"].extend(words)
+            variants["digits"].extend(digits)
+        if skipped:
+            logger.warning("remotecount: skipped %d of %d samples (see 'skipped' in the results)", len(skipped), len(rows))
+        if not kept:
+            raise ValueError("remotecount: no sample has a caption containing its count")
+        images = self.images(dataset.select(kept))  # (N, D)
+        counts = torch.tensor([rows["count"][index] for index in kept])
+        entry: dict[str, Any] = {"task": "counting", "num_samples": len(kept)}
+        for style, key in (("words", "metrics"), ("digits", "metrics_digits")):
+            texts = self.texts(variants[style]).view(len(kept), MAX_COUNT, -1)  # (N, 10, D)
+            scores = torch.einsum("nd,ncd->nc", images, texts)
+            entry[key] = counting_metrics(scores, counts)
+        if skipped:
+            entry["skipped"] = skipped
+        return entry
+
+    def classification(self, name: str, splits) -> dict:
+        """Zero-shot entry, plus linear probe / k-NN / few-shot sub-entries when requested."""
+        test = splits[self.args.split]
+        label_names = test.features["label"].names
+        class_names = class_names_for(name, label_names)
+        classifier = zero_shot_classifier(self.model, self.processor, class_names, templates_for(self.args.templates),
+                                          self.args.text_batch_size, device=self.device, dtype=self.dtype)
+        test_features = self.images(test)
+        test_labels = torch.tensor(test["label"])
+        entry: dict[str, Any] = {
+            "task": "zero_shot_classification", "num_samples": len(test), "num_classes": len(label_names),
+            "templates": self.args.templates,
+            "metrics": classification_metrics(test_features @ classifier.T, test_labels),
+        }
+        if not (self.args.linear_probe or self.args.knn or self.args.few_shot):
+            return entry
+        if self.args.train_split not in splits:
+            reason = f"no {self.args.train_split!r} split in {sorted(splits)}"
+            logger.warning("%s: linear probe / k-NN / few-shot skipped: %s", name, reason)
+            entry["skipped"] = reason
+            return entry
+        train = splits[self.args.train_split]
+        train_features, train_labels = self.images(train), torch.tensor(train["label"])
+        common = {"split": self.args.split, "train_split": self.args.train_split, "num_train": len(train)}
+        probe_config = LinearProbeConfig(epochs=self.args.probe_epochs)
+        if self.args.linear_probe:
+            outcome = linear_probe(train_features, train_labels, test_features, test_labels, len(label_names), probe_config)
+            entry["linear_probe"] = {"task": "linear_probe", **common, **outcome}
+        if self.args.knn:
+            metrics = knn_metrics(train_features, train_labels, test_features, test_labels, len(label_names))
+            entry["knn"] = {"task": "knn", **common, "k": 20, "temperature": 0.07, "metrics": metrics}
+        if self.args.few_shot:
+            results = few_shot(train_features, train_labels, test_features, test_labels, len(label_names),
+                               PAPER_SHOTS, range(self.args.few_shot_seeds), probe_config)
+            entry["few_shot"] = {"task": "few_shot", **common, "metrics": results}
+        return entry
+
+    def run(self, name: str, dataset_dir: Path) -> dict:
+        """Load ``dataset_dir`` and evaluate it according to its columns."""
+        import datasets
+
+        if not dataset_dir.is_dir():
+            raise FileNotFoundError(f"benchmark {name!r}: dataset folder {dataset_dir} not found (--data-dir)")
+        splits = datasets.load_dataset(str(dataset_dir))
+        if self.args.split not in splits:
+            raise ValueError(f"benchmark {name!r}: no split {self.args.split!r} in {dataset_dir} (found {sorted(splits)})")
+        columns = set(splits[self.args.split].column_names)
+        if "captions" in columns:
+            entry = self.retrieval(splits[self.args.split])
+        elif {"caption", "count"} <= columns:
+            entry = self.counting(splits[self.args.split])
+        elif "label" in columns:
+            entry = self.classification(name, splits)
+        else:
+            raise ValueError(
+                f"benchmark {name!r}: {dataset_dir} has columns {sorted(columns)}; expected 'captions' (retrieval), "
+                "'caption'+'count' (counting) or 'label' (classification)"
+            )
+        return {"task": entry.pop("task"), "split": self.args.split, **entry}
+
+
+def run_evaluation(args: EvalArguments) -> dict:
+    """Evaluate ``args.model`` on every benchmark; write ``args.output`` (JSON) and the markdown table beside it."""
+    from rclip_hf import __version__
+
+    names = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--benchmarks {args.benchmarks!r}: no benchmark names given")
+    templates_for(args.templates)  # validate before loading anything
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, processor, info = load_model(args.model, device)
+    runner = BenchmarkRunner(model, processor, args, device)
+    results = {
+        "model": args.model, **info, "dtype": "bfloat16" if args.bf16 else "float32",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rclip_hf_version": __version__,
+        "benchmarks": {},
+    }
+    for name in names:
+        logger.info("evaluating %s on %s", args.model, name)
+        results["benchmarks"][name] = runner.run(name, Path(args.data_dir) / name)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    output.with_suffix(".md").write_text(markdown_report(results))
+    logger.info("wrote %s and %s", output, output.with_suffix(".md"))
+    return results
+
+
+def _row(cells: list[str]) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_report(results: dict) -> str:
+    """Markdown tables in the paper's layout: retrieval (Table II), zero-shot (Table III), probes, counting."""
+    benchmarks = results["benchmarks"]
+    by_task: dict[str, list[str]] = {}
+    for name, entry in benchmarks.items():
+        by_task.setdefault(entry["task"], []).append(name)
+    lines = [f"# Evaluation of `{results['model']}`", ""]
+    if "retrieval" in by_task:
+        keys = ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall"]
+        lines += ["## Retrieval", "", _row(["Test set", "i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "mR"]),
+                  _row(["---"] * 8)]
+        lines += [_row([DISPLAY_NAMES.get(name, name)] + [f"{benchmarks[name]['metrics'][key]:.2f}" for key in keys])
+                  for name in by_task["retrieval"]]
+        lines.append("")
+    classification = by_task.get("zero_shot_classification", [])
+    if classification:
+        ordered = [name for name in PAPER_ZERO_SHOT_ORDER if name in classification]
+        ordered += [name for name in classification if name not in ordered]
+        top1 = [benchmarks[name]["metrics"]["top1"] for name in ordered]
+        lines += [f"## Zero-shot classification (top-1, templates: {benchmarks[ordered[0]]['templates']})", "",
+                  _row([DISPLAY_NAMES.get(name, name) for name in ordered] + ["Average"]), _row(["---"] * (len(ordered) + 1)),
+                  _row([f"{value:.2f}" for value in top1] + [f"{sum(top1) / len(top1):.2f}"]), ""]
+        for key, title in (("linear_probe", "Linear probe"), ("knn", "k-NN (k=20, T=0.07)")):
+            probed = [name for name in ordered if key in benchmarks[name]]
+            if probed:
+                values = [benchmarks[name][key]["metrics"]["top1"] for name in probed]
+                lines += [f"## {title} (top-1)", "", _row([DISPLAY_NAMES.get(name, name) for name in probed] + ["Average"]),
+                          _row(["---"] * (len(probed) + 1)),
+                          _row([f"{value:.2f}" for value in values] + [f"{sum(values) / len(values):.2f}"]), ""]
+        few = [name for name in ordered if "few_shot" in benchmarks[name]]
+        if few:
+            shots = list(benchmarks[few[0]]["few_shot"]["metrics"])
+            lines += ["## Few-shot linear probe (top-1, mean ± std over seeds)", "", _row(["Dataset"] + shots),
+                      _row(["---"] * (len(shots) + 1))]
+            for name in few:
+                cells = benchmarks[name]["few_shot"]["metrics"]
+                lines.append(_row([DISPLAY_NAMES.get(name, name)]
+                                  + [f"{cells[s]['top1_mean']:.2f} ± {cells[s]['top1_std']:.2f}" for s in shots]))
+            lines.append("")
+    for name in by_task.get("counting", []):
+        entry = benchmarks[name]
+        lines += [f"## {DISPLAY_NAMES.get(name, name)} (top-k accuracy)", "",
+                  _row(["Numbers"] + [f"top-{k}" for k in range(1, MAX_COUNT + 1)]), _row(["---"] * (MAX_COUNT + 1))]
+        for label, key in (("one…ten", "metrics"), ("1…10", "metrics_digits")):
+            lines.append(_row([label] + [f"{entry[key][f'top{k}']:.2f}" for k in range(1, MAX_COUNT + 1)]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` into :class:`EvalArguments`, run, print the markdown table."""
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    results = run_evaluation(args)
+    print(markdown_report(results))  # the CLI's output
+    return results
+
+
+__all__ = ["BenchmarkRunner", "EvalArguments", "load_model", "main", "markdown_report", "run_evaluation"]
