@@ -1,0 +1,150 @@
+"""Zero-shot classification of images against class names or a benchmark preset, with cached class embeddings."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from transformers import CLIPModel, ProcessorMixin
+
+from ..evaluation.encode import encode_images
+from ..evaluation.presets import BENCHMARK_PRESETS, PAPER_TEMPLATE, templates_for
+from ..evaluation.zero_shot import zero_shot_classifier
+from .images import as_rgb_image
+from .loading import model_fingerprint, resolve_model
+
+logger = logging.getLogger(__name__)
+
+#: How many (model, labels, templates) class-embedding matrices are kept in memory.
+CLASS_EMBEDDING_CACHE_SIZE = 32
+
+ImageInput = Image.Image | str | Path
+
+
+class UnknownPresetError(KeyError):
+    """A preset name that `BENCHMARK_PRESETS` does not hold; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _ClassEmbeddingCache:
+    """LRU of class embeddings (C, D) keyed by (model fingerprint, labels, templates)."""
+
+    def __init__(self, max_size: int):
+        self.max_size = max_size
+        self._entries: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], Tensor] = OrderedDict()
+
+    def get(self, model: CLIPModel, processor: ProcessorMixin, labels: tuple[str, ...],
+            templates: tuple[str, ...]) -> Tensor:
+        key = (model_fingerprint(model), labels, templates)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        embeddings = zero_shot_classifier(model, processor, list(labels), list(templates))  # (C, D)
+        self._entries[key] = embeddings
+        if len(self._entries) > self.max_size:
+            self._entries.popitem(last=False)
+        return embeddings
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class_embedding_cache = _ClassEmbeddingCache(CLASS_EMBEDDING_CACHE_SIZE)
+
+
+def resolve_labels(
+    labels: Sequence[str] | str, templates: Sequence[str] | str | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(class names, templates) of a label list or a preset name.
+
+    `templates`: a template such as "a satellite photo of {}.", a list of them, "paper" or "ensemble" (the
+    evaluation's template sets); None means the preset's templates, or the paper's template for a label list.
+    """
+    if isinstance(labels, str):
+        if labels not in BENCHMARK_PRESETS:
+            raise UnknownPresetError(
+                f"unknown preset {labels!r}; choose one of {', '.join(sorted(BENCHMARK_PRESETS))} "
+                "or pass a list of class names"
+            )
+        class_names, preset_templates = BENCHMARK_PRESETS[labels]
+        default_templates = tuple(preset_templates)
+    else:
+        class_names, default_templates = labels, (PAPER_TEMPLATE,)
+    class_names = tuple(class_names)
+    if len(class_names) < 1 or not all(isinstance(name, str) and name for name in class_names):
+        raise ValueError(f"labels must be non-empty strings, got {list(class_names)!r}")
+    if len(set(class_names)) != len(class_names):
+        raise ValueError(f"labels must be distinct, got {list(class_names)!r}")
+    if templates is None:
+        templates = default_templates
+    elif templates in ("paper", "ensemble"):
+        templates = templates_for(templates)
+    else:
+        templates = (templates,) if isinstance(templates, str) else tuple(templates)
+    for template in templates:
+        if "{}" not in template:
+            raise ValueError(f"template {template!r} has no '{{}}' placeholder for the class name")
+    return class_names, templates
+
+
+def class_embeddings(model: CLIPModel, processor: ProcessorMixin, labels: Sequence[str],
+                     templates: Sequence[str]) -> Tensor:
+    """Template-ensembled, L2-normalised class embeddings (C, D), cached per model, labels and templates."""
+    return class_embedding_cache.get(model, processor, tuple(labels), tuple(templates))
+
+
+def score_images(model: CLIPModel, image_embeddings: Tensor, class_embeds: Tensor) -> Tensor:
+    """Logits (N, C) = exp(logit_scale) * cosine similarity, as `CLIPModel.logits_per_image`."""
+    scale = model.logit_scale.detach().exp().float()
+    return scale * image_embeddings.float() @ class_embeds.float().to(image_embeddings.device).T
+
+
+def classify(
+    images: ImageInput | Sequence[ImageInput],
+    labels: Sequence[str] | str,
+    templates: Sequence[str] | str | None = None,
+    *,
+    model: CLIPModel | str | Path,
+    processor: ProcessorMixin | None = None,
+    top_k: int | None = None,
+    batch_size: int = 32,
+) -> list[dict[str, float | str]] | list[list[dict[str, float | str]]]:
+    """Rank `labels` (class names, or a preset name) for each image: `[{"label", "score"}, ...]` best first.
+
+    Scores are softmax probabilities over the labels of `exp(logit_scale) * cosine` between the image and each
+    class embedding (the mean of its templates' normalised text embeddings, renormalised). One image (a PIL
+    image or a path) gives one ranked list, like `pipeline("zero-shot-image-classification")`; a sequence of
+    images gives one list per image.
+    """
+    model, processor = resolve_model(model, processor)
+    class_names, templates = resolve_labels(labels, templates)
+    single = isinstance(images, (Image.Image, str, Path))
+    image_list = [as_rgb_image(image) for image in ([images] if single else images)]
+    if not image_list:
+        raise ValueError("classify: no images given")
+    top_k = len(class_names) if top_k is None else top_k
+    if not 1 <= top_k <= len(class_names):
+        raise ValueError(f"top_k={top_k} must be in [1, {len(class_names)}] (number of labels)")
+    class_embeds = class_embeddings(model, processor, class_names, templates)  # (C, D)
+    image_embeds = encode_images(model, processor, image_list, batch_size=batch_size,
+                                 show_progress=len(image_list) > batch_size)  # (N, D)
+    probabilities = score_images(model, image_embeds, class_embeds).softmax(dim=-1).cpu()  # (N, C)
+    # Stable descending sort: equal probabilities keep the order of `labels`.
+    order = probabilities.argsort(dim=-1, descending=True, stable=True)[:, :top_k]
+    ranked = [[{"label": class_names[column], "score": float(row[column])} for column in columns.tolist()]
+              for row, columns in zip(probabilities, order)]
+    return ranked[0] if single else ranked
+
+
+__all__ = ["UnknownPresetError", "class_embedding_cache", "class_embeddings", "classify", "resolve_labels",
+           "score_images"]

@@ -1,0 +1,112 @@
+"""Loading a RemoteCLIP/CLIP model folder for inference, and the fingerprint that identifies its weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPConfig, CLIPModel, ProcessorMixin
+
+from ..configuration_remoteclip import RemoteCLIPConfig
+
+#: `model_type`s accepted by the inference API: RemoteCLIP and plain transformers CLIP.
+SUPPORTED_MODEL_TYPES = (RemoteCLIPConfig.model_type, CLIPConfig.model_type)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Config keys that change with the saving environment, not with the model.
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures")
+# Values hashed from the start of every weight tensor: any training step changes them.
+_FINGERPRINT_VALUES = 4096
+
+
+class NotACLIPModelError(ValueError):
+    """The folder or Hub id does not hold a RemoteCLIP/CLIP model; the message says what was found."""
+
+
+def load_model(
+    name_or_path: str | Path, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None
+) -> tuple[CLIPModel, ProcessorMixin]:
+    """(model in eval mode, processor) of a RemoteCLIP/CLIP folder or Hub id; clear errors for anything else."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise NotACLIPModelError(f"{path} is a file, not a model folder (expected a folder with config.json)")
+        if not (path / "config.json").is_file():
+            raise NotACLIPModelError(f"{path} has no config.json: not a transformers model folder")
+        name = str(path)
+        config_model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        _check_model_type(config_model_type, name)
+    elif not _HUB_ID.match(name):
+        raise FileNotFoundError(f"model folder not found: {name}")
+    config = AutoConfig.from_pretrained(name)
+    _check_model_type(getattr(config, "model_type", None), name)
+    model = AutoModel.from_pretrained(name, dtype=dtype if dtype is not None else "auto")
+    processor = AutoProcessor.from_pretrained(name)
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), processor
+
+
+def _check_model_type(model_type: str | None, name: str) -> None:
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise NotACLIPModelError(
+            f"{name} holds a model of type {model_type!r}, not a RemoteCLIP/CLIP model "
+            f"(model_type must be one of {', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
+
+
+def resolve_model(
+    model: CLIPModel | str | Path, processor: ProcessorMixin | None = None
+) -> tuple[CLIPModel, ProcessorMixin]:
+    """Accept a loaded model (with its processor) or a folder/Hub id, and return (model, processor)."""
+    if isinstance(model, (str, Path)):
+        loaded_model, loaded_processor = load_model(model)
+        return loaded_model, processor if processor is not None else loaded_processor
+    if not isinstance(model, CLIPModel):
+        raise NotACLIPModelError(f"expected a CLIPModel/RemoteCLIPModel or a model folder, got {type(model).__name__}")
+    if processor is None:
+        source = getattr(model, "name_or_path", "")
+        if not source:
+            raise ValueError("processor=None needs a model loaded from a folder (model.name_or_path is empty)")
+        processor = AutoProcessor.from_pretrained(source)
+    return model, processor
+
+
+def model_fingerprint(model: CLIPModel) -> str:
+    """SHA-256 of the model's config and of the first values of every weight (rounded to bfloat16).
+
+    Two models give the same fingerprint exactly when they compute the same embeddings (up to bfloat16
+    rounding, so a float32 and a bfloat16 copy of one checkpoint agree); the search index uses it to
+    refuse mixing embeddings of different models.
+    """
+    config = _without_volatile_keys(model.config.to_dict())
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        values = tensor.detach().flatten()[:_FINGERPRINT_VALUES].to("cpu", torch.bfloat16)
+        digest.update(values.view(torch.int16).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _without_volatile_keys(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: _without_volatile_keys(value) if isinstance(value, dict) else value
+            for key, value in config.items() if key not in _VOLATILE_CONFIG_KEYS}
+
+
+def model_name(model: CLIPModel) -> str:
+    """The folder or Hub id the model was loaded from ("" for a model built in memory)."""
+    return str(getattr(model, "name_or_path", "") or "")
+
+
+def describe(model: CLIPModel) -> dict[str, Any]:
+    """Model identity recorded next to saved embeddings: name, model_type, projection size, fingerprint."""
+    return {"model": model_name(model), "model_type": model.config.model_type,
+            "projection_dim": int(model.config.projection_dim), "fingerprint": model_fingerprint(model)}
+
+
+__all__ = ["NotACLIPModelError", "SUPPORTED_MODEL_TYPES", "describe", "load_model", "model_fingerprint",
+           "model_name", "resolve_model"]
