@@ -1,0 +1,27 @@
+"""Model cards for RemoteCLIP folders: metadata (`model-index`), results tables next to the paper's, plots."""
+
+from .card import (
+    CardInputs,
+    MetricEntry,
+    Plot,
+    ResultsFormatError,
+    build_model_card,
+    card_metrics,
+    eval_results_from_results,
+    iter_metrics,
+    load_results,
+)
+from .paper import REMOTECLIP_BIBTEX
+
+__all__ = [
+    "CardInputs",
+    "MetricEntry",
+    "Plot",
+    "REMOTECLIP_BIBTEX",
+    "ResultsFormatError",
+    "build_model_card",
+    "card_metrics",
+    "eval_results_from_results",
+    "iter_metrics",
+    "load_results",
+]

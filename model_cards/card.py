@@ -1,0 +1,413 @@
+"""Model card (README.md with `model-index`) of a RemoteCLIP folder, filled from the evaluation runner's results JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+from .paper import (
+    BENCHMARK_NAMES,
+    PAPER_ARCH_LABELS,
+    PAPER_LINEAR_PROBE_KNN,
+    PAPER_RETRIEVAL,
+    PAPER_SOURCE,
+    PAPER_URL,
+    PAPER_ZERO_SHOT,
+    REMOTECLIP_BIBTEX,
+    RETRIEVAL_COLUMNS,
+    ZERO_SHOT_ORDER,
+    paper_rows_for,
+)
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
+#: Hub task type and readable name of each results-JSON task.
+TASKS = {
+    "retrieval": ("image-text-retrieval", "Zero-shot image-text retrieval"),
+    "zero_shot_classification": ("zero-shot-image-classification", "Zero-shot classification"),
+    "counting": ("zero-shot-object-counting", "Zero-shot object counting (caption scoring)"),
+    "linear_probe": ("image-classification", "Linear probe on frozen image features"),
+    "knn": ("knn-image-classification", "k-NN on frozen image features"),
+    "few_shot": ("few-shot-image-classification", "Few-shot linear probe"),
+}
+#: Metric groups of a results-JSON entry: the main one and the counting digit variant.
+METRIC_GROUPS = ("metrics", "metrics_digits")
+_TOPK = re.compile(r"^top(?P<k>\d+)$")
+_RECALL = re.compile(r"^(?P<direction>i2t|t2i)_R@(?P<k>\d+)$")
+_SHOTS = re.compile(r"^(?P<shots>\d+)-shot\.top1_(?P<statistic>mean|std)$")
+_DIRECTIONS = {"i2t": "image-to-text", "t2i": "text-to-image"}
+
+
+class ResultsFormatError(ValueError):
+    """The results JSON does not follow CONTRACTS.md §4; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    """One scalar metric of the results JSON: `benchmarks[benchmark]`, then path `group` ('/'-separated), then `key`."""
+
+    benchmark: str
+    task: str
+    split: str | None
+    group: str
+    key: str
+    value: float
+
+
+@dataclass
+class Plot:
+    """A PNG shown on the card: path relative to the card, and its alt text."""
+
+    path: str
+    title: str
+
+
+@dataclass
+class CardInputs:
+    """Everything the card shows besides the results JSON itself."""
+
+    base_model: str | None = None
+    arch: str | None = None  # overrides the results' "arch" (e.g. found from the folder's config)
+    repo_id: str | None = None
+    model_name: str | None = None
+    license: str = "apache-2.0"
+    datasets: list[str] = field(default_factory=list)
+    training: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    baseline_name: str = "starting point"
+    results_file: str = "results.json"
+    plots: list[Plot] = field(default_factory=list)
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and check a results JSON (CONTRACTS.md §4); raises `ResultsFormatError` naming file and key."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ResultsFormatError(f"{path}: cannot read results JSON ({error})") from None
+    check_results(results, source=str(path))
+    return results
+
+
+def check_results(results: Any, source: str = "results") -> None:
+    """Raise `ResultsFormatError` unless `results` has `benchmarks.<name>.task` and numeric `metrics`."""
+    if not isinstance(results, Mapping) or not isinstance(results.get("benchmarks"), Mapping):
+        raise ResultsFormatError(f"{source}: key 'benchmarks' (an object of benchmark results) is missing")
+    for name, entry in results["benchmarks"].items():
+        where = f"{source}: benchmarks.{name}"
+        if not isinstance(entry, Mapping) or "task" not in entry or not isinstance(entry.get("metrics"), Mapping):
+            raise ResultsFormatError(f"{where} needs 'task' and a 'metrics' object, found {entry!r:.120}")
+        if entry["task"] not in TASKS:
+            raise ResultsFormatError(f"{where}.task is {entry['task']!r}; known tasks: {', '.join(TASKS)}")
+        for group in METRIC_GROUPS:
+            for key, value in entry.get(group, {}).items():
+                if key != "confusion_matrix" and not isinstance(value, int | float | Mapping):
+                    raise ResultsFormatError(f"{where}.{group}.{key} is {value!r:.60}, expected a number")
+
+
+def iter_metrics(results: Mapping[str, Any]) -> Iterator[MetricEntry]:
+    """Every scalar metric of a results dict: each entry's `metrics` / `metrics_digits` and those of its probe
+    sub-entries (`linear_probe`, `knn`, `few_shot`); nested objects are flattened with '.', lists are skipped
+    (confusion matrices, per-seed values)."""
+
+    def leaves(prefix: str, values: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
+        for key, value in values.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                yield from leaves(f"{name}.", value)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                yield name, float(value)
+
+    for benchmark, entry in results["benchmarks"].items():
+        parts = [(entry["task"], "", entry)] + [
+            (value["task"], f"{key}/", value) for key, value in entry.items()
+            if isinstance(value, Mapping) and value.get("task") in TASKS and isinstance(value.get("metrics"), Mapping)]
+        for task, prefix, part in parts:
+            for group in METRIC_GROUPS:
+                for key, value in leaves("", part.get(group, {})):
+                    yield MetricEntry(benchmark, task, entry.get("split"), f"{prefix}{group}", key, value)
+
+
+def benchmark_name(name: str) -> str:
+    """Display name of a benchmark (`rsitmd` -> `RSITMD`); unknown names as they are."""
+    return BENCHMARK_NAMES.get(name, name)
+
+
+def describe_metric(entry: MetricEntry) -> tuple[str, str, dict[str, Any] | None]:
+    """(Hub metric type, readable name, args) of one metric of the results JSON."""
+    variant = " (digits)" if entry.group.endswith("metrics_digits") else ""
+    style = {"count_style": "digits" if variant else "words"} if entry.task == "counting" else {}
+    if match := _RECALL.match(entry.key):
+        direction = _DIRECTIONS[match["direction"]]
+        return "recall", f"{direction} R@{match['k']}", {"k": int(match["k"]), "direction": direction}
+    if entry.key == "mean_recall":
+        return "mean_recall", "mean recall (R@1/5/10, both directions)", None
+    if match := _TOPK.match(entry.key):
+        return "accuracy", f"top-{match['k']} accuracy{variant}", {"k": int(match["k"]), **style}
+    if match := _SHOTS.match(entry.key):
+        statistic = "mean" if match["statistic"] == "mean" else "standard deviation"
+        return (f"accuracy_{match['statistic']}", f"{match['shots']}-shot top-1 accuracy ({statistic} over seeds)",
+                {"shots": int(match["shots"])})
+    if entry.key == "mean_per_class_recall":
+        return "recall", f"mean per-class recall{variant}", {"average": "macro", **style}
+    return entry.key, f"{entry.key}{variant}", style or None
+
+
+def eval_results_from_results(results: Mapping[str, Any]) -> list[EvalResult]:
+    """One `EvalResult` per scalar metric; `metric_config` holds its results-JSON path (`metrics/top1`)."""
+    eval_results = []
+    for entry in iter_metrics(results):
+        task_type, task_name = TASKS[entry.task]
+        metric_type, metric_name, metric_args = describe_metric(entry)
+        eval_results.append(EvalResult(
+            task_type=task_type, task_name=task_name, dataset_type=entry.benchmark,
+            dataset_name=benchmark_name(entry.benchmark), dataset_split=entry.split,
+            metric_type=metric_type, metric_name=metric_name, metric_args=metric_args,
+            metric_config=f"{entry.group}/{entry.key}", metric_value=entry.value,
+        ))
+    return eval_results
+
+
+def _arch(results: Mapping[str, Any], inputs: CardInputs) -> str | None:
+    return inputs.arch or results.get("arch")
+
+
+def arch_of_model_dir(model_dir: str | Path) -> str | None:
+    """The rclip_hf preset whose architecture a saved RemoteCLIP folder has, or None (e.g. a small custom model)."""
+    from rclip_hf import PRESETS, RemoteCLIPConfig
+
+    def signature(config: RemoteCLIPConfig) -> tuple:
+        vision, text = config.vision_config.to_dict(), config.text_config.to_dict()
+        keys = ("model_type", "hidden_size", "num_hidden_layers", "patch_size", "layers", "width", "image_size")
+        values = [vision.get(key) for key in keys] + [text.get("hidden_size"), text.get("num_hidden_layers"),
+                                                      config.projection_dim]
+        return tuple(tuple(value) if isinstance(value, list) else value for value in values)
+
+    found = signature(RemoteCLIPConfig.from_pretrained(model_dir))
+    return next((name for name in PRESETS if signature(RemoteCLIPConfig.from_preset(name)) == found), None)
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _model_rows(results: Mapping[str, Any], inputs: CardInputs) -> list[tuple[str, Mapping[str, Any]]]:
+    """(row label, results dict) for this model and, when given, its starting point."""
+    rows = [("**this model**", results)]
+    if inputs.baseline is not None:
+        rows.append((inputs.baseline_name, inputs.baseline))
+    return rows
+
+
+def _metrics(results: Mapping[str, Any], benchmark: str, group: str = "metrics") -> Mapping[str, Any]:
+    return results["benchmarks"].get(benchmark, {}).get(group, {})
+
+
+def _benchmarks_of(results: Mapping[str, Any], task: str) -> list[str]:
+    return [name for name, entry in results["benchmarks"].items() if entry["task"] == task]
+
+
+def retrieval_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
+    """Table II layout: per test set, R@1/5/10 both directions and mean recall, with the paper's rows."""
+    benchmarks = _benchmarks_of(results, "retrieval")
+    if not benchmarks:
+        return ""
+    header = ["test set", "model", "i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "mR"]
+    rows = []
+    for benchmark in benchmarks:
+        for label, source in _model_rows(results, inputs):
+            values = _metrics(source, benchmark)
+            rows.append([benchmark_name(benchmark), label] + [_cell(values.get(key)) for key in RETRIEVAL_COLUMNS])
+        paper = PAPER_RETRIEVAL.get(benchmark, {})
+        wanted = paper_rows_for(_arch(results, inputs), "retrieval")
+        for label, numbers in paper.items():
+            if label in wanted or label.startswith("best prior"):
+                rows.append([benchmark_name(benchmark), f"{label} (paper)"] + [_cell(value) for value in numbers])
+    return ("### Image–text retrieval\n\nRecall@k as in the paper's Table II (image→text: an image counts as found "
+            "when any of its captions is in the top k).\n\n" + _markdown_table(header, rows))
+
+
+def zero_shot_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
+    """Table III layout (the paper's 12 datasets and average), then any other zero-shot benchmarks."""
+    benchmarks = _benchmarks_of(results, "zero_shot_classification")
+    if not benchmarks:
+        return ""
+    parts = ["### Zero-shot classification\n\nTop-1 accuracy, template \"a satellite photo of {class name}.\" "
+             "unless the results say otherwise."]
+    paper_benchmarks = [name for name in ZERO_SHOT_ORDER if name in benchmarks]
+    if paper_benchmarks:
+        header = ["model"] + [benchmark_name(name) for name in ZERO_SHOT_ORDER] + ["average"]
+        rows = []
+        for label, source in _model_rows(results, inputs):
+            values = [_metrics(source, name).get("top1") for name in ZERO_SHOT_ORDER]
+            complete = all(value is not None for value in values)
+            average = sum(values) / len(values) if complete else None
+            rows.append([label] + [_cell(value) for value in values] + [_cell(average)])
+        for label in paper_rows_for(_arch(results, inputs), "zero_shot"):
+            rows.append([f"{label} (paper)"] + [_cell(value) for value in PAPER_ZERO_SHOT[label]])
+        parts.append(_markdown_table(header, rows) + "\n\n\"–\": not evaluated here; the average is given only "
+                     "when all 12 datasets were evaluated.")
+    others = [name for name in benchmarks if name not in ZERO_SHOT_ORDER]
+    if others:
+        header = ["benchmark", "split", "classes", "samples"] + [
+            f"{label} top-1" for label, _ in _model_rows(results, inputs)] + ["top-5", "mean per-class recall"]
+        rows = []
+        for name in others:
+            entry = results["benchmarks"][name]
+            top1 = [_cell(_metrics(source, name).get("top1")) for _, source in _model_rows(results, inputs)]
+            rows.append([benchmark_name(name), str(entry.get("split", "")), str(entry.get("num_classes", "")),
+                         str(entry.get("num_samples", ""))] + top1
+                        + [_cell(entry["metrics"].get("top5")), _cell(entry["metrics"].get("mean_per_class_recall"))])
+        parts.append("Benchmarks outside the paper's table (no published number to compare with; top-5 and "
+                     "per-class recall are this model's):\n\n" + _markdown_table(header, rows))
+    return "\n\n".join(parts)
+
+
+def counting_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
+    """RemoteCount-style top-k accuracy, count words and digits, for this model and its starting point."""
+    benchmarks = _benchmarks_of(results, "counting")
+    if not benchmarks:
+        return ""
+    header = ["benchmark", "model", "numbers"] + [f"top-{k}" for k in range(1, 11)]
+    rows = []
+    for name in benchmarks:
+        for label, source in _model_rows(results, inputs):
+            for group, style in (("metrics", "words"), ("metrics_digits", "digits")):
+                values = _metrics(source, name, group)
+                if values:
+                    rows.append([benchmark_name(name), label, style]
+                                + [_cell(values.get(f"top{k}")) for k in range(1, 11)])
+    return ("### Object counting\n\nThe number in each caption is replaced by one…ten (or 1…10) and the ten captions "
+            "are scored against the image; top-k: the true count is among the k best. Chance top-1 is 10 %. The "
+            "paper reports RemoteCount only as a figure, so no published numbers are quoted.\n\n"
+            + _markdown_table(header, rows))
+
+
+def other_tasks_section(results: Mapping[str, Any]) -> str:
+    """Linear probe / k-NN / few-shot metrics as a flat table, with the paper's Table IV averages for reference."""
+    entries = [entry for entry in iter_metrics(results) if entry.task in ("linear_probe", "knn", "few_shot")]
+    if not entries:
+        return ""
+    rows = [[benchmark_name(entry.benchmark), TASKS[entry.task][1], entry.key, _cell(entry.value)] for entry in entries]
+    paper = "; ".join(f"{label} {probe:.2f} / {knn:.2f}" for label, (probe, knn) in PAPER_LINEAR_PROBE_KNN.items())
+    return ("### Frozen-feature classification\n\n" + _markdown_table(["benchmark", "protocol", "metric", "value"], rows)
+            + f"\n\nPaper (Table IV), linear probe / k-NN averages over its 12 datasets: {paper}.")
+
+
+def training_section(inputs: CardInputs) -> str:
+    """This model's training (from the training summary) and the paper's recipe."""
+    paper = ("The paper's recipe: CLIP initialised from OpenAI weights and trained further with the symmetric "
+             "InfoNCE loss on 165,745 images × 5 captions (828,725 pairs) from 17 datasets: RET-3 human captions "
+             "(RSICD, RSITMD, UCM-captions), DET-10 boxes turned into captions (Box-to-Caption) and SEG-4 masks turned "
+             "into boxes (Mask-to-Box) then captions, de-duplicated with p-Hash. Random resized crop, horizontal flip "
+             "and 90° rotations; Adam, warm-up then cosine decay, AMP; 108,215 steps (RN50 lr 7e-5 / batch 256, "
+             "ViT-B/32 4e-5 / 256, ViT-L/14 1e-4 / 28).")
+    if not inputs.training:
+        return ("No training summary was given: this folder is a conversion of a RemoteCLIP checkpoint "
+                "(`python -m rclip_hf.convert`, outputs equal to open_clip's within 1e-4), trained as follows.\n\n"
+                + paper)
+    rows = [[f"`{key}`", f"`{value}`"] for key, value in inputs.training.items()]
+    return ("Trained with rclip-hf (`training_scripts/train.py`, accelerate):\n\n"
+            + _markdown_table(["setting", "value"], rows) + "\n\nFor comparison, " + paper[0].lower() + paper[1:])
+
+
+def limitations_text(results: Mapping[str, Any], inputs: CardInputs) -> str:
+    """Honest limits of the model and of its numbers."""
+    lines = [
+        "- Trained on RGB satellite and aerial imagery with template-like captions; Box-to-Caption captions describe "
+        "object classes, counts and coarse positions only, so fine attributes, colours and relations are weak.",
+        "- Counting by caption scoring is unreliable beyond a few objects (the paper's RemoteCount confusion matrices "
+        "show it); zero-shot accuracy depends strongly on the prompt wording and class names.",
+        "- Benchmarks overlap in sources with the training corpus; rclip-hf removes near-duplicate test images "
+        "(p-Hash) from the corpus it builds, but other leakage (same scenes, other crops) is possible.",
+    ]
+    if _arch(results, inputs) not in PAPER_ARCH_LABELS:
+        lines.insert(0, f"- **This is not an official RemoteCLIP model.** Architecture `{results.get('arch')}` is a "
+                        "small configuration; its numbers show the pipeline working, not RemoteCLIP's quality, and "
+                        "are not comparable to the paper's.")
+    if inputs.training and inputs.training.get("note"):
+        lines.insert(0, f"- {inputs.training['note']}")
+    return "\n".join(lines)
+
+
+def licence_text(inputs: CardInputs) -> str:
+    """Licence paragraph: the card's licence and the terms of the data behind the weights."""
+    return (f"Released under `{inputs.license}`. The training and evaluation datasets (DOTA, DIOR, iSAID, AID, "
+            "RSSCN7, RSICD, RSITMD, UCM, …) are academic datasets for research use; their terms apply to the data "
+            "and may restrict uses of models trained on it.")
+
+
+def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCard:
+    """The model card (YAML metadata with `model-index` + Markdown body) for `results`."""
+    check_results(results, source=inputs.results_file)
+    if inputs.baseline is not None:
+        check_results(inputs.baseline, source=f"{inputs.results_file} baseline")
+    arch = _arch(results, inputs)
+    model_name = inputs.model_name or Path(str(results.get("model", "remoteclip"))).name
+    card_data = ModelCardData(
+        model_name=model_name, base_model=inputs.base_model, license=inputs.license,
+        datasets=inputs.datasets or None, library_name="transformers", pipeline_tag="zero-shot-image-classification",
+        tags=["remote-sensing", "clip", "remoteclip", "vision-language", "rclip-hf"],
+        metrics=["recall", "accuracy"], eval_results=eval_results_from_results(results) or None,
+    )
+    tables = [section for section in (retrieval_section(results, inputs), zero_shot_section(results, inputs),
+                                      counting_section(results, inputs), other_tasks_section(results)) if section]
+    label = PAPER_ARCH_LABELS.get(arch or "")
+    if inputs.training:
+        summary = f"A RemoteCLIP-style model (`{arch}`) trained with rclip-hf; see the training section and limitations."
+    else:
+        summary = f"RemoteCLIP {label or arch}, the remote-sensing CLIP of Liu et al. (2024), in transformers format."
+    return ModelCard.from_template(
+        card_data, template_path=str(TEMPLATE),
+        model_name=model_name, summary=summary,
+        arch_description=(f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label else f"`{arch}`"),
+        evaluated_on=", ".join(benchmark_name(name) for name in results["benchmarks"]) or "nothing yet",
+        results_file=inputs.results_file, created=results.get("created", "unknown"),
+        rclip_hf_version=results.get("rclip_hf_version", "unknown"), dtype=results.get("dtype", "float32"),
+        paper_url=PAPER_URL, paper_source=PAPER_SOURCE, repo_id=inputs.repo_id or model_name,
+        loading_note=("ViT folders also load with plain `transformers.CLIPModel` (no `import rclip_hf`); the RN50 "
+                      "tower needs `import rclip_hf`."),
+        training_section=training_section(inputs),
+        baseline_name=inputs.baseline_name if inputs.baseline is not None else "",
+        results_tables="\n\n".join(tables) or "No benchmark results yet.",
+        plots=inputs.plots, limitations=limitations_text(results, inputs), licence_text=licence_text(inputs),
+        bibtex=REMOTECLIP_BIBTEX,
+    )
+
+
+def card_metrics(card: ModelCard) -> dict[tuple[str, str], float]:
+    """{(benchmark, results-JSON path): value} read back from a card's `model-index` (the inverse of the card)."""
+    return {(result.dataset_type, result.metric_config): result.metric_value
+            for result in card.data.eval_results or []}
+
+
+def check_card_offline(readme: str | Path, results: Mapping[str, Any]) -> None:
+    """Offline metadata check (`ModelCard.validate` needs the network): the YAML header parses, `ModelCardData`
+    accepts it, and its `model-index` reads back to exactly the results' metrics. Raises ValueError otherwise."""
+    readme = Path(readme)
+    metadata = metadata_load(readme)
+    if metadata is None:
+        raise ValueError(f"{readme}: no YAML metadata block")
+    model_name, read_back = model_index_to_eval_results(metadata.get("model-index", []) or [{"name": "", "results": []}])
+    ModelCardData(**metadata)  # raises ValueError on an invalid model-index
+    expected = {(entry.benchmark, f"{entry.group}/{entry.key}"): entry.value for entry in iter_metrics(results)}
+    found = {(result.dataset_type, result.metric_config): result.metric_value for result in read_back}
+    if found != expected:
+        differing = sorted(set(found.items()) ^ set(expected.items()))[:6]
+        raise ValueError(f"{readme}: model-index of {model_name!r} differs from the results JSON: {differing}")
