@@ -60,8 +60,8 @@ class AuAirReader(SourceReader):
                 width, height = float(box["width"]), float(box["height"])
                 label = categories[int(box["class"])]
             except (KeyError, TypeError, ValueError, IndexError) as error:
-                collector.note(f"{where}: malformed box dropped ({type(error).__name__}: {error}; classes "
-                               f"0..{len(categories) - 1})", None)
+                collector.note(f"malformed box dropped ({type(error).__name__}: {error}; classes "
+                               f"0..{len(categories) - 1})", None, where)
                 continue
-            collector.add(label, left, top, left + width, top + height, None)
+            collector.add(label, left, top, left + width, top + height, None, where)
         return collector.loaded(item)

@@ -96,31 +96,32 @@ class BoxCollector:
         self.boxes: list[Box] = []
         self.notes: list[Skipped] = []
 
-    def note(self, reason: str, line: int | None) -> None:
-        """Record an annotation problem at a line of the annotation file."""
-        self.notes.append(self.reader.skip(self.annotation, reason, line))
+    def note(self, reason: str, line: int | None, where: str = "") -> None:
+        """Record an annotation problem at a line (or ``where``, e.g. a JSON entry) of the annotation file."""
+        self.notes.append(self.reader.skip(self.annotation, f"{where}: {reason}" if where else reason, line))
 
-    def add(self, label: str, x_min: float, y_min: float, x_max: float, y_max: float, line: int | None) -> None:
+    def add(self, label: str, x_min: float, y_min: float, x_max: float, y_max: float, line: int | None,
+            where: str = "") -> None:
         """Add a horizontal box: rejects non-finite, inverted and zero-area boxes; clips to the image."""
         coords = (x_min, y_min, x_max, y_max)
         if not all(math.isfinite(value) for value in coords):
-            self.note(f"dropped box {label!r}: non-finite coordinate in {coords}", line)
+            self.note(f"dropped box {label!r}: non-finite coordinate in {coords}", line, where)
             return
         if not label.strip():
-            self.note(f"dropped box {coords}: empty class name", line)
+            self.note(f"dropped box {coords}: empty class name", line, where)
             return
         if x_min > x_max or y_min > y_max:
-            self.note(f"dropped box {label!r}: inverted corners {coords}", line)
+            self.note(f"dropped box {label!r}: inverted corners {coords}", line, where)
             return
         if x_min == x_max or y_min == y_max:
-            self.note(f"dropped box {label!r}: zero-area box {coords}", line)
+            self.note(f"dropped box {label!r}: zero-area box {coords}", line, where)
             return
         clipped = (max(x_min, 0.0), max(y_min, 0.0), min(x_max, float(self.width)), min(y_max, float(self.height)))
         if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
-            self.note(f"dropped box {label!r}: {coords} lies wholly outside the {self.width}x{self.height} image", line)
+            self.note(f"dropped box {label!r}: {coords} lies wholly outside the {self.width}x{self.height} image", line, where)
             return
         if clipped != coords:
-            self.note(f"clipped box {label!r}: {coords} -> {clipped} to the {self.width}x{self.height} image", line)
+            self.note(f"clipped box {label!r}: {coords} -> {clipped} to the {self.width}x{self.height} image", line, where)
         self.boxes.append(Box(label, *(float(value) for value in clipped)))
 
     def add_polygon(self, label: str, xs: Iterable[float], ys: Iterable[float], line: int | None) -> None:

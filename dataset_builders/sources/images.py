@@ -13,6 +13,7 @@ Conversion rule (applied only when a file is not already 8-bit RGB):
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +71,10 @@ def _read_with_rasterio(path: Path) -> np.ndarray:
     import rasterio
 
     try:
-        with rasterio.open(path) as dataset:
-            bands = dataset.read()  # (C, H, W)
+        with warnings.catch_warnings():  # plain (non-geo) TIFFs are fine here
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path) as dataset:
+                bands = dataset.read()  # (C, H, W)
     except rasterio.errors.RasterioError as error:
         raise ImageReadError(f"{path}: cannot read raster: {error}") from error
     return np.moveaxis(bands, 0, -1)

@@ -21,7 +21,7 @@ class PotsdamReader(ColorMaskReader):
     license, citation = ISPRS_LICENSE, ISPRS_CITATION
     layout = "DIR/2_Ortho_RGB/top_potsdam_*_RGB.tif + DIR/5_Labels_all/top_potsdam_*_label.tif"
     palette = m2b.ISPRS_PALETTE
-    ignore = ("clutter", "background", "clutter/background")
+    ignore = ("clutter",)
     image_folder, label_folder = "2_Ortho_RGB", "5_Labels_all"
     image_suffix, label_suffix = "_RGB", "_label"
 

@@ -20,7 +20,7 @@ class LovedaReader(MaskReader):
     license = "LoveDA: CC BY-NC-SA 4.0 (https://github.com/Junjue-Wang/LoveDA)"
     citation = "Wang et al., LoveDA: A Remote Sensing Land-Cover Dataset for Domain Adaptive Semantic Segmentation, NeurIPS 2021"
     layout = "DIR/{Train,Val,Test}/{Urban,Rural}/{images_png,masks_png}/<id>.png"
-    ignore_ids: ClassVar[tuple[int, ...]] = (0, 1)
+    ignore_ids: ClassVar[tuple[int, ...]] = tuple(m2b.LOVEDA_IGNORE_IDS)
 
     def scan(self) -> Iterator[Item | Skipped]:
         domains = sorted(path.parent for path in self.root.glob("*/*/images_png"))

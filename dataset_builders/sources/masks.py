@@ -39,7 +39,7 @@ def rgb_to_ids(mask_rgb: np.ndarray) -> np.ndarray:
 class MaskReader(SourceReader):
     """Base of mask sources: ``load`` checks sizes, runs M2B and records its notes (specks, unknown colours)."""
 
-    default_min_area: ClassVar[int] = 16
+    default_min_area: ClassVar[int] = m2b.DEFAULT_MIN_AREA
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -75,17 +75,20 @@ class ColorMaskReader(MaskReader):
 
     palette: ClassVar[Mapping[tuple[int, int, int], str]]
     ignore: ClassVar[tuple[str, ...]]
+    expects_instances: ClassVar[bool] = False  # whether the release has instance-id masks
 
     def boxes_from_masks(self, item: Item) -> tuple[list[Box], list[str], tuple[int, int]]:
         mask = read_mask(item.annotation_path, "RGB")
         instance_path = item.provenance.get("instance_mask")
         instance_ids = rgb_to_ids(read_mask(Path(instance_path), "RGB")) if instance_path else None
+        missing = ["no instance-id mask: touching objects of one class form one box"] if self.expects_instances \
+            and instance_ids is None else []
         if instance_ids is not None and instance_ids.shape != mask.shape[:2]:
             raise ImageReadError(f"{instance_path}: instance mask shape {instance_ids.shape} differs from "
                                  f"colour mask shape {mask.shape[:2]}")
         boxes, notes = m2b.boxes_from_color_mask(mask, self.palette, ignore=self.ignore, min_area=self.min_area,
                                                  instance_ids=instance_ids)
-        return boxes, notes, (mask.shape[1], mask.shape[0])
+        return boxes, missing + notes, (mask.shape[1], mask.shape[0])
 
 
 class IsaidReader(ColorMaskReader):
@@ -98,6 +101,7 @@ class IsaidReader(ColorMaskReader):
     layout = "DIR/{train,val,test}/images/<id>.png + <id>_instance_color_RGB.png + <id>_instance_id_RGB.png"
     palette = m2b.ISAID_PALETTE
     ignore = ("background",)
+    expects_instances = True
     color_suffix, instance_suffix = "_instance_color_RGB", "_instance_id_RGB"
 
     def scan(self) -> Iterator[Item | Skipped]:
