@@ -1,0 +1,157 @@
+"""Publish a model folder to the Hugging Face Hub: `rclip-hf push MODEL_DIR --repo-id OWNER/NAME [--private] [--dry-run]`.
+
+Only an allow-list of files is uploaded (weights as safetensors, config, processor and tokenizer files, the card,
+its plots and the results JSON it quotes); everything else in the folder is reported as skipped, never uploaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import HfApi, metadata_load
+
+logger = logging.getLogger(__name__)
+
+#: Upload allow-list (paths relative to the model folder, fnmatch patterns; "*" does not cross "/").
+ALLOWED_FILES: dict[str, str] = {
+    "model.safetensors": "weights",
+    "model-*-of-*.safetensors": "weights",
+    "model.safetensors.index.json": "weights",
+    "config.json": "config",
+    "processor_config.json": "processor",
+    "preprocessor_config.json": "processor",
+    "tokenizer.json": "tokenizer",
+    "tokenizer_config.json": "tokenizer",
+    "special_tokens_map.json": "tokenizer",
+    "vocab.json": "tokenizer",
+    "merges.txt": "tokenizer",
+    "README.md": "card",
+    "plots/*.png": "plot",
+    "results.json": "evaluation results",
+}
+#: Files a publishable folder must have.
+REQUIRED_KINDS = ("weights", "config", "card")
+
+
+class PublishError(ValueError):
+    """The folder cannot be published as it is; the message says what is missing."""
+
+
+@dataclass
+class UploadPlan:
+    """What a push would do: files to upload (with their kind and size), skipped files, card metadata."""
+
+    model_dir: Path
+    files: list[tuple[str, str, int]] = field(default_factory=list)  # (relative path, kind, bytes)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> list[str]:
+        """Relative paths that would be uploaded."""
+        return [path for path, _, _ in self.files]
+
+
+def _kind(relative: str) -> str | None:
+    for pattern, kind in ALLOWED_FILES.items():
+        if fnmatch.fnmatchcase(relative, pattern) and relative.count("/") == pattern.count("/"):
+            return kind
+    return None
+
+
+def plan_upload(model_dir: str | Path) -> UploadPlan:
+    """Sort every file under `model_dir` into uploaded (allow-list) and skipped; raises `PublishError` when the
+    weights (safetensors), `config.json` or the card `README.md` are missing."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise PublishError(f"model folder {model_dir} does not exist")
+    plan = UploadPlan(model_dir=model_dir)
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(model_dir).as_posix()
+        kind = _kind(relative)
+        if kind is None:
+            reason = ("pickle weights are never uploaded (safetensors only)" if path.suffix in (".bin", ".pt", ".pth")
+                      else "not on the upload allow-list")
+            plan.skipped.append((relative, reason))
+        else:
+            plan.files.append((relative, kind, path.stat().st_size))
+    kinds = {kind for _, kind, _ in plan.files}
+    missing = [kind for kind in REQUIRED_KINDS if kind not in kinds]
+    if missing:
+        raise PublishError(f"{model_dir}: cannot publish without {', '.join(missing)} "
+                           "(model.safetensors, config.json, README.md: run python -m model_cards.build first)")
+    plan.metadata = metadata_load(model_dir / "README.md") or {}
+    return plan
+
+
+def describe_plan(plan: UploadPlan, repo_id: str, private: bool) -> str:
+    """Human-readable listing of the files and metadata a push would upload."""
+    total = sum(size for _, _, size in plan.files)
+    lines = [f"would create {'private' if private else 'public'} model repo {repo_id} and upload "
+             f"{len(plan.files)} files ({total / 1e6:.1f} MB) from {plan.model_dir}:"]
+    lines += [f"  {path:<40} {kind:<20} {size:>12,} bytes" for path, kind, size in plan.files]
+    if plan.skipped:
+        lines.append(f"skipped ({len(plan.skipped)}):")
+        lines += [f"  {path:<40} {reason}" for path, reason in plan.skipped]
+    lines.append("card metadata:")
+    for key, value in plan.metadata.items():
+        if key == "model-index":
+            results = [result for entry in value for result in entry.get("results", [])]
+            metrics = sum(len(result.get("metrics", [])) for result in results)
+            datasets = ", ".join(result["dataset"]["type"] for result in results)
+            lines.append(f"  model-index: {metrics} metrics on {len(results)} task/dataset pairs ({datasets})")
+        else:
+            lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+def push(model_dir: str | Path, repo_id: str, *, private: bool = False, dry_run: bool = False,
+         api: HfApi | None = None, commit_message: str = "Upload RemoteCLIP model (rclip-hf)") -> UploadPlan:
+    """Create `repo_id` (if needed) and upload the allow-listed files of `model_dir`; with `dry_run`, only plan."""
+    plan = plan_upload(model_dir)
+    if dry_run:
+        return plan
+    api = api or HfApi()
+    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(plan.model_dir), repo_id=repo_id, repo_type="model",
+                      allow_patterns=plan.paths, commit_message=commit_message)
+    logger.info("uploaded %d files to %s", len(plan.files), repo_id)
+    return plan
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of the `push` subcommand (also used by `rclip_hf.cli`)."""
+    parser.add_argument("model_dir", help="folder with model.safetensors, config, processor files and README.md")
+    parser.add_argument("--repo-id", required=True, help="Hub repository, OWNER/NAME")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--dry-run", action="store_true", help="list the files and metadata, upload nothing")
+    return parser
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Run a parsed `push` command; returns the exit code (2 with a message when the folder is not publishable)."""
+    try:
+        plan = push(args.model_dir, args.repo_id, private=args.private, dry_run=args.dry_run)
+    except PublishError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(("dry run: " if args.dry_run else "done: ") + describe_plan(plan, args.repo_id, args.private))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m rclip_hf.hub MODEL_DIR --repo-id ...` (the same as `rclip-hf push`)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser = add_push_arguments(argparse.ArgumentParser(prog="rclip-hf push", description=__doc__))
+    return run_push(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
