@@ -1,0 +1,27 @@
+"""Continual pre-training of RemoteCLIP with accelerate (DDP, FSDP, DeepSpeed, single device or CPU).
+
+    accelerate launch training_scripts/train.py --config training_scripts/configs/vit-b-32.yaml \
+        --dataset DIR_OR_HUB_ID --output_dir OUT [--max_steps N] [--seed S] [--resume latest] [--FLAG VALUE ...]
+
+Every flag of `training/arguments.py` can be set in the YAML file or on the command line (which wins).
+The final model is written with `save_pretrained` to OUT/final; checkpoints go to OUT/checkpoints/step-N.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from training.arguments import parse_arguments
+from training.loop import run
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parses the arguments and trains."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    final = run(*parse_arguments(argv))
+    logging.getLogger(__name__).info("final model saved to %s", final)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

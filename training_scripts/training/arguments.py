@@ -1,0 +1,113 @@
+"""Command-line and YAML arguments of `train.py`: three dataclasses parsed by `HfArgumentParser`.
+
+`--config FILE.yaml` supplies defaults (a flat mapping of field names); flags given on the command line override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from rclip_hf.configuration_remoteclip import PRESETS
+
+
+@dataclass
+class ModelArguments:
+    """Which model to start from: exactly one of a converted folder, a preset name or an inline config."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "save_pretrained folder (e.g. a converted RemoteCLIP/OpenAI checkpoint)"})
+    arch: str | None = field(
+        default=None, metadata={"help": f"randomly initialised preset, one of {sorted(PRESETS)}"})
+    model_config: dict | str | None = field(
+        default=None, metadata={"help": "inline RemoteCLIPConfig kwargs (YAML mapping), randomly initialised"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
+    torch_compile: bool = field(default=False, metadata={"help": "compile the training module with torch.compile"})
+
+
+@dataclass
+class DataArguments:
+    """The caption corpus and its augmentation."""
+
+    dataset: str | None = field(
+        default=None, metadata={"help": "dataset folder (Parquet shards) or hub id with `image` and `captions`"})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "dataset configuration name"})
+    split: str = field(default="train", metadata={"help": "split to train on"})
+    streaming: bool = field(default=False, metadata={"help": "stream the corpus (larger than RAM or disk)"})
+    shuffle_buffer_size: int = field(default=10_000, metadata={"help": "shuffle buffer when streaming"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N samples"})
+    crop_scale: list[float] = field(
+        default_factory=lambda: [0.9, 1.0], metadata={"help": "random resized crop area range (open_clip default)"})
+    crop_ratio: list[float] = field(
+        default_factory=lambda: [3 / 4, 4 / 3], metadata={"help": "random resized crop aspect-ratio range"})
+    horizontal_flip: bool = field(default=True, metadata={"help": "random horizontal flip (p = 0.5)"})
+    rotation: bool = field(default=True, metadata={"help": "random rotation by 0/90/180/270 degrees"})
+    dataloader_num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes per process"})
+    eval_samples: int = field(
+        default=0, metadata={"help": "images of the corpus (first N) scored by the retrieval evaluation; 0 = off"})
+
+
+@dataclass
+class TrainArguments:
+    """Optimisation, schedule, checkpointing and logging."""
+
+    output_dir: str = field(default="runs/remoteclip", metadata={"help": "checkpoints, logs and final/ go here"})
+    seed: int = field(default=0, metadata={"help": "seed of initialisation, data order and augmentation"})
+    batch_size: int = field(
+        default=256, metadata={"help": "global batch: per-device batch x processes x accumulation steps"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+    max_steps: int = field(default=108_215, metadata={"help": "optimiser steps (the paper: 108,215)"})
+    learning_rate: float = field(default=4e-5, metadata={"help": "peak learning rate"})
+    weight_decay: float = field(default=0.2, metadata={"help": "AdamW decay on weight matrices only"})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (CLIP: 0.98)"})
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon (CLIP: 1e-6)"})
+    warmup_steps: int = field(default=2000, metadata={"help": "linear warm-up steps before the cosine decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm; 0 = off"})
+    mixed_precision: str = field(default="bf16", metadata={"help": "no, fp16 or bf16 (AMP)"})
+    local_loss: bool = field(default=True, metadata={"help": "each process scores its rows against all columns"})
+    checkpointing_steps: int = field(default=1000, metadata={"help": "save_state every N steps; 0 = off"})
+    checkpoints_total_limit: int | None = field(default=3, metadata={"help": "keep the newest N checkpoints"})
+    resume: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    logging_steps: int = field(default=10, metadata={"help": "log loss and learning rate every N steps"})
+    eval_steps: int = field(default=0, metadata={"help": "run the retrieval evaluation every N steps; 0 = off"})
+    report_to: list[str] = field(
+        default_factory=lambda: ["tensorboard"], metadata={"help": "trackers: tensorboard, wandb, ... or none"})
+    project_name: str = field(default="rclip-hf", metadata={"help": "tracker project / run group name"})
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainArguments)
+
+
+def load_yaml_defaults(path: Path) -> dict[str, Any]:
+    """Reads a flat YAML mapping of field names; unknown keys raise naming the file and the key."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file")
+    with path.open() as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
+    known = {item.name for cls in ARGUMENT_CLASSES for item in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
+    return values
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
+    """Parses `--config FILE` then the dataclass flags; command-line values override the YAML."""
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", type=Path, default=None)
+    known, remaining = pre_parser.parse_known_args(argv)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser.add_argument("--config", type=Path, default=None, help="YAML file of defaults for every flag below")
+    if known.config is not None:
+        parser.set_defaults(**load_yaml_defaults(known.config))
+    # the namespace left over after the dataclasses only holds `config`, already read above
+    model_args, data_args, train_args = parser.parse_args_into_dataclasses(args=remaining, look_for_args_file=False)[:3]
+    return model_args, data_args, train_args

@@ -1,0 +1,71 @@
+"""The paper's training augmentation in PIL: random resized crop, horizontal flip, rotation by a multiple of 90°.
+
+Every random draw comes from a `numpy.random.Generator` passed in, so a sample's augmentation is a function of
+(seed, epoch, index) and a resumed run sees exactly the images an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+#: PIL transposes for 90/180/270 degrees counter-clockwise; index 0 (no rotation) is `None`.
+_ROTATIONS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+
+
+@dataclass(frozen=True)
+class TrainAugmentation:
+    """Random resized crop to `size` (torchvision's sampling rule, bicubic), flip (p=0.5), rotation (0/90/180/270)."""
+
+    size: int
+    scale: tuple[float, float] = (0.9, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    horizontal_flip: bool = True
+    rotation: bool = True
+
+    def __post_init__(self):
+        if self.size < 1:
+            raise ValueError(f"TrainAugmentation: size must be >= 1, got {self.size}")
+        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"TrainAugmentation: crop_scale must satisfy 0 < low <= high <= 1, got {self.scale}")
+        if not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"TrainAugmentation: crop_ratio must satisfy 0 < low <= high, got {self.ratio}")
+
+    def crop_box(self, width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """(left, top, crop_width, crop_height): 10 tries at a random area and log-uniform ratio, else a centre crop."""
+        area = width * height
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target_area = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_ratio))
+            crop_width = round(math.sqrt(target_area * aspect))
+            crop_height = round(math.sqrt(target_area / aspect))
+            if 0 < crop_width <= width and 0 < crop_height <= height:
+                left = int(rng.integers(0, width - crop_width + 1))
+                top = int(rng.integers(0, height - crop_height + 1))
+                return left, top, crop_width, crop_height
+        in_ratio = width / height
+        if in_ratio < self.ratio[0]:
+            crop_width, crop_height = width, round(width / self.ratio[0])
+        elif in_ratio > self.ratio[1]:
+            crop_width, crop_height = round(height * self.ratio[1]), height
+        else:
+            crop_width, crop_height = width, height
+        return (width - crop_width) // 2, (height - crop_height) // 2, crop_width, crop_height
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """An RGB `size` x `size` augmented copy of `image`."""
+        image = image.convert("RGB")
+        left, top, crop_width, crop_height = self.crop_box(image.width, image.height, rng)
+        image = image.resize((self.size, self.size), Image.Resampling.BICUBIC,
+                             box=(left, top, left + crop_width, top + crop_height))
+        if self.horizontal_flip and rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.rotation:
+            transpose = _ROTATIONS[int(rng.integers(0, 4))]
+            if transpose is not None:
+                image = image.transpose(transpose)
+        return image

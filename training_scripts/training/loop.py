@@ -1,0 +1,220 @@
+"""The training run: checks, accelerate set-up, the step loop with accumulation, checkpoints, evaluation, saving."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
+
+from .arguments import DataArguments, ModelArguments, TrainArguments
+from .augment import TrainAugmentation
+from .checkpoint import TrainState, resolve_resume, save_checkpoint
+from .data import build_train_dataloader, load_caption_corpus
+from .evaluation_hook import RetrievalEvaluator
+from .model import ContrastiveModule, build_model_and_processor, check_model_arguments
+from .optim import build_optimizer_and_scheduler
+
+logger = logging.getLogger(__name__)
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+TRAIN_LOG = "train_log.jsonl"
+
+
+def check_train_arguments(args: TrainArguments) -> None:
+    """Value checks that need no process group; each message names the flag and the value."""
+    if args.mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"--mixed_precision {args.mixed_precision!r}: choose one of {MIXED_PRECISION}")
+    for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "logging_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("checkpointing_steps", "eval_steps", "warmup_steps"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+
+
+def per_device_batch_size(batch_size: int, num_processes: int, accumulation_steps: int) -> int:
+    """Global batch / (processes x accumulation steps); raises unless it divides exactly."""
+    divisor = num_processes * accumulation_steps
+    if batch_size % divisor != 0:
+        raise ValueError(
+            f"--batch_size {batch_size} is not divisible by num_processes ({num_processes}) x "
+            f"gradient_accumulation_steps ({accumulation_steps}) = {divisor}"
+        )
+    return batch_size // divisor
+
+
+def resolve_trackers(report_to: list[str]) -> list[str]:
+    """Requested trackers that are installed (`none` disables all); a missing one is skipped with a warning."""
+    if not report_to or report_to == ["none"]:
+        return []
+    modules = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml"}
+    available = []
+    for name in report_to:
+        if importlib.util.find_spec(modules.get(name, name)) is None:
+            logger.warning("--report_to %s: the package is not installed, tracker skipped", name)
+        else:
+            available.append(name)
+    return available
+
+
+def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], loss_fn: ClipLoss,
+                  accelerator: Accelerator) -> torch.Tensor:
+    """Forward, gathered InfoNCE and backward of one (micro-)batch; returns the detached local loss."""
+    image_embeds, text_embeds, logit_scale = model(input_ids=batch["input_ids"],
+                                                   attention_mask=batch["attention_mask"],
+                                                   pixel_values=batch["pixel_values"])
+    loss = loss_fn(image_embeds, text_embeds, logit_scale)
+    accelerator.backward(loss)
+    return loss.detach()
+
+
+def clamp_logit_scale(model: torch.nn.Module, accelerator: Accelerator) -> None:
+    """CLIP's temperature clamp after each optimiser step: `logit_scale` (a log) stays in [0, ln 100]."""
+    with torch.no_grad():
+        accelerator.unwrap_model(model).model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+
+
+def save_final_model(accelerator: Accelerator, model: torch.nn.Module, processor: Any, output_dir: Path) -> Path:
+    """`save_pretrained` (safetensors + config) and the processor in `output_dir/final`."""
+    final = output_dir / "final"
+    wrapped_state = accelerator.get_state_dict(model)  # full state on the main process under FSDP/DeepSpeed too
+    inner = accelerator.unwrap_model(model).model
+    if accelerator.is_main_process:
+        state_dict = {key.removeprefix("model."): value for key, value in wrapped_state.items()}
+        inner.save_pretrained(final, state_dict=state_dict, safe_serialization=True)
+        processor.save_pretrained(final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArguments) -> Path:
+    """Trains and returns the folder of the final model."""
+    check_train_arguments(args)
+    check_model_arguments(model_args)
+    output_dir = Path(args.output_dir)
+    trackers = resolve_trackers(args.report_to)
+    accelerator = Accelerator(
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=args.gradient_accumulation_steps, sync_with_dataloader=False),
+        mixed_precision=args.mixed_precision,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dynamo_backend="inductor" if model_args.torch_compile else None,
+    )
+    per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, args.gradient_accumulation_steps)
+    resume_path = resolve_resume(args.resume, output_dir)
+    with accelerator.main_process_first():
+        corpus = load_caption_corpus(data_args)
+    set_seed(args.seed)
+    model, processor = build_model_and_processor(model_args)
+    augmentation = TrainAugmentation(size=model.config.image_size, scale=tuple(data_args.crop_scale),
+                                     ratio=tuple(data_args.crop_ratio), horizontal_flip=data_args.horizontal_flip,
+                                     rotation=data_args.rotation)
+    logger.info("model: %.2f M parameters, image size %d, per-device batch %d",
+                sum(p.numel() for p in model.parameters()) / 1e6, model.config.image_size, per_device)
+
+    module = ContrastiveModule(model)
+    optimizer, scheduler = build_optimizer_and_scheduler(module, args)
+    dataloader = build_train_dataloader(corpus, processor, augmentation, data_args, per_device, args.seed)
+    module, optimizer, dataloader = accelerator.prepare(module, optimizer, dataloader)
+    state = TrainState()
+    accelerator.register_for_checkpointing(scheduler, state)  # scheduler not prepared: it steps once per step
+    loss_fn = ClipLoss(local_loss=args.local_loss, gather_with_grad=True, rank=accelerator.process_index,
+                       world_size=accelerator.num_processes)
+    evaluator = (RetrievalEvaluator(corpus, data_args.eval_samples, processor)
+                 if data_args.eval_samples > 0 and accelerator.is_main_process else None)
+
+    if resume_path is not None:
+        logger.info("resuming from %s", resume_path)
+        accelerator.load_state(str(resume_path))
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "train_args.json").write_text(json.dumps(
+            {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
+             "train": dataclasses.asdict(args), "num_processes": accelerator.num_processes}, indent=2, default=str))
+    accelerator.init_trackers(args.project_name, config={k: v for k, v in dataclasses.asdict(args).items()
+                                                         if isinstance(v, (int, float, str, bool))})
+    _train_loop(accelerator, module, optimizer, scheduler, dataloader, loss_fn, state, evaluator, args, output_dir)
+    final = save_final_model(accelerator, module, processor, output_dir)
+    accelerator.end_training()
+    return final
+
+
+def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, dataloader: torch.utils.data.DataLoader,
+                loss_fn: ClipLoss, state: TrainState, evaluator: RetrievalEvaluator | None, args: TrainArguments,
+                output_dir: Path) -> None:
+    """Optimiser steps until `max_steps`; the data position (epoch, batches into it) lives in `state`."""
+    progress = tqdm(total=args.max_steps, initial=state.step, desc="train", unit="step",
+                    disable=not accelerator.is_local_main_process)
+    window_loss = torch.zeros((), device=accelerator.device)
+    window_batches = 0
+    module.train()
+    while state.step < args.max_steps:
+        dataloader.set_epoch(state.epoch)
+        batches = (accelerator.skip_first_batches(dataloader, state.epoch_batches) if state.epoch_batches
+                   else dataloader)
+        for batch in batches:
+            with accelerator.accumulate(module):
+                window_loss += training_step(module, batch, loss_fn, accelerator)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            window_batches += 1
+            state.epoch_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            clamp_logit_scale(module, accelerator)
+            state.step += 1
+            progress.update(1)
+            if state.step % args.logging_steps == 0 or state.step == args.max_steps:
+                mean_loss = accelerator.reduce(window_loss / window_batches, reduction="mean").item()
+                _log(accelerator, module, scheduler, state, mean_loss, output_dir)
+                progress.set_postfix(loss=f"{mean_loss:.4f}")
+                window_loss.zero_()
+                window_batches = 0
+            if args.checkpointing_steps and state.step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit)
+            if evaluator is not None and args.eval_steps and state.step % args.eval_steps == 0:
+                _evaluate(accelerator, module, evaluator, state.step)
+            if state.step >= args.max_steps:
+                break
+        else:
+            state.epoch += 1
+            state.epoch_batches = 0
+    progress.close()
+    if evaluator is not None and not (args.eval_steps and state.step % args.eval_steps == 0):
+        _evaluate(accelerator, module, evaluator, state.step)
+
+
+def _log(accelerator: Accelerator, module: torch.nn.Module, scheduler: torch.optim.lr_scheduler.LRScheduler,
+         state: TrainState, loss: float, output_dir: Path) -> None:
+    """Sends loss, learning rate and temperature to the trackers and appends them to `train_log.jsonl`."""
+    logit_scale = accelerator.unwrap_model(module).model.logit_scale.exp().item()
+    record = {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
+              "logit_scale": logit_scale}
+    accelerator.log({f"train/{key}": value for key, value in record.items() if key != "step"}, step=state.step)
+    if accelerator.is_main_process:
+        with (output_dir / TRAIN_LOG).open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _evaluate(accelerator: Accelerator, module: torch.nn.Module, evaluator: RetrievalEvaluator, step: int) -> None:
+    """Retrieval metrics of the current model (main process), logged as `eval/<metric>`."""
+    metrics = evaluator(accelerator.unwrap_model(module).model)
+    logger.info("step %d retrieval on the training corpus: %s", step, metrics)
+    accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
+    with (Path(accelerator.project_dir) / TRAIN_LOG).open("a") as handle:
+        handle.write(json.dumps({"step": step, "eval": metrics}) + "\n")

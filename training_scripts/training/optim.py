@@ -1,0 +1,35 @@
+"""AdamW with CLIP's decay exclusions and the warm-up + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import get_cosine_schedule_with_warmup
+
+from .arguments import TrainArguments
+
+
+def decays(name: str, parameter: nn.Parameter) -> bool:
+    """True for weight matrices; False for biases, norm scales, `logit_scale` and embedding tables (as open_clip)."""
+    if parameter.ndim < 2 or "logit_scale" in name:
+        return False
+    return "embedding" not in name
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: decayed weight matrices, and everything else without decay."""
+    trainable = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    return [
+        {"params": [p for name, p in trainable if decays(name, p)], "weight_decay": weight_decay},
+        {"params": [p for name, p in trainable if not decays(name, p)], "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer_and_scheduler(model: nn.Module, args: TrainArguments
+                                  ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over `parameter_groups` and a schedule stepped once per optimiser step."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.weight_decay), lr=args.learning_rate,
+                                  betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=args.warmup_steps,
+                                                num_training_steps=args.max_steps)
+    return optimizer, scheduler
