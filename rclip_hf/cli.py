@@ -1,0 +1,360 @@
+"""`rclip-hf`: the command line of rclip-hf. Thin: each subcommand parses its options and calls a module.
+
+    rclip-hf classify --model DIR --images a.jpg tiles/ --preset aid
+    rclip-hf index    --model DIR --source tiles/ --output tiles.index
+    rclip-hf search   --model DIR --index tiles.index --text "a stadium next to a river" --top_k 5
+    rclip-hf count    --model DIR --image harbour.png --object ship
+    rclip-hf heatmap  --model DIR --image scene.tif --queries "airplane" "ship" --window 256 --output_dir maps/
+    rclip-hf convert  --checkpoint RemoteCLIP-ViT-B-32.pt --arch ViT-B-32 --output DIR
+    rclip-hf eval     --model DIR --benchmarks rsitmd,eurosat --data_dir DATA
+
+Subcommands are entries of `COMMANDS` (a function taking the remaining arguments and returning an exit code) or of
+`DELEGATED_COMMANDS` (a module whose `main(argv)` takes over; listed only when the module is importable). Results
+are printed as a table, or as JSON / CSV with `--format`. Bad input (missing file, unknown preset, a folder that is
+not a RemoteCLIP/CLIP model, an index of another model) prints `rclip-hf <command>: error: ...` and exits with 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import importlib.util
+import io
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from transformers import HfArgumentParser
+
+#: Exit code for bad input (missing files, unknown presets, wrong model folders), as argparse uses for bad usage.
+EXIT_BAD_INPUT = 2
+
+OutputFormat = Literal["table", "json", "csv"]
+_Args = TypeVar("_Args")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: one-line help and the function that runs it on the remaining arguments."""
+
+    help: str
+    run: Callable[[list[str]], int]
+
+
+#: Subcommands implemented here, by name.
+COMMANDS: dict[str, Command] = {}
+#: Subcommands implemented by another module's `main(argv)`: name -> (module, help).
+DELEGATED_COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("rclip_hf.convert", "convert an open_clip checkpoint (.pt) to a transformers folder"),
+    "eval": ("rclip_hf.evaluation.runner", "evaluate a model on benchmark datasets (results JSON + table)"),
+    "demo": ("rclip_hf.demo", "run the interactive demo"),
+    "push": ("rclip_hf.hub", "upload a model folder and its card to the Hugging Face Hub"),
+}
+
+
+def command(name: str, help: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+    """Decorator registering `function(argv) -> exit code` as subcommand `name`."""
+
+    def register(function: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        COMMANDS[name] = Command(help=help, run=function)
+        return function
+
+    return register
+
+
+# ----- options ------------------------------------------------------------------------------------------------------
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    """Options shared by the subcommands that run a model."""
+
+    model: str = field(metadata=_help("RemoteCLIP/CLIP model folder (from `rclip-hf convert` or save_pretrained) or Hub id"))
+    device: str | None = field(default=None, metadata=_help("Device, e.g. cpu or cuda (default: cuda when available)"))
+    format: OutputFormat = field(default="table", metadata=_help("Output format"))
+
+
+@dataclass(kw_only=True)
+class ClassifyOptions(ModelOptions):
+    """Options of `rclip-hf classify`."""
+
+    images: list[str] = field(metadata=_help("Image files or folders (scanned recursively)", nargs="+"))
+    labels: list[str] | None = field(default=None, metadata=_help("Class names (or use --preset)"))
+    preset: str | None = field(default=None, metadata=_help("Benchmark preset with class names and templates, e.g. aid"))
+    templates: list[str] | None = field(
+        default=None, metadata=_help("Templates with {} (or 'paper' / 'ensemble'); default: the preset's or the paper's")
+    )
+    top_k: int = field(default=5, metadata=_help("Labels shown per image"))
+    batch_size: int = field(default=32, metadata=_help("Images per batch"))
+
+
+@dataclass(kw_only=True)
+class IndexOptions(ModelOptions):
+    """Options of `rclip-hf index`."""
+
+    source: str = field(metadata=_help("Image folder, or a Hugging Face dataset folder (Parquet/Arrow)"))
+    output: str = field(metadata=_help("Index folder (created, or resumed when it exists)"))
+    split: str = field(default="train", metadata=_help("Dataset split (dataset sources)"))
+    image_column: str = field(default="image", metadata=_help("Image column (dataset sources)"))
+    id_column: str | None = field(default=None, metadata=_help("Id column (dataset sources; default: row number)"))
+    batch_size: int = field(default=32, metadata=_help("Images per batch"))
+    shard_size: int = field(default=16384, metadata=_help("Embeddings per shard file"))
+    num_workers: int = field(default=2, metadata=_help("Image-decoding threads"))
+    faiss: Literal["auto", "yes", "no"] = field(
+        default="auto", metadata=_help("Build a FAISS file: auto = when faiss is installed and the index is large")
+    )
+
+
+@dataclass(kw_only=True)
+class SearchOptions(ModelOptions):
+    """Options of `rclip-hf search`."""
+
+    index: str = field(metadata=_help("Index folder made by `rclip-hf index`"))
+    text: list[str] | None = field(default=None, metadata=_help("Text queries"))
+    image: list[str] | None = field(default=None, metadata=_help("Image files used as queries"))
+    top_k: int = field(default=10, metadata=_help("Hits per query"))
+    backend: Literal["auto", "exact", "faiss"] = field(
+        default="auto", metadata=_help("exact = chunked brute force; faiss = the index's FAISS file; auto = FAISS if built")
+    )
+
+
+@dataclass(kw_only=True)
+class CountOptions(ModelOptions):
+    """Options of `rclip-hf count`."""
+
+    image: list[str] = field(metadata=_help("Image files", nargs="+"))
+    object: str = field(metadata=_help("Object name, e.g. ship, plane, storage tank"))
+    style: Literal["words", "digits"] = field(default="words", metadata=_help("Numbers in the captions: one / 1"))
+
+
+@dataclass(kw_only=True)
+class HeatmapOptions(ModelOptions):
+    """Options of `rclip-hf heatmap`."""
+
+    image: str = field(metadata=_help("Scene: PNG/JPEG, or (Geo)TIFF read window by window"))
+    queries: list[str] = field(metadata=_help("Text queries", nargs="+"))
+    output_dir: str = field(default="heatmap", metadata=_help("Folder for scores.npy, PNG overlays, GeoTIFFs"))
+    grid: int = field(default=64, metadata=_help("Windows along the shorter side (the paper: 64)"))
+    window: int | None = field(default=None, metadata=_help("Window side in pixels (overrides --grid)"))
+    overlap: float = field(default=1 / 3, metadata=_help("Overlap of neighbouring windows (the paper: 1/3)"))
+    batch_size: int = field(default=64, metadata=_help("Windows per batch"))
+    overlay_size: int = field(default=1024, metadata=_help("Longer side of the overlays and score maps, in pixels"))
+
+
+def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
+    parser = HfArgumentParser(options_class, prog=f"rclip-hf {name}", description=COMMANDS[name].help)
+    (options,) = parser.parse_args_into_dataclasses(args=argv)
+    return options
+
+
+def _load(options: ModelOptions) -> tuple[Any, Any]:
+    import torch
+
+    from .inference.loading import load_model
+
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return load_model(options.model, device=device)
+
+
+# ----- output -------------------------------------------------------------------------------------------------------
+def emit(rows: list[dict[str, Any]], output_format: OutputFormat, document: Any = None) -> None:
+    """Print `rows` as an aligned table or CSV, or `document` (default: the rows) as JSON."""
+    if output_format == "json":
+        print(json.dumps(rows if document is None else document, indent=2, default=str))
+        return
+    if not rows:
+        return
+    columns = list(rows[0])
+    if output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        print(buffer.getvalue(), end="")
+        return
+    cells = [[_cell(row[column]) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    print("  ".join(column.ljust(width) for column, width in zip(columns, widths)).rstrip())
+    print("  ".join("-" * width for width in widths))
+    for line in cells:
+        print("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _expand_images(paths: Sequence[str]) -> list[Path]:
+    from .inference.images import IMAGE_SUFFIXES
+
+    images: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+            images.extend(found)
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise FileNotFoundError(f"image file not found: {path}")
+    return images
+
+
+# ----- subcommands --------------------------------------------------------------------------------------------------
+@command("classify", "zero-shot classification of images against class names or a benchmark preset")
+def run_classify(argv: list[str]) -> int:
+    """`rclip-hf classify`: ranked labels with probabilities for each image."""
+    from .inference.classify import classify, resolve_labels
+
+    options = _parse(ClassifyOptions, "classify", argv)
+    if (options.labels is None) == (options.preset is None):
+        raise ValueError("give exactly one of --labels (class names) or --preset (e.g. aid, eurosat)")
+    labels = options.preset if options.preset is not None else options.labels
+    templates = options.templates[0] if options.templates and len(options.templates) == 1 else options.templates
+    resolve_labels(labels, templates)  # reject an unknown preset or a bad template before loading the model
+    images = _expand_images(options.images)
+    model, processor = _load(options)
+    top_k = min(options.top_k, len(resolve_labels(labels, templates)[0]))
+    ranked = classify(images, labels, templates, model=model, processor=processor, top_k=top_k,
+                      batch_size=options.batch_size)
+    rows = [{"image": str(image), "rank": rank, "label": hit["label"], "score": hit["score"]}
+            for image, hits in zip(images, ranked) for rank, hit in enumerate(hits, start=1)]
+    emit(rows, options.format)
+    return 0
+
+
+@command("index", "build (or resume) an embedding index over an image folder or a dataset")
+def run_index(argv: list[str]) -> int:
+    """`rclip-hf index`: embed a source into an index folder; prints what was added and what failed."""
+    from .inference.search import FAILURES_FILE, build_index
+
+    options = _parse(IndexOptions, "index", argv)
+    if not Path(options.source).exists():
+        raise FileNotFoundError(f"index source not found: {options.source}")
+    model, processor = _load(options)
+    report = build_index(options.source, options.output, model, processor, batch_size=options.batch_size,
+                         shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
+                         image_column=options.image_column, id_column=options.id_column, faiss=options.faiss)
+    rows = [{"index": report.index, "added": report.added, "already_indexed": report.already_indexed,
+             "total": report.total, "failed": len(report.failures), "faiss": report.faiss,
+             "failure_report": str(Path(report.index) / FAILURES_FILE)}]
+    emit(rows, options.format, document=asdict(report))
+    return 0
+
+
+@command("search", "top-k items of an index for text or image queries")
+def run_search(argv: list[str]) -> int:
+    """`rclip-hf search`: hits for each --text and --image query."""
+    from .inference.search import EmbeddingIndex, search
+
+    options = _parse(SearchOptions, "search", argv)
+    if not options.text and not options.image:
+        raise ValueError("give at least one query: --text \"...\" and/or --image FILE")
+    index = EmbeddingIndex.open(options.index)
+    queries: list[str | Path] = list(options.text or []) + _expand_images(options.image or [])
+    model, processor = _load(options)
+    results = search(index, queries, k=min(options.top_k, len(index)), model=model, processor=processor,
+                     backend=options.backend)
+    rows = [{"query": str(query), "rank": hit["rank"], "score": hit["score"], "id": hit["id"], "path": hit["path"]}
+            for query, hits in zip(queries, results) for hit in hits]
+    emit(rows, options.format)
+    return 0
+
+
+@command("count", "count objects (1-10) with the RemoteCount protocol")
+def run_count(argv: list[str]) -> int:
+    """`rclip-hf count`: predicted count and the probability of each count, per image."""
+    from .inference.count import count
+
+    options = _parse(CountOptions, "count", argv)
+    images = _expand_images(options.image)
+    model, processor = _load(options)
+    results = [count(image, options.object, model=model, processor=processor, style=options.style)
+               for image in images]
+    rows = [{"image": str(image), "count": number, "probability": probability, "predicted": number == result.count,
+             "caption": caption}
+            for image, result in zip(images, results)
+            for number, (probability, caption) in enumerate(zip(result.probabilities, result.captions), start=1)]
+    document = [{"image": str(image), "object": options.object, **result.as_dict()}
+                for image, result in zip(images, results)]
+    emit(rows, options.format, document=document)
+    return 0
+
+
+@command("heatmap", "score overlapping windows of a scene against text queries (PNG overlays, GeoTIFF)")
+def run_heatmap(argv: list[str]) -> int:
+    """`rclip-hf heatmap`: writes the score grid and overlays; prints the best window of each query."""
+    from .inference.heatmap import heatmap
+
+    options = _parse(HeatmapOptions, "heatmap", argv)
+    if not Path(options.image).is_file():
+        raise FileNotFoundError(f"image file not found: {options.image}")
+    model, processor = _load(options)
+    result = heatmap(options.image, options.queries, model=model, processor=processor, grid=options.grid,
+                     window=options.window, overlap=options.overlap, batch_size=options.batch_size,
+                     overlay_size=options.overlay_size, output_dir=options.output_dir)
+    rows = []
+    for query, scores in zip(result.queries, result.scores):
+        row, col = divmod(int(scores.argmax()), scores.shape[1])
+        rows.append({"query": query, "best_score": float(scores.max()), "best_window_left": result.grid.lefts[col],
+                     "best_window_top": result.grid.tops[row], "window": result.grid.window,
+                     "overlay": result.files[f"png:{query}"], "geotiff": result.files.get(f"geotiff:{query}", "")})
+    emit(rows, options.format, document={"windows": list(result.scores.shape[1:]), "files": result.files,
+                                         "queries": rows})
+    return 0
+
+
+def _delegate(module_name: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        outcome = importlib.import_module(module_name).main(argv)
+        return outcome if isinstance(outcome, int) else 0
+
+    return run
+
+
+def available_commands() -> dict[str, Command]:
+    """All subcommands: those of `COMMANDS` and the delegated ones whose module is importable."""
+    commands = dict(COMMANDS)
+    for name, (module_name, help_text) in DELEGATED_COMMANDS.items():
+        if importlib.util.find_spec(module_name) is not None:
+            commands[name] = Command(help=help_text, run=_delegate(module_name))
+    return commands
+
+
+def _usage(commands: dict[str, Command]) -> str:
+    width = max(map(len, commands))
+    lines = [f"  {name.ljust(width)}  {entry.help}" for name, entry in commands.items()]
+    return ("usage: rclip-hf <command> [options]   (rclip-hf <command> --help for its options)\n\ncommands:\n"
+            + "\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `rclip-hf`; returns the exit code (0 ok, 2 bad input or usage)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = available_commands()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(commands))
+        return 0 if argv else EXIT_BAD_INPUT
+    name, rest = argv[0], argv[1:]
+    if name not in commands:
+        print(f"rclip-hf: error: unknown command {name!r}\n\n{_usage(commands)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return commands[name].run(rest)
+    except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_BAD_INPUT
+    except (OSError, ValueError, KeyError, ImportError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"rclip-hf {name}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

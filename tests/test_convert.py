@@ -1,0 +1,174 @@
+"""Conversion of open_clip checkpoints: exact equivalence with open_clip for the three paper backbones,
+checkpoint wrappers, Hub file references, and clear failures on bad checkpoints."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import rclip_hf
+from rclip_hf.convert import ConversionError, load_open_clip_state_dict, main, resolve_checkpoint
+
+open_clip = pytest.importorskip("open_clip")
+
+CAPTIONS = [
+    "A busy airport with many airplanes.",
+    "Satellite view of Hohai University.",
+    "Many white storage tanks are next to the harbor.",
+    "There are 3 tennis courts in the picture.",
+    "a cute cat",
+]
+
+
+def _open_clip_reference(arch: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return open_clip.create_model(f"{arch}-quickgelu", pretrained=None).eval()
+
+
+@pytest.fixture(scope="module")
+def real_images(shared_data: Path) -> list[Image.Image]:
+    paths = [shared_data / "remoteclip" / "airport.jpg", shared_data / "dior" / "JPEGImages" / "00001.jpg",
+             sorted((shared_data / "rsscn7" / "gParking").glob("*.jpg"))[0]]
+    return [Image.open(path).convert("RGB") for path in paths]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["RN50", "ViT-B-32", "ViT-L-14"])
+def test_conversion_matches_open_clip(arch, tmp_path, real_images):
+    reference = _open_clip_reference(arch)
+    checkpoint = tmp_path / f"RemoteCLIP-{arch}.pt"
+    torch.save(reference.state_dict(), checkpoint)  # how the official files are saved: a plain state dict
+    output = tmp_path / "converted"
+    assert main(["--checkpoint", str(checkpoint), "--arch", arch, "--output", str(output)]) == 0
+    assert (output / "model.safetensors").is_file() and (output / "config.json").is_file()
+
+    model = rclip_hf.RemoteCLIPModel.from_pretrained(output, dtype=torch.float32).eval()
+    processor = rclip_hf.RemoteCLIPProcessor.from_pretrained(output)
+    inputs = processor(text=CAPTIONS, images=real_images, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        image_embeds = model.get_image_features(pixel_values=inputs.pixel_values).pooler_output
+        text_embeds = model.get_text_features(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask)
+        logits_per_image = model(**inputs).logits_per_image
+        expected_image = reference.encode_image(inputs.pixel_values)
+        expected_text = reference.encode_text(open_clip.tokenize(CAPTIONS))
+        expected_logits = reference.logit_scale.exp() * (
+            torch.nn.functional.normalize(expected_image, dim=-1)
+            @ torch.nn.functional.normalize(expected_text, dim=-1).T)
+    assert image_embeds.shape == (len(real_images), model.config.projection_dim)
+    torch.testing.assert_close(image_embeds, expected_image, atol=1e-4, rtol=0)
+    torch.testing.assert_close(text_embeds.pooler_output, expected_text, atol=1e-4, rtol=0)
+    torch.testing.assert_close(logits_per_image, expected_logits, atol=1e-4, rtol=0)
+    assert model.logit_scale.item() == pytest.approx(reference.logit_scale.item())
+
+    if arch != "RN50":  # ViT checkpoints also load in plain transformers, no rclip_hf code involved
+        from transformers import CLIPModel
+
+        plain = CLIPModel.from_pretrained(output, dtype=torch.float32).eval()
+        with torch.inference_mode():
+            torch.testing.assert_close(plain(**inputs).logits_per_image, logits_per_image, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def rn50_state_dict() -> dict[str, torch.Tensor]:
+    return _open_clip_reference("RN50").state_dict()
+
+
+def test_wrapped_and_prefixed_checkpoints_load(tmp_path, rn50_state_dict):
+    path = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in rn50_state_dict.items()}, "epoch": 3}, path)
+    loaded = load_open_clip_state_dict(path)
+    assert loaded.keys() == rn50_state_dict.keys()
+    assert torch.equal(loaded["visual.attnpool.c_proj.weight"], rn50_state_dict["visual.attnpool.c_proj.weight"])
+
+
+def test_wrong_arch_names_missing_unexpected_and_mis_shaped_keys(tmp_path, rn50_state_dict, capsys):
+    path = tmp_path / "rn50.pt"
+    torch.save(rn50_state_dict, path)
+    assert main(["--checkpoint", str(path), "--arch", "ViT-B-32", "--output", str(tmp_path / "out")]) == 2
+    message = capsys.readouterr().err
+    assert "does not match architecture 'ViT-B-32'" in message
+    assert "missing keys" in message and "vision_model.embeddings.class_embedding" in message
+    assert "unexpected keys" in message and "visual.attnpool.c_proj.weight" in message
+    assert "mis-shaped tensors" in message and "text_projection.weight" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_key_is_named(tmp_path, rn50_state_dict):
+    broken = dict(rn50_state_dict)
+    del broken["visual.layer3.2.bn2.running_var"]
+    path = tmp_path / "broken.pt"
+    torch.save(broken, path)
+    with pytest.raises(ConversionError, match=r"missing keys \(1\):\s+vision_model\.stages\.2\.2\.bn2\.running_var"):
+        rclip_hf.convert.convert_checkpoint(path, "RN50", tmp_path / "out")
+
+
+def test_truncated_checkpoint_fails_clearly(tmp_path, rn50_state_dict):
+    path = tmp_path / "truncated.pt"
+    torch.save(rn50_state_dict, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(ConversionError, match="truncated or not a PyTorch checkpoint"):
+        load_open_clip_state_dict(path)
+
+
+class _Exploit:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_needing_arbitrary_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": _Exploit(marker)}, path, pickle_module=pickle)
+    with pytest.raises(ConversionError, match="arbitrary code"):
+        load_open_clip_state_dict(path)
+    assert not marker.exists()
+
+
+def test_unknown_arch_and_missing_file(tmp_path):
+    with pytest.raises(ConversionError, match="unknown --arch 'ViT-H-99'"):
+        rclip_hf.convert.normalize_arch("ViT-H-99")
+    with pytest.raises(ConversionError, match="neither a local file nor a Hub file"):
+        resolve_checkpoint(str(tmp_path / "nope.pt"))
+
+
+def test_hub_file_reference_resolves_from_local_cache(tmp_path, rn50_state_dict):
+    """`owner/repo/file.pt` goes through hf_hub_download; offline, a file placed in an HF cache is used."""
+    from huggingface_hub import hf_hub_download
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--chendelong--RemoteCLIP"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    torch.save(rn50_state_dict, snapshot / "RemoteCLIP-RN50.pt")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    download = partial(hf_hub_download, cache_dir=cache, local_files_only=True)
+
+    path = resolve_checkpoint("chendelong/RemoteCLIP/RemoteCLIP-RN50.pt", download=download)
+    assert path == snapshot / "RemoteCLIP-RN50.pt"
+    assert load_open_clip_state_dict(path).keys() == rn50_state_dict.keys()
+    with pytest.raises(ConversionError, match="could not fetch 'chendelong/RemoteCLIP/RemoteCLIP-ViT-L-14.pt'"):
+        resolve_checkpoint("chendelong/RemoteCLIP/RemoteCLIP-ViT-L-14.pt", download=download)
+
+
+def test_cli_module_entry_point(tmp_path, rn50_state_dict):
+    path = tmp_path / "rn50.pt"
+    torch.save(rn50_state_dict, path)
+    result = subprocess.run([sys.executable, "-m", "rclip_hf.convert", "--checkpoint", str(path), "--arch",
+                             "RN50-quickgelu", "--output", str(tmp_path / "hf")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    from transformers import AutoModel, AutoProcessor
+
+    assert type(AutoModel.from_pretrained(tmp_path / "hf")).__name__ == "RemoteCLIPModel"
+    assert isinstance(AutoProcessor.from_pretrained(tmp_path / "hf"), rclip_hf.RemoteCLIPProcessor)
