@@ -351,7 +351,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
             writer.write({"image": {"bytes": Path(result.stored).read_bytes(), "path": result.name},
                           "captions": result.captions, "source": result.record.source,
                           "boxes": [box.as_dict() for box in result.record.boxes]})
-        writer.close()
+        shards = writer.close()
         shutil.rmtree(converted_dir)
 
         for stats in per_source.values():
@@ -365,20 +365,20 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
             if accounted != stats["read"]:
                 raise RuntimeError(f"report of source {name}: read {stats['read']} != accounted {accounted}")
         write_json(folder / REPORT_NAME, report)
-        (folder / "README.md").write_text(corpus_card(report), encoding="utf-8")
+        (folder / "README.md").write_text(corpus_card(report, card_metadata({"train": shards}, folder, CORPUS_FEATURES)),
+                                          encoding="utf-8")
     logger.info("corpus %s: %s", output, report["totals"])
     if config.push_to_hub:
         push_folder_to_hub(output, config.push_to_hub)
     return report
 
 
-def corpus_card(report: dict[str, Any]) -> str:
-    """The dataset card of a corpus: YAML configs + licences, counts and the build rules."""
+def corpus_card(report: dict[str, Any], metadata: dict[str, Any]) -> str:
+    """The dataset card of a corpus: YAML (``metadata`` with configs and features) + licences, counts, rules."""
     sources = report["sources"]
-    metadata = card_metadata(["train"], CORPUS_FEATURES, license="other",
-                             task_categories=["zero-shot-image-classification", "image-to-text"],
-                             tags=["remote-sensing", "remoteclip", "image-text"],
-                             pretty_name="RemoteCLIP-style caption corpus")
+    metadata = {"license": "other", "task_categories": ["zero-shot-image-classification", "image-to-text"],
+                "tags": ["remote-sensing", "remoteclip", "image-text"],
+                "pretty_name": "RemoteCLIP-style caption corpus", **metadata}
     rows = "\n".join(f"| {name} | {s['read']} | {s['kept']} | {s['counts']['skipped']} | {s['counts']['duplicates']} "
                      f"| {s['counts']['excluded']} | {s['license']} |" for name, s in sources.items())
     totals = report["totals"]

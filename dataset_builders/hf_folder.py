@@ -7,6 +7,7 @@ would read as a finished dataset; a previous complete folder stays in place unti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -65,7 +66,12 @@ class ShardWriter:
         self._shard_bytes += table.nbytes
 
     def close(self) -> list[Path]:
-        """Flush and close; shards are renamed ``<split>-NNNNN-of-MMMMM.parquet``. Returns their paths."""
+        """Flush and close; shards are renamed ``<split>-NNNNN-of-MMMMM-<digest>.parquet``. Returns their paths.
+
+        ``<digest>`` (12 hex digits of the SHA-256 of the split's shards) makes the names content-addressed:
+        ``datasets`` keys its cache of a local folder by the card's YAML only, so without it a rebuilt folder
+        at the same path would be served from the cache of the previous build.
+        """
         self._flush()
         if self._writer is not None:
             self._writer.close()
@@ -74,9 +80,14 @@ class ShardWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(self.schema.empty_table(), path)
             self._shards.append(path)
+        digest = hashlib.sha256()
+        for path in self._shards:
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
         final = []
         for index, path in enumerate(self._shards):
-            target = path.with_name(f"{self.split}-{index:05d}-of-{len(self._shards):05d}.parquet")
+            target = path.with_name(f"{self.split}-{index:05d}-of-{len(self._shards):05d}-{digest.hexdigest()[:12]}.parquet")
             path.rename(target)
             final.append(target)
         return final
@@ -87,11 +98,14 @@ def card_text(metadata: Mapping[str, Any], body: str) -> str:
     return "---\n" + yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True) + "---\n\n" + body.strip() + "\n"
 
 
-def card_metadata(splits: Iterable[str], features: datasets.Features, **extra: Any) -> dict[str, Any]:
-    """YAML metadata with ``configs``/``data_files`` for the splits and the features, plus ``extra`` keys."""
+def card_metadata(data_files: Mapping[str, Sequence[Path]], root: Path, features: datasets.Features,
+                  **extra: Any) -> dict[str, Any]:
+    """YAML metadata with ``configs``/``data_files`` (the shard files of each split, relative to ``root``) and
+    the features, plus ``extra`` keys."""
     metadata: dict[str, Any] = dict(extra)
-    metadata["configs"] = [{"config_name": "default",
-                            "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits]}]
+    metadata["configs"] = [{"config_name": "default", "data_files": [
+        {"split": split, "path": [path.relative_to(root).as_posix() for path in paths]}
+        for split, paths in data_files.items()]}]
     metadata["dataset_info"] = datasets.DatasetInfo(features=features)._to_yaml_dict()
     return metadata
 
@@ -125,15 +139,17 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapping[str, Iterable[Mapping[str, Any]]],
-                         card: Callable[[dict[str, int]], str], max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> dict[str, int]:
-    """Write a whole dataset folder atomically: rows per split, then ``card(rows per split)`` as README.md."""
+                         card: Callable[[dict[str, int], dict[str, Any]], str],
+                         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> dict[str, int]:
+    """Write a whole dataset folder atomically: rows per split, then README.md from ``card(rows per split,
+    YAML metadata with configs and features)``. Returns the rows per split."""
     with atomic_folder(output) as folder:
-        counts = {}
+        counts, files = {}, {}
         for split, rows in splits.items():
             writer = ShardWriter(folder, split, features, max_shard_bytes)
             for row in rows:
                 writer.write(row)
-            writer.close()
+            files[split] = writer.close()
             counts[split] = writer.num_rows
-        (folder / "README.md").write_text(card(counts), encoding="utf-8")
+        (folder / "README.md").write_text(card(counts, card_metadata(files, folder, features)), encoding="utf-8")
     return counts

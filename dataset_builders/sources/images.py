@@ -35,7 +35,7 @@ class DecodedImage:
 
     image: Image.Image
     passthrough: bool
-    converted_from: str  # "" when the file already was 8-bit RGB, else a short description (e.g. "RGBA")
+    converted_from: str  # "" when stored as is, else what was converted (e.g. "RGBA", "TIFF", "5-band uint16")
 
 
 def _stretch_to_uint8(array: np.ndarray) -> np.ndarray:
@@ -100,7 +100,8 @@ def decode_rgb(path: Path) -> DecodedImage:
             mode = image.mode
             image.load()  # full decode: truncated files fail here
             if mode == "RGB":
-                return DecodedImage(image.copy(), passthrough=file_format in PASSTHROUGH_FORMATS, converted_from="")
+                passthrough = file_format in PASSTHROUGH_FORMATS
+                return DecodedImage(image.copy(), passthrough=passthrough, converted_from="" if passthrough else str(file_format))
             if mode in ("L", "1", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX"):
                 return DecodedImage(image.convert("RGB"), passthrough=False, converted_from=mode)
             array = np.asarray(image)

@@ -1,0 +1,241 @@
+"""Corpus builder: end-to-end build from the real samples, report accounting, bad inputs, dedup, exclusion,
+idempotence, atomicity and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from dataset_builders import corpus
+from dataset_builders.build_corpus import main, parse_config
+from dataset_builders.corpus import REPORT_NAME, CorpusConfig, build_corpus, five_captions
+
+DATA = Path(__file__).parent / "data"
+
+
+def check_accounting(report: dict) -> None:
+    """read = kept + skipped + duplicates + excluded, per source and in total."""
+    for name, stats in report["sources"].items():
+        counts = stats["counts"]
+        assert stats["read"] == stats["kept"] + counts["skipped"] + counts["duplicates"] + counts["excluded"], name
+        assert counts["skipped"] == len(stats["skipped"])
+    totals = report["totals"]
+    assert totals["read"] == totals["kept"] + totals["skipped"] + totals["duplicates"] + totals["excluded"]
+    assert totals["read"] == sum(stats["read"] for stats in report["sources"].values())
+
+
+@pytest.fixture(scope="module")
+def e2e(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One build of DOTA + iSAID + DIOR + NEON csv + a caption JSON from the real samples (2 processes)."""
+    output = tmp_path_factory.mktemp("e2e") / "corpus"
+    config = CorpusConfig(source=[f"dota={shared_data / 'dota'}", f"isaid={shared_data / 'isaid'}",
+                                  f"dior={shared_data / 'dior'}", f"csv={shared_data / 'neon_trees'}",
+                                  f"captions={DATA / 'captions'}"], output=str(output), num_proc=2, seed=3)
+    return output, build_corpus(config)
+
+
+def test_e2e_reloads_with_load_dataset(e2e: tuple[Path, dict]) -> None:
+    output, report = e2e
+    loaded = datasets.load_dataset(str(output))
+    train = loaded["train"]
+    assert list(loaded) == ["train"]
+    assert train.column_names == ["image", "captions", "source", "boxes"]
+    assert isinstance(train.features["image"], datasets.Image)
+    assert train.num_rows == report["totals"]["kept"] == 10
+    assert [row for row in train["source"]] == ["dota"] * 2 + ["isaid"] * 2 + ["dior"] + ["csv"] * 3 + ["captions"] * 2
+    for row in train:
+        assert len(row["captions"]) == 5 and all(isinstance(c, str) and c.strip() for c in row["captions"])
+    dior = train[4]
+    assert dior["image"].size == (800, 800)
+    assert dior["boxes"] == [{"label": "golffield", "x_min": 133.0, "y_min": 237.0, "x_max": 684.0, "y_max": 672.0}]
+    assert train[8]["captions"] == ["Many planes are parked at the airport.", "An airport with several planes.",
+                                    "Planes parked next to a terminal.", "A large airport with runways.",
+                                    "Some planes near a building."]
+
+
+def test_e2e_report_names_every_skip_and_duplicate(e2e: tuple[Path, dict]) -> None:
+    output, report = e2e
+    assert json.loads((output / REPORT_NAME).read_text()) == report
+    check_accounting(report)
+    sources = report["sources"]
+    assert {name: (s["read"], s["kept"]) for name, s in sources.items()} == {
+        "dota": (7, 2), "isaid": (4, 2), "dior": (1, 1), "csv": (5, 3), "captions": (5, 2)}
+    orphans = sorted(Path(entry["path"]).stem for entry in sources["dota"]["skipped"])
+    assert orphans == ["P0770", "P1088", "P1234", "P2598", "P2709"]
+    assert sources["csv"]["duplicates"] == [{"image": "csv/OSBS_029.png", "kept": "csv/OSBS_029.tif", "distance": 0}]
+    assert sources["csv"]["converted"] == [{"image": "csv/OSBS_029.tif", "from": "TIFF"}]
+    assert sources["dota"]["annotation_notes"][0]["line"] == 3
+    card = (output / "README.md").read_text()
+    assert "| dota | 7 | 2 | 5 | 0 | 0 | DOTA: academic research use only" in card
+
+
+def test_e2e_stores_original_bytes_of_rgb_png(e2e: tuple[Path, dict], shared_data: Path) -> None:
+    output, _ = e2e
+    train = datasets.load_dataset(str(output))["train"].cast_column("image", datasets.Image(decode=False))
+    assert train[4]["image"]["bytes"] == (shared_data / "dior/JPEGImages/00001.jpg").read_bytes()
+    assert train[4]["image"]["path"] == "dior/JPEGImages/00001.jpg"
+
+
+def test_rerun_is_a_no_op_and_force_rebuilds_identically(e2e: tuple[Path, dict], shared_data: Path) -> None:
+    output, report = e2e
+    shard = next((output / "data").glob("*.parquet"))
+    before = shard.stat().st_mtime_ns
+    config = CorpusConfig(**{**report["config"], "num_proc": 1})
+    assert build_corpus(config)["fingerprint"] == report["fingerprint"]
+    assert shard.stat().st_mtime_ns == before
+    config.force = True
+    assert build_corpus(config)["totals"] == report["totals"]
+    assert [path.name for path in (output / "data").glob("*.parquet")] == [shard.name]  # same content digest
+    assert shard.stat().st_mtime_ns != before
+
+
+def test_rebuild_with_other_captions_is_not_served_from_the_datasets_cache(tmp_path: Path) -> None:
+    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX * 3})
+    output = tmp_path / "out"
+    build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(output), seed=0))
+    first = datasets.load_dataset(str(output))["train"][0]["captions"]
+    build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(output), seed=1))
+    second = datasets.load_dataset(str(output))["train"][0]["captions"]
+    assert first != second
+
+
+def write_dota(root: Path, images: dict[str, Path | None], labels: dict[str, str]) -> Path:
+    """A small DOTA-layout folder: image files copied in, label files written."""
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    for name, path in images.items():
+        if path is not None:
+            shutil.copy(path, root / "images" / name)
+    for stem, text in labels.items():
+        (root / "labelTxt" / f"{stem}.txt").write_text(text)
+    return root
+
+
+BOX = "4 4 40 4 40 40 4 40 plane 0\n"
+
+
+@pytest.fixture
+def bad_corpus(tmp_path: Path) -> tuple[Path, dict]:
+    bad = DATA / "bad_images"
+    names = {"good.png": bad / "good.png", "copy.png": bad / "good.png", "rgba.png": bad / "rgba.png",
+             "gray16.png": bad / "gray16.png", "multiband.tif": bad / "multiband.tif", "corrupt.png": bad / "corrupt.jpg",
+             "truncated.png": bad / "truncated.png", "gray.png": bad / "gray.png"}
+    labels = {Path(name).stem: BOX for name in names}
+    labels["gray"] = "70 70 80 70 80 80 70 80 plane 0\n"  # wholly outside: no box left -> no captions
+    labels["orphan"] = BOX
+    root = write_dota(tmp_path / "dota", names, labels)
+    output = tmp_path / "out"
+    return output, build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(output)))
+
+
+def test_bad_inputs_are_skipped_or_converted_and_recorded(bad_corpus: tuple[Path, dict]) -> None:
+    output, report = bad_corpus
+    check_accounting(report)
+    stats = report["sources"]["dota"]
+    skipped = {Path(entry["path"]).name: entry["reason"] for entry in stats["skipped"]}
+    assert sorted(skipped) == ["corrupt.png", "gray.png", "orphan.txt", "truncated.png"]
+    assert "not a readable image" in skipped["corrupt.png"]
+    assert "image file is truncated" in skipped["truncated.png"]
+    assert skipped["gray.png"].startswith("no captions:")
+    assert skipped["orphan.txt"].startswith("annotation file without an image")
+    assert stats["duplicates"] == [{"image": "dota/images/good.png", "kept": "dota/images/copy.png", "distance": 0}]
+    assert sorted((entry["image"], entry["from"]) for entry in stats["converted"]) == [
+        ("dota/images/gray16.png", "I;16"), ("dota/images/multiband.tif", "5-band uint16"), ("dota/images/rgba.png", "RGBA")]
+    assert any(note["line"] == 1 and "wholly outside" in note["reason"] for note in stats["annotation_notes"])
+    train = datasets.load_dataset(str(output))["train"]
+    assert train.num_rows == stats["kept"] == 4
+    assert {row["image"].mode for row in train} == {"RGB"}
+
+
+def test_exclude_near_removes_training_images_close_to_test_images(tmp_path: Path) -> None:
+    bad = DATA / "bad_images"
+    root = write_dota(tmp_path / "dota", {"a.png": bad / "good.png", "b.png": bad / "rgba.png"}, {"a": BOX, "b": BOX})
+    test_images = tmp_path / "benchmark"
+    test_images.mkdir()
+    shutil.copy(bad / "good.png", test_images / "test_0.png")
+    report = build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(tmp_path / "out"),
+                                       exclude_near=str(test_images)))
+    check_accounting(report)
+    assert report["sources"]["dota"]["excluded"] == [
+        {"image": "dota/images/a.png", "test_image": str(test_images / "test_0.png"), "distance": 0}]
+    hf_dir = tmp_path / "hf_benchmark"
+    datasets.Dataset.from_dict({"image": [str(bad / "rgba.png")]}, features=datasets.Features(
+        {"image": datasets.Image()})).to_parquet(str(hf_dir / "data" / "test-00000-of-00001.parquet"))
+    report = build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(tmp_path / "out2"), exclude_near=str(hf_dir)))
+    assert [entry["image"] for entry in report["sources"]["dota"]["excluded"]] == ["dota/images/b.png"]
+
+
+def test_crash_leaves_no_partial_corpus_and_keeps_the_previous_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX})
+    output = tmp_path / "out"
+    build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(output)))
+    previous = (output / REPORT_NAME).read_text()
+
+    def crash(self, row):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(corpus.ShardWriter, "write", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(output), seed=9))
+    assert (output / REPORT_NAME).read_text() == previous
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dota", "out"]
+
+
+def test_push_to_hub_uploads_the_built_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id, kw)))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)))
+    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX})
+    output = tmp_path / "out"
+    assert main(["--source", f"dota={root}", "--output", str(output), "--push-to-hub", "me/rs-corpus"]) == 0
+    assert calls[0] == ("create", "me/rs-corpus", {"repo_type": "dataset", "exist_ok": True})
+    assert calls[1][1]["folder_path"] == str(output) and calls[1][1]["repo_id"] == "me/rs-corpus"
+    assert calls[1][1]["repo_type"] == "dataset"
+
+
+def test_cli_flags_yaml_config_and_errors(tmp_path: Path) -> None:
+    yaml_path = tmp_path / "corpus.yaml"
+    yaml_path.write_text("source:\n  - dota=/a\nseed: 4\nmax_distance: 2\nreader_options:\n  dota:\n    include_difficult: false\n")
+    config = parse_config(["--config", str(yaml_path), "--source", "csv=/b", "--source", "dior=/c", "--output", "o",
+                           "--num-proc", "3", "--seed", "5", "--exclude-near", "/t", "--max-distance", "1"])
+    assert config.source == ["dota=/a", "csv=/b", "dior=/c"]
+    assert (config.seed, config.num_proc, config.max_distance, config.exclude_near) == (5, 3, 1, "/t")
+    assert config.options_for() == {"dota": {"include_difficult": False}}
+    with pytest.raises(ValueError, match="expected FORMAT=PATH"):
+        CorpusConfig(source=["dota"], output="o").sources()
+    with pytest.raises(ValueError, match="unknown format 'dotta'"):
+        CorpusConfig(source=["dotta=/x"], output="o").sources()
+    with pytest.raises(ValueError, match="no --source given"):
+        build_corpus(CorpusConfig(output=str(tmp_path / "o")))
+    yaml_path.write_text("sauce: []\n")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['sauce'\]"):
+        parse_config(["--config", str(yaml_path)])
+
+
+def test_five_captions_cycles_and_truncates() -> None:
+    assert five_captions(["a", " ", "b"]) == ["a", "b", "a", "b", "a"]
+    assert five_captions([str(i) for i in range(7)]) == ["0", "1", "2", "3", "4"]
+    with pytest.raises(ValueError, match="no non-empty caption"):
+        five_captions(["", "  "])
+
+
+def test_same_format_twice_is_rejected(tmp_path: Path) -> None:
+    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX})
+    with pytest.raises(ValueError, match="each format may be given once"):
+        build_corpus(CorpusConfig(source=[f"dota={root}", f"dota={root}"], output=str(tmp_path / "o")))
+
+
+def test_image_phash_matches_dedup_phash_of_the_file() -> None:
+    from dataset_builders.dedup import phash_image
+
+    path = DATA / "bad_images" / "good.png"
+    assert corpus.image_phash(Image.open(path).convert("RGB")) == phash_image(path)
+    assert np.uint64(phash_image(path)) > 0
