@@ -54,11 +54,12 @@ def test_au_air_boxes_classes_and_orphans() -> None:
 
 
 def test_csv_neon_table_and_non_table_files(shared_data: Path, tmp_path: Path) -> None:
-    records, skipped = read_source("csv", shared_data / "neon_trees" / "OSBS_029.csv")
+    records, notes = read_source("csv", shared_data / "neon_trees" / "OSBS_029.csv")
     rows = (shared_data / "neon_trees" / "OSBS_029.csv").read_text().splitlines()[1:]
     assert [record.image_path.name for record in records] == ["OSBS_029.tif"]
     assert len(records[0].boxes) == len(rows)
     assert records[0].boxes[0] == Box("Tree", 203, 67, 227, 90)
+    assert notes == []
     folder_records, folder_skipped = read_source("csv", shared_data / "neon_trees")
     assert "classes.csv" in {Path(entry.path).name for entry in folder_skipped if "not a box table" in entry.reason}
     assert {record.image_path.name for record in folder_records} >= {"OSBS_029.png", "SOAP_061.png"}

@@ -23,12 +23,13 @@ def test_dior_oriented_box_from_real_sample(shared_data: Path) -> None:
 
 
 def test_generic_voc_reads_neon_xmls_by_filename(shared_data: Path) -> None:
-    records, skipped = read_source("voc", shared_data / "neon_trees")
+    records, notes = read_source("voc", shared_data / "neon_trees")
     by_name = {record.image_path.name: record for record in records}
     assert sorted(by_name) == ["2019_YELL_2_528000_4978000_image_crop2.png", "2019_YELL_2_541000_4977000_image_crop.png",
                                "OSBS_029.tif", "SOAP_061.png"]
     assert len(by_name["OSBS_029.tif"].boxes) == 61
     assert by_name["OSBS_029.tif"].boxes[0] == Box("Tree", 203, 67, 227, 90)
+    assert all(not note.reason.startswith("dropped") for note in notes)
 
 
 def test_hrrsd_layout() -> None:
