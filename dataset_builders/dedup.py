@@ -17,7 +17,7 @@ is emitted only in the first segment on which it agrees, so no pair is reported 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -36,6 +36,7 @@ __all__ = [
     "near_test_images",
     "phash_image",
     "phash_images",
+    "phash_value",
     "segment_layout",
     "select_duplicates",
 ]
@@ -48,10 +49,15 @@ _MAX_IMAGES = 3_000_000_000  # pairs are encoded as i * N + j in int64
 _CROSS_CHUNK = 1 << 20  # candidate pairs materialised at once by the train/test join
 
 
+def phash_value(image: Image.Image) -> int:
+    """64-bit p-Hash (``imagehash.phash``: 8x8 low DCT bits) of a decoded image as a Python int."""
+    return int(str(imagehash.phash(image)), 16)
+
+
 def phash_image(path: Path | str) -> int:
-    """64-bit p-Hash (``imagehash.phash``, 8x8 DCT bits) of one image file as a Python int."""
+    """64-bit p-Hash of one image file as a Python int (``phash_value`` of the decoded file)."""
     with Image.open(path) as image:
-        return int(str(imagehash.phash(image)), 16)
+        return phash_value(image)
 
 
 def _phash_or_reason(path: str) -> tuple[int | None, str]:
