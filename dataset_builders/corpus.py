@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from dataset_builders import b2c, dedup
 from dataset_builders.hf_folder import (
     DEFAULT_MAX_SHARD_BYTES,
+    REPORT_NAME,
     ShardWriter,
     atomic_folder,
     card_metadata,
@@ -47,7 +48,6 @@ from dataset_builders.sources.images import ImageReadError, decode_rgb, encode_p
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "build_report.json"
 NUM_CAPTIONS = 5
 CORPUS_FEATURES = datasets.Features({
     "image": datasets.Image(),

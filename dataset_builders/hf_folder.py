@@ -25,6 +25,7 @@ import yaml
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
+REPORT_NAME = "build_report.json"
 
 
 class ShardWriter:
@@ -140,9 +141,11 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapping[str, Iterable[Mapping[str, Any]]],
                          card: Callable[[dict[str, int], dict[str, Any]], str],
+                         report: Callable[[dict[str, int]], Any] | None = None,
                          max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> dict[str, int]:
     """Write a whole dataset folder atomically: rows per split, then README.md from ``card(rows per split,
-    YAML metadata with configs and features)``. Returns the rows per split."""
+    YAML metadata with configs and features)`` and, if given, ``build_report.json`` from ``report(rows per
+    split)``. Returns the rows per split."""
     with atomic_folder(output) as folder:
         counts, files = {}, {}
         for split, rows in splits.items():
@@ -152,4 +155,6 @@ def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapp
             files[split] = writer.close()
             counts[split] = writer.num_rows
         (folder / "README.md").write_text(card(counts, card_metadata(files, folder, features)), encoding="utf-8")
+        if report is not None:
+            write_json(folder / REPORT_NAME, report(counts))
     return counts

@@ -118,3 +118,10 @@ def encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def image_cell(path: Path, name: str) -> dict[str, bytes | str]:
+    """An ``Image()`` feature value for a file: its original bytes when 8-bit RGB JPEG/PNG, else converted PNG."""
+    decoded = decode_rgb(path)
+    data = path.read_bytes() if decoded.passthrough else encode_png(decoded.image)
+    return {"bytes": data, "path": name}

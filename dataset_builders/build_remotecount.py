@@ -1,0 +1,38 @@
+"""CLI: ``python -m dataset_builders.build_remotecount (--dota DIR | --release DIR) --output DATA_DIR/remotecount [--seed S]``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from dataset_builders.remotecount import from_dota, from_release
+
+
+@dataclass
+class RemoteCountConfig:
+    """Options of ``python -m dataset_builders.build_remotecount``."""
+
+    output: str = field(metadata={"help": "output dataset folder (e.g. DATA_DIR/remotecount)"})
+    dota: str | None = field(default=None, metadata={"help": "DOTA-format folder (images/ + labelTxt/) to rebuild from"})
+    release: str | None = field(default=None, metadata={"help": "folder of the official release (see the module doc)"})
+    seed: int = field(default=0, metadata={"help": "seed of the caption phrasing (--dota)"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build RemoteCount and print its row counts."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    (config,) = HfArgumentParser(RemoteCountConfig).parse_args_into_dataclasses(args=argv)
+    if (config.dota is None) == (config.release is None):
+        raise ValueError("pass exactly one of --dota DIR and --release DIR")
+    report = from_dota(config.dota, config.output, config.seed) if config.dota else from_release(config.release, config.output)
+    print(json.dumps(report["rows"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

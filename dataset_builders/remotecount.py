@@ -1,0 +1,164 @@
+"""RemoteCount (the RemoteCLIP object-counting benchmark) as a Hugging Face folder.
+
+Two ways in:
+- ``from_dota``: rebuild it from DOTA-format annotations (``DIR/images`` + ``DIR/labelTxt``, read with the
+  ``dota`` source reader, so clipped or malformed lines are handled the same way): one sample per (image,
+  category) whose category is one of the 13 RemoteCount categories and has 1 to 10 instances in the image;
+  the caption states the count as a word ("There are three planes in the image.", singular for one), its
+  phrasing picked by a seeded RNG (deterministic per image, category and seed).
+- ``from_release``: a copy of the official release. Accepted layout (documented here because the release
+  itself is not available to this project): a folder with the images (directly or under ``images/``) and one
+  annotation file, ``*.json`` (a list of objects) or ``*.jsonl`` (one object per line), each object with the
+  image file name (``image``, ``file_name`` or ``filename``) and ``caption``; ``count`` (1..10) and
+  ``category`` are optional and are read from the caption when missing (the first number word or digit, the
+  first category name mentioned).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+from tqdm.auto import tqdm
+
+from dataset_builders.b2c import normalize_class_name
+from dataset_builders.hf_folder import card_text, write_dataset_folder
+from dataset_builders.records import Record
+from dataset_builders.sources import read_source
+from dataset_builders.sources.images import ImageReadError, image_cell
+
+CATEGORIES = ("plane", "helicopter", "roundabout", "bridge", "baseball diamond", "ground track field",
+              "basketball court", "tennis court", "harbor", "soccer field", "swimming pool", "ship", "storage tank")
+#: DOTA names whose normalised form differs from the RemoteCount category
+RENAMES = {"soccer ball field": "soccer field"}
+COUNT_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+PLURAL_TEMPLATES = ("There are {n} {noun} in the image.", "The image shows {n} {noun}.",
+                    "In this image there are {n} {noun}.", "{N} {noun} can be seen in the image.")
+SINGULAR_TEMPLATES = ("There is {n} {noun} in the image.", "The image shows {n} {noun}.",
+                      "In this image there is {n} {noun}.", "{N} {noun} can be seen in the image.")
+FEATURES = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string"),
+                              "count": datasets.Value("int64"), "category": datasets.Value("string")})
+
+
+def category_of(label: str) -> str | None:
+    """The RemoteCount category of a DOTA class name, or None when it is not one of the 13."""
+    name = normalize_class_name(label)
+    name = RENAMES.get(name, name)
+    return name if name in CATEGORIES else None
+
+
+def plural(category: str) -> str:
+    """Plural of a category ("storage tank" -> "storage tanks")."""
+    return category + ("es" if category.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def count_caption(category: str, count: int, rng: random.Random) -> str:
+    """A caption stating ``count`` (1..10) ``category`` objects, the number as a word."""
+    if not 1 <= count <= len(COUNT_WORDS):
+        raise ValueError(f"count must be 1..10, got {count} for {category!r}")
+    word = COUNT_WORDS[count - 1]
+    templates = SINGULAR_TEMPLATES if count == 1 else PLURAL_TEMPLATES
+    noun = category if count == 1 else plural(category)
+    return rng.choice(templates).format(n=word, N=word.capitalize(), noun=noun)
+
+
+def samples_from_records(records: list[Record], seed: int) -> list[tuple[Path, dict[str, Any]]]:
+    """(image path, row without image) per (image, category) with 1..10 instances, in image then category order."""
+    samples = []
+    for record in records:
+        counts = Counter(category for category in map(category_of, (box.label for box in record.boxes)) if category)
+        for category in sorted(counts, key=CATEGORIES.index):
+            if 1 <= counts[category] <= len(COUNT_WORDS):
+                rng = random.Random(f"{seed}:{record.image_path.name}:{category}")
+                samples.append((record.image_path, {"caption": count_caption(category, counts[category], rng),
+                                                    "count": counts[category], "category": category}))
+    return samples
+
+
+def parse_caption(caption: str, where: str) -> tuple[int, str]:
+    """(count, category) stated by a caption; ValueError naming ``where`` when either is missing."""
+    lowered = caption.lower()
+    match = re.search(r"\b(" + "|".join(COUNT_WORDS) + r"|10|[1-9])\b", lowered)
+    categories = [c for c in sorted(CATEGORIES, key=len, reverse=True) if re.search(rf"\b{c}", lowered)]
+    if match is None or not categories:
+        raise ValueError(f"{where}: caption {caption!r} states no count 1..10 or no RemoteCount category")
+    token = match.group(1)
+    return (int(token) if token.isdigit() else COUNT_WORDS.index(token) + 1), categories[0]
+
+
+def release_samples(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Samples of the official release in the layout of the module docstring."""
+    files = sorted(root.glob("*.json")) + sorted(root.glob("*.jsonl"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"{root}: expected one *.json or *.jsonl annotation file, found {[f.name for f in files]}")
+    path = files[0]
+    text = path.read_text(encoding="utf-8")
+    try:
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    samples = []
+    for index, entry in enumerate(entries):
+        where = f"{path}:{index + 1}" if path.suffix == ".jsonl" else f"{path}#[{index}]"
+        name = next((entry[key] for key in ("image", "file_name", "filename") if key in entry), None)
+        if not isinstance(name, str) or "caption" not in entry:
+            raise ValueError(f"{where}: entry needs an image name ('image'/'file_name'/'filename') and 'caption'")
+        count, category = parse_caption(entry["caption"], where)
+        count, category = int(entry.get("count", count)), entry.get("category", category)
+        if category not in CATEGORIES or not 1 <= count <= 10:
+            raise ValueError(f"{where}: category {category!r} / count {count} outside the 13 categories / 1..10")
+        samples.append((image_dir / name, {"caption": entry["caption"], "count": count, "category": category}))
+    return samples
+
+
+def write_remotecount(samples: list[tuple[Path, dict[str, Any]]], output: Path, origin: str) -> dict[str, Any]:
+    """Write the samples as the ``remotecount`` HF folder (split ``test``); returns the build report."""
+    skipped: list[dict[str, str]] = []
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for path, row in tqdm(samples, desc="remotecount", unit="img"):
+            try:
+                yield {"image": image_cell(path, path.name), **row}
+            except (ImageReadError, FileNotFoundError) as error:
+                skipped.append({"path": str(path), "reason": str(error)})
+
+    def card(counts: dict[str, int], metadata: dict[str, Any]) -> str:
+        per_count = Counter(row["count"] for _, row in samples)
+        per_category = Counter(row["category"] for _, row in samples)
+        body = (f"# RemoteCount\n\nObject-counting benchmark of RemoteCLIP (13 categories, counts 1-10), {origin}. "
+                f"Columns: `image`, `caption` (states the count as a word or digits), `count` (1..10), `category`. "
+                f"Split `test`: {counts['test']} samples (skipped: {len(skipped)}, see `build_report.json`).\n\n"
+                "Samples per count: " + ", ".join(f"{n}: {per_count[n]}" for n in range(1, 11)) + ".\n\n"
+                "Samples per category: " + ", ".join(f"{c}: {per_category[c]}" for c in CATEGORIES) + ".\n\n"
+                "Licence: as DOTA (academic research use only).\n")
+        return card_text({"license": "other", "task_categories": ["zero-shot-image-classification"],
+                          "tags": ["remote-sensing", "counting", "remoteclip"], **metadata}, body)
+
+    report: dict[str, Any] = {"origin": origin, "skipped": skipped}
+    report["rows"] = write_dataset_folder(Path(output), FEATURES, {"test": rows()}, card,
+                                          lambda counts: {**report, "rows": counts})
+    return report
+
+
+def from_dota(dota_root: Path, output: Path, seed: int = 0) -> dict[str, Any]:
+    """Rebuild RemoteCount from DOTA-format annotations; the reader's skips are added to the report."""
+    records, reader_skipped = read_source("dota", dota_root)
+    samples = samples_from_records(records, seed)
+    if not samples:
+        raise ValueError(f"{dota_root}: no image has 1..10 instances of a RemoteCount category")
+    report = write_remotecount(samples, output, f"rebuilt from the DOTA-format annotations at `{Path(dota_root).name}` "
+                                                f"(seed {seed}; one sample per image and category with 1-10 instances)")
+    report["reader_skipped"] = [{"path": s.path, "reason": s.reason, "line": s.line} for s in reader_skipped]
+    return report
+
+
+def from_release(root: Path, output: Path) -> dict[str, Any]:
+    """Convert a copy of the official release (layout in the module docstring)."""
+    return write_remotecount(release_samples(Path(root)), output, f"converted from the official release at `{Path(root).name}`")
