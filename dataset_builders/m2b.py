@@ -134,34 +134,28 @@ def _boxes_from_class_map(classes: np.ndarray, names: Mapping[int, str], min_are
                           instance_ids: np.ndarray | None) -> tuple[list[Box], list[str]]:
     """M2B on a (H, W) int64 map of class codes (-1 = not boxed); ``instance_ids`` (H, W) splits instances."""
     boxes: list[Box] = []
-    dropped: dict[int, list[int]] = {}
     notes: list[str] = []
     for code in sorted(int(value) for value in np.unique(classes) if value >= 0):
         label = names[code]
         in_class = classes == code
         ys, xs = np.nonzero(in_class)
         y0, x0, y1, x1 = ys.min(), xs.min(), ys.max() + 1, xs.max() + 1
-        crop = in_class[y0:y1, x0:x1]
+        crop, offset = in_class[y0:y1, x0:x1], (int(x0), int(y0))
         if instance_ids is None:
-            found, small = _component_boxes(crop.astype(np.uint8), label, (int(x0), int(y0)), min_area)
-            boxes.extend(found)
-            dropped.setdefault(code, []).extend(small)
-            continue
-        instances = np.where(crop, instance_ids[y0:y1, x0:x1], -1)
-        found, small = _instance_boxes(instances, label, (int(x0), int(y0)), min_area)
+            found, dropped = _component_boxes(crop.astype(np.uint8), label, offset, min_area)
+        else:
+            instances = np.where(crop, instance_ids[y0:y1, x0:x1], -1)
+            found, dropped = _instance_boxes(instances, label, offset, min_area)
+            unassigned = crop & (instances == 0)
+            if unassigned.any():
+                notes.append(f"{int(unassigned.sum())} pixels of class {label!r} have no instance id (0): "
+                             "boxed by connected components")
+                more, more_dropped = _component_boxes(unassigned.astype(np.uint8), label, offset, min_area)
+                found, dropped = found + more, dropped + more_dropped
         boxes.extend(found)
-        dropped.setdefault(code, []).extend(small)
-        unassigned = crop & (instances == 0)
-        if unassigned.any():
-            notes.append(f"{int(unassigned.sum())} pixels of class {label!r} have no instance id (0): "
-                         "boxed by connected components")
-            found, small = _component_boxes(unassigned.astype(np.uint8), label, (int(x0), int(y0)), min_area)
-            boxes.extend(found)
-            dropped[code].extend(small)
-    for code, areas in dropped.items():
-        if areas:
-            notes.append(f"dropped {len(areas)} speck(s) of class {names[code]!r} below min_area={min_area} px "
-                         f"(areas {sorted(areas)})")
+        if dropped:
+            notes.append(f"dropped {len(dropped)} speck(s) of class {label!r} below min_area={min_area} px "
+                         f"(areas {sorted(dropped)})")
     return boxes, notes
 
 
