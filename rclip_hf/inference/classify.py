@@ -7,7 +7,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from PIL import Image
 from torch import Tensor
 from transformers import CLIPModel, ProcessorMixin

@@ -217,7 +217,7 @@ def _write_geotiff(path: Path, score_map: np.ndarray, georeference: Georeference
     from rasterio.transform import Affine
 
     map_height, map_width = score_map.shape
-    transform = georeference.transform * Affine.scale(width / map_width, height / map_height)
+    transform = georeference.transform @ Affine.scale(width / map_width, height / map_height)
     profile = {"driver": "GTiff", "width": map_width, "height": map_height, "count": 1, "dtype": "float32",
                "crs": georeference.crs, "transform": transform}
     with rasterio.open(path, "w", **profile) as destination:

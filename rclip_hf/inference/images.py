@@ -161,7 +161,7 @@ class RasterSource:
         if self._dataset is not None:
             self._dataset.close()
 
-    def __enter__(self) -> RasterSource:
+    def __enter__(self) -> RasterSource:  # noqa: PYI034 (final class in practice)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -108,5 +108,12 @@ def describe(model: CLIPModel) -> dict[str, Any]:
             "projection_dim": int(model.config.projection_dim), "fingerprint": model_fingerprint(model)}
 
 
-__all__ = ["NotACLIPModelError", "SUPPORTED_MODEL_TYPES", "describe", "load_model", "model_fingerprint",
-           "model_name", "resolve_model"]
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "NotACLIPModelError",
+    "describe",
+    "load_model",
+    "model_fingerprint",
+    "model_name",
+    "resolve_model",
+]

@@ -328,9 +328,9 @@ def build_index(
     _atomic_write(failures_path, lambda path: path.write_text(json.dumps(failures, indent=2)))
     for failure in failures:
         logger.warning("skipped unreadable image %s: %s", failure["path"] or failure["id"], failure["reason"])
-    if faiss == "yes" or (faiss == "auto" and len(index) >= FAISS_MIN_ITEMS and _faiss() is not None):
-        if not index.faiss_is_current():
-            index.build_faiss()
+    wants_faiss = faiss == "yes" or (faiss == "auto" and len(index) >= FAISS_MIN_ITEMS and _faiss() is not None)
+    if wants_faiss and not index.faiss_is_current():
+        index.build_faiss()
     return BuildReport(index=str(index.directory), added=added, already_indexed=skipped, total=len(index),
                        failures=failures, faiss=index.faiss_is_current())
 
