@@ -7,6 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 EXTRAS := data,eval,train,search,geo,cards,dev
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test lint clean
 
@@ -17,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rclip-hf demo --output demo_output
+	$(PY) demo/run.py --output demo_output $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
