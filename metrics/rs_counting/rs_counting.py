@@ -1,8 +1,8 @@
 """RemoteCount top-k accuracy and confusion matrix, a thin `evaluate` wrapper over rclip_hf.evaluation."""
 
-import datasets
 import evaluate
 import numpy as np
+from rclip_hf.evaluation.metric_info import metric_info
 from rclip_hf.evaluation import counting_metrics
 
 _DESCRIPTION = (
@@ -28,14 +28,7 @@ class RsCounting(evaluate.Metric):
     """Counting metrics over the 10 count-caption scores of each image."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references):
         return counting_metrics(np.asarray(predictions, dtype=np.float32), np.asarray(references))

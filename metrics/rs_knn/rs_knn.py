@@ -1,8 +1,8 @@
 """Weighted k-NN classification (RemoteCLIP Table IV), a thin `evaluate` wrapper over rclip_hf.evaluation."""
 
-import datasets
 import evaluate
 import numpy as np
+from rclip_hf.evaluation.metric_info import metric_info
 from rclip_hf.evaluation import knn_metrics
 
 _DESCRIPTION = (
@@ -30,14 +30,7 @@ class RsKnn(evaluate.Metric):
     """k-NN metrics of test features against training features."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, train_features, train_labels, num_classes, k=20, temperature=0.07):
         return knn_metrics(

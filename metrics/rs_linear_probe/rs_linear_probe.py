@@ -1,8 +1,8 @@
 """Linear-probe accuracy (RemoteCLIP Table IV recipe), a thin `evaluate` wrapper over rclip_hf.evaluation."""
 
-import datasets
 import evaluate
 import numpy as np
+from rclip_hf.evaluation.metric_info import metric_info
 from rclip_hf.evaluation import LinearProbeConfig
 from rclip_hf.evaluation import linear_probe
 
@@ -31,14 +31,7 @@ class RsLinearProbe(evaluate.Metric):
     """Linear-probe metrics of test features, the probe fitted on training features."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, train_features, train_labels, num_classes, **config):
         outcome = linear_probe(

@@ -1,15 +1,9 @@
 """Image-text retrieval recall@k (RemoteCLIP Table II), a thin `evaluate` wrapper over rclip_hf.evaluation."""
 
-import datasets
 import evaluate
 import numpy as np
+from rclip_hf.evaluation.metric_info import metric_info
 from rclip_hf.evaluation import retrieval_metrics
-
-_CITATION = """@article{liu2024remoteclip,
-  title={RemoteCLIP: A Vision Language Foundation Model for Remote Sensing},
-  author={Liu, Fan and Chen, Delong and Guan, Zhangqingyun and Zhou, Xiaocong and Zhu, Jiale and Ye, Qiaolin and Fu, Liyong and Zhou, Jun},
-  journal={IEEE Transactions on Geoscience and Remote Sensing}, year={2024}}
-"""
 
 _DESCRIPTION = (
     "Image->text and text->image recall@k in percent and their mean (mean_recall), with the definitions of the "
@@ -37,14 +31,7 @@ class RsRetrieval(evaluate.Metric):
     """Retrieval recall@k over text embeddings (rows) against image embeddings (keyword argument)."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"text_embeds": datasets.Sequence(datasets.Value("float32")), "text_to_image": datasets.Value("int64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, {"text_embeds": "vector", "text_to_image": "int"})
 
     def _compute(self, text_embeds, text_to_image, image_embeds, ks=(1, 5, 10), tie_break="torch"):
         return retrieval_metrics(

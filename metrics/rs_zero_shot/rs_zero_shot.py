@@ -1,8 +1,8 @@
 """Zero-shot classification accuracy (RemoteCLIP Table III), a thin `evaluate` wrapper over rclip_hf.evaluation."""
 
-import datasets
 import evaluate
 import numpy as np
+from rclip_hf.evaluation.metric_info import metric_info
 from rclip_hf.evaluation import classification_metrics
 
 _DESCRIPTION = (
@@ -29,14 +29,7 @@ class RsZeroShot(evaluate.Metric):
     """Classification metrics over per-class scores."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, ks=(1, 5)):
         return classification_metrics(np.asarray(predictions, dtype=np.float32), np.asarray(references), ks=ks)
