@@ -1,11 +1,10 @@
-"""Tiny random-weight RemoteCLIP folders for the inference, CLI and docs tests (imported by those test modules)."""
+"""Tiny random-weight RemoteCLIP folders and real-image copies for the inference, CLI and docs tests."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import pytest
 import torch
 
 from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel, build_processor
@@ -27,26 +26,6 @@ def make_tiny_model_dir(directory: Path, seed: int = 0) -> Path:
     RemoteCLIPModel(config).eval().save_pretrained(directory)
     build_processor(image_size=TINY_IMAGE_SIZE).save_pretrained(directory)
     return directory
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A converted random-weight model folder (seed 0)."""
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-remoteclip") / "model", seed=0)
-
-
-@pytest.fixture(scope="session")
-def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Same architecture as `tiny_model_dir`, other random weights (seed 1)."""
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-remoteclip-other") / "model", seed=1)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tiny_model_dir: Path):
-    """(model, processor) loaded from `tiny_model_dir`."""
-    from rclip_hf.inference import load_model
-
-    return load_model(tiny_model_dir)
 
 
 def copy_images(shared_data: Path, destination: Path, per_class: int = 3,

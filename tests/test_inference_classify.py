@@ -19,7 +19,7 @@ from rclip_hf.inference import NotACLIPModelError, UnknownPresetError, classify,
 classify_module = importlib.import_module("rclip_hf.inference.classify")
 from rclip_hf.inference.classify import class_embedding_cache
 
-pytest_plugins = ("inference_models",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
+pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
 
 LABELS = ["airport", "grass land", "parking lot", "a cute cat"]
 TEMPLATE = "a satellite photo of {}."

@@ -1,0 +1,156 @@
+"""Tests of the embedding index: build, resume, failure report, model checks, exact and FAISS search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from inference_models import TINY_EMBED_DIM, copy_images
+from PIL import Image
+
+from rclip_hf.evaluation.encode import encode_images
+from rclip_hf.inference import EmbeddingIndex, IndexModelMismatchError, build_index, load_model, search
+from rclip_hf.inference.search import FAILURES_FILE, MANIFEST_FILE
+
+pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
+
+
+@pytest.fixture()
+def folder(tmp_path: Path, shared_data: Path) -> Path:
+    """Six real RSSCN7 images in two class folders, one corrupt JPEG and one text file."""
+    root = tmp_path / "tiles"
+    copy_images(shared_data, root, per_class=3)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_build_round_trip_and_failure_report(folder: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    report = build_index(folder, tmp_path / "index", model, processor, batch_size=4, shard_size=4)
+    assert (report.added, report.already_indexed, report.total) == (6, 0, 6)
+    assert [failure["id"] for failure in report.failures] == ["broken.jpg"]
+    assert "cannot read image" in report.failures[0]["reason"]
+    assert json.loads((tmp_path / "index" / FAILURES_FILE).read_text()) == report.failures
+
+    index = EmbeddingIndex.open(tmp_path / "index")
+    expected_ids = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg") if p.name != "broken.jpg")
+    assert index.ids() == expected_ids and len(index) == 6
+    assert [shard["count"] for shard in index.manifest["shards"]] == [4, 2]
+    stored = torch.cat([embeddings for _, embeddings in index.shard_embeddings()])
+    fresh = encode_images(model, processor, [Image.open(folder / item_id) for item_id in expected_ids],
+                          show_progress=False)
+    assert stored.shape == (6, TINY_EMBED_DIM)
+    torch.testing.assert_close(stored, fresh, atol=1e-5, rtol=1e-5)
+
+
+def test_resume_adds_only_new_images(folder: Path, tmp_path: Path, tiny_model, shared_data: Path) -> None:
+    model, processor = tiny_model
+    build_index(folder, tmp_path / "index", model, processor, shard_size=4)
+    copy_images(shared_data, folder, per_class=1, classes=("eForest",))
+    report = build_index(folder, tmp_path / "index", model, processor, shard_size=4)
+    assert (report.added, report.already_indexed, report.total) == (1, 6, 7)
+    ids = EmbeddingIndex.open(tmp_path / "index").ids()
+    assert len(ids) == len(set(ids)) == 7 and ids[-1].startswith("eForest/")
+
+
+def test_refuses_another_model(folder: Path, tmp_path: Path, tiny_model, other_model_dir: Path) -> None:
+    model, processor = tiny_model
+    build_index(folder, tmp_path / "index", model, processor)
+    other, other_processor = load_model(other_model_dir)
+    with pytest.raises(IndexModelMismatchError, match="holds embeddings of model .* fingerprint"):
+        build_index(folder, tmp_path / "index", other, other_processor)
+    with pytest.raises(IndexModelMismatchError, match="cannot be mixed or compared"):
+        search(tmp_path / "index", "grass", model=other, processor=other_processor)
+
+
+def test_text_and_image_queries(folder: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    build_index(folder, tmp_path / "index", model, processor, shard_size=4)
+    query_image = folder / "gParking" / "g002.jpg"
+    by_image, by_text = search(tmp_path / "index", [query_image, "a parking lot"], k=3, model=model,
+                               processor=processor)
+    assert by_image[0]["id"] == "gParking/g002.jpg" and by_image[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert [hit["rank"] for hit in by_text] == [1, 2, 3]
+    assert [hit["score"] for hit in by_text] == sorted((hit["score"] for hit in by_text), reverse=True)
+    single = search(tmp_path / "index", "a parking lot", k=3, model=model, processor=processor)
+    assert [hit["id"] for hit in single] == [hit["id"] for hit in by_text]
+    assert [hit["score"] for hit in single] == pytest.approx([hit["score"] for hit in by_text], abs=1e-6)
+    with pytest.raises(ValueError, match=r"k=7 must be in \[1, 6\]"):
+        search(tmp_path / "index", "x", k=7, model=model, processor=processor)
+
+
+def test_dataset_source_with_ids_and_a_bad_row(tmp_path: Path, tiny_model, shared_data: Path) -> None:
+    model, processor = tiny_model
+    files = copy_images(shared_data, tmp_path / "images", per_class=2)
+    rows = {"image": [{"bytes": path.read_bytes(), "path": None} for path in files] + [{"bytes": b"junk", "path": None}],
+            "filename": [path.name for path in files] + ["junk.jpg"]}
+    dataset = datasets.Dataset.from_dict(rows, features=datasets.Features(
+        {"image": datasets.Image(), "filename": datasets.Value("string")}))
+    report = build_index(dataset, tmp_path / "index", model, processor, id_column="filename")
+    assert report.added == 4 and [failure["id"] for failure in report.failures] == ["junk.jpg"]
+    index = EmbeddingIndex.open(tmp_path / "index")
+    assert index.ids() == [path.name for path in files]
+    assert index.items([3]) == [{"id": files[3].name, "path": "", "row": 3}]
+    dataset.to_parquet(str(tmp_path / "saved" / "data" / "train-00000.parquet"))
+    from_folder = build_index(tmp_path / "saved", tmp_path / "index2", model, processor)
+    assert from_folder.added == 4 and EmbeddingIndex.open(tmp_path / "index2").ids() == ["0", "1", "2", "3"]
+    with pytest.raises(KeyError, match="has no column 'name'"):
+        build_index(dataset, tmp_path / "index3", model, processor, id_column="name")
+
+
+def test_bad_sources(tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    with pytest.raises(FileNotFoundError, match="index source not found: .*nowhere"):
+        build_index(tmp_path / "nowhere", tmp_path / "index", model, processor)
+    with pytest.raises(FileNotFoundError, match=f"no embedding index at .*nothing .*{MANIFEST_FILE}"):
+        EmbeddingIndex.open(tmp_path / "nothing")
+
+
+@pytest.fixture(scope="module")
+def synthetic_index(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> tuple[EmbeddingIndex, torch.Tensor]:
+    """50,000 random unit vectors in shards of 8,192, with planted exact duplicates across shards."""
+    model, _ = tiny_model
+    generator = torch.Generator().manual_seed(0)
+    gallery = torch.nn.functional.normalize(torch.randn(50_000, TINY_EMBED_DIM, generator=generator), dim=-1)
+    gallery[20_000] = gallery[100]  # a tie across shards: the lower position must rank first
+    gallery[45_000] = gallery[100]
+    index = EmbeddingIndex.open_or_create(tmp_path_factory.mktemp("synthetic") / "index", model)
+    for start in range(0, len(gallery), 10_000):
+        block = range(start, min(start + 10_000, len(gallery)))
+        index.add([f"item-{i}" for i in block], [""] * len(block), list(block), gallery[start : block.stop], 8192)
+    index.flush()
+    return index, gallery
+
+
+def test_exact_search_over_50k_equals_brute_force(synthetic_index) -> None:
+    index, gallery = synthetic_index
+    queries = torch.nn.functional.normalize(torch.randn(64, TINY_EMBED_DIM, generator=torch.Generator().manual_seed(1)),
+                                            dim=-1)
+    queries[0] = gallery[100]
+    scores, positions = index.search_embeddings(queries, k=25, backend="exact", chunk_size=1000)
+    brute = queries @ gallery.T  # (64, 50000)
+    expected_scores, expected_positions = brute.topk(25, dim=1)
+    assert positions.shape == (64, 25)
+    torch.testing.assert_close(scores, expected_scores, atol=1e-5, rtol=0)
+    assert torch.equal(positions[1:], expected_positions[1:])
+    assert positions[0, :3].tolist() == [100, 20_000, 45_000]
+    assert index.items([20_000])[0]["id"] == "item-20000"
+
+
+def test_faiss_with_every_list_probed_equals_brute_force(synthetic_index) -> None:
+    pytest.importorskip("faiss")
+    index, gallery = synthetic_index
+    index.build_faiss(nlist=16)
+    assert index.faiss_is_current()
+    queries = torch.nn.functional.normalize(torch.randn(8, TINY_EMBED_DIM, generator=torch.Generator().manual_seed(2)),
+                                            dim=-1)
+    scores, positions = index.search_embeddings(queries, k=10, backend="faiss", nprobe=16)
+    expected_scores, expected_positions = (queries @ gallery.T).topk(10, dim=1)
+    assert torch.equal(positions, expected_positions)
+    torch.testing.assert_close(scores, expected_scores, atol=1e-4, rtol=0)
+    _, auto_positions = index.search_embeddings(queries, k=10, backend="auto", nprobe=16)
+    assert torch.equal(auto_positions, positions)
