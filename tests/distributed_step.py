@@ -1,0 +1,49 @@
+"""Run under `accelerate launch`: one training step of tiny.yaml on the first batch; rank 0 saves loss and gradients.
+
+    accelerate launch --num_processes N --cpu tests/distributed_step.py CORPUS_DIR OUT_FILE
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
+
+from training.arguments import parse_arguments  # noqa: E402
+from training.augment import TrainAugmentation  # noqa: E402
+from training.data import build_train_dataloader, load_caption_corpus  # noqa: E402
+from training.loop import per_device_batch_size, training_step  # noqa: E402
+from training.model import ContrastiveModule, build_model_and_processor  # noqa: E402
+
+from rclip_hf.loss import ClipLoss  # noqa: E402
+
+
+def main(corpus: str, out_file: str) -> None:
+    model_args, data_args, args = parse_arguments(
+        ["--config", str(REPO_ROOT / "training_scripts/configs/tiny.yaml"), "--dataset", corpus, "--batch_size", "8"])
+    accelerator = Accelerator(mixed_precision="no")
+    per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, 1)
+    set_seed(args.seed)
+    model, processor = build_model_and_processor(model_args)
+    augmentation = TrainAugmentation(size=model.config.image_size)
+    dataloader = build_train_dataloader(load_caption_corpus(data_args), processor, augmentation, data_args,
+                                        per_device, args.seed)
+    module, dataloader = accelerator.prepare(ContrastiveModule(model), dataloader)
+    loss_fn = ClipLoss(local_loss=args.local_loss, rank=accelerator.process_index,
+                       world_size=accelerator.num_processes)
+    loss = training_step(module, next(iter(dataloader)), loss_fn, accelerator)
+    mean_loss = accelerator.reduce(loss, reduction="mean")
+    if accelerator.is_main_process:
+        grads = {name: parameter.grad.clone() for name, parameter in
+                 accelerator.unwrap_model(module).named_parameters()}
+        torch.save({"loss": mean_loss, "grads": grads, "num_processes": accelerator.num_processes}, out_file)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,273 @@
+"""training_scripts/train.py: argument parsing, early config errors, learning on a real corpus, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from training_corpus import TEMPLATES, build_scene_corpus
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
+
+from training.arguments import parse_arguments  # noqa: E402
+from training.augment import TrainAugmentation  # noqa: E402
+from training.checkpoint import list_checkpoints, resolve_resume  # noqa: E402
+from training.data import EpochShuffleSampler, choose_caption  # noqa: E402
+from training.loop import per_device_batch_size, run  # noqa: E402
+from training.optim import parameter_groups  # noqa: E402
+
+TRAIN_SCRIPT = REPO_ROOT / "training_scripts" / "train.py"
+TINY = REPO_ROOT / "training_scripts" / "configs" / "tiny.yaml"
+STEPS = 200
+CHECKPOINT_EVERY = 50
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_data, tmp_path_factory) -> tuple[Path, list[str]]:
+    """RSSCN7 (7 classes x 50 images, 72 px) as a caption corpus; returns its folder and the class names."""
+    folder = tmp_path_factory.mktemp("corpus")
+    return folder, build_scene_corpus(shared_data, folder)
+
+
+def _train_command(corpus_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(TRAIN_SCRIPT), "--config", str(TINY), "--dataset", str(corpus_dir),
+            "--output_dir", str(output_dir), "--max_steps", str(STEPS), "--checkpointing_steps",
+            str(CHECKPOINT_EVERY), "--logging_steps", "1", "--report_to", "none", "--seed", "3", *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "2", "ACCELERATE_USE_CPU": "true"}
+
+
+def _losses(output_dir: Path) -> dict[int, float]:
+    """Step -> loss from train_log.jsonl (a resumed run's later lines win)."""
+    records = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    return {record["step"]: record["loss"] for record in records if "loss" in record}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory) -> Path:
+    """A full 200-step single-process run of tiny.yaml; returns its output folder."""
+    output_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = subprocess.run(_train_command(corpus[0], output_dir), capture_output=True, text=True, env=_env(),
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return output_dir
+
+
+# --- arguments -----------------------------------------------------------------------------------------------
+
+
+def test_command_line_overrides_yaml(tmp_path):
+    model_args, data_args, args = parse_arguments(
+        ["--config", str(TINY), "--dataset", "corpus_dir", "--max_steps", "7", "--seed", "5", "--output_dir", "o"])
+    assert (args.max_steps, args.seed, args.output_dir, data_args.dataset) == (7, 5, "o", "corpus_dir")
+    assert args.batch_size == 32 and model_args.model_config["vision_config"]["image_size"] == 64  # from the YAML
+
+
+def test_unknown_yaml_key_is_named(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("max_steps: 3\nlearning_rte: 0.1\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown key\(s\) \['learning_rte'\]"):
+        parse_arguments(["--config", str(config)])
+
+
+def test_paper_configs_hold_the_paper_recipe():
+    expected = {"rn50.yaml": ("RN50", 7e-5, 256), "vit-b-32.yaml": ("ViT-B-32", 4e-5, 256),
+                "vit-l-14.yaml": ("ViT-L-14", 1e-4, 28)}
+    for name, (arch, learning_rate, batch_size) in expected.items():
+        model_args, _, args = parse_arguments(["--config", str(TINY.with_name(name))])
+        assert arch.lower() in model_args.model_name_or_path.lower()
+        assert (args.learning_rate, args.batch_size, args.max_steps) == (learning_rate, batch_size, 108_215)
+        assert args.mixed_precision == "bf16" and args.warmup_steps > 0
+
+
+# --- pieces ---------------------------------------------------------------------------------------------------
+
+
+def test_per_device_batch_size_divides_exactly():
+    assert per_device_batch_size(256, 4, 2) == 32
+    with pytest.raises(ValueError, match=r"--batch_size 30 is not divisible by num_processes \(4\) x "
+                                         r"gradient_accumulation_steps \(2\) = 8"):
+        per_device_batch_size(30, 4, 2)
+
+
+def test_augmentation_is_seeded_and_sized():
+    image = Image.fromarray(np.arange(80 * 60 * 3, dtype=np.uint8).reshape(60, 80, 3) % 251)
+    augment = TrainAugmentation(size=32, scale=(0.5, 1.0))
+    first = augment(image, np.random.default_rng(7))
+    assert first.size == (32, 32) and first.mode == "RGB"
+    assert np.array_equal(np.asarray(first), np.asarray(augment(image, np.random.default_rng(7))))
+    outputs = {np.asarray(augment(image, np.random.default_rng(seed))).tobytes() for seed in range(8)}
+    assert len(outputs) > 1
+
+
+def test_rotation_only_gives_the_four_right_angles():
+    image = Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4))
+    augment = TrainAugmentation(size=4, scale=(1.0, 1.0), ratio=(1.0, 1.0), horizontal_flip=False)
+    seen = {np.asarray(augment(image, np.random.default_rng(seed)).convert("L")).tobytes() for seed in range(40)}
+    pixels = np.asarray(image)
+    assert seen == {np.rot90(pixels, turns).tobytes() for turns in range(4)}
+
+
+def test_crop_box_stays_inside_and_respects_the_scale():
+    augment = TrainAugmentation(size=8, scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    left, top, width, height = augment.crop_box(100, 100, np.random.default_rng(0))
+    assert (width, height) == (50, 50) and 0 <= left <= 50 and 0 <= top <= 50
+
+
+def test_bad_augmentation_values_fail():
+    with pytest.raises(ValueError, match=r"crop_scale .* got \(0.0, 1.0\)"):
+        TrainAugmentation(size=8, scale=(0.0, 1.0))
+
+
+def test_sampler_is_a_seeded_permutation_per_epoch():
+    sampler = EpochShuffleSampler(5, seed=1)
+    first = list(sampler)
+    assert sorted(index for index, _ in first) == [0, 1, 2, 3, 4] and {epoch for _, epoch in first} == {0}
+    assert first == list(EpochShuffleSampler(5, seed=1))
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert {epoch for _, epoch in second} == {1} and [i for i, _ in second] != [i for i, _ in first]
+
+
+def test_caption_choice_uses_every_caption_and_rejects_empty():
+    captions = ["a", "b", "c"]
+    assert {choose_caption(captions, np.random.default_rng(seed), "x") for seed in range(30)} == set(captions)
+    with pytest.raises(ValueError, match="sample 4: `captions` is empty"):
+        choose_caption([], np.random.default_rng(0), "sample 4")
+
+
+def test_no_weight_decay_on_biases_norms_embeddings_and_temperature():
+    from training.model import ContrastiveModule, build_model_and_processor
+
+    model_args, _, _ = parse_arguments(["--config", str(TINY)])
+    module = ContrastiveModule(build_model_and_processor(model_args)[0])
+    decayed, plain = parameter_groups(module, 0.1)
+    names = {id(p): name for name, p in module.named_parameters()}
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    plain_names = {names[id(p)] for p in plain["params"]}
+    assert "model.logit_scale" in plain_names and "model.text_model.embeddings.token_embedding.weight" in plain_names
+    assert "model.vision_model.post_layernorm.weight" in plain_names
+    assert "model.text_projection.weight" in decayed_names
+    assert not any(name.endswith("bias") for name in decayed_names)
+    assert (decayed["weight_decay"], plain["weight_decay"]) == (0.1, 0.0)
+
+
+# --- early failures (nothing is built or trained) -------------------------------------------------------------
+
+
+def _run_args(*argv: str):
+    return parse_arguments(["--config", str(TINY), "--report_to", "none", *argv])
+
+
+def test_unknown_arch_fails_before_compute(tmp_path):
+    with pytest.raises(ValueError, match=r"--arch 'ViT-X-99' is unknown; choose one of \['RN101', 'RN50'"):
+        run(*_run_args("--model_config", "", "--arch", "ViT-X-99", "--dataset", "unused",
+                       "--output_dir", str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_model_sources_fail(tmp_path):
+    with pytest.raises(ValueError, match=r"exactly one of .*got \['arch', 'model_config'\]"):
+        run(*_run_args("--arch", "RN50", "--dataset", "unused", "--output_dir", str(tmp_path / "out")))
+
+
+def test_indivisible_batch_fails_before_compute(corpus, tmp_path):
+    with pytest.raises(ValueError, match=r"--batch_size 30 is not divisible by .*gradient_accumulation_steps \(4\)"):
+        run(*_run_args("--dataset", str(corpus[0]), "--batch_size", "30", "--gradient_accumulation_steps", "4",
+                       "--output_dir", str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_columns_fail_before_compute(tmp_path):
+    import datasets
+
+    folder = tmp_path / "no_captions"
+    folder.mkdir()
+    datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8))], "caption": ["one string"]},
+                               features=datasets.Features({"image": datasets.Image(),
+                                                           "caption": datasets.Value("string")})
+                               ).to_parquet(str(folder / "train-00000-of-00001.parquet"))
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['captions'\]; found \['caption', 'image'\]"):
+        run(*_run_args("--dataset", str(folder), "--output_dir", str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_mixed_precision_and_resume_path_fail(tmp_path):
+    with pytest.raises(ValueError, match=r"--mixed_precision 'fp8': choose one of \('no', 'fp16', 'bf16'\)"):
+        run(*_run_args("--dataset", "unused", "--mixed_precision", "fp8"))
+    with pytest.raises(FileNotFoundError, match="--resume .*nowhere: not a complete checkpoint folder"):
+        resolve_resume(str(tmp_path / "nowhere"), tmp_path)
+
+
+# --- learning, saving, resuming -------------------------------------------------------------------------------
+
+
+def _top1_scene_accuracy(model_dir: Path, corpus_dir: Path, class_names: list[str]) -> float:
+    """Image -> class-caption R@1 (%) of a saved model over every training image (chance: 100 / classes)."""
+    import datasets
+    from transformers import AutoModel, AutoProcessor
+
+    import rclip_hf  # noqa: F401  (registers the Auto classes)
+    from rclip_hf.evaluation.encode import encode_images, encode_texts
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    rows = datasets.load_dataset(str(corpus_dir), split="train")
+    image_embeds = encode_images(model, processor, rows["image"], batch_size=64, show_progress=False)
+    text_embeds = encode_texts(model, processor, [TEMPLATES[0].format(name) for name in class_names],
+                               show_progress=False)
+    predicted = (image_embeds @ text_embeds.T).argmax(dim=1)
+    return (predicted == torch.tensor(rows["label"])).float().mean().item() * 100
+
+
+@pytest.mark.slow
+def test_loss_falls_and_retrieval_rises_well_above_chance(uninterrupted, corpus):
+    losses = _losses(uninterrupted)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    first, last = np.mean([losses[s] for s in range(1, 11)]), np.mean([losses[s] for s in range(STEPS - 19, STEPS + 1)])
+    assert last < first - 0.5, (first, last)
+    chance = 100 / len(corpus[1])
+    accuracy = _top1_scene_accuracy(uninterrupted / "final", *corpus)
+    assert accuracy > 2.5 * chance, (accuracy, chance)
+    print(f"loss {first:.3f} -> {last:.3f}; image->text R@1 {accuracy:.1f}% (chance {chance:.1f}%)")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_latest_matches_the_uninterrupted_run(uninterrupted, corpus, tmp_path):
+    output_dir = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(corpus[0], output_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=_env())
+    log = output_dir / "train_log.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        done = _losses(output_dir) if log.exists() else {}
+        if max(done, default=0) >= CHECKPOINT_EVERY * 2 + 10:  # past checkpoint 100, before 150
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert [path.name for path in list_checkpoints(output_dir)][-1] == "step-0000100"
+    assert not (output_dir / "final").exists()
+    # a checkpoint cut off mid-write is a .tmp- folder: --resume latest must never pick it
+    (output_dir / "checkpoints" / ".tmp-step-0000150").mkdir()
+
+    result = subprocess.run(_train_command(corpus[0], output_dir, "--resume", "latest"), capture_output=True,
+                            text=True, env=_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resuming from" in result.stderr and "step-0000100" in result.stderr
+    expected, resumed = _losses(uninterrupted), _losses(output_dir)
+    later = range(CHECKPOINT_EVERY * 2 + 1, STEPS + 1)
+    np.testing.assert_allclose([resumed[s] for s in later], [expected[s] for s in later], rtol=0, atol=1e-5)
+    assert (output_dir / "final" / "model.safetensors").is_file()
