@@ -28,6 +28,7 @@ from typing import Any
 import datasets
 import imagehash
 import numpy as np
+import scipy.fftpack  # noqa: F401  imagehash.phash imports it lazily (0.7 s): imported here, forked workers inherit it
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -44,7 +45,7 @@ from dataset_builders.hf_folder import (
 from dataset_builders.records import Record, Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
-from dataset_builders.sources.images import ImageReadError, decode_rgb, encode_png
+from dataset_builders.sources.images import DecodedImage, ImageReadError, decode_rgb, encode_png
 
 logger = logging.getLogger(__name__)
 
@@ -166,22 +167,35 @@ def _init_worker(readers: list[SourceReader], seed: int, converted_dir: str) -> 
     _WORKER.update(readers=readers, seed=seed, converted_dir=Path(converted_dir))
 
 
+def _decode(reader: SourceReader, path: Path, result: Processed) -> DecodedImage | None:
+    """Decode an image for ``_process``; on failure record the skip in ``result`` and return None."""
+    try:
+        return decode_rgb(path)
+    except (ImageReadError, Image.DecompressionBombError) as error:
+        result.skipped = reader.skip(path, str(error))
+        return None
+
+
 def _process(task: tuple[int, int, Item]) -> Processed:
     """Load one item, decode and hash its image, make its five captions (runs in a worker)."""
     index, source_index, item = task
     reader: SourceReader = _WORKER["readers"][source_index]
     name = f"{reader.name}/{relative_name(item.image_path, reader.root)}"
     result = Processed(index=index, source_index=source_index, name=name)
+    decoded = None
+    if item.image_path.is_file():  # decode first: one open gives the size; video frames appear in load()
+        decoded = _decode(reader, item.image_path, result)
+        if decoded is None:
+            return result
+        item.size = decoded.image.size
     loaded = reader.load(item)
     result.notes = loaded.notes
     if loaded.record is None:
         result.skipped = loaded.skipped
         return result
     record = loaded.record
-    try:
-        decoded = decode_rgb(record.image_path)
-    except (ImageReadError, Image.DecompressionBombError) as error:
-        result.skipped = reader.skip(record.image_path, str(error))
+    decoded = decoded or _decode(reader, record.image_path, result)
+    if decoded is None:
         return result
     try:
         if record.captions:
@@ -214,7 +228,7 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
         yield from tqdm(map(_process, tasks), **progress)
         return
     with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
-        yield from tqdm(pool.imap(_process, tasks, chunksize=1), **progress)
+        yield from tqdm(pool.imap(_process, tasks, chunksize=4), **progress)
 
 
 def _stat(path: str) -> list[Any]:

@@ -8,6 +8,7 @@ would read as a finished dataset; a previous complete folder stays in place unti
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -42,6 +43,15 @@ class ShardWriter:
         self._shard_bytes = 0
         self._batch: list[dict[str, Any]] = []
 
+    def _dictionary_columns(self) -> list[str]:
+        """Parquet columns worth dictionary encoding: all but the image bytes (hashing every image for a
+        dictionary that never pays off costs more than the rest of the write)."""
+        buffer = io.BytesIO()
+        pq.write_table(self.schema.empty_table(), buffer)
+        columns = pq.ParquetFile(io.BytesIO(buffer.getvalue())).schema
+        image_bytes = {f"{name}.bytes" for name, feature in self.features.items() if isinstance(feature, datasets.Image)}
+        return [columns.column(i).path for i in range(len(columns)) if columns.column(i).path not in image_bytes]
+
     def write(self, row: Mapping[str, Any]) -> None:
         """Add one row (features already encoded: images as ``{"bytes", "path"}``)."""
         self._batch.append(dict(row))
@@ -61,7 +71,7 @@ class ShardWriter:
             path = self.folder / "data" / f"{self.split}-{len(self._shards):05d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             self._shards.append(path)
-            self._writer = pq.ParquetWriter(path, self.schema)
+            self._writer = pq.ParquetWriter(path, self.schema, use_dictionary=self._dictionary_columns())
             self._shard_bytes = 0
         self._writer.write_table(table)
         self._shard_bytes += table.nbytes

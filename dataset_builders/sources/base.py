@@ -23,6 +23,11 @@ class Item:
     annotation_path: Path | None = None
     payload: Any = None  # annotations already parsed during the scan (single-file formats)
     provenance: dict[str, str] = field(default_factory=dict)
+    size: tuple[int, int] | None = None  # (width, height) when the caller already decoded the image
+
+    def image_size(self) -> tuple[int, int]:
+        """(width, height): the known size, else read from the image header."""
+        return self.size if self.size is not None else image_size(self.image_path)
 
 
 @dataclass
@@ -83,7 +88,7 @@ class SourceReader(ABC):
     def new_record(self, item: Item, boxes: list[Box] | None = None, captions: list[str] | None = None,
                    size: tuple[int, int] | None = None) -> Record:
         """A Record for an item; the size is read from the image header when not given."""
-        width, height = size if size is not None else image_size(item.image_path)
+        width, height = size if size is not None else item.image_size()
         return Record(image_path=item.image_path, width=width, height=height, source=self.name,
                       boxes=boxes or [], captions=captions or [], provenance=dict(item.provenance))
 
@@ -138,7 +143,7 @@ class BoxCollector:
 def sized_collector(reader: SourceReader, item: Item) -> BoxCollector | Loaded:
     """A BoxCollector for an item sized from its image header, or a Loaded skip when the header is unreadable."""
     try:
-        width, height = image_size(item.image_path)
+        width, height = item.image_size()
     except ImageReadError as error:
         return Loaded(skipped=reader.skip(item.image_path, str(error)))
     annotation = item.annotation_path if item.annotation_path is not None else item.image_path

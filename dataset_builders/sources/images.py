@@ -95,16 +95,15 @@ def image_size(path: Path) -> tuple[int, int]:
 def decode_rgb(path: Path) -> DecodedImage:
     """Fully decode an image file as 8-bit RGB; raises ImageReadError naming the file when it cannot."""
     try:
-        with Image.open(path) as image:
-            file_format = image.format
-            mode = image.mode
-            image.load()  # full decode: truncated files fail here
-            if mode == "RGB":
-                passthrough = file_format in PASSTHROUGH_FORMATS
-                return DecodedImage(image.copy(), passthrough=passthrough, converted_from="" if passthrough else str(file_format))
-            if mode in ("L", "1", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX"):
-                return DecodedImage(image.convert("RGB"), passthrough=False, converted_from=mode)
-            array = np.asarray(image)
+        image = Image.open(path)
+        file_format, mode = image.format, image.mode
+        image.load()  # full decode (truncated files fail here); Pillow closes a file it opened itself after load
+        if mode == "RGB":
+            passthrough = file_format in PASSTHROUGH_FORMATS
+            return DecodedImage(image, passthrough=passthrough, converted_from="" if passthrough else str(file_format))
+        if mode in ("L", "1", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX"):
+            return DecodedImage(image.convert("RGB"), passthrough=False, converted_from=mode)
+        array = np.asarray(image)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         if path.suffix.lower() not in TIFF_SUFFIXES:
             raise ImageReadError(f"{path}: corrupt or truncated image: {error}") from error

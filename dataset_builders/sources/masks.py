@@ -13,7 +13,7 @@ from PIL import Image
 from dataset_builders import m2b
 from dataset_builders.records import Box, Skipped
 from dataset_builders.sources.base import Item, Loaded, SourceReader, images_in, pair_by_stem
-from dataset_builders.sources.images import ImageReadError, image_size
+from dataset_builders.sources.images import ImageReadError
 
 
 def read_mask(path: Path, mode: str) -> np.ndarray:
@@ -56,7 +56,7 @@ class MaskReader(SourceReader):
 
     def load(self, item: Item) -> Loaded:
         try:
-            width, height = image_size(item.image_path)
+            width, height = item.image_size()
             boxes, notes, mask_size = self.boxes_from_masks(item)
         except ImageReadError as error:
             return Loaded(skipped=self.skip(item.image_path, str(error)))
