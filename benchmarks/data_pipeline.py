@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import datasets
 from PIL import Image
 
 from dataset_builders.corpus import CorpusConfig, build_corpus
@@ -71,7 +72,7 @@ def decode_only(paths: list[str], num_proc: int) -> float:
 def image_files(report: dict) -> list[str]:
     """The image files the build decoded: every candidate (kept, duplicate or excluded) of the report."""
     files = []
-    for name, stats in report["sources"].items():
+    for stats in report["sources"].values():
         root = Path(stats["path"])
         base = root if root.is_dir() else root.parent
         dropped = {entry["image"] for entry in stats["duplicates"]} | {entry["image"] for entry in stats["excluded"]}
@@ -88,8 +89,6 @@ def run(name: str, sources: list[str], work: Path, num_proc: int, repeats: int) 
         report = build_corpus(CorpusConfig(source=sources, output=str(output), num_proc=num_proc, force=True,
                                            seed=repeat))
         builds.append(time.perf_counter() - start)
-        import datasets
-
         stored = datasets.load_dataset(str(output), split="train").cast_column("image", datasets.Image(decode=False))
         bases = {n: (Path(s["path"]) if Path(s["path"]).is_dir() else Path(s["path"]).parent)
                  for n, s in report["sources"].items()}

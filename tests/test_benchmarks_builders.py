@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataset_builders.benchmarks import build_classification, build_retrieval, find_class_root, stratified_split
+from dataset_builders.benchmarks import (
+    build_classification,
+    build_retrieval,
+    find_class_root,
+    stratified_split,
+)
 from dataset_builders.build_benchmarks import main
 
 DATA = Path(__file__).parent / "data"

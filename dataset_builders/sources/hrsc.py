@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader, images_in, pair_by_stem, sized_collector
-from dataset_builders.sources.xmlfile import XmlFile
+from dataset_builders.sources.base import BoxCollector, Item, images_in, pair_by_stem
+from dataset_builders.sources.xmlfile import XmlFile, XmlReader
 
 SPLIT_DIRS = ("FullDataSet", "Train", "Test", ".")
 
 
-class HrscReader(SourceReader):
+class HrscReader(XmlReader):
     """HRSC2016: ``DIR/{FullDataSet,Train,Test}/AllImages/<id>.bmp`` + ``.../Annotations/<id>.xml`` (or the two
     folders directly under DIR); each ``HRSC_Object``'s horizontal ``box_xmin..box_ymax`` becomes a "ship" box
     (its ``Class_ID`` is kept in the provenance)."""
@@ -31,14 +31,7 @@ class HrscReader(SourceReader):
             yield from pair_by_stem(self, images_in(folder / "AllImages"), annotations,
                                     {"split": folder.name if folder != self.root else ""})
 
-    def load(self, item: Item) -> Loaded:
-        collector = sized_collector(self, item)
-        if isinstance(collector, Loaded):
-            return collector
-        try:
-            xml = XmlFile(item.annotation_path)
-        except ValueError as error:
-            return Loaded(skipped=self.skip(item.annotation_path, str(error)))
+    def add_objects(self, xml: XmlFile, collector: BoxCollector, item: Item) -> None:
         class_ids = []
         for obj in xml.root.iter("HRSC_Object"):
             try:
@@ -50,4 +43,3 @@ class HrscReader(SourceReader):
             class_ids.append((class_id.text or "").strip() if class_id is not None else "")
             collector.add("ship", *coords, xml.line(obj))
         item.provenance["class_ids"] = ",".join(class_ids)
-        return collector.loaded(item)

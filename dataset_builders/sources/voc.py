@@ -12,13 +12,10 @@ from dataset_builders.records import Skipped
 from dataset_builders.sources.base import (
     BoxCollector,
     Item,
-    Loaded,
-    SourceReader,
     images_in,
     pair_by_stem,
-    sized_collector,
 )
-from dataset_builders.sources.xmlfile import XmlFile
+from dataset_builders.sources.xmlfile import XmlFile, XmlReader
 
 CORNER_TAGS = ("x_left_top", "y_left_top", "x_right_top", "y_right_top",
                "x_right_bottom", "y_right_bottom", "x_left_bottom", "y_left_bottom")
@@ -51,7 +48,7 @@ def add_voc_object(xml: XmlFile, obj: ET.Element, collector: BoxCollector) -> No
         collector.add_polygon(label, xs, ys, line)
 
 
-class VocReader(SourceReader):
+class VocReader(XmlReader):
     """Base of VOC-XML sources: one XML per image, objects with horizontal or oriented boxes.
     Subclasses give the folders (glob patterns relative to DIR) where images and XMLs live; earlier
     annotation folders win when an image has XMLs in several (DIOR's horizontal before oriented)."""
@@ -76,14 +73,7 @@ class VocReader(SourceReader):
             raise FileNotFoundError(f"{self.name}: no images or XML files under {self.root} (expected {self.layout})")
         yield from pair_by_stem(self, images, annotations)
 
-    def load(self, item: Item) -> Loaded:
-        collector = sized_collector(self, item)
-        if isinstance(collector, Loaded):
-            return collector
-        try:
-            xml = XmlFile(item.annotation_path)
-        except ValueError as error:
-            return Loaded(skipped=self.skip(item.annotation_path, str(error)))
+    def add_objects(self, xml: XmlFile, collector: BoxCollector, item: Item) -> None:
         size = xml.root.find("size")
         if size is not None and size.find("width") is not None:
             try:
@@ -104,7 +94,6 @@ class VocReader(SourceReader):
                 add_voc_object(xml, obj, collector)
             except ValueError as error:
                 collector.note(f"malformed object dropped: {error}", xml.line(obj))
-        return collector.loaded(item)
 
 
 class DiorReader(VocReader):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
+from abc import abstractmethod
 from pathlib import Path
+
+from dataset_builders.sources.base import BoxCollector, Item, Loaded, SourceReader, sized_collector
 
 
 class XmlFile:
@@ -46,3 +49,23 @@ class XmlFile:
             return float(value)
         except ValueError:
             raise ValueError(f"{self.path}:{self.line(element)}: <{tag}> is {value!r}, not a number") from None
+
+
+class XmlReader(SourceReader):
+    """Base of sources with one XML annotation file per image: ``load`` sizes the image, parses the XML (a
+    malformed file skips the image, named with its line) and lets ``add_objects`` fill the boxes."""
+
+    @abstractmethod
+    def add_objects(self, xml: XmlFile, collector: BoxCollector, item: Item) -> None:
+        """Add the boxes of a parsed annotation file to the collector (notes for bad objects)."""
+
+    def load(self, item: Item) -> Loaded:
+        collector = sized_collector(self, item)
+        if isinstance(collector, Loaded):
+            return collector
+        try:
+            xml = XmlFile(item.annotation_path)
+        except ValueError as error:
+            return Loaded(skipped=self.skip(item.annotation_path, str(error)))
+        self.add_objects(xml, collector, item)
+        return collector.loaded(item)
