@@ -239,3 +239,21 @@ def test_image_phash_matches_dedup_phash_of_the_file() -> None:
     path = DATA / "bad_images" / "good.png"
     assert corpus.image_phash(Image.open(path).convert("RGB")) == phash_image(path)
     assert np.uint64(phash_image(path)) > 0
+
+
+def test_video_frames_and_yaml_reader_options_through_the_cli(tmp_path: Path) -> None:
+    """Stanford Drone frames are extracted during load (decoded after it); options come from --config YAML."""
+    yaml_path = tmp_path / "corpus.yaml"
+    yaml_path.write_text(f"source:\n  - stanford_drone={DATA / 'stanford_drone'}\nreader_options:\n  stanford_drone:\n"
+                         f"    frame_stride: 2\n    frames_dir: {tmp_path / 'frames'}\n")
+    output = tmp_path / "out"
+    assert main(["--config", str(yaml_path), "--output", str(output)]) == 0
+    report = json.loads((output / REPORT_NAME).read_text())
+    check_accounting(report)
+    stats = report["sources"]["stanford_drone"]
+    assert (stats["read"], stats["kept"]) == (4, 3)  # frames 0, 2, 4 + 1 malformed line
+    assert [entry["line"] for entry in stats["skipped"]] == [7]
+    assert sorted(path.name for path in (tmp_path / "frames" / "little" / "video0").iterdir()) == [
+        "000000.jpg", "000002.jpg", "000004.jpg"]
+    train = datasets.load_dataset(str(output), split="train")
+    assert train[0]["image"].size == (64, 48)

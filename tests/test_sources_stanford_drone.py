@@ -21,7 +21,8 @@ def test_frames_every_stride_with_visible_boxes(tmp_path: Path) -> None:
         ("4", [Box("Pedestrian", 12, 12, 22, 32)]),
     ]
     assert records[0].image_path == tmp_path / "little" / "video0" / "000000.jpg"
-    assert Image.open(records[0].image_path).size == (64, 48) == (records[0].width, records[0].height)
+    with Image.open(records[0].image_path) as frame:
+        assert frame.size == (64, 48) == (records[0].width, records[0].height)
     assert [(entry.line, entry.reason.split(":")[0]) for entry in skipped] == [(7, "malformed line dropped")]
 
 
@@ -30,5 +31,5 @@ def test_lost_boxes_are_counted_in_a_note(tmp_path: Path) -> None:
     frame1 = next(r for r in records if r.provenance["frame"] == "1")
     assert frame1.boxes == [Box("Pedestrian", 11, 11, 21, 31)]
     assert any("frame 1: 1 box(es) flagged lost" in entry.reason for entry in skipped)
-    frame_image = np.asarray(Image.open(frame1.image_path))
-    assert frame_image.shape == (48, 64, 3)
+    with Image.open(frame1.image_path) as frame_image:
+        assert np.asarray(frame_image).shape == (48, 64, 3)

@@ -97,7 +97,11 @@ def decode_rgb(path: Path) -> DecodedImage:
     try:
         image = Image.open(path)
         file_format, mode = image.format, image.mode
-        image.load()  # full decode (truncated files fail here); Pillow closes a file it opened itself after load
+        try:
+            image.load()  # full decode (truncated files fail here); Pillow closes a file it opened itself after load
+        except BaseException:
+            image.close()
+            raise
         if mode == "RGB":
             passthrough = file_format in PASSTHROUGH_FORMATS
             return DecodedImage(image, passthrough=passthrough, converted_from="" if passthrough else str(file_format))
