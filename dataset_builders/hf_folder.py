@@ -123,8 +123,14 @@ def card_metadata(data_files: Mapping[str, Sequence[Path]], root: Path, features
 
 @contextmanager
 def atomic_folder(output: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``output``; on success it replaces ``output``, on error it is removed."""
+    """Yield a fresh temporary folder beside ``output``; on success it replaces ``output``, on error it is removed.
+
+    An existing ``output`` is only replaced when it is empty or holds a ``build_report.json`` (a folder built by
+    these builders): a mistyped ``--output`` never deletes unrelated files."""
     output = Path(output)
+    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / REPORT_NAME).is_file())):
+        raise FileExistsError(f"{output} exists and is not a dataset folder built here (no {REPORT_NAME}); "
+                              "refusing to replace it: choose a new or empty output folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.parent / f".{output.name}.partial-{os.getpid()}"
     if partial.exists():

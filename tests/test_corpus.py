@@ -257,3 +257,13 @@ def test_video_frames_and_yaml_reader_options_through_the_cli(tmp_path: Path) ->
         "000000.jpg", "000002.jpg", "000004.jpg"]
     train = datasets.load_dataset(str(output), split="train")
     assert train[0]["image"].size == (64, 48)
+
+
+def test_refuses_to_replace_a_folder_it_did_not_build(tmp_path: Path) -> None:
+    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX})
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is not a dataset folder built here"):
+        build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(precious)))
+    assert (precious / "thesis.tex").read_text() == "keep me"
