@@ -11,8 +11,13 @@ from rclip_hf.evaluation import COUNT_WORDS, count_caption_variants, counting_me
 def test_caption_variants() -> None:
     variants = count_caption_variants("There are three ships near the harbor.", 3)
     assert len(variants) == 10 and variants[0] == "There are one ships near the harbor."
-    assert variants[2] == "There are three ships near the harbor." and variants[9] == "There are ten ships near the harbor."
-    assert count_caption_variants("Three planes, three trucks.", 3)[4] == "Five planes, three trucks."  # first, capitalised
+    assert (
+        variants[2] == "There are three ships near the harbor."
+        and variants[9] == "There are ten ships near the harbor."
+    )
+    assert (
+        count_caption_variants("Three planes, three trucks.", 3)[4] == "Five planes, three trucks."
+    )  # first, capitalised
     assert count_caption_variants("7 ships are docked.", 7, "digits")[9] == "10 ships are docked."
     assert count_caption_variants("seven ships", 7, "digits")[0] == "1 ships"
     assert count_caption_variants("There are 10 tanks", 10)[1] == "There are two tanks"
@@ -36,7 +41,9 @@ def test_hand_computed_metrics() -> None:
     scores = torch.zeros(3, 10)
     scores[0, 2] = 1.0  # true 3, predicted 3
     scores[1, 4], scores[1, 1] = 1.0, 0.5  # true 2, predicted 5, second guess 2
-    scores[2, 0] = 1.0  # true 3, predicted 1; the true count ties with the others at 0 -> rank 3 (lower count first)
+    scores[2, 0] = (
+        1.0  # true 3, predicted 1; the true count ties with the others at 0 -> rank 3 (lower count first)
+    )
     metrics = counting_metrics(scores, [3, 2, 3])
     assert metrics["top1"] == pytest.approx(100 / 3) and metrics["top2"] == pytest.approx(200 / 3)
     assert metrics["top3"] == 100.0 and metrics["top10"] == 100.0

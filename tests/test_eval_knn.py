@@ -18,17 +18,22 @@ def test_hand_computed_votes() -> None:
     # neighbours: sample 0 (sim 1, class 0) and sample 1 (sim .8, class 1); weights exp((s - 1) / T)
     torch.testing.assert_close(votes, torch.tensor([[1.0, math.exp(-0.2 / 0.1)]], dtype=torch.float64))
     # with k = 3 the two class-1 neighbours outvote the nearest one only when T is large
-    assert knn_scores(train, labels, torch.tensor([[1.0, 0.0]]), 2, k=3, temperature=10.0).argmax().item() == 1
-    assert knn_scores(train, labels, torch.tensor([[1.0, 0.0]]), 2, k=3, temperature=0.07).argmax().item() == 0
+    assert (
+        knn_scores(train, labels, torch.tensor([[1.0, 0.0]]), 2, k=3, temperature=10.0).argmax().item() == 1
+    )
+    assert (
+        knn_scores(train, labels, torch.tensor([[1.0, 0.0]]), 2, k=3, temperature=0.07).argmax().item() == 0
+    )
 
 
 def test_oracle_and_chance() -> None:
     generator = torch.Generator().manual_seed(0)
     centres = torch.nn.functional.normalize(torch.randn(8, 32, generator=generator), dim=-1)
     train_labels, test_labels = torch.arange(8).repeat(30), torch.randint(0, 8, (400,), generator=generator)
-    noise = lambda n: 0.05 * torch.randn(n, 32, generator=generator)  # noqa: E731
-    train = torch.nn.functional.normalize(centres[train_labels] + noise(240), dim=-1)
-    test = torch.nn.functional.normalize(centres[test_labels] + noise(400), dim=-1)
+    train = torch.nn.functional.normalize(
+        centres[train_labels] + 0.05 * torch.randn(240, 32, generator=generator), dim=-1
+    )
+    test = torch.nn.functional.normalize(centres[test_labels] + 0.05 * torch.randn(400, 32, generator=generator), dim=-1)
     assert knn_metrics(train, train_labels, test, test_labels, 8)["top1"] == 100.0
     random_test = torch.nn.functional.normalize(torch.randn(4000, 32, generator=generator), dim=-1)
     random_labels = torch.randint(0, 8, (4000,), generator=generator)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from rclip_hf.evaluation import LinearProbeConfig, few_shot, linear_probe, sample_shots, train_logistic_regression
+from rclip_hf.evaluation import (
+    LinearProbeConfig,
+    few_shot,
+    linear_probe,
+    sample_shots,
+    train_logistic_regression,
+)
 from rclip_hf.evaluation.linear_probe import stratified_split
 
 FAST = LinearProbeConfig(epochs=60, search_rounds=3)
@@ -14,9 +20,13 @@ FAST = LinearProbeConfig(epochs=60, search_rounds=3)
 
 def _clusters(num_per_class: int, noise: float, seed: int):
     generator = torch.Generator().manual_seed(seed)
-    centres = torch.nn.functional.normalize(torch.randn(5, 32, generator=torch.Generator().manual_seed(99)), dim=-1)
+    centres = torch.nn.functional.normalize(
+        torch.randn(5, 32, generator=torch.Generator().manual_seed(99)), dim=-1
+    )
     labels = torch.arange(5).repeat(num_per_class)
-    features = torch.nn.functional.normalize(centres[labels] + noise * torch.randn(len(labels), 32, generator=generator), dim=-1)
+    features = torch.nn.functional.normalize(
+        centres[labels] + noise * torch.randn(len(labels), 32, generator=generator), dim=-1
+    )
     return features, labels
 
 
@@ -33,7 +43,9 @@ def test_vectorised_runs_equal_single_runs() -> None:
 def test_one_step_matches_hand_computed_sgd() -> None:
     features = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([0, 1])
-    weights, biases = train_logistic_regression(features, labels, 2, [0.5], [0.0], LinearProbeConfig(epochs=1, momentum=0.0))
+    weights, biases = train_logistic_regression(
+        features, labels, 2, [0.5], [0.0], LinearProbeConfig(epochs=1, momentum=0.0)
+    )
     # From zero weights the softmax is uniform: dL/dW = X^T (softmax - onehot) / N = [[-.25, .25], [.25, -.25]];
     # the first step uses the full lr (cosine factor 1).
     torch.testing.assert_close(weights[0], torch.tensor([[0.125, -0.125], [-0.125, 0.125]]))
@@ -49,8 +61,14 @@ def test_oracle_and_chance() -> None:
     generator = torch.Generator().manual_seed(5)
     random_train = torch.nn.functional.normalize(torch.randn(400, 32, generator=generator), dim=-1)
     random_test = torch.nn.functional.normalize(torch.randn(2000, 32, generator=generator), dim=-1)
-    chance = linear_probe(random_train, torch.randint(0, 5, (400,), generator=generator), random_test,
-                          torch.randint(0, 5, (2000,), generator=generator), 5, FAST)["metrics"]["top1"]
+    chance = linear_probe(
+        random_train,
+        torch.randint(0, 5, (400,), generator=generator),
+        random_test,
+        torch.randint(0, 5, (2000,), generator=generator),
+        5,
+        FAST,
+    )["metrics"]["top1"]
     assert abs(chance - 20.0) <= 5 * np.sqrt(0.2 * 0.8 / 2000) * 100
 
 

@@ -19,10 +19,20 @@ def clip_benchmark_metrics(images: torch.Tensor, texts: torch.Tensor, text_to_im
     positive_pairs[torch.arange(len(scores)), text_to_image] = True
     metrics = {}
     for k in (1, 5, 10):
-        hits = zeroshot_retrieval.batchify(zeroshot_retrieval.recall_at_k, scores.T, positive_pairs.T, 64, "cpu", k=k) > 0
+        hits = (
+            zeroshot_retrieval.batchify(
+                zeroshot_retrieval.recall_at_k, scores.T, positive_pairs.T, 64, "cpu", k=k
+            )
+            > 0
+        )
         metrics[f"i2t_R@{k}"] = hits.float().mean().item() * 100
     for k in (1, 5, 10):
-        hits = zeroshot_retrieval.batchify(zeroshot_retrieval.recall_at_k, scores, positive_pairs, 64, "cpu", k=k) > 0
+        hits = (
+            zeroshot_retrieval.batchify(
+                zeroshot_retrieval.recall_at_k, scores, positive_pairs, 64, "cpu", k=k
+            )
+            > 0
+        )
         metrics[f"t2i_R@{k}"] = hits.float().mean().item() * 100
     metrics["mean_recall"] = float(np.mean(list(metrics.values())))
     return metrics
@@ -34,11 +44,17 @@ def test_identical_to_clip_benchmark_with_ties(seed: int) -> None:
     num_images = int(torch.randint(12, 200, (1,), generator=generator))
     # Few quantised levels: many exactly equal scores, also at the k-th place.
     images = torch.randint(-2, 3, (num_images, 6), generator=generator).float() / 4
-    text_to_image = torch.cat([torch.arange(num_images), torch.randint(0, num_images, (3 * num_images,), generator=generator)])
-    texts = images[text_to_image] + torch.randint(-1, 2, (len(text_to_image), 6), generator=generator).float() / 4
+    text_to_image = torch.cat(
+        [torch.arange(num_images), torch.randint(0, num_images, (3 * num_images,), generator=generator)]
+    )
+    texts = (
+        images[text_to_image] + torch.randint(-1, 2, (len(text_to_image), 6), generator=generator).float() / 4
+    )
     expected = clip_benchmark_metrics(images, texts, text_to_image)
     for chunk_size in (1, 7, 4096):
-        assert retrieval_metrics(images, texts, text_to_image, chunk_size=chunk_size) == expected  # exact, not approx
+        assert (
+            retrieval_metrics(images, texts, text_to_image, chunk_size=chunk_size) == expected
+        )  # exact, not approx
     assert list(expected) == KEYS
 
 
@@ -46,12 +62,16 @@ def test_identical_to_clip_benchmark_normalised_numpy() -> None:
     generator = torch.Generator().manual_seed(7)
     images = torch.nn.functional.normalize(torch.randn(300, 64, generator=generator), dim=-1)
     text_to_image = torch.arange(300).repeat_interleave(5)  # five captions per image, as RSITMD/RSICD/UCM
-    texts = torch.nn.functional.normalize(images[text_to_image] + 0.9 * torch.randn(1500, 64, generator=generator), dim=-1)
+    texts = torch.nn.functional.normalize(
+        images[text_to_image] + 0.9 * torch.randn(1500, 64, generator=generator), dim=-1
+    )
     texts[1] = texts[0]  # duplicated captions, as RSICD has
     expected = clip_benchmark_metrics(images, texts, text_to_image)
     actual = retrieval_metrics(images.numpy(), texts.numpy(), text_to_image.numpy(), chunk_size=50)
     assert actual == pytest.approx(expected, abs=1e-6, rel=0)
-    assert {key: round(value, 2) for key, value in actual.items()} == {key: round(value, 2) for key, value in expected.items()}
+    assert {key: round(value, 2) for key, value in actual.items()} == {
+        key: round(value, 2) for key, value in expected.items()
+    }
 
 
 def test_hand_computed() -> None:
@@ -72,9 +92,15 @@ def test_tie_break_modes_differ_only_in_ties() -> None:
     images = torch.tensor([[1.0, 0.0]] * 3)  # three identical images
     texts = torch.tensor([[1.0, 0.0]] * 3)
     lowest = retrieval_metrics(images, texts, [0, 1, 2], ks=(1,), tie_break="lowest_index")
-    assert lowest["t2i_R@1"] == pytest.approx(100 / 3)  # every caption ranks image 0 first: only caption 0 hits
-    random = torch.nn.functional.normalize(torch.randn(40, 8, generator=torch.Generator().manual_seed(3)), dim=-1)
-    assert retrieval_metrics(random, random, range(40), tie_break="lowest_index") == retrieval_metrics(random, random, range(40))
+    assert lowest["t2i_R@1"] == pytest.approx(
+        100 / 3
+    )  # every caption ranks image 0 first: only caption 0 hits
+    random = torch.nn.functional.normalize(
+        torch.randn(40, 8, generator=torch.Generator().manual_seed(3)), dim=-1
+    )
+    assert retrieval_metrics(random, random, range(40), tie_break="lowest_index") == retrieval_metrics(
+        random, random, range(40)
+    )
 
 
 def test_oracle_and_chance_level() -> None:

@@ -12,7 +12,10 @@ from rclip_hf.evaluation.topk import chunked_topk, topk_lowest_index
 def test_hand_computed_ties() -> None:
     scores = torch.tensor([[0.5, 0.75, 0.5, 0.75, 0.25], [1.0, 1.0, 1.0, 1.0, 1.0]])
     values, columns = topk_lowest_index(scores, 3)
-    assert columns.tolist() == [[1, 3, 0], [0, 1, 2]] and values.tolist() == [[0.75, 0.75, 0.5], [1.0, 1.0, 1.0]]
+    assert columns.tolist() == [[1, 3, 0], [0, 1, 2]] and values.tolist() == [
+        [0.75, 0.75, 0.5],
+        [1.0, 1.0, 1.0],
+    ]
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 16, 4096])
@@ -27,7 +30,9 @@ def test_equals_stable_full_sort(chunk_size: int) -> None:
 
 
 def test_oracle_nearest_is_self() -> None:
-    gallery = torch.nn.functional.normalize(torch.randn(500, 32, generator=torch.Generator().manual_seed(1)), dim=-1)
+    gallery = torch.nn.functional.normalize(
+        torch.randn(500, 32, generator=torch.Generator().manual_seed(1)), dim=-1
+    )
     _, indices = chunked_topk(gallery, gallery, 1, chunk_size=64)
     assert torch.equal(indices[:, 0], torch.arange(500))
 

@@ -46,21 +46,39 @@ def test_rs_retrieval(embeddings) -> None:
 def test_rs_zero_shot_and_counting() -> None:
     rng = np.random.default_rng(1)
     scores, labels = rng.normal(size=(40, 10)).astype(np.float32), rng.integers(0, 10, size=40)
-    assert _load("rs_zero_shot").compute(predictions=scores, references=labels) == classification_metrics(scores, labels)
+    assert _load("rs_zero_shot").compute(predictions=scores, references=labels) == classification_metrics(
+        scores, labels
+    )
     counts = labels + 1
-    assert _load("rs_counting").compute(predictions=scores, references=counts) == counting_metrics(scores, counts)
+    assert _load("rs_counting").compute(predictions=scores, references=counts) == counting_metrics(
+        scores, counts
+    )
 
 
 def test_rs_knn_and_linear_probe(embeddings) -> None:
     images, _, _ = embeddings
     labels = np.arange(30) % 3
     expected = knn_metrics(images[:20], labels[:20], images[20:], labels[20:], 3)
-    actual = _load("rs_knn").compute(predictions=images[20:], references=labels[20:], train_features=images[:20],
-                                     train_labels=labels[:20], num_classes=3)
+    actual = _load("rs_knn").compute(
+        predictions=images[20:],
+        references=labels[20:],
+        train_features=images[:20],
+        train_labels=labels[:20],
+        num_classes=3,
+    )
     assert actual == expected
-    probe = _load("rs_linear_probe").compute(predictions=images[20:], references=labels[20:], train_features=images[:20],
-                                             train_labels=labels[:20], num_classes=3, epochs=30, search_rounds=2)
-    direct = linear_probe(images[:20], labels[:20], images[20:], labels[20:], 3, LinearProbeConfig(epochs=30, search_rounds=2))
+    probe = _load("rs_linear_probe").compute(
+        predictions=images[20:],
+        references=labels[20:],
+        train_features=images[:20],
+        train_labels=labels[:20],
+        num_classes=3,
+        epochs=30,
+        search_rounds=2,
+    )
+    direct = linear_probe(
+        images[:20], labels[:20], images[20:], labels[20:], 3, LinearProbeConfig(epochs=30, search_rounds=2)
+    )
     assert probe == {**direct["metrics"], "lr": direct["lr"], "weight_decay": direct["weight_decay"]}
 
 

@@ -2,8 +2,9 @@
 
 import evaluate
 import numpy as np
-from rclip_hf.evaluation.metric_info import metric_info
+
 from rclip_hf.evaluation import counting_metrics
+from rclip_hf.evaluation.metric_info import metric_info
 
 _DESCRIPTION = (
     "RemoteCount: each image is scored against its caption with the number replaced by one...ten; the predicted "

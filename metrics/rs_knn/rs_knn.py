@@ -2,8 +2,9 @@
 
 import evaluate
 import numpy as np
-from rclip_hf.evaluation.metric_info import metric_info
+
 from rclip_hf.evaluation import knn_metrics
+from rclip_hf.evaluation.metric_info import metric_info
 
 _DESCRIPTION = (
     "k-NN classification of frozen, L2-normalised image features: the k=20 most similar training features vote "
@@ -32,8 +33,15 @@ class RsKnn(evaluate.Metric):
     def _info(self):
         return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
-    def _compute(self, predictions, references, train_features, train_labels, num_classes, k=20, temperature=0.07):
+    def _compute(
+        self, predictions, references, train_features, train_labels, num_classes, k=20, temperature=0.07
+    ):
         return knn_metrics(
-            np.asarray(train_features, dtype=np.float32), np.asarray(train_labels),
-            np.asarray(predictions, dtype=np.float32), np.asarray(references), num_classes, k, temperature,
+            np.asarray(train_features, dtype=np.float32),
+            np.asarray(train_labels),
+            np.asarray(predictions, dtype=np.float32),
+            np.asarray(references),
+            num_classes,
+            k,
+            temperature,
         )

@@ -2,9 +2,9 @@
 
 import evaluate
 import numpy as np
+
+from rclip_hf.evaluation import LinearProbeConfig, linear_probe
 from rclip_hf.evaluation.metric_info import metric_info
-from rclip_hf.evaluation import LinearProbeConfig
-from rclip_hf.evaluation import linear_probe
 
 _DESCRIPTION = (
     "Logistic regression on frozen image features trained by SGD (lr 0.8, cosine schedule, weight decay 4e-5, "
@@ -35,7 +35,11 @@ class RsLinearProbe(evaluate.Metric):
 
     def _compute(self, predictions, references, train_features, train_labels, num_classes, **config):
         outcome = linear_probe(
-            np.asarray(train_features, dtype=np.float32), np.asarray(train_labels),
-            np.asarray(predictions, dtype=np.float32), np.asarray(references), num_classes, LinearProbeConfig(**config),
+            np.asarray(train_features, dtype=np.float32),
+            np.asarray(train_labels),
+            np.asarray(predictions, dtype=np.float32),
+            np.asarray(references),
+            num_classes,
+            LinearProbeConfig(**config),
         )
         return {**outcome["metrics"], "lr": outcome["lr"], "weight_decay": outcome["weight_decay"]}

@@ -2,8 +2,9 @@
 
 import evaluate
 import numpy as np
-from rclip_hf.evaluation.metric_info import metric_info
+
 from rclip_hf.evaluation import retrieval_metrics
+from rclip_hf.evaluation.metric_info import metric_info
 
 _DESCRIPTION = (
     "Image->text and text->image recall@k in percent and their mean (mean_recall), with the definitions of the "
@@ -31,10 +32,15 @@ class RsRetrieval(evaluate.Metric):
     """Retrieval recall@k over text embeddings (rows) against image embeddings (keyword argument)."""
 
     def _info(self):
-        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, {"text_embeds": "vector", "text_to_image": "int"})
+        return metric_info(
+            _DESCRIPTION, _KWARGS_DESCRIPTION, {"text_embeds": "vector", "text_to_image": "int"}
+        )
 
     def _compute(self, text_embeds, text_to_image, image_embeds, ks=(1, 5, 10), tie_break="torch"):
         return retrieval_metrics(
-            np.asarray(image_embeds, dtype=np.float32), np.asarray(text_embeds, dtype=np.float32),
-            np.asarray(text_to_image), ks=ks, tie_break=tie_break,
+            np.asarray(image_embeds, dtype=np.float32),
+            np.asarray(text_embeds, dtype=np.float32),
+            np.asarray(text_to_image),
+            ks=ks,
+            tie_break=tie_break,
         )

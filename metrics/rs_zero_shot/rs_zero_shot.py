@@ -2,8 +2,9 @@
 
 import evaluate
 import numpy as np
-from rclip_hf.evaluation.metric_info import metric_info
+
 from rclip_hf.evaluation import classification_metrics
+from rclip_hf.evaluation.metric_info import metric_info
 
 _DESCRIPTION = (
     "Top-1 / top-5 accuracy and mean per-class recall (percent) of class scores, e.g. image-to-class-prompt "
@@ -32,4 +33,6 @@ class RsZeroShot(evaluate.Metric):
         return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION)
 
     def _compute(self, predictions, references, ks=(1, 5)):
-        return classification_metrics(np.asarray(predictions, dtype=np.float32), np.asarray(references), ks=ks)
+        return classification_metrics(
+            np.asarray(predictions, dtype=np.float32), np.asarray(references), ks=ks
+        )

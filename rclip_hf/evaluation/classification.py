@@ -39,7 +39,9 @@ def classification_metrics(
     k_max = min(max(int(k) for k in ks), num_classes)
     _, top = topk_lowest_index(scores.float(), k_max)  # (N, k_max) class indices, best first
     correct = top == labels[:, None]
-    metrics = {f"top{k}": correct[:, : min(int(k), k_max)].any(dim=1).double().mean().item() * 100 for k in ks}
+    metrics = {
+        f"top{k}": correct[:, : min(int(k), k_max)].any(dim=1).double().mean().item() * 100 for k in ks
+    }
     support = torch.bincount(labels, minlength=num_classes).double()  # (C,)
     hits = torch.bincount(labels[correct[:, 0]], minlength=num_classes).double()
     present = support > 0

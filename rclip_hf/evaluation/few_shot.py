@@ -29,7 +29,12 @@ def sample_shots(labels: Tensor, shots: int, seed: int, exclude: Tensor | None =
     for label in torch.unique(labels):
         members = torch.nonzero((labels == label) & available).flatten()
         if len(members) < shots:
-            logger.warning("few-shot: class %d has %d samples left for %d shots; all used", int(label), len(members), shots)
+            logger.warning(
+                "few-shot: class %d has %d samples left for %d shots; all used",
+                int(label),
+                len(members),
+                shots,
+            )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:shots]])
     return torch.cat(chosen).sort().values
 
@@ -62,8 +67,14 @@ def few_shot(
             val = sample_shots(train_y, min(k, 4), seed + 10_000, exclude=fit)
             run_config = replace(config, seed=seed, search_rounds=config.search_rounds if len(val) else 1)
             outcome = linear_probe(
-                train_x[fit], train_y[fit], test_features, test_labels, num_classes, run_config,
-                val_features=train_x[val] if len(val) else None, val_labels=train_y[val] if len(val) else None,
+                train_x[fit],
+                train_y[fit],
+                test_features,
+                test_labels,
+                num_classes,
+                run_config,
+                val_features=train_x[val] if len(val) else None,
+                val_labels=train_y[val] if len(val) else None,
             )
             per_seed.append(outcome["metrics"]["top1"])
         results[f"{k}-shot"] = {

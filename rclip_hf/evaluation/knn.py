@@ -28,16 +28,24 @@ def knn_scores(
     test = as_tensor(test_features, "test_features", train.device).float()
     labels = as_tensor(train_labels, "train_labels", train.device).long()
     if labels.shape != (train.shape[0],):
-        raise ValueError(f"knn_scores: train_labels has shape {tuple(labels.shape)}, expected ({train.shape[0]},)")
+        raise ValueError(
+            f"knn_scores: train_labels has shape {tuple(labels.shape)}, expected ({train.shape[0]},)"
+        )
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"knn_scores: train_labels must be in [0, {num_classes}), found [{int(labels.min())}, {int(labels.max())}]")
+        raise ValueError(
+            f"knn_scores: train_labels must be in [0, {num_classes}), found [{int(labels.min())}, {int(labels.max())}]"
+        )
     if temperature <= 0:
         raise ValueError(f"knn_scores: temperature={temperature} must be > 0")
-    similarities, neighbours = chunked_topk(test, train, min(k, train.shape[0]), chunk_size=chunk_size)  # (Q, k)
+    similarities, neighbours = chunked_topk(
+        test, train, min(k, train.shape[0]), chunk_size=chunk_size
+    )  # (Q, k)
     votes = torch.zeros(test.shape[0], num_classes, dtype=torch.float64, device=train.device)
     # Subtracting each query's best similarity before exp keeps exp(sim / T) finite for any input scale;
     # it multiplies all votes of that query by one factor, so the ranking of its classes is unchanged.
-    weights = torch.exp((similarities.double() - similarities.double().amax(dim=1, keepdim=True)) / temperature)
+    weights = torch.exp(
+        (similarities.double() - similarities.double().amax(dim=1, keepdim=True)) / temperature
+    )
     votes.scatter_add_(1, labels[neighbours], weights)
     return votes
 

@@ -76,7 +76,9 @@ def train_logistic_regression(
             batch = order[start : start + batch_size]
             logits = torch.baddbmm(biases, features[batch].expand(num_runs, -1, -1), weights)  # (R, B, C)
             # Sum over runs of each run's mean loss: the gradient of run r is that of its own loss.
-            loss = F.cross_entropy(logits.flatten(0, 1), labels[batch].repeat(num_runs), reduction="sum") / len(batch)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1), labels[batch].repeat(num_runs), reduction="sum"
+            ) / len(batch)
             grad_w, grad_b = torch.autograd.grad(loss, (weights, biases))
             scale = lr0 * 0.5 * (1 + math.cos(math.pi * step / total_steps))  # (R, 1, 1)
             with torch.no_grad():
@@ -128,20 +130,31 @@ def linear_probe(
     """
     config = config or LinearProbeConfig()
     if config.search_rounds < 1 or config.epochs < 1 or config.batch_size < 1:
-        raise ValueError(f"LinearProbeConfig: search_rounds, epochs and batch_size must be >= 1, got {asdict(config)}")
+        raise ValueError(
+            f"LinearProbeConfig: search_rounds, epochs and batch_size must be >= 1, got {asdict(config)}"
+        )
     train_x = as_tensor(train_features, "train_features").float()
     train_y = as_tensor(train_labels, "train_labels", train_x.device).long()
     test_x = as_tensor(test_features, "test_features", train_x.device).float()
     if train_y.shape != (train_x.shape[0],) or train_x.shape[0] == 0:
-        raise ValueError(f"linear_probe: train_labels {tuple(train_y.shape)} must match train_features {tuple(train_x.shape)}")
+        raise ValueError(
+            f"linear_probe: train_labels {tuple(train_y.shape)} must match train_features {tuple(train_x.shape)}"
+        )
     if train_y.min() < 0 or train_y.max() >= num_classes:
-        raise ValueError(f"linear_probe: train_labels must be in [0, {num_classes}), found [{int(train_y.min())}, {int(train_y.max())}]")
+        raise ValueError(
+            f"linear_probe: train_labels must be in [0, {num_classes}), found [{int(train_y.min())}, {int(train_y.max())}]"
+        )
     lrs, decays = _search_space(config)
     search = []
     if config.search_rounds > 1:
         if val_features is None:
             fit_idx, val_idx = stratified_split(train_y, config.val_fraction, config.seed)
-            fit_x, fit_y, val_x, val_y = train_x[fit_idx], train_y[fit_idx], train_x[val_idx], train_y[val_idx]
+            fit_x, fit_y, val_x, val_y = (
+                train_x[fit_idx],
+                train_y[fit_idx],
+                train_x[val_idx],
+                train_y[val_idx],
+            )
         else:
             fit_x, fit_y = train_x, train_y
             val_x = as_tensor(val_features, "val_features", train_x.device).float()
@@ -153,8 +166,13 @@ def linear_probe(
             search.append({"lr": lr, "weight_decay": decay, "val_top1": accuracy})
         best = max(range(len(search)), key=lambda run: (search[run]["val_top1"], -run))
         lrs, decays = [lrs[best]], [decays[best]]
-        logger.info("linear probe: best of %d rounds lr=%.4g weight_decay=%.3g (val top1 %.2f)",
-                    len(search), lrs[0], decays[0], search[best]["val_top1"])
+        logger.info(
+            "linear probe: best of %d rounds lr=%.4g weight_decay=%.3g (val top1 %.2f)",
+            len(search),
+            lrs[0],
+            decays[0],
+            search[best]["val_top1"],
+        )
     weights, biases = train_logistic_regression(train_x, train_y, num_classes, lrs[:1], decays[:1], config)
     test_logits = test_x @ weights[0] + biases[0]  # (N, C)
     return {

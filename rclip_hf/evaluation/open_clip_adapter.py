@@ -55,7 +55,9 @@ def load_open_clip(spec: str) -> tuple[OpenCLIPAdapter, OpenCLIPProcessor, str]:
 
     parts = spec.split(":", 2)
     if len(parts) < 2 or parts[0] != "open_clip" or not parts[1]:
-        raise ValueError(f"model spec {spec!r}: expected 'open_clip:ARCH' or 'open_clip:ARCH:/path/weights.pt'")
+        raise ValueError(
+            f"model spec {spec!r}: expected 'open_clip:ARCH' or 'open_clip:ARCH:/path/weights.pt'"
+        )
     arch = parts[1]
     model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=None)
     if len(parts) == 3:

@@ -18,7 +18,9 @@ logger = logging.getLogger(__name__)
 TieBreak = Literal["torch", "lowest_index"]
 
 
-def as_tensor(array: Tensor | np.ndarray | Sequence, name: str, device: torch.device | str | None = None) -> Tensor:
+def as_tensor(
+    array: Tensor | np.ndarray | Sequence, name: str, device: torch.device | str | None = None
+) -> Tensor:
     """Convert a torch tensor, NumPy array or sequence to a tensor on ``device`` (kept where it is if None)."""
     if isinstance(array, Tensor):
         tensor = array
@@ -26,7 +28,9 @@ def as_tensor(array: Tensor | np.ndarray | Sequence, name: str, device: torch.de
         try:
             tensor = torch.as_tensor(np.asarray(array))
         except (TypeError, ValueError) as error:
-            raise TypeError(f"{name}: expected a torch tensor or a NumPy array, got {type(array).__name__}") from error
+            raise TypeError(
+                f"{name}: expected a torch tensor or a NumPy array, got {type(array).__name__}"
+            ) from error
     return tensor if device is None else tensor.to(device)
 
 
@@ -109,7 +113,9 @@ def retrieval_metrics(
         )
     num_images, num_texts = images.shape[0], texts.shape[0]
     if num_images == 0 or num_texts == 0:
-        raise ValueError(f"retrieval_metrics: need at least one image and one text, got {num_images} and {num_texts}")
+        raise ValueError(
+            f"retrieval_metrics: need at least one image and one text, got {num_images} and {num_texts}"
+        )
     if targets.shape != (num_texts,):
         raise ValueError(
             f"retrieval_metrics: text_to_image has shape {tuple(targets.shape)}, expected ({num_texts},) "
@@ -123,7 +129,12 @@ def retrieval_metrics(
     ks = [int(k) for k in ks]
     for k in ks:
         if k > min(num_images, num_texts):
-            logger.warning("retrieval_metrics: k=%d exceeds a gallery (%d images, %d texts); clamped", k, num_images, num_texts)
+            logger.warning(
+                "retrieval_metrics: k=%d exceeds a gallery (%d images, %d texts); clamped",
+                k,
+                num_images,
+                num_texts,
+            )
 
     image_ids = torch.arange(num_images, device=device)
 

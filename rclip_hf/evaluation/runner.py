@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,39 @@ logger = logging.getLogger(__name__)
 RETRIEVAL_BENCHMARKS = ("rsitmd", "rsicd", "ucm")
 COUNTING_BENCHMARKS = ("remotecount",)
 # Table III order of the paper (then the benchmarks that are not in it).
-PAPER_ZERO_SHOT_ORDER = ("rsi_cb128", "rsi_cb256", "whu_earth", "eurosat", "mlrsnet", "patternnet", "resisc45",
-                         "aid", "rs2800", "optimal31", "rsc11", "whu_rs19")
+PAPER_ZERO_SHOT_ORDER = (
+    "rsi_cb128",
+    "rsi_cb256",
+    "whu_earth",
+    "eurosat",
+    "mlrsnet",
+    "patternnet",
+    "resisc45",
+    "aid",
+    "rs2800",
+    "optimal31",
+    "rsc11",
+    "whu_rs19",
+)
 DISPLAY_NAMES = {
-    "rsitmd": "RSITMD", "rsicd": "RSICD", "ucm": "UCM", "rsi_cb128": "RSI-CB128", "rsi_cb256": "RSI-CB256",
-    "whu_earth": "WHU-earth", "eurosat": "EuroSAT", "mlrsnet": "MLRSNet", "patternnet": "PatternNet",
-    "resisc45": "RESISC45", "aid": "AID", "rs2800": "RS2800", "optimal31": "OPTIMAL-31", "rsc11": "RSC11",
-    "whu_rs19": "WHU-RS19", "ucmerced": "UC Merced", "rsscn7": "RSSCN7", "aid150": "AID150",
+    "rsitmd": "RSITMD",
+    "rsicd": "RSICD",
+    "ucm": "UCM",
+    "rsi_cb128": "RSI-CB128",
+    "rsi_cb256": "RSI-CB256",
+    "whu_earth": "WHU-earth",
+    "eurosat": "EuroSAT",
+    "mlrsnet": "MLRSNet",
+    "patternnet": "PatternNet",
+    "resisc45": "RESISC45",
+    "aid": "AID",
+    "rs2800": "RS2800",
+    "optimal31": "OPTIMAL-31",
+    "rsc11": "RSC11",
+    "whu_rs19": "WHU-RS19",
+    "ucmerced": "UC Merced",
+    "rsscn7": "RSSCN7",
+    "aid150": "AID150",
     "remotecount": "RemoteCount",
 }
 
@@ -41,23 +67,39 @@ DISPLAY_NAMES = {
 class EvalArguments:
     """Command-line options of ``training_scripts/evaluate.py`` / ``rclip-hf eval``."""
 
-    model: str = field(metadata={"help": "Model folder or Hub id (any CLIPModel), or open_clip:ARCH[:/path/weights.pt]"})
-    benchmarks: str = field(metadata={"help": "Comma-separated benchmark names, e.g. rsitmd,rsicd,ucm,eurosat,remotecount"})
+    model: str = field(
+        metadata={"help": "Model folder or Hub id (any CLIPModel), or open_clip:ARCH[:/path/weights.pt]"}
+    )
+    benchmarks: str = field(
+        metadata={"help": "Comma-separated benchmark names, e.g. rsitmd,rsicd,ucm,eurosat,remotecount"}
+    )
     data_dir: str = field(metadata={"help": "Folder holding one Hugging Face dataset folder per benchmark"})
-    output: str = field(default="results.json", metadata={"help": "Results JSON path (the markdown table goes next to it)"})
+    output: str = field(
+        default="results.json", metadata={"help": "Results JSON path (the markdown table goes next to it)"}
+    )
     split: str = field(default="test", metadata={"help": "Evaluation split"})
-    train_split: str = field(default="train", metadata={"help": "Training split for linear probe / k-NN / few-shot"})
+    train_split: str = field(
+        default="train", metadata={"help": "Training split for linear probe / k-NN / few-shot"}
+    )
     batch_size: int = field(default=64, metadata={"help": "Images per encoding batch"})
     text_batch_size: int = field(default=256, metadata={"help": "Texts per encoding batch"})
-    device: str | None = field(default=None, metadata={"help": "Device (default: cuda when available, else cpu)"})
+    device: str | None = field(
+        default=None, metadata={"help": "Device (default: cuda when available, else cpu)"}
+    )
     bf16: bool = field(default=False, metadata={"help": "Encode under bfloat16 autocast"})
-    templates: str = field(default="paper", metadata={"help": "Zero-shot templates: 'paper' (one) or 'ensemble'"})
-    linear_probe: bool = field(default=False, metadata={"help": "Also run the linear probe (needs a train split)"})
+    templates: str = field(
+        default="paper", metadata={"help": "Zero-shot templates: 'paper' (one) or 'ensemble'"}
+    )
+    linear_probe: bool = field(
+        default=False, metadata={"help": "Also run the linear probe (needs a train split)"}
+    )
     knn: bool = field(default=False, metadata={"help": "Also run k-NN (k=20, T=0.07; needs a train split)"})
     few_shot: bool = field(default=False, metadata={"help": "Also run few-shot probes (1/4/8/16/32 shots)"})
     few_shot_seeds: int = field(default=3, metadata={"help": "Seeds per few-shot setting"})
     probe_epochs: int = field(default=1000, metadata={"help": "Epochs of the linear / few-shot probe"})
-    chunk_size: int = field(default=4096, metadata={"help": "Chunk size of the retrieval / k-NN similarity blocks"})
+    chunk_size: int = field(
+        default=4096, metadata={"help": "Chunk size of the retrieval / k-NN similarity blocks"}
+    )
     show_progress: bool = field(default=True, metadata={"help": "Show progress bars"})
 
 
@@ -90,22 +132,37 @@ class BenchmarkRunner:
     def images(self, dataset) -> torch.Tensor:
         """Embeddings (N, D) of the ``image`` column."""
         images = dataset.select_columns(["image"])
-        return encode_images(self.model, self.processor, (row["image"] for row in images), self.args.batch_size,
-                             device=self.device, dtype=self.dtype, num_images=len(images),
-                             show_progress=self.args.show_progress)
+        return encode_images(
+            self.model,
+            self.processor,
+            (row["image"] for row in images),
+            self.args.batch_size,
+            device=self.device,
+            dtype=self.dtype,
+            num_images=len(images),
+            show_progress=self.args.show_progress,
+        )
 
     def texts(self, texts: list[str]) -> torch.Tensor:
         """Embeddings (M, D) of ``texts``."""
-        return encode_texts(self.model, self.processor, texts, self.args.text_batch_size, device=self.device,
-                            dtype=self.dtype, show_progress=self.args.show_progress)
+        return encode_texts(
+            self.model,
+            self.processor,
+            texts,
+            self.args.text_batch_size,
+            device=self.device,
+            dtype=self.dtype,
+            show_progress=self.args.show_progress,
+        )
 
     def retrieval(self, dataset) -> dict:
         """Image-text retrieval entry of the results JSON."""
         captions = dataset["captions"]
         texts = [caption for image_captions in captions for caption in image_captions]
         text_to_image = [index for index, image_captions in enumerate(captions) for _ in image_captions]
-        metrics = retrieval_metrics(self.images(dataset), self.texts(texts), text_to_image,
-                                    chunk_size=self.args.chunk_size)
+        metrics = retrieval_metrics(
+            self.images(dataset), self.texts(texts), text_to_image, chunk_size=self.args.chunk_size
+        )
         return {"task": "retrieval", "num_images": len(dataset), "num_texts": len(texts), "metrics": metrics}
 
     def counting(self, dataset) -> dict:
@@ -124,7 +181,11 @@ class BenchmarkRunner:
             variants["words"].extend(words)
             variants["digits"].extend(digits)
         if skipped:
-            logger.warning("remotecount: skipped %d of %d samples (see 'skipped' in the results)", len(skipped), len(rows))
+            logger.warning(
+                "remotecount: skipped %d of %d samples (see 'skipped' in the results)",
+                len(skipped),
+                len(rows),
+            )
         if not kept:
             raise ValueError("remotecount: no sample has a caption containing its count")
         images = self.images(dataset.select(kept))  # (N, D)
@@ -143,12 +204,21 @@ class BenchmarkRunner:
         test = splits[self.args.split]
         label_names = test.features["label"].names
         class_names = class_names_for(name, label_names)
-        classifier = zero_shot_classifier(self.model, self.processor, class_names, templates_for(self.args.templates),
-                                          self.args.text_batch_size, device=self.device, dtype=self.dtype)
+        classifier = zero_shot_classifier(
+            self.model,
+            self.processor,
+            class_names,
+            templates_for(self.args.templates),
+            self.args.text_batch_size,
+            device=self.device,
+            dtype=self.dtype,
+        )
         test_features = self.images(test)
         test_labels = torch.tensor(test["label"])
         entry: dict[str, Any] = {
-            "task": "zero_shot_classification", "num_samples": len(test), "num_classes": len(label_names),
+            "task": "zero_shot_classification",
+            "num_samples": len(test),
+            "num_classes": len(label_names),
             "templates": self.args.templates,
             "metrics": classification_metrics(test_features @ classifier.T, test_labels),
         }
@@ -164,14 +234,24 @@ class BenchmarkRunner:
         common = {"split": self.args.split, "train_split": self.args.train_split, "num_train": len(train)}
         probe_config = LinearProbeConfig(epochs=self.args.probe_epochs)
         if self.args.linear_probe:
-            outcome = linear_probe(train_features, train_labels, test_features, test_labels, len(label_names), probe_config)
+            outcome = linear_probe(
+                train_features, train_labels, test_features, test_labels, len(label_names), probe_config
+            )
             entry["linear_probe"] = {"task": "linear_probe", **common, **outcome}
         if self.args.knn:
             metrics = knn_metrics(train_features, train_labels, test_features, test_labels, len(label_names))
             entry["knn"] = {"task": "knn", **common, "k": 20, "temperature": 0.07, "metrics": metrics}
         if self.args.few_shot:
-            results = few_shot(train_features, train_labels, test_features, test_labels, len(label_names),
-                               PAPER_SHOTS, range(self.args.few_shot_seeds), probe_config)
+            results = few_shot(
+                train_features,
+                train_labels,
+                test_features,
+                test_labels,
+                len(label_names),
+                PAPER_SHOTS,
+                range(self.args.few_shot_seeds),
+                probe_config,
+            )
             entry["few_shot"] = {"task": "few_shot", **common, "metrics": results}
         return entry
 
@@ -180,10 +260,14 @@ class BenchmarkRunner:
         import datasets
 
         if not dataset_dir.is_dir():
-            raise FileNotFoundError(f"benchmark {name!r}: dataset folder {dataset_dir} not found (--data-dir)")
+            raise FileNotFoundError(
+                f"benchmark {name!r}: dataset folder {dataset_dir} not found (--data-dir)"
+            )
         splits = datasets.load_dataset(str(dataset_dir))
         if self.args.split not in splits:
-            raise ValueError(f"benchmark {name!r}: no split {self.args.split!r} in {dataset_dir} (found {sorted(splits)})")
+            raise ValueError(
+                f"benchmark {name!r}: no split {self.args.split!r} in {dataset_dir} (found {sorted(splits)})"
+            )
         columns = set(splits[self.args.split].column_names)
         if "captions" in columns:
             entry = self.retrieval(splits[self.args.split])
@@ -211,8 +295,11 @@ def run_evaluation(args: EvalArguments) -> dict:
     model, processor, info = load_model(args.model, device)
     runner = BenchmarkRunner(model, processor, args, device)
     results = {
-        "model": args.model, **info, "dtype": "bfloat16" if args.bf16 else "float32",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rclip_hf_version": __version__,
+        "model": args.model,
+        **info,
+        "dtype": "bfloat16" if args.bf16 else "float32",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rclip_hf_version": __version__,
         "benchmarks": {},
     }
     for name in names:
@@ -240,40 +327,70 @@ def markdown_report(results: dict) -> str:
     lines = [f"# Evaluation of `{results['model']}`", ""]
     if "retrieval" in by_task:
         keys = ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall"]
-        lines += ["## Retrieval", "", _row(["Test set", "i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "mR"]),
-                  _row(["---"] * 8)]
-        lines += [_row([DISPLAY_NAMES.get(name, name)] + [f"{benchmarks[name]['metrics'][key]:.2f}" for key in keys])
-                  for name in by_task["retrieval"]]
+        lines += [
+            "## Retrieval",
+            "",
+            _row(["Test set", "i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "mR"]),
+            _row(["---"] * 8),
+        ]
+        lines += [
+            _row(
+                [DISPLAY_NAMES.get(name, name)] + [f"{benchmarks[name]['metrics'][key]:.2f}" for key in keys]
+            )
+            for name in by_task["retrieval"]
+        ]
         lines.append("")
     classification = by_task.get("zero_shot_classification", [])
     if classification:
         ordered = [name for name in PAPER_ZERO_SHOT_ORDER if name in classification]
         ordered += [name for name in classification if name not in ordered]
         top1 = [benchmarks[name]["metrics"]["top1"] for name in ordered]
-        lines += [f"## Zero-shot classification (top-1, templates: {benchmarks[ordered[0]]['templates']})", "",
-                  _row([DISPLAY_NAMES.get(name, name) for name in ordered] + ["Average"]), _row(["---"] * (len(ordered) + 1)),
-                  _row([f"{value:.2f}" for value in top1] + [f"{sum(top1) / len(top1):.2f}"]), ""]
+        lines += [
+            f"## Zero-shot classification (top-1, templates: {benchmarks[ordered[0]]['templates']})",
+            "",
+            _row([DISPLAY_NAMES.get(name, name) for name in ordered] + ["Average"]),
+            _row(["---"] * (len(ordered) + 1)),
+            _row([f"{value:.2f}" for value in top1] + [f"{sum(top1) / len(top1):.2f}"]),
+            "",
+        ]
         for key, title in (("linear_probe", "Linear probe"), ("knn", "k-NN (k=20, T=0.07)")):
             probed = [name for name in ordered if key in benchmarks[name]]
             if probed:
                 values = [benchmarks[name][key]["metrics"]["top1"] for name in probed]
-                lines += [f"## {title} (top-1)", "", _row([DISPLAY_NAMES.get(name, name) for name in probed] + ["Average"]),
-                          _row(["---"] * (len(probed) + 1)),
-                          _row([f"{value:.2f}" for value in values] + [f"{sum(values) / len(values):.2f}"]), ""]
+                lines += [
+                    f"## {title} (top-1)",
+                    "",
+                    _row([DISPLAY_NAMES.get(name, name) for name in probed] + ["Average"]),
+                    _row(["---"] * (len(probed) + 1)),
+                    _row([f"{value:.2f}" for value in values] + [f"{sum(values) / len(values):.2f}"]),
+                    "",
+                ]
         few = [name for name in ordered if "few_shot" in benchmarks[name]]
         if few:
             shots = list(benchmarks[few[0]]["few_shot"]["metrics"])
-            lines += ["## Few-shot linear probe (top-1, mean ± std over seeds)", "", _row(["Dataset"] + shots),
-                      _row(["---"] * (len(shots) + 1))]
+            lines += [
+                "## Few-shot linear probe (top-1, mean ± std over seeds)",
+                "",
+                _row(["Dataset"] + shots),
+                _row(["---"] * (len(shots) + 1)),
+            ]
             for name in few:
                 cells = benchmarks[name]["few_shot"]["metrics"]
-                lines.append(_row([DISPLAY_NAMES.get(name, name)]
-                                  + [f"{cells[s]['top1_mean']:.2f} ± {cells[s]['top1_std']:.2f}" for s in shots]))
+                lines.append(
+                    _row(
+                        [DISPLAY_NAMES.get(name, name)]
+                        + [f"{cells[s]['top1_mean']:.2f} ± {cells[s]['top1_std']:.2f}" for s in shots]
+                    )
+                )
             lines.append("")
     for name in by_task.get("counting", []):
         entry = benchmarks[name]
-        lines += [f"## {DISPLAY_NAMES.get(name, name)} (top-k accuracy)", "",
-                  _row(["Numbers"] + [f"top-{k}" for k in range(1, MAX_COUNT + 1)]), _row(["---"] * (MAX_COUNT + 1))]
+        lines += [
+            f"## {DISPLAY_NAMES.get(name, name)} (top-k accuracy)",
+            "",
+            _row(["Numbers"] + [f"top-{k}" for k in range(1, MAX_COUNT + 1)]),
+            _row(["---"] * (MAX_COUNT + 1)),
+        ]
         for label, key in (("one…ten", "metrics"), ("1…10", "metrics_digits")):
             lines.append(_row([label] + [f"{entry[key][f'top{k}']:.2f}" for k in range(1, MAX_COUNT + 1)]))
         lines.append("")

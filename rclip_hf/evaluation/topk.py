@@ -18,7 +18,9 @@ def topk_lowest_index(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"topk_lowest_index: k={k} must be in [1, {num_cols}] (number of columns)")
     if scores.is_floating_point() and torch.isnan(scores).any():
         raise ValueError("topk_lowest_index: scores contain NaN; similarity scores must be finite")
-    kth_value = scores.topk(k, dim=1).values[:, -1:]  # (Q, 1): the k-th largest score, whichever column holds it
+    kth_value = scores.topk(k, dim=1).values[
+        :, -1:
+    ]  # (Q, 1): the k-th largest score, whichever column holds it
     above = scores > kth_value  # (Q, n): always in the top k
     tied = scores == kth_value  # (Q, n): the first (k - #above) of these, by column, fill the rest
     free_slots = k - above.sum(dim=1, keepdim=True)
@@ -29,9 +31,7 @@ def topk_lowest_index(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values.gather(1, order), columns.gather(1, order)
 
 
-def chunked_topk(
-    queries: Tensor, gallery: Tensor, k: int, chunk_size: int = 4096
-) -> tuple[Tensor, Tensor]:
+def chunked_topk(queries: Tensor, gallery: Tensor, k: int, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
     """Exact top-``k`` gallery items by dot product for each query, ties broken by lower gallery index.
 
     ``queries`` (Q, D) and ``gallery`` (G, D) (normalise them first for cosine similarity); returns

@@ -33,7 +33,9 @@ def zero_shot_classifier(
         )
     for template in templates:
         if "{}" not in template:
-            raise ValueError(f"zero_shot_classifier: template {template!r} has no '{{}}' placeholder for the class name")
+            raise ValueError(
+                f"zero_shot_classifier: template {template!r} has no '{{}}' placeholder for the class name"
+            )
     prompts = [template.format(name) for name in class_names for template in templates]
     embeddings = encode_texts(
         model, processor, prompts, batch_size, device=device, dtype=dtype, show_progress=show_progress
