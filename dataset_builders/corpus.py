@@ -188,7 +188,12 @@ def _process(task: tuple[int, int, Item]) -> Processed:
         if decoded is None:
             return result
         item.size = decoded.image.size
-    loaded = reader.load(item)
+    try:
+        loaded = reader.load(item)
+    except (ValueError, OSError) as error:  # an input no reader rule foresaw: skip it, named, never crash the build
+        result.skipped = reader.skip(item.annotation_path or item.image_path,
+                                     f"unreadable annotation: {type(error).__name__}: {error}")
+        return result
     result.notes = loaded.notes
     if loaded.record is None:
         result.skipped = loaded.skipped

@@ -267,3 +267,13 @@ def test_refuses_to_replace_a_folder_it_did_not_build(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="is not a dataset folder built here"):
         build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(precious)))
     assert (precious / "thesis.tex").read_text() == "keep me"
+
+
+def test_unforeseen_reader_error_skips_the_image(tmp_path: Path) -> None:
+    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX})
+    (root / "labelTxt" / "a.txt").unlink()
+    (root / "labelTxt" / "a.txt").mkdir()  # a folder where the label file should be: read_text raises OSError
+    report = build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(tmp_path / "out")))
+    check_accounting(report)
+    [entry] = report["sources"]["dota"]["skipped"]
+    assert entry["path"].endswith("a.txt") and entry["reason"].startswith("unreadable annotation: IsADirectoryError")
