@@ -33,8 +33,8 @@ def _embeddings(num_images: int, num_texts: int, dim: int) -> tuple[torch.Tensor
     images /= images.norm(dim=1, keepdim=True)
     text_to_image = torch.arange(num_texts) % num_images
     texts = torch.empty(num_texts, dim)
-    for start in range(0, num_texts, 65536):  # chunked, so that making the data needs no big temporary
-        block = torch.randn(min(65536, num_texts - start), dim, generator=generator).mul_(1.5)
+    for start in range(0, num_texts, 4096):  # chunked, so that making the data needs no big temporary
+        block = torch.randn(min(4096, num_texts - start), dim, generator=generator).mul_(1.5)
         block += images[text_to_image[start : start + len(block)]]
         texts[start : start + len(block)] = block / block.norm(dim=1, keepdim=True)
     return images, texts, text_to_image
