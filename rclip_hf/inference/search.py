@@ -259,18 +259,14 @@ class EmbeddingIndex:
         if use_faiss:
             return self._search_faiss(queries, k, nprobe)
         queries = queries.float().cpu()
-        best_scores = best_positions = None  # (Q, <=k), sorted by (score desc, position asc)
+        shard_scores, shard_positions = [], []  # per shard: (Q, <=k) best of that shard
         for offset, embeddings in self.shard_embeddings():
             scores, positions = chunked_topk(queries, embeddings, min(k, len(embeddings)), chunk_size=chunk_size)
-            positions = positions + offset
-            if best_scores is not None:
-                # Earlier shards hold lower positions and come first, so ties keep the lower position.
-                scores = torch.cat([best_scores, scores], dim=1)
-                positions = torch.cat([best_positions, positions], dim=1)
-                scores, columns = topk_lowest_index(scores, min(k, scores.shape[1]))
-                positions = positions.gather(1, columns)
-            best_scores, best_positions = scores, positions
-        return best_scores, best_positions
+            shard_scores.append(scores)
+            shard_positions.append(positions + offset)
+        # Shards come in position order, so "lower column first" among ties is "lower position first".
+        scores, columns = topk_lowest_index(torch.cat(shard_scores, dim=1), k)  # (Q, k)
+        return scores, torch.cat(shard_positions, dim=1).gather(1, columns)
 
     def _search_faiss(self, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Tensor]:
         if not self.faiss_is_current():
