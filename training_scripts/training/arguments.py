@@ -91,7 +91,7 @@ def load_yaml_defaults(path: Path) -> dict[str, Any]:
     with path.open() as handle:
         values = yaml.safe_load(handle) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
+        raise TypeError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
     known = {item.name for cls in ARGUMENT_CLASSES for item in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -36,10 +36,10 @@ def check_corpus_features(features: datasets.Features | None, source: str) -> No
             "`image` (Image) and `captions` (list of strings)"
         )
     if not isinstance(features["image"], datasets.Image):
-        raise ValueError(f"dataset {source}: column `image` must be an Image feature, got {features['image']}")
+        raise TypeError(f"dataset {source}: column `image` must be an Image feature, got {features['image']}")
     inner = getattr(features["captions"], "feature", None)
     if not (isinstance(inner, datasets.Value) and inner.dtype in ("string", "large_string")):
-        raise ValueError(
+        raise TypeError(
             f"dataset {source}: column `captions` must be a list of strings, got {features['captions']}"
         )
 
@@ -147,8 +147,8 @@ def build_train_dataloader(corpus: Dataset | IterableDataset, processor: Any, au
                            data_args: DataArguments, per_device_batch_size: int, seed: int
                            ) -> torch.utils.data.DataLoader:
     """The per-process DataLoader (before `accelerator.prepare`), full batches only."""
-    common = dict(batch_size=per_device_batch_size, collate_fn=ProcessorCollator(processor), drop_last=True,
-                  num_workers=data_args.dataloader_num_workers)
+    common = {"batch_size": per_device_batch_size, "collate_fn": ProcessorCollator(processor), "drop_last": True,
+              "num_workers": data_args.dataloader_num_workers}
     if isinstance(corpus, IterableDataset):
         pairs = StreamingCaptionPairs(corpus, augmentation, seed, data_args.shuffle_buffer_size)
         return torch.utils.data.DataLoader(pairs, **common)

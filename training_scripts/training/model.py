@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ def inline_model_config(model_args: ModelArguments) -> dict[str, Any] | None:
     if isinstance(value, str):
         value = yaml.safe_load(value)
     if not isinstance(value, dict):
-        raise ValueError(f"--model_config must be a mapping of RemoteCLIPConfig arguments, got {value!r}")
+        raise TypeError(f"--model_config must be a mapping of RemoteCLIPConfig arguments, got {value!r}")
     return value
 
 
@@ -93,8 +92,3 @@ class ContrastiveModule(nn.Module):
         return (F.normalize(image_embeds.float(), dim=-1), F.normalize(text_embeds.float(), dim=-1),
                 self.model.logit_scale.float().exp())
 
-
-def describe_model(model: nn.Module) -> str:
-    """One line: parameter count and the config's architecture summary."""
-    count = sum(parameter.numel() for parameter in model.parameters())
-    return f"{count / 1e6:.2f} M parameters; config {json.dumps(model.config.to_diff_dict())[:300]}"
