@@ -47,7 +47,7 @@ CORPUS_SOURCES = {"dota": "dota", "isaid": "isaid", "dior": "dior", "captions": 
 #: Benchmarks built from demo/data: retrieval on held-out RSSCN7 scenes, zero-shot RSSCN7, RemoteCount from DOTA.
 BENCHMARKS = ("rsscn7_captions", "rsscn7", "remotecount")
 RANDOM_CHECKPOINT = "random"
-FULL_STEPS = 500
+FULL_STEPS = 1000
 QUICK_STEPS = 20
 
 
@@ -65,7 +65,7 @@ class DemoArguments:
                 f"'{RANDOM_CHECKPOINT}': a random-weight checkpoint of --arch made on the spot"})
     arch: str = field(default="RN50", metadata={"help": "architecture of --checkpoint (RN50, ViT-B-32, ViT-L-14)"})
     quick: bool = field(default=False, metadata={"help": "shortened run for CI: fewer training steps, same stages"})
-    steps: int | None = field(default=None, metadata={"help": "training steps (default 500, 20 with --quick)"})
+    steps: int | None = field(default=None, metadata={"help": "training steps (default 1000, 20 with --quick)"})
     num_processes: int = field(default=2, metadata={"help": "CPU processes for accelerate launch"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation, data order and every random choice"})
 

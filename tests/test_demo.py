@@ -1,0 +1,72 @@
+"""The `--quick` demo end to end: a model folder that reloads, a card whose numbers are the results JSON, a clean
+dry-run push listing (bounded: about 2 minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory) -> Path:
+    """Output folder of one `python demo/run.py --quick` run."""
+    output = tmp_path_factory.mktemp("demo")
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "demo" / "run.py"), "--output", str(output),
+                                "--quick"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    if completed.returncode != 0:
+        pytest.fail(f"demo failed ({completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    (output / "stdout.txt").write_text(completed.stdout)
+    return output
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage(quick_demo):
+    out = (quick_demo / "stdout.txt").read_text()
+    for index in range(1, 7):
+        assert f"[{index}/6] " in out
+    summary = json.loads((quick_demo / "demo_summary.json").read_text())
+    assert summary["mode"] == "train" and len(summary["timings_s"]) == 6
+    assert abs(sum(summary["airport_scores_percent"].values()) - 100.0) < 1e-3
+    report = json.loads(next((quick_demo / "corpus").glob("*report*.json")).read_text())
+    assert report["totals"]["excluded"] >= 1  # RemoteCount's DOTA images are kept out of training
+
+
+@pytest.mark.slow
+def test_quick_demo_model_folder_reloads_and_card_equals_results(quick_demo):
+    import torch
+    from huggingface_hub import ModelCard
+    from transformers import AutoModel
+
+    import rclip_hf
+    from model_cards.card import card_metrics, iter_metrics
+
+    folder = quick_demo / "model"
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32)
+    assert isinstance(model, rclip_hf.RemoteCLIPModel)
+    results = json.loads((quick_demo / "results.json").read_text())
+    assert json.loads((folder / "results.json").read_text()) == results
+    numbers = card_metrics(ModelCard.load(folder / "README.md"))
+    assert numbers == {(e.benchmark, f"{e.group}/{e.key}"): e.value for e in iter_metrics(results)}
+    assert set(results["benchmarks"]) == {"rsscn7_captions", "rsscn7", "remotecount"}
+    text = (folder / "README.md").read_text()
+    top1 = results["benchmarks"]["rsscn7"]["metrics"]["top1"]
+    assert f"| RSSCN7 | test | 7 | 70 | {top1:.2f} |" in text
+    assert "untrained start" in text and "**This is not an official RemoteCLIP model.**" in text
+
+
+@pytest.mark.slow
+def test_quick_demo_dry_run_push_lists_no_stray_files(quick_demo):
+    from rclip_hf.hub import plan_upload
+
+    plan = plan_upload(quick_demo / "model")
+    assert plan.paths == ["README.md", "config.json", "model.safetensors", "plots/recall_at_k.png",
+                          "plots/remotecount_confusion.png", "plots/zero_shot_accuracy.png", "processor_config.json",
+                          "results.json", "tokenizer.json", "tokenizer_config.json"]
+    assert plan.skipped == []
+    assert plan.metadata["pipeline_tag"] == "zero-shot-image-classification"
