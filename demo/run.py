@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `demo`, `training_scripts` importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from demo.pipeline import main  # noqa: E402
+from demo.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,10 +14,10 @@ from .card import (
 from .paper import REMOTECLIP_BIBTEX
 
 __all__ = [
+    "REMOTECLIP_BIBTEX",
     "CardInputs",
     "MetricEntry",
     "Plot",
-    "REMOTECLIP_BIBTEX",
     "ResultsFormatError",
     "build_model_card",
     "card_metrics",

@@ -248,8 +248,8 @@ def zero_shot_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
     benchmarks = _benchmarks_of(results, "zero_shot_classification")
     if not benchmarks:
         return ""
-    parts = ["### Zero-shot classification\n\nTop-1 accuracy, template \"a satellite photo of {class name}.\" "
-             "unless the results say otherwise."]
+    parts = [("### Zero-shot classification\n\nTop-1 accuracy, template \"a satellite photo of {class name}.\" "
+              "unless the results say otherwise.")]
     paper_benchmarks = [name for name in ZERO_SHOT_ORDER if name in benchmarks]
     if paper_benchmarks:
         header = ["model"] + [benchmark_name(name) for name in ZERO_SHOT_ORDER] + ["average"]
@@ -330,12 +330,12 @@ def training_section(inputs: CardInputs) -> str:
 def limitations_text(results: Mapping[str, Any], inputs: CardInputs) -> str:
     """Honest limits of the model and of its numbers."""
     lines = [
-        "- Trained on RGB satellite and aerial imagery with template-like captions; Box-to-Caption captions describe "
-        "object classes, counts and coarse positions only, so fine attributes, colours and relations are weak.",
-        "- Counting by caption scoring is unreliable beyond a few objects (the paper's RemoteCount confusion matrices "
-        "show it); zero-shot accuracy depends strongly on the prompt wording and class names.",
-        "- Benchmarks overlap in sources with the training corpus; rclip-hf removes near-duplicate test images "
-        "(p-Hash) from the corpus it builds, but other leakage (same scenes, other crops) is possible.",
+        ("- Trained on RGB satellite and aerial imagery with template-like captions; Box-to-Caption captions describe "
+         "object classes, counts and coarse positions only, so fine attributes, colours and relations are weak."),
+        ("- Counting by caption scoring is coarse: read the top-k numbers and the confusion matrix, not top-1 alone; "
+         "zero-shot accuracy depends on the prompt wording and the class names."),
+        ("- Benchmarks overlap in sources with the training corpus; rclip-hf removes near-duplicate test images "
+         "(p-Hash) from the corpus it builds, but other leakage (same scenes, other crops) is possible."),
     ]
     if _arch(results, inputs) not in PAPER_ARCH_LABELS:
         lines.insert(0, f"- **This is not an official RemoteCLIP model.** Architecture `{results.get('arch')}` is a "

@@ -9,11 +9,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from .card import Plot, benchmark_name  # noqa: E402
-from .paper import PAPER_ARCH_LABELS, PAPER_RETRIEVAL, PAPER_ZERO_SHOT, RETRIEVAL_COLUMNS, ZERO_SHOT_ORDER  # noqa: E402
+from .card import Plot, benchmark_name
+from .paper import PAPER_ARCH_LABELS, PAPER_RETRIEVAL, PAPER_ZERO_SHOT, RETRIEVAL_COLUMNS, ZERO_SHOT_ORDER
 
 RECALL_KS = (1, 5, 10)
 DPI = 110

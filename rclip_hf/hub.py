@@ -94,8 +94,8 @@ def plan_upload(model_dir: str | Path) -> UploadPlan:
 def describe_plan(plan: UploadPlan, repo_id: str, private: bool) -> str:
     """Human-readable listing of the files and metadata a push would upload."""
     total = sum(size for _, _, size in plan.files)
-    lines = [f"would create {'private' if private else 'public'} model repo {repo_id} and upload "
-             f"{len(plan.files)} files ({total / 1e6:.1f} MB) from {plan.model_dir}:"]
+    lines = [(f"would create {'private' if private else 'public'} model repo {repo_id} and upload "
+              f"{len(plan.files)} files ({total / 1e6:.1f} MB) from {plan.model_dir}:")]
     lines += [f"  {path:<40} {kind:<20} {size:>12,} bytes" for path, kind, size in plan.files]
     if plan.skipped:
         lines.append(f"skipped ({len(plan.skipped)}):")

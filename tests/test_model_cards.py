@@ -10,7 +10,14 @@ import pytest
 from huggingface_hub import ModelCard, metadata_load
 from PIL import Image
 
-from model_cards import CardInputs, ResultsFormatError, build_model_card, card_metrics, iter_metrics, load_results
+from model_cards import (
+    CardInputs,
+    ResultsFormatError,
+    build_model_card,
+    card_metrics,
+    iter_metrics,
+    load_results,
+)
 from model_cards.build import main as build_main
 from model_cards.card import arch_of_model_dir, check_card_offline, describe_metric
 from model_cards.paper import PAPER_ZERO_SHOT
