@@ -205,7 +205,8 @@ def write_model_folder(model_dir: Path, target: Path, results_path: Path, baseli
         shutil.rmtree(target)
     shutil.copytree(model_dir, target)
     shutil.copy2(results_path, target / "results.json")
-    command = [sys.executable, "-m", "model_cards.build", "--results", target / "results.json", "--model-dir", target]
+    command = [sys.executable, "-m", "model_cards.build", "--results", target / "results.json", "--model-dir", target,
+               "--model_name", "remoteclip-demo" if training else f"remoteclip-{model_dir.name}"]
     if baseline_path is not None:
         command += ["--baseline_results", baseline_path, "--baseline_name", "untrained start"]
     if training is not None:

@@ -19,6 +19,7 @@ from .card import (
     CardInputs,
     ResultsFormatError,
     arch_of_model_dir,
+    architecture_summary,
     build_model_card,
     check_card_offline,
     load_results,
@@ -63,9 +64,13 @@ def write_model_card(args: CardArguments) -> Path:
     model_dir = Path(args.model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"--model_dir {model_dir} is not a folder")
-    arch = results.get("arch") if results.get("arch") in PAPER_ARCH_LABELS else arch_of_model_dir(model_dir)
+    has_config = (model_dir / "config.json").is_file()
+    arch = results.get("arch")
+    if arch not in PAPER_ARCH_LABELS and has_config:
+        arch = arch_of_model_dir(model_dir) or arch
     plots = make_plots(results, model_dir / PLOT_DIR, arch, baseline, args.baseline_name)
-    inputs = CardInputs(base_model=args.base_model, arch=arch or results.get("arch"), repo_id=args.repo_id,
+    description = architecture_summary(model_dir) if arch not in PAPER_ARCH_LABELS and has_config else None
+    inputs = CardInputs(base_model=args.base_model, arch=arch, arch_description=description, repo_id=args.repo_id,
                         model_name=args.model_name or model_dir.resolve().name, license=args.license,
                         datasets=list(args.datasets), training=training, baseline=baseline,
                         baseline_name=args.baseline_name, results_file=Path(args.results).name, plots=plots)

@@ -77,6 +77,7 @@ class CardInputs:
 
     base_model: str | None = None
     arch: str | None = None  # overrides the results' "arch" (e.g. found from the folder's config)
+    arch_description: str | None = None  # e.g. from `architecture_summary`; default: the arch name
     repo_id: str | None = None
     model_name: str | None = None
     license: str = "apache-2.0"
@@ -195,6 +196,20 @@ def arch_of_model_dir(model_dir: str | Path) -> str | None:
 
     found = signature(RemoteCLIPConfig.from_pretrained(model_dir))
     return next((name for name in PRESETS if signature(RemoteCLIPConfig.from_preset(name)) == found), None)
+
+
+def architecture_summary(model_dir: str | Path) -> str:
+    """One line describing a saved RemoteCLIP folder's towers (sizes, layers, input size, embedding size)."""
+    from rclip_hf import RemoteCLIPConfig
+
+    config = RemoteCLIPConfig.from_pretrained(model_dir)
+    vision, text = config.vision_config, config.text_config
+    if config.uses_resnet_tower:
+        tower = f"modified ResNet (stages {list(vision.layers)}, width {vision.width})"
+    else:
+        tower = (f"ViT (width {vision.hidden_size}, {vision.num_hidden_layers} layers, patch {vision.patch_size})")
+    return (f"image tower: {tower}, {vision.image_size} px; text tower: width {text.hidden_size}, "
+            f"{text.num_hidden_layers} layers; embedding size {config.projection_dim}")
 
 
 def _cell(value: float | None) -> str:
@@ -338,8 +353,8 @@ def limitations_text(results: Mapping[str, Any], inputs: CardInputs) -> str:
          "(p-Hash) from the corpus it builds, but other leakage (same scenes, other crops) is possible."),
     ]
     if _arch(results, inputs) not in PAPER_ARCH_LABELS:
-        lines.insert(0, f"- **This is not an official RemoteCLIP model.** Architecture `{results.get('arch')}` is a "
-                        "small configuration; its numbers show the pipeline working, not RemoteCLIP's quality, and "
+        lines.insert(0, "- **This is not an official RemoteCLIP model.** Its architecture is none of the paper's (RN50, "
+                        "ViT-B/32, ViT-L/14); its numbers show the pipeline working, not RemoteCLIP's quality, and "
                         "are not comparable to the paper's.")
     if inputs.training and inputs.training.get("note"):
         lines.insert(0, f"- {inputs.training['note']}")
@@ -376,7 +391,8 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
     return ModelCard.from_template(
         card_data, template_path=str(TEMPLATE),
         model_name=model_name, summary=summary,
-        arch_description=(f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label else f"`{arch}`"),
+        arch_description=inputs.arch_description or (
+            f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label else f"`{arch}`"),
         evaluated_on=", ".join(benchmark_name(name) for name in results["benchmarks"]) or "nothing yet",
         results_file=inputs.results_file, created=results.get("created", "unknown"),
         rclip_hf_version=results.get("rclip_hf_version", "unknown"), dtype=results.get("dtype", "float32"),
