@@ -42,7 +42,8 @@ def corpus(shared_data, tmp_path_factory) -> tuple[Path, list[str]]:
 def _train_command(corpus_dir: Path, output_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, str(TRAIN_SCRIPT), "--config", str(TINY), "--dataset", str(corpus_dir),
             "--output_dir", str(output_dir), "--max_steps", str(STEPS), "--checkpointing_steps",
-            str(CHECKPOINT_EVERY), "--logging_steps", "1", "--report_to", "none", "--seed", "3", "--eval_samples", "16", *extra]
+            str(CHECKPOINT_EVERY), "--logging_steps", "1", "--report_to", "none", "--seed", "3",
+            "--eval_samples", "16", *extra]
 
 
 def _env() -> dict[str, str]:
