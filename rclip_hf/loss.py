@@ -105,4 +105,4 @@ class ClipLoss(nn.Module):
         return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
 
 
-__all__ = ["ClipLoss", "MAX_LOGIT_SCALE", "gather_features"]
+__all__ = ["MAX_LOGIT_SCALE", "ClipLoss", "gather_features"]

@@ -15,13 +15,13 @@ from accelerate.utils import set_seed
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
 
-from training.arguments import parse_arguments  # noqa: E402
-from training.augment import TrainAugmentation  # noqa: E402
-from training.data import build_train_dataloader, load_caption_corpus  # noqa: E402
-from training.loop import per_device_batch_size, training_step  # noqa: E402
-from training.model import ContrastiveModule, build_model_and_processor  # noqa: E402
+from training.arguments import parse_arguments
+from training.augment import TrainAugmentation
+from training.data import build_train_dataloader, load_caption_corpus
+from training.loop import per_device_batch_size, training_step
+from training.model import ContrastiveModule, build_model_and_processor
 
-from rclip_hf.loss import ClipLoss  # noqa: E402
+from rclip_hf.loss import ClipLoss
 
 
 def main(corpus: str, out_file: str) -> None:
