@@ -155,7 +155,7 @@ def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
 def _load(options: ModelOptions) -> tuple[Any, Any]:
     import torch
 
-    from .inference.loading import load_model
+    from .loading import load_model
 
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return load_model(options.model, device=device)

@@ -111,12 +111,9 @@ def load_model(spec: str, device: str) -> tuple[torch.nn.Module, Any, dict[str, 
         model, processor, arch = load_open_clip(spec)
         info = {"model_type": "open_clip", "arch": arch}
     else:
-        from transformers import AutoModel, AutoProcessor
+        from ..loading import load_model as load_clip_model
 
-        import rclip_hf  # noqa: F401  (registers RemoteCLIP with the Auto classes)
-
-        model = AutoModel.from_pretrained(spec, dtype=torch.float32)
-        processor = AutoProcessor.from_pretrained(spec)
+        model, processor = load_clip_model(spec, dtype=torch.float32)
         config = model.config
         info = {"model_type": config.model_type, "arch": getattr(config, "arch", None) or config.model_type}
     return model.to(device).eval(), processor, info
@@ -397,15 +394,15 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` into :class:`EvalArguments`, run, print the markdown table."""
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` into :class:`EvalArguments`, run, print the markdown table; returns the exit code."""
     from transformers import HfArgumentParser
 
     (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results = run_evaluation(args)
     print(markdown_report(results))  # the CLI's output
-    return results
+    return 0
 
 
 __all__ = ["BenchmarkRunner", "EvalArguments", "load_model", "main", "markdown_report", "run_evaluation"]

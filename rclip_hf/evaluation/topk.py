@@ -16,19 +16,34 @@ def topk_lowest_index(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     num_rows, num_cols = scores.shape
     if not 1 <= k <= num_cols:
         raise ValueError(f"topk_lowest_index: k={k} must be in [1, {num_cols}] (number of columns)")
-    if scores.is_floating_point() and torch.isnan(scores).any():
+    # One torch.topk with a look-ahead of one: where the (k+1)-th score is below the k-th, the set of the
+    # top k is unique and only its order needs fixing; rows with a tie across the boundary take the slow path.
+    probe_values, probe_columns = scores.topk(min(k + 1, num_cols), dim=1)
+    if probe_values.is_floating_point() and torch.isnan(probe_values).any():  # topk ranks NaN first
         raise ValueError("topk_lowest_index: scores contain NaN; similarity scores must be finite")
-    kth_value = scores.topk(k, dim=1).values[
-        :, -1:
-    ]  # (Q, 1): the k-th largest score, whichever column holds it
-    above = scores > kth_value  # (Q, n): always in the top k
-    tied = scores == kth_value  # (Q, n): the first (k - #above) of these, by column, fill the rest
+    values, columns = probe_values[:, :k], probe_columns[:, :k]
+    if k < num_cols:
+        boundary_tie = probe_values[:, k] == probe_values[:, k - 1]
+        if boundary_tie.any():
+            rows = boundary_tie.nonzero()[:, 0]
+            values, columns = values.clone(), columns.clone()
+            values[rows], columns[rows] = _topk_with_boundary_ties(scores[rows], k)
+    by_column = columns.argsort(dim=1)
+    values, columns = values.gather(1, by_column), columns.gather(1, by_column)
+    order = values.argsort(dim=1, descending=True, stable=True)  # stable: equal scores keep column order
+    return values.gather(1, order), columns.gather(1, order)
+
+
+def _topk_with_boundary_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Top-``k`` (unsorted) of rows whose k-th score is tied beyond the top ``k``: lower columns win the tie."""
+    num_rows = scores.shape[0]
+    kth_value = scores.topk(k, dim=1).values[:, -1:]  # (R, 1): the k-th largest score
+    above = scores > kth_value  # (R, n): always in the top k
+    tied = scores == kth_value  # (R, n): the first (k - #above) of these, by column, fill the rest
     free_slots = k - above.sum(dim=1, keepdim=True)
     chosen = above | (tied & (tied.cumsum(dim=1, dtype=torch.int32) <= free_slots))
     columns = chosen.nonzero()[:, 1].view(num_rows, k)  # row-major nonzero: ascending columns per row
-    values = scores.gather(1, columns)
-    order = values.argsort(dim=1, descending=True, stable=True)  # stable: equal scores keep column order
-    return values.gather(1, order), columns.gather(1, order)
+    return scores.gather(1, columns), columns
 
 
 def chunked_topk(queries: Tensor, gallery: Tensor, k: int, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
@@ -36,8 +51,8 @@ def chunked_topk(queries: Tensor, gallery: Tensor, k: int, chunk_size: int = 409
 
     ``queries`` (Q, D) and ``gallery`` (G, D) (normalise them first for cosine similarity); returns
     ``(scores (Q, k) float32, indices (Q, k) int64)`` on the queries' device, sorted best first. Scores are
-    computed tile by tile (``chunk_size`` queries × ``chunk_size`` gallery items), so the extra memory is
-    O(chunk_size² + Q·k), never Q × G.
+    computed tile by tile (at most ``chunk_size`` queries and ``chunk_size²`` scores per tile), so the extra
+    memory is O(chunk_size² + Q·k), never Q × G.
     """
     if queries.ndim != 2 or gallery.ndim != 2 or queries.shape[1] != gallery.shape[1]:
         raise ValueError(
@@ -55,8 +70,10 @@ def chunked_topk(queries: Tensor, gallery: Tensor, k: int, chunk_size: int = 409
     for q_start in range(0, queries.shape[0], chunk_size):
         query_chunk = queries[q_start : q_start + chunk_size].float()  # (q, D)
         best_scores = best_indices = None  # (q, <=k) running best, sorted by (score desc, index asc)
-        for g_start in range(0, num_gallery, chunk_size):
-            tile = query_chunk @ gallery[g_start : g_start + chunk_size].float().T  # (q, g)
+        # Tiles hold at most chunk_size² scores: few queries get correspondingly longer gallery chunks.
+        gallery_chunk = max(chunk_size, chunk_size * chunk_size // query_chunk.shape[0])
+        for g_start in range(0, num_gallery, gallery_chunk):
+            tile = query_chunk @ gallery[g_start : g_start + gallery_chunk].float().T  # (q, g)
             values, columns = topk_lowest_index(tile, min(k, tile.shape[1]))
             indices = columns + g_start
             if best_scores is not None:

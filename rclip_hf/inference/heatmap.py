@@ -34,7 +34,7 @@ from transformers import CLIPModel, ProcessorMixin
 from ..evaluation.encode import encode_images
 from .classify import class_embeddings
 from .images import Georeference, RasterSource
-from .loading import resolve_model
+from ..loading import resolve_model
 
 logger = logging.getLogger(__name__)
 

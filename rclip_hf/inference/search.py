@@ -42,7 +42,7 @@ from .. import __version__
 from ..evaluation.encode import encode_images, encode_texts
 from ..evaluation.topk import chunked_topk, topk_lowest_index
 from .images import IMAGE_SUFFIXES, ImageReadError, as_rgb_image, load_image
-from .loading import describe, model_fingerprint, resolve_model
+from ..loading import describe, model_fingerprint, resolve_model
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Loading a RemoteCLIP/CLIP model folder for inference, and the fingerprint that identifies its weights."""
+"""Loading a RemoteCLIP/CLIP model folder (inference, evaluation, CLI), and the fingerprint of its weights."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPConfig, CLIPModel, ProcessorMixin
 
-from ..configuration_remoteclip import RemoteCLIPConfig
+from .configuration_remoteclip import RemoteCLIPConfig
 
 #: `model_type`s accepted by the inference API: RemoteCLIP and plain transformers CLIP.
 SUPPORTED_MODEL_TYPES = (RemoteCLIPConfig.model_type, CLIPConfig.model_type)
