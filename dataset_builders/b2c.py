@@ -30,6 +30,7 @@ Class names are normalised by ``normalize_class_name`` (separators and camelCase
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -144,12 +145,19 @@ def normalize_class_name(name: str) -> str:
     """Source class name -> caption words: ``Small_Vehicle``/``small-vehicle``/``SmallVehicle`` -> "small vehicle"."""
     if not isinstance(name, str):
         raise TypeError(f"class name must be a str, got {type(name).__name__} {name!r}")
+    return _normalized(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized(name: str) -> str:
+    """``normalize_class_name`` of a str, cached: a corpus repeats a few class names millions of times."""
     words = _SEPARATORS.sub(" ", _CAMEL_BOUNDARY.sub(" ", name.strip())).strip().lower()
     if not words:
         raise ValueError(f"empty class name {name!r}")
     return CLASS_RENAMES.get(words, words)
 
 
+@functools.lru_cache(maxsize=4096)
 def pluralize(noun: str) -> str:
     """Plural of a (normalised) class name: the head noun changes ("bus" -> "buses", "patch of x" -> "patches of x")."""
     head, sep, tail = noun.partition(" of ")
@@ -166,6 +174,7 @@ def pluralize(noun: str) -> str:
     return " ".join([*words[:-1], plural]) + sep + tail
 
 
+@functools.lru_cache(maxsize=4096)
 def indefinite_article(noun: str) -> str:
     """ "a" or "an" for a noun phrase, by its first sound ("an airplane", "a ship", "a university")."""
     word = noun.lower()
@@ -239,8 +248,8 @@ def box_to_captions(boxes: Sequence[Box], width: int, height: int, *, image_id: 
         raise ValueError(f"image {image_id!r}: width and height must be positive, got {width}x{height}")
     if number_style not in ("mixed", "words", "digits"):
         raise ValueError(f"number_style must be 'mixed', 'words' or 'digits', got {number_style!r}")
-    usable = [(normalize_class_name(box.label), box) for box in boxes]
-    usable = [(name, box) for name, box in usable if name not in IGNORED_CLASSES]
+    usable = [(name, box) for name, box in ((normalize_class_name(box.label), box) for box in boxes)
+              if name not in IGNORED_CLASSES]
     if not usable:
         labels = sorted({box.label for box in boxes})
         raise NoUsableObjectsError(
@@ -248,8 +257,10 @@ def box_to_captions(boxes: Sequence[Box], width: int, height: int, *, image_id: 
             f"ignored: {sorted(IGNORED_CLASSES)})"
         )
     rng = _rng_for(image_id, seed)
-    centre = Counter(name for name, box in usable if in_centre(box, width, height))
-    outside = Counter(name for name, box in usable if not in_centre(box, width, height))
+    centre: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    for name, box in usable:
+        (centre if in_centre(box, width, height) else outside)[name] += 1
     totals = centre + outside
     captions = [
         _side_caption(centre, outside, CENTRE_TEMPLATES, CENTRE_EMPTY_TEMPLATES, rng, number_style),

@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import imagehash
 import numpy as np
-import scipy.fftpack  # noqa: F401  imagehash.phash imports it lazily (0.7 s): imported here, forked workers inherit it
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -42,7 +40,7 @@ from dataset_builders.hf_folder import (
     card_text,
     write_json,
 )
-from dataset_builders.records import Record, Skipped
+from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
 from dataset_builders.sources.images import DecodedImage, ImageReadError, decode_rgb, encode_png
@@ -50,6 +48,7 @@ from dataset_builders.sources.images import DecodedImage, ImageReadError, decode
 logger = logging.getLogger(__name__)
 
 NUM_CAPTIONS = 5
+_MAX_CHUNK = 16  # items per worker task: fewer messages between processes, still a smooth progress bar
 CORPUS_FEATURES = datasets.Features({
     "image": datasets.Image(),
     "captions": datasets.List(datasets.Value("string")),
@@ -130,14 +129,13 @@ def five_captions(captions: Sequence[str]) -> list[str]:
     return [cleaned[index % len(cleaned)] for index in range(NUM_CAPTIONS)]
 
 
-def image_phash(image: Image.Image) -> int:
-    """64-bit p-Hash of a decoded image, as ``dedup.phash_image`` computes it from a file."""
-    return int(str(imagehash.phash(image)), 16)
+def source_base(root: Path) -> Path:
+    """The folder that image names of a source are relative to: the root, or its folder when it is a file."""
+    return root if root.is_dir() else root.parent
 
 
-def relative_name(path: Path, root: Path) -> str:
-    """``path`` relative to a source root (its folder when the root is a file), else its name."""
-    base = root if root.is_dir() else root.parent
+def relative_name(path: Path, base: Path) -> str:
+    """``path`` relative to a source's ``source_base``, else its name."""
     try:
         return path.relative_to(base).as_posix()
     except ValueError:
@@ -146,16 +144,15 @@ def relative_name(path: Path, root: Path) -> str:
 
 @dataclass
 class Processed:
-    """What a worker returns for one scanned item (no image bytes: those are read again when writing)."""
+    """What a worker returns for one scanned item, as plain values that pickle cheaply (no image bytes: the
+    main process reads the ``stored`` file when writing)."""
 
-    index: int
     source_index: int
     name: str
-    record: Record | None = None
-    skipped: Skipped | None = None
-    notes: list[Skipped] = field(default_factory=list)
-    phash: int | None = None
-    captions: list[str] = field(default_factory=list)
+    row: dict[str, Any] | None = None  # captions, source and boxes in the corpus layout; None when skipped
+    skipped: dict[str, Any] | None = None  # ``_skipped_dict`` of the reason the item was skipped
+    notes: list[dict[str, Any]] = field(default_factory=list)  # annotations clipped or dropped
+    phash: int = 0
     stored: str = ""  # file whose bytes go into the corpus (original, or the converted PNG)
     converted_from: str = ""
 
@@ -164,7 +161,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(readers: list[SourceReader], seed: int, converted_dir: str) -> None:
-    _WORKER.update(readers=readers, seed=seed, converted_dir=Path(converted_dir))
+    _WORKER.update(readers=readers, bases=[source_base(reader.root) for reader in readers], seed=seed,
+                   converted_dir=Path(converted_dir))
 
 
 def _decode(reader: SourceReader, path: Path, result: Processed) -> DecodedImage | None:
@@ -172,7 +170,7 @@ def _decode(reader: SourceReader, path: Path, result: Processed) -> DecodedImage
     try:
         return decode_rgb(path)
     except (ImageReadError, Image.DecompressionBombError) as error:
-        result.skipped = reader.skip(path, str(error))
+        result.skipped = _skipped_dict(reader.skip(path, str(error)))
         return None
 
 
@@ -180,8 +178,8 @@ def _process(task: tuple[int, int, Item]) -> Processed:
     """Load one item, decode and hash its image, make its five captions (runs in a worker)."""
     index, source_index, item = task
     reader: SourceReader = _WORKER["readers"][source_index]
-    name = f"{reader.name}/{relative_name(item.image_path, reader.root)}"
-    result = Processed(index=index, source_index=source_index, name=name)
+    name = f"{reader.name}/{relative_name(item.image_path, _WORKER['bases'][source_index])}"
+    result = Processed(source_index=source_index, name=name)
     decoded = None
     if item.image_path.is_file():  # decode first: one open gives the size; video frames appear in load()
         decoded = _decode(reader, item.image_path, result)
@@ -191,12 +189,12 @@ def _process(task: tuple[int, int, Item]) -> Processed:
     try:
         loaded = reader.load(item)
     except (ValueError, OSError) as error:  # an input no reader rule foresaw: skip it, named, never crash the build
-        result.skipped = reader.skip(item.annotation_path or item.image_path,
-                                     f"unreadable annotation: {type(error).__name__}: {error}")
+        result.skipped = _skipped_dict(reader.skip(item.annotation_path or item.image_path,
+                                                   f"unreadable annotation: {type(error).__name__}: {error}"))
         return result
-    result.notes = loaded.notes
+    result.notes = [_skipped_dict(note) for note in loaded.notes]
     if loaded.record is None:
-        result.skipped = loaded.skipped
+        result.skipped = _skipped_dict(loaded.skipped)
         return result
     record = loaded.record
     decoded = decoded or _decode(reader, record.image_path, result)
@@ -204,15 +202,15 @@ def _process(task: tuple[int, int, Item]) -> Processed:
         return result
     try:
         if record.captions:
-            result.captions = five_captions(record.captions)
+            captions = five_captions(record.captions)
         else:
-            result.captions = b2c.box_to_captions(record.boxes, record.width, record.height, image_id=name,
-                                                  seed=_WORKER["seed"])
+            captions = b2c.box_to_captions(record.boxes, record.width, record.height, image_id=name,
+                                           seed=_WORKER["seed"])
     except ValueError as error:  # b2c.NoUsableObjectsError is a ValueError
-        result.skipped = reader.skip(record.image_path, f"no captions: {error}")
+        result.skipped = _skipped_dict(reader.skip(record.image_path, f"no captions: {error}"))
         return result
-    result.phash = image_phash(decoded.image)
-    result.record = record
+    result.phash = dedup.phash_value(decoded.image)
+    result.row = {"captions": captions, "source": record.source, "boxes": [box.as_dict() for box in record.boxes]}
     result.converted_from = decoded.converted_from
     if decoded.passthrough:
         result.stored = str(record.image_path)
@@ -232,8 +230,9 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
         _init_worker(*initargs)
         yield from tqdm(map(_process, tasks), **progress)
         return
+    chunksize = max(1, min(_MAX_CHUNK, len(tasks) // (4 * config.num_proc)))
     with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
-        yield from tqdm(pool.imap(_process, tasks, chunksize=4), **progress)
+        yield from tqdm(pool.imap(_process, tasks, chunksize=chunksize), **progress)
 
 
 def _stat(path: str) -> list[Any]:
@@ -271,7 +270,7 @@ def test_image_hashes(path: Path, num_proc: int = 1) -> tuple[np.ndarray, list[s
         hashes, names = [], []
         for split, dataset in loaded.items():
             for row_index, row in enumerate(tqdm(dataset, desc=f"p-Hash {path.name}/{split}", unit="img")):
-                hashes.append(image_phash(row["image"]))
+                hashes.append(dedup.phash_value(row["image"]))
                 names.append(f"{path.name}/{split}[{row_index}]" + (f" {row['filename']}" if "filename" in row else ""))
         return np.array(hashes, dtype=np.uint64), names
     files = sorted(file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES)
@@ -336,9 +335,9 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
         candidates: list[Processed] = []
         for result in _run(tasks, readers, config, converted_dir):
             stats = per_source[readers[result.source_index].name]
-            stats["annotation_notes"].extend(_skipped_dict(note) for note in result.notes)
-            if result.record is None:
-                stats["skipped"].append(_skipped_dict(result.skipped))
+            stats["annotation_notes"].extend(result.notes)
+            if result.row is None:
+                stats["skipped"].append(result.skipped)
             else:
                 candidates.append(result)
         hashes = np.array([result.phash for result in candidates], dtype=np.uint64)
@@ -367,9 +366,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
             stats["kept"] += 1
             if result.converted_from:
                 stats["converted"].append({"image": result.name, "from": result.converted_from})
-            writer.write({"image": {"bytes": Path(result.stored).read_bytes(), "path": result.name},
-                          "captions": result.captions, "source": result.record.source,
-                          "boxes": [box.as_dict() for box in result.record.boxes]})
+            writer.write({"image": {"bytes": Path(result.stored).read_bytes(), "path": result.name}, **result.row})
         shards = writer.close()
         shutil.rmtree(converted_dir)
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import imagehash
 import numpy as np
+import scipy.fftpack
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
@@ -47,11 +47,23 @@ HASH_BITS = 64
 DEFAULT_MAX_DISTANCE = 1  # the paper: "distance < 2 means duplicate"
 _MAX_IMAGES = 3_000_000_000  # pairs are encoded as i * N + j in int64
 _CROSS_CHUNK = 1 << 20  # candidate pairs materialised at once by the train/test join
+_PHASH_BITS_SIDE = 8  # imagehash.phash defaults: hash_size=8, highfreq_factor=4
+_PHASH_SIZE = _PHASH_BITS_SIDE * 4
 
 
 def phash_value(image: Image.Image) -> int:
-    """64-bit p-Hash (``imagehash.phash``: 8x8 low DCT bits) of a decoded image as a Python int."""
-    return int(str(imagehash.phash(image)), 16)
+    """64-bit p-Hash of a decoded image as a Python int, bit for bit ``int(str(imagehash.phash(image)), 16)``.
+
+    The same steps as ``imagehash.phash`` (grayscale, 32x32 Lanczos, 2-D DCT-II, the 8x8 low frequencies
+    against their median, row-major bits, first bit most significant) without its per-call overhead: the
+    median of the 64 values is the mean of the two middle ones of a sort (what ``np.median`` computes) and the
+    bits are packed with ``np.packbits`` instead of a bit string.
+    """
+    small = image.convert("L").resize((_PHASH_SIZE, _PHASH_SIZE), Image.Resampling.LANCZOS)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(np.asarray(small), axis=0), axis=1)
+    low = dct[:_PHASH_BITS_SIDE, :_PHASH_BITS_SIDE].ravel()
+    middle = np.sort(low)[low.size // 2 - 1: low.size // 2 + 1]
+    return int.from_bytes(np.packbits(low > (middle[0] + middle[1]) / 2).tobytes(), "big")
 
 
 def phash_image(path: Path | str) -> int:

@@ -233,14 +233,6 @@ def test_same_format_twice_is_rejected(tmp_path: Path) -> None:
         build_corpus(CorpusConfig(source=[f"dota={root}", f"dota={root}"], output=str(tmp_path / "o")))
 
 
-def test_image_phash_matches_dedup_phash_of_the_file() -> None:
-    from dataset_builders.dedup import phash_image
-
-    path = DATA / "bad_images" / "good.png"
-    assert corpus.image_phash(Image.open(path).convert("RGB")) == phash_image(path)
-    assert np.uint64(phash_image(path)) > 0
-
-
 def test_video_frames_and_yaml_reader_options_through_the_cli(tmp_path: Path) -> None:
     """Stanford Drone frames are extracted during load (decoded after it); options come from --config YAML."""
     yaml_path = tmp_path / "corpus.yaml"

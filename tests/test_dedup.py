@@ -16,7 +16,9 @@ from dataset_builders.dedup import (
     hamming_distance,
     near_duplicate_pairs,
     near_test_images,
+    phash_image,
     phash_images,
+    phash_value,
     segment_layout,
     select_duplicates,
 )
@@ -179,3 +181,49 @@ def test_phash_images_in_parallel_equals_serial(image_files: list[Path]) -> None
     assert parallel_skipped == serial_skipped
     with pytest.raises(ValueError, match="num_proc must be >= 1, got 0"):
         phash_images(image_files, num_proc=0)
+
+
+def imagehash_value(image: Image.Image) -> int:
+    """The reference: ``imagehash.phash`` as a Python int."""
+    return int(str(imagehash.phash(image)), 16)
+
+
+def test_phash_value_equals_imagehash_on_real_images(shared_data: Path) -> None:
+    """The one p-Hash of the project (dedup and corpus builder) is bit for bit ``imagehash.phash``, on real
+    images of every sample source and mode (JPEG tiles, RGBA patch, large PNG, masks) and their RGB decodes."""
+    files = sorted((shared_data / "aid150").rglob("*.jpg"))[::40] + sorted((shared_data / "rsscn7").rglob("*.jpg"))[::25]
+    files += [*sorted((shared_data / "dota_split").rglob("*.png")), *sorted((shared_data / "isaid").rglob("*.png")),
+              *sorted((shared_data / "dior").rglob("*.jpg")), shared_data / "remoteclip" / "airport.jpg"]
+    modes = set()
+    for path in files:
+        with Image.open(path) as image:
+            modes.add(image.mode)
+            assert phash_value(image) == imagehash_value(image), path
+            rgb = image.convert("RGB")
+            assert phash_value(rgb) == imagehash_value(rgb), path
+        assert phash_image(path) == imagehash_value(Image.open(path)), path
+    assert len(files) > 40 and {"RGB", "RGBA"} <= modes
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 200), height=st.integers(1, 200), mode=st.sampled_from(["RGB", "L", "RGBA", "P"]),
+       seed=st.integers(0, 2**32 - 1), smooth=st.booleans())
+def test_phash_value_equals_imagehash_on_random_images(width: int, height: int, mode: str, seed: int,
+                                                         smooth: bool) -> None:
+    """Any size (1 pixel wide included), any mode, noise or smooth gradients (many near-median DCT values)."""
+    rng = np.random.default_rng(seed)
+    if smooth:
+        ramp = np.add.outer(np.linspace(0, 255, height), np.linspace(0, rng.uniform(0, 255), width)) / 2
+        pixels = np.repeat(ramp[:, :, None], 3, axis=2).astype(np.uint8)
+    else:
+        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    assert phash_value(image) == imagehash_value(image)
+
+
+def test_phash_value_of_flat_images() -> None:
+    """A flat image has only a DC coefficient: the median of the 64 low frequencies is 0, so only the first
+    (most significant) bit can be set, and it is when the image is not black."""
+    for value, expected in ((0, 0), (128, 1 << 63), (255, 1 << 63)):
+        image = Image.new("RGB", (40, 30), (value,) * 3)
+        assert phash_value(image) == imagehash_value(image) == expected

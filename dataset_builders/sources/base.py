@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -109,7 +109,7 @@ class BoxCollector:
             where: str = "") -> None:
         """Add a horizontal box: rejects non-finite, inverted and zero-area boxes; clips to the image."""
         coords = (x_min, y_min, x_max, y_max)
-        if not all(math.isfinite(value) for value in coords):
+        if not (math.isfinite(x_min) and math.isfinite(y_min) and math.isfinite(x_max) and math.isfinite(y_max)):
             self.note(f"dropped box {label!r}: non-finite coordinate in {coords}", line, where)
             return
         if not label.strip():
@@ -127,7 +127,7 @@ class BoxCollector:
             return
         if clipped != coords:
             self.note(f"clipped box {label!r}: {coords} -> {clipped} to the {self.width}x{self.height} image", line, where)
-        self.boxes.append(Box(label, *(float(value) for value in clipped)))
+        self.boxes.append(Box(label, float(clipped[0]), float(clipped[1]), float(clipped[2]), float(clipped[3])))
 
     def add_polygon(self, label: str, xs: Iterable[float], ys: Iterable[float], line: int | None) -> None:
         """Add the horizontal box enclosing a polygon (oriented box corners)."""
@@ -150,15 +150,21 @@ def sized_collector(reader: SourceReader, item: Item) -> BoxCollector | Loaded:
     return BoxCollector(reader, annotation, width, height)
 
 
-def parse_floats(tokens: Iterable[str], path: Path, line: int) -> list[float]:
+def parse_floats(tokens: Sequence[str], path: Path, line: int) -> list[float]:
     """Parse number tokens; raises ValueError naming the file, line and token when one is not a number."""
-    values = []
-    for token in tokens:
-        try:
-            values.append(float(token))
-        except ValueError:
-            raise ValueError(f"{path}:{line}: {token!r} is not a number") from None
-    return values
+    try:
+        return [float(token) for token in tokens]
+    except ValueError:
+        bad = next(token for token in tokens if not _is_number(token))
+        raise ValueError(f"{path}:{line}: {bad!r} is not a number") from None
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def images_in(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, exclude: tuple[str, ...] = ()) -> dict[str, Path]:
