@@ -43,14 +43,18 @@ class ShardWriter:
         self._shard_bytes = 0
         self._batch: list[dict[str, Any]] = []
 
-    def _dictionary_columns(self) -> list[str]:
-        """Parquet columns worth dictionary encoding: all but the image bytes (hashing every image for a
-        dictionary that never pays off costs more than the rest of the write)."""
+    def _column_options(self) -> dict[str, Any]:
+        """ParquetWriter options: image bytes (already compressed JPEG/PNG) are stored as they are, without
+        dictionary, compression or statistics, which cost more than the rest of the write and never pay off;
+        every other column gets the defaults (dictionary, snappy, statistics)."""
         buffer = io.BytesIO()
         pq.write_table(self.schema.empty_table(), buffer)
         columns = pq.ParquetFile(io.BytesIO(buffer.getvalue())).schema
         image_bytes = {f"{name}.bytes" for name, feature in self.features.items() if isinstance(feature, datasets.Image)}
-        return [columns.column(i).path for i in range(len(columns)) if columns.column(i).path not in image_bytes]
+        paths = [columns.column(i).path for i in range(len(columns))]
+        others = [path for path in paths if path not in image_bytes]
+        return {"use_dictionary": others, "write_statistics": others,
+                "compression": {path: "NONE" if path in image_bytes else "SNAPPY" for path in paths}}
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Add one row (features already encoded: images as ``{"bytes", "path"}``)."""
@@ -71,7 +75,7 @@ class ShardWriter:
             path = self.folder / "data" / f"{self.split}-{len(self._shards):05d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             self._shards.append(path)
-            self._writer = pq.ParquetWriter(path, self.schema, use_dictionary=self._dictionary_columns())
+            self._writer = pq.ParquetWriter(path, self.schema, **self._column_options())
             self._shard_bytes = 0
         self._writer.write_table(table)
         self._shard_bytes += table.nbytes

@@ -20,7 +20,7 @@ gives no boxes and no notes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -130,12 +130,13 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return values, counts, lows, highs
 
 
-def _boxes_from_class_map(classes: np.ndarray, names: Mapping[int, str], min_area: int,
+def _boxes_from_class_map(classes: np.ndarray, codes: Sequence[int], names: Mapping[int, str], min_area: int,
                           instance_ids: np.ndarray | None) -> tuple[list[Box], list[str]]:
-    """M2B on a (H, W) int64 map of class codes (-1 = not boxed); ``instance_ids`` (H, W) splits instances."""
+    """M2B on a (H, W) int64 map of class codes (-1 = not boxed) whose present codes are ``codes`` (ascending);
+    ``instance_ids`` (H, W) splits instances."""
     boxes: list[Box] = []
     notes: list[str] = []
-    for code in sorted(int(value) for value in np.unique(classes) if value >= 0):
+    for code in codes:
         label = names[code]
         in_class = classes == code
         ys, xs = np.nonzero(in_class)
@@ -191,12 +192,18 @@ def _check_common(min_area: int, instance_ids: np.ndarray | None, shape: tuple[i
 def _m2b(values: np.ndarray, names: Mapping[int, str], ignored: Collection[int], min_area: int,
          instance_ids: np.ndarray | None) -> tuple[list[Box], list[str], list[tuple[int, int]]]:
     """M2B on a (H, W) int64 map of values: boxes, notes, and (value, pixel count) of unknown values."""
-    present, counts = np.unique(values, return_counts=True)
-    boxed = [int(value) for value in present if int(value) in names and int(value) not in ignored]
-    unknown = [(int(value), int(count)) for value, count in zip(present, counts)
-               if int(value) not in names and int(value) not in ignored]
-    classes = np.where(np.isin(values, boxed), values, -1)
-    boxes, notes = _boxes_from_class_map(classes, names, min_area, instance_ids)
+    # each pixel's slot in the sorted known (named or ignored) values: counting them needs no sort of the whole
+    # mask, only the (usually absent) unknown pixels go through np.unique
+    known = np.array(sorted(set(names) | set(ignored)), dtype=np.int64)
+    slot = np.searchsorted(known, values)  # (H, W) in 0..K; K = no known value there
+    is_known = (slot < known.size) & (np.append(known, 0)[slot] == values)
+    present = np.bincount(slot[is_known], minlength=known.size)
+    boxed = [int(value) for value, count in zip(known, present) if count and int(value) not in ignored]
+    unknown_values, unknown_counts = np.unique(values[~is_known], return_counts=True)
+    unknown = list(zip(unknown_values.tolist(), unknown_counts.tolist()))
+    boxed_slot = np.append(np.isin(known, boxed), False)  # (K + 1,)
+    classes = np.where(is_known & boxed_slot[slot], values, -1)
+    boxes, notes = _boxes_from_class_map(classes, boxed, names, min_area, instance_ids)
     return boxes, notes, unknown
 
 
