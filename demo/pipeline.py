@@ -199,7 +199,7 @@ def comparison_table(results: dict[str, Any], baseline: dict[str, Any] | None) -
 
 
 def write_model_folder(model_dir: Path, target: Path, results_path: Path, baseline_path: Path | None,
-                       training: dict[str, Any] | None, env: dict[str, str]) -> None:
+                       training: dict[str, Any] | None, summary: str | None, env: dict[str, str]) -> None:
     """Copy the model and processor files, the results JSON, then generate the card and plots."""
     if target.exists():
         shutil.rmtree(target)
@@ -207,6 +207,8 @@ def write_model_folder(model_dir: Path, target: Path, results_path: Path, baseli
     shutil.copy2(results_path, target / "results.json")
     command = [sys.executable, "-m", "model_cards.build", "--results", target / "results.json", "--model-dir", target,
                "--model_name", "remoteclip-demo" if training else f"remoteclip-{model_dir.name}"]
+    if summary is not None:
+        command += ["--summary", summary]
     if baseline_path is not None:
         command += ["--baseline_results", baseline_path, "--baseline_name", "untrained start"]
     if training is not None:
@@ -286,6 +288,8 @@ def format_scores(captions: Sequence[str], percentages: Sequence[float]) -> str:
     return "\n".join(f"  {caption:<{width}}  {percent:6.2f} %" for caption, percent in rows)
 
 
+RANDOM_SUMMARY = ("Random weights in the official RemoteCLIP {arch} architecture, made and converted by the rclip-hf "
+                  "demo: not trained, not RemoteCLIP; its numbers are chance level by construction.")
 HONEST_NOTE = (
     "What this shows: every stage of the system running offline on a few real images. What it does not show: "
     "RemoteCLIP's quality. The model has ~3 M parameters and 64 px inputs, trained for minutes on ~140 scene "
@@ -335,7 +339,9 @@ def run(args: DemoArguments) -> dict[str, Any]:
             results = evaluate(model_dir, benchmarks, output / "results.json", env)
             print(comparison_table(results, None))
     with clock.stage("model folder: weights, processor, results.json, card + plots; reload and check"):
-        write_model_folder(model_dir, model_folder, output / "results.json", baseline_path, training, env)
+        card_summary = RANDOM_SUMMARY.format(arch=args.arch) if args.checkpoint == RANDOM_CHECKPOINT else None
+        write_model_folder(model_dir, model_folder, output / "results.json", baseline_path, training, card_summary,
+                           env)
         print(check_model_folder(model_folder, results))
         from rclip_hf.hub import describe_plan, plan_upload
 

@@ -45,6 +45,7 @@ class CardArguments:
         default=None, metadata={"help": "JSON object of training settings shown on the card (none: converted)"})
     repo_id: str | None = field(default=None, metadata={"help": "Hub repo id used in the card's code example"})
     model_name: str | None = field(default=None, metadata={"help": "name in model-index (default: folder name)"})
+    summary: str | None = field(default=None, metadata={"help": "opening sentence of the card (default: from arch)"})
     license: str = field(default="apache-2.0", metadata={"help": "licence identifier of the card's metadata"})
     datasets: list[str] = field(default_factory=list, metadata={"help": "Hub dataset ids used for training"})
 
@@ -70,7 +71,8 @@ def write_model_card(args: CardArguments) -> Path:
         arch = arch_of_model_dir(model_dir) or arch
     plots = make_plots(results, model_dir / PLOT_DIR, arch, baseline, args.baseline_name)
     description = architecture_summary(model_dir) if arch not in PAPER_ARCH_LABELS and has_config else None
-    inputs = CardInputs(base_model=args.base_model, arch=arch, arch_description=description, repo_id=args.repo_id,
+    inputs = CardInputs(base_model=args.base_model, arch=arch, arch_description=description, summary=args.summary,
+                        repo_id=args.repo_id,
                         model_name=args.model_name or model_dir.resolve().name, license=args.license,
                         datasets=list(args.datasets), training=training, baseline=baseline,
                         baseline_name=args.baseline_name, results_file=Path(args.results).name, plots=plots)

@@ -78,6 +78,7 @@ class CardInputs:
     base_model: str | None = None
     arch: str | None = None  # overrides the results' "arch" (e.g. found from the folder's config)
     arch_description: str | None = None  # e.g. from `architecture_summary`; default: the arch name
+    summary: str | None = None  # the card's opening sentence; default from the arch and the training summary
     repo_id: str | None = None
     model_name: str | None = None
     license: str = "apache-2.0"
@@ -384,7 +385,9 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
     tables = [section for section in (retrieval_section(results, inputs), zero_shot_section(results, inputs),
                                       counting_section(results, inputs), other_tasks_section(results)) if section]
     label = PAPER_ARCH_LABELS.get(arch or "")
-    if inputs.training:
+    if inputs.summary:
+        summary = inputs.summary
+    elif inputs.training:
         summary = f"A RemoteCLIP-style model (`{arch}`) trained with rclip-hf; see the training section and limitations."
     else:
         summary = f"RemoteCLIP {label or arch}, the remote-sensing CLIP of Liu et al. (2024), in transformers format."

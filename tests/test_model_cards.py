@@ -40,7 +40,7 @@ def make_results(arch: str = "ViT-B-32") -> dict:
         "model": "runs/demo/final", "model_type": "remoteclip", "arch": arch, "dtype": "float32",
         "created": "2025-01-02T03:04:05+00:00", "rclip_hf_version": "0.1.0",
         "benchmarks": {
-            "rsitmd": {"task": "retrieval", "split": "test", "num_images": 4, "num_texts": 20, "metrics": RETRIEVAL},
+            "rsitmd": {"task": "retrieval", "split": "test", "num_images": 4, "num_texts": 20, "metrics": dict(RETRIEVAL)},
             "eurosat": {"task": "zero_shot_classification", "split": "test", "num_samples": 10, "num_classes": 10,
                         "templates": "paper", "metrics": {"top1": 40.0, "top5": 80.0, "mean_per_class_recall": 35.0},
                         "linear_probe": {"task": "linear_probe", "split": "test", "num_train": 20,
@@ -187,3 +187,11 @@ def test_arch_of_model_dir(tmp_path):
 def test_readme_template_exists():
     template = Path(__file__).resolve().parents[1] / "model_cards" / "templates" / "model_card.md"
     assert "{{ results_tables }}" in template.read_text(encoding="utf-8")
+
+
+def test_summary_override_replaces_the_opening_sentence():
+    text = build_model_card(make_results(arch="RN50"), CardInputs(summary="Random weights, not RemoteCLIP.")).text
+    assert "\nRandom weights, not RemoteCLIP.\n" in text
+    assert "RemoteCLIP RN50, the remote-sensing CLIP" not in text
+    default = build_model_card(make_results(arch="RN50"), CardInputs()).text
+    assert "RemoteCLIP RN50, the remote-sensing CLIP of Liu et al. (2024), in transformers format." in default
