@@ -2,14 +2,19 @@
 
 Claim: ``python -m dataset_builders.build_corpus`` (scan, annotation parsing, M2B, full decode, p-Hash, B2C,
 de-duplication, Parquet writing, card and report) takes at most 1.5x the time of only decoding the same
-image files (``PIL.Image.open(path).convert("RGB")``), both with the same number of processes, in the same
-run. Fairness: both sides use the same image files, the same number of processes (a fork ``Pool``
-created inside the timed region) and a warm page cache (every source file is read once before timing);
-build and decode-only alternate in each repeat, so machine load hits both alike, and the table gives the
-median of the repeats for each and the median of the per-repeat ratios. Workloads, copied from
-../shared/data into a temp dir:
-- ``real``: DOTA + iSAID + DIOR + NEON csv as released (large images, masks for iSAID);
-- ``tiles``: the RSSCN7 and AID150 JPEGs (1550 small images) in a DOTA layout with seeded boxes.
+raster files (``PIL.Image.open(path).convert("RGB")``), both with the same number of processes, in the same
+run. Fairness: both sides decode the same files (every candidate image of the build, kept or removed as a
+duplicate, and, for mask sources, the masks M2B decodes), use the same number of worker processes (a fork
+``Pool`` created inside the timed region, tasks in chunks of the same size) and a warm page cache (every
+source file is read once before timing); build and decode-only alternate in each repeat, so machine load
+hits both alike, and the table gives the median of the repeats for each and the median of the per-repeat
+ratios (the figure least sensitive to other processes on the machine), plus the CPU seconds of each side
+(this process and its worker processes: the work done, whatever the machine load). A third pass, decode +
+p-Hash of the images (masks decoded only), shows the floor no build can go below: the p-Hash needs the full
+decode, a grayscale conversion and a 32x32 Lanczos resize of every image. Workloads:
+- ``real``: DOTA + iSAID + DIOR + NEON csv as released in ../shared/data (large images, masks for iSAID);
+- ``tiles``: the RSSCN7 and AID150 JPEGs (1550 small images), copied into a temp dir in a DOTA layout with
+  seeded boxes.
 Prints a markdown table; ``--dedup`` also runs benchmark (b) from ``data_pipeline_dedup.py`` (10k and 100k).
 
     python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--dedup]
@@ -23,6 +28,7 @@ import multiprocessing
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -33,7 +39,11 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
-from dataset_builders.corpus import CorpusConfig, build_corpus
+from dataset_builders.corpus import CorpusConfig, build_corpus, relative_name, source_base
+from dataset_builders.dedup import phash_value
+from dataset_builders.records import Skipped
+from dataset_builders.sources import get_reader
+from dataset_builders.sources.base import IMAGE_SUFFIXES
 
 SHARED = Path(os.environ.get("RCLIP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -57,32 +67,50 @@ def make_tiles(target: Path, seed: int = 0) -> Path:
     return target
 
 
-def decode(path: str) -> tuple[int, int]:
-    """Fully decode one image as RGB (the baseline's whole work per image)."""
+def decode(task: tuple[str, bool]) -> int:
+    """Fully decode one file ``(path, hashed)`` as RGB and, when ``hashed``, p-Hash it (returns the hash or width)."""
+    path, hashed = task
     with Image.open(path) as image:
-        return image.convert("RGB").size
+        rgb = image.convert("RGB")
+        return phash_value(rgb) if hashed else rgb.size[0]
 
 
-def decode_only(paths: list[str], num_proc: int) -> float:
-    """Seconds to decode every image once with ``num_proc`` processes."""
+def timed_pass(tasks: list[tuple[str, bool]], num_proc: int) -> float:
+    """Seconds to ``decode`` every task once with ``num_proc`` processes (task chunks sized as the build's)."""
     start = time.perf_counter()
     if num_proc == 1:
-        list(map(decode, paths))
+        list(map(decode, tasks))
     else:
+        chunksize = max(1, min(16, len(tasks) // (4 * num_proc)))
         with multiprocessing.get_context().Pool(num_proc) as pool:
-            list(pool.imap(decode, paths, chunksize=4))
+            list(pool.imap(decode, tasks, chunksize=chunksize))
     return time.perf_counter() - start
 
 
-def image_files(report: dict) -> list[str]:
-    """The image files the build decoded: every candidate (kept, duplicate or excluded) of the report."""
-    files = []
+def candidate_names(output: Path, report: dict) -> set[str]:
+    """Names (``format/relative path``) of every image the build decoded and hashed: kept, duplicate or excluded."""
+    stored = datasets.load_dataset(str(output), split="train").cast_column("image", datasets.Image(decode=False))
+    names = {row["path"] for row in stored["image"]}
     for stats in report["sources"].values():
-        root = Path(stats["path"])
-        base = root if root.is_dir() else root.parent
-        dropped = {entry["image"] for entry in stats["duplicates"]} | {entry["image"] for entry in stats["excluded"]}
-        files.extend(str(base / image.split("/", 1)[1]) for image in sorted(dropped))
-    return files
+        names |= {entry["image"] for entry in stats["duplicates"]} | {entry["image"] for entry in stats["excluded"]}
+    return names
+
+
+def decoded_files(sources: list[str], names: set[str]) -> tuple[list[str], list[str]]:
+    """The raster files the build decodes for the images ``names``: the images, and the masks of mask sources."""
+    images, masks = [], []
+    for source in sources:
+        reader = get_reader(*source.split("=", 1))
+        base = source_base(reader.root)
+        for item in reader.scan():
+            if isinstance(item, Skipped) or f"{reader.name}/{relative_name(item.image_path, base)}" not in names:
+                continue
+            images.append(str(item.image_path))
+            if item.annotation_path is not None and item.annotation_path.suffix.lower() in IMAGE_SUFFIXES:
+                masks.append(str(item.annotation_path))
+            if "instance_mask" in item.provenance:
+                masks.append(item.provenance["instance_mask"])
+    return images, masks
 
 
 def warm_page_cache(sources: list[str]) -> None:
@@ -94,26 +122,36 @@ def warm_page_cache(sources: list[str]) -> None:
                 path.read_bytes()
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (worker pools)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run(name: str, sources: list[str], work: Path, num_proc: int, repeats: int) -> dict:
-    """Median times of the build and of decode-only over the same images, and the median per-repeat ratio."""
+    """Median wall and CPU times of the build, of decode-only over the same files and of decode + p-Hash (the
+    floor), and the median per-repeat ratios."""
     warm_page_cache(sources)
-    builds, decodes = [], []
+    times: dict[str, list[float]] = {key: [] for key in ("build", "decode", "floor", "build_cpu", "decode_cpu")}
     for repeat in range(repeats):
         output = work / f"{name}-corpus"
-        start = time.perf_counter()
+        cpu, start = cpu_seconds(), time.perf_counter()
         report = build_corpus(CorpusConfig(source=sources, output=str(output), num_proc=num_proc, force=True,
                                            seed=repeat))
-        builds.append(time.perf_counter() - start)
-        stored = datasets.load_dataset(str(output), split="train").cast_column("image", datasets.Image(decode=False))
-        bases = {n: (Path(s["path"]) if Path(s["path"]).is_dir() else Path(s["path"]).parent)
-                 for n, s in report["sources"].items()}
-        paths = [str(bases[p.split("/", 1)[0]] / p.split("/", 1)[1]) for p in (row["path"] for row in stored["image"])]
-        paths += image_files(report)
-        decodes.append(decode_only(paths, num_proc))
-    return {"name": name, "images": len(paths), "build": statistics.median(builds),
-            "decode": statistics.median(decodes),
-            "ratio": statistics.median(build / decode for build, decode in zip(builds, decodes)),
-            "ratios": [build / decode for build, decode in zip(builds, decodes)]}
+        times["build"].append(time.perf_counter() - start)
+        times["build_cpu"].append(cpu_seconds() - cpu)
+        images, masks = decoded_files(sources, candidate_names(output, report))
+        cpu = cpu_seconds()
+        times["decode"].append(timed_pass([(path, False) for path in images + masks], num_proc))
+        times["decode_cpu"].append(cpu_seconds() - cpu)
+        times["floor"].append(timed_pass([(path, True) for path in images] + [(path, False) for path in masks],
+                                         num_proc))
+    ratios = {key: [value / base for value, base in zip(times[key], times[baseline])]
+              for key, baseline in (("build", "decode"), ("floor", "decode"), ("build_cpu", "decode_cpu"))}
+    return {"name": name, "images": len(images), "files": len(images) + len(masks),
+            **{key: statistics.median(values) for key, values in times.items()},
+            **{f"{key}_ratio": statistics.median(values) for key, values in ratios.items()},
+            "build_ratios": ratios["build"]}
 
 
 def main() -> None:
@@ -134,12 +172,15 @@ def main() -> None:
     print(f"\nCorpus build vs decode-only ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"num_proc={args.num_proc}, median of {args.repeats} runs, load average before "
           f"{load_before:.1f} after {os.getloadavg()[0]:.1f}; goal: ratio <= 1.5)\n")
-    print("| workload | images | build s | build img/s | decode-only s | decode img/s | ratio build/decode "
-          "(median; per run) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | images | files decoded | build s | build img/s | decode-only s | decode img/s "
+          "| ratio build/decode (median; per run) | decode + p-Hash / decode | CPU s build / decode-only "
+          "| CPU ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['name']} | {r['images']} | {r['build']:.2f} | {r['images'] / r['build']:.1f} | {r['decode']:.2f} | "
-              f"{r['images'] / r['decode']:.1f} | {r['ratio']:.2f}; {', '.join(f'{x:.2f}' for x in r['ratios'])} |")
+        print(f"| {r['name']} | {r['images']} | {r['files']} | {r['build']:.2f} | {r['images'] / r['build']:.1f} "
+              f"| {r['decode']:.2f} | {r['images'] / r['decode']:.1f} "
+              f"| {r['build_ratio']:.2f}; {', '.join(f'{x:.2f}' for x in r['build_ratios'])} "
+              f"| {r['floor_ratio']:.2f} | {r['build_cpu']:.2f} / {r['decode_cpu']:.2f} | {r['build_cpu_ratio']:.2f} |")
     if args.dedup:
         sys.path.insert(0, str(Path(__file__).parent))
         import data_pipeline_dedup

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -236,12 +237,13 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
 
 
 def _stat(path: str) -> list[Any]:
-    file = Path(path.split("#", 1)[0])
+    """[file, size, mtime] of a scanned path (a video frame ``file#frame`` stats its file; missing: None)."""
+    file = path.split("#", 1)[0]
     try:
-        info = file.stat()
+        info = os.stat(file)
     except OSError:
-        return [str(file), None, None]
-    return [str(file), info.st_size, info.st_mtime_ns]
+        return [file, None, None]
+    return [file, info.st_size, info.st_mtime_ns]
 
 
 def fingerprint(config: CorpusConfig, scanned: Sequence[Item | Skipped]) -> str:
@@ -366,7 +368,8 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
             stats["kept"] += 1
             if result.converted_from:
                 stats["converted"].append({"image": result.name, "from": result.converted_from})
-            writer.write({"image": {"bytes": Path(result.stored).read_bytes(), "path": result.name}, **result.row})
+            with open(result.stored, "rb") as stored:
+                writer.write({"image": {"bytes": stored.read(), "path": result.name}, **result.row})
         shards = writer.close()
         shutil.rmtree(converted_dir)
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader, sized_collector
+from dataset_builders.sources.base import Item, Loaded, SourceReader, files_matching, sized_collector
 
 DEFAULT_CATEGORIES = ("Human", "Car", "Truck", "Van", "Motorbike", "Bicycle", "Bus", "Trailer")
 
@@ -44,7 +44,7 @@ class AuAirReader(SourceReader):
                 continue
             yield Item(image_path=image, annotation_path=json_path, payload=(index, entry.get("bbox", []), categories),
                        provenance={"annotation": json_path.name, "entry": str(index)})
-        for image in sorted((self.root / "images").glob("*")):
+        for image in files_matching(self.root / "images", "*"):
             if image.name not in listed:
                 yield self.skip(image, "image without an annotation entry in annotations.json")
 

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Iterator
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader, parse_floats, sized_collector
+from dataset_builders.sources.base import Item, Loaded, SourceReader, files_matching, parse_floats, sized_collector
 
 CSV_HEADER = ["image_path", "xmin", "ymin", "xmax", "ymax", "label"]
 
@@ -22,7 +22,7 @@ class CsvReader(SourceReader):
     layout = "PATH.csv or DIR/*.csv with header image_path,xmin,ymin,xmax,ymax,label"
 
     def scan(self) -> Iterator[Item | Skipped]:
-        tables = [self.root] if self.root.is_file() else sorted(self.root.glob("*.csv"))
+        tables = [self.root] if self.root.is_file() else files_matching(self.root, "*.csv")
         if not tables:
             raise FileNotFoundError(f"csv: no .csv file at {self.root} (expected {self.layout})")
         for table in tables:

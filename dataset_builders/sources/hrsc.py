@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import BoxCollector, Item, images_in, pair_by_stem
+from dataset_builders.sources.base import BoxCollector, Item, files_matching, images_in, pair_by_stem
 from dataset_builders.sources.xmlfile import XmlFile, XmlReader
 
 SPLIT_DIRS = ("FullDataSet", "Train", "Test", ".")
@@ -27,7 +27,7 @@ class HrscReader(XmlReader):
         if not folders:
             raise FileNotFoundError(f"hrsc: no Annotations/ or AllImages/ under {self.root} (expected {self.layout})")
         for folder in folders:
-            annotations = {path.stem: path for path in sorted((folder / "Annotations").glob("*.xml"))}
+            annotations = {path.stem: path for path in files_matching(folder / "Annotations", "*.xml")}
             yield from pair_by_stem(self, images_in(folder / "AllImages"), annotations,
                                     {"split": folder.name if folder != self.root else ""})
 

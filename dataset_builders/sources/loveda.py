@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from dataset_builders import m2b
 from dataset_builders.records import Box, Skipped
-from dataset_builders.sources.base import Item, images_in, pair_by_stem
+from dataset_builders.sources.base import Item, files_matching, images_in, pair_by_stem
 from dataset_builders.sources.masks import MaskReader, read_mask
 
 
@@ -27,7 +27,7 @@ class LovedaReader(MaskReader):
         if not domains:
             raise FileNotFoundError(f"loveda: no */*/images_png folder under {self.root} (expected {self.layout})")
         for domain in domains:
-            masks = {path.stem: path for path in sorted((domain / "masks_png").glob("*.png"))}
+            masks = {path.stem: path for path in files_matching(domain / "masks_png", "*.png")}
             yield from pair_by_stem(self, images_in(domain / "images_png"), masks,
                                     {"split": domain.parent.name, "domain": domain.name})
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from dataset_builders import m2b
 from dataset_builders.records import Box, Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader, images_in, pair_by_stem
+from dataset_builders.sources.base import Item, Loaded, SourceReader, files_matching, images_in, pair_by_stem
 from dataset_builders.sources.images import ImageReadError
 
 
@@ -112,7 +112,7 @@ class IsaidReader(ColorMaskReader):
             folder = self.root / split / "images"
             images = images_in(folder, (".png",), exclude=(self.color_suffix, self.instance_suffix))
             colors = {path.name[: -len(self.color_suffix) - 4]: path
-                      for path in sorted(folder.glob(f"*{self.color_suffix}.png"))}
+                      for path in files_matching(folder, f"*{self.color_suffix}.png")}
             for entry in pair_by_stem(self, images, colors, {"split": split}):
                 if isinstance(entry, Item):
                     instance = folder / f"{entry.image_path.stem}{self.instance_suffix}.png"

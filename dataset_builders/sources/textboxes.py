@@ -12,6 +12,7 @@ from dataset_builders.sources.base import (
     Item,
     Loaded,
     SourceReader,
+    files_matching,
     images_in,
     pair_by_stem,
     sized_collector,
@@ -38,7 +39,7 @@ class TextBoxReader(SourceReader):
         label_dir = next((self.root / rel for rel in self.label_dirs if (self.root / rel).is_dir()), None)
         if image_dir is None and label_dir is None:
             raise FileNotFoundError(f"{self.name}: no image or label folder under {self.root} (expected {self.layout})")
-        labels = {path.stem: path for path in sorted(label_dir.glob(f"*{self.label_suffix}"))} if label_dir else {}
+        labels = {path.stem: path for path in files_matching(label_dir, f"*{self.label_suffix}")} if label_dir else {}
         yield from pair_by_stem(self, images_in(image_dir) if image_dir else {}, labels)
 
     def load(self, item: Item) -> Loaded:

@@ -12,6 +12,7 @@ from dataset_builders.records import Skipped
 from dataset_builders.sources.base import (
     BoxCollector,
     Item,
+    files_matching,
     images_in,
     pair_by_stem,
 )
@@ -68,7 +69,7 @@ class VocReader(XmlReader):
         annotations: dict[str, Path] = {}
         for pattern in reversed(self.annotation_dirs):
             for folder in sorted(self.root.glob(pattern)):
-                annotations.update({path.stem: path for path in sorted(folder.glob("*.xml"))})
+                annotations.update({path.stem: path for path in files_matching(folder, "*.xml")})
         if not images and not annotations:
             raise FileNotFoundError(f"{self.name}: no images or XML files under {self.root} (expected {self.layout})")
         yield from pair_by_stem(self, images, annotations)
