@@ -119,6 +119,8 @@ CLASS_RENAMES = {
     "people": "person", "motor": "motorcycle",
     # AU-AIR / Stanford Drone
     "human": "person", "motorbike": "motorcycle",
+    # NEON tree crowns (DeepForest): the health labels are adjectives; "tree" itself needs no rename
+    "alive": "living tree", "dead": "dead tree",
     # LoveDA and ISPRS land-cover classes: mass nouns made countable (each box is one region)
     "water": "water body", "barren": "barren area", "agriculture": "agricultural area",
     "impervious surfaces": "impervious surface", "low vegetation": "patch of low vegetation",

@@ -84,6 +84,7 @@ def expected_quantities(counts: Counter[str]) -> dict[str, int | str]:
     ("  plane ", "plane"), ("T_junction", "t-junction"), ("oiltank", "oil tank"),
     ("pedestrian", "pedestrian"), ("people", "person"), ("awning-tricycle", "awning tricycle"),
     ("ignored regions", "ignored regions"), ("water", "water body"), ("low vegetation", "patch of low vegetation"),
+    ("Dead", "dead tree"), ("Alive", "living tree"), ("Tree", "tree"),
 ])
 def test_normalize_class_name(raw: str, normalised: str) -> None:
     assert normalize_class_name(raw) == normalised
@@ -267,3 +268,25 @@ def test_real_dota_annotations(shared_data: Path, stem: str) -> None:
             assert quantities(caption, nouns).items() <= expected_quantities(centre + outside).items()
     if stem == "P0706":  # 531 ships: always a general term; 5 harbors
         assert expected_quantities(centre + outside) == {"ship": MANY, "harbor": 5}
+
+
+def test_real_neon_health_labels_become_tree_nouns(shared_data: Path) -> None:
+    """NEON/DeepForest label trees "Tree", "Dead" and "Alive" (CSV and VOC XML): captions count trees, dead
+    trees and living trees, never "deads" or "alives"."""
+    neon = shared_data / "neon_trees"
+    csv_labels = {line.rsplit(",", 1)[1] for path in neon.glob("*.csv") for line in path.read_text().splitlines()[1:]
+                  if line.count(",") == 5}
+    xml_labels = set(re.findall(r"<name>([^<]+)</name>", " ".join(path.read_text() for path in neon.glob("*.xml"))))
+    assert csv_labels == xml_labels == {"Tree", "Dead", "Alive"}
+    assert sorted(normalize_class_name(label) for label in csv_labels) == ["dead tree", "living tree", "tree"]
+
+    rows = [line.split(",") for line in (neon / "testfile_multi.csv").read_text().splitlines()[1:]]
+    boxes = [Box(label, float(x0), float(y0), float(x1), float(y1)) for _, x0, y0, x1, y1, label in rows]
+    totals = Counter(normalize_class_name(box.label) for box in boxes)
+    assert set(totals) == {"dead tree", "living tree"}
+    for seed in range(5):
+        captions = box_to_captions(boxes, 400, 400, image_id="SOAP_061", seed=seed)  # SOAP_061.png: 400x400
+        text = " ".join(captions).lower()
+        assert "deads" not in text and "alive" not in text and "tree" in text
+        for caption in captions[2:]:
+            assert quantities(caption, sorted(totals)).items() <= expected_quantities(totals).items()
