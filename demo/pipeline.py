@@ -164,9 +164,14 @@ def save_starting_point(target: Path, seed: int) -> None:
 
 def train(corpus: Path, target: Path, steps: int, args: DemoArguments, env: dict[str, str]) -> Path:
     """Tiny RemoteCLIP trained with accelerate on CPU; returns the final model folder."""
-    run_command([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.num_processes),
-                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
-                 TRAINING_SCRIPTS / "train.py", "--config", TINY_CONFIG, "--dataset", corpus, "--output_dir", target,
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.num_processes),
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if args.num_processes > 1:  # accelerate's `--cpu` picks its one-process launcher: gloo needs this form
+        launch.append("--multi_gpu")
+        env = {**env, "ACCELERATE_USE_CPU": "true"}
+    else:
+        launch.append("--cpu")
+    run_command([*launch, TRAINING_SCRIPTS / "train.py", "--config", TINY_CONFIG, "--dataset", corpus, "--output_dir", target,
                  "--max_steps", str(steps), "--seed", str(args.seed), "--report_to", "none",
                  "--checkpointing_steps", "0", "--logging_steps", str(max(1, steps // 10))], env)
     final = target / "final"

@@ -50,7 +50,6 @@ COMMANDS: dict[str, Command] = {}
 DELEGATED_COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("rclip_hf.convert", "convert an open_clip checkpoint (.pt) to a transformers folder"),
     "eval": ("rclip_hf.evaluation.runner", "evaluate a model on benchmark datasets (results JSON + table)"),
-    "demo": ("rclip_hf.demo", "run the interactive demo"),
     "push": ("rclip_hf.hub", "upload a model folder and its card to the Hugging Face Hub"),
 }
 

@@ -112,6 +112,8 @@ class RemoteCLIPImageProcessor(CLIPImageProcessorPil):
 class RemoteCLIPProcessor(CLIPProcessor):
     """CLIP processor pairing a [`RemoteCLIPImageProcessor`] with a [`RemoteCLIPTokenizer`]."""
 
+    text_kwargs = {"truncation": True}  # at most 77 tokens, as the tokenizer does on its own
+
 
 def build_tokenizer() -> RemoteCLIPTokenizer:
     """The CLIP tokenizer from the BPE vocabulary bundled with rclip_hf (no network)."""

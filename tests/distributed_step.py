@@ -1,6 +1,6 @@
 """Run under `accelerate launch`: one training step of tiny.yaml on the first batch; rank 0 saves loss and gradients.
 
-    accelerate launch --num_processes N --cpu tests/distributed_step.py CORPUS_DIR OUT_FILE
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N tests/distributed_step.py CORPUS_DIR OUT_FILE
 """
 
 from __future__ import annotations
