@@ -186,17 +186,9 @@ def _arch(results: Mapping[str, Any], inputs: CardInputs) -> str | None:
 
 def arch_of_model_dir(model_dir: str | Path) -> str | None:
     """The rclip_hf preset whose architecture a saved RemoteCLIP folder has, or None (e.g. a small custom model)."""
-    from rclip_hf import PRESETS, RemoteCLIPConfig
+    from rclip_hf import RemoteCLIPConfig
 
-    def signature(config: RemoteCLIPConfig) -> tuple:
-        vision, text = config.vision_config.to_dict(), config.text_config.to_dict()
-        keys = ("model_type", "hidden_size", "num_hidden_layers", "patch_size", "layers", "width", "image_size")
-        values = [vision.get(key) for key in keys] + [text.get("hidden_size"), text.get("num_hidden_layers"),
-                                                      config.projection_dim]
-        return tuple(tuple(value) if isinstance(value, list) else value for value in values)
-
-    found = signature(RemoteCLIPConfig.from_pretrained(model_dir))
-    return next((name for name in PRESETS if signature(RemoteCLIPConfig.from_preset(name)) == found), None)
+    return RemoteCLIPConfig.from_pretrained(model_dir).matching_preset()
 
 
 def architecture_summary(model_dir: str | Path) -> str:

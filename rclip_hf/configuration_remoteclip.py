@@ -127,6 +127,19 @@ class RemoteCLIPConfig(CLIPConfig):
         """Square input resolution of the vision tower, in pixels."""
         return int(self.vision_config.image_size)
 
+    def matching_preset(self) -> str | None:
+        """Name of the preset with this architecture (towers' sizes, input size, embedding size), or None."""
+        signature = self._architecture_signature()
+        return next((name for name in PRESETS if RemoteCLIPConfig.from_preset(name)._architecture_signature()
+                     == signature), None)
+
+    def _architecture_signature(self) -> tuple:
+        vision, text = self.vision_config.to_dict(), self.text_config.to_dict()
+        keys = ("model_type", "hidden_size", "num_hidden_layers", "patch_size", "layers", "width", "image_size")
+        values = [vision.get(key) for key in keys]
+        values += [text["hidden_size"], text["num_hidden_layers"], self.projection_dim]
+        return tuple(tuple(value) if isinstance(value, (list, tuple)) else value for value in values)
+
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> RemoteCLIPConfig:
         """Config of an official architecture (`RN50`, `ViT-B-32`, `ViT-L-14`, ...); `overrides` replace top-level keys."""

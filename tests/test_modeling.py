@@ -193,3 +193,10 @@ def test_image_size_property_and_config_json(tmp_path: Path):
     assert saved["vision_config"]["model_type"] == "remoteclip_resnet_vision"
     assert AutoConfig.from_pretrained(tmp_path).vision_config.layers == [3, 4, 6, 3]
     assert config.image_size == 224
+
+
+@pytest.mark.parametrize("arch", ["RN50", "ViT-B-32", "ViT-L-14"])
+def test_matching_preset_recognises_official_architectures(arch, tmp_path):
+    RemoteCLIPConfig.from_preset(arch).save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).matching_preset() == arch
+    assert tiny_config("vit").matching_preset() is None

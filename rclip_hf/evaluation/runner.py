@@ -115,7 +115,8 @@ def load_model(spec: str, device: str) -> tuple[torch.nn.Module, Any, dict[str, 
 
         model, processor = load_clip_model(spec, dtype=torch.float32)
         config = model.config
-        info = {"model_type": config.model_type, "arch": getattr(config, "arch", None) or config.model_type}
+        preset = config.matching_preset() if hasattr(config, "matching_preset") else None
+        info = {"model_type": config.model_type, "arch": preset or config.model_type}
     return model.to(device).eval(), processor, info
 
 
