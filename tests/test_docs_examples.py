@@ -47,7 +47,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 
 
 def test_docs_have_examples() -> None:
-    usage = REPO_ROOT / "docs" / "usage.md"
+    usage = REPO_ROOT / "README.md"
     languages = [language for language, _, _ in blocks(usage)]
     assert languages.count("python") >= 5 and languages.count("bash") >= 4
 
@@ -70,7 +70,7 @@ def test_examples_run(doc: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
             for command in _cli_lines(code):
                 assert cli.main(command) == 0, f"{where}: rclip-hf {shlex.join(command)} failed"
                 ran += 1
-    if doc.name == "usage.md":
+    if doc.name == "README.md":
         assert ran >= 12
         assert (workspace / "tiles.index" / "index.json").is_file() and (workspace / "scene-maps").is_dir()
     assert os.getcwd() == str(workspace)
