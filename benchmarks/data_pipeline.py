@@ -1,4 +1,4 @@
-"""Benchmark (a) of the data pipeline: corpus build throughput vs a decode-only pass over the same images.
+"""Benchmark (a) of the data pipeline: corpus build throughput vs a decode-only pass over the same files.
 
 Claim: ``python -m dataset_builders.build_corpus`` (scan, annotation parsing, M2B, full decode, p-Hash, B2C,
 de-duplication, Parquet writing, card and report) takes at most 1.5x the time of only decoding the same
