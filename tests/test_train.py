@@ -296,3 +296,11 @@ def test_sigkill_then_resume_latest_matches_the_uninterrupted_run(uninterrupted,
     later = range(CHECKPOINT_EVERY * 2 + 1, STEPS + 1)
     np.testing.assert_allclose([resumed[s] for s in later], [expected[s] for s in later], rtol=0, atol=1e-5)
     assert (output_dir / "final" / "model.safetensors").is_file()
+
+
+def test_dataset_smaller_than_a_batch_fails_instead_of_looping_forever(corpus, tmp_path):
+    model_args, data_args, train_args = parse_arguments(
+        ["--config", str(TINY), "--dataset", str(corpus[0]), "--output_dir", str(tmp_path), "--max_train_samples",
+         "3", "--max_steps", "5", "--report_to", "none", "--checkpointing_steps", "0"])
+    with pytest.raises(ValueError, match=r"the training data yields no full batch \(--batch_size 32 over 1 process"):
+        run(model_args, data_args, train_args)

@@ -192,6 +192,12 @@ def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: to
             if state.step >= args.max_steps:
                 break
         else:
+            if state.epoch_batches == 0:  # a whole epoch without one full batch: looping again would never end
+                raise ValueError(
+                    f"the training data yields no full batch (--batch_size {args.batch_size} over "
+                    f"{accelerator.num_processes} process(es), incomplete batches dropped): use a larger dataset "
+                    "or a smaller --batch_size"
+                )
             state.epoch += 1
             state.epoch_batches = 0
     progress.close()
