@@ -1,28 +1,34 @@
 """Training throughput (image-text pairs/s) and model FLOPs utilisation: rclip-hf's step vs a plain open_clip step.
 
-Both sides train the same architecture (random init) on the same batch of images and captions, at the same
-precision, with AdamW, gradient clipping and the temperature clamp; data loading is excluded. Our step pads the
-captions to the longest in the batch, open_clip always to 77 tokens. FLOPs per step come from
-`torch.utils.flop_counter.FlopCounterMode` (forward + backward); MFU = achieved FLOP/s / peak FLOP/s, the peak
-being the datasheet dense bf16/fp32 figure on known GPUs, else a large matmul measured in the same run.
+All sides start from the same open_clip weights (random init, converted with `rclip_hf.convert.build_model`) and
+train on the same batch of images and captions, at the same precision, with AdamW, gradient clipping and the
+temperature clamp; data loading is excluded. rclip-hf is measured twice: captions padded to the longest in the
+batch (what training does) and padded to open_clip's fixed 77 tokens (the same work as open_clip). Steps are
+interleaved (A B C, C B A, ...) in one process after warm-up steps of each, and the table gives medians and the
+median per-repeat speed ratio. FLOPs per step come from `torch.utils.flop_counter.FlopCounterMode` (forward +
+backward); MFU = achieved FLOP/s / peak FLOP/s, the peak being the datasheet dense bf16/fp32 figure on known GPUs,
+else a large matmul measured in the same run. `--profile N` prints the N most expensive operators of one step of
+each implementation (torch.profiler).
 
-    python benchmarks/train_throughput.py --arch ViT-B-32 --batch-size 8 --steps 3            # CPU
+    python benchmarks/train_throughput.py --arch ViT-B-32 --batch-size 8 --steps 7            # CPU
     python benchmarks/train_throughput.py --arch ViT-L-14 --batch-size 128 --precision bf16 --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import open_clip
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
+
+from interleaved import interleaved_seconds, median_ratio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
@@ -32,12 +38,15 @@ from training.model import ContrastiveModule
 from training.optim import parameter_groups
 
 import rclip_hf
+from rclip_hf.convert import build_model
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
+from rclip_hf.processing_remoteclip import CONTEXT_LENGTH
 
 #: Dense peak TFLOP/s (no sparsity) by GPU name fragment: (bf16, fp32).
 GPU_PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}
 CAPTIONS = ("There are 3 planes in the middle of the picture.", "Many small vehicles at the edge of the picture.",
             "A storage tank next to a harbor.", "Lots of buildings are located in this remote sensing picture.")
+BASELINE = "open_clip (77 tokens)"
 
 
 def peak_tflops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
@@ -50,24 +59,8 @@ def peak_tflops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
     size = 8192 if device.type == "cuda" else 2048
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    seconds = _timed(lambda: a @ b, device, repeats=3)
+    seconds = min(interleaved_seconds({"matmul": lambda: a @ b}, device, repeats=3)["matmul"])
     return 2 * size**3 / seconds / 1e12, f"measured {size}^3 matmul"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(step: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Mean seconds per call of `step` after one warm-up call."""
-    step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
 
 
 def _flops(step: Callable[[], object]) -> int:
@@ -76,13 +69,14 @@ def _flops(step: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def ours(arch: str, pixels: torch.Tensor, captions: list[str], precision: str, device: torch.device
-         ) -> Callable[[], object]:
-    """rclip-hf's training step (RemoteCLIPModel + ContrastiveModule + ClipLoss + accelerate autocast)."""
+def ours(reference: torch.nn.Module, arch: str, pixels: torch.Tensor, captions: list[str], precision: str,
+         device: torch.device, pad_to_context: bool) -> Callable[[], torch.Tensor]:
+    """rclip-hf's training step (RemoteCLIPModel + ContrastiveModule + ClipLoss + accelerate) with `reference`'s
+    weights; returns the step, which returns the detached loss."""
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=device.type == "cpu")
-    set_seed(0)
-    model = rclip_hf.RemoteCLIPModel(rclip_hf.RemoteCLIPConfig.from_preset(arch))
-    tokens = rclip_hf.build_tokenizer()(captions, padding="longest", return_tensors="pt")
+    model = build_model(reference.state_dict(), arch).train()
+    padding = {"padding": "max_length", "max_length": CONTEXT_LENGTH} if pad_to_context else {"padding": "longest"}
+    tokens = rclip_hf.build_tokenizer()(captions, return_tensors="pt", **padding)
     module = ContrastiveModule(model)
     optimizer = torch.optim.AdamW(parameter_groups(module, 0.2), lr=1e-5)
     module, optimizer = accelerator.prepare(module, optimizer)
@@ -90,27 +84,27 @@ def ours(arch: str, pixels: torch.Tensor, captions: list[str], precision: str, d
              "attention_mask": tokens["attention_mask"].to(accelerator.device)}
     loss_fn = ClipLoss()
 
-    def step():
-        training_step(module, batch, loss_fn, accelerator)
+    def step() -> torch.Tensor:
+        loss = training_step(module, batch, loss_fn, accelerator)
         accelerator.clip_grad_norm_(module.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
         clamp_logit_scale(module, accelerator)
+        return loss
 
     return step
 
 
-def plain_open_clip(arch: str, pixels: torch.Tensor, captions: list[str], precision: str, device: torch.device
-                    ) -> Callable[[], object]:
+def plain_open_clip(reference: torch.nn.Module, pixels: torch.Tensor, captions: list[str], precision: str,
+                    device: torch.device) -> Callable[[], torch.Tensor]:
     """open_clip's own training step (as in its `train_one_epoch`): autocast, ClipLoss, AdamW, clip, clamp."""
-    set_seed(0)
-    model = open_clip.create_model(f"{arch}-quickgelu", pretrained=None).to(device)
+    model = reference.to(device).train()
     text = open_clip.tokenize(captions).to(device)  # always 77 tokens
     images = pixels.to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.2), lr=1e-5)
     loss_fn = open_clip.loss.ClipLoss()
 
-    def step():
+    def step() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             image_features, text_features, logit_scale = model(images, text)
             loss = loss_fn(image_features, text_features, logit_scale)
@@ -120,17 +114,28 @@ def plain_open_clip(arch: str, pixels: torch.Tensor, captions: list[str], precis
         optimizer.zero_grad()
         with torch.no_grad():
             model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        return loss.detach()
 
     return step
+
+
+def print_profile(name: str, step: Callable[[], object], rows: int) -> None:
+    """The `rows` operators with the largest self CPU time in one step."""
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        step()
+    print(f"\n### profile: {name}\n")
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="ViT-B-32", choices=["RN50", "ViT-B-32", "ViT-L-14"])
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per implementation (after 1 warm-up)")
+    parser.add_argument("--steps", type=int, default=7, help="timed steps per implementation, interleaved")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation first")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest operators")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     image_size = rclip_hf.RemoteCLIPConfig.from_preset(args.arch).image_size
@@ -138,24 +143,29 @@ def main(argv: list[str] | None = None) -> None:
     captions = [CAPTIONS[index % len(CAPTIONS)] for index in range(args.batch_size)]
     peak, peak_source = peak_tflops(device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
 
-    rows = []
-    for name, build in (("rclip-hf (accelerate)", ours), ("open_clip", plain_open_clip)):
-        step = build(args.arch, pixels, captions, args.precision, device)
-        seconds = _timed(step, device, args.steps)
-        flops = _flops(step)
-        achieved = flops / seconds / 1e12
-        rows.append((name, args.batch_size / seconds, flops / 1e9, achieved, achieved / peak * 100))
-        del step
+    torch.manual_seed(0)
+    reference = open_clip.create_model(f"{args.arch}-quickgelu", pretrained=None)
+    steps = {f"rclip-hf (pad {label})": ours(reference, args.arch, pixels, captions, args.precision, device, pad)
+             for label, pad in (("longest", False), ("77", True))}
+    steps[BASELINE] = plain_open_clip(reference, pixels, captions, args.precision, device)
+    first_losses = {name: float(step()) for name, step in steps.items()}  # same weights: the losses must agree
+    flops = {name: _flops(step) for name, step in steps.items()}
+    seconds = interleaved_seconds(steps, device, args.steps, warmup=args.warmup)
+    if args.profile:
+        for name, step in steps.items():
+            print_profile(name, step, args.profile)
+
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{args.arch}, batch {args.batch_size}, {args.precision}, {args.steps} timed steps, device {device_name}; "
-          f"peak {peak:.2f} TFLOP/s ({peak_source})")
-    print("| implementation | pairs/s | GFLOP/step | TFLOP/s | MFU % |")
-    print("|---|---|---|---|---|")
-    for name, pairs, gflop, achieved, mfu in rows:
-        print(f"| {name} | {pairs:.2f} | {gflop:.1f} | {achieved:.3f} | {mfu:.1f} |")
-    ratio = rows[0][1] / rows[1][1]
-    print(f"throughput ratio rclip-hf / open_clip: {ratio:.2f}x "
-          f"(MFU ratio {rows[0][4] / rows[1][4]:.2f}x; FLOPs differ as open_clip pads text to 77 tokens)")
+    print(f"{args.arch}, batch {args.batch_size}, {args.precision}, device {device_name}; {args.warmup} warm-up + "
+          f"{args.steps} timed steps each, interleaved; peak {peak:.2f} TFLOP/s ({peak_source})")
+    print("first-step loss: " + ", ".join(f"{name} {loss:.6f}" for name, loss in first_losses.items()))
+    print("| implementation | median s/step | pairs/s | GFLOP/step | TFLOP/s | MFU % | speed ratio vs open_clip |")
+    print("|---|---|---|---|---|---|---|")
+    for name, timings in seconds.items():
+        median = statistics.median(timings)
+        achieved = flops[name] / median / 1e12
+        print(f"| {name} | {median:.3f} | {args.batch_size / median:.2f} | {flops[name] / 1e9:.1f} | {achieved:.3f} "
+              f"| {achieved / peak * 100:.1f} | {median_ratio(seconds, name, BASELINE):.2f}x |")
 
 
 if __name__ == "__main__":

@@ -38,10 +38,11 @@ class RemoteCLIPBottleneck(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         identity = hidden_states if self.downsample is None else self.downsample(hidden_states)
-        hidden_states = F.relu(self.bn1(self.conv1(hidden_states)))
-        hidden_states = F.relu(self.bn2(self.conv2(hidden_states)))
+        # In place on fresh BatchNorm outputs (their backward needs only their inputs): no new feature maps.
+        hidden_states = F.relu(self.bn1(self.conv1(hidden_states)), inplace=True)
+        hidden_states = F.relu(self.bn2(self.conv2(hidden_states)), inplace=True)
         hidden_states = self.bn3(self.conv3(self.pool(hidden_states)))
-        return F.relu(hidden_states + identity)
+        return F.relu(hidden_states.add_(identity), inplace=True)
 
 
 class RemoteCLIPAttentionPool(nn.Module):
@@ -111,7 +112,7 @@ class RemoteCLIPResNetVisionModel(CLIPPreTrainedModel):
         ):
             self.stem.add_module(f"conv{index}", nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False))
             self.stem.add_module(f"bn{index}", nn.BatchNorm2d(out_channels, eps=eps))
-            self.stem.add_module(f"act{index}", nn.ReLU())
+            self.stem.add_module(f"act{index}", nn.ReLU(inplace=True))
         self.stem.add_module("pool", nn.AvgPool2d(2))
 
         self.stages = nn.ModuleList()
@@ -160,14 +161,19 @@ class RemoteCLIPResNetVisionModel(CLIPPreTrainedModel):
         """
         if interpolate_pos_encoding:
             raise ValueError("The ResNet tower's attention pool has a fixed grid: interpolate_pos_encoding is not supported")
-        hidden_states = self.stem(pixel_values.to(self.stem.conv1.weight.dtype))
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        pixel_values = pixel_values.to(self.stem.conv1.weight.dtype)
+        if pixel_values.device.type == "cpu" and not torch.is_grad_enabled():
+            # oneDNN convolutions keep the input's layout and run ~1.3x faster channels-last (RN50 CPU inference,
+            # outputs equal to 1e-7). Training stays NCHW: channels-last changes the BatchNorm gradients there.
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+        hidden_states = self.stem(pixel_values)
+        all_hidden_states = (hidden_states.contiguous(),) if output_hidden_states else None
         for stage in self.stages:
             hidden_states = stage(hidden_states)
             if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+                all_hidden_states += (hidden_states.contiguous(),)
         return BaseModelOutputWithPooling(
-            last_hidden_state=hidden_states,
+            last_hidden_state=hidden_states.contiguous(),
             pooler_output=self.attention_pool(hidden_states),
             hidden_states=all_hidden_states,
         )
