@@ -11,7 +11,6 @@ from transformers import (
     AutoProcessor,
     AutoTokenizer,
 )
-
 from transformers.models.auto import image_processing_auto
 
 from .configuration_remoteclip import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
@@ -110,7 +110,7 @@ class RemoteCLIPConfig(CLIPConfig):
     """
 
     model_type = "remoteclip"
-    sub_configs_defaults = {
+    sub_configs_defaults: ClassVar[dict[str, Any]] = {
         "text_config": CLIPTextConfig,
         "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_vision_model"),
     }
@@ -150,4 +150,4 @@ class RemoteCLIPConfig(CLIPConfig):
         return cls(**kwargs)
 
 
-__all__ = ["PRESETS", "RemoteCLIPConfig", "RemoteCLIPResNetVisionConfig", "RESNET_VISION_MODEL_TYPE"]
+__all__ = ["PRESETS", "RESNET_VISION_MODEL_TYPE", "RemoteCLIPConfig", "RemoteCLIPResNetVisionConfig"]

@@ -6,7 +6,7 @@ import gzip
 import html
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import ftfy
 import numpy as np
@@ -98,8 +98,8 @@ class RemoteCLIPImageProcessor(CLIPImageProcessorPil):
         height, width = image.shape[-2:]
         if height < size.height or width < size.width:  # padding case: same as transformers
             return super().center_crop(image, size, **kwargs)
-        top = int(round((height - size.height) / 2.0))
-        left = int(round((width - size.width) / 2.0))
+        top = round((height - size.height) / 2.0)
+        left = round((width - size.width) / 2.0)
         return image[..., top : top + size.height, left : left + size.width]
 
     def convert_to_rgb(self, image: Any, input_data_format: Any = None) -> np.ndarray:
@@ -112,7 +112,7 @@ class RemoteCLIPImageProcessor(CLIPImageProcessorPil):
 class RemoteCLIPProcessor(CLIPProcessor):
     """CLIP processor pairing a [`RemoteCLIPImageProcessor`] with a [`RemoteCLIPTokenizer`]."""
 
-    text_kwargs = {"truncation": True}  # at most 77 tokens, as the tokenizer does on its own
+    text_kwargs: ClassVar[dict[str, Any]] = {"truncation": True}  # at most 77 tokens, as the tokenizer does on its own
 
 
 def build_tokenizer() -> RemoteCLIPTokenizer:

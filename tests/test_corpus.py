@@ -8,9 +8,7 @@ import shutil
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
-from PIL import Image
 
 from dataset_builders import corpus
 from dataset_builders.build_corpus import main, parse_config

@@ -75,7 +75,7 @@ def test_cleaning_matches_open_clip_rules():
 def test_pixel_values_identical_to_open_clip(processor, shared_data, relative):
     path = shared_data / relative
     if path.is_dir():
-        path = sorted(p for p in path.rglob("*") if p.suffix.lower() in {".jpg", ".png"})[0]
+        path = min(p for p in path.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
     _, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)
     with Image.open(path) as image:
         expected = preprocess(image).unsqueeze(0)

@@ -6,7 +6,14 @@ import csv
 from collections.abc import Iterator
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader, files_matching, parse_floats, sized_collector
+from dataset_builders.sources.base import (
+    Item,
+    Loaded,
+    SourceReader,
+    files_matching,
+    parse_floats,
+    sized_collector,
+)
 
 CSV_HEADER = ["image_path", "xmin", "ymin", "xmax", "ymax", "label"]
 

@@ -13,7 +13,7 @@ def topk_lowest_index(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     scores is implementation-defined (it differs between CPU paths and devices), the result here is the
     same on every device: of several equal scores, the one in the lower column is ranked first.
     """
-    num_rows, num_cols = scores.shape
+    num_cols = scores.shape[1]
     if not 1 <= k <= num_cols:
         raise ValueError(f"topk_lowest_index: k={k} must be in [1, {num_cols}] (number of columns)")
     # One torch.topk with a look-ahead of one: where the (k+1)-th score is below the k-th, the set of the

@@ -41,8 +41,8 @@ from transformers import CLIPModel, ProcessorMixin
 from .. import __version__
 from ..evaluation.encode import encode_images, encode_texts
 from ..evaluation.topk import chunked_topk, topk_lowest_index
-from .images import IMAGE_SUFFIXES, ImageReadError, as_rgb_image, load_image
 from ..loading import describe, model_fingerprint, resolve_model
+from .images import IMAGE_SUFFIXES, ImageReadError, as_rgb_image, load_image
 
 logger = logging.getLogger(__name__)
 
