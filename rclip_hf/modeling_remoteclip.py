@@ -7,14 +7,19 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel
 
 from .configuration_remoteclip import RemoteCLIPConfig, RemoteCLIPResNetVisionConfig
 
 
-class RemoteCLIPBottleneck(nn.Module):
-    """ResNet bottleneck whose stride is an average pool after the 3x3 conv (anti-aliased), not a strided conv."""
+class RemoteCLIPBottleneck(GradientCheckpointingLayer):
+    """ResNet bottleneck whose stride is an average pool after the 3x3 conv (anti-aliased), not a strided conv.
+
+    Under gradient checkpointing each block is recomputed in the backward pass: gradients are unchanged, but a
+    training-mode BatchNorm updates its running statistics twice per step (forward and recomputation).
+    """
 
     expansion = 4
 
@@ -99,6 +104,7 @@ class RemoteCLIPResNetVisionModel(CLIPPreTrainedModel):
     config_class = RemoteCLIPResNetVisionConfig
     config: RemoteCLIPResNetVisionConfig
     main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
     input_modalities = ("image",)
     _no_split_modules = ["RemoteCLIPBottleneck"]
     _can_record_outputs = {}

@@ -200,3 +200,28 @@ def test_matching_preset_recognises_official_architectures(arch, tmp_path):
     RemoteCLIPConfig.from_preset(arch).save_pretrained(tmp_path)
     assert AutoConfig.from_pretrained(tmp_path).matching_preset() == arch
     assert tiny_config("vit").matching_preset() is None
+
+
+def test_resnet_gradient_checkpointing_recomputes_blocks_with_equal_gradients():
+    torch.manual_seed(0)
+    model = RemoteCLIPModel(tiny_config("resnet")).train()
+    for module in model.vision_model.modules():  # no zero-initialised BatchNorm: every block gets a gradient
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+    inputs = _inputs()
+    first_conv_calls = []
+    model.vision_model.stages[0][0].conv1.register_forward_hook(lambda *_: first_conv_calls.append(1))
+
+    def gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output.square().sum().backward()
+        return {name: parameter.grad.clone() for name, parameter in model.vision_model.named_parameters()}
+
+    plain = gradients()
+    assert len(first_conv_calls) == 1
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed = gradients()
+    assert len(first_conv_calls) == 3  # forward, then the recomputation in backward
+    assert plain.keys() == checkpointed.keys() and all(grad.abs().sum() > 0 for grad in plain.values())
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=0, msg=name)

@@ -66,10 +66,8 @@ def build_model_and_processor(model_args: ModelArguments) -> tuple[RemoteCLIPMod
                   else RemoteCLIPConfig(**inline_model_config(model_args)))
         model = RemoteCLIPModel(config)
         processor = rclip_hf.build_processor(config.image_size)
-    if model_args.gradient_checkpointing:
-        if model.config.uses_resnet_tower:
-            logger.warning("gradient checkpointing covers the text tower only: the ResNet tower has no support")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if model_args.gradient_checkpointing:  # every text/ViT layer and every ResNet bottleneck block
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
 
 
