@@ -13,7 +13,6 @@ import statistics
 
 import open_clip
 import torch
-
 from interleaved import interleaved_seconds, median_ratio
 
 from rclip_hf.convert import build_model

@@ -25,10 +25,9 @@ from pathlib import Path
 import open_clip
 import torch
 from accelerate import Accelerator
+from interleaved import interleaved_seconds, median_ratio
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
-
-from interleaved import interleaved_seconds, median_ratio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
