@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest operators")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     image_size = rclip_hf.RemoteCLIPConfig.from_preset(args.arch).image_size
     pixels = torch.randn(args.batch_size, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
