@@ -75,23 +75,19 @@ def _vit_preset(width: int, layers: int, patch: int, text_width: int, embed_dim:
     return {"text_config": text_config, "vision_config": vision_config, "projection_dim": embed_dim}
 
 
+def _resnet_preset(layers: list[int], embed_dim: int) -> dict[str, Any]:
+    text_config = {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
+                   "num_hidden_layers": 12, "projection_dim": embed_dim}
+    vision_config = {"model_type": RESNET_VISION_MODEL_TYPE, "layers": layers, "width": 64,
+                     "num_attention_heads": 32, "projection_dim": embed_dim, "image_size": 224}
+    return {"text_config": text_config, "vision_config": vision_config, "projection_dim": embed_dim}
+
+
 #: The official open_clip QuickGELU architectures, keyed by open_clip's model name (without "-quickgelu").
 #: RemoteCLIP ships RN50, ViT-B-32 and ViT-L-14; the others share the OpenAI layout and convert the same way.
 PRESETS: dict[str, dict[str, Any]] = {
-    "RN50": {
-        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
-                        "num_hidden_layers": 12, "projection_dim": 1024},
-        "vision_config": {"model_type": RESNET_VISION_MODEL_TYPE, "layers": [3, 4, 6, 3], "width": 64,
-                          "num_attention_heads": 32, "projection_dim": 1024, "image_size": 224},
-        "projection_dim": 1024,
-    },
-    "RN101": {
-        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
-                        "num_hidden_layers": 12, "projection_dim": 512},
-        "vision_config": {"model_type": RESNET_VISION_MODEL_TYPE, "layers": [3, 4, 23, 3], "width": 64,
-                          "num_attention_heads": 32, "projection_dim": 512, "image_size": 224},
-        "projection_dim": 512,
-    },
+    "RN50": _resnet_preset(layers=[3, 4, 6, 3], embed_dim=1024),
+    "RN101": _resnet_preset(layers=[3, 4, 23, 3], embed_dim=512),
     "ViT-B-32": _vit_preset(width=768, layers=12, patch=32, text_width=512, embed_dim=512),
     "ViT-B-16": _vit_preset(width=768, layers=12, patch=16, text_width=512, embed_dim=512),
     "ViT-L-14": _vit_preset(width=1024, layers=24, patch=14, text_width=768, embed_dim=768),
