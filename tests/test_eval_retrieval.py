@@ -103,6 +103,40 @@ def test_tie_break_modes_differ_only_in_ties() -> None:
     )
 
 
+def lowest_index_reference(
+    images: torch.Tensor, texts: torch.Tensor, text_to_image: torch.Tensor, k: int
+) -> dict:
+    """Full stable sort of every score row (score descending, then gallery index): hits at k."""
+    scores = texts @ images.T  # (M, N)
+    order_t2i = (-scores).argsort(dim=1, stable=True)[:, :k]
+    t2i = (order_t2i == text_to_image[:, None]).any(1)
+    order_i2t = (-scores.T).argsort(dim=1, stable=True)[:, :k]
+    i2t = (text_to_image[order_i2t] == torch.arange(len(images))[:, None]).any(1)
+    return {f"i2t_R@{k}": i2t.float().mean().item() * 100, f"t2i_R@{k}": t2i.float().mean().item() * 100}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lowest_index_equals_stable_sort_with_ties_and_uncaptioned_images(seed: int) -> None:
+    generator = torch.Generator().manual_seed(100 + seed)
+    num_images = int(torch.randint(12, 150, (1,), generator=generator))
+    images = torch.randint(-2, 3, (num_images, 5), generator=generator).float() / 4  # heavy exact ties
+    text_to_image = torch.randint(
+        0, num_images // 2, (2 * num_images,), generator=generator
+    )  # half uncaptioned
+    texts = (
+        images[text_to_image] + torch.randint(-1, 2, (len(text_to_image), 5), generator=generator).float() / 4
+    )
+    for chunk_size in (1, 9, 4096):
+        actual = retrieval_metrics(
+            images, texts, text_to_image, chunk_size=chunk_size, tie_break="lowest_index"
+        )
+        for k in (1, 5, 10):
+            expected = lowest_index_reference(images, texts, text_to_image, k)
+            assert {key: actual[key] for key in expected} == expected
+    torch_mode = retrieval_metrics(images, texts, text_to_image, chunk_size=9)
+    assert torch_mode == clip_benchmark_metrics(images, texts, text_to_image)  # uncaptioned images: misses
+
+
 def test_oracle_and_chance_level() -> None:
     generator = torch.Generator().manual_seed(11)
     images = torch.nn.functional.normalize(torch.randn(1000, 64, generator=generator), dim=-1)

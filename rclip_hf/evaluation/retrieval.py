@@ -10,8 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
-
-from .topk import chunked_topk
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -39,34 +38,70 @@ def _rows_per_chunk(chunk_size: int, gallery_size: int) -> int:
     return max(1, (chunk_size * chunk_size) // max(1, gallery_size))
 
 
-def _hits_torch_topk(
-    queries: Tensor, gallery: Tensor, is_positive, ks: Sequence[int], chunk_size: int, transpose: bool
+def _hits_by_rank(
+    queries: Tensor,
+    gallery: Tensor,
+    offsets: Tensor,
+    positive_columns: Tensor,
+    ks: Sequence[int],
+    chunk_size: int,
+    transpose: bool,
+    tie_break: TieBreak,
 ) -> dict[int, Tensor]:
-    """Per-query hit flags for each k, using ``torch.topk`` on whole score rows exactly as clip_benchmark does.
+    """Per-query hit flags for each k from the rank of each query's best-scoring positive.
 
-    ``transpose`` computes the block as ``(gallery @ chunk.T).T``, the orientation clip_benchmark uses for
-    image→text (it transposes the text×image score matrix), so tied scores come out bit-identical.
+    Query ``q``'s positives are the gallery items ``positive_columns[offsets[q]:offsets[q + 1]]``. Each block
+    of whole score rows (about ``chunk_size²`` scores) is scanned once: with ``above`` items scoring higher
+    than the best positive and ``tied`` items (positives included) scoring equal to it, the query is a hit
+    at k when ``above + tied <= k`` and a miss when ``above >= k``. In between, the tie rule decides:
+    ``"torch"`` runs ``torch.topk`` on just those rows, exactly as clip_benchmark ranks them; ``"lowest_index"``
+    ranks the tied items by gallery index. ``transpose`` computes the block as ``(gallery @ chunk.T).T``, the
+    orientation clip_benchmark uses for image→text, so that tied scores come out bit-identical to it.
     """
     num_queries, num_gallery = queries.shape[0], gallery.shape[0]
+    device = queries.device
     rows = _rows_per_chunk(chunk_size, num_gallery)
-    hits = {k: torch.zeros(num_queries, dtype=torch.bool, device=queries.device) for k in ks}
-    for start in range(0, num_queries, rows):
+    columns = torch.arange(num_gallery, device=device)
+    hits = {k: torch.zeros(num_queries, dtype=torch.bool, device=device) for k in ks}
+    for start in tqdm(range(0, num_queries, rows), desc="retrieval", unit="block", leave=False, disable=None):
         chunk = queries[start : start + rows]
+        num_rows = chunk.shape[0]
         scores = (gallery @ chunk.T).T if transpose else chunk @ gallery.T  # (rows, G)
+        lo, hi = int(offsets[start]), int(offsets[start + num_rows])
+        pair_columns = positive_columns[lo:hi]  # (P,) positives of this block's queries, grouped by query
+        pair_rows = torch.repeat_interleave(offsets[start : start + num_rows + 1].diff())  # (P,)
+        pair_scores = scores[pair_rows, pair_columns]
+        best = torch.full((num_rows,), -torch.inf, device=device)
+        best = best.scatter_reduce(0, pair_rows, pair_scores, "amax")[:, None]  # (rows, 1); -inf: no positive
+        above = (scores > best).sum(dim=1)  # (rows,)
+        tied = (scores == best).sum(dim=1)  # (rows,) >= 1 whenever the query has a positive
+        if tie_break == "lowest_index":
+            # Among the tied items the lowest-index positive comes after every tied item with a lower index.
+            first = torch.full((num_rows,), num_gallery, device=device)
+            at_best = pair_scores == best[pair_rows, 0]
+            first = first.scatter_reduce(0, pair_rows[at_best], pair_columns[at_best], "amin")
+            rank = above.clone()  # (rows,) 0-based rank of the best positive
+            ambiguous = (tied > 1).nonzero()[:, 0]
+            if len(ambiguous):
+                before = (scores[ambiguous] == best[ambiguous]) & (columns < first[ambiguous, None])
+                rank[ambiguous] += before.sum(dim=1)
+            for k in ks:
+                hits[k][start : start + num_rows] = rank < k
+            continue
         for k in ks:
-            top = scores.topk(min(k, num_gallery), dim=1).indices  # (rows, k)
-            hits[k][start : start + rows] = is_positive(top, start).any(dim=1)
+            k_eff = min(k, num_gallery)
+            block_hits = above + tied <= k_eff
+            ambiguous = ((above < k_eff) & ~block_hits).nonzero()[:, 0]  # the k-th place falls inside a tie
+            if len(ambiguous):
+                top = scores[ambiguous].topk(k_eff, dim=1).indices  # (A, k)
+                is_positive = torch.zeros(len(ambiguous), num_gallery, dtype=torch.bool, device=device)
+                owner = torch.full((num_rows,), -1, device=device)
+                owner[ambiguous] = torch.arange(len(ambiguous), device=device)
+                selected = owner[pair_rows] >= 0
+                is_positive[owner[pair_rows[selected]], pair_columns[selected]] = True
+                block_hits[ambiguous] = is_positive.gather(1, top).any(dim=1)
+            hits[k][start : start + num_rows] = block_hits
     return hits
-
-
-def _hits_lowest_index(
-    queries: Tensor, gallery: Tensor, is_positive, ks: Sequence[int], chunk_size: int
-) -> dict[int, Tensor]:
-    """Per-query hit flags for each k from one exact chunked top-max(k) search (ties: lower gallery index)."""
-    k_max = min(max(ks), gallery.shape[0])
-    _, top = chunked_topk(queries, gallery, k_max, chunk_size=chunk_size)  # (Q, k_max)
-    positive = is_positive(top, 0)
-    return {k: positive[:, : min(k, k_max)].any(dim=1) for k in ks}
 
 
 def retrieval_metrics(
@@ -89,11 +124,12 @@ def retrieval_metrics(
     × 100; ``mean_recall`` is the mean of the 2 × len(ks) values. Keys: ``i2t_R@{k}``, ``t2i_R@{k}``,
     ``mean_recall``. A k larger than the gallery is clamped to the gallery size.
 
-    Ties: ``tie_break="torch"`` (default) ranks with ``torch.topk`` on whole score rows, exactly like
-    clip_benchmark (so numbers are identical to it on the same device; torch's choice among equal scores
-    is implementation-defined); memory per block is about ``chunk_size²`` scores (rows × gallery).
-    ``"lowest_index"`` ranks with :func:`chunked_topk` (equal scores: lower index first, the same on every
-    device; memory O(chunk_size²) tiles). The two differ only when scores tie exactly at the k-th place.
+    Each query's rank is found in one pass over blocks of whole score rows (about ``chunk_size²`` float32
+    scores each), so memory is bounded by the chunk, not by N × M. Ties: ``tie_break="torch"`` (default)
+    ranks tied scores with ``torch.topk``, exactly like clip_benchmark (numbers identical to it on the same
+    device; torch's choice among equal scores is implementation-defined); ``"lowest_index"`` ranks equal
+    scores by lower gallery index, the same on every device. The two differ only when scores tie exactly
+    at the k-th place.
     """
     if tie_break not in ("torch", "lowest_index"):
         raise ValueError(f"retrieval_metrics: tie_break={tie_break!r}, expected 'torch' or 'lowest_index'")
@@ -136,20 +172,13 @@ def retrieval_metrics(
                 num_texts,
             )
 
-    image_ids = torch.arange(num_images, device=device)
-
-    def text_is_positive(top: Tensor, start: int) -> Tensor:  # top: (rows, k) text indices of image queries
-        return targets[top] == image_ids[start : start + top.shape[0], None]
-
-    def image_is_positive(top: Tensor, start: int) -> Tensor:  # top: (rows, k) image indices of text queries
-        return top == targets[start : start + top.shape[0], None]
-
-    if tie_break == "torch":
-        i2t = _hits_torch_topk(images, texts, text_is_positive, ks, chunk_size, transpose=True)
-        t2i = _hits_torch_topk(texts, images, image_is_positive, ks, chunk_size, transpose=False)
-    else:
-        i2t = _hits_lowest_index(images, texts, text_is_positive, ks, chunk_size)
-        t2i = _hits_lowest_index(texts, images, image_is_positive, ks, chunk_size)
+    # Positives as CSR lists: each caption has its one image; each image has its captions, grouped by image.
+    text_offsets = torch.arange(num_texts + 1, device=device)
+    captions_by_image = targets.argsort(stable=True)  # (M,)
+    image_offsets = torch.zeros(num_images + 1, dtype=torch.long, device=device)
+    image_offsets[1:] = torch.bincount(targets, minlength=num_images).cumsum(0)
+    i2t = _hits_by_rank(images, texts, image_offsets, captions_by_image, ks, chunk_size, True, tie_break)
+    t2i = _hits_by_rank(texts, images, text_offsets, targets, ks, chunk_size, False, tie_break)
     metrics = {f"i2t_R@{k}": i2t[k].float().mean().item() * 100 for k in ks}
     metrics.update({f"t2i_R@{k}": t2i[k].float().mean().item() * 100 for k in ks})
     metrics["mean_recall"] = float(np.mean(list(metrics.values())))
