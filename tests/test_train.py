@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from training.augment import TrainAugmentation
 from training.checkpoint import list_checkpoints, resolve_resume
 from training.data import EpochShuffleSampler, build_train_dataloader, choose_caption, load_caption_corpus
 from training.loop import per_device_batch_size, run
-from training.optim import parameter_groups
+from training.optim import build_optimizer_and_scheduler, parameter_groups
 
 TRAIN_SCRIPT = REPO_ROOT / "training_scripts" / "train.py"
 TINY = REPO_ROOT / "training_scripts" / "configs" / "tiny.yaml"
@@ -163,6 +164,30 @@ def test_no_weight_decay_on_biases_norms_embeddings_and_temperature():
     assert "model.text_projection.weight" in decayed_names
     assert not any(name.endswith("bias") for name in decayed_names)
     assert (decayed["weight_decay"], plain["weight_decay"]) == (0.1, 0.0)
+
+
+def test_fused_adamw_steps_equal_the_loop_implementation():
+    from training.model import ContrastiveModule, build_model_and_processor
+
+    model_args, _, train_args = parse_arguments(["--config", str(TINY), "--weight_decay", "0.1"])
+    torch.manual_seed(0)
+    fused_module = ContrastiveModule(build_model_and_processor(model_args)[0])
+    loop_module, initial = copy.deepcopy(fused_module), copy.deepcopy(fused_module)
+    fused, _ = build_optimizer_and_scheduler(fused_module, train_args)
+    assert all(group["fused"] for group in fused.param_groups)
+    for group in fused.param_groups:  # the schedule starts its warm-up at 0; compare at a learning rate that moves
+        group["lr"] = 1e-3
+    loop = torch.optim.AdamW(parameter_groups(loop_module, 0.1), lr=1e-3,
+                             betas=fused.param_groups[0]["betas"], eps=fused.param_groups[0]["eps"], foreach=False)
+    for step in range(5):
+        for module, optimizer in ((fused_module, fused), (loop_module, loop)):
+            optimizer.zero_grad()
+            generator = torch.Generator().manual_seed(step)
+            sum((p * torch.randn(p.shape, generator=generator)).sum() for p in module.parameters()).backward()
+            optimizer.step()
+    for (name, after), before in zip(fused_module.named_parameters(), loop_module.parameters()):
+        torch.testing.assert_close(after, before, rtol=0, atol=1e-6, msg=name)
+    assert not torch.equal(fused_module.model.text_projection.weight, initial.model.text_projection.weight)
 
 
 @pytest.mark.parametrize("streaming", [False, True])
