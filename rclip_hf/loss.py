@@ -15,7 +15,7 @@ import math
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
+import torch.distributed._functional_collectives as funcol
 import torch.nn.functional as F
 from torch import nn
 
@@ -34,16 +34,17 @@ def gather_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All-gathers (local_batch, dim) features from every process into (world_size * local_batch, dim), rank-ordered.
 
-    `gather_with_grad=True` uses `torch.distributed.nn.functional.all_gather`, whose backward sends each
+    `gather_with_grad=True` uses the functional collective `all_gather_single_autograd` (the successor of
+    `torch.distributed.nn.functional.all_gather`, as in open_clip), whose backward sends each
     process the gradient of its own rows summed over processes. Without it the gather carries no gradient and,
     unless `local_loss`, this process's own rows are put back so that they keep theirs.
     """
     if world_size == 1:
         return image_features, text_features
     if gather_with_grad:
-        all_image = torch.cat(dist_nn.all_gather(image_features), dim=0)
-        all_text = torch.cat(dist_nn.all_gather(text_features), dim=0)
-        return all_image, all_text
+        all_image = funcol.all_gather_single_autograd(image_features.contiguous(), 0, dist.group.WORLD)
+        all_text = funcol.all_gather_single_autograd(text_features.contiguous(), 0, dist.group.WORLD)
+        return funcol.wait_tensor(all_image), funcol.wait_tensor(all_text)
     gathered_image = [torch.zeros_like(image_features) for _ in range(world_size)]
     gathered_text = [torch.zeros_like(text_features) for _ in range(world_size)]
     dist.all_gather(gathered_image, image_features.contiguous())
