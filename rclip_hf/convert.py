@@ -188,7 +188,7 @@ def resolve_checkpoint(checkpoint: str, download: Callable[..., str] | None = No
         from huggingface_hub import hf_hub_download as download
     try:
         return Path(download(repo_id=match["repo_id"], filename=match["filename"]))
-    except Exception as error:  # huggingface_hub raises many types (offline, 404, auth): report them all alike
+    except Exception as error:  # noqa: BLE001 -- huggingface_hub raises many types (offline, 404, auth): report them all alike
         raise ConversionError(f"could not fetch {checkpoint!r} from the Hub: {error}") from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,8 +108,8 @@ class RemoteCLIPResNetVisionModel(CLIPPreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     input_modalities = ("image",)
-    _no_split_modules = ["RemoteCLIPBottleneck"]
-    _can_record_outputs = {}
+    _no_split_modules: ClassVar[list[str]] = ["RemoteCLIPBottleneck"]
+    _can_record_outputs: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: RemoteCLIPResNetVisionConfig):
         super().__init__(config)

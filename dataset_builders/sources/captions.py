@@ -20,7 +20,7 @@ def load_karpathy_json(path: Path) -> list[dict]:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise ValueError(f"{path}: expected a JSON object with an 'images' list (Karpathy format)")
+        raise ValueError(f"{path}: expected a JSON object with an 'images' list (Karpathy format)")  # noqa: TRY004 -- bad file content, not a bad argument type
     return data["images"]
 
 
