@@ -12,9 +12,12 @@ ratios (the figure least sensitive to other processes on the machine), plus the 
 (this process and its worker processes: the work done, whatever the machine load). A third pass, decode +
 p-Hash of the images (masks decoded only), shows the floor no build can go below: the p-Hash needs the full
 decode, a grayscale conversion and a 32x32 Lanczos resize of every image. Workloads:
-- ``real``: DOTA + iSAID + DIOR + NEON csv as released in ../shared/data (large images, masks for iSAID);
-- ``tiles``: the RSSCN7 and AID150 JPEGs (1550 small images), copied into a temp dir in a DOTA layout with
-  seeded boxes.
+- ``real``: DOTA + iSAID + DIOR + NEON csv as released in ../shared/data (9 images, masks for iSAID: a fixed-cost
+  check, too few images for a throughput figure);
+- ``tiles``: the RSSCN7 and AID150 JPEGs (1550 small images, 150-400 px), copied into a temp dir in a DOTA layout
+  with seeded boxes;
+- ``large``: the detection-size images of the real set (DOTA, iSAID, DIOR, NEON; 0.4-5 Mpx, PNG and JPEG as
+  released), each in its 8 right-angle rotations/flips (64 images), in a DOTA layout with seeded boxes.
 Prints a markdown table; ``--dedup`` also runs benchmark (b) from ``data_pipeline_dedup.py`` (10k and 100k).
 
     python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--dedup]
@@ -48,22 +51,48 @@ from dataset_builders.sources.base import IMAGE_SUFFIXES
 SHARED = Path(os.environ.get("RCLIP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def _write_boxes(target: Path, name: str, width: int, height: int, rng: random.Random) -> None:
+    """1-6 seeded DOTA boxes inside a width x height image as ``labelTxt/<name>.txt``."""
+    lines = []
+    for _ in range(rng.randint(1, 6)):
+        x, y = rng.uniform(0, width - 20), rng.uniform(0, height - 20)
+        w, h = rng.uniform(5, 20), rng.uniform(5, 20)
+        label = rng.choice(["plane", "ship", "storage-tank", "small-vehicle"])
+        lines.append(f"{x:.1f} {y:.1f} {x + w:.1f} {y:.1f} {x + w:.1f} {y + h:.1f} {x:.1f} {y + h:.1f} {label} 0")
+    (target / "labelTxt" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+
+
 def make_tiles(target: Path, seed: int = 0) -> Path:
-    """DOTA layout over the RSSCN7 + AID150 JPEGs with 1-6 seeded boxes each."""
+    """DOTA layout over the RSSCN7 + AID150 JPEGs (copied byte for byte) with 1-6 seeded boxes each."""
     rng = random.Random(seed)
     (target / "images").mkdir(parents=True)
     (target / "labelTxt").mkdir()
     for path in sorted((SHARED / "rsscn7").rglob("*.jpg")) + sorted((SHARED / "aid150").rglob("*.jpg")):
         name = f"{path.parent.name}_{path.stem}"
         shutil.copy(path, target / "images" / f"{name}.jpg")
-        width, height = Image.open(path).size
-        lines = []
-        for _ in range(rng.randint(1, 6)):
-            x, y = rng.uniform(0, width - 20), rng.uniform(0, height - 20)
-            w, h = rng.uniform(5, 20), rng.uniform(5, 20)
-            label = rng.choice(["plane", "ship", "storage-tank", "small-vehicle"])
-            lines.append(f"{x:.1f} {y:.1f} {x + w:.1f} {y:.1f} {x + w:.1f} {y + h:.1f} {x:.1f} {y + h:.1f} {label} 0")
-        (target / "labelTxt" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+        _write_boxes(target, name, *Image.open(path).size, rng)
+    return target
+
+
+LARGE_SOURCES = ("dota/images/*.png", "isaid/*/images/P????.png", "dior/JPEGImages/*.jpg", "neon_trees/2019_*.png")
+
+
+def make_large(target: Path, seed: int = 0) -> Path:
+    """DOTA layout over the detection-size images of ../shared/data (DOTA, iSAID, DIOR, NEON: 0.4-5 Mpx), each in
+    its 8 right-angle rotations and flips (distinct p-Hashes), in its own file format, with 1-6 seeded boxes."""
+    rng = random.Random(seed)
+    (target / "images").mkdir(parents=True)
+    (target / "labelTxt").mkdir()
+    transposes = [None, *Image.Transpose]  # identity + the 7 others of the square's symmetry group
+    for pattern in LARGE_SOURCES:
+        for path in sorted(SHARED.glob(pattern)):
+            with Image.open(path) as original:
+                rgb = original.convert("RGB")
+            for index, transpose in enumerate(transposes):
+                variant = rgb if transpose is None else rgb.transpose(transpose)
+                name = f"{path.relative_to(SHARED).parts[0]}_{path.stem}_{index}"
+                variant.save(target / "images" / f"{name}{path.suffix.lower()}", quality=95)  # quality: JPEG only
+                _write_boxes(target, name, *variant.size, rng)
     return target
 
 
@@ -167,8 +196,10 @@ def main() -> None:
         real = [f"dota={SHARED / 'dota'}", f"isaid={SHARED / 'isaid'}", f"dior={SHARED / 'dior'}",
                 f"csv={SHARED / 'neon_trees'}"]
         tiles = [f"dota={make_tiles(work / 'tiles')}"]
+        large = [f"dota={make_large(work / 'large')}"]
         results = [run("real", real, work, args.num_proc, args.repeats),
-                   run("tiles", tiles, work, args.num_proc, args.repeats)]
+                   run("tiles", tiles, work, args.num_proc, args.repeats),
+                   run("large", large, work, args.num_proc, args.repeats)]
     print(f"\nCorpus build vs decode-only ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"num_proc={args.num_proc}, median of {args.repeats} runs, load average before "
           f"{load_before:.1f} after {os.getloadavg()[0]:.1f}; goal: ratio <= 1.5)\n")
