@@ -1,7 +1,8 @@
 """Training throughput (image-text pairs/s) and model FLOPs utilisation: rclip-hf's step vs a plain open_clip step.
 
 All sides start from the same open_clip weights (random init, converted with `rclip_hf.convert.build_model`) and
-train on the same batch of images and captions, at the same precision, with AdamW, gradient clipping and the
+train on the same batch of images and captions, at the same precision, with AdamW (each trainer's own: the fused
+kernel for rclip-hf, the default one as open_clip's main.py builds it), gradient clipping and the
 temperature clamp; data loading is excluded. rclip-hf is measured twice: captions padded to the longest in the
 batch (what training does) and padded to open_clip's fixed 77 tokens (the same work as open_clip). Steps are
 interleaved (A B C, C B A, ...) in one process after warm-up steps of each, and the table gives medians and the
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
 
 from training.loop import clamp_logit_scale, training_step
 from training.model import ContrastiveModule
-from training.optim import parameter_groups
+from training.optim import adamw, parameter_groups
 
 import rclip_hf
 from rclip_hf.convert import build_model
@@ -77,7 +78,7 @@ def ours(reference: torch.nn.Module, arch: str, pixels: torch.Tensor, captions: 
     padding = {"padding": "max_length", "max_length": CONTEXT_LENGTH} if pad_to_context else {"padding": "longest"}
     tokens = rclip_hf.build_tokenizer()(captions, return_tensors="pt", **padding)
     module = ContrastiveModule(model)
-    optimizer = torch.optim.AdamW(parameter_groups(module, 0.2), lr=1e-5)
+    optimizer = adamw(parameter_groups(module, 0.2), lr=1e-5)  # the trainer's (fused) AdamW
     module, optimizer = accelerator.prepare(module, optimizer)
     batch = {"pixel_values": pixels.to(accelerator.device), "input_ids": tokens["input_ids"].to(accelerator.device),
              "attention_mask": tokens["attention_mask"].to(accelerator.device)}
@@ -100,7 +101,7 @@ def plain_open_clip(reference: torch.nn.Module, pixels: torch.Tensor, captions: 
     model = reference.to(device).train()
     text = open_clip.tokenize(captions).to(device)  # always 77 tokens
     images = pixels.to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.2), lr=1e-5)
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.2), lr=1e-5)  # as open_clip's main.py builds it
     loss_fn = open_clip.loss.ClipLoss()
 
     def step() -> torch.Tensor:

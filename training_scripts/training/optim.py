@@ -25,17 +25,20 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def adamw(groups: list[dict], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+          ) -> torch.optim.AdamW:
+    """AdamW over parameter groups, with the fused kernel (one pass over all parameters, CPU and CUDA) when every
+    parameter is a floating-point tensor, as for the CLIP models here; its updates equal the loop implementation's
+    to float rounding."""
+    fused = all(parameter.is_floating_point() for group in groups for parameter in group["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
+
+
 def build_optimizer_and_scheduler(model: nn.Module, args: TrainArguments
                                   ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over `parameter_groups` and a schedule stepped once per optimiser step.
-
-    The fused AdamW kernel (one pass over all parameters, CPU and CUDA) is used when every trainable parameter
-    is a floating-point tensor, as it is for the CLIP models here; its updates equal the loop implementation's
-    to float rounding."""
-    groups = parameter_groups(model, args.weight_decay)
-    fused = all(parameter.is_floating_point() for group in groups for parameter in group["params"])
-    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  eps=args.adam_epsilon, fused=fused)
+    """`adamw` over `parameter_groups` and a schedule stepped once per optimiser step."""
+    optimizer = adamw(parameter_groups(model, args.weight_decay), args.learning_rate,
+                      (args.adam_beta1, args.adam_beta2), args.adam_epsilon)
     scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=args.warmup_steps,
                                                 num_training_steps=args.max_steps)
     return optimizer, scheduler
