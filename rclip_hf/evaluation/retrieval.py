@@ -53,55 +53,73 @@ def _hits_by_rank(
     Query ``q``'s positives are the gallery items ``positive_columns[offsets[q]:offsets[q + 1]]``. Each block
     of whole score rows (about ``chunk_size²`` scores) is scanned once: with ``above`` items scoring higher
     than the best positive and ``tied`` items (positives included) scoring equal to it, the query is a hit
-    at k when ``above + tied <= k`` and a miss when ``above >= k``. In between, the tie rule decides:
-    ``"torch"`` runs ``torch.topk`` on just those rows, exactly as clip_benchmark ranks them; ``"lowest_index"``
-    ranks the tied items by gallery index. ``transpose`` computes the block as ``(gallery @ chunk.T).T``, the
-    orientation clip_benchmark uses for image→text, so that tied scores come out bit-identical to it.
+    at k when ``above + tied <= k`` and a miss when ``above >= k``; in between, the tie rule decides.
+    ``transpose`` computes the block as ``(gallery @ chunk.T).T``, the orientation clip_benchmark uses for
+    image→text, so that tied scores come out bit-identical to it.
     """
     num_queries, num_gallery = queries.shape[0], gallery.shape[0]
     device = queries.device
     rows = _rows_per_chunk(chunk_size, num_gallery)
-    columns = torch.arange(num_gallery, device=device)
     hits = {k: torch.zeros(num_queries, dtype=torch.bool, device=device) for k in ks}
     for start in tqdm(range(0, num_queries, rows), desc="retrieval", unit="block", leave=False, disable=None):
         chunk = queries[start : start + rows]
-        num_rows = chunk.shape[0]
         scores = (gallery @ chunk.T).T if transpose else chunk @ gallery.T  # (rows, G)
-        lo, hi = int(offsets[start]), int(offsets[start + num_rows])
+        lo, hi = int(offsets[start]), int(offsets[start + chunk.shape[0]])
         pair_columns = positive_columns[lo:hi]  # (P,) positives of this block's queries, grouped by query
-        pair_rows = torch.repeat_interleave(offsets[start : start + num_rows + 1].diff())  # (P,)
-        pair_scores = scores[pair_rows, pair_columns]
-        best = torch.full((num_rows,), -torch.inf, device=device)
-        best = best.scatter_reduce(0, pair_rows, pair_scores, "amax")[:, None]  # (rows, 1); -inf: no positive
-        above = (scores > best).sum(dim=1)  # (rows,)
-        tied = (scores == best).sum(dim=1)  # (rows,) >= 1 whenever the query has a positive
-        if tie_break == "lowest_index":
-            # Among the tied items the lowest-index positive comes after every tied item with a lower index.
-            first = torch.full((num_rows,), num_gallery, device=device)
-            at_best = pair_scores == best[pair_rows, 0]
-            first = first.scatter_reduce(0, pair_rows[at_best], pair_columns[at_best], "amin")
-            rank = above.clone()  # (rows,) 0-based rank of the best positive
-            ambiguous = (tied > 1).nonzero()[:, 0]
-            if len(ambiguous):
-                before = (scores[ambiguous] == best[ambiguous]) & (columns < first[ambiguous, None])
-                rank[ambiguous] += before.sum(dim=1)
-            for k in ks:
-                hits[k][start : start + num_rows] = rank < k
-            continue
+        pair_rows = torch.repeat_interleave(offsets[start : start + chunk.shape[0] + 1].diff())  # (P,)
+        block_hits = _BLOCK_RULES[tie_break](scores, pair_rows, pair_columns, ks)
         for k in ks:
-            k_eff = min(k, num_gallery)
-            block_hits = above + tied <= k_eff
-            ambiguous = ((above < k_eff) & ~block_hits).nonzero()[:, 0]  # the k-th place falls inside a tie
-            if len(ambiguous):
-                top = scores[ambiguous].topk(k_eff, dim=1).indices  # (A, k)
-                is_positive = torch.zeros(len(ambiguous), num_gallery, dtype=torch.bool, device=device)
-                owner = torch.full((num_rows,), -1, device=device)
-                owner[ambiguous] = torch.arange(len(ambiguous), device=device)
-                selected = owner[pair_rows] >= 0
-                is_positive[owner[pair_rows[selected]], pair_columns[selected]] = True
-                block_hits[ambiguous] = is_positive.gather(1, top).any(dim=1)
-            hits[k][start : start + num_rows] = block_hits
+            hits[k][start : start + chunk.shape[0]] = block_hits[k]
     return hits
+
+
+def _best_positive(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(best (rows, 1), above (rows,), tied (rows,)): each row's best positive score (-inf for a row without
+    positives), and how many scores of the row lie above it and are equal to it (the positive included)."""
+    best = torch.full((scores.shape[0],), -torch.inf, device=scores.device)
+    best = best.scatter_reduce(0, pair_rows, scores[pair_rows, pair_columns], "amax")[:, None]
+    return best, (scores > best).sum(dim=1), (scores == best).sum(dim=1)
+
+
+def _block_hits_torch(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor, ks: Sequence[int]
+                      ) -> dict[int, Tensor]:
+    """Hits of one block as clip_benchmark ranks them: rows tied across the k-th place go to ``torch.topk``."""
+    num_rows, num_gallery = scores.shape
+    _, above, tied = _best_positive(scores, pair_rows, pair_columns)
+    hits = {}
+    for k in ks:
+        k_eff = min(k, num_gallery)
+        hits[k] = above + tied <= k_eff
+        ambiguous = ((above < k_eff) & ~hits[k]).nonzero()[:, 0]  # (A,) rows whose k-th place is inside a tie
+        if len(ambiguous):
+            top = scores[ambiguous].topk(k_eff, dim=1).indices  # (A, k)
+            owner = torch.full((num_rows,), -1, device=scores.device)  # row -> its position among ambiguous
+            owner[ambiguous] = torch.arange(len(ambiguous), device=scores.device)
+            selected = owner[pair_rows] >= 0
+            is_positive = torch.zeros(len(ambiguous), num_gallery, dtype=torch.bool, device=scores.device)
+            is_positive[owner[pair_rows[selected]], pair_columns[selected]] = True
+            hits[k][ambiguous] = is_positive.gather(1, top).any(dim=1)
+    return hits
+
+
+def _block_hits_lowest_index(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor, ks: Sequence[int]
+                             ) -> dict[int, Tensor]:
+    """Hits of one block with equal scores ranked by gallery index: the lowest-index positive at the best score
+    comes after every tied item of lower index."""
+    num_rows, num_gallery = scores.shape
+    best, rank, tied = _best_positive(scores, pair_rows, pair_columns)  # rank: (rows,) 0-based, before ties
+    at_best = scores[pair_rows, pair_columns] == best[pair_rows, 0]
+    first = torch.full((num_rows,), num_gallery, device=scores.device)
+    first = first.scatter_reduce(0, pair_rows[at_best], pair_columns[at_best], "amin")  # (rows,)
+    ambiguous = (tied > 1).nonzero()[:, 0]
+    if len(ambiguous):
+        columns = torch.arange(num_gallery, device=scores.device)
+        before = (scores[ambiguous] == best[ambiguous]) & (columns < first[ambiguous, None])
+        rank[ambiguous] += before.sum(dim=1)
+    return {k: rank < k for k in ks}
+
+
+_BLOCK_RULES = {"torch": _block_hits_torch, "lowest_index": _block_hits_lowest_index}
 
 
 def retrieval_metrics(
