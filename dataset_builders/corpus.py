@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 NUM_CAPTIONS = 5
 _MAX_CHUNK = 16  # items per worker task: fewer messages between processes, still a smooth progress bar
+_SETTLE_BATCH = 256  # candidates de-duplicated and written together while the workers go on decoding
 CORPUS_FEATURES = datasets.Features({
     "image": datasets.Image(),
     "captions": datasets.List(datasets.Value("string")),
@@ -331,45 +332,55 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
         else:
             tasks.append((index, source_index, entry))
 
+    test_hashes, test_names = (test_image_hashes(Path(config.exclude_near), config.num_proc) if config.exclude_near
+                               else (np.empty(0, dtype=np.uint64), []))
     with atomic_folder(output) as folder:
         converted_dir = folder / "_converted"
         converted_dir.mkdir()
-        candidates: list[Processed] = []
+        writer = ShardWriter(folder, "train", CORPUS_FEATURES, config.max_shard_mb * 1024 * 1024)
+        deduplicator = dedup.KeepFirstFilter(config.max_distance)
+        compared: list[str] = []  # names of the candidates the deduplicator has seen, by its index
+        batch: list[Processed] = []
+
+        def settle(batch: list[Processed]) -> None:
+            """Exclude, de-duplicate (keep-first over everything seen so far) and write one batch, in order."""
+            hashes = np.array([result.phash for result in batch], dtype=np.uint64)
+            removed: set[int] = set()
+            for train_index, test_index, distance in dedup.near_test_images(hashes, test_hashes, config.max_distance):
+                removed.add(train_index)
+                result = batch[train_index]
+                per_source[readers[result.source_index].name]["excluded"].append(
+                    {"image": result.name, "test_image": test_names[test_index], "distance": int(distance)})
+            remaining = [index for index in range(len(batch)) if index not in removed]
+            compared.extend(batch[index].name for index in remaining)
+            first = len(compared) - len(remaining)
+            for removed_index, kept_index, distance in deduplicator.add(hashes[remaining]):
+                result = batch[remaining[removed_index - first]]
+                removed.add(remaining[removed_index - first])
+                per_source[readers[result.source_index].name]["duplicates"].append(
+                    {"image": result.name, "kept": compared[kept_index], "distance": int(distance)})
+            for index, result in enumerate(batch):
+                if index in removed:
+                    continue
+                stats = per_source[readers[result.source_index].name]
+                stats["kept"] += 1
+                if result.converted_from:
+                    stats["converted"].append({"image": result.name, "from": result.converted_from})
+                with open(result.stored, "rb") as stored:
+                    writer.write({"image": {"bytes": stored.read(), "path": result.name}, **result.row})
+
+        # Batches are settled while the workers decode the next images, so writing overlaps decoding.
         for result in _run(tasks, readers, config, converted_dir):
             stats = per_source[readers[result.source_index].name]
             stats["annotation_notes"].extend(result.notes)
             if result.row is None:
                 stats["skipped"].append(result.skipped)
-            else:
-                candidates.append(result)
-        hashes = np.array([result.phash for result in candidates], dtype=np.uint64)
-        removed: set[int] = set()
-        if config.exclude_near:
-            test_hashes, test_names = test_image_hashes(Path(config.exclude_near), config.num_proc)
-            for train_index, test_index, distance in dedup.near_test_images(hashes, test_hashes, config.max_distance):
-                if train_index in removed:
-                    continue
-                removed.add(train_index)
-                result = candidates[train_index]
-                per_source[readers[result.source_index].name]["excluded"].append(
-                    {"image": result.name, "test_image": test_names[test_index], "distance": int(distance)})
-        remaining = [index for index in range(len(candidates)) if index not in removed]
-        for removed_index, kept_index, distance in dedup.select_duplicates(hashes[remaining], config.max_distance):
-            result, twin = candidates[remaining[removed_index]], candidates[remaining[kept_index]]
-            removed.add(remaining[removed_index])
-            per_source[readers[result.source_index].name]["duplicates"].append(
-                {"image": result.name, "kept": twin.name, "distance": int(distance)})
-
-        writer = ShardWriter(folder, "train", CORPUS_FEATURES, config.max_shard_mb * 1024 * 1024)
-        for index, result in enumerate(tqdm(candidates, desc="write shards", unit="img")):
-            if index in removed:
                 continue
-            stats = per_source[readers[result.source_index].name]
-            stats["kept"] += 1
-            if result.converted_from:
-                stats["converted"].append({"image": result.name, "from": result.converted_from})
-            with open(result.stored, "rb") as stored:
-                writer.write({"image": {"bytes": stored.read(), "path": result.name}, **result.row})
+            batch.append(result)
+            if len(batch) == _SETTLE_BATCH:
+                settle(batch)
+                batch = []
+        settle(batch)
         shards = writer.close()
         shutil.rmtree(converted_dir)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from dataset_builders.records import Skipped
 __all__ = [
     "DEFAULT_MAX_DISTANCE",
     "HASH_BITS",
+    "KeepFirstFilter",
     "hamming_distance",
     "near_duplicate_pairs",
     "near_test_images",
@@ -222,31 +224,69 @@ def near_duplicate_pairs(hashes: np.ndarray, max_distance: int = DEFAULT_MAX_DIS
     return _decode_pairs(np.concatenate(found), hashes.size)
 
 
-def select_duplicates(hashes: np.ndarray, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[tuple[int, int, int]]:
-    """Keep-first de-duplication: ``(removed index, kept index, distance)`` for every removed image, by removed index.
+class KeepFirstFilter:
+    """Keep-first de-duplication of hashes that arrive in batches (in index order), e.g. while images are decoded.
 
-    Images are visited in index order; an image is removed when it lies within ``max_distance`` of an EARLIER
-    KEPT image, and its kept twin is the lowest-index such image. So the first image of every group is kept,
-    and in a chain ``a - b - c`` where only neighbours are within distance, ``b`` goes (twin of ``a``) and ``c``
-    stays (its only near neighbour ``b`` was removed): nothing is removed for resembling a removed image.
+    An image is removed when it lies within ``max_distance`` of an EARLIER KEPT image, and its kept twin is the
+    lowest-index such image. So the first image of every group is kept, and in a chain ``a - b - c`` where only
+    neighbours are within distance, ``b`` goes (twin of ``a``) and ``c`` stays (its only near neighbour ``b`` was
+    removed): nothing is removed for resembling a removed image. Decisions depend only on earlier images, so any
+    split into batches gives the same result as one batch of everything.
     """
-    hashes = _check_hashes(hashes, "hashes")
-    pairs = near_duplicate_pairs(hashes, max_distance)
-    if not pairs.size:
-        return []
-    by_later = np.lexsort((pairs[:, 0], pairs[:, 1]))  # sorted by later index j, then earlier index i
-    earlier, later = pairs[by_later, 0], pairs[by_later, 1]
-    distances = hamming_distance(hashes[earlier], hashes[later])
-    kept = np.ones(hashes.size, dtype=bool)
-    removed: list[tuple[int, int, int]] = []
-    bounds = np.flatnonzero(np.concatenate([[True], later[1:] != later[:-1], [True]]))
-    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        twins = np.flatnonzero(kept[earlier[start:stop]])  # earlier neighbours still kept, in index order
-        if twins.size:
-            index = int(later[start])
+
+    def __init__(self, max_distance: int = DEFAULT_MAX_DISTANCE) -> None:
+        _check_distance(max_distance)
+        self.max_distance = max_distance
+        self._layout = segment_layout(max_distance)
+        self._kept_hashes = np.empty(0, dtype=np.uint64)  # (K,) in index order
+        self._kept_indices = np.empty(0, dtype=np.int64)  # (K,) their global indices, increasing
+        self._seen = 0
+
+    def add(self, hashes: np.ndarray) -> list[tuple[int, int, int]]:
+        """Decide the next images: ``(removed index, kept index, distance)`` for each one removed, by removed index.
+
+        Indices count every hash added so far (the first call's first hash is 0)."""
+        batch = _check_hashes(hashes, "hashes")
+        offset, self._seen = self._seen, self._seen + batch.size
+        # twin among earlier batches: the lowest-index kept image within max_distance (-1: none)
+        earlier_twin = np.full(batch.size, -1, dtype=np.int64)
+        if self._kept_hashes.size and batch.size:
+            parts = [part for segment in range(len(self._layout)) for part in
+                     _cross_pairs_in_segment(batch, self._kept_hashes, self._layout, segment, self.max_distance)]
+            if parts:
+                rows, kept_positions = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                lowest = np.full(batch.size, self._kept_hashes.size, dtype=np.int64)
+                np.minimum.at(lowest, rows, kept_positions)
+                found = lowest < self._kept_hashes.size
+                earlier_twin[found] = self._kept_indices[lowest[found]]
+        # twins within the batch: near pairs (i, j), i < j, grouped by the later image j
+        pairs = near_duplicate_pairs(batch, self.max_distance)
+        by_later = np.lexsort((pairs[:, 0], pairs[:, 1]))
+        earlier, later = pairs[by_later, 0], pairs[by_later, 1]
+        bounds = np.flatnonzero(np.concatenate([[True], later[1:] != later[:-1], [True]])).tolist() if later.size else []
+        within = {int(later[start]): earlier[start:stop] for start, stop in pairwise(bounds)}
+        kept = np.ones(batch.size, dtype=bool)
+        removed: list[tuple[int, int, int]] = []
+        for index in sorted(set(np.flatnonzero(earlier_twin >= 0).tolist()) | set(within)):
+            if earlier_twin[index] >= 0:  # earlier batches' indices are all lower than this batch's
+                twin = int(earlier_twin[index])
+                twin_hash = self._kept_hashes[np.searchsorted(self._kept_indices, twin)]
+            else:
+                candidates = within[index][kept[within[index]]]  # earlier images of this batch still kept
+                if not candidates.size:
+                    continue
+                twin, twin_hash = offset + int(candidates[0]), batch[candidates[0]]
             kept[index] = False
-            removed.append((index, int(earlier[start + twins[0]]), int(distances[start + twins[0]])))
-    return removed
+            removed.append((offset + index, twin, int(np.bitwise_count(batch[index] ^ twin_hash))))
+        self._kept_hashes = np.concatenate([self._kept_hashes, batch[kept]])
+        self._kept_indices = np.concatenate([self._kept_indices, offset + np.flatnonzero(kept)])
+        return removed
+
+
+def select_duplicates(hashes: np.ndarray, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[tuple[int, int, int]]:
+    """Keep-first de-duplication of all ``hashes`` at once (see ``KeepFirstFilter``): ``(removed index, kept index,
+    distance)`` for every removed image, by removed index."""
+    return KeepFirstFilter(max_distance).add(hashes)
 
 
 def _cross_pairs_in_segment(train: np.ndarray, test: np.ndarray, layout: list[tuple[int, int]], segment: int,

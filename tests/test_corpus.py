@@ -93,6 +93,17 @@ def test_rerun_is_a_no_op_and_force_rebuilds_identically(e2e: tuple[Path, dict],
     assert shard.stat().st_mtime_ns != before
 
 
+def test_settling_one_image_at_a_time_gives_the_same_corpus(e2e: tuple[Path, dict], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    output, report = e2e
+    monkeypatch.setattr(corpus, "_SETTLE_BATCH", 1)  # de-duplication across batches, not within one
+    rebuilt = build_corpus(CorpusConfig(**{**report["config"], "output": str(tmp_path / "one-by-one")}))
+    assert rebuilt["sources"] == report["sources"] and rebuilt["totals"] == report["totals"]
+    assert report["totals"]["duplicates"] >= 1
+    names = [path.name for path in (tmp_path / "one-by-one" / "data").glob("*.parquet")]
+    assert names == [path.name for path in (output / "data").glob("*.parquet")]  # same content digest
+
+
 def test_rebuild_with_other_captions_is_not_served_from_the_datasets_cache(tmp_path: Path) -> None:
     root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX * 3})
     output = tmp_path / "out"

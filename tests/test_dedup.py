@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dataset_builders.dedup import (
+    KeepFirstFilter,
     hamming_distance,
     near_duplicate_pairs,
     near_test_images,
@@ -129,6 +130,32 @@ def test_select_duplicates_invariants(planted: np.ndarray) -> None:
             assert twin < index and twin not in gone
             assert distance == int(hamming_distance(planted[index], planted[twin])) <= max_distance
         assert [index for index, _, _ in removed] == sorted(gone)
+
+
+def keep_first_reference(hashes: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
+    """Keep-first by definition: each image against every earlier kept image, lowest index first."""
+    kept: list[int] = []
+    removed = []
+    for index in range(hashes.size):
+        distances = hamming_distance(hashes[kept], hashes[index]) if kept else np.empty(0)
+        near = np.flatnonzero(distances <= max_distance)
+        if near.size:
+            removed.append((index, kept[near[0]], int(distances[near[0]])))
+        else:
+            kept.append(index)
+    return removed
+
+
+@pytest.mark.parametrize("max_distance", [1, 4])
+def test_keep_first_filter_in_batches_equals_the_definition(planted: np.ndarray, max_distance: int) -> None:
+    expected = keep_first_reference(planted, max_distance)
+    assert len(expected) >= 100  # planted pairs, chains and identical tiles are found
+    assert select_duplicates(planted, max_distance) == expected
+    for batch_size in (1, 7, 500):
+        deduplicator = KeepFirstFilter(max_distance)
+        removed = [entry for start in range(0, planted.size, batch_size)
+                   for entry in deduplicator.add(planted[start:start + batch_size])]
+        assert removed == expected
 
 
 def test_near_test_images_hand_checked() -> None:
