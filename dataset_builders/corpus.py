@@ -368,6 +368,9 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
                     stats["converted"].append({"image": result.name, "from": result.converted_from})
                 with open(result.stored, "rb") as stored:
                     writer.write({"image": {"bytes": stored.read(), "path": result.name}, **result.row})
+            for result in batch:  # converted copies are in the shards now (or not kept): free their disk space
+                if result.converted_from:
+                    Path(result.stored).unlink()
 
         # Batches are settled while the workers decode the next images, so writing overlaps decoding.
         for result in _run(tasks, readers, config, converted_dir):

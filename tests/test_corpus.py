@@ -104,6 +104,24 @@ def test_settling_one_image_at_a_time_gives_the_same_corpus(e2e: tuple[Path, dic
     assert names == [path.name for path in (output / "data").glob("*.parquet")]  # same content digest
 
 
+def test_converted_copies_are_deleted_once_written(e2e: tuple[Path, dict], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _, report = e2e
+    left: list[list[str]] = []
+    real_rmtree = corpus.shutil.rmtree
+
+    def recording_rmtree(path, *args, **kwargs):
+        if Path(path).name == "_converted":
+            left.append(sorted(item.name for item in Path(path).iterdir()))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(corpus.shutil, "rmtree", recording_rmtree)
+    monkeypatch.setattr(corpus, "_SETTLE_BATCH", 2)
+    rebuilt = build_corpus(CorpusConfig(**{**report["config"], "output": str(tmp_path / "out")}))
+    assert rebuilt["totals"]["kept"] == report["totals"]["kept"] and report["sources"]["csv"]["converted"]
+    assert left == [[]]  # the TIFF's PNG copy was written into a shard and removed before the folder
+
+
 def test_rebuild_with_other_captions_is_not_served_from_the_datasets_cache(tmp_path: Path) -> None:
     root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX * 3})
     output = tmp_path / "out"
