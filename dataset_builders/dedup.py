@@ -248,17 +248,16 @@ class KeepFirstFilter:
         Indices count every hash added so far (the first call's first hash is 0)."""
         batch = _check_hashes(hashes, "hashes")
         offset, self._seen = self._seen, self._seen + batch.size
-        # twin among earlier batches: the lowest-index kept image within max_distance (-1: none)
-        earlier_twin = np.full(batch.size, -1, dtype=np.int64)
+        # twin among earlier batches: position (in the kept arrays) of the lowest-index kept image within
+        # max_distance; K (one past the end) when there is none
+        earlier_twin = np.full(batch.size, self._kept_hashes.size, dtype=np.int64)
         if self._kept_hashes.size and batch.size:
             parts = [part for segment in range(len(self._layout)) for part in
                      _cross_pairs_in_segment(batch, self._kept_hashes, self._layout, segment, self.max_distance)]
             if parts:
                 rows, kept_positions = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-                lowest = np.full(batch.size, self._kept_hashes.size, dtype=np.int64)
-                np.minimum.at(lowest, rows, kept_positions)
-                found = lowest < self._kept_hashes.size
-                earlier_twin[found] = self._kept_indices[lowest[found]]
+                np.minimum.at(earlier_twin, rows, kept_positions)  # kept positions follow index order
+        has_earlier_twin = earlier_twin < self._kept_hashes.size
         # twins within the batch: near pairs (i, j), i < j, grouped by the later image j
         pairs = near_duplicate_pairs(batch, self.max_distance)
         by_later = np.lexsort((pairs[:, 0], pairs[:, 1]))
@@ -267,10 +266,10 @@ class KeepFirstFilter:
         within = {int(later[start]): earlier[start:stop] for start, stop in pairwise(bounds)}
         kept = np.ones(batch.size, dtype=bool)
         removed: list[tuple[int, int, int]] = []
-        for index in sorted(set(np.flatnonzero(earlier_twin >= 0).tolist()) | set(within)):
-            if earlier_twin[index] >= 0:  # earlier batches' indices are all lower than this batch's
-                twin = int(earlier_twin[index])
-                twin_hash = self._kept_hashes[np.searchsorted(self._kept_indices, twin)]
+        for index in sorted(set(np.flatnonzero(has_earlier_twin).tolist()) | set(within)):
+            if has_earlier_twin[index]:  # earlier batches' indices are all lower than this batch's
+                position = earlier_twin[index]
+                twin, twin_hash = int(self._kept_indices[position]), self._kept_hashes[position]
             else:
                 candidates = within[index][kept[within[index]]]  # earlier images of this batch still kept
                 if not candidates.size:
