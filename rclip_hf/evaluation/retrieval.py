@@ -73,19 +73,22 @@ def _hits_by_rank(
     return hits
 
 
-def _best_positive(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(best (rows, 1), above (rows,), tied (rows,)): each row's best positive score (-inf for a row without
-    positives), and how many scores of the row lie above it and are equal to it (the positive included)."""
+def _best_positive(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(pair scores (P,), best (rows, 1), above (rows,), tied (rows,)): the positives' scores, each row's best of
+    them (-inf for a row without positives), and how many scores of the row lie above it and are equal to it (the
+    positive included)."""
+    pair_scores = scores[pair_rows, pair_columns]
     best = torch.full((scores.shape[0],), -torch.inf, device=scores.device)
-    best = best.scatter_reduce(0, pair_rows, scores[pair_rows, pair_columns], "amax")[:, None]
-    return best, (scores > best).sum(dim=1), (scores == best).sum(dim=1)
+    best = best.scatter_reduce(0, pair_rows, pair_scores, "amax")[:, None]
+    return pair_scores, best, (scores > best).sum(dim=1), (scores == best).sum(dim=1)
 
 
 def _block_hits_torch(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor, ks: Sequence[int]
                       ) -> dict[int, Tensor]:
     """Hits of one block as clip_benchmark ranks them: rows tied across the k-th place go to ``torch.topk``."""
     num_rows, num_gallery = scores.shape
-    _, above, tied = _best_positive(scores, pair_rows, pair_columns)
+    _, _, above, tied = _best_positive(scores, pair_rows, pair_columns)
     hits = {}
     for k in ks:
         k_eff = min(k, num_gallery)
@@ -107,8 +110,8 @@ def _block_hits_lowest_index(scores: Tensor, pair_rows: Tensor, pair_columns: Te
     """Hits of one block with equal scores ranked by gallery index: the lowest-index positive at the best score
     comes after every tied item of lower index."""
     num_rows, num_gallery = scores.shape
-    best, rank, tied = _best_positive(scores, pair_rows, pair_columns)  # rank: (rows,) 0-based, before ties
-    at_best = scores[pair_rows, pair_columns] == best[pair_rows, 0]
+    pair_scores, best, rank, tied = _best_positive(scores, pair_rows, pair_columns)  # rank: 0-based, before ties
+    at_best = pair_scores == best[pair_rows, 0]
     first = torch.full((num_rows,), num_gallery, device=scores.device)
     first = first.scatter_reduce(0, pair_rows[at_best], pair_columns[at_best], "amin")  # (rows,)
     ambiguous = (tied > 1).nonzero()[:, 0]
