@@ -20,7 +20,7 @@ decode, a grayscale conversion and a 32x32 Lanczos resize of every image. Worklo
   released), each in its 8 right-angle rotations/flips (64 images), in a DOTA layout with seeded boxes.
 Prints a markdown table; ``--dedup`` also runs benchmark (b) from ``data_pipeline_dedup.py`` (10k and 100k).
 
-    python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--dedup]
+    python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--workloads real,tiles,large] [--dedup]
 """
 
 from __future__ import annotations
@@ -187,19 +187,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workloads", default="real,tiles,large", help="comma-separated subset of real,tiles,large")
     parser.add_argument("--dedup", action="store_true", help="also run benchmark (b), data_pipeline_dedup.py")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        real = [f"dota={SHARED / 'dota'}", f"isaid={SHARED / 'isaid'}", f"dior={SHARED / 'dior'}",
-                f"csv={SHARED / 'neon_trees'}"]
-        tiles = [f"dota={make_tiles(work / 'tiles')}"]
-        large = [f"dota={make_large(work / 'large')}"]
-        results = [run("real", real, work, args.num_proc, args.repeats),
-                   run("tiles", tiles, work, args.num_proc, args.repeats),
-                   run("large", large, work, args.num_proc, args.repeats)]
+        workloads = {
+            "real": lambda: [f"dota={SHARED / 'dota'}", f"isaid={SHARED / 'isaid'}", f"dior={SHARED / 'dior'}",
+                             f"csv={SHARED / 'neon_trees'}"],
+            "tiles": lambda: [f"dota={make_tiles(work / 'tiles')}"],
+            "large": lambda: [f"dota={make_large(work / 'large')}"],
+        }
+        chosen = args.workloads.split(",")
+        unknown = set(chosen) - set(workloads)
+        if unknown:
+            parser.error(f"--workloads: unknown {sorted(unknown)}; choose from {sorted(workloads)}")
+        results = [run(name, workloads[name](), work, args.num_proc, args.repeats) for name in chosen]
     print(f"\nCorpus build vs decode-only ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"num_proc={args.num_proc}, median of {args.repeats} runs, load average before "
           f"{load_before:.1f} after {os.getloadavg()[0]:.1f}; goal: ratio <= 1.5)\n")

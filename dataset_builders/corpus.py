@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from dataset_builders import b2c, dedup
 from dataset_builders.hf_folder import (
     DEFAULT_MAX_SHARD_BYTES,
     REPORT_NAME,
+    ImageFile,
     ShardWriter,
     atomic_folder,
     card_metadata,
@@ -50,7 +52,10 @@ logger = logging.getLogger(__name__)
 
 NUM_CAPTIONS = 5
 _MAX_CHUNK = 16  # items per worker task: fewer messages between processes, still a smooth progress bar
-_SETTLE_BATCH = 256  # candidates de-duplicated and written together while the workers go on decoding
+# candidates de-duplicated and written together while the workers go on decoding: up to this many images or
+# this many bytes of stored image files, so that writing large images overlaps decoding the next ones
+_SETTLE_BATCH = 256
+_SETTLE_BYTES = 32 * 1024 * 1024
 CORPUS_FEATURES = datasets.Features({
     "image": datasets.Image(),
     "captions": datasets.List(datasets.Value("string")),
@@ -156,6 +161,7 @@ class Processed:
     notes: list[dict[str, Any]] = field(default_factory=list)  # annotations clipped or dropped
     phash: int = 0
     stored: str = ""  # file whose bytes go into the corpus (original, or the converted PNG)
+    stored_size: int = 0  # its size in bytes
     converted_from: str = ""
 
 
@@ -216,10 +222,10 @@ def _process(task: tuple[int, int, Item]) -> Processed:
     result.converted_from = decoded.converted_from
     if decoded.passthrough:
         result.stored = str(record.image_path)
+        result.stored_size = os.stat(record.image_path).st_size
     else:
         target = _WORKER["converted_dir"] / f"{index:08d}.png"
-        target.write_bytes(encode_png(decoded.image))
-        result.stored = str(target)
+        result.stored, result.stored_size = str(target), target.write_bytes(encode_png(decoded.image))
     return result
 
 
@@ -341,6 +347,8 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
         deduplicator = dedup.KeepFirstFilter(config.max_distance)
         compared: list[str] = []  # names of the candidates the deduplicator has seen, by its index
         batch: list[Processed] = []
+        batch_bytes = 0
+        unwritten: deque[tuple[int, Path]] = deque()  # (row, file) of the converted copies kept, not yet written
 
         def settle(batch: list[Processed]) -> None:
             """Exclude, de-duplicate (keep-first over everything seen so far) and write one batch, in order."""
@@ -361,16 +369,17 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
                     {"image": result.name, "kept": compared[kept_index], "distance": int(distance)})
             for index, result in enumerate(batch):
                 if index in removed:
+                    if result.converted_from:
+                        Path(result.stored).unlink()
                     continue
                 stats = per_source[readers[result.source_index].name]
                 stats["kept"] += 1
                 if result.converted_from:
                     stats["converted"].append({"image": result.name, "from": result.converted_from})
-                with open(result.stored, "rb") as stored:
-                    writer.write({"image": {"bytes": stored.read(), "path": result.name}, **result.row})
-            for result in batch:  # converted copies are in the shards now (or not kept): free their disk space
-                if result.converted_from:
-                    Path(result.stored).unlink()
+                    unwritten.append((writer.num_rows, Path(result.stored)))
+                writer.write({"image": ImageFile(result.stored, result.name, result.stored_size), **result.row})
+            while unwritten and unwritten[0][0] < writer.rows_written:  # in a shard now: free its disk space
+                unwritten.popleft()[1].unlink()
 
         # Batches are settled while the workers decode the next images, so writing overlaps decoding.
         for result in _run(tasks, readers, config, converted_dir):
@@ -380,11 +389,14 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
                 stats["skipped"].append(result.skipped)
                 continue
             batch.append(result)
-            if len(batch) == _SETTLE_BATCH:
+            batch_bytes += result.stored_size
+            if len(batch) == _SETTLE_BATCH or batch_bytes >= _SETTLE_BYTES:
                 settle(batch)
-                batch = []
+                batch, batch_bytes = [], 0
         settle(batch)
         shards = writer.close()
+        for _, path in unwritten:  # written by close
+            path.unlink()
         shutil.rmtree(converted_dir)
 
         for stats in per_source.values():

@@ -15,10 +15,12 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -26,22 +28,46 @@ import yaml
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
+DEFAULT_MAX_BATCH_BYTES = 32 * 1024 * 1024
 REPORT_NAME = "build_report.json"
 
 
+@dataclass(frozen=True)
+class ImageFile:
+    """An ``Image()`` cell whose bytes are those of ``file`` (``size`` bytes, checked when read), read only when
+    its row group is written; the cell's ``path`` is ``name``. Lets a writer store many large images without
+    holding their bytes as Python objects."""
+
+    file: str
+    name: str
+    size: int
+
+
 class ShardWriter:
-    """Writes rows of one split into ``data/<split>-NNNNN.parquet`` shards of at most ~``max_shard_bytes``."""
+    """Writes rows of one split into ``data/<split>-NNNNN.parquet`` shards of at most ~``max_shard_bytes``.
+
+    Rows are written in row groups of ``rows_per_batch`` rows or ~``max_batch_bytes`` of image bytes, whichever
+    comes first. Image cells are ``{"bytes", "path"}`` dicts or ``ImageFile``; the image bytes of a row group
+    are gathered into one reused buffer, so writing allocates no new memory per image.
+    """
 
     def __init__(self, folder: Path, split: str, features: datasets.Features,
-                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, rows_per_batch: int = 64) -> None:
+                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, rows_per_batch: int = 64,
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
         self.folder, self.split, self.features = folder, split, features
         self.schema = features.arrow_schema
-        self.max_shard_bytes, self.rows_per_batch = max_shard_bytes, rows_per_batch
-        self.num_rows = 0
+        self.max_shard_bytes, self.rows_per_batch, self.max_batch_bytes = max_shard_bytes, rows_per_batch, max_batch_bytes
+        self.num_rows = 0  # rows added
+        self.rows_written = 0  # rows written to the shards (the first ones added)
+        self._image_columns = {name for name, feature in features.items() if isinstance(feature, datasets.Image)}
+        self._other_schema = pa.schema([field for field in self.schema if field.name not in self._image_columns])
         self._shards: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
         self._shard_bytes = 0
-        self._batch: list[dict[str, Any]] = []
+        self._batch: list[Mapping[str, Any]] = []
+        self._batch_bytes = 0
+        self._buffer = np.empty(0, dtype=np.uint8)  # image bytes of one row group, reused from one to the next
+        self._digest = hashlib.sha256()  # of the split's shards, in order, as they are written
 
     def _column_options(self) -> dict[str, Any]:
         """ParquetWriter options: image bytes (already compressed JPEG/PNG) are stored as they are, without
@@ -50,35 +76,77 @@ class ShardWriter:
         buffer = io.BytesIO()
         pq.write_table(self.schema.empty_table(), buffer)
         columns = pq.ParquetFile(io.BytesIO(buffer.getvalue())).schema
-        image_bytes = {f"{name}.bytes" for name, feature in self.features.items() if isinstance(feature, datasets.Image)}
+        image_bytes = {f"{name}.bytes" for name in self._image_columns}
         paths = [columns.column(i).path for i in range(len(columns))]
         others = [path for path in paths if path not in image_bytes]
         return {"use_dictionary": others, "write_statistics": others,
                 "compression": {path: "NONE" if path in image_bytes else "SNAPPY" for path in paths}}
 
     def write(self, row: Mapping[str, Any]) -> None:
-        """Add one row (features already encoded: images as ``{"bytes", "path"}``)."""
-        self._batch.append(dict(row))
+        """Add one row (features already encoded; images as ``{"bytes", "path"}`` or ``ImageFile``)."""
+        self._batch.append(row)
         self.num_rows += 1
-        if len(self._batch) >= self.rows_per_batch:
-            self._flush()
+        self._batch_bytes += sum(_cell_size(row.get(name)) for name in self._image_columns)
+        if len(self._batch) >= self.rows_per_batch or self._batch_bytes >= self.max_batch_bytes:
+            self.flush()
 
-    def _flush(self) -> None:
+    def _image_column(self, cells: Sequence[Any], struct: pa.StructType) -> pa.StructArray:
+        """The ``{bytes, path}`` struct column of ``cells``, its bytes gathered in ``self._buffer``."""
+        sizes = [_cell_size(cell) for cell in cells]
+        total = sum(sizes)
+        if total >= 2**31:
+            raise ValueError(f"{self.split}: {total} image bytes in one row group; lower max_batch_bytes")
+        if self._buffer.size < total:
+            self._buffer = np.empty(max(total, 2 * self._buffer.size), dtype=np.uint8)
+        offsets = np.zeros(len(cells) + 1, dtype=np.int32)
+        np.cumsum(sizes, out=offsets[1:])
+        has_bytes, paths = [], []
+        for cell, start, size in zip(cells, offsets[:-1].tolist(), sizes):
+            target = memoryview(self._buffer[start:start + size])
+            if isinstance(cell, ImageFile):
+                with open(cell.file, "rb", buffering=0) as handle:
+                    if handle.readinto(target) != size or handle.read(1):
+                        raise OSError(f"{cell.file}: not {size} bytes long any more (changed while being written)")
+                has_bytes.append(True)
+                paths.append(cell.name)
+            else:
+                data = (cell or {}).get("bytes")
+                target[:] = data or b""
+                has_bytes.append(data is not None)
+                paths.append((cell or {}).get("path"))
+        valid = None if all(has_bytes) else pa.py_buffer(np.packbits(has_bytes, bitorder="little"))
+        image_bytes = pa.BinaryArray.from_buffers(pa.binary(), len(cells), [
+            valid, pa.py_buffer(offsets), pa.py_buffer(self._buffer[:total])])
+        mask = pa.array([cell is None for cell in cells]) if any(cell is None for cell in cells) else None
+        return pa.StructArray.from_arrays([image_bytes, pa.array(paths, pa.string())], fields=list(struct), mask=mask)
+
+    def flush(self) -> None:
+        """Write the rows added so far (after this, the files of their ``ImageFile`` cells may be deleted)."""
         if not self._batch:
             return
-        table = pa.Table.from_pylist(self._batch, schema=self.schema)
-        self._batch = []
+        others = pa.Table.from_pylist([{field.name: row.get(field.name) for field in self._other_schema}
+                                       for row in self._batch], schema=self._other_schema)
+        table = pa.Table.from_arrays([
+            self._image_column([row.get(field.name) for row in self._batch], field.type)
+            if field.name in self._image_columns else others.column(field.name) for field in self.schema],
+            schema=self.schema)
         if self._writer is not None and self._shard_bytes + table.nbytes > self.max_shard_bytes:
             self._writer.close()
             self._writer = None
         if self._writer is None:
-            path = self.folder / "data" / f"{self.split}-{len(self._shards):05d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._shards.append(path)
-            self._writer = pq.ParquetWriter(path, self.schema, **self._column_options())
+            self._writer = pq.ParquetWriter(self._new_shard(), self.schema, **self._column_options())
             self._shard_bytes = 0
-        self._writer.write_table(table)
+        self._writer.write_table(table)  # written (copied into pages) before the buffer is reused
         self._shard_bytes += table.nbytes
+        self.rows_written += len(self._batch)
+        self._batch, self._batch_bytes = [], 0
+
+    def _new_shard(self) -> _HashingFile:
+        """Open the next shard file; what is written to it also goes into the split's running digest."""
+        path = self.folder / "data" / f"{self.split}-{len(self._shards):05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._shards.append(path)
+        return _HashingFile(path, self._digest)
 
     def close(self) -> list[Path]:
         """Flush and close; shards are renamed ``<split>-NNNNN-of-MMMMM-<digest>.parquet``. Returns their paths.
@@ -87,25 +155,38 @@ class ShardWriter:
         ``datasets`` keys its cache of a local folder by the card's YAML only, so without it a rebuilt folder
         at the same path would be served from the cache of the previous build.
         """
-        self._flush()
+        self.flush()
         if self._writer is not None:
             self._writer.close()
         if not self._shards:  # an empty split still gets one (empty) shard so the config resolves
-            path = self.folder / "data" / f"{self.split}-00000.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(self.schema.empty_table(), path)
-            self._shards.append(path)
-        digest = hashlib.sha256()
-        for path in self._shards:
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            with self._new_shard() as sink:
+                pq.write_table(self.schema.empty_table(), sink)
+        digest = self._digest.hexdigest()[:12]
         final = []
         for index, path in enumerate(self._shards):
-            target = path.with_name(f"{self.split}-{index:05d}-of-{len(self._shards):05d}-{digest.hexdigest()[:12]}.parquet")
+            target = path.with_name(f"{self.split}-{index:05d}-of-{len(self._shards):05d}-{digest}.parquet")
             path.rename(target)
             final.append(target)
         return final
+
+
+class _HashingFile(io.FileIO):
+    """A file opened for writing that also feeds every byte written into a running ``digest``."""
+
+    def __init__(self, path: Path, digest: Any) -> None:
+        super().__init__(path, "wb")
+        self.digest = digest
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return super().write(data)
+
+
+def _cell_size(cell: Any) -> int:
+    """Bytes of an image cell: the file size of an ``ImageFile``, the length of a dict's ``bytes``."""
+    if isinstance(cell, ImageFile):
+        return cell.size
+    return len((cell or {}).get("bytes") or b"")
 
 
 def card_text(metadata: Mapping[str, Any], body: str) -> str:

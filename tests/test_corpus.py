@@ -107,7 +107,16 @@ def test_settling_one_image_at_a_time_gives_the_same_corpus(e2e: tuple[Path, dic
 def test_converted_copies_are_deleted_once_written(e2e: tuple[Path, dict], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     _, report = e2e
-    left: list[list[str]] = []
+    left: list[list[str]] = []  # the converted copies still on disk when the shards are closed, at the end
+
+    class OneRowGroups(corpus.ShardWriter):  # every row is written as soon as it is added
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, rows_per_batch=1, **kwargs)
+
+        def close(self) -> list[Path]:
+            left.append(sorted(item.name for item in (self.folder / "_converted").iterdir()))
+            return super().close()
+
     real_rmtree = corpus.shutil.rmtree
 
     def recording_rmtree(path, *args, **kwargs):
@@ -119,7 +128,12 @@ def test_converted_copies_are_deleted_once_written(e2e: tuple[Path, dict], tmp_p
     monkeypatch.setattr(corpus, "_SETTLE_BATCH", 2)
     rebuilt = build_corpus(CorpusConfig(**{**report["config"], "output": str(tmp_path / "out")}))
     assert rebuilt["totals"]["kept"] == report["totals"]["kept"] and report["sources"]["csv"]["converted"]
-    assert left == [[]]  # the TIFF's PNG copy was written into a shard and removed before the folder
+    assert left == [[]]  # row groups of 64 rows: the TIFF's PNG copy is written by close, removed before rmtree
+    monkeypatch.setattr(corpus, "ShardWriter", OneRowGroups)
+    left.clear()
+    rebuilt = build_corpus(CorpusConfig(**{**report["config"], "output": str(tmp_path / "one-row-groups")}))
+    assert rebuilt["totals"]["kept"] == report["totals"]["kept"]
+    assert left == [[], []]  # removed as soon as its row group was written, before the shards were closed
 
 
 def test_rebuild_with_other_captions_is_not_served_from_the_datasets_cache(tmp_path: Path) -> None:
