@@ -5,7 +5,8 @@ de-duplication, Parquet writing, card and report) takes at most 1.5x the time of
 raster files (``PIL.Image.open(path).convert("RGB")``), both with the same number of processes, in the same
 run. Fairness: both sides decode the same files (every candidate image of the build, kept or removed as a
 duplicate, and, for mask sources, the masks M2B decodes), use the same number of worker processes (a fork
-``Pool`` created inside the timed region, tasks in chunks of the same size) and a warm page cache (every
+``Pool`` created inside the timed region, tasks in chunks of the same size, one BLAS thread per worker) and a
+warm page cache (every
 source file is read once before timing); build and decode-only alternate in each repeat, so machine load
 hits both alike, and the table gives the median of the repeats for each and the median of the per-repeat
 ratios (the figure least sensitive to other processes on the machine), plus the CPU seconds of each side
@@ -44,6 +45,7 @@ from PIL import Image
 
 from dataset_builders.corpus import CorpusConfig, build_corpus, relative_name, source_base
 from dataset_builders.dedup import phash_value
+from dataset_builders.lanczos import one_blas_thread
 from dataset_builders.records import Skipped
 from dataset_builders.sources import get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
@@ -111,7 +113,7 @@ def timed_pass(tasks: list[tuple[str, bool]], num_proc: int) -> float:
         list(map(decode, tasks))
     else:
         chunksize = max(1, min(16, len(tasks) // (4 * num_proc)))
-        with multiprocessing.get_context().Pool(num_proc) as pool:
+        with multiprocessing.get_context().Pool(num_proc, initializer=one_blas_thread) as pool:
             list(pool.imap(decode, tasks, chunksize=chunksize))
     return time.perf_counter() - start
 

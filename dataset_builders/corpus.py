@@ -43,6 +43,7 @@ from dataset_builders.hf_folder import (
     card_text,
     write_json,
 )
+from dataset_builders.lanczos import one_blas_thread
 from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
@@ -168,7 +169,9 @@ class Processed:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(readers: list[SourceReader], seed: int, converted_dir: str) -> None:
+def _init_worker(readers: list[SourceReader], seed: int, converted_dir: str, pooled: bool) -> None:
+    if pooled:
+        one_blas_thread()
     _WORKER.update(readers=readers, bases=[source_base(reader.root) for reader in readers], seed=seed,
                    converted_dir=Path(converted_dir))
 
@@ -235,11 +238,11 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
     initargs = (readers, config.seed, str(converted_dir))
     progress = {"total": len(tasks), "desc": "decode, hash, caption", "unit": "img"}
     if config.num_proc <= 1 or len(tasks) < 2:
-        _init_worker(*initargs)
+        _init_worker(*initargs, pooled=False)
         yield from tqdm(map(_process, tasks), **progress)
         return
     chunksize = max(1, min(_MAX_CHUNK, len(tasks) // (4 * config.num_proc)))
-    with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
+    with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker, initargs=(*initargs, True)) as pool:
         yield from tqdm(pool.imap(_process, tasks, chunksize=chunksize), **progress)
 
 

@@ -27,6 +27,7 @@ import scipy.fftpack
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from dataset_builders.lanczos import one_blas_thread, resize_gray
 from dataset_builders.records import Skipped
 
 __all__ = [
@@ -58,11 +59,12 @@ def phash_value(image: Image.Image) -> int:
 
     The same steps as ``imagehash.phash`` (grayscale, 32x32 Lanczos, 2-D DCT-II, the 8x8 low frequencies
     against their median, row-major bits, first bit most significant) without its per-call overhead: the
+    Lanczos resize is Pillow's arithmetic done by matrix products (``dataset_builders.lanczos``), the
     median of the 64 values is the mean of the two middle ones of a sort (what ``np.median`` computes) and the
     bits are packed with ``np.packbits`` instead of a bit string.
     """
-    small = image.convert("L").resize((_PHASH_SIZE, _PHASH_SIZE), Image.Resampling.LANCZOS)
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(np.asarray(small), axis=0), axis=1)
+    small = resize_gray(image.convert("L"), _PHASH_SIZE, _PHASH_SIZE)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(small, axis=0), axis=1)
     low = dct[:_PHASH_BITS_SIDE, :_PHASH_BITS_SIDE].ravel()
     middle = np.sort(low)[low.size // 2 - 1: low.size // 2 + 1]
     return int.from_bytes(np.packbits(low > (middle[0] + middle[1]) / 2).tobytes(), "big")
@@ -95,7 +97,7 @@ def phash_images(paths: Sequence[Path], num_proc: int = 1) -> tuple[np.ndarray, 
         results: Iterator[tuple[int | None, str]] = map(_phash_or_reason, names)
         return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
     chunksize = max(1, min(64, len(names) // (4 * num_proc)))
-    with ProcessPoolExecutor(max_workers=num_proc) as pool:
+    with ProcessPoolExecutor(max_workers=num_proc, initializer=one_blas_thread) as pool:
         results = pool.map(_phash_or_reason, names, chunksize=chunksize)
         return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
 
