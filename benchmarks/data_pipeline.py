@@ -5,7 +5,7 @@ de-duplication, Parquet writing, card and report) takes at most 1.5x the time of
 raster files (``PIL.Image.open(path).convert("RGB")``), both with the same number of processes, in the same
 run. Fairness: both sides decode the same files (every candidate image of the build, kept or removed as a
 duplicate, and, for mask sources, the masks M2B decodes), use the same number of worker processes (a fork
-``Pool`` created inside the timed region, tasks in chunks of the same size, one BLAS thread per worker) and a
+``Pool`` created inside the timed region, tasks chunked alike by ``task_chunks``, one BLAS thread per worker) and a
 warm page cache (every
 source file is read once before timing); build and decode-only alternate in each repeat, so machine load
 hits both alike, and the table gives the median of the repeats for each and the median of the per-repeat
@@ -43,7 +43,14 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
-from dataset_builders.corpus import CorpusConfig, build_corpus, relative_name, source_base
+from dataset_builders.corpus import (
+    CorpusConfig,
+    build_corpus,
+    file_size,
+    relative_name,
+    source_base,
+    task_chunks,
+)
 from dataset_builders.dedup import phash_value
 from dataset_builders.lanczos import one_blas_thread
 from dataset_builders.records import Skipped
@@ -106,15 +113,19 @@ def decode(task: tuple[str, bool]) -> int:
         return phash_value(rgb) if hashed else rgb.size[0]
 
 
+def decode_chunk(chunk: list[tuple[str, bool]]) -> list[int]:
+    return [decode(task) for task in chunk]
+
+
 def timed_pass(tasks: list[tuple[str, bool]], num_proc: int) -> float:
-    """Seconds to ``decode`` every task once with ``num_proc`` processes (task chunks sized as the build's)."""
+    """Seconds to ``decode`` every task once with ``num_proc`` processes (tasks chunked as the build's)."""
     start = time.perf_counter()
     if num_proc == 1:
         list(map(decode, tasks))
     else:
-        chunksize = max(1, min(16, len(tasks) // (4 * num_proc)))
+        chunks = task_chunks([file_size(Path(path)) for path, _ in tasks], num_proc)
         with multiprocessing.get_context().Pool(num_proc, initializer=one_blas_thread) as pool:
-            list(pool.imap(decode, tasks, chunksize=chunksize))
+            list(pool.imap(decode_chunk, [[tasks[position] for position in chunk] for chunk in chunks]))
     return time.perf_counter() - start
 
 

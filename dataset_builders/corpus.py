@@ -52,11 +52,14 @@ from dataset_builders.sources.images import DecodedImage, ImageReadError, decode
 logger = logging.getLogger(__name__)
 
 NUM_CAPTIONS = 5
-_MAX_CHUNK = 16  # items per worker task: fewer messages between processes, still a smooth progress bar
+# images per worker task: few messages between processes for small images; big images go one per task, so
+# the results (consumed in order) never wait long behind one slow task while the other workers run ahead
+_MAX_CHUNK = 16
+_MAX_CHUNK_BYTES = 2 * 1024 * 1024
 # candidates de-duplicated and written together while the workers go on decoding: up to this many images or
 # this many bytes of stored image files, so that writing large images overlaps decoding the next ones
 _SETTLE_BATCH = 256
-_SETTLE_BYTES = 32 * 1024 * 1024
+_SETTLE_BYTES = 8 * 1024 * 1024
 CORPUS_FEATURES = datasets.Features({
     "image": datasets.Image(),
     "captions": datasets.List(datasets.Value("string")),
@@ -169,10 +172,13 @@ class Processed:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(readers: list[SourceReader], seed: int, converted_dir: str, pooled: bool) -> None:
+def _init_worker(readers: list[SourceReader], tasks: list[tuple[int, int, Item]], seed: int, converted_dir: str,
+                 pooled: bool) -> None:
+    """Give this process the build's readers and tasks (inherited, not pickled, where processes are forked):
+    workers then receive task positions only."""
     if pooled:
         one_blas_thread()
-    _WORKER.update(readers=readers, bases=[source_base(reader.root) for reader in readers], seed=seed,
+    _WORKER.update(readers=readers, tasks=tasks, bases=[source_base(reader.root) for reader in readers], seed=seed,
                    converted_dir=Path(converted_dir))
 
 
@@ -185,9 +191,9 @@ def _decode(reader: SourceReader, path: Path, result: Processed) -> DecodedImage
         return None
 
 
-def _process(task: tuple[int, int, Item]) -> Processed:
-    """Load one item, decode and hash its image, make its five captions (runs in a worker)."""
-    index, source_index, item = task
+def _process(position: int) -> Processed:
+    """Load the item of task ``position``, decode and hash its image, make its five captions (runs in a worker)."""
+    index, source_index, item = _WORKER["tasks"][position]
     reader: SourceReader = _WORKER["readers"][source_index]
     name = f"{reader.name}/{relative_name(item.image_path, _WORKER['bases'][source_index])}"
     result = Processed(source_index=source_index, name=name)
@@ -232,18 +238,51 @@ def _process(task: tuple[int, int, Item]) -> Processed:
     return result
 
 
+def task_chunks(sizes: Sequence[int], num_proc: int, max_items: int = _MAX_CHUNK,
+                max_bytes: int = _MAX_CHUNK_BYTES) -> list[range]:
+    """Consecutive task positions in chunks of at most ``max_items`` tasks (fewer when there are few tasks
+    per process) and, past each chunk's first task, at most ``max_bytes`` of input files (``sizes``)."""
+    max_items = max(1, min(max_items, len(sizes) // (4 * num_proc)))
+    chunks, start, total = [], 0, 0
+    for position, size in enumerate(sizes):
+        if position > start and (position - start == max_items or total + size > max_bytes):
+            chunks.append(range(start, position))
+            start, total = position, 0
+        total += size
+    if start < len(sizes):
+        chunks.append(range(start, len(sizes)))
+    return chunks
+
+
+def file_size(path: Path) -> int:
+    """Bytes of a task's image file (0 for a path that is not a file, such as a video frame ``file#frame``)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _process_chunk(chunk: range) -> list[Processed]:
+    return [_process(position) for position in chunk]
+
+
 def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config: CorpusConfig,
          converted_dir: Path) -> Iterator[Processed]:
     """Process every task, in order, in ``config.num_proc`` processes, with a progress bar."""
-    initargs = (readers, config.seed, str(converted_dir))
-    progress = {"total": len(tasks), "desc": "decode, hash, caption", "unit": "img"}
-    if config.num_proc <= 1 or len(tasks) < 2:
-        _init_worker(*initargs, pooled=False)
-        yield from tqdm(map(_process, tasks), **progress)
-        return
-    chunksize = max(1, min(_MAX_CHUNK, len(tasks) // (4 * config.num_proc)))
-    with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker, initargs=(*initargs, True)) as pool:
-        yield from tqdm(pool.imap(_process, tasks, chunksize=chunksize), **progress)
+    initargs = (readers, tasks, config.seed, str(converted_dir))
+    with tqdm(total=len(tasks), desc="decode, hash, caption", unit="img") as progress:
+        if config.num_proc <= 1 or len(tasks) < 2:
+            _init_worker(*initargs, pooled=False)
+            for position in range(len(tasks)):
+                yield _process(position)
+                progress.update()
+            return
+        chunks = task_chunks([file_size(item.image_path) for _, _, item in tasks], config.num_proc)
+        with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker,
+                                                initargs=(*initargs, True)) as pool:
+            for results in pool.imap(_process_chunk, chunks):
+                yield from results
+                progress.update(len(results))
 
 
 def _stat(path: str) -> list[Any]:

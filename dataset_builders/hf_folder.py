@@ -28,7 +28,7 @@ import yaml
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
-DEFAULT_MAX_BATCH_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 REPORT_NAME = "build_report.json"
 
 

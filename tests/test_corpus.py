@@ -310,3 +310,15 @@ def test_unforeseen_reader_error_skips_the_image(tmp_path: Path) -> None:
     check_accounting(report)
     [entry] = report["sources"]["dota"]["skipped"]
     assert entry["path"].endswith("a.txt") and entry["reason"].startswith("unreadable annotation: IsADirectoryError")
+
+
+def test_task_chunks_bound_items_and_bytes_and_cover_every_task_once() -> None:
+    small, big = 40_000, 3_000_000
+    sizes = [small] * 100 + [big] * 5 + [small] * 3 + [0] * 40
+    chunks = corpus.task_chunks(sizes, num_proc=2, max_items=16, max_bytes=2_000_000)
+    assert [position for chunk in chunks for position in chunk] == list(range(len(sizes)))
+    assert all(len(chunk) <= 16 for chunk in chunks)
+    assert all(len(chunk) == 1 or sum(sizes[p] for p in chunk) <= 2_000_000 for chunk in chunks)
+    assert [len(chunk) for chunk in chunks if sizes[chunk[0]] == big] == [1, 1, 1, 1, 1]  # one big image per task
+    assert len(corpus.task_chunks([small] * 12, num_proc=2)) == 12  # few tasks per process: one per chunk
+    assert corpus.task_chunks([], num_proc=2) == []
