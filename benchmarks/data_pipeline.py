@@ -52,7 +52,7 @@ from dataset_builders.corpus import (
     task_chunks,
 )
 from dataset_builders.dedup import phash_value
-from dataset_builders.lanczos import one_blas_thread
+from dataset_builders.lanczos import one_blas_thread, prepare
 from dataset_builders.records import Skipped
 from dataset_builders.sources import get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
@@ -124,6 +124,7 @@ def timed_pass(tasks: list[tuple[str, bool]], num_proc: int) -> float:
         list(map(decode, tasks))
     else:
         chunks = task_chunks([file_size(Path(path)) for path, _ in tasks], num_proc)
+        prepare()
         with multiprocessing.get_context().Pool(num_proc, initializer=one_blas_thread) as pool:
             list(pool.imap(decode_chunk, [[tasks[position] for position in chunk] for chunk in chunks]))
     return time.perf_counter() - start

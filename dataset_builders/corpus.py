@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from dataset_builders import b2c, dedup
+from dataset_builders import b2c, dedup, lanczos
 from dataset_builders.hf_folder import (
     DEFAULT_MAX_SHARD_BYTES,
     REPORT_NAME,
@@ -43,7 +43,6 @@ from dataset_builders.hf_folder import (
     card_text,
     write_json,
 )
-from dataset_builders.lanczos import one_blas_thread
 from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
@@ -177,7 +176,7 @@ def _init_worker(readers: list[SourceReader], tasks: list[tuple[int, int, Item]]
     """Give this process the build's readers and tasks (inherited, not pickled, where processes are forked):
     workers then receive task positions only."""
     if pooled:
-        one_blas_thread()
+        lanczos.one_blas_thread()
     _WORKER.update(readers=readers, tasks=tasks, bases=[source_base(reader.root) for reader in readers], seed=seed,
                    converted_dir=Path(converted_dir))
 
@@ -278,6 +277,7 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
                 progress.update()
             return
         chunks = task_chunks([file_size(item.image_path) for _, _, item in tasks], config.num_proc)
+        lanczos.prepare()
         with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker,
                                                 initargs=(*initargs, True)) as pool:
             for results in pool.imap(_process_chunk, chunks):

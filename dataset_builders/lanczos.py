@@ -20,9 +20,9 @@ import math
 
 import numpy as np
 from PIL import Image
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-__all__ = ["one_blas_thread", "resize_gray"]
+__all__ = ["one_blas_thread", "prepare", "resize_gray"]
 
 _PRECISION_BITS = 22  # Pillow's Resample.c: 32 - 8 - 2
 _BAND = 8  # output pixels per matrix product: a band's inputs are 8 + 6 output-pixel spans wide
@@ -161,7 +161,20 @@ def resize_gray(image: Image.Image, width: int, height: int) -> np.ndarray:
     return _resize(np.asarray(image), width, height, vertical_first)
 
 
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def prepare() -> None:
+    """Find, once in this process, what ``resize_gray`` and ``one_blas_thread`` need (Pillow's pass order, the
+    loaded BLAS libraries): called before a pool forks its workers, so that they inherit it instead of each
+    finding it again."""
+    _pillow_pass_order()
+    _thread_pools()
+
+
 def one_blas_thread() -> None:
     """Limit BLAS to one thread in this process: for the worker processes of a pool, which already keep every
     core busy (BLAS threads on top of them would only contend)."""
-    threadpool_limits(limits=1, user_api="blas")
+    _thread_pools().limit(limits=1, user_api="blas")

@@ -79,4 +79,4 @@ def test_pool_workers_use_one_blas_thread() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, initializer=lanczos.one_blas_thread) as pool:
-        assert pool.submit(_blas_threads).result() == [1]
+        assert set(pool.submit(_blas_threads).result()) == {1}  # every BLAS library loaded (numpy, scipy)
