@@ -46,7 +46,13 @@ from dataset_builders.hf_folder import (
 from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
-from dataset_builders.sources.images import DecodedImage, ImageReadError, decode_rgb, encode_png
+from dataset_builders.sources.images import (
+    DecodedImage,
+    ImageReadError,
+    decode_rgb,
+    decoded_whole,
+    encode_png,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +187,11 @@ def _init_worker(readers: list[SourceReader], tasks: list[tuple[int, int, Item]]
                    converted_dir=Path(converted_dir))
 
 
-def _decode(reader: SourceReader, path: Path, result: Processed) -> DecodedImage | None:
-    """Decode an image for ``_process``; on failure record the skip in ``result`` and return None."""
+def _decode(reader: SourceReader, path: Path, result: Processed,
+            window: tuple[int, int, int, int] | None = None) -> DecodedImage | None:
+    """Decode an image (or a window of it) for ``_process``; on failure record the skip in ``result``, return None."""
     try:
-        return decode_rgb(path)
+        return decode_rgb(path, window)
     except (ImageReadError, Image.DecompressionBombError) as error:
         result.skipped = _skipped_dict(reader.skip(path, str(error)))
         return None
@@ -195,10 +202,12 @@ def _process(position: int) -> Processed:
     index, source_index, item = _WORKER["tasks"][position]
     reader: SourceReader = _WORKER["readers"][source_index]
     name = f"{reader.name}/{relative_name(item.image_path, _WORKER['bases'][source_index])}"
+    if item.window is not None:
+        name += "#" + "_".join(map(str, item.window))
     result = Processed(source_index=source_index, name=name)
     decoded = None
     if item.image_path.is_file():  # decode first: one open gives the size; video frames appear in load()
-        decoded = _decode(reader, item.image_path, result)
+        decoded = _decode(reader, item.image_path, result, item.window)
         if decoded is None:
             return result
         item.size = decoded.image.size
@@ -275,6 +284,7 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
             for position in range(len(tasks)):
                 yield _process(position)
                 progress.update()
+            decoded_whole.cache_clear()  # the last large tile cut into windows
             return
         chunks = task_chunks([file_size(item.image_path) for _, _, item in tasks], config.num_proc)
         lanczos.prepare()

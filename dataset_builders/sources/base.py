@@ -24,10 +24,16 @@ class Item:
     payload: Any = None  # annotations already parsed during the scan (single-file formats)
     provenance: dict[str, str] = field(default_factory=dict)
     size: tuple[int, int] | None = None  # (width, height) when the caller already decoded the image
+    window: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1): the item is this crop of the image file
 
     def image_size(self) -> tuple[int, int]:
-        """(width, height): the known size, else read from the image header."""
-        return self.size if self.size is not None else image_size(self.image_path)
+        """(width, height): the known size, the window's, else read from the image header."""
+        if self.size is not None:
+            return self.size
+        if self.window is not None:
+            x0, y0, x1, y1 = self.window
+            return x1 - x0, y1 - y0
+        return image_size(self.image_path)
 
 
 @dataclass
@@ -138,6 +144,23 @@ class BoxCollector:
         """The Loaded result for the item with the collected boxes (size as given to the collector)."""
         record = self.reader.new_record(item, boxes=self.boxes, size=(self.width, self.height))
         return Loaded(record=record, notes=self.notes)
+
+
+def patch_windows(width: int, height: int, patch_size: int) -> list[tuple[int, int, int, int]]:
+    """Crops ``(x0, y0, x1, y1)`` of a ``width`` x ``height`` image into ``patch_size`` squares, row by row, as
+    mmsegmentation's ISPRS converters cut them: side by side from 0, the last of a row (column) moved back to
+    end at the border; a side not longer than ``patch_size`` is one crop of the whole side."""
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be >= 1 pixel, got {patch_size}")
+
+    def starts(length: int) -> list[int]:
+        if length <= patch_size:
+            return [0]
+        found = list(range(0, length - patch_size + 1, patch_size))
+        return found if found[-1] + patch_size == length else [*found, length - patch_size]
+
+    return [(x, y, min(x + patch_size, width), min(y + patch_size, height))
+            for y in starts(height) for x in starts(width)]
 
 
 def sized_collector(reader: SourceReader, item: Item) -> BoxCollector | Loaded:

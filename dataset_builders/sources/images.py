@@ -12,10 +12,13 @@ Conversion rule (applied only when a file is not already 8-bit RGB):
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -92,8 +95,24 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ImageReadError(f"{path}: not a readable image: {error}") from error
 
 
-def decode_rgb(path: Path) -> DecodedImage:
-    """Fully decode an image file as 8-bit RGB; raises ImageReadError naming the file when it cannot."""
+@functools.lru_cache(maxsize=2)
+def decoded_whole(path: Path, decode: Callable[[Path], Any]) -> Any:
+    """``decode(path)``, kept for the next calls: the windows of one large tile (and of its mask), taken one
+    after the other, decode it once. ``decoded_whole.cache_clear()`` frees it."""
+    return decode(path)
+
+
+def decode_rgb(path: Path, window: tuple[int, int, int, int] | None = None) -> DecodedImage:
+    """Fully decode an image file (or the ``window`` (x0, y0, x1, y1) of it, stored as PNG) as 8-bit RGB; raises
+    ImageReadError naming the file when it cannot."""
+    if window is not None:
+        whole: DecodedImage = decoded_whole(path, decode_rgb)
+        width, height = whole.image.size
+        if window[2] > width or window[3] > height:
+            raise ImageReadError(f"{path}: window {window} is outside the {width}x{height} image")
+        source = whole.converted_from or (whole.image.format or "image")
+        return DecodedImage(whole.image.crop(window), passthrough=False,
+                            converted_from=f"{source} window {','.join(map(str, window))}")
     try:
         image = Image.open(path)
         file_format, mode = image.format, image.mode

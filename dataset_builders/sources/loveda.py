@@ -32,7 +32,7 @@ class LovedaReader(MaskReader):
                                     {"split": domain.parent.name, "domain": domain.name})
 
     def boxes_from_masks(self, item: Item) -> tuple[list[Box], list[str], tuple[int, int]]:
-        mask = read_mask(item.annotation_path, "index")
+        mask = read_mask(item.annotation_path, "index", item.window)
         boxes, notes = m2b.boxes_from_index_mask(mask, m2b.LOVEDA_CLASSES, ignore_ids=self.ignore_ids,
                                                  min_area=self.min_area)
         return boxes, notes, (mask.shape[1], mask.shape[0])

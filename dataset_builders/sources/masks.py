@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,19 +14,41 @@ from PIL import Image
 from dataset_builders import m2b
 from dataset_builders.records import Box, Skipped
 from dataset_builders.sources.base import Item, Loaded, SourceReader, files_matching, images_in, pair_by_stem
-from dataset_builders.sources.images import ImageReadError
+from dataset_builders.sources.images import ImageReadError, decoded_whole
 
 
-def read_mask(path: Path, mode: str) -> np.ndarray:
-    """Decode a mask file: mode "RGB" -> (H, W, 3) uint8, mode "index" -> (H, W) int64."""
+def read_mask(path: Path, mode: str, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Decode a mask file (or its ``window`` (x0, y0, x1, y1)): mode "RGB" -> (H, W, 3) uint8, mode "index" ->
+    (H, W) int64."""
+    if window is None:
+        return _MASK_DECODERS[mode](path)
+    whole = decoded_whole(path, _MASK_DECODERS[mode])
+    x0, y0, x1, y1 = window
+    return whole[y0:y1, x0:x1].copy()  # smaller than the window where the mask is: the size check reports it
+
+
+def _read_rgb_mask(path: Path) -> np.ndarray:
+    with _opened_mask(path) as mask:
+        return np.asarray(mask.convert("RGB"))
+
+
+def _read_index_mask(path: Path) -> np.ndarray:
+    with _opened_mask(path) as mask:
+        if mask.mode not in ("L", "P", "I", "I;16"):
+            raise ImageReadError(f"{path}: index mask must be single-band, got mode {mask.mode}")
+        return np.asarray(mask).astype(np.int64)
+
+
+_MASK_DECODERS = {"RGB": _read_rgb_mask, "index": _read_index_mask}
+
+
+@contextmanager
+def _opened_mask(path: Path) -> Iterator[Image.Image]:
+    """The fully decoded mask image; ImageReadError naming the file when it cannot be read."""
     try:
         with Image.open(path) as mask:
             mask.load()
-            if mode == "RGB":
-                return np.asarray(mask.convert("RGB"))
-            if mask.mode not in ("L", "P", "I", "I;16"):
-                raise ImageReadError(f"{path}: index mask must be single-band, got mode {mask.mode}")
-            return np.asarray(mask).astype(np.int64)
+            yield mask
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageReadError(f"{path}: corrupt or unreadable mask: {error}") from error
 
@@ -78,9 +101,9 @@ class ColorMaskReader(MaskReader):
     expects_instances: ClassVar[bool] = False  # whether the release has instance-id masks
 
     def boxes_from_masks(self, item: Item) -> tuple[list[Box], list[str], tuple[int, int]]:
-        mask = read_mask(item.annotation_path, "RGB")
+        mask = read_mask(item.annotation_path, "RGB", item.window)
         instance_path = item.provenance.get("instance_mask")
-        instance_ids = rgb_to_ids(read_mask(Path(instance_path), "RGB")) if instance_path else None
+        instance_ids = rgb_to_ids(read_mask(Path(instance_path), "RGB", item.window)) if instance_path else None
         missing = ["no instance-id mask: touching objects of one class form one box"] if self.expects_instances \
             and instance_ids is None else []
         if instance_ids is not None and instance_ids.shape != mask.shape[:2]:
