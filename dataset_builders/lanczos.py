@@ -161,20 +161,20 @@ def resize_gray(image: Image.Image, width: int, height: int) -> np.ndarray:
     return _resize(np.asarray(image), width, height, vertical_first)
 
 
-@functools.cache
-def _thread_pools() -> ThreadpoolController:
-    return ThreadpoolController()
+_THREAD_POOLS: list[ThreadpoolController] = []  # the BLAS / OpenMP libraries loaded at the last ``prepare``
 
 
 def prepare() -> None:
-    """Find, once in this process, what ``resize_gray`` and ``one_blas_thread`` need (Pillow's pass order, the
-    loaded BLAS libraries): called before a pool forks its workers, so that they inherit it instead of each
+    """Find, in this process, what ``resize_gray`` and ``one_blas_thread`` need (Pillow's pass order, the loaded
+    BLAS libraries): called right before a pool forks its workers, so that they inherit it instead of each
     finding it again."""
     _pillow_pass_order()
-    _thread_pools()
+    _THREAD_POOLS[:] = [ThreadpoolController()]
 
 
 def one_blas_thread() -> None:
     """Limit BLAS to one thread in this process: for the worker processes of a pool, which already keep every
     core busy (BLAS threads on top of them would only contend)."""
-    _thread_pools().limit(limits=1, user_api="blas")
+    if not _THREAD_POOLS:
+        prepare()
+    _THREAD_POOLS[0].limit(limits=1, user_api="blas")

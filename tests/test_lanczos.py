@@ -78,5 +78,6 @@ def _blas_threads() -> list[int]:
 def test_pool_workers_use_one_blas_thread() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
+    lanczos.prepare()  # as the builders do right before starting a pool
     with ProcessPoolExecutor(max_workers=1, initializer=lanczos.one_blas_thread) as pool:
         assert set(pool.submit(_blas_threads).result()) == {1}  # every BLAS library loaded (numpy, scipy)
