@@ -5,7 +5,7 @@ de-duplication, Parquet writing, card and report) takes at most 1.5x the time of
 raster files (``PIL.Image.open(path).convert("RGB")``), both with the same number of processes, in the same
 run. Fairness: both sides decode the same files (every candidate image of the build, kept or removed as a
 duplicate, and, for mask sources, the masks M2B decodes), use the same number of worker processes (a fork
-``Pool`` created inside the timed region, tasks chunked alike by ``task_chunks``, one BLAS thread per worker) and a
+``Pool`` created inside the timed region, tasks chunked alike by ``task_chunks``, workers forked with one BLAS thread) and a
 warm page cache (every
 source file is read once before timing); build and decode-only alternate in each repeat, so machine load
 hits both alike, and the table gives the median of the repeats for each and the median of the per-repeat
@@ -52,7 +52,7 @@ from dataset_builders.corpus import (
     task_chunks,
 )
 from dataset_builders.dedup import phash_value
-from dataset_builders.lanczos import one_blas_thread, prepare
+from dataset_builders.lanczos import single_threaded_blas
 from dataset_builders.records import Skipped
 from dataset_builders.sources import get_reader
 from dataset_builders.sources.base import IMAGE_SUFFIXES
@@ -124,8 +124,7 @@ def timed_pass(tasks: list[tuple[str, bool]], num_proc: int) -> float:
         list(map(decode, tasks))
     else:
         chunks = task_chunks([file_size(Path(path)) for path, _ in tasks], num_proc)
-        prepare()
-        with multiprocessing.get_context().Pool(num_proc, initializer=one_blas_thread) as pool:
+        with single_threaded_blas(), multiprocessing.get_context().Pool(num_proc) as pool:
             list(pool.imap(decode_chunk, [[tasks[position] for position in chunk] for chunk in chunks]))
     return time.perf_counter() - start
 

@@ -177,12 +177,9 @@ class Processed:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(readers: list[SourceReader], tasks: list[tuple[int, int, Item]], seed: int, converted_dir: str,
-                 pooled: bool) -> None:
+def _init_worker(readers: list[SourceReader], tasks: list[tuple[int, int, Item]], seed: int, converted_dir: str) -> None:
     """Give this process the build's readers and tasks (inherited, not pickled, where processes are forked):
     workers then receive task positions only."""
-    if pooled:
-        lanczos.one_blas_thread()
     _WORKER.update(readers=readers, tasks=tasks, bases=[source_base(reader.root) for reader in readers], seed=seed,
                    converted_dir=Path(converted_dir))
 
@@ -280,16 +277,15 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
     initargs = (readers, tasks, config.seed, str(converted_dir))
     with tqdm(total=len(tasks), desc="decode, hash, caption", unit="img") as progress:
         if config.num_proc <= 1 or len(tasks) < 2:
-            _init_worker(*initargs, pooled=False)
+            _init_worker(*initargs)
             for position in range(len(tasks)):
                 yield _process(position)
                 progress.update()
             decoded_whole.cache_clear()  # the last large tile cut into windows
             return
         chunks = task_chunks([file_size(item.image_path) for _, _, item in tasks], config.num_proc)
-        lanczos.prepare()
-        with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker,
-                                                initargs=(*initargs, True)) as pool:
+        with lanczos.single_threaded_blas(), multiprocessing.get_context().Pool(
+                config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
             for results in pool.imap(_process_chunk, chunks):
                 yield from results
                 progress.update(len(results))

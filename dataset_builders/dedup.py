@@ -27,7 +27,7 @@ import scipy.fftpack
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from dataset_builders.lanczos import one_blas_thread, prepare, resize_gray
+from dataset_builders.lanczos import resize_gray, single_threaded_blas
 from dataset_builders.records import Skipped
 
 __all__ = [
@@ -97,8 +97,7 @@ def phash_images(paths: Sequence[Path], num_proc: int = 1) -> tuple[np.ndarray, 
         results: Iterator[tuple[int | None, str]] = map(_phash_or_reason, names)
         return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
     chunksize = max(1, min(64, len(names) // (4 * num_proc)))
-    prepare()
-    with ProcessPoolExecutor(max_workers=num_proc, initializer=one_blas_thread) as pool:
+    with single_threaded_blas(), ProcessPoolExecutor(max_workers=num_proc) as pool:
         results = pool.map(_phash_or_reason, names, chunksize=chunksize)
         return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
 

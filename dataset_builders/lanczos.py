@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
-__all__ = ["one_blas_thread", "prepare", "resize_gray"]
+__all__ = ["resize_gray", "single_threaded_blas"]
 
 _PRECISION_BITS = 22  # Pillow's Resample.c: 32 - 8 - 2
 _BAND = 8  # output pixels per matrix product: a band's inputs are 8 + 6 output-pixel spans wide
@@ -161,20 +163,12 @@ def resize_gray(image: Image.Image, width: int, height: int) -> np.ndarray:
     return _resize(np.asarray(image), width, height, vertical_first)
 
 
-_THREAD_POOLS: list[ThreadpoolController] = []  # the BLAS / OpenMP libraries loaded at the last ``prepare``
-
-
-def prepare() -> None:
-    """Find, in this process, what ``resize_gray`` and ``one_blas_thread`` need (Pillow's pass order, the loaded
-    BLAS libraries): called right before a pool forks its workers, so that they inherit it instead of each
-    finding it again."""
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS limited to one thread in this process while the block runs, and in the worker processes it forks
+    meanwhile (they inherit the setting): a pool's processes already keep every core busy, BLAS threads on top
+    would only contend. Pillow's pass order is found first, so forked workers inherit that too. (Limiting
+    each worker after the fork instead costs tens of milliseconds per worker, in OpenBLAS.)"""
     _pillow_pass_order()
-    _THREAD_POOLS[:] = [ThreadpoolController()]
-
-
-def one_blas_thread() -> None:
-    """Limit BLAS to one thread in this process: for the worker processes of a pool, which already keep every
-    core busy (BLAS threads on top of them would only contend)."""
-    if not _THREAD_POOLS:
-        prepare()
-    _THREAD_POOLS[0].limit(limits=1, user_api="blas")
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
