@@ -121,18 +121,19 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     if not ys.size:
         empty = np.empty((0, 2), dtype=np.intp)
         return np.empty(0, dtype=keys.dtype), np.empty(0, dtype=np.intp), empty, empty
-    values, inverse, counts = np.unique(keys[ys, xs], return_inverse=True, return_counts=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ys, xs = ys[order], xs[order]
+    found = keys[ys, xs]
+    order = np.argsort(found, kind="stable")  # one sort: pixels grouped by value
+    found, ys, xs = found[order], ys[order], xs[order]
+    starts = np.flatnonzero(np.r_[True, found[1:] != found[:-1]])
+    counts = np.diff(np.r_[starts, found.size])
     lows = np.stack([np.minimum.reduceat(ys, starts), np.minimum.reduceat(xs, starts)], axis=1)
     highs = np.stack([np.maximum.reduceat(ys, starts), np.maximum.reduceat(xs, starts)], axis=1)
-    return values, counts, lows, highs
+    return found[starts], counts, lows, highs
 
 
 def _boxes_from_class_map(classes: np.ndarray, codes: Sequence[int], names: Mapping[int, str], min_area: int,
                           instance_ids: np.ndarray | None) -> tuple[list[Box], list[str]]:
-    """M2B on a (H, W) int64 map of class codes (-1 = not boxed) whose present codes are ``codes`` (ascending);
+    """M2B on a (H, W) integer map of class codes (-1 = not boxed) whose present codes are ``codes`` (ascending);
     ``instance_ids`` (H, W) splits instances."""
     boxes: list[Box] = []
     notes: list[str] = []
@@ -177,7 +178,7 @@ def _instance_boxes(instances: np.ndarray, label: str, offset: tuple[int, int],
 
 
 def _check_common(min_area: int, instance_ids: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Validate ``min_area`` and the instance-id map; return the map as int64 (or None)."""
+    """Validate ``min_area`` and the instance-id map; return the map as int32 / int64 (or None)."""
     if min_area < 1:
         raise ValueError(f"min_area must be >= 1 pixel, got {min_area}")
     if instance_ids is None:
@@ -186,15 +187,15 @@ def _check_common(min_area: int, instance_ids: np.ndarray | None, shape: tuple[i
     if instance_ids.shape != shape or not np.issubdtype(instance_ids.dtype, np.integer):
         raise ValueError(f"instance_ids must be an integer (H, W) array of the mask's shape {shape}, "
                          f"got {instance_ids.dtype} {instance_ids.shape}")
-    return instance_ids.astype(np.int64)
+    return instance_ids if instance_ids.dtype in (np.int32, np.int64) else instance_ids.astype(np.int64)
 
 
 def _m2b(values: np.ndarray, names: Mapping[int, str], ignored: Collection[int], min_area: int,
          instance_ids: np.ndarray | None) -> tuple[list[Box], list[str], list[tuple[int, int]]]:
-    """M2B on a (H, W) int64 map of values: boxes, notes, and (value, pixel count) of unknown values."""
+    """M2B on a (H, W) integer map of values: boxes, notes, and (value, pixel count) of unknown values."""
     # each pixel's slot in the sorted known (named or ignored) values: counting them needs no sort of the whole
     # mask, only the (usually absent) unknown pixels go through np.unique
-    known = np.array(sorted(set(names) | set(ignored)), dtype=np.int64)
+    known = np.array(sorted(set(names) | set(ignored)), dtype=values.dtype)
     slot = np.searchsorted(known, values)  # (H, W) in 0..K; K = no known value there
     is_known = (slot < known.size) & (np.append(known, 0)[slot] == values)
     present = np.bincount(slot[is_known], minlength=known.size)
@@ -246,7 +247,7 @@ def boxes_from_color_mask(mask_rgb: np.ndarray, palette: Mapping[tuple[int, int,
         names[_rgb_code(*colour)] = name
     ignored_names = {normalize_class_name(name) for name in ignore}
     ignored = {code for code, name in names.items() if normalize_class_name(name) in ignored_names}
-    codes = _rgb_code(*(mask_rgb[..., channel].astype(np.int64) for channel in range(3)))
+    codes = _rgb_code(*(mask_rgb[..., channel].astype(np.int32) for channel in range(3)))  # 24-bit codes
     boxes, notes, unknown = _m2b(codes, names, ignored, min_area, instance_ids)
     return boxes, [f"colour {(value >> 16, (value >> 8) & 255, value & 255)} not in the palette: {count} pixels "
                    "(not boxed)" for value, count in unknown] + notes

@@ -54,8 +54,8 @@ def _opened_mask(path: Path) -> Iterator[Image.Image]:
 
 
 def rgb_to_ids(mask_rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB-encoded ids -> (H, W) int64 ids R * 65536 + G * 256 + B (0 = no instance)."""
-    rgb = mask_rgb.astype(np.int64)
+    """(H, W, 3) uint8 RGB-encoded ids -> (H, W) int32 ids R * 65536 + G * 256 + B (0 = no instance)."""
+    rgb = mask_rgb.astype(np.int32)
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
