@@ -244,15 +244,24 @@ def _process(position: int) -> Processed:
 
 
 def task_chunks(sizes: Sequence[int], num_proc: int, max_items: int = _MAX_CHUNK,
-                max_bytes: int = _MAX_CHUNK_BYTES) -> list[range]:
+                max_bytes: int = _MAX_CHUNK_BYTES, groups: Sequence[str | None] | None = None) -> list[range]:
     """Consecutive task positions in chunks of at most ``max_items`` tasks (fewer when there are few tasks
-    per process) and, past each chunk's first task, at most ``max_bytes`` of input files (``sizes``)."""
+    per process) and, past each chunk's first task, at most ``max_bytes`` of input files (``sizes``). Tasks
+    with the same non-None ``groups`` entry (the windows of one tile) stay in one chunk whatever their number:
+    one worker then decodes the tile once for all of them."""
+    groups = groups if groups is not None else [None] * len(sizes)
     max_items = max(1, min(max_items, len(sizes) // (4 * num_proc)))
     chunks, start, total = [], 0, 0
     for position, size in enumerate(sizes):
-        if position > start and (position - start == max_items or total + size > max_bytes):
-            chunks.append(range(start, position))
-            start, total = position, 0
+        if position > start:
+            group, previous = groups[position], groups[position - 1]
+            if group is not None or previous is not None:  # a tile's windows form a chunk of their own
+                split = group != previous
+            else:
+                split = position - start == max_items or total + size > max_bytes
+            if split:
+                chunks.append(range(start, position))
+                start, total = position, 0
         total += size
     if start < len(sizes):
         chunks.append(range(start, len(sizes)))
@@ -283,7 +292,8 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
                 progress.update()
             decoded_whole.cache_clear()  # the last large tile cut into windows
             return
-        chunks = task_chunks([file_size(item.image_path) for _, _, item in tasks], config.num_proc)
+        chunks = task_chunks([file_size(item.image_path) for _, _, item in tasks], config.num_proc,
+                             groups=[str(item.image_path) if item.window else None for _, _, item in tasks])
         with lanczos.single_threaded_blas(), multiprocessing.get_context().Pool(
                 config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
             for results in pool.imap(_process_chunk, chunks):

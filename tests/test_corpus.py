@@ -322,3 +322,10 @@ def test_task_chunks_bound_items_and_bytes_and_cover_every_task_once() -> None:
     assert [len(chunk) for chunk in chunks if sizes[chunk[0]] == big] == [1, 1, 1, 1, 1]  # one big image per task
     assert len(corpus.task_chunks([small] * 12, num_proc=2)) == 12  # few tasks per process: one per chunk
     assert corpus.task_chunks([], num_proc=2) == []
+
+
+def test_task_chunks_keep_the_windows_of_one_tile_together() -> None:
+    groups = [None] * 3 + ["tile_a"] * 40 + ["tile_b"] * 5 + [None] * 2
+    sizes = [10] * 3 + [100_000_000] * 45 + [10] * 2
+    chunks = corpus.task_chunks(sizes, num_proc=2, max_items=16, max_bytes=2_000_000, groups=groups)
+    assert [(chunk.start, chunk.stop) for chunk in chunks] == [(0, 3), (3, 43), (43, 48), (48, 50)]
