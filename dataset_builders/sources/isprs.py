@@ -18,9 +18,9 @@ ISPRS_CITATION = "Rottensteiner et al., The ISPRS benchmark on urban object clas
 class PotsdamReader(ColorMaskReader):
     """Potsdam: ``DIR/2_Ortho_RGB/top_potsdam_<a>_<b>_RGB.tif`` + ``DIR/5_Labels_all/top_potsdam_<a>_<b>_label.tif``
     (ISPRS colours; clutter/background is not described). Each tile is cut into ``patch_size`` x ``patch_size``
-    records (option ``patch_size``, default 512; 0 keeps whole tiles) as mmsegmentation's converter cuts them
-    (``patch_windows``): 144 per 6000x6000 Potsdam tile, 5,472 in all, and 742 for the 33 Vaihingen tiles, the
-    image counts of the paper (5,421 and 742)."""
+    records (option ``patch_size``, default 512; 0 keeps whole tiles) as mmsegmentation's converters cut them
+    (``patch_windows``), the preparation the paper's image counts point to: 144 patches per 6000x6000 Potsdam
+    tile, 5,472 for the 38 tiles (the paper reports 5,421 Potsdam and 742 Vaihingen images)."""
 
     name = "potsdam"
     license, citation = ISPRS_LICENSE, ISPRS_CITATION
