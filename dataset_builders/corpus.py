@@ -284,7 +284,7 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
          converted_dir: Path) -> Iterator[Processed]:
     """Process every task, in order, in ``config.num_proc`` processes, with a progress bar."""
     initargs = (readers, tasks, config.seed, str(converted_dir))
-    with tqdm(total=len(tasks), desc="decode, hash, caption", unit="img") as progress:
+    with tqdm(total=len(tasks), desc="decode, hash, caption", unit="img") as progress, lanczos.single_threaded_blas():
         if config.num_proc <= 1 or len(tasks) < 2:
             _init_worker(*initargs)
             for position in range(len(tasks)):
@@ -294,8 +294,7 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
             return
         chunks = task_chunks([file_size(item.image_path) for _, _, item in tasks], config.num_proc,
                              groups=[str(item.image_path) if item.window else None for _, _, item in tasks])
-        with lanczos.single_threaded_blas(), multiprocessing.get_context().Pool(
-                config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
+        with multiprocessing.get_context().Pool(config.num_proc, initializer=_init_worker, initargs=initargs) as pool:
             for results in pool.imap(_process_chunk, chunks):
                 yield from results
                 progress.update(len(results))

@@ -93,13 +93,14 @@ def phash_images(paths: Sequence[Path], num_proc: int = 1) -> tuple[np.ndarray, 
     if num_proc < 1:
         raise ValueError(f"phash_images: num_proc must be >= 1, got {num_proc}")
     names = [str(path) for path in paths]
-    if num_proc == 1 or len(names) < 2:
-        results: Iterator[tuple[int | None, str]] = map(_phash_or_reason, names)
-        return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
-    chunksize = max(1, min(64, len(names) // (4 * num_proc)))
-    with single_threaded_blas(), ProcessPoolExecutor(max_workers=num_proc) as pool:
-        results = pool.map(_phash_or_reason, names, chunksize=chunksize)
-        return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
+    with single_threaded_blas():
+        if num_proc == 1 or len(names) < 2:
+            results: Iterator[tuple[int | None, str]] = map(_phash_or_reason, names)
+            return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
+        chunksize = max(1, min(64, len(names) // (4 * num_proc)))
+        with ProcessPoolExecutor(max_workers=num_proc) as pool:
+            results = pool.map(_phash_or_reason, names, chunksize=chunksize)
+            return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
 
 
 def _collect_hashes(names: list[str], results: Iterator[tuple[int | None, str]]) -> tuple[np.ndarray, list[Skipped]]:

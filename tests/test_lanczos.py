@@ -85,3 +85,15 @@ def test_workers_forked_in_single_threaded_blas_use_one_blas_thread() -> None:
         assert set(pool.apply(_blas_threads)) == {1}  # every BLAS library loaded (numpy's, scipy's)
         assert set(_blas_threads()) == {1}
     assert _blas_threads() == before  # restored in this process
+
+
+def test_pixels_are_read_without_a_copy_or_copied_when_pillow_cannot_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = Image.fromarray(rng.integers(0, 256, (30, 50), dtype=np.uint8))
+    view = lanczos._pixels(image)
+    assert np.array_equal(view, np.asarray(image)) and view.shape == (30, 50) and not view.flags.owndata
+
+    def no_export(*args, **kwargs):
+        raise ValueError("image is in multiple blocks")
+
+    monkeypatch.setattr(lanczos.pa, "array", no_export)
+    assert np.array_equal(lanczos._pixels(image), np.asarray(image))
