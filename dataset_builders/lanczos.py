@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,7 +30,8 @@ __all__ = ["resize_gray", "single_threaded_blas"]
 
 _PRECISION_BITS = 22  # Pillow's Resample.c: 32 - 8 - 2
 _BAND = 8  # output pixels per matrix product: a band's inputs are 8 + 6 output-pixel spans wide
-_ROWS = 64  # input rows converted to float64 and multiplied at a time (they stay in cache)
+_BLOCK = 1 << 18  # input pixels converted to float64 and multiplied at a time (2 MiB: they stay in cache)
+_SCRATCH = threading.local()
 _MET: set[tuple[int, int]] = set()  # (input size, output size) pairs met so far by ``resize_gray``
 
 
@@ -88,11 +90,23 @@ def _horizontal(pixels: np.ndarray, out_width: int) -> np.ndarray:
     """(H, W) pixels (uint8 or float64 integers) -> (H, out_width) float64 integers 0..255."""
     result = np.empty((pixels.shape[0], out_width))
     bands = _bands(pixels.shape[1], out_width)
-    for row in range(0, pixels.shape[0], _ROWS):
-        rows = pixels[row:row + _ROWS].astype(np.float64)
+    step = max(1, _BLOCK // pixels.shape[1])  # rows per block
+    scratch = _scratch(step * pixels.shape[1])
+    for row in range(0, pixels.shape[0], step):
+        block = pixels[row:row + step]
+        rows = scratch[:block.size].reshape(block.shape)
+        np.copyto(rows, block)
         for start, end, low, high, weights in bands:
-            np.matmul(rows[:, low:high], weights, out=result[row:row + _ROWS, start:end])
+            np.matmul(rows[:, low:high], weights, out=result[row:row + step, start:end])
     return _round_clip(result)
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A float64 buffer of at least ``size`` values, kept per thread (no new memory for every image)."""
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = _SCRATCH.buffer = np.empty(size)
+    return buffer
 
 
 def _vertical(pixels: np.ndarray, out_height: int) -> np.ndarray:
