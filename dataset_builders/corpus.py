@@ -269,11 +269,8 @@ def task_chunks(sizes: Sequence[int], num_proc: int, max_items: int = _MAX_CHUNK
 
 
 def file_size(path: Path) -> int:
-    """Bytes of a task's image file (0 for a path that is not a file, such as a video frame ``file#frame``)."""
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
+    """Bytes of a task's image file (0 where there is no file yet, such as a video frame still to extract)."""
+    return _stat(str(path))[1] or 0
 
 
 def _process_chunk(chunk: range) -> list[Processed]:
