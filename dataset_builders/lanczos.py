@@ -7,10 +7,10 @@ normalised Lanczos weights are rounded to integers with 22 fractional bits, mult
 inputs, summed with ``2**21`` added, shifted right by 22 and clipped to 0..255. Every such sum is an integer
 far below ``2**53``, so float64 arithmetic computes it exactly, whatever the order of the additions: the same
 integer weights in a float64 matrix, applied by BLAS to bands of output pixels (the inputs a band reads are
-contiguous) and blocks of rows, give Pillow's pixels exactly, with 2-4x less CPU time (one thread). The pass order of
-the installed Pillow is found once by comparing with it on probe images; if neither order reproduces it,
-``resize_gray`` falls back to Pillow itself, as it does for sizes met for the first time (their weights cost
-about as much as one resize).
+contiguous) and blocks of rows, give Pillow's pixels exactly, with 2-4x less CPU time (one thread). The pass
+order of the installed Pillow is found once by comparing with it on probe images; if neither order reproduces
+it, ``resize_gray`` falls back to Pillow itself, as it does for sizes met for the first time (their weights
+cost about as much as one resize).
 """
 
 from __future__ import annotations
