@@ -16,6 +16,7 @@ from dataset_builders.corpus import CorpusConfig, build_corpus
 from dataset_builders.records import Box
 from dataset_builders.sources import get_reader, read_source
 from dataset_builders.sources.base import patch_windows
+from dataset_builders.sources.images import decoded_whole
 
 BUILDING, CAR, IMPERVIOUS = (0, 0, 255), (255, 255, 0), (255, 255, 255)
 
@@ -78,6 +79,7 @@ def test_each_patch_is_a_record_with_m2b_on_its_crop(potsdam: tuple[Path, np.nda
     root, _, labels = potsdam
     records, skipped = read_source("potsdam", root)
     assert skipped == []
+    assert decoded_whole.cache_info().currsize == 0  # the label tile cut into windows is not kept afterwards
     assert [record.provenance["window"] for record in records] == [
         "0,0,512,512", "512,0,1024,512", "588,0,1100,512", "0,188,512,700", "512,188,1024,700", "588,188,1100,700"]
     assert {(record.width, record.height) for record in records} == {(512, 512)}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dataset_builders.records import Box, Record, Skipped
-from dataset_builders.sources.images import ImageReadError, image_size
+from dataset_builders.sources.images import ImageReadError, decoded_whole, image_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -83,13 +83,16 @@ class SourceReader(ABC):
 
     def read(self) -> Iterator[Record | Skipped]:
         """Scan and load serially: every record, every skipped image and every annotation note."""
-        for item in self.scan():
-            if isinstance(item, Skipped):
-                yield item
-                continue
-            loaded = self.load(item)
-            yield from loaded.notes
-            yield loaded.skipped if loaded.record is None else loaded.record
+        try:
+            for item in self.scan():
+                if isinstance(item, Skipped):
+                    yield item
+                    continue
+                loaded = self.load(item)
+                yield from loaded.notes
+                yield loaded.skipped if loaded.record is None else loaded.record
+        finally:
+            decoded_whole.cache_clear()  # the last large tile (or mask) read in windows
 
     def new_record(self, item: Item, boxes: list[Box] | None = None, captions: list[str] | None = None,
                    size: tuple[int, int] | None = None) -> Record:
