@@ -7,7 +7,6 @@ would read as a finished dataset; a previous complete folder stays in place unti
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -23,6 +22,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 import yaml
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ShardWriter:
         self._batch: list[Mapping[str, Any]] = []
         self._batch_bytes = 0
         self._buffer = np.empty(0, dtype=np.uint8)  # image bytes of one row group, reused from one to the next
-        self._digest = hashlib.sha256()  # of the split's shards, in order, as they are written
+        self._digest = xxhash.xxh3_128()  # of the split's shards, in order, as they are written
 
     def _column_options(self) -> dict[str, Any]:
         """ParquetWriter options: image bytes (already compressed JPEG/PNG) are stored as they are, without
@@ -151,9 +151,10 @@ class ShardWriter:
     def close(self) -> list[Path]:
         """Flush and close; shards are renamed ``<split>-NNNNN-of-MMMMM-<digest>.parquet``. Returns their paths.
 
-        ``<digest>`` (12 hex digits of the SHA-256 of the split's shards) makes the names content-addressed:
-        ``datasets`` keys its cache of a local folder by the card's YAML only, so without it a rebuilt folder
-        at the same path would be served from the cache of the previous build.
+        ``<digest>`` (12 hex digits of the XXH3-128 hash of the split's shards, the hash ``datasets`` uses for
+        its own fingerprints; ~15x faster than SHA-256, and this is a cache key, not a security check) makes
+        the names content-addressed: ``datasets`` keys its cache of a local folder by the card's YAML only, so
+        without it a rebuilt folder at the same path would be served from the cache of the previous build.
         """
         self.flush()
         if self._writer is not None:
