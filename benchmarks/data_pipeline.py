@@ -18,10 +18,13 @@ decode, a grayscale conversion and a 32x32 Lanczos resize of every image. Worklo
 - ``tiles``: the RSSCN7 and AID150 JPEGs (1550 small images, 150-400 px), copied into a temp dir in a DOTA layout
   with seeded boxes;
 - ``large``: the detection-size images of the real set (DOTA, iSAID, DIOR, NEON; 0.4-5 Mpx, PNG and JPEG as
-  released), each in its 8 right-angle rotations/flips (64 images), in a DOTA layout with seeded boxes.
+  released), each in its 8 right-angle rotations/flips (64 images), in a DOTA layout with seeded boxes;
+- ``crops``: one row per image size and format of the paper's sources (``CROPS``: 256x256 JPEG as RET-3, 800x800
+  JPEG as DIOR, 1920x1080 JPEG as AU-AIR, 512x512 PNG as the Potsdam/Vaihingen patches, 1024x1024 PNG as LoveDA),
+  seeded crops of the real large images (rotated/flipped), 40-100 Mpx per row.
 Prints a markdown table; ``--dedup`` also runs benchmark (b) from ``data_pipeline_dedup.py`` (10k and 100k).
 
-    python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--workloads real,tiles,large] [--dedup]
+    python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--workloads real,tiles,large,crops] [--dedup]
 """
 
 from __future__ import annotations
@@ -105,6 +108,40 @@ def make_large(target: Path, seed: int = 0) -> Path:
     return target
 
 
+#: (width, height, suffix, images, the sources of the paper with images of this size and format)
+CROPS = ((256, 256, ".jpg", 600, "RET-3"), (800, 800, ".jpg", 160, "DIOR"), (1920, 1080, ".jpg", 48, "AU-AIR"),
+         (512, 512, ".png", 200, "Potsdam/Vaihingen patches"), (1024, 1024, ".png", 60, "LoveDA"))
+
+
+def make_crops(target: Path, width: int, height: int, suffix: str, count: int, seed: int = 0) -> Path:
+    """DOTA layout of ``count`` seeded ``width`` x ``height`` crops of the detection-size images of ../shared/data
+    (each taken from one of the 8 right-angle rotations/flips of an image at least that large), saved as ``suffix``
+    (JPEG at quality 90), with 1-6 seeded boxes."""
+    rng = random.Random(seed)
+    (target / "images").mkdir(parents=True)
+    (target / "labelTxt").mkdir()
+    originals = []
+    for pattern in LARGE_SOURCES:
+        for path in sorted(SHARED.glob(pattern)):
+            with Image.open(path) as original:
+                if min(original.size) >= min(width, height) and max(original.size) >= max(width, height):
+                    originals.append(original.convert("RGB"))
+    if not originals:
+        raise ValueError(f"no image of ../shared/data is large enough for {width}x{height} crops")
+    transposes = [None, *Image.Transpose]
+    for index in range(count):
+        transpose = transposes[index % len(transposes)]
+        variant = originals[index % len(originals)]
+        variant = variant if transpose is None else variant.transpose(transpose)
+        if variant.width < width or variant.height < height:  # a portrait image turned: take the next turn
+            variant = variant.transpose(Image.Transpose.ROTATE_90)
+        x, y = rng.randint(0, variant.width - width), rng.randint(0, variant.height - height)
+        name = f"crop_{index:04d}"
+        variant.crop((x, y, x + width, y + height)).save(target / "images" / f"{name}{suffix}", quality=90)
+        _write_boxes(target, name, width, height, rng)
+    return target
+
+
 def decode(task: tuple[str, bool]) -> int:
     """Fully decode one file ``(path, hashed)`` as RGB and, when ``hashed``, p-Hash it (returns the hash or width)."""
     path, hashed = task
@@ -176,7 +213,7 @@ def run(name: str, sources: list[str], work: Path, num_proc: int, repeats: int) 
     warm_page_cache(sources)
     times: dict[str, list[float]] = {key: [] for key in ("build", "decode", "floor", "build_cpu", "decode_cpu")}
     for repeat in range(repeats):
-        output = work / f"{name}-corpus"
+        output = work / "corpus"  # replaced by each build
         cpu, start = cpu_seconds(), time.perf_counter()
         report = build_corpus(CorpusConfig(source=sources, output=str(output), num_proc=num_proc, force=True,
                                            seed=repeat))
@@ -200,24 +237,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workloads", default="real,tiles,large", help="comma-separated subset of real,tiles,large")
+    parser.add_argument("--workloads", default="real,tiles,large,crops",
+                        help="comma-separated subset of real,tiles,large,crops")
     parser.add_argument("--dedup", action="store_true", help="also run benchmark (b), data_pipeline_dedup.py")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        crop_rows = {f"crops {width}x{height} {Image.registered_extensions()[suffix]} ({sources})":
+                     (lambda width=width, height=height, suffix=suffix, count=count:
+                      [f"dota={make_crops(work / f'crops-{width}x{height}{suffix}', width, height, suffix, count)}"])
+                     for width, height, suffix, count, sources in CROPS}
         workloads = {
-            "real": lambda: [f"dota={SHARED / 'dota'}", f"isaid={SHARED / 'isaid'}", f"dior={SHARED / 'dior'}",
-                             f"csv={SHARED / 'neon_trees'}"],
-            "tiles": lambda: [f"dota={make_tiles(work / 'tiles')}"],
-            "large": lambda: [f"dota={make_large(work / 'large')}"],
+            "real": {"real": lambda: [f"dota={SHARED / 'dota'}", f"isaid={SHARED / 'isaid'}",
+                                      f"dior={SHARED / 'dior'}", f"csv={SHARED / 'neon_trees'}"]},
+            "tiles": {"tiles": lambda: [f"dota={make_tiles(work / 'tiles')}"]},
+            "large": {"large": lambda: [f"dota={make_large(work / 'large')}"]},
+            "crops": crop_rows,
         }
         chosen = args.workloads.split(",")
         unknown = set(chosen) - set(workloads)
         if unknown:
             parser.error(f"--workloads: unknown {sorted(unknown)}; choose from {sorted(workloads)}")
-        results = [run(name, workloads[name](), work, args.num_proc, args.repeats) for name in chosen]
+        results = [run(row, sources(), work, args.num_proc, args.repeats)
+                   for name in chosen for row, sources in workloads[name].items()]
     print(f"\nCorpus build vs decode-only ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"num_proc={args.num_proc}, median of {args.repeats} runs, load average before "
           f"{load_before:.1f} after {os.getloadavg()[0]:.1f}; goal: ratio <= 1.5)\n")
