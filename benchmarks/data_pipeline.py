@@ -12,7 +12,9 @@ hits both alike, and the table gives the median of the repeats for each and the 
 ratios (the figure least sensitive to other processes on the machine), plus the CPU seconds of each side
 (this process and its worker processes: the work done, whatever the machine load). A third pass, decode +
 p-Hash of the images (masks decoded only), shows the floor no build can go below: the p-Hash needs the full
-decode, a grayscale conversion and a 32x32 Lanczos resize of every image. Workloads:
+decode, a grayscale conversion and a 32x32 Lanczos resize of every image (bit for bit ``imagehash.phash``, so no
+reduced decode). Where that floor is itself near 1.5 (JPEGs up to about 1 Mpx, which libjpeg-turbo decodes
+fast), the goal leaves almost nothing for captions and writing. Workloads:
 - ``real``: DOTA + iSAID + DIOR + NEON csv as released in ../shared/data (9 images, masks for iSAID: a fixed-cost
   check, too few images for a throughput figure);
 - ``tiles``: the RSSCN7 and AID150 JPEGs (1550 small images, 150-400 px), copied into a temp dir in a DOTA layout
