@@ -128,7 +128,7 @@ def test_converted_copies_are_deleted_once_written(e2e: tuple[Path, dict], tmp_p
     monkeypatch.setattr(corpus, "_SETTLE_BATCH", 2)
     rebuilt = build_corpus(CorpusConfig(**{**report["config"], "output": str(tmp_path / "out")}))
     assert rebuilt["totals"]["kept"] == report["totals"]["kept"] and report["sources"]["csv"]["converted"]
-    assert left == [[]]  # row groups of 64 rows: the TIFF's PNG copy is written by close, removed before rmtree
+    assert left == [[]]  # row groups of 256 rows: the TIFF's PNG copy is written by close, removed before rmtree
     monkeypatch.setattr(corpus, "ShardWriter", OneRowGroups)
     left.clear()
     rebuilt = build_corpus(CorpusConfig(**{**report["config"], "output": str(tmp_path / "one-row-groups")}))
