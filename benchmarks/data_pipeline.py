@@ -43,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
@@ -89,30 +90,33 @@ def make_tiles(target: Path, seed: int = 0) -> Path:
 
 
 LARGE_SOURCES = ("dota/images/*.png", "isaid/*/images/P????.png", "dior/JPEGImages/*.jpg", "neon_trees/2019_*.png")
-
-
-def make_large(target: Path, seed: int = 0) -> Path:
-    """DOTA layout over the detection-size images of ../shared/data (DOTA, iSAID, DIOR, NEON: 0.4-5 Mpx), each in
-    its 8 right-angle rotations and flips (distinct p-Hashes), in its own file format, with 1-6 seeded boxes."""
-    rng = random.Random(seed)
-    (target / "images").mkdir(parents=True)
-    (target / "labelTxt").mkdir()
-    transposes = [None, *Image.Transpose]  # identity + the 7 others of the square's symmetry group
-    for pattern in LARGE_SOURCES:
-        for path in sorted(SHARED.glob(pattern)):
-            with Image.open(path) as original:
-                rgb = original.convert("RGB")
-            for index, transpose in enumerate(transposes):
-                variant = rgb if transpose is None else rgb.transpose(transpose)
-                name = f"{path.relative_to(SHARED).parts[0]}_{path.stem}_{index}"
-                variant.save(target / "images" / f"{name}{path.suffix.lower()}", quality=95)  # quality: JPEG only
-                _write_boxes(target, name, *variant.size, rng)
-    return target
-
-
+TRANSPOSES = (None, *Image.Transpose)  # identity + the 7 others of the square's symmetry group (distinct p-Hashes)
 #: (width, height, suffix, images, the sources of the paper with images of this size and format)
 CROPS = ((256, 256, ".jpg", 600, "RET-3"), (800, 800, ".jpg", 160, "DIOR"), (1920, 1080, ".jpg", 48, "AU-AIR"),
          (512, 512, ".png", 200, "Potsdam/Vaihingen patches"), (1024, 1024, ".png", 60, "LoveDA"))
+
+
+def detection_images() -> Iterator[tuple[Path, Image.Image]]:
+    """(path, RGB image) of each detection-size image of ../shared/data (DOTA, iSAID, DIOR, NEON: 0.4-5 Mpx)."""
+    for pattern in LARGE_SOURCES:
+        for path in sorted(SHARED.glob(pattern)):
+            with Image.open(path) as original:
+                yield path, original.convert("RGB")
+
+
+def make_large(target: Path, seed: int = 0) -> Path:
+    """DOTA layout over the detection-size images of ../shared/data, each in its 8 right-angle rotations and flips,
+    in its own file format, with 1-6 seeded boxes."""
+    rng = random.Random(seed)
+    (target / "images").mkdir(parents=True)
+    (target / "labelTxt").mkdir()
+    for path, rgb in detection_images():
+        for index, transpose in enumerate(TRANSPOSES):
+            variant = rgb if transpose is None else rgb.transpose(transpose)
+            name = f"{path.relative_to(SHARED).parts[0]}_{path.stem}_{index}"
+            variant.save(target / "images" / f"{name}{path.suffix.lower()}", quality=95)  # quality: JPEG only
+            _write_boxes(target, name, *variant.size, rng)
+    return target
 
 
 def make_crops(target: Path, width: int, height: int, suffix: str, count: int, seed: int = 0) -> Path:
@@ -122,17 +126,12 @@ def make_crops(target: Path, width: int, height: int, suffix: str, count: int, s
     rng = random.Random(seed)
     (target / "images").mkdir(parents=True)
     (target / "labelTxt").mkdir()
-    originals = []
-    for pattern in LARGE_SOURCES:
-        for path in sorted(SHARED.glob(pattern)):
-            with Image.open(path) as original:
-                if min(original.size) >= min(width, height) and max(original.size) >= max(width, height):
-                    originals.append(original.convert("RGB"))
+    originals = [rgb for _, rgb in detection_images()
+                 if min(rgb.size) >= min(width, height) and max(rgb.size) >= max(width, height)]
     if not originals:
         raise ValueError(f"no image of ../shared/data is large enough for {width}x{height} crops")
-    transposes = [None, *Image.Transpose]
     for index in range(count):
-        transpose = transposes[index % len(transposes)]
+        transpose = TRANSPOSES[index % len(TRANSPOSES)]
         variant = originals[index % len(originals)]
         variant = variant if transpose is None else variant.transpose(transpose)
         if variant.width < width or variant.height < height:  # a portrait image turned: take the next turn
