@@ -21,12 +21,14 @@ fast), the goal leaves almost nothing for captions and writing. Workloads:
   with seeded boxes;
 - ``large``: the detection-size images of the real set (DOTA, iSAID, DIOR, NEON; 0.4-5 Mpx, PNG and JPEG as
   released), each in its 8 right-angle rotations/flips (64 images), in a DOTA layout with seeded boxes;
-- ``crops``: one row per image size and format of the paper's sources (``CROPS``: 256x256 JPEG as RET-3, 800x800
-  JPEG as DIOR, 1920x1080 JPEG as AU-AIR, 512x512 PNG as the Potsdam/Vaihingen patches, 1024x1024 PNG as LoveDA),
-  seeded crops of the real large images (rotated/flipped), 40-100 Mpx per row.
+- ``crops``: one row per image size and format of the paper's sources (``CROPS``: 256x256 JPEG, 800x800 JPEG,
+  1920x1080 JPEG, 512x512 PNG, 1024x1024 PNG, each standing for the sources of the nearest size and format), seeded
+  crops of the real large images (rotated/flipped), 40-100 Mpx per row;
+- ``mix``: the paper's corpus in miniature: one build over the ``crops`` kinds of images, each as many as the paper
+  has images of the sources it stands for, divided by ``MIX_SCALE`` (330 images).
 Prints a markdown table; ``--dedup`` also runs benchmark (b) from ``data_pipeline_dedup.py`` (10k and 100k).
 
-    python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--workloads real,tiles,large,crops] [--dedup]
+    python benchmarks/data_pipeline.py [--num-proc 2] [--repeats 3] [--workloads real,tiles,large,crops,mix] [--dedup]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 from PIL import Image
@@ -91,9 +94,26 @@ def make_tiles(target: Path, seed: int = 0) -> Path:
 
 LARGE_SOURCES = ("dota/images/*.png", "isaid/*/images/P????.png", "dior/JPEGImages/*.jpg", "neon_trees/2019_*.png")
 TRANSPOSES = (None, *Image.Transpose)  # identity + the 7 others of the square's symmetry group (distinct p-Hashes)
-#: (width, height, suffix, images, the sources of the paper with images of this size and format)
-CROPS = ((256, 256, ".jpg", 600, "RET-3"), (800, 800, ".jpg", 160, "DIOR"), (1920, 1080, ".jpg", 48, "AU-AIR"),
-         (512, 512, ".png", 200, "Potsdam/Vaihingen patches"), (1024, 1024, ".png", 60, "LoveDA"))
+
+
+class Crops(NamedTuple):
+    """A ``crops`` row: ``images`` crops of ``width`` x ``height`` saved as ``suffix``, standing for the paper's
+    ``sources`` of the nearest size and format, which hold ``paper_images`` of its 165,745 images."""
+
+    width: int
+    height: int
+    suffix: str
+    images: int
+    sources: str
+    paper_images: int
+
+
+CROPS = (Crops(256, 256, ".jpg", 600, "RET-3", 13_713),
+         Crops(800, 800, ".jpg", 160, "DIOR, HRRSD, RSOD, LEVIR, HRSC", 51_006),
+         Crops(1920, 1080, ".jpg", 48, "AU-AIR, VisDrone, Stanford Drone", 56_645),
+         Crops(512, 512, ".png", 200, "Potsdam, Vaihingen", 6_163),
+         Crops(1024, 1024, ".png", 60, "LoveDA, iSAID, DOTA, CARPK", 37_985))
+MIX_SCALE = 500  # the ``mix`` workload has this many times fewer images of each kind than the paper
 
 
 def detection_images() -> Iterator[tuple[Path, Image.Image]]:
@@ -119,13 +139,14 @@ def make_large(target: Path, seed: int = 0) -> Path:
     return target
 
 
-def make_crops(target: Path, width: int, height: int, suffix: str, count: int, seed: int = 0) -> Path:
-    """DOTA layout of ``count`` seeded ``width`` x ``height`` crops of the detection-size images of ../shared/data
-    (each taken from one of the 8 right-angle rotations/flips of an image at least that large), saved as ``suffix``
-    (JPEG at quality 90), with 1-6 seeded boxes."""
+def make_crops(target: Path, crop: Crops, count: int, seed: int = 0) -> Path:
+    """Add ``count`` seeded ``crop.width`` x ``crop.height`` crops of the detection-size images of ../shared/data
+    (each taken from one of the 8 right-angle rotations/flips of an image at least that large), saved as
+    ``crop.suffix`` (JPEG at quality 90), with 1-6 seeded boxes, to the DOTA layout at ``target``."""
     rng = random.Random(seed)
-    (target / "images").mkdir(parents=True)
-    (target / "labelTxt").mkdir()
+    (target / "images").mkdir(parents=True, exist_ok=True)
+    (target / "labelTxt").mkdir(exist_ok=True)
+    width, height = crop.width, crop.height
     originals = [rgb for _, rgb in detection_images()
                  if min(rgb.size) >= min(width, height) and max(rgb.size) >= max(width, height)]
     if not originals:
@@ -137,10 +158,22 @@ def make_crops(target: Path, width: int, height: int, suffix: str, count: int, s
         if variant.width < width or variant.height < height:  # a portrait image turned: take the next turn
             variant = variant.transpose(Image.Transpose.ROTATE_90)
         x, y = rng.randint(0, variant.width - width), rng.randint(0, variant.height - height)
-        name = f"crop_{index:04d}"
-        variant.crop((x, y, x + width, y + height)).save(target / "images" / f"{name}{suffix}", quality=90)
+        name = f"crop_{width}x{height}{crop.suffix[1:]}_{index:05d}"
+        variant.crop((x, y, x + width, y + height)).save(target / "images" / f"{name}{crop.suffix}", quality=90)
         _write_boxes(target, name, width, height, rng)
     return target
+
+
+def make_mix(target: Path) -> Path:
+    """One DOTA layout with the ``CROPS`` kinds of images in the paper's proportions (``MIX_SCALE`` fewer)."""
+    for index, crop in enumerate(CROPS):
+        make_crops(target, crop, max(1, round(crop.paper_images / MIX_SCALE)), seed=index)
+    return target
+
+
+def crop_name(crop: Crops) -> str:
+    """The table row name of a ``crops`` row."""
+    return f"crops {crop.width}x{crop.height} {Image.registered_extensions()[crop.suffix]} ({crop.sources})"
 
 
 def decode(task: tuple[str, bool]) -> int:
@@ -238,24 +271,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workloads", default="real,tiles,large,crops",
-                        help="comma-separated subset of real,tiles,large,crops")
+    parser.add_argument("--workloads", default="real,tiles,large,crops,mix",
+                        help="comma-separated subset of real,tiles,large,crops,mix")
     parser.add_argument("--dedup", action="store_true", help="also run benchmark (b), data_pipeline_dedup.py")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        crop_rows = {f"crops {width}x{height} {Image.registered_extensions()[suffix]} ({sources})":
-                     (lambda width=width, height=height, suffix=suffix, count=count:
-                      [f"dota={make_crops(work / f'crops-{width}x{height}{suffix}', width, height, suffix, count)}"])
-                     for width, height, suffix, count, sources in CROPS}
+        crop_rows = {crop_name(crop): (lambda index=index, crop=crop:
+                                       [f"dota={make_crops(work / f'crops-{index}', crop, crop.images)}"])
+                     for index, crop in enumerate(CROPS)}
         workloads = {
             "real": {"real": lambda: [f"dota={SHARED / 'dota'}", f"isaid={SHARED / 'isaid'}",
                                       f"dior={SHARED / 'dior'}", f"csv={SHARED / 'neon_trees'}"]},
             "tiles": {"tiles": lambda: [f"dota={make_tiles(work / 'tiles')}"]},
             "large": {"large": lambda: [f"dota={make_large(work / 'large')}"]},
             "crops": crop_rows,
+            "mix": {f"mix (the crops kinds in the paper's proportions, 1/{MIX_SCALE})": lambda: [f"dota={make_mix(work / 'mix')}"]},
         }
         chosen = args.workloads.split(",")
         unknown = set(chosen) - set(workloads)
