@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import datasets
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +29,15 @@ def shared_data() -> Path:
     if _in_ci():
         pytest.fail(message + " (CI=true: these tests must run)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def datasets_cache_in_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Points the ``datasets`` Arrow cache (and that of subprocesses) into pytest's temporary folder, so the suite
+    never grows ``~/.cache/huggingface/datasets``: every ``load_dataset`` of a fresh test folder adds a cache entry."""
+    cache = tmp_path_factory.mktemp("hf_datasets_cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HF_DATASETS_CACHE", str(cache))
+    patch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    yield cache
+    patch.undo()
