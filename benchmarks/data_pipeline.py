@@ -202,7 +202,8 @@ def timed_pass(tasks: list[tuple[str, bool]], num_proc: int) -> float:
 
 def candidate_names(output: Path, report: dict) -> set[str]:
     """Names (``format/relative path``) of every image the build decoded and hashed: kept, duplicate or excluded."""
-    stored = datasets.load_dataset(str(output), split="train").cast_column("image", datasets.Image(decode=False))
+    stored = datasets.load_dataset(str(output), split="train", cache_dir=str(output.parent / "datasets-cache"))
+    stored = stored.cast_column("image", datasets.Image(decode=False))
     names = {row["path"] for row in stored["image"]}
     for stats in report["sources"].values():
         names |= {entry["image"] for entry in stats["duplicates"]} | {entry["image"] for entry in stats["excluded"]}
