@@ -36,8 +36,7 @@ def datasets_cache_in_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iter
     """Points the ``datasets`` Arrow cache (and that of subprocesses) into pytest's temporary folder, so the suite
     never grows ``~/.cache/huggingface/datasets``: every ``load_dataset`` of a fresh test folder adds a cache entry."""
     cache = tmp_path_factory.mktemp("hf_datasets_cache")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HF_DATASETS_CACHE", str(cache))
-    patch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    yield cache
-    patch.undo()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_DATASETS_CACHE", str(cache))
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+        yield cache
