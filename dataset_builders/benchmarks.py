@@ -17,9 +17,9 @@ import datasets
 from tqdm.auto import tqdm
 
 from dataset_builders.hf_folder import REPORT_NAME, card_text, write_dataset_folder
-from dataset_builders.sources.base import IMAGE_SUFFIXES
 from dataset_builders.sources.captions import find_caption_json, find_image_dir, load_karpathy_json
-from dataset_builders.sources.images import ImageReadError, image_cell
+from dataset_builders.sources.images import image_cell
+from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_files
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def find_class_root(root: Path) -> Path:
 def class_images(root: Path) -> dict[str, list[Path]]:
     """Images per class folder name (sorted), from a folder-per-class layout."""
     class_root = find_class_root(root)
-    images = {folder.name: sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = {folder.name: image_files(folder)
               for folder in sorted(class_root.iterdir()) if folder.is_dir() and not folder.name.startswith(".")}
     empty = [name for name, paths in images.items() if not paths]
     if empty:

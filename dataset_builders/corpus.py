@@ -3,10 +3,10 @@ Hugging Face dataset folder (Parquet shards + card) and a build report.
 
 Storage choice: an image that already is 8-bit RGB JPEG or PNG is stored with its **original bytes** (no
 re-encoding, no resizing: detection images stay at full size, the training transform crops them); any other
-image (TIFF, BMP, RGBA, 16-bit, grayscale, multi-band) is converted by the rule in
-``dataset_builders.sources.images`` and stored as lossless PNG. Each image is decoded once, in a worker
-process: the same decode verifies it (truncated files are skipped), feeds the p-Hash and, when needed, the
-conversion.
+image (TIFF, BMP, RGBA, 16-bit, grayscale, multi-band) is converted by the rule in ``rclip_hf.images`` (the
+one inference uses, so training and serving see the same pixels) and stored as lossless PNG. Each image is
+decoded once, in a worker process: the same decode verifies it (truncated files are skipped), feeds the p-Hash
+and, when needed, the conversion.
 
 Report accounting, per source: ``read`` = every entry the reader met (images, annotation files without an
 image, unusable entries) = ``kept`` + ``skipped`` + ``duplicates`` + ``excluded``. Annotations clipped or
@@ -29,7 +29,6 @@ from typing import Any
 
 import datasets
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from dataset_builders import b2c, dedup, lanczos
@@ -45,14 +44,8 @@ from dataset_builders.hf_folder import (
 )
 from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
-from dataset_builders.sources.base import IMAGE_SUFFIXES
-from dataset_builders.sources.images import (
-    DecodedImage,
-    ImageReadError,
-    decode_rgb,
-    decoded_whole,
-    encode_png,
-)
+from dataset_builders.sources.images import DecodedImage, decode_rgb, decoded_whole, encode_png
+from rclip_hf.images import ImageReadError, image_files
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +182,7 @@ def _decode(reader: SourceReader, path: Path, result: Processed,
     """Decode an image (or a window of it) for ``_process``; on failure record the skip in ``result``, return None."""
     try:
         return decode_rgb(path, window)
-    except (ImageReadError, Image.DecompressionBombError) as error:
+    except (ImageReadError, FileNotFoundError) as error:
         result.skipped = _skipped_dict(reader.skip(path, str(error)))
         return None
 
@@ -336,7 +329,7 @@ def test_image_hashes(path: Path, num_proc: int = 1) -> tuple[np.ndarray, list[s
                 hashes.append(dedup.phash_value(row["image"]))
                 names.append(f"{path.name}/{split}[{row_index}]" + (f" {row['filename']}" if "filename" in row else ""))
         return np.array(hashes, dtype=np.uint64), names
-    files = sorted(file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     if not files:
         raise FileNotFoundError(f"--exclude-near {path}: no images and no HF dataset (README.md / *.parquet) there")
     hashes, skipped = dedup.phash_images(files, num_proc)

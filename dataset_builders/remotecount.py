@@ -31,7 +31,8 @@ from dataset_builders.b2c import normalize_class_name
 from dataset_builders.hf_folder import card_text, write_dataset_folder
 from dataset_builders.records import Record
 from dataset_builders.sources import read_source
-from dataset_builders.sources.images import ImageReadError, image_cell
+from dataset_builders.sources.images import image_cell
+from rclip_hf.images import ImageReadError
 
 CATEGORIES = ("plane", "helicopter", "roundabout", "bridge", "baseball diamond", "ground track field",
               "basketball court", "tennis court", "harbor", "soccer field", "swimming pool", "ship", "storage tank")

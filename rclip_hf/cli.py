@@ -189,13 +189,13 @@ def _cell(value: Any) -> str:
 
 
 def _expand_images(paths: Sequence[str]) -> list[Path]:
-    from .inference.images import IMAGE_SUFFIXES
+    from .images import IMAGE_SUFFIXES, image_files
 
     images: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = image_files(path)
             if not found:
                 raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
             images.extend(found)

@@ -181,7 +181,7 @@ def test_bad_inputs_are_skipped_or_converted_and_recorded(bad_corpus: tuple[Path
     stats = report["sources"]["dota"]
     skipped = {Path(entry["path"]).name: entry["reason"] for entry in stats["skipped"]}
     assert sorted(skipped) == ["corrupt.png", "gray.png", "orphan.txt", "truncated.png"]
-    assert "corrupt or truncated image" in skipped["corrupt.png"]
+    assert "cannot read image" in skipped["corrupt.png"]
     assert "image file is truncated" in skipped["truncated.png"]
     assert skipped["gray.png"].startswith("no captions:")
     assert skipped["orphan.txt"].startswith("annotation file without an image")

@@ -103,4 +103,4 @@ def test_unreadable_image_header_is_skipped(bad_dota: Path, tmp_path: Path) -> N
     (copy / "images" / "A.png").write_bytes(b"not a png")
     records, skipped = read_source("dota", copy)
     assert records == []
-    assert any(entry.path.endswith("A.png") and "not a readable image" in entry.reason for entry in skipped)
+    assert any(entry.path.endswith("A.png") and "cannot read image" in entry.reason for entry in skipped)

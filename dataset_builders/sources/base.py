@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dataset_builders.records import Box, Record, Skipped
-from dataset_builders.sources.images import ImageReadError, decoded_whole, image_size
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from dataset_builders.sources.images import decoded_whole
+from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_size
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dataset_builders.records import Skipped
 from dataset_builders.sources.base import Item, Loaded, SourceReader
-from dataset_builders.sources.images import ImageReadError
+from rclip_hf.images import ImageReadError
 
 IMAGE_DIR_CANDIDATES = ("images", "RSICD_images", "imgs", "Images", ".")
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 from dataset_builders import m2b
 from dataset_builders.records import Skipped
 from dataset_builders.sources.base import Item, images_in, pair_by_stem, patch_windows
-from dataset_builders.sources.images import ImageReadError
 from dataset_builders.sources.masks import ColorMaskReader
+from rclip_hf.images import ImageReadError
 
 ISPRS_LICENSE = "ISPRS 2D Semantic Labeling benchmark: research use, cite the ISPRS benchmark"
 ISPRS_CITATION = "Rottensteiner et al., The ISPRS benchmark on urban object classification and 3D building reconstruction, 2012"

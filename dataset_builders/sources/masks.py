@@ -14,7 +14,8 @@ from PIL import Image
 from dataset_builders import m2b
 from dataset_builders.records import Box, Skipped
 from dataset_builders.sources.base import Item, Loaded, SourceReader, files_matching, images_in, pair_by_stem
-from dataset_builders.sources.images import ImageReadError, decoded_whole
+from dataset_builders.sources.images import decoded_whole
+from rclip_hf.images import ImageReadError
 
 
 def read_mask(path: Path, mode: str, window: tuple[int, int, int, int] | None = None) -> np.ndarray:

@@ -14,8 +14,8 @@ from transformers import CLIPModel, ProcessorMixin
 from ..evaluation.encode import encode_images
 from ..evaluation.presets import BENCHMARK_PRESETS, PAPER_TEMPLATE, templates_for
 from ..evaluation.zero_shot import zero_shot_classifier
+from ..images import as_rgb_image
 from ..loading import model_fingerprint, resolve_model
-from .images import as_rgb_image
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from transformers import CLIPModel, ProcessorMixin
 
 from ..evaluation.counting import COUNT_WORDS, counting_prompt
 from ..evaluation.encode import encode_images
+from ..images import as_rgb_image
 from ..loading import resolve_model
 from .classify import ImageInput, class_embeddings, score_images
-from .images import as_rgb_image
 
 
 @dataclass

@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..evaluation.encode import encode_images
+from ..images import Georeference, RasterSource
 from ..loading import resolve_model
 from .classify import class_embeddings
-from .images import Georeference, RasterSource
 
 logger = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from transformers import CLIPModel, ProcessorMixin
 from .. import __version__
 from ..evaluation.encode import encode_images, encode_texts
 from ..evaluation.topk import chunked_topk, topk_lowest_index
+from ..images import ImageReadError, as_rgb_image, image_files, load_image
 from ..loading import describe, model_fingerprint, resolve_model
-from .images import IMAGE_SUFFIXES, ImageReadError, as_rgb_image, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ def _source_items(source: Any, split: str, image_column: str,
 
             dataset = datasets.load_dataset(str(path), split=split)
             return _dataset_items(dataset, str(path), image_column, id_column)
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(path)
         items = (_Item(id=file.relative_to(path).as_posix(), path=str(file), row=-1,
                        load=lambda file=file: load_image(file)) for file in files)
         return items, len(files), str(path)

@@ -1,26 +1,38 @@
 """Reading JPEG/PNG/TIFF/GeoTIFF images, whole or window by window, as 8-bit RGB `PIL.Image`s.
 
-Conversion rule for anything that is not already 8-bit RGB (the same for PIL and rasterio inputs):
+The one conversion rule of the package: the training corpus (`dataset_builders`), evaluation and inference all
+read images through this module, so one file gives the same pixels everywhere. For anything that is not already
+8-bit RGB it follows the display conventions of rasterio, QGIS and torchgeo's plots:
 
 - **Bands.** A raster whose colour interpretation names red, green and blue bands uses those; otherwise a raster
   with three or more bands uses bands 1, 2, 3 in file order (alpha bands are never used as colour). One band,
   or two (grey + alpha or grey + an extra band), gives a grey image: band 1 copied to R, G and B.
 - **Values.** 8-bit bands are used as they are. Any other type (16-bit, 32-bit, float) is stretched linearly
-  per band from its 2nd to its 98th percentile onto 0..255 and clipped; nodata and non-finite values are left
-  out of the percentiles and become 0. A window of a large raster uses the percentiles of the whole scene
-  (estimated on a decimated read of at most 1024 px on the longer side), so all windows share one mapping.
-- **Alpha** is dropped (no compositing): an RGBA PNG gives its RGB.
+  *per band* from its 2nd to its 98th percentile onto 0..255, rounded to the nearest integer and clipped (each
+  band of a multispectral sensor has its own gain, so one range for all bands would tint the image). Nodata
+  (a pixel whose selected bands all equal the raster's nodata value) and non-finite values are left out of the
+  percentiles and become 0. A constant band becomes 0. A window of a large raster uses the percentiles of the
+  whole scene (estimated on a decimated read of at most 1024 px on the longer side), so all windows share one
+  mapping and a window equals the same crop of the whole image.
+- **Alpha** is dropped without compositing, as open_clip's `_convert_to_rgb` (`Image.convert("RGB")`) drops it.
+  Palette, CMYK, YCbCr, 1-bit and grey images go through `Image.convert("RGB")`.
+- **Readers.** `.tif`/`.tiff` files are read with rasterio (window by window, with georeference) when it is
+  installed (`pip install rclip-hf[geo]`), everything else with Pillow.
+- **Decompression bombs.** Pillow's limit stays in force: a file over `2 * PIL.Image.MAX_IMAGE_PIXELS` pixels
+  read through Pillow raises `ImageReadError` (store such a scene as a GeoTIFF, which is read window by window,
+  or raise `PIL.Image.MAX_IMAGE_PIXELS` if you trust the file).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +44,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 STRETCH_PERCENTILES = (2.0, 98.0)
 #: Longest side of the decimated read used to estimate a whole scene's stretch.
 STRETCH_SAMPLE_SIZE = 1024
+#: Pillow modes converted with `Image.convert("RGB")`; other non-RGB modes (16/32-bit, float) are stretched.
+_PIL_CONVERTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+#: Pillow's errors for a file that is not a readable image (UnidentifiedImageError is an OSError).
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class ImageReadError(OSError):
@@ -66,8 +82,9 @@ def to_rgb(bands: np.ndarray, limits: np.ndarray | None = None, valid: np.ndarra
         values = bands.astype(np.float64)
         limits = stretch_limits(values, valid) if limits is None else limits
         low, high = limits[:, :1, None], limits[:, 1:, None]
-        scaled = (values - low) / np.maximum(high - low, np.finfo(np.float64).eps) * 255.0
-        out = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+        finite = np.isfinite(values)
+        scaled = (np.where(finite, values, low) - low) / np.maximum(high - low, np.finfo(np.float64).eps) * 255.0
+        out = np.where(finite, np.clip(np.rint(scaled), 0, 255), 0).astype(np.uint8)
     if valid is not None:
         out[:, ~valid] = 0
     if out.shape[0] == 1:
@@ -75,8 +92,22 @@ def to_rgb(bands: np.ndarray, limits: np.ndarray | None = None, valid: np.ndarra
     return Image.fromarray(np.ascontiguousarray(out.transpose(1, 2, 0)), mode="RGB")
 
 
+def select_bands(colorinterp: tuple[Any, ...], count: int) -> list[int]:
+    """1-based band numbers used as colour: red/green/blue by colour interpretation, else the first 3 (or 1)."""
+    names = [getattr(interp, "name", str(interp)) for interp in colorinterp]
+    if all(colour in names for colour in ("red", "green", "blue")):
+        return [names.index(colour) + 1 for colour in ("red", "green", "blue")]
+    colour_bands = [index + 1 for index, name in enumerate(names) if name != "alpha"]
+    return colour_bands[:3] if len(colour_bands) >= 3 else colour_bands[:1] or [1]
+
+
 class RasterSource:
-    """An image file opened for reading windows as RGB; `width`, `height`, `georeference` (None if not geo)."""
+    """An image file opened for reading windows as RGB.
+
+    Attributes: `width`, `height`; `georeference` (None if not geo-referenced); `format` (Pillow's format name:
+    "JPEG", "PNG", "TIFF" also for files read with rasterio); `converted_from` ("" when the file's pixels are 8-bit RGB as stored,
+    else the layout converted by the module's rule, e.g. "RGBA", "I;16", "5-band uint16").
+    """
 
     def __init__(self, path: str | Path | Image.Image):
         self._dataset = None
@@ -84,6 +115,7 @@ class RasterSource:
         self.georeference: Georeference | None = None
         if isinstance(path, Image.Image):
             self.path = Path(getattr(path, "filename", "") or "<in-memory image>")
+            self.format, self.converted_from = path.format or "", "" if path.mode == "RGB" else path.mode
             self._image = _pil_to_rgb(path)
             self.width, self.height = self._image.size
             return
@@ -99,22 +131,31 @@ class RasterSource:
         try:
             with Image.open(self.path) as image:
                 image.load()
+                self.format, self.converted_from = str(image.format), "" if image.mode == "RGB" else image.mode
                 self._image = _pil_to_rgb(image)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-            raise ImageReadError(f"cannot read image {self.path}: {error}") from None
+        except _PIL_ERRORS as error:
+            hint = " (multi-band TIFFs need rasterio: pip install rclip-hf[geo])" if (
+                self.path.suffix.lower() in TIFF_SUFFIXES) else ""
+            raise ImageReadError(f"{self.path}: cannot read image: {error}{hint}") from None
         self.width, self.height = self._image.size
 
     def _open_rasterio(self) -> None:
         rasterio = _rasterio()
         try:
-            self._dataset = rasterio.open(self.path)
+            with warnings.catch_warnings():  # a plain (non-geo) TIFF is fine: georeference stays None
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self._dataset = rasterio.open(self.path)
         except rasterio.errors.RasterioError as error:
-            raise ImageReadError(f"cannot read image {self.path}: {error}") from None
+            raise ImageReadError(f"{self.path}: cannot read image: {error}") from None
         dataset = self._dataset
         self.width, self.height = dataset.width, dataset.height
-        self._bands = _select_bands(dataset.colorinterp, dataset.count)
+        self.format = "TIFF"
+        self._bands = select_bands(dataset.colorinterp, dataset.count)
+        dtype = dataset.dtypes[self._bands[0] - 1]
+        rgb_as_stored = dtype == "uint8" and len(self._bands) == 3 and dataset.count == 3
+        self.converted_from = "" if rgb_as_stored else f"{dataset.count}-band {dtype}"
         self._limits = None
-        if dataset.dtypes[self._bands[0] - 1] != "uint8":
+        if dtype != "uint8":
             scale = max(1, -(-max(self.width, self.height) // STRETCH_SAMPLE_SIZE))
             out_shape = (len(self._bands), max(1, self.height // scale), max(1, self.width // scale))
             sample = self._read_bands(None, out_shape)
@@ -126,7 +167,7 @@ class RasterSource:
         try:
             return self._dataset.read(self._bands, window=window, out_shape=out_shape)
         except _rasterio().errors.RasterioError as error:
-            raise ImageReadError(f"cannot read image {self.path} (window {window}): {error}") from None
+            raise ImageReadError(f"{self.path}: cannot read image (window {window}): {error}") from None
 
     def _valid(self, bands: np.ndarray) -> np.ndarray | None:
         nodata = self._dataset.nodata
@@ -142,6 +183,8 @@ class RasterSource:
             raise ValueError(f"window (left={left}, top={top}, width={width}, height={height}) is outside "
                              f"{self.path} ({self.width}x{self.height})")
         if self._image is not None:
+            if (left, top, width, height) == (0, 0, self.width, self.height):
+                return self._image
             return self._image.crop((left, top, left + width, top + height))
         window = _rasterio().windows.Window(left, top, width, height)
         bands = self._read_bands(window)
@@ -183,20 +226,30 @@ def as_rgb_image(image: Image.Image | str | Path) -> Image.Image:
     raise TypeError(f"expected a PIL image or a path, got {type(image).__name__}")
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header only; ImageReadError naming the file when unreadable."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES and _rasterio() is not None:
+        with RasterSource(path) as source:
+            return source.width, source.height
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except _PIL_ERRORS as error:
+        raise ImageReadError(f"{path}: cannot read image: {error}") from None
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files (by `IMAGE_SUFFIXES`, any case) under `folder` and its sub-folders, sorted by path."""
+    return sorted(path for path in Path(folder).rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+
+
 def _pil_to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
-    if image.mode.startswith("I") or image.mode == "F":
-        return to_rgb(np.asarray(image)[None])
-    return image.convert("RGB")
-
-
-def _select_bands(colorinterp: tuple[Any, ...], count: int) -> list[int]:
-    names = [getattr(interp, "name", str(interp)) for interp in colorinterp]
-    if all(colour in names for colour in ("red", "green", "blue")):
-        return [names.index(colour) + 1 for colour in ("red", "green", "blue")]
-    colour_bands = [index + 1 for index, name in enumerate(names) if name != "alpha"]
-    return colour_bands[:3] if len(colour_bands) >= 3 else colour_bands[:1] or [1]
+    if image.mode in _PIL_CONVERTED_MODES:
+        return image.convert("RGB")
+    return to_rgb(np.asarray(image)[None])  # I;16, I, F: one band, stretched
 
 
 def _rasterio() -> Any:
@@ -209,5 +262,5 @@ def _rasterio() -> Any:
     return rasterio
 
 
-__all__ = ["IMAGE_SUFFIXES", "Georeference", "ImageReadError", "RasterSource", "as_rgb_image", "load_image",
-           "stretch_limits", "to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "RasterSource", "as_rgb_image",
+           "image_files", "image_size", "load_image", "select_bands", "stretch_limits", "to_rgb"]
