@@ -94,7 +94,7 @@ def measure_store(size: int, root: str, repeats: int, queue) -> None:
     import torch
 
     from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel
-    from rclip_hf.inference.search import EmbeddingIndex
+    from rclip_hf.inference.index import EmbeddingIndex
 
     generator = torch.Generator().manual_seed(0)
     centres = torch.nn.functional.normalize(torch.randn(NUM_CLUSTERS, DIM, generator=generator), dim=-1)

@@ -232,7 +232,8 @@ def run_classify(argv: list[str]) -> int:
 @command("index", "build (or resume) an embedding index over an image folder or a dataset")
 def run_index(argv: list[str]) -> int:
     """`rclip-hf index`: embed a source into an index folder; prints what was added and what failed."""
-    from .inference.search import FAILURES_FILE, build_index
+    from .inference.index import FAILURES_FILE
+    from .inference.search import build_index
 
     options = _parse(IndexOptions, "index", argv)
     if not Path(options.source).exists():
@@ -251,7 +252,8 @@ def run_index(argv: list[str]) -> int:
 @command("search", "top-k items of an index for text or image queries")
 def run_search(argv: list[str]) -> int:
     """`rclip-hf search`: hits for each --text and --image query."""
-    from .inference.search import EmbeddingIndex, search
+    from .inference.index import EmbeddingIndex
+    from .inference.search import search
 
     options = _parse(SearchOptions, "search", argv)
     if not options.text and not options.image:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from rclip_hf.evaluation.encode import encode_images
 from rclip_hf.inference import EmbeddingIndex, IndexModelMismatchError, build_index, load_model, search
-from rclip_hf.inference.search import FAILURES_FILE, MANIFEST_FILE
+from rclip_hf.inference.index import FAILURES_FILE, MANIFEST_FILE
 
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
 

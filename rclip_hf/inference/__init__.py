@@ -5,7 +5,8 @@ from ..loading import NotACLIPModelError, load_model, model_fingerprint
 from .classify import UnknownPresetError, classify
 from .count import CountResult, count
 from .heatmap import HeatmapResult, heatmap, window_grid
-from .search import BuildReport, EmbeddingIndex, IndexModelMismatchError, build_index, search
+from .index import EmbeddingIndex, IndexModelMismatchError
+from .search import BuildReport, build_index, search
 
 __all__ = ["BuildReport", "CountResult", "EmbeddingIndex", "HeatmapResult", "ImageReadError",
            "IndexModelMismatchError", "NotACLIPModelError", "RasterSource", "UnknownPresetError", "build_index",
