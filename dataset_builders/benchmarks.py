@@ -16,7 +16,7 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
-from dataset_builders.hf_folder import REPORT_NAME, card_text, write_dataset_folder
+from dataset_builders.hf_folder import LICENSE_NAME, REPORT_NAME, card_text, licence_text, write_dataset_folder
 from dataset_builders.sources.captions import find_caption_json, find_image_dir, load_karpathy_json
 from dataset_builders.sources.images import image_cell
 from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_files
@@ -26,6 +26,37 @@ logger = logging.getLogger(__name__)
 RETRIEVAL_NAMES = ("rsitmd", "rsicd", "ucm")
 CLASSIFICATION_NAMES = ("eurosat", "ucmerced", "aid", "resisc45", "rsi_cb128", "rsi_cb256", "whu_earth", "mlrsnet",
                         "patternnet", "rs2800", "optimal31", "rsc11", "whu_rs19", "rsscn7", "aid150")
+#: Per benchmark: the name the Hub card shows and the source's citation (its terms go into LICENSE.md).
+SOURCES: dict[str, tuple[str, str]] = {
+    "rsitmd": ("RSITMD", "Yuan et al., Exploring a Fine-Grained Multiscale Method for Cross-Modal Remote Sensing "
+                         "Image Retrieval, IEEE TGRS 2022"),
+    "rsicd": ("RSICD", "Lu et al., Exploring Models and Data for Remote Sensing Image Caption Generation, IEEE TGRS 2017"),
+    "ucm": ("UCM-Captions", "Qu et al., Deep Semantic Understanding of High Resolution Remote Sensing Image, CITS 2016"),
+    "eurosat": ("EuroSAT", "Helber et al., EuroSAT: A Novel Dataset and Deep Learning Benchmark for Land Use and Land "
+                           "Cover Classification, IEEE JSTARS 2019"),
+    "ucmerced": ("UC Merced Land Use", "Yang and Newsam, Bag-of-Visual-Words and Spatial Extensions for Land-Use "
+                                       "Classification, ACM SIGSPATIAL GIS 2010"),
+    "aid": ("AID", "Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial Scene Classification, "
+                   "IEEE TGRS 2017"),
+    "aid150": ("AID (150-image subset)", "Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial "
+                                         "Scene Classification, IEEE TGRS 2017"),
+    "resisc45": ("NWPU-RESISC45", "Cheng et al., Remote Sensing Image Scene Classification: Benchmark and State of "
+                                  "the Art, Proceedings of the IEEE 2017"),
+    "rsi_cb128": ("RSI-CB128", "Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
+                               "Crowdsourced Data, Sensors 2020"),
+    "rsi_cb256": ("RSI-CB256", "Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
+                               "Crowdsourced Data, Sensors 2020"),
+    "mlrsnet": ("MLRSNet", "Qi et al., MLRSNet: A Multi-Label High Spatial Resolution Remote Sensing Dataset for "
+                           "Semantic Scene Understanding, ISPRS J. 2020"),
+    "patternnet": ("PatternNet", "Zhou et al., PatternNet: A Benchmark Dataset for Performance Evaluation of Remote "
+                                 "Sensing Image Retrieval, ISPRS J. 2018"),
+    "rsscn7": ("RSSCN7", "Zou et al., Deep Learning Based Feature Selection for Remote Sensing Scene Classification, "
+                         "IEEE GRSL 2015"),
+}
+#: ``<name>-<split>.txt`` prefixes of published split lists whose name differs from the benchmark's (torchgeo's).
+SPLIT_FILE_PREFIXES = {"ucmerced": "uc_merced"}
+#: Split-list names -> the dataset split they fill.
+SPLIT_FILE_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 RETRIEVAL_FEATURES = datasets.Features({"image": datasets.Image(), "captions": datasets.List(datasets.Value("string")),
                                         "filename": datasets.Value("string")})
 
@@ -70,17 +101,17 @@ def build_retrieval(source: Path, output: Path, name: str) -> dict[str, Any]:
         raise ValueError(f"{json_path}: no usable image with split == 'test'")
 
     def card(counts: dict[str, int], metadata: dict[str, Any]) -> str:
-        body = (f"# {name} retrieval benchmark (test split)\n\nBuilt by `python -m dataset_builders.build_benchmarks` "
+        body = (f"# {SOURCES.get(name, (name, ''))[0]} retrieval benchmark (test split)\n\nBuilt by `python -m dataset_builders.build_benchmarks` "
                 f"from `{json_path.name}` (Karpathy format): the images with `split == \"test\"`, one row per image with "
                 f"its captions in file order (`sentences[].raw`). Rows: {counts['test']} images, "
                 f"{sum(len(row['captions']) for _, row in entries)} captions. Skipped: {len(skipped)} (see "
-                f"`{REPORT_NAME}`). Licence: as the original dataset (academic research use).\n")
-        return card_text({"license": "other", "task_categories": ["image-to-text", "text-to-image"],
-                          "tags": ["remote-sensing", "retrieval"], **metadata}, body)
+                f"`{REPORT_NAME}`). Licence: as the original dataset (`{LICENSE_NAME}`).\n" + _citation(name))
+        fields = _card_fields(name, ["image-to-text", "text-retrieval"], ["image-captioning"])
+        return card_text({**fields, "tags": ["remote-sensing", "retrieval", "image-text-retrieval"], **metadata}, body)
 
     report: dict[str, Any] = {"name": name, "source": str(json_path), "skipped": skipped}
     report["rows"] = write_dataset_folder(Path(output), RETRIEVAL_FEATURES, {"test": _rows(entries, skipped, name)},
-                                          card, lambda counts: {**report, "rows": counts})
+                                          card, lambda counts: {**report, "rows": counts}, licence=_licence(name))
     return report
 
 
@@ -121,46 +152,137 @@ def stratified_split(per_class: dict[str, list[Path]], test_fraction: float, see
     return splits
 
 
-def build_classification(source: Path, output: Path, name: str, test_fraction: float = 0.5, seed: int = 0) -> dict[str, Any]:
+def split_lists(split_dir: Path, name: str) -> dict[str, Path]:
+    """The published split lists of benchmark ``name`` in ``split_dir``, by dataset split: the files
+    ``<prefix>-train.txt``, ``<prefix>-val.txt`` (-> ``validation``) and ``<prefix>-test.txt`` that exist, as
+    torchgeo names them (prefix: the benchmark name, ``uc_merced`` for ucmerced)."""
+    prefix = SPLIT_FILE_PREFIXES.get(name, name)
+    lists = {split: Path(split_dir) / f"{prefix}-{stem}.txt" for stem, split in SPLIT_FILE_SPLITS.items()}
+    return {split: path for split, path in lists.items() if path.is_file()}
+
+
+def splits_from_lists(per_class: dict[str, list[Path]], lists: dict[str, Path]
+                      ) -> tuple[dict[str, dict[str, list[Path]]], list[str]]:
+    """(images per split and class, images of the source in no list) from split lists of one image file name
+    per line, as torchgeo reads them. A line matches an image by file name (``agricultural00.tif``), by
+    ``<class>/<file name>``, or by name without extension (the EuroSAT lists name ``.jpg`` files that other
+    releases store as ``.tif``). ValueError with file and line for a name that is not in the source or is
+    listed twice."""
+    index: dict[str, list[tuple[str, Path]]] = {}
+    for label, paths in per_class.items():
+        for path in paths:
+            for key in {path.name, f"{label}/{path.name}", path.stem}:
+                index.setdefault(key, []).append((label, path))
+    splits: dict[str, dict[str, list[Path]]] = {split: {label: [] for label in per_class} for split in lists}
+    seen: dict[Path, str] = {}
+    for split, list_path in lists.items():
+        for number, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+            entry = line.strip()
+            if not entry:
+                continue
+            where = f"{list_path}:{number}"
+            matches = index.get(entry) or index.get(Path(entry).stem, [])
+            if len(matches) != 1:
+                problem = ("is not an image of the source" if not matches else
+                           f"matches {len(matches)} images ({', '.join(f'{m[0]}/{m[1].name}' for m in matches)})")
+                raise ValueError(f"{where}: {entry!r} {problem}; fix the split list or the --classification folder")
+            label, path = matches[0]
+            if path in seen:
+                raise ValueError(f"{where}: {entry!r} is already listed at {seen[path]}")
+            seen[path] = where
+            splits[split][label].append(path)
+    unlisted = [f"{label}/{path.name}" for label, paths in per_class.items() for path in paths if path not in seen]
+    return {split: {label: sorted(paths) for label, paths in classes.items()} for split, classes in splits.items()}, unlisted
+
+
+def _card_fields(name: str, task_categories: list[str], task_ids: list[str]) -> dict[str, Any]:
+    """The Hub metadata of a benchmark card that does not come from its data."""
+    return {"pretty_name": SOURCES.get(name, (name, ""))[0], "license": "other",
+            "license_name": f"{name.replace('_', '-')}-terms", "license_link": LICENSE_NAME,
+            "task_categories": task_categories, "task_ids": task_ids}
+
+
+def _licence(name: str) -> str:
+    """LICENSE.md of a benchmark: the original release's terms and its citation."""
+    pretty, citation = SOURCES.get(name, (name, ""))
+    return licence_text(pretty, [(pretty, "the terms of the original release (most allow academic research use "
+                                          "only; check them before any other use)", citation)])
+
+
+def _citation(name: str) -> str:
+    """The card's citation section."""
+    citation = SOURCES.get(name, ("", ""))[1]
+    return f"\n## Citation\n\n{citation}.\n" if citation else ""
+
+
+def build_classification(source: Path, output: Path, name: str, test_fraction: float = 0.5, seed: int = 0,
+                         split_files: Path | None = None) -> dict[str, Any]:
     """Classification set from a folder-per-class layout: ``label`` is a ClassLabel of the folder names (sorted).
-    A source with ``train/`` and ``test/`` folders keeps them; otherwise a seeded stratified split puts
-    ``test_fraction`` of each class in ``test`` (1.0: everything in ``test``, no ``train``)."""
+
+    Splits, first that applies: the published split lists of ``name`` in ``split_files`` (``split_lists``;
+    train / validation / test), the source's own ``train/`` and ``test/`` folders, or the fallback, a seeded
+    stratified split putting ``test_fraction`` of each class in ``test`` (1.0: everything in ``test``, no
+    ``train``). The report's ``split_definition`` (also in the card) names the one used."""
     _check_name(name, CLASSIFICATION_NAMES)
     source = Path(source)
     if not 0.0 < test_fraction <= 1.0:
         raise ValueError(f"test_fraction must be in (0, 1], got {test_fraction}")
-    if (source / "train").is_dir() and (source / "test").is_dir():
+    if split_files is not None and not Path(split_files).is_dir():
+        raise FileNotFoundError(f"--split-files {split_files}: no such folder")
+    lists = split_lists(split_files, name) if split_files is not None else {}
+    unlisted: list[str] = []
+    if lists:
+        if "test" not in lists:
+            raise FileNotFoundError(f"--split-files {split_files}: {name} has {sorted(p.name for p in lists.values())} "
+                                    f"but no {SPLIT_FILE_PREFIXES.get(name, name)}-test.txt")
+        splits, unlisted = splits_from_lists(class_images(source), lists)
+        definition = {"kind": "split_files", "files": sorted(path.name for path in lists.values()),
+                      "description": "the published split lists " + ", ".join(f"`{p.name}`" for p in lists.values())
+                                     + (f" ({len(unlisted)} source images in no list, named in `{REPORT_NAME}`)"
+                                        if unlisted else "")}
+        if unlisted:
+            logger.warning("%s: %d images of %s are in no split list (listed in the report)", name, len(unlisted), source)
+    elif (source / "train").is_dir() and (source / "test").is_dir():
         splits = {split: class_images(source / split) for split in ("train", "test")}
         if list(splits["train"]) != list(splits["test"]):
             raise ValueError(f"{source}: train and test class folders differ: {list(splits['train'])} vs {list(splits['test'])}")
-        how = "the source's own train/test folders"
+        definition = {"kind": "source_folders", "description": "the source's own train/test folders"}
     elif test_fraction == 1.0:
         splits = {"test": class_images(source)}
-        how = "all images in `test` (no train split)"
+        definition = {"kind": "all_test", "description": "all images in `test` (no train split)"}
     else:
+        if split_files is not None:
+            logger.warning("%s: no %s-{train,val,test}.txt in %s; using the seeded fallback split",
+                           name, SPLIT_FILE_PREFIXES.get(name, name), split_files)
         splits = stratified_split(class_images(source), test_fraction, seed)
-        how = f"a seeded (seed {seed}) stratified split: {test_fraction:g} of each class in `test`, the rest in `train`"
+        definition = {"kind": "seeded_fallback", "seed": seed, "test_fraction": test_fraction,
+                      "description": f"the seeded fallback split (no published split lists given): seed {seed}, "
+                                     f"{test_fraction:g} of each class in `test`, the rest in `train`"}
     names = list(splits["test"])
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names),
                                   "filename": datasets.Value("string")})
     skipped: list[dict[str, str]] = []
     rows = {}
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         if split in splits:
             entries = [(path, {"label": label_index, "filename": f"{label}/{path.name}"})
                        for label_index, label in enumerate(names) for path in splits[split][label]]
             rows[split] = _rows(entries, skipped, f"{name}/{split}")
 
     def card(counts: dict[str, int], metadata: dict[str, Any]) -> str:
-        body = (f"# {name} scene classification\n\nBuilt by `python -m dataset_builders.build_benchmarks` from the "
-                f"folder-per-class layout at `{source.name}`. `label` is a ClassLabel of the {len(names)} folder names "
-                f"(sorted); `filename` is `<class folder>/<file>`. Splits: {how}. Rows: "
+        body = (f"# {SOURCES.get(name, (name, ''))[0]} scene classification\n\nBuilt by `python -m "
+                f"dataset_builders.build_benchmarks` from the folder-per-class layout at `{source.name}`. `label` is a "
+                f"ClassLabel of the {len(names)} folder names (sorted); `filename` is `<class folder>/<file>`.\n\n"
+                f"Split definition: {definition['description']}. Rows: "
                 + ", ".join(f"{split} {count}" for split, count in counts.items())
-                + f". Skipped images: {len(skipped)} (see `{REPORT_NAME}`). Licence: as the original dataset.\n")
-        return card_text({"license": "other", "task_categories": ["image-classification"],
-                          "tags": ["remote-sensing", "zero-shot-classification"], **metadata}, body)
+                + f". Skipped images: {len(skipped)} (see `{REPORT_NAME}`). Licence: as the original dataset "
+                f"(`{LICENSE_NAME}`).\n" + _citation(name))
+        fields = _card_fields(name, ["image-classification", "zero-shot-image-classification"],
+                              ["multi-class-image-classification"])
+        return card_text({**fields, "tags": ["remote-sensing", "zero-shot-classification"], **metadata}, body)
 
-    report: dict[str, Any] = {"name": name, "source": str(source), "splits": how, "classes": names, "skipped": skipped}
-    report["rows"] = write_dataset_folder(Path(output), features, rows, card, lambda counts: {**report, "rows": counts})
+    report: dict[str, Any] = {"name": name, "source": str(source), "split_definition": definition,
+                              "classes": names, "unlisted": unlisted, "skipped": skipped}
+    report["rows"] = write_dataset_folder(Path(output), features, rows, card, lambda counts: {**report, "rows": counts},
+                                          licence=_licence(name))
     return report
-

@@ -13,6 +13,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from dataset_builders.corpus import CorpusConfig, build_corpus
+from dataset_builders.publish import PublishError
 
 
 def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
@@ -42,7 +43,11 @@ def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus and print its totals."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = build_corpus(parse_config(argv))
+    try:
+        report = build_corpus(parse_config(argv))
+    except PublishError as error:  # no token / no write access: found before building
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(report["totals"]))
     return 0
 

@@ -1,4 +1,5 @@
-"""CLI: ``python -m dataset_builders.build_remotecount (--dota DIR | --release DIR) --output DATA_DIR/remotecount [--seed S]``."""
+"""CLI: ``python -m dataset_builders.build_remotecount (--dota DIR | --release DIR) --output DATA_DIR/remotecount
+[--seed S] [--push-to-hub OWNER/NAME [--private] [--dry-run]]``."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
 from dataset_builders.remotecount import from_dota, from_release
 
 
@@ -24,13 +27,21 @@ class RemoteCountConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build RemoteCount and print its row counts."""
+    """Build RemoteCount (and push it) and print its row counts."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (config,) = HfArgumentParser(RemoteCountConfig).parse_args_into_dataclasses(args=argv)
+    config, push = HfArgumentParser((RemoteCountConfig, PushConfig)).parse_args_into_dataclasses(args=argv)
     if (config.dota is None) == (config.release is None):
         raise ValueError("pass exactly one of --dota DIR and --release DIR")
+    try:
+        api = check_push(push)
+    except PublishError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     report = from_dota(config.dota, config.output, config.seed) if config.dota else from_release(config.release, config.output)
     print(json.dumps(report["rows"]))
+    if push.push_to_hub:
+        root = Path(config.dota or config.release)
+        push_dataset(Path(config.output), push, {root.name: root}, api, "Upload RemoteCount (rclip-hf build_remotecount)")
     return 0
 
 

@@ -34,14 +34,17 @@ from tqdm.auto import tqdm
 from dataset_builders import b2c, dedup, lanczos
 from dataset_builders.hf_folder import (
     DEFAULT_MAX_SHARD_BYTES,
+    LICENSE_NAME,
     REPORT_NAME,
     ImageFile,
     ShardWriter,
     atomic_folder,
     card_metadata,
     card_text,
+    licence_text,
     write_json,
 )
+from dataset_builders.publish import PushConfig, check_push, push_dataset
 from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
 from dataset_builders.sources.images import DecodedImage, decode_rgb, decoded_whole, encode_png
@@ -53,6 +56,7 @@ NUM_CAPTIONS = 5
 # images per worker task: few messages between processes for small images; big images go one per task, so
 # the results (consumed in order) never wait long behind one slow task while the other workers run ahead
 _MAX_CHUNK = 16
+PUSH_KEYS = ("push_to_hub", "private", "dry_run")  # options that change where the corpus goes, not what it is
 _MAX_CHUNK_BYTES = 2 * 1024 * 1024
 # candidates de-duplicated and written together while the workers go on decoding: up to this many images or
 # this many bytes of stored image files, so that writing large images overlaps decoding the next ones
@@ -73,8 +77,9 @@ CORPUS_FEATURES = datasets.Features({
 
 
 @dataclass
-class CorpusConfig:
-    """Options of ``python -m dataset_builders.build_corpus`` (also readable from ``--config YAML``)."""
+class CorpusConfig(PushConfig):
+    """Options of ``python -m dataset_builders.build_corpus`` (also readable from ``--config YAML``); the Hub
+    options (``--push-to-hub``, ``--private``, ``--dry-run``) are those of every builder (``PushConfig``)."""
 
     source: list[str] = field(default_factory=list, metadata={
         "help": "FORMAT=PATH of one source (repeat the flag for several); formats: " + ", ".join(sorted(READERS)),
@@ -83,7 +88,6 @@ class CorpusConfig:
     config: str | None = field(default=None, metadata={"help": "YAML file with any of these options (flags win)"})
     num_proc: int = field(default=1, metadata={"help": "worker processes for decoding, M2B and hashing"})
     seed: int = field(default=0, metadata={"help": "seed of the B2C caption phrasing"})
-    push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset repo id to upload the folder to"})
     exclude_near: str | None = field(default=None, metadata={
         "help": "folder of images or HF dataset folder of benchmark test images: training images within "
                 "--max-distance of any of them are excluded"})
@@ -303,7 +307,7 @@ def _stat(path: str) -> list[Any]:
 def fingerprint(config: CorpusConfig, scanned: Sequence[Item | Skipped]) -> str:
     """Hash of the build's inputs: options that change the output and every scanned file's size and mtime."""
     options = {key: value for key, value in asdict(config).items()
-               if key not in ("output", "num_proc", "push_to_hub", "config", "force")}
+               if key not in ("output", "num_proc", "config", "force", *PUSH_KEYS)}
     files = []
     for entry in scanned:
         if isinstance(entry, Skipped):
@@ -350,6 +354,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
     if config.num_proc < 1:
         raise ValueError(f"--num-proc must be >= 1, got {config.num_proc}")
     output = Path(config.output)
+    api = check_push(config)  # before any work: a push without a token or write access fails here
     options = config.options_for()
     readers = [get_reader(name, path, **options.get(name, {})) for name, path in config.sources()]
     names = [reader.name for reader in readers]
@@ -366,9 +371,11 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
         previous = json.loads(report_path.read_text(encoding="utf-8"))
         if previous.get("fingerprint") == digest:
             logger.info("%s is up to date (same inputs and options); pass --force to rebuild", output)
+            _push(config, api)
             return previous
 
-    report: dict[str, Any] = {"fingerprint": digest, "config": {k: v for k, v in asdict(config).items() if k != "force"},
+    report: dict[str, Any] = {"fingerprint": digest, "config": {k: v for k, v in asdict(config).items()
+                                                                if k not in ("force", *PUSH_KEYS)},
                               "storage": "original bytes for 8-bit RGB JPEG/PNG, lossless PNG after conversion otherwise",
                               "totals": {}, "sources": {}}
     per_source = report["sources"]
@@ -459,18 +466,30 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
         write_json(folder / REPORT_NAME, report)
         (folder / "README.md").write_text(corpus_card(report, card_metadata({"train": shards}, folder, CORPUS_FEATURES)),
                                           encoding="utf-8")
+        (folder / LICENSE_NAME).write_text(licence_text("the RemoteCLIP-style caption corpus", [
+            (name, stats["license"], stats["citation"]) for name, stats in per_source.items()]), encoding="utf-8")
     logger.info("corpus %s: %s", output, report["totals"])
-    if config.push_to_hub:
-        push_folder_to_hub(output, config.push_to_hub)
+    _push(config, api)
     return report
+
+
+def _push(config: CorpusConfig, api: Any) -> None:
+    """Push the built folder when ``--push-to-hub`` is given; the report's paths relative to each source."""
+    if not config.push_to_hub:
+        return
+    roots = {name: source_base(path) for name, path in config.sources()}
+    if config.exclude_near:
+        roots["exclude_near"] = Path(config.exclude_near)
+    push_dataset(Path(config.output), config, roots, api, "Upload the RemoteCLIP-style caption corpus (rclip-hf build_corpus)")
 
 
 def corpus_card(report: dict[str, Any], metadata: dict[str, Any]) -> str:
     """The dataset card of a corpus: YAML (``metadata`` with configs and features) + licences, counts, rules."""
     sources = report["sources"]
-    metadata = {"license": "other", "task_categories": ["zero-shot-image-classification", "image-to-text"],
-                "tags": ["remote-sensing", "remoteclip", "image-text"],
-                "pretty_name": "RemoteCLIP-style caption corpus", **metadata}
+    metadata = {"pretty_name": "RemoteCLIP-style caption corpus", "license": "other",
+                "license_name": "remoteclip-corpus-sources", "license_link": LICENSE_NAME,
+                "task_categories": ["zero-shot-image-classification", "image-to-text", "text-retrieval"],
+                "task_ids": ["image-captioning"], "tags": ["remote-sensing", "remoteclip", "image-text"], **metadata}
     rows = "\n".join(f"| {name} | {s['read']} | {s['kept']} | {s['counts']['skipped']} | {s['counts']['duplicates']} "
                      f"| {s['counts']['excluded']} | {s['license']} |" for name, s in sources.items())
     totals = report["totals"]
@@ -493,19 +512,9 @@ Images: {report['storage']}.
 | **total** | {totals['read']} | {totals['kept']} | {totals['skipped']} | {totals['duplicates']} | {totals['excluded']} | |
 
 Every skipped file, removed duplicate (with its kept twin and distance), excluded image and clipped or dropped
-annotation is listed in `{REPORT_NAME}`. The licence of each source applies to its images; most are
-for academic research use only.
+annotation is listed in `{REPORT_NAME}`. The licence of each source applies to its images (`{LICENSE_NAME}`);
+most are for academic research use only.
 
 Citations: {"; ".join(s['citation'] for s in sources.values() if s['citation'])}.
 """
     return card_text(metadata, body)
-
-
-def push_folder_to_hub(folder: Path, repo_id: str) -> None:
-    """Upload a built dataset folder (shards, card, report) to a Hub dataset repo."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
-                      commit_message="Upload RemoteCLIP-style caption corpus (rclip-hf build_corpus)")

@@ -19,17 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import datasets.config
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 import yaml
+from datasets.arrow_writer import get_parquet_column_options
+from datasets.utils.metadata import known_task_ids
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024
 REPORT_NAME = "build_report.json"
+LICENSE_NAME = "LICENSE.md"
 
 
 @dataclass(frozen=True)
@@ -48,14 +52,18 @@ class ShardWriter:
 
     Rows are written in row groups of ``rows_per_batch`` rows or ~``max_batch_bytes`` of image bytes, whichever
     comes first (defaults 256 rows, 8 MiB: small images in groups of 64 rows cost ~1.5x the CPU per row, groups
-    of 32 MiB cost more per byte). Image cells are ``{"bytes", "path"}`` dicts or ``ImageFile``; the image bytes of
+    of 32 MiB cost more per byte). Pages are cut by content-defined chunking and the page index is written, as
+    ``datasets`` writes Parquet (``content_defined_chunking=False`` turns chunking off). Image cells are ``{"bytes", "path"}`` dicts or ``ImageFile``; the image bytes of
     a row group are gathered into one reused buffer, so writing allocates no new memory per image.
     """
 
     def __init__(self, folder: Path, split: str, features: datasets.Features,
                  max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, rows_per_batch: int = 256,
-                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+                 content_defined_chunking: bool | dict[str, int] = True) -> None:
         self.folder, self.split, self.features = folder, split, features
+        self.content_defined_chunking = (datasets.config.DEFAULT_CDC_OPTIONS if content_defined_chunking is True
+                                         else content_defined_chunking)
         self.schema = features.arrow_schema
         self.max_shard_bytes, self.rows_per_batch, self.max_batch_bytes = max_shard_bytes, rows_per_batch, max_batch_bytes
         self.num_rows = 0  # rows added
@@ -70,18 +78,17 @@ class ShardWriter:
         self._buffer = np.empty(0, dtype=np.uint8)  # image bytes of one row group, reused from one to the next
         self._digest = xxhash.xxh3_128()  # of the split's shards, in order, as they are written
 
-    def _column_options(self) -> dict[str, Any]:
-        """ParquetWriter options: image bytes (already compressed JPEG/PNG) are stored as they are, without
-        dictionary, compression or statistics, which cost more than the rest of the write and never pay off;
-        every other column gets the defaults (dictionary, snappy, statistics)."""
-        buffer = io.BytesIO()
-        pq.write_table(self.schema.empty_table(), buffer)
-        columns = pq.ParquetFile(io.BytesIO(buffer.getvalue())).schema
+    def _writer_options(self) -> dict[str, Any]:
+        """ParquetWriter options as ``datasets``' own Parquet writer sets them: its per-column options (image
+        bytes PLAIN, uncompressed, no dictionary; other columns dictionary + snappy), content-defined chunking
+        (``datasets.config.DEFAULT_CDC_OPTIONS``: pages cut where the content says, so unchanged rows give
+        byte-identical pages that Xet de-duplicates on re-upload) and the page index. Image bytes also get no
+        statistics, which cost more than the rest of the write and never pay off."""
         image_bytes = {f"{name}.bytes" for name in self._image_columns}
-        paths = [columns.column(i).path for i in range(len(columns))]
-        others = [path for path in paths if path not in image_bytes]
-        return {"use_dictionary": others, "write_statistics": others,
-                "compression": {path: "NONE" if path in image_bytes else "SNAPPY" for path in paths}}
+        options = get_parquet_column_options(self.features, self.schema)
+        paths = [path for path in options["compression"] if path not in image_bytes]
+        return {**options, "write_statistics": paths, "write_page_index": True,
+                "use_content_defined_chunking": self.content_defined_chunking}
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Add one row (features already encoded; images as ``{"bytes", "path"}`` or ``ImageFile``)."""
@@ -135,7 +142,10 @@ class ShardWriter:
             self._writer.close()
             self._writer = None
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._new_shard(), self.schema, **self._column_options())
+            self._writer = pq.ParquetWriter(self._new_shard(), self.schema, **self._writer_options())
+            if self.content_defined_chunking is not False:  # recorded as datasets records it
+                self._writer.add_key_value_metadata(
+                    {"content_defined_chunking": json.dumps(self.content_defined_chunking)})
             self._shard_bytes = 0
         self._writer.write_table(table)  # written (copied into pages) before the buffer is reused
         self._shard_bytes += table.nbytes
@@ -191,20 +201,55 @@ def _cell_size(cell: Any) -> int:
     return len((cell or {}).get("bytes") or b"")
 
 
+#: The Hub's ``size_categories`` bins, by the upper bound of each (total rows of all splits).
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+
+
+def size_category(num_rows: int) -> str:
+    """The Hub's ``size_categories`` value for a dataset of ``num_rows`` rows."""
+    return next((name for bound, name in SIZE_CATEGORIES if num_rows < bound), "n>1B")
+
+
+def check_card_metadata(metadata: Mapping[str, Any]) -> None:
+    """ValueError unless every ``task_categories`` value is a Hub task (the list ``datasets`` ships, copied from
+    the Hub's huggingface.js tasks) and ``license: other`` comes with ``license_name`` and ``license_link``."""
+    unknown = sorted(set(metadata.get("task_categories", ())) - set(known_task_ids))
+    if unknown:
+        raise ValueError(f"dataset card: task_categories {unknown} are not Hub tasks; known: {sorted(known_task_ids)}")
+    if metadata.get("license") == "other" and not (metadata.get("license_name") and metadata.get("license_link")):
+        raise ValueError("dataset card: license 'other' needs license_name and license_link")
+
+
 def card_text(metadata: Mapping[str, Any], body: str) -> str:
-    """A README.md dataset card: YAML front matter then the markdown body."""
+    """A README.md dataset card: YAML front matter (checked by ``check_card_metadata``) then the markdown body."""
+    check_card_metadata(metadata)
     return "---\n" + yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True) + "---\n\n" + body.strip() + "\n"
 
 
 def card_metadata(data_files: Mapping[str, Sequence[Path]], root: Path, features: datasets.Features,
                   **extra: Any) -> dict[str, Any]:
-    """YAML metadata with ``configs``/``data_files`` (the shard files of each split, relative to ``root``) and
-    the features, plus ``extra`` keys."""
+    """YAML metadata the Hub reads, after the ``extra`` keys: ``language: en``, ``size_categories`` (rows of all
+    splits), ``configs``/``data_files`` (the shard files of each split, relative to ``root``) and ``dataset_info``
+    (features; per split ``num_examples`` and ``num_bytes``, uncompressed, from the shards' Parquet footers;
+    ``download_size`` and ``dataset_size``)."""
+    splits = datasets.SplitDict()
+    download_size = 0
+    for split, paths in data_files.items():
+        footers = [pq.ParquetFile(path).metadata for path in paths]
+        num_bytes = sum(footer.row_group(i).total_byte_size for footer in footers for i in range(footer.num_row_groups))
+        splits.add(datasets.SplitInfo(name=split, num_bytes=num_bytes,
+                                      num_examples=sum(footer.num_rows for footer in footers)))
+        download_size += sum(path.stat().st_size for path in paths)
     metadata: dict[str, Any] = dict(extra)
+    metadata["language"] = ["en"]
+    metadata["size_categories"] = [size_category(splits.total_num_examples)]
     metadata["configs"] = [{"config_name": "default", "data_files": [
         {"split": split, "path": [path.relative_to(root).as_posix() for path in paths]}
         for split, paths in data_files.items()]}]
-    metadata["dataset_info"] = datasets.DatasetInfo(features=features)._to_yaml_dict()
+    metadata["dataset_info"] = datasets.DatasetInfo(
+        features=features, splits=splits, download_size=download_size,
+        dataset_size=sum(split.num_bytes for split in splits.values()))._to_yaml_dict()
     return metadata
 
 
@@ -242,13 +287,20 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def licence_text(title: str, sources: Iterable[tuple[str, str, str]]) -> str:
+    """The ``LICENSE.md`` a card's ``license_link`` points to: each source's name, licence terms and citation."""
+    lines = [f"# Licences of {title}", "", "The images and annotations keep the licence of their source dataset:", ""]
+    lines += [f"- **{name}**: {terms}" + (f". Cite: {citation}." if citation else "") for name, terms, citation in sources]
+    return "\n".join(lines) + "\n"
+
+
 def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapping[str, Iterable[Mapping[str, Any]]],
                          card: Callable[[dict[str, int], dict[str, Any]], str],
                          report: Callable[[dict[str, int]], Any] | None = None,
-                         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> dict[str, int]:
+                         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, licence: str | None = None) -> dict[str, int]:
     """Write a whole dataset folder atomically: rows per split, then README.md from ``card(rows per split,
-    YAML metadata with configs and features)`` and, if given, ``build_report.json`` from ``report(rows per
-    split)``. Returns the rows per split."""
+    YAML metadata with configs and features)``, ``LICENSE.md`` from ``licence`` and, if given,
+    ``build_report.json`` from ``report(rows per split)``. Returns the rows per split."""
     with atomic_folder(output) as folder:
         counts, files = {}, {}
         for split, rows in splits.items():
@@ -258,6 +310,8 @@ def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapp
             files[split] = writer.close()
             counts[split] = writer.num_rows
         (folder / "README.md").write_text(card(counts, card_metadata(files, folder, features)), encoding="utf-8")
+        if licence is not None:
+            (folder / LICENSE_NAME).write_text(licence, encoding="utf-8")
         if report is not None:
             write_json(folder / REPORT_NAME, report(counts))
     return counts

@@ -28,7 +28,7 @@ import datasets
 from tqdm.auto import tqdm
 
 from dataset_builders.b2c import normalize_class_name
-from dataset_builders.hf_folder import card_text, write_dataset_folder
+from dataset_builders.hf_folder import LICENSE_NAME, card_text, licence_text, write_dataset_folder
 from dataset_builders.records import Record
 from dataset_builders.sources import read_source
 from dataset_builders.sources.images import image_cell
@@ -43,6 +43,8 @@ PLURAL_TEMPLATES = ("There are {n} {noun} in the image.", "The image shows {n} {
                     "In this image there are {n} {noun}.", "{N} {noun} can be seen in the image.")
 SINGULAR_TEMPLATES = ("There is {n} {noun} in the image.", "The image shows {n} {noun}.",
                       "In this image there is {n} {noun}.", "{N} {noun} can be seen in the image.")
+CITATIONS = ("Liu et al., RemoteCLIP: A Vision Language Foundation Model for Remote Sensing, IEEE TGRS 2024 "
+             "(RemoteCount)", "Xia et al., DOTA: A Large-scale Dataset for Object Detection in Aerial Images, CVPR 2018")
 FEATURES = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string"),
                               "count": datasets.Value("int64"), "category": datasets.Value("string")})
 
@@ -138,13 +140,18 @@ def write_remotecount(samples: list[tuple[Path, dict[str, Any]]], output: Path, 
                 f"Split `test`: {counts['test']} samples (skipped: {len(skipped)}, see `build_report.json`).\n\n"
                 "Samples per count: " + ", ".join(f"{n}: {per_count[n]}" for n in range(1, 11)) + ".\n\n"
                 "Samples per category: " + ", ".join(f"{c}: {per_category[c]}" for c in CATEGORIES) + ".\n\n"
-                "Licence: as DOTA (academic research use only).\n")
-        return card_text({"license": "other", "task_categories": ["zero-shot-image-classification"],
+                f"Licence: as DOTA (academic research use only; `{LICENSE_NAME}`).\n\n## Citation\n\n"
+                + "\n\n".join(f"{citation}." for citation in CITATIONS) + "\n")
+        return card_text({"pretty_name": "RemoteCount", "license": "other", "license_name": "dota-terms",
+                          "license_link": LICENSE_NAME, "task_categories": ["zero-shot-image-classification"],
                           "tags": ["remote-sensing", "counting", "remoteclip"], **metadata}, body)
 
     report: dict[str, Any] = {"origin": origin, "skipped": skipped}
+    licence = licence_text("RemoteCount", [("DOTA (the images)", "academic research use only "
+                                                                 "(https://captain-whu.github.io/DOTA/)", CITATIONS[1]),
+                                           ("RemoteCount (the captions)", "as RemoteCLIP's release", CITATIONS[0])])
     report["rows"] = write_dataset_folder(Path(output), FEATURES, {"test": rows()}, card,
-                                          lambda counts: {**report, "rows": counts})
+                                          lambda counts: {**report, "rows": counts}, licence=licence)
     return report
 
 

@@ -85,7 +85,7 @@ def test_official_train_test_folders_wrapper_dirs_and_bad_images(tmp_path: Path)
             for name in names:
                 shutil.copy(bad / name, folder / name)
     report = build_classification(tmp_path / "src", tmp_path / "out", "rsc11")
-    assert report["splits"] == "the source's own train/test folders"
+    assert report["split_definition"] == {"kind": "source_folders", "description": "the source's own train/test folders"}
     assert report["rows"] == {"train": 2, "test": 2}
     assert [Path(entry["path"]).name for entry in report["skipped"]] == ["corrupt.jpg"]
     test = datasets.load_dataset(str(tmp_path / "out"), split="test")

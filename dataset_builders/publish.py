@@ -1,0 +1,192 @@
+"""Publishing a built dataset folder to the Hub: ``--push-to-hub REPO_ID [--private] [--dry-run]`` of every builder.
+
+A push uploads exactly the files of ``PUBLISHED_FILES`` (the card, the licence file, the Parquet shards and
+the build report), in one commit that also deletes the previous build's shards (``delete_patterns``: shard
+names carry a content digest, so a rebuild's shards never overwrite the old ones). The build report goes up
+with every local path made relative to its ``--source`` root. The token and its write access to the repo are
+checked before anything is built; a dry run needs no token, builds, lists files, sizes and card metadata and
+uploads nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import HfApi, get_token, metadata_load
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+from dataset_builders.hf_folder import LICENSE_NAME, REPORT_NAME
+
+logger = logging.getLogger(__name__)
+
+#: Files a push uploads (paths relative to the dataset folder; "*" does not cross "/").
+PUBLISHED_FILES = ("README.md", LICENSE_NAME, REPORT_NAME, "data/*.parquet")
+#: Remote files a push deletes unless this build uploads them: the previous build's shards.
+DELETE_PATTERNS = ["data/*.parquet"]
+#: Roles in an organisation that may write to its repositories.
+WRITE_ROLES = ("admin", "write", "contributor")
+_ABSOLUTE = re.compile(r"(?:^|[\s'\"(=])(/[^\s'\"]+)")
+
+
+class PublishError(ValueError):
+    """The dataset cannot be pushed as asked; the message says what to do."""
+
+
+@dataclass
+class PushConfig:
+    """Hub options shared by the dataset builders."""
+
+    push_to_hub: str | None = field(default=None, metadata={
+        "help": "Hub dataset repo (OWNER/NAME) to upload the built folder to (token checked before building)"})
+    private: bool = field(default=False, metadata={"help": "create the Hub repo as private"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "with --push-to-hub: build, then list the files, sizes and card metadata a push would upload; "
+                "upload nothing (no token needed)"})
+
+
+@dataclass
+class DatasetUpload:
+    """What a push of one folder sends: files (relative path, bytes), the relativised report, card metadata."""
+
+    folder: Path
+    repo_id: str
+    files: list[tuple[str, int]] = field(default_factory=list)
+    report: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> list[str]:
+        """Relative paths of the uploaded files."""
+        return [path for path, _ in self.files]
+
+
+def check_push(config: PushConfig, api: HfApi | None = None) -> HfApi | None:
+    """Before building: None when nothing is pushed or for a dry run; otherwise an ``HfApi`` whose token may
+    write to ``config.push_to_hub``. Raises ``PublishError`` with one line saying what to do."""
+    if config.dry_run and not config.push_to_hub:
+        raise PublishError("--dry-run needs --push-to-hub REPO_ID (the repo the dry run plans a push to)")
+    if not config.push_to_hub or config.dry_run:
+        return None
+    repo_id = config.push_to_hub
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise PublishError(f"--push-to-hub {repo_id!r}: not a Hub repo id (OWNER/NAME): {error}") from None
+    if get_token() is None:
+        raise PublishError(f"--push-to-hub {repo_id}: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
+                           "(or add --dry-run to see what would be uploaded)")
+    api = api or HfApi()
+    try:
+        whoami = api.whoami()
+    except HfHubHTTPError as error:
+        raise PublishError(f"--push-to-hub {repo_id}: the Hub rejected the token ({error}); run `hf auth login` "
+                           "with a valid token") from None
+    if whoami.get("auth", {}).get("accessToken", {}).get("role") == "read":
+        raise PublishError(f"--push-to-hub {repo_id}: the token is read-only; log in with a write token "
+                           "(https://huggingface.co/settings/tokens)")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else whoami["name"]
+    writable = [whoami["name"]] + [org["name"] for org in whoami.get("orgs", []) if org.get("roleInOrg") in WRITE_ROLES]
+    if namespace not in writable:
+        raise PublishError(f"--push-to-hub {repo_id}: {whoami['name']} cannot write to {namespace!r} "
+                           f"(writable: {', '.join(writable)}); choose a repo under one of these")
+    return api
+
+
+def relative_report(report: Any, roots: Mapping[str, Path]) -> Any:
+    """``report`` with each local root replaced by its label (``dota/images/a.png``, not ``/data/dota/images/
+    a.png``); ``PublishError`` naming the key when an absolute path outside every root is left."""
+    replacements = sorted({(str(path), label) for label, path in roots.items()}
+                          | {(str(Path(path).resolve()), label) for label, path in roots.items()},
+                          key=lambda pair: -len(pair[0]))
+
+    def clean(value: Any, where: str) -> Any:
+        if isinstance(value, dict):
+            return {key: clean(item, f"{where}.{key}") for key, item in value.items()}
+        if isinstance(value, list):
+            return [clean(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        for path, label in replacements:
+            value = re.sub(rf"(?<![\w.]){re.escape(path)}(?=[/#:\s'\"]|$)", label, value)
+        leak = _ABSOLUTE.search(value)
+        if leak:
+            raise PublishError(f"{REPORT_NAME} {where}: local path {leak.group(1)!r} outside the --source roots; "
+                               "it would be published")
+        return value
+
+    return clean(report, "report")
+
+
+def plan_push(folder: Path, repo_id: str, roots: Mapping[str, Path]) -> DatasetUpload:
+    """The files of ``folder`` a push uploads (``PUBLISHED_FILES``), its card metadata and relativised report."""
+    folder = Path(folder)
+    upload = DatasetUpload(folder=folder, repo_id=repo_id)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if any(fnmatch.fnmatchcase(relative, pattern) and relative.count("/") == pattern.count("/")
+               for pattern in PUBLISHED_FILES):
+            upload.files.append((relative, path.stat().st_size))
+    if not (folder / "README.md").is_file():
+        raise PublishError(f"{folder}: no README.md card; not a dataset folder built by these builders")
+    upload.metadata = metadata_load(folder / "README.md") or {}
+    if (folder / REPORT_NAME).is_file():
+        report = relative_report(json.loads((folder / REPORT_NAME).read_text(encoding="utf-8")),
+                                 {".": folder, **roots})
+        upload.report = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        upload.files = [(path, len(upload.report.encode()) if path == REPORT_NAME else size)
+                        for path, size in upload.files]
+    return upload
+
+
+def describe_push(upload: DatasetUpload, private: bool) -> str:
+    """Human-readable listing of the files and card metadata a push uploads."""
+    total = sum(size for _, size in upload.files)
+    lines = [f"{'private' if private else 'public'} dataset repo {upload.repo_id}: {len(upload.files)} files "
+             f"({total / 1e6:.1f} MB) from {upload.folder}, deleting other data/*.parquet there:"]
+    lines += [f"  {path:<50} {size:>14,} bytes" for path, size in upload.files]
+    lines.append("card metadata:")
+    lines += [f"  {line}" for line in json.dumps(upload.metadata, indent=1, ensure_ascii=False).splitlines()[1:-1]]
+    return "\n".join(lines)
+
+
+def push_dataset(folder: Path, config: PushConfig, roots: Mapping[str, Path], api: HfApi | None,
+                 commit_message: str) -> DatasetUpload:
+    """Upload ``folder`` to ``config.push_to_hub`` (``api`` from ``check_push``) or, for a dry run, log the plan."""
+    upload = plan_push(folder, config.push_to_hub, roots)
+    if config.dry_run:
+        logger.info("dry run, nothing uploaded: %s", describe_push(upload, config.private))
+        return upload
+    if api is None:
+        raise PublishError("push_dataset: call check_push before building (it checks the token)")
+    api.create_repo(repo_id=upload.repo_id, repo_type="dataset", private=config.private, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.push-") as staging:
+        for path in upload.paths:  # the exact files, linked (no copy), the report replaced by its relative form
+            target = Path(staging) / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path == REPORT_NAME:
+                target.write_text(upload.report, encoding="utf-8")
+            else:
+                _link(folder / path, target)
+        api.upload_folder(folder_path=staging, repo_id=upload.repo_id, repo_type="dataset",
+                          allow_patterns=upload.paths, delete_patterns=DELETE_PATTERNS, commit_message=commit_message)
+    logger.info("uploaded %d files to dataset repo %s", len(upload.files), upload.repo_id)
+    return upload
+
+
+def _link(source: Path, target: Path) -> None:
+    """Hard-link ``source`` at ``target`` (a copy where the file system cannot link)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
