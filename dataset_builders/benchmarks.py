@@ -16,7 +16,13 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
-from dataset_builders.hf_folder import LICENSE_NAME, REPORT_NAME, card_text, licence_text, write_dataset_folder
+from dataset_builders.hf_folder import (
+    LICENSE_NAME,
+    REPORT_NAME,
+    card_text,
+    licence_text,
+    write_dataset_folder,
+)
 from dataset_builders.sources.captions import find_caption_json, find_image_dir, load_karpathy_json
 from dataset_builders.sources.images import image_cell
 from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_files
@@ -28,30 +34,30 @@ CLASSIFICATION_NAMES = ("eurosat", "ucmerced", "aid", "resisc45", "rsi_cb128", "
                         "patternnet", "rs2800", "optimal31", "rsc11", "whu_rs19", "rsscn7", "aid150")
 #: Per benchmark: the name the Hub card shows and the source's citation (its terms go into LICENSE.md).
 SOURCES: dict[str, tuple[str, str]] = {
-    "rsitmd": ("RSITMD", "Yuan et al., Exploring a Fine-Grained Multiscale Method for Cross-Modal Remote Sensing "
-                         "Image Retrieval, IEEE TGRS 2022"),
+    "rsitmd": ("RSITMD", ("Yuan et al., Exploring a Fine-Grained Multiscale Method for Cross-Modal Remote Sensing "
+                         "Image Retrieval, IEEE TGRS 2022")),
     "rsicd": ("RSICD", "Lu et al., Exploring Models and Data for Remote Sensing Image Caption Generation, IEEE TGRS 2017"),
     "ucm": ("UCM-Captions", "Qu et al., Deep Semantic Understanding of High Resolution Remote Sensing Image, CITS 2016"),
-    "eurosat": ("EuroSAT", "Helber et al., EuroSAT: A Novel Dataset and Deep Learning Benchmark for Land Use and Land "
-                           "Cover Classification, IEEE JSTARS 2019"),
-    "ucmerced": ("UC Merced Land Use", "Yang and Newsam, Bag-of-Visual-Words and Spatial Extensions for Land-Use "
-                                       "Classification, ACM SIGSPATIAL GIS 2010"),
-    "aid": ("AID", "Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial Scene Classification, "
-                   "IEEE TGRS 2017"),
-    "aid150": ("AID (150-image subset)", "Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial "
-                                         "Scene Classification, IEEE TGRS 2017"),
-    "resisc45": ("NWPU-RESISC45", "Cheng et al., Remote Sensing Image Scene Classification: Benchmark and State of "
-                                  "the Art, Proceedings of the IEEE 2017"),
-    "rsi_cb128": ("RSI-CB128", "Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
-                               "Crowdsourced Data, Sensors 2020"),
-    "rsi_cb256": ("RSI-CB256", "Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
-                               "Crowdsourced Data, Sensors 2020"),
-    "mlrsnet": ("MLRSNet", "Qi et al., MLRSNet: A Multi-Label High Spatial Resolution Remote Sensing Dataset for "
-                           "Semantic Scene Understanding, ISPRS J. 2020"),
-    "patternnet": ("PatternNet", "Zhou et al., PatternNet: A Benchmark Dataset for Performance Evaluation of Remote "
-                                 "Sensing Image Retrieval, ISPRS J. 2018"),
-    "rsscn7": ("RSSCN7", "Zou et al., Deep Learning Based Feature Selection for Remote Sensing Scene Classification, "
-                         "IEEE GRSL 2015"),
+    "eurosat": ("EuroSAT", ("Helber et al., EuroSAT: A Novel Dataset and Deep Learning Benchmark for Land Use and Land "
+                           "Cover Classification, IEEE JSTARS 2019")),
+    "ucmerced": ("UC Merced Land Use", ("Yang and Newsam, Bag-of-Visual-Words and Spatial Extensions for Land-Use "
+                                       "Classification, ACM SIGSPATIAL GIS 2010")),
+    "aid": ("AID", ("Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial Scene Classification, "
+                   "IEEE TGRS 2017")),
+    "aid150": ("AID (150-image subset)", ("Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial "
+                                         "Scene Classification, IEEE TGRS 2017")),
+    "resisc45": ("NWPU-RESISC45", ("Cheng et al., Remote Sensing Image Scene Classification: Benchmark and State of "
+                                  "the Art, Proceedings of the IEEE 2017")),
+    "rsi_cb128": ("RSI-CB128", ("Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
+                               "Crowdsourced Data, Sensors 2020")),
+    "rsi_cb256": ("RSI-CB256", ("Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
+                               "Crowdsourced Data, Sensors 2020")),
+    "mlrsnet": ("MLRSNet", ("Qi et al., MLRSNet: A Multi-Label High Spatial Resolution Remote Sensing Dataset for "
+                           "Semantic Scene Understanding, ISPRS J. 2020")),
+    "patternnet": ("PatternNet", ("Zhou et al., PatternNet: A Benchmark Dataset for Performance Evaluation of Remote "
+                                 "Sensing Image Retrieval, ISPRS J. 2018")),
+    "rsscn7": ("RSSCN7", ("Zou et al., Deep Learning Based Feature Selection for Remote Sensing Scene Classification, "
+                         "IEEE GRSL 2015")),
 }
 #: ``<name>-<split>.txt`` prefixes of published split lists whose name differs from the benchmark's (torchgeo's).
 SPLIT_FILE_PREFIXES = {"ucmerced": "uc_merced"}
@@ -205,8 +211,8 @@ def _card_fields(name: str, task_categories: list[str], task_ids: list[str]) -> 
 def _licence(name: str) -> str:
     """LICENSE.md of a benchmark: the original release's terms and its citation."""
     pretty, citation = SOURCES.get(name, (name, ""))
-    return licence_text(pretty, [(pretty, "the terms of the original release (most allow academic research use "
-                                          "only; check them before any other use)", citation)])
+    return licence_text(pretty, [(pretty, ("the terms of the original release (most allow academic research use "
+                                          "only; check them before any other use)"), citation)])
 
 
 def _citation(name: str) -> str:

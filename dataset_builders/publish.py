@@ -152,8 +152,8 @@ def plan_push(folder: Path, repo_id: str, roots: Mapping[str, Path]) -> DatasetU
 def describe_push(upload: DatasetUpload, private: bool) -> str:
     """Human-readable listing of the files and card metadata a push uploads."""
     total = sum(size for _, size in upload.files)
-    lines = [f"{'private' if private else 'public'} dataset repo {upload.repo_id}: {len(upload.files)} files "
-             f"({total / 1e6:.1f} MB) from {upload.folder}, deleting other data/*.parquet there:"]
+    lines = [(f"{'private' if private else 'public'} dataset repo {upload.repo_id}: {len(upload.files)} files "
+             f"({total / 1e6:.1f} MB) from {upload.folder}, deleting other data/*.parquet there:")]
     lines += [f"  {path:<50} {size:>14,} bytes" for path, size in upload.files]
     lines.append("card metadata:")
     lines += [f"  {line}" for line in json.dumps(upload.metadata, indent=1, ensure_ascii=False).splitlines()[1:-1]]

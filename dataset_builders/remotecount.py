@@ -43,8 +43,8 @@ PLURAL_TEMPLATES = ("There are {n} {noun} in the image.", "The image shows {n} {
                     "In this image there are {n} {noun}.", "{N} {noun} can be seen in the image.")
 SINGULAR_TEMPLATES = ("There is {n} {noun} in the image.", "The image shows {n} {noun}.",
                       "In this image there is {n} {noun}.", "{N} {noun} can be seen in the image.")
-CITATIONS = ("Liu et al., RemoteCLIP: A Vision Language Foundation Model for Remote Sensing, IEEE TGRS 2024 "
-             "(RemoteCount)", "Xia et al., DOTA: A Large-scale Dataset for Object Detection in Aerial Images, CVPR 2018")
+CITATIONS = (("Liu et al., RemoteCLIP: A Vision Language Foundation Model for Remote Sensing, IEEE TGRS 2024 "
+             "(RemoteCount)"), "Xia et al., DOTA: A Large-scale Dataset for Object Detection in Aerial Images, CVPR 2018")
 FEATURES = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string"),
                               "count": datasets.Value("int64"), "category": datasets.Value("string")})
 
@@ -121,8 +121,10 @@ def release_samples(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return samples
 
 
-def write_remotecount(samples: list[tuple[Path, dict[str, Any]]], output: Path, origin: str) -> dict[str, Any]:
-    """Write the samples as the ``remotecount`` HF folder (split ``test``); returns the build report."""
+def write_remotecount(samples: list[tuple[Path, dict[str, Any]]], output: Path, origin: str,
+                      reader_skipped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the samples as the ``remotecount`` HF folder (split ``test``); returns the build report (also
+    written beside the data, with the reader's skips when given)."""
     skipped: list[dict[str, str]] = []
 
     def rows() -> Iterator[dict[str, Any]]:
@@ -147,8 +149,10 @@ def write_remotecount(samples: list[tuple[Path, dict[str, Any]]], output: Path, 
                           "tags": ["remote-sensing", "counting", "remoteclip"], **metadata}, body)
 
     report: dict[str, Any] = {"origin": origin, "skipped": skipped}
-    licence = licence_text("RemoteCount", [("DOTA (the images)", "academic research use only "
-                                                                 "(https://captain-whu.github.io/DOTA/)", CITATIONS[1]),
+    if reader_skipped is not None:
+        report["reader_skipped"] = reader_skipped
+    licence = licence_text("RemoteCount", [("DOTA (the images)", ("academic research use only "
+                                                                 "(https://captain-whu.github.io/DOTA/)"), CITATIONS[1]),
                                            ("RemoteCount (the captions)", "as RemoteCLIP's release", CITATIONS[0])])
     report["rows"] = write_dataset_folder(Path(output), FEATURES, {"test": rows()}, card,
                                           lambda counts: {**report, "rows": counts}, licence=licence)
@@ -161,10 +165,9 @@ def from_dota(dota_root: Path, output: Path, seed: int = 0) -> dict[str, Any]:
     samples = samples_from_records(records, seed)
     if not samples:
         raise ValueError(f"{dota_root}: no image has 1..10 instances of a RemoteCount category")
-    report = write_remotecount(samples, output, f"rebuilt from the DOTA-format annotations at `{Path(dota_root).name}` "
-                                                f"(seed {seed}; one sample per image and category with 1-10 instances)")
-    report["reader_skipped"] = [{"path": s.path, "reason": s.reason, "line": s.line} for s in reader_skipped]
-    return report
+    return write_remotecount(samples, output, f"rebuilt from the DOTA-format annotations at `{Path(dota_root).name}` "
+                                              f"(seed {seed}; one sample per image and category with 1-10 instances)",
+                             [{"path": s.path, "reason": s.reason, "line": s.line} for s in reader_skipped])
 
 
 def from_release(root: Path, output: Path) -> dict[str, Any]:

@@ -228,20 +228,6 @@ def test_crash_leaves_no_partial_corpus_and_keeps_the_previous_one(tmp_path: Pat
     assert sorted(path.name for path in tmp_path.iterdir()) == ["dota", "out"]
 
 
-def test_push_to_hub_uploads_the_built_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub
-
-    calls = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id, kw)))
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)))
-    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX})
-    output = tmp_path / "out"
-    assert main(["--source", f"dota={root}", "--output", str(output), "--push-to-hub", "me/rs-corpus"]) == 0
-    assert calls[0] == ("create", "me/rs-corpus", {"repo_type": "dataset", "exist_ok": True})
-    assert calls[1][1]["folder_path"] == str(output) and calls[1][1]["repo_id"] == "me/rs-corpus"
-    assert calls[1][1]["repo_type"] == "dataset"
-
-
 def test_cli_flags_yaml_config_and_errors(tmp_path: Path) -> None:
     yaml_path = tmp_path / "corpus.yaml"
     yaml_path.write_text("source:\n  - dota=/a\nseed: 4\nmax_distance: 2\nreader_options:\n  dota:\n    include_difficult: false\n")
