@@ -107,3 +107,61 @@ def test_split_rules_and_name_errors(tmp_path: Path) -> None:
         build_classification(tmp_path, tmp_path / "o", "rsscn7", test_fraction=0.0)
     with pytest.raises(ValueError, match="expected NAME=PATH"):
         main(["--classification", "rsscn7", "--output", str(tmp_path)])
+
+
+def tiny_classes(root: Path, per_class: dict[str, list[str]]) -> Path:
+    """A folder-per-class source of 8x8 PNGs (each a different colour)."""
+    for index, (label, names) in enumerate(per_class.items()):
+        (root / label).mkdir(parents=True)
+        for offset, name in enumerate(names):
+            Image.new("RGB", (8, 8), (index * 40, offset * 40, 7)).save(root / label / name, format="PNG")
+    return root
+
+
+def test_split_files_as_torchgeo_reads_them(tmp_path: Path) -> None:
+    tiny_classes(tmp_path / "UCMerced_LandUse" / "Images", {
+        "agricultural": ["agricultural00.png", "agricultural01.png", "agricultural02.png"],
+        "beach": ["beach00.png", "beach01.png", "beach02.png", "beach03.png"]})
+    lists = tmp_path / "splits"
+    lists.mkdir()
+    (lists / "uc_merced-train.txt").write_text("agricultural00.png\nbeach00.png\n\n")
+    (lists / "uc_merced-val.txt").write_text("agricultural01.tif\nbeach/beach01.png\n")  # by stem, by class/name
+    (lists / "uc_merced-test.txt").write_text("agricultural02.png\nbeach02.png\n")
+    assert main(["--classification", f"ucmerced={tmp_path / 'UCMerced_LandUse'}", "--split-files", str(lists),
+                 "--output", str(tmp_path / "out")]) == 0
+    loaded = datasets.load_dataset(str(tmp_path / "out" / "ucmerced"))
+    assert {split: loaded[split]["filename"] for split in loaded} == {
+        "train": ["agricultural/agricultural00.png", "beach/beach00.png"],
+        "validation": ["agricultural/agricultural01.png", "beach/beach01.png"],
+        "test": ["agricultural/agricultural02.png", "beach/beach02.png"]}
+    report = json.loads((tmp_path / "out" / "ucmerced" / "build_report.json").read_text())
+    assert report["split_definition"]["kind"] == "split_files"
+    assert report["split_definition"]["files"] == ["uc_merced-test.txt", "uc_merced-train.txt", "uc_merced-val.txt"]
+    assert report["unlisted"] == ["beach/beach03.png"]  # in the source, in no list: named, not silently dropped
+    card = (tmp_path / "out" / "ucmerced" / "README.md").read_text()
+    assert "Split definition: the published split lists `uc_merced-train.txt`, `uc_merced-val.txt`" in card
+    assert "1 source images in no list" in card
+
+
+def test_split_file_errors_name_file_and_line_and_fallback_is_named(tmp_path: Path) -> None:
+    source = tiny_classes(tmp_path / "src", {"a": ["a0.png", "a1.png"], "b": ["b0.png", "b1.png"]})
+    lists = tmp_path / "splits"
+    lists.mkdir()
+    (lists / "rsscn7-test.txt").write_text("a0.png\nnope.png\n")
+    with pytest.raises(ValueError, match=r"rsscn7-test.txt:2: 'nope.png' is not an image of the source"):
+        build_classification(source, tmp_path / "out", "rsscn7", split_files=lists)
+    (lists / "rsscn7-test.txt").write_text("a0.png\nb0.png\n")
+    (lists / "rsscn7-train.txt").write_text("a1.png\na/a0.png\n")
+    with pytest.raises(ValueError, match=r"rsscn7-test.txt:1: 'a0.png' is already listed at .*rsscn7-train.txt:2"):
+        build_classification(source, tmp_path / "out", "rsscn7", split_files=lists)
+    (lists / "rsscn7-test.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="but no rsscn7-test.txt"):
+        build_classification(source, tmp_path / "out", "rsscn7", split_files=lists)
+    with pytest.raises(FileNotFoundError, match="--split-files .*missing: no such folder"):
+        build_classification(source, tmp_path / "out", "rsscn7", split_files=tmp_path / "missing")
+    report = build_classification(source, tmp_path / "out", "rsc11", split_files=lists)  # no rsc11 lists there
+    assert report["split_definition"] == {
+        "kind": "seeded_fallback", "seed": 0, "test_fraction": 0.5,
+        "description": "the seeded fallback split (no published split lists given): seed 0, 0.5 of each class in "
+                       "`test`, the rest in `train`"}
+    assert "Split definition: the seeded fallback split" in (tmp_path / "out" / "README.md").read_text()

@@ -269,3 +269,31 @@ def test_markdown_report_layout() -> None:
     assert (
         "| EuroSAT | AID | Average |" in report and "| 40.00 | 90.00 | 65.00 |" in report
     )  # paper's column order
+
+
+def test_runner_reports_validation_split_and_split_definition(
+    data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A benchmark built with published split lists: the validation split is reported, the probe searches on it,
+    and results.json names the split definition from the builder's report."""
+    splits = datasets.load_dataset(str(data_dir / "aid150"))
+    halves = splits["test"].train_test_split(test_size=0.5, seed=0, stratify_by_column="label")
+    folder = _write_dataset(
+        {"train": splits["train"], "validation": halves["train"], "test": halves["test"]}, tmp_path / "aid150"
+    )
+    definition = {"kind": "split_files", "files": ["aid150-test.txt"], "description": "published lists"}
+    (folder / "build_report.json").write_text(json.dumps({"split_definition": definition}))
+    args = EvalArguments(
+        model=str(tiny_model_dir),
+        benchmarks="aid150",
+        data_dir=str(tmp_path),
+        output=str(tmp_path / "r.json"),
+        show_progress=False,
+        linear_probe=True,
+        probe_epochs=5,
+    )
+    entry = run_evaluation(args)["benchmarks"]["aid150"]
+    assert entry["split_definition"] == definition
+    assert entry["validation"]["num_samples"] == halves["train"].num_rows == 10
+    assert set(entry["validation"]["metrics"]) == {"top1", "top5", "mean_per_class_recall"}
+    assert entry["linear_probe"]["search_split"] == "validation" and len(entry["linear_probe"]["search"]) == 5
