@@ -165,3 +165,13 @@ def test_errors() -> None:
         retrieval_metrics(images, texts, [0, 1, 2], ks=(0,))
     with pytest.raises(TypeError, match="text_embeds: expected a torch tensor or a NumPy array"):
         retrieval_metrics(images, {"a": 1}, [0, 1, 2])
+
+
+@pytest.mark.parametrize("tie_break", ["torch", "lowest_index"])
+def test_image_without_captions_is_a_miss_at_every_k(tie_break) -> None:
+    """As in clip_benchmark (recall_at_k of a row without positives is nan, not > 0), even for k >= the gallery."""
+    images = torch.eye(3)
+    texts = torch.eye(3)[:2]
+    metrics = retrieval_metrics(images, texts, [0, 1], ks=(1, 2, 5), tie_break=tie_break)
+    assert metrics["i2t_R@5"] == pytest.approx(200 / 3) and metrics["i2t_R@1"] == pytest.approx(200 / 3)
+    assert metrics["t2i_R@1"] == 100.0

@@ -1,16 +1,26 @@
-"""The `evaluate` modules in metrics/ load offline and return exactly what the wrapped functions return."""
+"""The `evaluate` modules in metrics/ work as Hub Spaces: each folder, copied alone and loaded with
+``evaluate.load(path)`` in a process where rclip_hf cannot be imported, returns what the rclip_hf library returns
+on random and tied inputs (one truth, tested twice); its app.py serves evaluate's gradio widget."""
 
 from __future__ import annotations
 
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from rclip_hf.evaluation import (
     LinearProbeConfig,
     classification_metrics,
     counting_metrics,
+    few_shot,
     knn_metrics,
     linear_probe,
     retrieval_metrics,
@@ -18,72 +28,156 @@ from rclip_hf.evaluation import (
 
 evaluate = pytest.importorskip("evaluate")
 METRICS = Path(__file__).resolve().parents[1] / "metrics"
+NAMES = ("rs_counting", "rs_knn", "rs_linear_probe", "rs_retrieval", "rs_zero_shot")
+SPACE_FILES = ("README.md", "app.py", "requirements.txt")
+
+# Runs in a fresh interpreter: rclip_hf is unimportable, each metric folder is copied alone and loaded by path.
+SPACE_RUNNER = textwrap.dedent('''
+    import importlib.abc, json, runpy, shutil, sys
+    from pathlib import Path
+
+    class NoRclipHf(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "rclip_hf" or name.startswith("rclip_hf."):
+                raise ImportError(f"{name} is not importable in a Hub Space")
+
+    sys.meta_path.insert(0, NoRclipHf())
+    import evaluate
+    import evaluate.utils
+    import numpy as np
+
+    metrics, work = Path(sys.argv[1]), Path(sys.argv[2])
+    cases = json.loads((work / "cases.json").read_text())
+    arrays = np.load(work / "inputs.npz")
+    results, apps = {}, {}
+    widgets = []
+    evaluate.utils.launch_gradio_widget = widgets.append
+    for name in sorted({case["module"] for case in cases.values()}):
+        space = work / "spaces" / name
+        shutil.copytree(metrics / name, space)
+        runpy.run_path(str(space / "app.py"))
+        info = widgets[-1].info
+        apps[name] = {"name": widgets[-1].name, "homepage": info.homepage, "license": info.license,
+                      "codebase_urls": info.codebase_urls}
+    for key, case in cases.items():
+        module = evaluate.load(str(work / "spaces" / case["module"]))
+        kwargs = {k: (arrays[v[1:]] if isinstance(v, str) and v.startswith("@") else v) for k, v in case["kwargs"].items()}
+        results[key] = module.compute(**kwargs)
+    print(json.dumps({"results": results, "apps": apps}))
+''')
 
 
-def _load(name: str):
-    return evaluate.load(str(METRICS / name))
+def _normalise(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def build_cases() -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, object]]:
+    """(arrays, cases as evaluate.compute kwargs with "@name" array references, expected library results)."""
+    rng = np.random.default_rng(0)
+    arrays: dict[str, np.ndarray] = {}
+    images = _normalise(rng.normal(size=(30, 16)))
+    text_to_image = np.repeat(np.arange(30), 2)
+    arrays.update(images=images, text_to_image=text_to_image,
+                  texts=_normalise(images[text_to_image] + 0.8 * rng.normal(size=(60, 16))))
+    # tied: integer vectors (exact products), duplicated images and texts, an image without captions
+    arrays["tied_images"] = rng.integers(0, 2, size=(12, 3)).astype(np.float32)
+    arrays["tied_text_to_image"] = np.array([0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10, 10])
+    arrays["tied_texts"] = rng.integers(0, 2, size=(14, 3)).astype(np.float32)
+    arrays["scores"], arrays["labels"] = rng.normal(size=(40, 10)).astype(np.float32), rng.integers(0, 10, 40)
+    arrays["tied_scores"] = rng.integers(0, 3, size=(40, 10)).astype(np.float32)
+    arrays["counts"] = arrays["labels"] + 1
+    arrays["features"], arrays["feature_labels"] = images, np.arange(30) % 3
+    arrays["tied_features"] = rng.integers(0, 2, size=(30, 4)).astype(np.float32)
+
+    cases, expected = {}, {}
+    for prefix in ("", "tied_"):
+        ims, txts, t2i = arrays[prefix + "images"], arrays[prefix + "texts"], arrays[prefix + "text_to_image"]
+        for tie_break in ("torch", "lowest_index"):
+            cases[f"retrieval_{prefix}{tie_break}"] = {"module": "rs_retrieval", "kwargs": {
+                "text_embeds": f"@{prefix}texts", "text_to_image": f"@{prefix}text_to_image",
+                "image_embeds": f"@{prefix}images", "ks": [1, 2, 5, 50], "tie_break": tie_break}}
+            expected[f"retrieval_{prefix}{tie_break}"] = retrieval_metrics(ims, txts, t2i, ks=(1, 2, 5, 50),
+                                                                           tie_break=tie_break)
+        scores = arrays[prefix + "scores"]
+        cases[f"zero_shot_{prefix}"] = {"module": "rs_zero_shot", "kwargs": {
+            "predictions": f"@{prefix}scores", "references": "@labels", "ks": [1, 3, 5]}}
+        expected[f"zero_shot_{prefix}"] = classification_metrics(scores, arrays["labels"], ks=(1, 3, 5))
+        cases[f"counting_{prefix}"] = {"module": "rs_counting", "kwargs": {
+            "predictions": f"@{prefix}scores", "references": "@counts"}}
+        expected[f"counting_{prefix}"] = counting_metrics(scores, arrays["counts"])
+        features, labels = arrays[prefix + "features"], arrays["feature_labels"]
+        train = {"train_features": f"@{prefix}features", "train_labels": "@feature_labels", "num_classes": 3}
+        cases[f"knn_{prefix}"] = {"module": "rs_knn", "kwargs": {
+            "predictions": f"@{prefix}features", "references": "@feature_labels", **train, "k": 5}}
+        expected[f"knn_{prefix}"] = knn_metrics(features, labels, features, labels, 3, k=5)
+        cases[f"probe_{prefix}"] = {"module": "rs_linear_probe", "kwargs": {
+            "predictions": f"@{prefix}features", "references": "@feature_labels", **train, "epochs": 20,
+            "search_rounds": 2}}
+        direct = linear_probe(features, labels, features, labels, 3, LinearProbeConfig(epochs=20, search_rounds=2))
+        expected[f"probe_{prefix}"] = {**direct["metrics"], "lr": direct["lr"], "weight_decay": direct["weight_decay"]}
+        cases[f"few_shot_{prefix}"] = {"module": "rs_linear_probe", "kwargs": {
+            "predictions": f"@{prefix}features", "references": "@feature_labels", **train, "epochs": 10,
+            "search_rounds": 2, "shots": [1, 4], "seeds": [0, 1]}}
+        expected[f"few_shot_{prefix}"] = few_shot(features, labels, features, labels, 3, (1, 4), (0, 1),
+                                                  LinearProbeConfig(epochs=10, search_rounds=2))
+    return arrays, cases, expected
 
 
 @pytest.fixture(scope="module")
-def embeddings():
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(30, 16)).astype(np.float32)
-    images /= np.linalg.norm(images, axis=1, keepdims=True)
-    text_to_image = np.repeat(np.arange(30), 2)
-    texts = images[text_to_image] + 0.8 * rng.normal(size=(60, 16)).astype(np.float32)
-    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
-    return images, texts, text_to_image
+def space_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """(Space results and app info from the subprocess, library results)."""
+    work = tmp_path_factory.mktemp("spaces")
+    arrays, cases, expected = build_cases()
+    np.savez(work / "inputs.npz", **arrays)
+    (work / "cases.json").write_text(json.dumps(cases))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_HOME=str(work / "hf"), HF_HUB_OFFLINE="1", HF_EVALUATE_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-c", SPACE_RUNNER, str(METRICS), str(work)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), expected
 
 
-def test_rs_retrieval(embeddings) -> None:
-    images, texts, text_to_image = embeddings
-    metric = _load("rs_retrieval")
-    metric.add_batch(text_embeds=texts[:25], text_to_image=text_to_image[:25])
-    metric.add_batch(text_embeds=texts[25:], text_to_image=text_to_image[25:])
+def test_space_modules_equal_the_library_on_random_and_tied_inputs(space_run) -> None:
+    outputs, expected = space_run
+    assert sorted(outputs["results"]) == sorted(expected)
+    for key, value in expected.items():
+        assert outputs["results"][key] == json.loads(json.dumps(value)), key
+    tied = expected["retrieval_tied_torch"], expected["retrieval_tied_lowest_index"]
+    assert tied[0] != tied[1]  # the tied case exercises the tie rules: they differ, and each side matches
+
+
+def test_space_apps_serve_the_widget_with_hub_metadata(space_run) -> None:
+    apps = space_run[0]["apps"]
+    assert sorted(apps) == list(NAMES)
+    for name, info in apps.items():
+        assert info["name"] == name and info["license"] == "apache-2.0"
+        assert info["homepage"].startswith("https://") and info["codebase_urls"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_space_folder_is_complete_and_self_contained(name: str) -> None:
+    folder = METRICS / name
+    assert sorted(path.name for path in folder.iterdir() if path.is_file()) == sorted((*SPACE_FILES, f"{name}.py"))
+    card = yaml.safe_load((folder / "README.md").read_text().split("---\n")[1])
+    assert card["sdk"] == "gradio" and card["app_file"] == "app.py" and card["title"] == name
+    assert {"evaluate", "metric"} <= set(card["tags"]) and card["license"] == "apache-2.0"
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert {line.split(">=")[0] for line in requirements} == {"evaluate", "datasets", "numpy", "torch"}
+    tree = ast.parse((folder / f"{name}.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"datasets", "evaluate", "numpy", "torch", "math", "dataclasses"}, imported
+    assert "launch_gradio_widget(module)" in (folder / "app.py").read_text()
+
+
+def test_local_load_matches_with_streaming_batches() -> None:
+    """Loaded from the repo too, rows added in batches give the same numbers as one call of the library."""
+    rng = np.random.default_rng(3)
+    images = _normalise(rng.normal(size=(20, 8)))
+    text_to_image = np.repeat(np.arange(20), 2)
+    texts = _normalise(images[text_to_image] + rng.normal(size=(40, 8)))
+    metric = evaluate.load(str(METRICS / "rs_retrieval"))
+    metric.add_batch(text_embeds=texts[:15], text_to_image=text_to_image[:15])
+    metric.add_batch(text_embeds=texts[15:], text_to_image=text_to_image[15:])
     assert metric.compute(image_embeds=images) == retrieval_metrics(images, texts, text_to_image)
-
-
-def test_rs_zero_shot_and_counting() -> None:
-    rng = np.random.default_rng(1)
-    scores, labels = rng.normal(size=(40, 10)).astype(np.float32), rng.integers(0, 10, size=40)
-    assert _load("rs_zero_shot").compute(predictions=scores, references=labels) == classification_metrics(
-        scores, labels
-    )
-    counts = labels + 1
-    assert _load("rs_counting").compute(predictions=scores, references=counts) == counting_metrics(
-        scores, counts
-    )
-
-
-def test_rs_knn_and_linear_probe(embeddings) -> None:
-    images, _, _ = embeddings
-    labels = np.arange(30) % 3
-    expected = knn_metrics(images[:20], labels[:20], images[20:], labels[20:], 3)
-    actual = _load("rs_knn").compute(
-        predictions=images[20:],
-        references=labels[20:],
-        train_features=images[:20],
-        train_labels=labels[:20],
-        num_classes=3,
-    )
-    assert actual == expected
-    probe = _load("rs_linear_probe").compute(
-        predictions=images[20:],
-        references=labels[20:],
-        train_features=images[:20],
-        train_labels=labels[:20],
-        num_classes=3,
-        epochs=30,
-        search_rounds=2,
-    )
-    direct = linear_probe(
-        images[:20], labels[:20], images[20:], labels[20:], 3, LinearProbeConfig(epochs=30, search_rounds=2)
-    )
-    assert probe == {**direct["metrics"], "lr": direct["lr"], "weight_decay": direct["weight_decay"]}
-
-
-def test_module_cards_exist() -> None:
-    for folder in METRICS.iterdir():
-        if folder.is_dir():
-            card = (folder / "README.md").read_text()
-            assert card.startswith("---\n") and f"# {folder.name}" in card.lower().replace("-", "_")

@@ -77,11 +77,15 @@ def _best_positive(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(pair scores (P,), best (rows, 1), above (rows,), tied (rows,)): the positives' scores, each row's best of
     them (-inf for a row without positives), and how many scores of the row lie above it and are equal to it (the
-    positive included)."""
+    positive included). A row without positives (an image without captions) gets above = G, tied = 1: a miss at
+    every k, as in clip_benchmark."""
     pair_scores = scores[pair_rows, pair_columns]
     best = torch.full((scores.shape[0],), -torch.inf, device=scores.device)
     best = best.scatter_reduce(0, pair_rows, pair_scores, "amax")[:, None]
-    return pair_scores, best, (scores > best).sum(dim=1), (scores == best).sum(dim=1)
+    has_positive = torch.isfinite(best[:, 0])
+    above = torch.where(has_positive, (scores > best).sum(dim=1), scores.shape[1])
+    tied = torch.where(has_positive, (scores == best).sum(dim=1), 1)
+    return pair_scores, best, above, tied
 
 
 def _block_hits_torch(scores: Tensor, pair_rows: Tensor, pair_columns: Tensor, ks: Sequence[int]
@@ -119,7 +123,7 @@ def _block_hits_lowest_index(scores: Tensor, pair_rows: Tensor, pair_columns: Te
         columns = torch.arange(num_gallery, device=scores.device)
         before = (scores[ambiguous] == best[ambiguous]) & (columns < first[ambiguous, None])
         rank[ambiguous] += before.sum(dim=1)
-    return {k: rank < k for k in ks}
+    return {k: rank < min(k, num_gallery) for k in ks}
 
 
 _BLOCK_RULES = {"torch": _block_hits_torch, "lowest_index": _block_hits_lowest_index}
