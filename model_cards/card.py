@@ -41,6 +41,7 @@ TASKS = {
 }
 #: Metric groups of a results-JSON entry: the main one and the counting digit variant.
 METRIC_GROUPS = ("metrics", "metrics_digits")
+PERCENT_DECIMALS = 2  # card metrics are percentages: YAML and tables show them to 0.01
 _TOPK = re.compile(r"^top(?P<k>\d+)$")
 _RECALL = re.compile(r"^(?P<direction>i2t|t2i)_R@(?P<k>\d+)$")
 _SHOTS = re.compile(r"^(?P<shots>\d+)-shot\.top1_(?P<statistic>mean|std)$")
@@ -61,6 +62,12 @@ class MetricEntry:
     group: str
     key: str
     value: float
+
+    @property
+    def shown(self) -> float:
+        """The value as the card shows it, in YAML and tables: every card metric is a percentage, resolved to
+        ``PERCENT_DECIMALS`` decimals (float32 noise such as 14.28571492433548 stays in the results JSON only)."""
+        return round(self.value, PERCENT_DECIMALS)
 
 
 @dataclass
@@ -175,7 +182,7 @@ def eval_results_from_results(results: Mapping[str, Any]) -> list[EvalResult]:
             task_type=task_type, task_name=task_name, dataset_type=entry.benchmark,
             dataset_name=benchmark_name(entry.benchmark), dataset_split=entry.split,
             metric_type=metric_type, metric_name=metric_name, metric_args=metric_args,
-            metric_config=f"{entry.group}/{entry.key}", metric_value=entry.value,
+            metric_config=f"{entry.group}/{entry.key}", metric_value=entry.shown,
         ))
     return eval_results
 
@@ -206,7 +213,7 @@ def architecture_summary(model_dir: str | Path) -> str:
 
 
 def _cell(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+    return "–" if value is None else f"{value:.{PERCENT_DECIMALS}f}"
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -417,7 +424,7 @@ def check_card_offline(readme: str | Path, results: Mapping[str, Any]) -> None:
         raise ValueError(f"{readme}: no YAML metadata block")
     model_name, read_back = model_index_to_eval_results(metadata.get("model-index", []) or [{"name": "", "results": []}])
     ModelCardData(**metadata)  # raises ValueError on an invalid model-index
-    expected = {(entry.benchmark, f"{entry.group}/{entry.key}"): entry.value for entry in iter_metrics(results)}
+    expected = {(entry.benchmark, f"{entry.group}/{entry.key}"): entry.shown for entry in iter_metrics(results)}
     found = {(result.dataset_type, result.metric_config): result.metric_value for result in read_back}
     if found != expected:
         differing = sorted(set(found.items()) ^ set(expected.items()))[:6]

@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from huggingface_hub import ModelCard, metadata_load
 from PIL import Image
@@ -66,7 +67,7 @@ def test_model_index_holds_every_scalar_metric_with_its_results_path():
     assert numbers[("remotecount", "metrics_digits/top3")] == 30.0
     # 7 retrieval + 3 + 3 probe + 2 few-shot + 3 zero-shot + 20 counting; lists (confusion, seeds) are not metrics
     assert len(numbers) == 7 + 3 + 3 + 2 + 3 + 20
-    assert numbers == {(e.benchmark, f"{e.group}/{e.key}"): e.value for e in iter_metrics(results)}
+    assert numbers == {(e.benchmark, f"{e.group}/{e.key}"): e.shown for e in iter_metrics(results)}
     assert card.data.model_name == "demo"
     assert card.data.pipeline_tag == "zero-shot-image-classification"
 
@@ -195,3 +196,20 @@ def test_summary_override_replaces_the_opening_sentence():
     assert "RemoteCLIP RN50, the remote-sensing CLIP" not in text
     default = build_model_card(make_results(arch="RN50"), CardInputs()).text
     assert "RemoteCLIP RN50, the remote-sensing CLIP of Liu et al. (2024), in transformers format." in default
+
+
+def test_card_numbers_are_rounded_to_two_decimals_results_keep_full_precision(tmp_path):
+    results = make_results()
+    noisy = float(np.float32(100 / 7))  # 14.28571492433548: float32 noise of a 1/7 accuracy
+    results["benchmarks"]["rsscn7"]["metrics"]["top1"] = noisy
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(results))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    assert build_main(["--results", str(results_path), "--model-dir", str(model_dir)]) == 0
+    text = (model_dir / "README.md").read_text()
+    assert "value: 14.29\n" in text and "14.2857" not in text
+    assert "| 14.29 |" in text
+    assert card_metrics(ModelCard.load(model_dir / "README.md"))[("rsscn7", "metrics/top1")] == 14.29
+    assert json.loads(results_path.read_text())["benchmarks"]["rsscn7"]["metrics"]["top1"] == noisy
+    check_card_offline(model_dir / "README.md", results)  # compares against the rounded values
