@@ -106,9 +106,10 @@ def check_push(config: PushConfig, api: HfApi | None = None) -> HfApi | None:
 def relative_report(report: Any, roots: Mapping[str, Path]) -> Any:
     """``report`` with each local root replaced by its label (``dota/images/a.png``, not ``/data/dota/images/
     a.png``); ``PublishError`` naming the key when an absolute path outside every root is left."""
-    replacements = sorted({(str(path), label) for label, path in roots.items()}
-                          | {(str(Path(path).resolve()), label) for label, path in roots.items()},
-                          key=lambda pair: -len(pair[0]))
+    # A root as given and resolved; a bare relative name ("DOTA") only where a path follows it ("DOTA/a.png").
+    replacements = sorted({(str(Path(path).resolve()), label, r"(?=[/#:\s'\"]|$)") for label, path in roots.items()}
+                          | {(str(path), label, r"(?=[/#:\s'\"]|$)" if "/" in str(path) else "(?=/)")
+                             for label, path in roots.items()}, key=lambda entry: -len(entry[0]))
 
     def clean(value: Any, where: str) -> Any:
         if isinstance(value, dict):
@@ -117,8 +118,8 @@ def relative_report(report: Any, roots: Mapping[str, Path]) -> Any:
             return [clean(item, f"{where}[{index}]") for index, item in enumerate(value)]
         if not isinstance(value, str):
             return value
-        for path, label in replacements:
-            value = re.sub(rf"(?<![\w.]){re.escape(path)}(?=[/#:\s'\"]|$)", label, value)
+        for path, label, after in replacements:
+            value = re.sub(rf"(?<![\w.]){re.escape(path)}{after}", label, value)
         leak = _ABSOLUTE.search(value)
         if leak:
             raise PublishError(f"{REPORT_NAME} {where}: local path {leak.group(1)!r} outside the --source roots; "

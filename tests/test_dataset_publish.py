@@ -170,6 +170,14 @@ def test_benchmarks_push_one_repo_per_benchmark(tmp_path: Path, hub: FakeHub, sh
         assert sorted(files)[:3] == ["LICENSE.md", "README.md", "build_report.json"]
         assert str(tmp_path) not in files["build_report.json"].decode()
     assert json.loads(hub.repos["me/rs-rsscn7"]["build_report.json"])["source"] == "rsscn7"
+    first = {path for path in hub.repos["me/rs-rsscn7"] if path.startswith("data/")}
+    assert build_benchmarks(["--classification", f"rsscn7={source}", "--test-fraction", "1.0", "--output", str(tmp_path / "out"),
+                             "--push_to_hub", "me/rs-rsscn7"]) == 0  # one benchmark: the repo id as given
+    second = {path for path in hub.repos["me/rs-rsscn7"] if path.startswith("data/")}
+    assert second == {p.relative_to(tmp_path / "out" / "rsscn7").as_posix()
+                      for p in (tmp_path / "out" / "rsscn7" / "data").iterdir()}
+    assert not first & second and len(second) == 1  # the previous train and test shards are deleted
+    assert hub.repos["me/rs-rsscn7"]["README.md"] == (tmp_path / "out" / "rsscn7" / "README.md").read_bytes()
     retrieval = check_card(tmp_path / "out" / "rsitmd")
     assert retrieval["task_categories"] == ["image-to-text", "text-retrieval"]
     classification = check_card(tmp_path / "out" / "rsscn7")
@@ -221,5 +229,8 @@ def test_relative_report_rewrites_roots_and_refuses_other_local_paths(tmp_path: 
     del report["near"]
     assert relative_report(report, {"dota": root}) == {
         "path": "dota/a/b.png", "reason": "image 'x' not found in dota/images", "frame": "dota/v.mp4#3", "count": 3}
+    relative = {"path": "DOTA/images/a.png", "reason": "DOTA has no data here", "root": "DOTA"}
+    assert relative_report(relative, {"dota": Path("DOTA"), "src": Path("data")}) == {
+        "path": "dota/images/a.png", "reason": "DOTA has no data here", "root": "DOTA"}
     with pytest.raises(PublishError, match="--dry-run needs --push-to-hub"):
         publish.check_push(publish.PushConfig(dry_run=True))
