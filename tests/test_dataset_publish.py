@@ -170,6 +170,13 @@ def test_benchmarks_push_one_repo_per_benchmark(tmp_path: Path, hub: FakeHub, sh
         assert sorted(files)[:3] == ["LICENSE.md", "README.md", "build_report.json"]
         assert str(tmp_path) not in files["build_report.json"].decode()
     assert json.loads(hub.repos["me/rs-rsscn7"]["build_report.json"])["source"] == "rsscn7"
+    retrieval = check_card(tmp_path / "out" / "rsitmd")
+    assert retrieval["task_categories"] == ["image-to-text", "text-retrieval"]
+    classification = check_card(tmp_path / "out" / "rsscn7")
+    assert classification["pretty_name"] == "RSSCN7"
+    assert classification["dataset_info"]["splits"] == [
+        {"name": "train", "num_bytes": classification["dataset_info"]["splits"][0]["num_bytes"], "num_examples": 2},
+        {"name": "test", "num_bytes": classification["dataset_info"]["splits"][1]["num_bytes"], "num_examples": 2}]
     first = {path for path in hub.repos["me/rs-rsscn7"] if path.startswith("data/")}
     assert build_benchmarks(["--classification", f"rsscn7={source}", "--test-fraction", "1.0", "--output", str(tmp_path / "out"),
                              "--push_to_hub", "me/rs-rsscn7"]) == 0  # one benchmark: the repo id as given
@@ -178,13 +185,6 @@ def test_benchmarks_push_one_repo_per_benchmark(tmp_path: Path, hub: FakeHub, sh
                       for p in (tmp_path / "out" / "rsscn7" / "data").iterdir()}
     assert not first & second and len(second) == 1  # the previous train and test shards are deleted
     assert hub.repos["me/rs-rsscn7"]["README.md"] == (tmp_path / "out" / "rsscn7" / "README.md").read_bytes()
-    retrieval = check_card(tmp_path / "out" / "rsitmd")
-    assert retrieval["task_categories"] == ["image-to-text", "text-retrieval"]
-    classification = check_card(tmp_path / "out" / "rsscn7")
-    assert classification["pretty_name"] == "RSSCN7"
-    assert classification["dataset_info"]["splits"] == [
-        {"name": "train", "num_bytes": classification["dataset_info"]["splits"][0]["num_bytes"], "num_examples": 2},
-        {"name": "test", "num_bytes": classification["dataset_info"]["splits"][1]["num_bytes"], "num_examples": 2}]
 
 
 @pytest.mark.parametrize("repo, whoami, message", [
