@@ -232,11 +232,11 @@ def check_model_folder(folder: Path, results: dict[str, Any]) -> str:
     model = AutoModel.from_pretrained(folder, dtype=torch.float32)
     check_card_offline(folder / "README.md", results)
     numbers = card_metrics(ModelCard.load(folder / "README.md"))
-    expected = {(entry.benchmark, f"{entry.group}/{entry.key}"): entry.value for entry in iter_metrics(results)}
+    expected = {(entry.benchmark, f"{entry.group}/{entry.key}"): entry.shown for entry in iter_metrics(results)}
     if numbers != expected:
-        raise DemoError(f"{folder / 'README.md'}: card numbers differ from the results JSON")
+        raise DemoError(f"{folder / 'README.md'}: card numbers differ from the results JSON (to the card's 2 decimals)")
     return (f"      reloaded {type(model).__name__} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
-            f"parameters); card metadata parses and its {len(numbers)} numbers equal results.json")
+            f"parameters); card metadata parses and its {len(numbers)} numbers equal results.json (to 2 decimals)")
 
 
 def make_random_checkpoint(arch: str, path: Path, seed: int) -> bool:
