@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import HfApi, get_token, metadata_load
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
@@ -157,7 +158,7 @@ def describe_push(upload: DatasetUpload, private: bool) -> str:
              f"({total / 1e6:.1f} MB) from {upload.folder}, deleting other data/*.parquet there:")]
     lines += [f"  {path:<50} {size:>14,} bytes" for path, size in upload.files]
     lines.append("card metadata:")
-    lines += [f"  {line}" for line in json.dumps(upload.metadata, indent=1, ensure_ascii=False).splitlines()[1:-1]]
+    lines += [f"  {line}" for line in yaml.safe_dump(upload.metadata, sort_keys=False, allow_unicode=True).splitlines()]
     return "\n".join(lines)
 
 

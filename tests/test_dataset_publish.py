@@ -140,7 +140,7 @@ def test_remotecount_dry_run_needs_no_token_and_uploads_nothing(tmp_path: Path, 
     assert "dry run, nothing uploaded: public dataset repo me/rc: 4 files" in text
     for path in ("README.md", "LICENSE.md", "build_report.json", "data/test-00000-of-00001-"):
         assert f"  {path}" in text
-    assert '"size_categories": [' in text and '"pretty_name": "RemoteCount"' in text
+    assert "  size_categories:\n  - n<1K\n" in text and "  pretty_name: RemoteCount\n" in text
     metadata = check_card(tmp_path / "rc")
     assert metadata["task_categories"] == ["zero-shot-image-classification"]
 
