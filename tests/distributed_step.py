@@ -1,6 +1,8 @@
-"""Run under `accelerate launch`: one training step of tiny.yaml on the first batch; rank 0 saves loss and gradients.
+"""Run under `accelerate launch`: one training step of tiny.yaml on the first global batch of 8, in ACCUM
+micro-batches per process (default 1); rank 0 saves the loss and gradients.
 
-    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N tests/distributed_step.py CORPUS_DIR OUT_FILE
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N tests/distributed_step.py CORPUS_DIR \
+        OUT_FILE [ACCUM]
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
 
 from training.arguments import parse_arguments
 from training.augment import TrainAugmentation
-from training.data import build_train_dataloader, load_caption_corpus
+from training.data import PixelNormalizer, build_train_dataloader, load_caption_corpus
 from training.loop import per_device_batch_size, training_step
 from training.model import ContrastiveModule, build_model_and_processor
 
 from rclip_hf.loss import ClipLoss
 
 
-def main(corpus: str, out_file: str) -> None:
+def main(corpus: str, out_file: str, accumulation: str = "1") -> None:
     model_args, data_args, args = parse_arguments(
         ["--config", str(REPO_ROOT / "training_scripts/configs/tiny.yaml"), "--dataset", corpus, "--batch_size", "8"])
     accelerator = Accelerator(mixed_precision="no")
-    per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, 1)
+    per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, int(accumulation))
     set_seed(args.seed)
     model, processor = build_model_and_processor(model_args)
     augmentation = TrainAugmentation(size=model.config.image_size)
@@ -37,7 +39,9 @@ def main(corpus: str, out_file: str) -> None:
     module, dataloader = accelerator.prepare(ContrastiveModule(model), dataloader)
     loss_fn = ClipLoss(local_loss=args.local_loss, rank=accelerator.process_index,
                        world_size=accelerator.num_processes)
-    loss = training_step(module, next(iter(dataloader)), loss_fn, accelerator)
+    batches = iter(dataloader)
+    normalize = PixelNormalizer(processor.image_processor.image_mean, processor.image_processor.image_std)
+    loss = training_step(module, [next(batches) for _ in range(int(accumulation))], loss_fn, accelerator, normalize)
     mean_loss = accelerator.reduce(loss, reduction="mean")
     if accelerator.is_main_process:
         grads = {name: parameter.grad.clone() for name, parameter in

@@ -32,21 +32,29 @@ def cpu_launch_env() -> dict[str, str]:
     return {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
 
 
-def _step(corpus: Path, out_file: Path, num_processes: int) -> dict:
+def _step(corpus: Path, out_file: Path, num_processes: int, accumulation: int = 1) -> dict:
     command = cpu_launch_command(num_processes) + [str(TESTS_DIR / "distributed_step.py"), str(corpus),
-                                                   str(out_file)]
+                                                   str(out_file), str(accumulation)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cpu_launch_env(), check=False)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stderr[-4000:]}")
     return torch.load(out_file)
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process_on_the_concatenated_batch(shared_data, tmp_path):
-    corpus = tmp_path / "corpus"
+@pytest.fixture(scope="module")
+def one_process_step(shared_data, tmp_path_factory) -> tuple[Path, dict]:
+    """The corpus and the loss and gradients of one process on the whole batch of 8."""
+    corpus = tmp_path_factory.mktemp("corpus")
     build_scene_corpus(shared_data, corpus, per_class=4, size=64)
-    single = _step(corpus, tmp_path / "one.pt", 1)
-    double = _step(corpus, tmp_path / "two.pt", 2)
+    return corpus, _step(corpus, corpus.parent / "one.pt", 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_two_processes_match_one_process_on_the_concatenated_batch(one_process_step, tmp_path, accumulation):
+    # 2 processes x `accumulation` micro-batches of 8 / (2 x accumulation) pairs: the same 8 samples, one loss
+    corpus, single = one_process_step
+    double = _step(corpus, tmp_path / "two.pt", 2, accumulation)
     assert (single["num_processes"], double["num_processes"]) == (1, 2)
     torch.testing.assert_close(double["loss"], single["loss"], atol=1e-5, rtol=0)
     assert double["grads"].keys() == single["grads"].keys()

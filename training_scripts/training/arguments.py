@@ -60,7 +60,8 @@ class TrainArguments:
     seed: int = field(default=0, metadata={"help": "seed of initialisation, data order and augmentation"})
     batch_size: int = field(
         default=256, metadata={"help": "global batch: per-device batch x processes x accumulation steps"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+    gradient_accumulation_steps: int = field(default=1, metadata={
+        "help": "micro-batches per optimiser step; the contrastive loss still spans the whole batch (cached features)"})
     max_steps: int = field(default=108_215, metadata={"help": "optimiser steps (the paper: 108,215)"})
     learning_rate: float = field(default=4e-5, metadata={"help": "peak learning rate"})
     weight_decay: float = field(default=0.2, metadata={"help": "AdamW decay on weight matrices only"})
@@ -69,7 +70,8 @@ class TrainArguments:
     adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon (CLIP: 1e-6)"})
     warmup_steps: int = field(default=2000, metadata={"help": "linear warm-up steps before the cosine decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm; 0 = off"})
-    mixed_precision: str = field(default="bf16", metadata={"help": "no, fp16 or bf16 (AMP)"})
+    mixed_precision: str | None = field(default=None, metadata={
+        "help": "no, fp16 or bf16 (AMP); unset: `accelerate launch --mixed_precision` or its config file decides"})
     local_loss: bool = field(default=True, metadata={"help": "each process scores its rows against all columns"})
     checkpointing_steps: int = field(default=1000, metadata={"help": "save_state every N steps; 0 = off"})
     checkpoints_total_limit: int | None = field(default=3, metadata={"help": "keep the newest N checkpoints"})

@@ -1,7 +1,11 @@
-"""The paper's training augmentation in PIL: random resized crop, horizontal flip, rotation by a multiple of 90°.
+"""The paper's training augmentation: random resized crop, horizontal flip, rotation by a multiple of 90°, giving
+a uint8 tensor (normalisation happens on the device, in the training step).
 
 Every random draw comes from a `numpy.random.Generator` passed in, so a sample's augmentation is a function of
-(seed, epoch, index) and a resumed run sees exactly the images an uninterrupted one would.
+(seed, epoch, index) and a resumed run sees exactly the images an uninterrupted one would. The crop is drawn from
+the image's header size before any pixel is decoded; a JPEG not yet loaded is then decoded at 1/2, 1/4 or 1/8
+of its size (libjpeg's DCT scaling through PIL `draft`) whenever the crop still holds at least `size` x `size`
+pixels at that scale, so the bicubic resize stays a downscale and only the decode gets cheaper.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
 #: PIL transposes for 90/180/270 degrees counter-clockwise; index 0 (no rotation) is `None`.
@@ -56,16 +61,22 @@ class TrainAugmentation:
             crop_width, crop_height = width, height
         return (width - crop_width) // 2, (height - crop_height) // 2, crop_width, crop_height
 
-    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        """An RGB `size` x `size` augmented copy of `image`."""
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        """(3, size, size) uint8 augmented crop of `image` (an opened, not necessarily loaded, PIL image)."""
+        width, height = image.size
+        left, top, crop_width, crop_height = self.crop_box(width, height, rng)
+        # the largest JPEG DCT reduction that keeps the crop at least `size` pixels wide and high (None: no JPEG,
+        # already loaded, or no reduction possible)
+        drafted = image.draft(None, (math.ceil(width * self.size / crop_width),
+                                     math.ceil(height * self.size / crop_height)))
+        reduction = width / drafted[1][2] if drafted is not None else 1.0
         image = image.convert("RGB")
-        left, top, crop_width, crop_height = self.crop_box(image.width, image.height, rng)
-        image = image.resize((self.size, self.size), Image.Resampling.BICUBIC,
-                             box=(left, top, left + crop_width, top + crop_height))
+        box = (left / reduction, top / reduction, (left + crop_width) / reduction, (top + crop_height) / reduction)
+        image = image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
         if self.horizontal_flip and rng.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if self.rotation:
             transpose = _ROTATIONS[int(rng.integers(0, 4))]
             if transpose is not None:
                 image = image.transpose(transpose)
-        return image
+        return torch.from_numpy(np.array(image)).permute(2, 0, 1)

@@ -1,11 +1,15 @@
-"""Caption corpus -> augmented (image, one random caption) pairs -> padded processor batches.
+"""Caption corpus -> augmented (uint8 image tensor, one random caption) pairs -> batches of uint8 pixels and
+token ids padded to the longest caption; `PixelNormalizer` turns the pixels into model input on the device.
 
+Workers decode the stored bytes themselves (the `image` column is read undecoded), so a JPEG is decoded at the
+reduced size its crop allows (see `augment.py`), and nothing but small uint8 tensors crosses between processes.
 Randomness (shuffle order, caption choice, augmentation) is a function of (seed, epoch, sample index), so the
 data order resumes exactly after `skip_first_batches`.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -57,6 +61,19 @@ def load_caption_corpus(data_args: DataArguments) -> Dataset | IterableDataset:
     return corpus
 
 
+def open_image(value: dict[str, Any]) -> Image.Image:
+    """An undecoded `image` cell (`{"bytes", "path"}`) -> a PIL image opened lazily from its bytes (header read,
+    pixels not yet decoded); a cell without bytes is decoded by `datasets` itself."""
+    if value.get("bytes") is None:
+        return datasets.Image().decode_example(value)
+    return Image.open(io.BytesIO(value["bytes"]))
+
+
+def undecoded(corpus: Dataset | IterableDataset) -> Dataset | IterableDataset:
+    """The corpus with its `image` column read as stored bytes (see `open_image`)."""
+    return corpus.cast_column("image", datasets.Image(decode=False))
+
+
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The generator of one sample's caption choice and augmentation in one epoch."""
     return np.random.default_rng((seed, epoch, index))
@@ -90,29 +107,29 @@ class EpochShuffleSampler(Sampler):
 
 
 class CaptionPairDataset(torch.utils.data.Dataset):
-    """Map-style pairs: key `(index, epoch)` -> (augmented PIL image, one caption drawn at random)."""
+    """Map-style pairs: key `(index, epoch)` -> ((3, size, size) uint8 augmented image, one caption drawn at random)."""
 
     def __init__(self, corpus: Dataset, augmentation: TrainAugmentation, seed: int):
-        self.corpus = corpus
+        self.corpus = undecoded(corpus)
         self.augmentation = augmentation
         self.seed = seed
 
     def __len__(self) -> int:
         return len(self.corpus)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Image.Image, str]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, str]:
         index, epoch = key
         row = self.corpus[index]
         rng = sample_rng(self.seed, epoch, index)
         caption = choose_caption(row["captions"], rng, f"sample {index}")
-        return self.augmentation(row["image"], rng), caption
+        return self.augmentation(open_image(row["image"]), rng), caption
 
 
 class StreamingCaptionPairs(torch.utils.data.IterableDataset):
     """Streaming pairs from a shuffled `datasets.IterableDataset`; keys are (epoch, worker, position in worker)."""
 
     def __init__(self, corpus: IterableDataset, augmentation: TrainAugmentation, seed: int, buffer_size: int):
-        self.corpus = corpus.shuffle(seed=seed, buffer_size=buffer_size)
+        self.corpus = undecoded(corpus).shuffle(seed=seed, buffer_size=buffer_size)
         self.augmentation = augmentation
         self.seed = seed
         self.epoch = 0
@@ -122,33 +139,51 @@ class StreamingCaptionPairs(torch.utils.data.IterableDataset):
         self.epoch = epoch
         self.corpus.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[tuple[Image.Image, str]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, str]]:
         worker = torch.utils.data.get_worker_info()
         worker_id = 0 if worker is None else worker.id
         for position, row in enumerate(self.corpus):
             key = position * 1024 + worker_id  # distinct per (worker, position) for up to 1024 workers
             rng = sample_rng(self.seed, self.epoch, key)
             caption = choose_caption(row["captions"], rng, f"streamed sample {position} (worker {worker_id})")
-            yield self.augmentation(row["image"], rng), caption
+            yield self.augmentation(open_image(row["image"]), rng), caption
 
 
-class ProcessorCollator:
-    """Batches pairs with the processor: normalised `pixel_values` and token ids padded to the longest caption."""
+class PairCollator:
+    """Batches pairs: (batch, 3, size, size) uint8 `pixel_values` and token ids padded to the longest caption,
+    tokenised in one call of the fast tokenizer."""
 
-    def __init__(self, processor: Any):
-        self.processor = processor
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
 
-    def __call__(self, pairs: list[tuple[Image.Image, str]]) -> dict[str, torch.Tensor]:
+    def __call__(self, pairs: list[tuple[torch.Tensor, str]]) -> dict[str, torch.Tensor]:
         images, captions = zip(*pairs)
-        return dict(self.processor(text=list(captions), images=list(images), return_tensors="pt", padding="longest"))
+        tokens = self.tokenizer(list(captions), return_tensors="pt", padding="longest", truncation=True)
+        return {"pixel_values": torch.stack(images), "input_ids": tokens["input_ids"],
+                "attention_mask": tokens["attention_mask"]}
+
+
+class PixelNormalizer:
+    """(batch, 3, H, W) uint8 pixels -> float32 normalised with the image processor's mean and std, on their
+    device (the training step's), as the processor's rescale + normalise would."""
+
+    def __init__(self, image_mean: Sequence[float], image_std: Sequence[float]):
+        self.mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+
+    def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.mean.device != pixel_values.device:
+            self.mean, self.std = self.mean.to(pixel_values.device), self.std.to(pixel_values.device)
+        return (pixel_values.float() - self.mean) / self.std
 
 
 def build_train_dataloader(corpus: Dataset | IterableDataset, processor: Any, augmentation: TrainAugmentation,
                            data_args: DataArguments, per_device_batch_size: int, seed: int
                            ) -> torch.utils.data.DataLoader:
-    """The per-process DataLoader (before `accelerator.prepare`), full batches only."""
-    common = {"batch_size": per_device_batch_size, "collate_fn": ProcessorCollator(processor), "drop_last": True,
-              "num_workers": data_args.dataloader_num_workers}
+    """The per-process DataLoader (before `accelerate.prepare`), full batches only, pinned when CUDA is there."""
+    common = {"batch_size": per_device_batch_size, "collate_fn": PairCollator(processor.tokenizer),
+              "drop_last": True, "num_workers": data_args.dataloader_num_workers,
+              "pin_memory": torch.cuda.is_available()}
     if isinstance(corpus, IterableDataset):
         pairs = StreamingCaptionPairs(corpus, augmentation, seed, data_args.shuffle_buffer_size)
         return torch.utils.data.DataLoader(pairs, **common)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
@@ -19,7 +21,7 @@ from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .augment import TrainAugmentation
 from .checkpoint import TrainState, resolve_resume, save_checkpoint
-from .data import build_train_dataloader, load_caption_corpus
+from .data import PixelNormalizer, build_train_dataloader, load_caption_corpus
 from .evaluation_hook import RetrievalEvaluator
 from .model import ContrastiveModule, build_model_and_processor, check_model_arguments
 from .optim import build_optimizer_and_scheduler
@@ -32,7 +34,7 @@ TRAIN_LOG = "train_log.jsonl"
 
 def check_train_arguments(args: TrainArguments) -> None:
     """Value checks that need no process group; each message names the flag and the value."""
-    if args.mixed_precision not in MIXED_PRECISION:
+    if args.mixed_precision is not None and args.mixed_precision not in MIXED_PRECISION:
         raise ValueError(f"--mixed_precision {args.mixed_precision!r}: choose one of {MIXED_PRECISION}")
     for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "logging_steps"):
         if getattr(args, name) < 1:
@@ -67,14 +69,42 @@ def resolve_trackers(report_to: list[str]) -> list[str]:
     return available
 
 
-def training_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], loss_fn: ClipLoss,
-                  accelerator: Accelerator) -> torch.Tensor:
-    """Forward, gathered InfoNCE and backward of one (micro-)batch; returns the detached local loss."""
-    image_embeds, text_embeds, logit_scale = model(input_ids=batch["input_ids"],
-                                                   attention_mask=batch["attention_mask"],
-                                                   pixel_values=batch["pixel_values"])
-    loss = loss_fn(image_embeds, text_embeds, logit_scale)
-    accelerator.backward(loss)
+def _forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], normalize: PixelNormalizer
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The model's (image, text, scale) outputs for a batch of uint8 pixels, normalised here on the device."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 pixel_values=normalize(batch["pixel_values"]))
+
+
+def training_step(model: torch.nn.Module, micro_batches: Sequence[dict[str, torch.Tensor]], loss_fn: ClipLoss,
+                  accelerator: Accelerator, normalize: PixelNormalizer) -> torch.Tensor:
+    """Forward, gathered InfoNCE and backward of one optimiser step whose micro-batches form ONE contrastive batch;
+    returns the detached local loss of that batch.
+
+    With several micro-batches this is open_clip's `--accum-freq`: every micro-batch's features are computed first
+    without gradient, then each micro-batch is recomputed with gradient and scored against the cached features of
+    all the others (the whole batch's negatives). The accumulated gradients then equal those of one step on the
+    concatenated batch: each backward carries the loss's gradient through one micro-batch's features, and the
+    temperature's gradient is taken once (on the last micro-batch). Gradients are synchronised across processes on
+    the last backward only. The cost is one extra forward pass without gradient per micro-batch.
+    """
+    if len(micro_batches) == 1:
+        image_embeds, text_embeds, logit_scale = _forward(model, micro_batches[0], normalize)
+        loss = loss_fn(image_embeds, text_embeds, logit_scale)
+        accelerator.backward(loss)
+        return loss.detach()
+    with torch.no_grad():
+        cached = [_forward(model, batch, normalize)[:2] for batch in micro_batches]
+    last = len(micro_batches) - 1
+    for index, batch in enumerate(micro_batches):
+        with accelerator.no_sync(model) if index < last else contextlib.nullcontext():
+            image_embeds, text_embeds, logit_scale = _forward(model, batch, normalize)
+            images = torch.cat([features[0] for features in cached[:index]] + [image_embeds]
+                               + [features[0] for features in cached[index + 1:]])
+            texts = torch.cat([features[1] for features in cached[:index]] + [text_embeds]
+                              + [features[1] for features in cached[index + 1:]])
+            loss = loss_fn(images, texts, logit_scale if index == last else logit_scale.detach())
+            accelerator.backward(loss)
     return loss.detach()
 
 
@@ -103,14 +133,16 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
     check_model_arguments(model_args)
     output_dir = Path(args.output_dir)
     trackers = resolve_trackers(args.report_to)
+    # accumulation is done by `training_step` itself (no `accumulate`: the loss spans every micro-batch of a step)
     accelerator = Accelerator(
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=args.gradient_accumulation_steps, sync_with_dataloader=False),
-        mixed_precision=args.mixed_precision,
+        mixed_precision=args.mixed_precision,  # None: `accelerate launch` / its config file decide
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dynamo_backend="inductor" if model_args.torch_compile else None,
     )
+    args.mixed_precision = accelerator.mixed_precision  # the value in force, logged and saved in train_args.json
+    logger.info("accelerate: %s on %d process(es), mixed precision %s", accelerator.distributed_type,
+                accelerator.num_processes, args.mixed_precision)
     per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, args.gradient_accumulation_steps)
     resume_path = resolve_resume(args.resume, output_dir)
     with accelerator.main_process_first():
@@ -131,8 +163,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
     accelerator.register_for_checkpointing(scheduler, state)  # scheduler not prepared: it steps once per step
     loss_fn = ClipLoss(local_loss=args.local_loss, gather_with_grad=True, rank=accelerator.process_index,
                        world_size=accelerator.num_processes)
-    evaluator = (RetrievalEvaluator(corpus, data_args.eval_samples, processor)
-                 if data_args.eval_samples > 0 and accelerator.is_main_process else None)
+    # on every process: under FSDP each one holds a shard of the weights the evaluation needs
+    evaluator = RetrievalEvaluator(corpus, data_args.eval_samples, processor) if data_args.eval_samples > 0 else None
+    normalize = PixelNormalizer(processor.image_processor.image_mean, processor.image_processor.image_std)
 
     if resume_path is not None:
         logger.info("resuming from %s", resume_path)
@@ -144,7 +177,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
              "train": dataclasses.asdict(args), "num_processes": accelerator.num_processes}, indent=2, default=str))
     accelerator.init_trackers(args.project_name, config={k: v for k, v in dataclasses.asdict(args).items()
                                                          if isinstance(v, (int, float, str, bool))})
-    _train_loop(accelerator, module, optimizer, scheduler, dataloader, loss_fn, state, evaluator, args, output_dir)
+    _train_loop(accelerator, module, optimizer, scheduler, dataloader, loss_fn, normalize, state, evaluator, args,
+                output_dir)
     final = save_final_model(accelerator, module, processor, output_dir)
     accelerator.end_training()
     return final
@@ -152,39 +186,42 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
 
 def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, dataloader: torch.utils.data.DataLoader,
-                loss_fn: ClipLoss, state: TrainState, evaluator: RetrievalEvaluator | None, args: TrainArguments,
-                output_dir: Path) -> None:
-    """Optimiser steps until `max_steps`; the data position (epoch, batches into it) lives in `state`."""
+                loss_fn: ClipLoss, normalize: PixelNormalizer, state: TrainState, evaluator: RetrievalEvaluator | None,
+                args: TrainArguments, output_dir: Path) -> None:
+    """Optimiser steps until `max_steps`, each over `gradient_accumulation_steps` micro-batches (which may span an
+    epoch's end); the data position (epoch, micro-batches into it) lives in `state`."""
     progress = tqdm(total=args.max_steps, initial=state.step, desc="train", unit="step",
                     disable=not accelerator.is_local_main_process)
     window_loss = torch.zeros((), device=accelerator.device)
-    window_batches = 0
+    window_steps = 0
+    micro_batches: list[dict[str, torch.Tensor]] = []
     module.train()
     while state.step < args.max_steps:
         dataloader.set_epoch(state.epoch)
         batches = (accelerator.skip_first_batches(dataloader, state.epoch_batches) if state.epoch_batches
                    else dataloader)
         for batch in batches:
-            with accelerator.accumulate(module):
-                window_loss += training_step(module, batch, loss_fn, accelerator)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            window_batches += 1
+            micro_batches.append(batch)
             state.epoch_batches += 1
-            if not accelerator.sync_gradients:
+            if len(micro_batches) < args.gradient_accumulation_steps:
                 continue
+            window_loss += training_step(module, micro_batches, loss_fn, accelerator, normalize)
+            micro_batches = []
+            if args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
             scheduler.step()
             clamp_logit_scale(module, accelerator)
+            window_steps += 1
             state.step += 1
             progress.update(1)
             if state.step % args.logging_steps == 0 or state.step == args.max_steps:
-                mean_loss = accelerator.reduce(window_loss / window_batches, reduction="mean").item()
+                mean_loss = accelerator.reduce(window_loss / window_steps, reduction="mean").item()
                 _log(accelerator, module, scheduler, state, mean_loss, output_dir)
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
                 window_loss.zero_()
-                window_batches = 0
+                window_steps = 0
             if args.checkpointing_steps and state.step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit)
             if evaluator is not None and args.eval_steps and state.step % args.eval_steps == 0:
@@ -218,9 +255,16 @@ def _log(accelerator: Accelerator, module: torch.nn.Module, scheduler: torch.opt
 
 
 def _evaluate(accelerator: Accelerator, module: torch.nn.Module, evaluator: RetrievalEvaluator, step: int) -> None:
-    """Retrieval metrics of the current model (main process), logged as `eval/<metric>`."""
+    """Retrieval metrics of the current model, computed on every process (the same numbers on each; under FSDP the
+    root's sharded weights are gathered for it and the layers gather theirs as in training), logged by the main one."""
+    fsdp_root = module if accelerator.is_fsdp2 else None
+    if fsdp_root is not None:
+        fsdp_root.unshard()
     metrics = evaluator(accelerator.unwrap_model(module).model)
-    logger.info("step %d retrieval on the training corpus: %s", step, metrics)
+    if fsdp_root is not None:
+        fsdp_root.reshard()
     accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
-    with (Path(accelerator.project_dir) / TRAIN_LOG).open("a") as handle:
-        handle.write(json.dumps({"step": step, "eval": metrics}) + "\n")
+    if accelerator.is_main_process:
+        logger.info("step %d retrieval on the training corpus: %s", step, metrics)
+        with (Path(accelerator.project_dir) / TRAIN_LOG).open("a") as handle:
+            handle.write(json.dumps({"step": step, "eval": metrics}) + "\n")

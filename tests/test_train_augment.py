@@ -1,0 +1,184 @@
+"""The fast input path of training: uint8 crops decoded at reduced size, the same augmentation law as the PIL
+reference (fixed seeds and statistically), token batches, and normalisation on the device."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
+
+from training.augment import TrainAugmentation
+from training.data import PairCollator, PixelNormalizer, open_image
+
+import rclip_hf
+
+#: PIL transposes of the reference, as in the paper's augmentation.
+ROTATIONS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+
+
+def reference_augment(augment: TrainAugmentation, image: Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """Today's (before the fast path) augmentation: full decode, crop + bicubic resize, flip, rotation, in PIL."""
+    image = image.convert("RGB")
+    left, top, width, height = augment.crop_box(image.width, image.height, rng)
+    image = image.resize((augment.size, augment.size), Image.Resampling.BICUBIC,
+                         box=(left, top, left + width, top + height))
+    if augment.horizontal_flip and rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if augment.rotation and (transpose := ROTATIONS[int(rng.integers(0, 4))]) is not None:
+        image = image.transpose(transpose)
+    return np.array(image).transpose(2, 0, 1)
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def coordinate_image(side: int) -> Image.Image:
+    """R = x / (side / 256), G = y / (side / 256), B = 0: each pixel tells where it came from."""
+    ramp = (np.arange(side) * 256 // side).astype(np.uint8)
+    pixels = np.zeros((side, side, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1] = ramp[None, :], ramp[:, None]
+    return Image.fromarray(pixels)
+
+
+def geometry(crop: torch.Tensor, side: int) -> tuple[float, float, tuple[bool, int, int]]:
+    """(crop width, crop height) in source pixels and the orientation (x along columns?, sign of x, sign of y),
+    recovered from an augmented `coordinate_image`."""
+    red, green = crop[0].double(), crop[1].double()
+    size = crop.shape[-1]
+    x_cols, x_rows = float((red[:, -1] - red[:, 0]).mean()), float((red[-1] - red[0]).mean())
+    y_cols, y_rows = float((green[:, -1] - green[:, 0]).mean()), float((green[-1] - green[0]).mean())
+    x_on_cols = abs(x_cols) > abs(x_rows)
+    dx, dy = (x_cols, y_rows) if x_on_cols else (x_rows, y_cols)
+    per_level = side / 256 * size / (size - 1)  # source pixels per level, between the first and last pixel centre
+    return abs(dx) * per_level, abs(dy) * per_level, (x_on_cols, int(np.sign(dx)), int(np.sign(dy)))
+
+
+def expected_orientation(seed: int, augment: TrainAugmentation, side: int) -> tuple[bool, int, int]:
+    """The orientation the generator's flip and rotation draws give, replayed on index grids with numpy."""
+    rng = np.random.default_rng(seed)
+    augment.crop_box(side, side, rng)
+    xs, ys = np.meshgrid(np.arange(4.0), np.arange(4.0))
+    if rng.random() < 0.5:
+        xs, ys = np.fliplr(xs), np.fliplr(ys)
+    turns = int(rng.integers(0, 4))  # PIL ROTATE_90 is counter-clockwise, as np.rot90
+    xs, ys = np.rot90(xs, turns), np.rot90(ys, turns)
+    x_on_cols = abs(xs[0, -1] - xs[0, 0]) > 0
+    dx = xs[0, -1] - xs[0, 0] if x_on_cols else xs[-1, 0] - xs[0, 0]
+    dy = ys[-1, 0] - ys[0, 0] if x_on_cols else ys[0, -1] - ys[0, 0]
+    return bool(x_on_cols), int(np.sign(dx)), int(np.sign(dy))
+
+
+def test_output_is_a_seeded_uint8_tensor_of_the_model_size():
+    image = Image.fromarray(np.arange(80 * 60 * 3, dtype=np.uint8).reshape(60, 80, 3) % 251)
+    augment = TrainAugmentation(size=32, scale=(0.5, 1.0))
+    first = augment(image, np.random.default_rng(7))
+    assert first.shape == (3, 32, 32) and first.dtype == torch.uint8
+    assert torch.equal(first, augment(image, np.random.default_rng(7)))
+    assert len({augment(image, np.random.default_rng(seed)).numpy().tobytes() for seed in range(8)}) > 1
+
+
+def test_rotation_only_gives_the_four_right_angles():
+    image = Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4))
+    augment = TrainAugmentation(size=4, scale=(1.0, 1.0), ratio=(1.0, 1.0), horizontal_flip=False)
+    seen = {augment(image, np.random.default_rng(seed))[0].numpy().tobytes() for seed in range(40)}
+    pixels = np.asarray(image)
+    assert seen == {np.rot90(pixels, turns).tobytes() for turns in range(4)}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_non_jpeg_equals_the_pil_reference_exactly_on_fixed_seeds(shared_data, fmt):
+    image = Image.open(next((shared_data / "rsscn7" / "aGrass").glob("*.jpg"))).convert("RGB")
+    data = encoded(image, fmt, lossless=True) if fmt == "WEBP" else encoded(image, fmt)
+    augment = TrainAugmentation(size=48, scale=(0.3, 1.0))
+    for seed in range(10):
+        fast = augment(Image.open(io.BytesIO(data)), np.random.default_rng(seed))
+        reference = reference_augment(augment, Image.open(io.BytesIO(data)), np.random.default_rng(seed))
+        np.testing.assert_array_equal(fast.numpy(), reference)
+
+
+def test_jpeg_is_decoded_at_reduced_size_and_stays_close_to_the_full_decode(shared_data):
+    path = next((shared_data / "rsscn7" / "fResident").glob("*.jpg"))  # 400 x 400 JPEG
+    augment = TrainAugmentation(size=64)
+    differences = []
+    for seed in range(10):
+        lazy = Image.open(path)
+        fast = augment(lazy, np.random.default_rng(seed))
+        assert lazy.size == (100, 100)  # crops of >= 0.9 of 400 px hold 64 px at 1/4 scale: decoded at 100 x 100
+        reference = reference_augment(augment, Image.open(path), np.random.default_rng(seed))
+        differences.append(np.abs(fast.numpy().astype(int) - reference.astype(int)).mean())
+    assert max(differences) < 3.0, differences  # mean absolute difference in 8-bit levels
+    small = Image.open(path)
+    TrainAugmentation(size=224)(small, np.random.default_rng(0))
+    assert small.size == (400, 400)  # no reduction when the crop would hold fewer than 224 px
+
+
+def test_jpeg_crop_geometry_and_orientation_match_the_draws_on_fixed_seeds():
+    side = 1024
+    data = encoded(coordinate_image(side), "JPEG", quality=100, subsampling=0)
+    augment = TrainAugmentation(size=32, scale=(0.2, 1.0))
+    for seed in range(12):
+        lazy = Image.open(io.BytesIO(data))
+        crop = augment(lazy, np.random.default_rng(seed))
+        assert lazy.size[0] < side  # decoded at reduced size
+        _, _, width, height = augment.crop_box(side, side, np.random.default_rng(seed))
+        got_width, got_height, orientation = geometry(crop, side)
+        assert orientation == expected_orientation(seed, augment, side), seed
+        assert abs(got_width - width) < 0.03 * side and abs(got_height - height) < 0.03 * side, (seed, width, height,
+                                                                                                got_width, got_height)
+
+
+def test_same_distribution_as_the_reference_augmentation():
+    side, samples = 512, 300
+    data = encoded(coordinate_image(side), "JPEG", quality=100, subsampling=0)
+    augment = TrainAugmentation(size=24, scale=(0.2, 1.0))
+    fast = [geometry(augment(Image.open(io.BytesIO(data)), np.random.default_rng(seed)), side)
+            for seed in range(samples)]
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    reference = [geometry(torch.from_numpy(reference_augment(augment, image, np.random.default_rng(seed))), side)
+                 for seed in range(10_000, 10_000 + samples)]  # other seeds: two independent samples of each law
+    for measure in (lambda w, h: w * h / side**2, lambda w, h: np.log(w / h)):  # crop area fraction, log aspect
+        p_value = stats.ks_2samp([measure(w, h) for w, h, _ in fast], [measure(w, h) for w, h, _ in reference]).pvalue
+        assert p_value > 1e-3, p_value
+    orientations = sorted({o for *_, o in fast} | {o for *_, o in reference})
+    assert len(orientations) == 8  # flips x rotations: the 8 symmetries of the square
+    table = [[sum(o == key for *_, o in sample) for key in orientations] for sample in (fast, reference)]
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+    assert stats.chisquare(table[0]).pvalue > 1e-3  # each symmetry with probability 1/8
+
+
+def test_open_image_reads_stored_bytes_lazily_and_decodes_path_only_cells(tmp_path):
+    image = Image.new("RGB", (40, 30), (10, 20, 30))
+    data = encoded(image, "JPEG")
+    lazy = open_image({"bytes": data, "path": "x.jpg"})
+    assert lazy.size == (40, 30) and lazy.format == "JPEG"
+    image.save(tmp_path / "y.png")
+    assert open_image({"bytes": None, "path": str(tmp_path / "y.png")}).getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_collated_batch_normalised_on_the_device_equals_the_processor():
+    processor = rclip_hf.build_processor(32)
+    rng = np.random.default_rng(0)
+    crops = [torch.from_numpy(rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)) for _ in range(3)]
+    captions = ["a plane.", "Many small vehicles at the edge of the picture.", "a storage tank"]
+    batch = PairCollator(processor.tokenizer)(list(zip(crops, captions)))
+    assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape == (3, 3, 32, 32)
+    expected = processor(text=captions, images=[Image.fromarray(crop.permute(1, 2, 0).numpy()) for crop in crops],
+                         return_tensors="pt", padding="longest")
+    assert torch.equal(batch["input_ids"], expected["input_ids"])
+    assert torch.equal(batch["attention_mask"], expected["attention_mask"])
+    normalize = PixelNormalizer(processor.image_processor.image_mean, processor.image_processor.image_std)
+    pixels = normalize(batch["pixel_values"])
+    assert pixels.dtype == torch.float32
+    torch.testing.assert_close(pixels, expected["pixel_values"], atol=1e-5, rtol=0)
