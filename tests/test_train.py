@@ -23,8 +23,14 @@ sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
 from training.arguments import parse_arguments
 from training.augment import TrainAugmentation
 from training.checkpoint import list_checkpoints, resolve_resume
-from training.data import EpochShuffleSampler, build_train_dataloader, choose_caption, load_caption_corpus
-from training.loop import per_device_batch_size, run
+from training.data import (
+    EpochShuffleSampler,
+    PixelNormalizer,
+    build_train_dataloader,
+    choose_caption,
+    load_caption_corpus,
+)
+from training.loop import per_device_batch_size, run, training_step
 from training.optim import build_optimizer_and_scheduler, parameter_groups
 
 TRAIN_SCRIPT = REPO_ROOT / "training_scripts" / "train.py"
@@ -194,6 +200,35 @@ def test_dataloader_batches_are_uint8_pixels_and_tokens_padded_to_the_longest_an
     assert torch.equal(batch["pixel_values"], again["pixel_values"]) and torch.equal(batch["input_ids"], again["input_ids"])
 
 
+def _step_gradients(corpus_dir: Path, accumulation: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss and gradients of one training step of tiny.yaml on the first 8 samples, in `accumulation` micro-batches."""
+    from accelerate import Accelerator
+
+    from rclip_hf.loss import ClipLoss
+    from training.model import ContrastiveModule, build_model_and_processor
+
+    model_args, data_args, _ = parse_arguments(["--config", str(TINY), "--dataset", str(corpus_dir)])
+    torch.manual_seed(0)
+    model, processor = build_model_and_processor(model_args)
+    module = ContrastiveModule(model)
+    loader = iter(build_train_dataloader(load_caption_corpus(data_args), processor, TrainAugmentation(size=64),
+                                         data_args, per_device_batch_size=8 // accumulation, seed=0))
+    normalize = PixelNormalizer(processor.image_processor.image_mean, processor.image_processor.image_std)
+    loss = training_step(module, [next(loader) for _ in range(accumulation)], ClipLoss(), Accelerator(cpu=True),
+                         normalize)
+    return loss, {name: parameter.grad for name, parameter in module.named_parameters()}
+
+
+def test_accumulated_micro_batches_equal_one_step_on_the_whole_batch(corpus):
+    whole_loss, whole_grads = _step_gradients(corpus[0], 1)
+    for accumulation in (2, 4):
+        loss, grads = _step_gradients(corpus[0], accumulation)
+        torch.testing.assert_close(loss, whole_loss, atol=1e-5, rtol=0)
+        for name, grad in whole_grads.items():
+            torch.testing.assert_close(grads[name], grad, atol=1e-5, rtol=0, msg=f"{accumulation}: {name}")
+    assert whole_grads["model.logit_scale"].abs().item() > 1e-4  # taken once, not once per micro-batch
+
+
 # --- early failures (nothing is built or trained) -------------------------------------------------------------
 
 
@@ -303,6 +338,27 @@ def test_sigkill_then_resume_latest_matches_the_uninterrupted_run(uninterrupted,
     later = range(CHECKPOINT_EVERY * 2 + 1, STEPS + 1)
     np.testing.assert_allclose([resumed[s] for s in later], [expected[s] for s in later], rtol=0, atol=1e-5)
     assert (output_dir / "final" / "model.safetensors").is_file()
+
+
+def test_mixed_precision_is_left_to_accelerate_unless_given(corpus, tmp_path, monkeypatch):
+    assert parse_arguments([])[2].mixed_precision is None
+    config = tmp_path / "tiny-no-precision.yaml"  # tiny.yaml without its explicit mixed_precision: "no"
+    config.write_text("\n".join(line for line in TINY.read_text().splitlines()
+                                if not line.startswith("mixed_precision")))
+    common = ["--dataset", str(corpus[0]), "--max_steps", "2", "--batch_size", "8", "--gradient_accumulation_steps",
+              "2", "--checkpointing_steps", "0", "--report_to", "none", "--logging_steps", "1"]
+    # what `accelerate launch --mixed_precision bf16` (or its config file) sets for the script
+    result = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--config", str(config), "--output_dir",
+                             str(tmp_path / "launcher"), *common], capture_output=True, text=True, timeout=600,
+                            env={**_env(), "ACCELERATE_MIXED_PRECISION": "bf16"}, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "mixed precision bf16" in result.stderr
+    saved = json.loads((tmp_path / "launcher" / "train_args.json").read_text())
+    assert saved["train"]["mixed_precision"] == "bf16" and sorted(_losses(tmp_path / "launcher")) == [1, 2]
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # an explicit flag wins over the launcher
+    run(*parse_arguments(["--config", str(config), "--output_dir", str(tmp_path / "flag"), "--mixed_precision", "no",
+                          *common]))
+    assert json.loads((tmp_path / "flag" / "train_args.json").read_text())["train"]["mixed_precision"] == "no"
 
 
 def test_dataset_smaller_than_a_batch_fails_instead_of_looping_forever(corpus, tmp_path):
