@@ -4,9 +4,14 @@ Hugging Face dataset folder (Parquet shards + card) and a build report.
 Storage choice: an image that already is 8-bit RGB JPEG or PNG is stored with its **original bytes** (no
 re-encoding, no resizing: detection images stay at full size, the training transform crops them); any other
 image (TIFF, BMP, RGBA, 16-bit, grayscale, multi-band) is converted by the rule in ``rclip_hf.images`` (the
-one inference uses, so training and serving see the same pixels) and stored as lossless PNG. Each image is
-decoded once, in a worker process: the same decode verifies it (truncated files are skipped), feeds the p-Hash
-and, when needed, the conversion.
+one inference uses, so training and serving see the same pixels) and stored as lossless PNG. With
+``--max-side PX`` (a corpus at training resolution) an image whose longer side exceeds PX is instead resized to
+PX on that side (Lanczos) and stored as JPEG quality 95 without chroma subsampling (``TRAINING_JPEG``), its boxes
+scaled with it; captions (B2C positions are relative) and the p-Hash (computed on the full image) do not change,
+so neither do the de-duplication decisions. ``benchmarks/corpus_format.py`` measured the choice: at 256 px this
+JPEG decodes in ~0.4x the time of PNG at ~0.35x its size with >= 37 dB PSNR, where lossy WebP decodes slower
+than PNG. Each image is decoded once, in a worker process: the same decode verifies it (truncated files are
+skipped), feeds the p-Hash and, when needed, the conversion or the resize.
 
 Report accounting, per source: ``read`` = every entry the reader met (images, annotation files without an
 image, unusable entries) = ``kept`` + ``skipped`` + ``duplicates`` + ``excluded``. Annotations clipped or
@@ -16,6 +21,7 @@ dropped inside a kept image are listed under ``annotation_notes`` and do not cha
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -29,6 +35,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from dataset_builders import b2c, dedup, lanczos
@@ -53,6 +60,8 @@ from rclip_hf.images import ImageReadError, image_files
 logger = logging.getLogger(__name__)
 
 NUM_CAPTIONS = 5
+#: how ``--max-side`` stores a resized image (see the module docstring and ``benchmarks/corpus_format.py``)
+TRAINING_JPEG = {"format": "JPEG", "quality": 95, "subsampling": 0}
 # images per worker task: few messages between processes for small images; big images go one per task, so
 # the results (consumed in order) never wait long behind one slow task while the other workers run ahead
 _MAX_CHUNK = 16
@@ -95,6 +104,9 @@ class CorpusConfig(PushConfig):
         "help": "p-Hash Hamming distance at or below which two images are duplicates (paper: < 2)"})
     reader_options: str | None = field(default=None, metadata={
         "help": 'JSON object of per-format reader options, e.g. {"isaid": {"min_area": 32}}'})
+    max_side: int | None = field(default=None, metadata={
+        "help": "store images at training resolution: longer side at most this many pixels (JPEG q95, boxes "
+                "scaled); default: images as released"})
     max_shard_mb: int = field(default=DEFAULT_MAX_SHARD_BYTES // (1024 * 1024), metadata={
         "help": "approximate maximum size of one Parquet shard in MiB"})
     force: bool = field(default=False, metadata={"help": "rebuild even when the output is up to date"})
@@ -169,16 +181,33 @@ class Processed:
     stored: str = ""  # file whose bytes go into the corpus (original, or the converted PNG)
     stored_size: int = 0  # its size in bytes
     converted_from: str = ""
+    temporary: bool = False  # ``stored`` is a converted or resized copy in the build's scratch folder
+
+
+def fit_max_side(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` resized (Lanczos) so that its longer side is ``max_side``; unchanged when it already fits."""
+    scale = max_side / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def scaled_box(box: dict[str, Any], x_scale: float, y_scale: float) -> dict[str, Any]:
+    """A ``boxes`` cell in the coordinates of an image resized by (``x_scale``, ``y_scale``)."""
+    return {**box, "x_min": box["x_min"] * x_scale, "x_max": box["x_max"] * x_scale,
+            "y_min": box["y_min"] * y_scale, "y_max": box["y_max"] * y_scale}
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(readers: list[SourceReader], tasks: list[tuple[int, int, Item]], seed: int, converted_dir: str) -> None:
+def _init_worker(readers: list[SourceReader], tasks: list[tuple[int, int, Item]], seed: int, converted_dir: str,
+                 max_side: int | None = None) -> None:
     """Give this process the build's readers and tasks (inherited, not pickled, where processes are forked):
     workers then receive task positions only."""
     _WORKER.update(readers=readers, tasks=tasks, bases=[source_base(reader.root) for reader in readers], seed=seed,
-                   converted_dir=Path(converted_dir))
+                   converted_dir=Path(converted_dir), max_side=max_side)
 
 
 def _decode(reader: SourceReader, path: Path, result: Processed,
@@ -231,12 +260,22 @@ def _process(position: int) -> Processed:
     result.phash = dedup.phash_value(decoded.image)
     result.row = {"captions": captions, "source": record.source, "boxes": [box.as_dict() for box in record.boxes]}
     result.converted_from = decoded.converted_from
-    if decoded.passthrough:
+    max_side = _WORKER["max_side"]
+    if max_side and max(decoded.image.size) > max_side:
+        resized = fit_max_side(decoded.image, max_side)
+        x_scale, y_scale = resized.width / decoded.image.width, resized.height / decoded.image.height
+        result.row["boxes"] = [scaled_box(box, x_scale, y_scale) for box in result.row["boxes"]]
+        buffer = io.BytesIO()
+        resized.save(buffer, **TRAINING_JPEG)
+        target = _WORKER["converted_dir"] / f"{index:08d}.jpg"
+        result.stored, result.stored_size, result.temporary = str(target), target.write_bytes(buffer.getvalue()), True
+    elif decoded.passthrough:
         result.stored = str(record.image_path)
         result.stored_size = os.stat(record.image_path).st_size
     else:
         target = _WORKER["converted_dir"] / f"{index:08d}.png"
         result.stored, result.stored_size = str(target), target.write_bytes(encode_png(decoded.image))
+        result.temporary = True
     return result
 
 
@@ -277,7 +316,7 @@ def _process_chunk(chunk: range) -> list[Processed]:
 def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config: CorpusConfig,
          converted_dir: Path) -> Iterator[Processed]:
     """Process every task, in order, in ``config.num_proc`` processes, with a progress bar."""
-    initargs = (readers, tasks, config.seed, str(converted_dir))
+    initargs = (readers, tasks, config.seed, str(converted_dir), config.max_side)
     with tqdm(total=len(tasks), desc="decode, hash, caption", unit="img") as progress, lanczos.single_threaded_blas():
         if config.num_proc <= 1 or len(tasks) < 2:
             _init_worker(*initargs)
@@ -353,6 +392,8 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
         raise ValueError("no --output given: the folder to write the dataset into")
     if config.num_proc < 1:
         raise ValueError(f"--num-proc must be >= 1, got {config.num_proc}")
+    if config.max_side is not None and config.max_side < 1:
+        raise ValueError(f"--max-side must be >= 1 pixel, got {config.max_side}")
     output = Path(config.output)
     api = check_push(config)  # before any work: a push without a token or write access fails here
     options = config.options_for()
@@ -374,9 +415,13 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
             _push(config, api)
             return previous
 
+    storage = "original bytes for 8-bit RGB JPEG/PNG, lossless PNG after conversion otherwise"
+    if config.max_side:
+        storage = (f"longer side at most {config.max_side} px: larger images resized (Lanczos) and stored as JPEG "
+                   f"quality 95 (4:4:4), boxes scaled with them; smaller ones as {storage}")
     report: dict[str, Any] = {"fingerprint": digest, "config": {k: v for k, v in asdict(config).items()
                                                                 if k not in ("force", *PUSH_KEYS)},
-                              "storage": "original bytes for 8-bit RGB JPEG/PNG, lossless PNG after conversion otherwise",
+                              "storage": storage,
                               "totals": {}, "sources": {}}
     per_source = report["sources"]
     for reader, (_, path) in zip(readers, config.sources()):
@@ -423,13 +468,14 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
                     {"image": result.name, "kept": compared[kept_index], "distance": int(distance)})
             for index, result in enumerate(batch):
                 if index in removed:
-                    if result.converted_from:
+                    if result.temporary:
                         Path(result.stored).unlink()
                     continue
                 stats = per_source[readers[result.source_index].name]
                 stats["kept"] += 1
                 if result.converted_from:
                     stats["converted"].append({"image": result.name, "from": result.converted_from})
+                if result.temporary:
                     unwritten.append((writer.num_rows, Path(result.stored)))
                 writer.write({"image": ImageFile(result.stored, result.name, result.stored_size), **result.row})
             while unwritten and unwritten[0][0] < writer.rows_written:  # in a shard now: free its disk space

@@ -7,16 +7,21 @@ processes need the torchrun launcher plus the CPU flag: `ACCELERATE_USE_CPU=1 ac
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from training_corpus import build_scene_corpus
 
 TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+FSDP_CONFIG = REPO_ROOT / "training_scripts" / "accelerate_configs" / "fsdp.yaml"
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
@@ -61,3 +66,44 @@ def test_two_processes_match_one_process_on_the_concatenated_batch(one_process_s
     for name, grad in single["grads"].items():
         torch.testing.assert_close(double["grads"][name], grad, atol=1e-5, rtol=0, msg=f"gradient of {name}")
     assert single["grads"]["model.logit_scale"].abs().item() > 0  # the temperature is trained through the loss
+
+
+def _train(corpus: Path, output_dir: Path, launcher: list[str], script: Path, *extra: str
+           ) -> tuple[dict[int, float], str]:
+    """3 steps of tiny.yaml (global batch 8, evaluation at the end) under `launcher`; step -> loss and the log."""
+    command = launcher + [str(script), "--config", str(REPO_ROOT / "training_scripts/configs/tiny.yaml"),
+                          "--dataset", str(corpus), "--output_dir", str(output_dir), "--max_steps", "3",
+                          "--batch_size", "8", "--logging_steps", "1", "--checkpointing_steps", "0",
+                          "--eval_samples", "8", "--report_to", "none", *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cpu_launch_env(), check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stderr[-4000:]}")
+    records = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records if "eval" in record] == [3]  # the evaluation hook ran
+    return {record["step"]: record["loss"] for record in records if "loss" in record}, result.stderr
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_matches_ddp_and_saves_a_loadable_model(one_process_step, tmp_path):
+    # the FSDP run also accumulates 2 micro-batches per step: with the cached-feature loss, still the same batch
+    corpus, _ = one_process_step
+    ddp_losses, _ = _train(corpus, tmp_path / "ddp", cpu_launch_command(2), REPO_ROOT / "training_scripts/train.py")
+    fsdp_launcher = [str(ACCELERATE), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
+                     "--mixed_precision", "no", "--dynamo_backend", "no"]
+    fsdp_losses, log = _train(corpus, tmp_path / "fsdp", fsdp_launcher, TESTS_DIR / "fsdp_cpu_train.py",
+                              "--gradient_accumulation_steps", "2")
+    assert "accelerate: DistributedType.FSDP on 2 process(es)" in log
+    assert sorted(fsdp_losses) == [1, 2, 3]
+    np.testing.assert_allclose([fsdp_losses[s] for s in (1, 2, 3)], [ddp_losses[s] for s in (1, 2, 3)], atol=1e-5,
+                               rtol=0)
+    ddp_weights = load_file(tmp_path / "ddp" / "final" / "model.safetensors")
+    fsdp_weights = load_file(tmp_path / "fsdp" / "final" / "model.safetensors")
+    assert fsdp_weights.keys() == ddp_weights.keys() and fsdp_weights["logit_scale"].shape == ()
+    for name, weight in ddp_weights.items():
+        torch.testing.assert_close(fsdp_weights[name], weight, atol=1e-5, rtol=0, msg=name)
+    from transformers import AutoModel
+
+    import rclip_hf  # noqa: F401  (registers the Auto classes)
+
+    model = AutoModel.from_pretrained(tmp_path / "fsdp" / "final")
+    torch.testing.assert_close(model.logit_scale.detach(), fsdp_weights["logit_scale"])

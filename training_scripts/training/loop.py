@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
+from torch.distributed.tensor import DTensor
 from tqdm.auto import tqdm
 
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
@@ -108,6 +109,19 @@ def training_step(model: torch.nn.Module, micro_batches: Sequence[dict[str, torc
     return loss.detach()
 
 
+def shardable_logit_scale(module: ContrastiveModule) -> None:
+    """FSDP2 shards only parameters with at least one dimension: the scalar `logit_scale` becomes a (1,) parameter
+    for training (the loss broadcasts it; `save_final_model` saves the scalar again)."""
+    module.model.logit_scale = torch.nn.Parameter(module.model.logit_scale.detach().reshape(1))
+
+
+def keep_present_no_split_modules(module: torch.nn.Module) -> None:
+    """Narrows `module._no_split_modules` to the block classes the model has (a ViT has no ResNet bottleneck and
+    vice versa): FSDP's TRANSFORMER_BASED_WRAP wraps each listed class and accelerate raises on a missing one."""
+    present = {type(submodule).__name__ for submodule in module.modules()}
+    module._no_split_modules = [name for name in module._no_split_modules if name in present]
+
+
 def clamp_logit_scale(model: torch.nn.Module, accelerator: Accelerator) -> None:
     """CLIP's temperature clamp after each optimiser step: `logit_scale` (a log) stays in [0, ln 100]."""
     with torch.no_grad():
@@ -121,6 +135,7 @@ def save_final_model(accelerator: Accelerator, model: torch.nn.Module, processor
     inner = accelerator.unwrap_model(model).model
     if accelerator.is_main_process:
         state_dict = {key.removeprefix("model."): value for key, value in wrapped_state.items()}
+        state_dict["logit_scale"] = state_dict["logit_scale"].reshape(())  # a scalar, as the model defines it
         inner.save_pretrained(final, state_dict=state_dict, safe_serialization=True)
         processor.save_pretrained(final)
     accelerator.wait_for_everyone()
@@ -156,6 +171,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
                 sum(p.numel() for p in model.parameters()) / 1e6, model.config.image_size, per_device)
 
     module = ContrastiveModule(model)
+    keep_present_no_split_modules(module)
+    if accelerator.is_fsdp2:
+        shardable_logit_scale(module)
     optimizer, scheduler = build_optimizer_and_scheduler(module, args)
     dataloader = build_train_dataloader(corpus, processor, augmentation, data_args, per_device, args.seed)
     module, optimizer, dataloader = accelerator.prepare(module, optimizer, dataloader)
@@ -245,7 +263,10 @@ def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: to
 def _log(accelerator: Accelerator, module: torch.nn.Module, scheduler: torch.optim.lr_scheduler.LRScheduler,
          state: TrainState, loss: float, output_dir: Path) -> None:
     """Sends loss, learning rate and temperature to the trackers and appends them to `train_log.jsonl`."""
-    logit_scale = accelerator.unwrap_model(module).model.logit_scale.exp().item()
+    logit_scale = accelerator.unwrap_model(module).model.logit_scale.detach()
+    if isinstance(logit_scale, DTensor):  # FSDP2: a shard on each process
+        logit_scale = logit_scale.full_tensor()
+    logit_scale = logit_scale.exp().item()
     record = {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
               "logit_scale": logit_scale}
     accelerator.log({f"train/{key}": value for key, value in record.items() if key != "step"}, step=state.step)
