@@ -1,12 +1,15 @@
 """Training throughput (image-text pairs/s) and model FLOPs utilisation: rclip-hf's step vs a plain open_clip step.
 
 All sides start from the same open_clip weights (random init, converted with `rclip_hf.convert.build_model`) and
-train on the same batch of images and captions, at the same precision, with AdamW (each trainer's own: the fused
-kernel for rclip-hf, the default one as open_clip's main.py builds it), gradient clipping and the
-temperature clamp; data loading is excluded. rclip-hf is measured twice: captions padded to the longest in the
-batch (what training does) and padded to open_clip's fixed 77 tokens (the same work as open_clip). Steps are
-interleaved (A B C, C B A, ...) in one process after warm-up steps of each, and the table gives medians and the
-median per-repeat speed ratio. FLOPs per step come from `torch.utils.flop_counter.FlopCounterMode` (forward +
+train on the same batch of images (uint8, normalised on the device as the trainer does) and captions, at the same
+precision, with AdamW, gradient clipping and the temperature clamp; data loading is excluded. rclip-hf is measured
+with captions padded to the longest in the batch (what training does) and padded to open_clip's fixed 77 tokens
+(the same work as open_clip), and with the batch in `--accumulation` micro-batches (cached features, one
+contrastive batch: the cost of exact large batches). open_clip is measured with the AdamW its main.py builds (the
+default, multi-tensor kernel) and with the fused kernel rclip-hf uses, so the "same work" rows can be compared
+with the same optimizer kernel. Every implementation's first-step loss must agree (same weights, same batch):
+the script fails when one differs by more than `--loss-tolerance`. Steps are interleaved (A B C, C B A, ...) in
+one process after warm-up steps of each, and the table gives medians and the median per-repeat speed ratio. FLOPs per step come from `torch.utils.flop_counter.FlopCounterMode` (forward +
 backward); MFU = achieved FLOP/s / peak FLOP/s, the peak being the datasheet dense bf16/fp32 figure on known GPUs,
 else a large matmul measured in the same run. `--profile N` prints the N most expensive operators of one step of
 each implementation (torch.profiler).
@@ -18,6 +21,7 @@ each implementation (torch.profiler).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
 
+from training.data import PixelNormalizer
 from training.loop import clamp_logit_scale, training_step
 from training.model import ContrastiveModule
 from training.optim import adamw, parameter_groups
@@ -70,9 +75,10 @@ def _flops(step: Callable[[], object]) -> int:
 
 
 def ours(reference: torch.nn.Module, arch: str, pixels: torch.Tensor, captions: list[str], precision: str,
-         device: torch.device, pad_to_context: bool) -> Callable[[], torch.Tensor]:
+         device: torch.device, pad_to_context: bool, accumulation: int = 1) -> Callable[[], torch.Tensor]:
     """rclip-hf's training step (RemoteCLIPModel + ContrastiveModule + ClipLoss + accelerate) with `reference`'s
-    weights; returns the step, which returns the detached loss."""
+    weights on uint8 `pixels`, the batch in `accumulation` micro-batches; returns the step, which returns the
+    detached loss."""
     accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=device.type == "cpu")
     model = build_model(reference.state_dict(), arch).train()
     padding = {"padding": "max_length", "max_length": CONTEXT_LENGTH} if pad_to_context else {"padding": "longest"}
@@ -82,10 +88,13 @@ def ours(reference: torch.nn.Module, arch: str, pixels: torch.Tensor, captions: 
     module, optimizer = accelerator.prepare(module, optimizer)
     batch = {"pixel_values": pixels.to(accelerator.device), "input_ids": tokens["input_ids"].to(accelerator.device),
              "attention_mask": tokens["attention_mask"].to(accelerator.device)}
+    micro_batches = [{key: value.chunk(accumulation)[index] for key, value in batch.items()}
+                     for index in range(accumulation)]
+    normalize = PixelNormalizer(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     loss_fn = ClipLoss()
 
     def step() -> torch.Tensor:
-        loss = training_step(module, batch, loss_fn, accelerator)
+        loss = training_step(module, micro_batches, loss_fn, accelerator, normalize)
         accelerator.clip_grad_norm_(module.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
@@ -96,12 +105,13 @@ def ours(reference: torch.nn.Module, arch: str, pixels: torch.Tensor, captions: 
 
 
 def plain_open_clip(reference: torch.nn.Module, pixels: torch.Tensor, captions: list[str], precision: str,
-                    device: torch.device) -> Callable[[], torch.Tensor]:
-    """open_clip's own training step (as in its `train_one_epoch`): autocast, ClipLoss, AdamW, clip, clamp."""
-    model = reference.to(device).train()
+                    device: torch.device, fused: bool) -> Callable[[], torch.Tensor]:
+    """open_clip's own training step (as in its `train_one_epoch`): autocast, ClipLoss, AdamW (its main.py's default
+    kernel, or the fused one), clip, clamp; on a copy of `reference`, with pixels normalised as its worker does."""
+    model = copy.deepcopy(reference).to(device).train()
     text = open_clip.tokenize(captions).to(device)  # always 77 tokens
-    images = pixels.to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.2), lr=1e-5)  # as open_clip's main.py builds it
+    images = PixelNormalizer(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)(pixels).to(device)
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.2), lr=1e-5, fused=fused or None)
     loss_fn = open_clip.loss.ClipLoss()
 
     def step() -> torch.Tensor:
@@ -137,11 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest operators")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--accumulation", type=int, default=4, help="micro-batches of the accumulation row")
+    parser.add_argument("--loss-tolerance", "--loss_tolerance", type=float, default=None,
+                        help="largest first-step loss difference allowed (default 1e-4 fp32, 2e-2 bf16)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     image_size = rclip_hf.RemoteCLIPConfig.from_preset(args.arch).image_size
-    pixels = torch.randn(args.batch_size, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    pixels = torch.randint(0, 256, (args.batch_size, 3, image_size, image_size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
     captions = [CAPTIONS[index % len(CAPTIONS)] for index in range(args.batch_size)]
     peak, peak_source = peak_tflops(device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
 
@@ -149,8 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     reference = open_clip.create_model(f"{args.arch}-quickgelu", pretrained=None)
     steps = {f"rclip-hf (pad {label})": ours(reference, args.arch, pixels, captions, args.precision, device, pad)
              for label, pad in (("longest", False), ("77", True))}
-    steps[BASELINE] = plain_open_clip(reference, pixels, captions, args.precision, device)
-    first_losses = {name: float(step()) for name, step in steps.items()}  # same weights: the losses must agree
+    steps[f"rclip-hf (pad longest, {args.accumulation} micro-batches)"] = ours(
+        reference, args.arch, pixels, captions, args.precision, device, False, args.accumulation)
+    steps[BASELINE] = plain_open_clip(reference, pixels, captions, args.precision, device, fused=False)
+    steps[f"{BASELINE}, fused AdamW"] = plain_open_clip(reference, pixels, captions, args.precision, device, fused=True)
+    first_losses = {name: float(step()) for name, step in steps.items()}  # same weights and batch: must agree
+    tolerance = args.loss_tolerance or (2e-2 if args.precision == "bf16" else 1e-4)
+    spread = max(first_losses.values()) - min(first_losses.values())
     flops = {name: _flops(step) for name, step in steps.items()}
     seconds = interleaved_seconds(steps, device, args.steps, warmup=args.warmup)
     if args.profile:
@@ -160,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"{args.arch}, batch {args.batch_size}, {args.precision}, device {device_name}; {args.warmup} warm-up + "
           f"{args.steps} timed steps each, interleaved; peak {peak:.2f} TFLOP/s ({peak_source})")
-    print("first-step loss: " + ", ".join(f"{name} {loss:.6f}" for name, loss in first_losses.items()))
+    print("first-step loss: " + ", ".join(f"{name} {loss:.6f}" for name, loss in first_losses.items())
+          + f"; largest difference {spread:.2e} (tolerance {tolerance:g})")
     print("| implementation | median s/step | pairs/s | GFLOP/step | TFLOP/s | MFU % | speed ratio vs open_clip |")
     print("|---|---|---|---|---|---|---|")
     for name, timings in seconds.items():
@@ -168,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         achieved = flops[name] / median / 1e12
         print(f"| {name} | {median:.3f} | {args.batch_size / median:.2f} | {flops[name] / 1e9:.1f} | {achieved:.3f} "
               f"| {achieved / peak * 100:.1f} | {median_ratio(seconds, name, BASELINE):.2f}x |")
+    if spread > tolerance:
+        raise SystemExit(f"first-step losses differ by {spread:.3e} > --loss-tolerance {tolerance:g}: the "
+                         "implementations do not compute the same step")
 
 
 if __name__ == "__main__":
