@@ -8,9 +8,10 @@ Files: full-size detection scenes (the DOTA and iSAID samples, 0.7-1.5 Mpx PNG) 
 `datasets.Dataset`, `EpochShuffleSampler`, `PairCollator`): undecoded bytes, crop drawn on the header size, JPEG
 decoded at reduced size when the crop allows, flip and rotation, uint8 out, one fast-tokenizer call per batch
 (normalisation happens on the GPU). open_clip's decodes in full, crops, converts to float and normalises in the
-worker. Each configuration runs `--epochs` timed passes over `--samples` pairs with persistent workers after a
-warm-up pass, interleaved with the others; the table gives medians. The machine's other load makes single numbers
-noisy: compare ratios from the same run. `--profile` prints where one rclip-hf worker spends its time (cProfile,
+worker. Per core: each pipeline runs in this process (what one worker does) and is timed in CPU seconds, which
+other load on a shared machine barely changes; cores needed = goal rate / pairs per CPU-second. Then DataLoader
+workers (`--workers`, wall clock, persistent) show the scaling. Each configuration runs `--epochs` timed passes
+over `--samples` pairs after a warm-up pass, interleaved with the other pipeline; the tables give medians. `--profile` prints where one rclip-hf worker spends its time (cProfile,
 in-process).
 
     python benchmarks/train_input.py --samples 192 --workers 1 2
@@ -96,30 +97,41 @@ def rclip_loader(files: list[bytes], samples: int, size: int, workers: int, batc
     pairs = CaptionPairDataset(corpus, TrainAugmentation(size=size), seed=0)
     return torch.utils.data.DataLoader(pairs, batch_size=batch, sampler=EpochShuffleSampler(samples, 0),
                                        collate_fn=PairCollator(rclip_hf.build_tokenizer()), num_workers=workers,
-                                       persistent_workers=True, drop_last=True)
+                                       persistent_workers=workers > 0, drop_last=True)
 
 
 def open_clip_loader(files: list[bytes], samples: int, size: int, workers: int, batch: int
                      ) -> torch.utils.data.DataLoader:
     """open_clip's DataLoader (shuffled, default collate) over the same files."""
     return torch.utils.data.DataLoader(OpenClipPairs(files, samples, size), batch_size=batch, shuffle=True,
-                                       num_workers=workers, persistent_workers=True, drop_last=True)
+                                       num_workers=workers, persistent_workers=workers > 0, drop_last=True)
 
 
-def epoch_seconds(loader: torch.utils.data.DataLoader, epoch: int) -> float:
-    """Seconds for one pass over the loader."""
+def epoch_seconds(loader: torch.utils.data.DataLoader, epoch: int, clock=time.perf_counter) -> float:
+    """Seconds of `clock` for one pass over the loader (`time.process_time`: CPU seconds of this process)."""
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
-    start = time.perf_counter()
+    start = clock()
     for _ in loader:
         pass
-    return time.perf_counter() - start
+    return clock() - start
+
+
+def interleaved(loaders: dict[str, torch.utils.data.DataLoader], epochs: int, clock=time.perf_counter
+                ) -> dict[str, list[float]]:
+    """Per-pass seconds of each loader after a warm-up pass, passes interleaved (A B, B A, ...)."""
+    for loader in loaders.values():
+        epoch_seconds(loader, 0, clock)
+    seconds: dict[str, list[float]] = {name: [] for name in loaders}
+    for epoch in range(1, epochs + 1):
+        for name in (loaders if epoch % 2 else reversed(list(loaders))):
+            seconds[name].append(epoch_seconds(loaders[name], epoch, clock))
+    return seconds
 
 
 def profile_worker(files: list[bytes], size: int, samples: int, rows: int) -> None:
     """cProfile of rclip-hf's per-sample work plus collation, in this process (what one worker runs)."""
     loader = rclip_loader(files, samples, size, 0, 32)
-    loader.persistent_workers = False
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in loader:
@@ -142,37 +154,42 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as in a DataLoader worker
 
-    results = []  # (image set, storage, workers, ours pairs/s, open_clip pairs/s, ratios per epoch)
+    pairs = args.samples // args.batch_size * args.batch_size
+    per_core, scaling = [], []  # (image set, storage, ours, open_clip, ratio) / (... , workers, ...)
     for set_name, patterns in IMAGE_SETS.items():
         released = image_files(args.data, patterns, args.files)
         for storage, files in (("as released", released), (f"--max-side {args.max_side}",
                                                             at_max_side(released, args.max_side))):
-            for workers in args.workers:
-                loaders = {"ours": rclip_loader(files, args.samples, args.size, workers, args.batch_size),
-                           "open_clip": open_clip_loader(files, args.samples, args.size, workers, args.batch_size)}
-                for loader in loaders.values():
-                    epoch_seconds(loader, 0)  # warm-up: starts the workers
-                seconds = {name: [] for name in loaders}
-                for epoch in range(1, args.epochs + 1):
-                    for name in (loaders if epoch % 2 else reversed(list(loaders))):
-                        seconds[name].append(epoch_seconds(loaders[name], epoch))
-                pairs = args.samples // args.batch_size * args.batch_size
-                ratio = statistics.median(b / a for a, b in zip(seconds["ours"], seconds["open_clip"]))
-                results.append((set_name, storage, workers, pairs / statistics.median(seconds["ours"]),
-                                pairs / statistics.median(seconds["open_clip"]), ratio))
-                print(f"done: {set_name}, {storage}, {workers} worker(s)", file=sys.stderr, flush=True)
-                del loaders
+            builders = {"ours": rclip_loader, "open_clip": open_clip_loader}
+            # per core: the work of one worker, run in this process and timed in CPU seconds (robust to other load)
+            seconds = interleaved({name: build(files, args.samples, args.size, 0, args.batch_size)
+                                   for name, build in builders.items()}, args.epochs, time.process_time)
+            per_core.append((set_name, storage, pairs / statistics.median(seconds["ours"]),
+                             pairs / statistics.median(seconds["open_clip"]),
+                             statistics.median(b / a for a, b in zip(seconds["ours"], seconds["open_clip"]))))
+            for workers in args.workers:  # DataLoader workers, wall clock: the scaling on this machine
+                seconds = interleaved({name: build(files, args.samples, args.size, workers, args.batch_size)
+                                       for name, build in builders.items()}, args.epochs)
+                scaling.append((set_name, storage, workers, pairs / statistics.median(seconds["ours"]),
+                                pairs / statistics.median(seconds["open_clip"])))
+            print(f"done: {set_name}, {storage}", file=sys.stderr, flush=True)
 
-    print(f"{args.samples} pairs per pass, {args.epochs} timed passes (medians), batch {args.batch_size}, crop "
-          f"{args.size} px, persistent workers, 1 thread each; machine: {torch.get_num_threads()} torch threads, "
-          f"{len(os.sched_getaffinity(0))} cores visible\n")
-    goal_cols = " | ".join(f"cores for {name} {rate:,} pairs/s (ours / open_clip)" for name, rate in GOALS.items())
-    print(f"| images | storage | workers | ours pairs/s/worker | open_clip pairs/s/worker | speed ratio | {goal_cols} |")
-    print("|---|---|---|---|---|---|" + "---|" * len(GOALS))
-    for set_name, storage, workers, ours, theirs, ratio in results:
-        per_ours, per_theirs = ours / workers, theirs / workers
-        cores = " | ".join(f"{rate / per_ours:.1f} / {rate / per_theirs:.1f}" for rate in GOALS.values())
-        print(f"| {set_name} | {storage} | {workers} | {per_ours:.0f} | {per_theirs:.0f} | {ratio:.2f}x | {cores} |")
+    print(f"{args.samples} pairs per pass, {args.epochs} timed passes after a warm-up (medians), batch "
+          f"{args.batch_size}, crop {args.size} px, 1 thread per process; {len(os.sched_getaffinity(0))} cores "
+          "visible\n")
+    goal_cols = " | ".join(f"cores for {name} at {rate:,} pairs/s (ours / open_clip)" for name, rate in GOALS.items())
+    print("Per core: one worker's work in this process, pairs per CPU-second\n")
+    print(f"| images | storage | ours | open_clip | ours / open_clip | {goal_cols} |")
+    print("|---|---|---|---|---|" + "---|" * len(GOALS))
+    for set_name, storage, ours, theirs, ratio in per_core:
+        cores = " | ".join(f"{rate / ours:.1f} / {rate / theirs:.1f}" for rate in GOALS.values())
+        print(f"| {set_name} | {storage} | {ours:.0f} | {theirs:.0f} | {ratio:.2f}x | {cores} |")
+    print("\nDataLoader workers: pairs/s (wall clock) per worker; on a shared machine this is bounded by the free "
+          "cores\n")
+    print("| images | storage | workers | ours pairs/s/worker | open_clip pairs/s/worker |")
+    print("|---|---|---|---|---|")
+    for set_name, storage, workers, ours, theirs in scaling:
+        print(f"| {set_name} | {storage} | {workers} | {ours / workers:.0f} | {theirs / workers:.0f} |")
     if args.profile:
         for set_name, patterns in IMAGE_SETS.items():
             files = at_max_side(image_files(args.data, patterns, args.files), args.max_side)
