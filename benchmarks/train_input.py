@@ -10,7 +10,7 @@ decoded at reduced size when the crop allows, flip and rotation, uint8 out, one 
 (normalisation happens on the GPU). open_clip's decodes in full, crops, converts to float and normalises in the
 worker. Per core: each pipeline runs in this process (what one worker does) and is timed in CPU seconds, which
 other load on a shared machine barely changes; cores needed = goal rate / pairs per CPU-second. Then DataLoader
-workers (`--workers`, wall clock, persistent) show the scaling. Each configuration runs `--epochs` timed passes
+workers (`--workers`, wall clock, persistent, `--samples` pairs per worker and pass) show the scaling. Each configuration runs `--epochs` timed passes
 over `--samples` pairs after a warm-up pass, interleaved with the other pipeline; the tables give medians. `--profile` prints where one rclip-hf worker spends its time (cProfile,
 in-process).
 
@@ -143,7 +143,7 @@ def profile_worker(files: list[bytes], size: int, samples: int, rows: int) -> No
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data")
-    parser.add_argument("--samples", type=int, default=192, help="pairs per pass")
+    parser.add_argument("--samples", type=int, default=192, help="pairs per pass (and per worker)")
     parser.add_argument("--files", type=int, default=14, help="distinct files per image set")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--epochs", type=int, default=3, help="timed passes per configuration")
@@ -167,11 +167,11 @@ def main(argv: list[str] | None = None) -> None:
             per_core.append((set_name, storage, pairs / statistics.median(seconds["ours"]),
                              pairs / statistics.median(seconds["open_clip"]),
                              statistics.median(b / a for a, b in zip(seconds["ours"], seconds["open_clip"]))))
-            for workers in args.workers:  # DataLoader workers, wall clock: the scaling on this machine
-                seconds = interleaved({name: build(files, args.samples, args.size, workers, args.batch_size)
+            for workers in args.workers:  # DataLoader workers, wall clock: `--samples` pairs per worker and pass
+                seconds = interleaved({name: build(files, args.samples * workers, args.size, workers, args.batch_size)
                                        for name, build in builders.items()}, args.epochs)
-                scaling.append((set_name, storage, workers, pairs / statistics.median(seconds["ours"]),
-                                pairs / statistics.median(seconds["open_clip"])))
+                scaling.append((set_name, storage, workers, pairs * workers / statistics.median(seconds["ours"]),
+                                pairs * workers / statistics.median(seconds["open_clip"])))
             print(f"done: {set_name}, {storage}", file=sys.stderr, flush=True)
 
     print(f"{args.samples} pairs per pass, {args.epochs} timed passes after a warm-up (medians), batch "
