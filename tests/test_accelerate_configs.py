@@ -34,3 +34,35 @@ def test_config_loads_and_passes_the_launcher_checks(name):
         assert (args.fsdp_version, args.fsdp_auto_wrap_policy) == (2, "TRANSFORMER_BASED_WRAP")
     if name == "deepspeed_zero2.yaml":
         assert args.zero_stage == 2
+
+
+@pytest.mark.parametrize("tower", ["vit", "resnet"])
+def test_fsdp_auto_wrap_finds_the_blocks_of_either_tower(tower):
+    import sys
+
+    import torch
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    sys.path.insert(0, str(CONFIG_DIR.parents[0]))
+    from training.loop import keep_present_no_split_modules, shardable_logit_scale
+    from training.model import ContrastiveModule
+
+    from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel
+
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1}
+    vision = ({"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+               "num_hidden_layers": 1, "patch_size": 16, "image_size": 32} if tower == "vit" else
+              {"model_type": "remoteclip_resnet_vision", "layers": [1, 1, 1, 1], "width": 8, "image_size": 32,
+               "num_attention_heads": 2, "projection_dim": 16})
+    module = ContrastiveModule(RemoteCLIPModel(RemoteCLIPConfig(text_config=text, vision_config=vision,
+                                                                projection_dim=16)))
+    keep_present_no_split_modules(module)
+    blocks = {"vit": {"CLIPEncoderLayer", "CLIPTextEmbeddings", "CLIPVisionEmbeddings"},
+              "resnet": {"CLIPEncoderLayer", "CLIPTextEmbeddings", "RemoteCLIPBottleneck"}}[tower]
+    assert set(module._no_split_modules) == blocks
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    plugin.set_auto_wrap_policy(module)  # accelerate raises on a listed class the model lacks
+    before = module.model.logit_scale.detach().clone()
+    shardable_logit_scale(module)  # FSDP2 shards only parameters with a dimension
+    assert module.model.logit_scale.shape == (1,) and module.model.logit_scale.requires_grad
+    torch.testing.assert_close(module.model.logit_scale.detach()[0], before)
