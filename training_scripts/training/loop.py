@@ -87,7 +87,9 @@ def training_step(model: torch.nn.Module, micro_batches: Sequence[dict[str, torc
     all the others (the whole batch's negatives). The accumulated gradients then equal those of one step on the
     concatenated batch: each backward carries the loss's gradient through one micro-batch's features, and the
     temperature's gradient is taken once (on the last micro-batch). Gradients are synchronised across processes on
-    the last backward only. The cost is one extra forward pass without gradient per micro-batch.
+    the last backward only. The cost is one extra forward pass without gradient per micro-batch. This is exact for
+    models without batch statistics (the ViTs); a ResNet tower's BatchNorm normalises each micro-batch with its own
+    statistics and updates its running statistics in both passes, as under open_clip's `--accum-freq`.
     """
     if len(micro_batches) == 1:
         image_embeds, text_embeds, logit_scale = _forward(model, micro_batches[0], normalize)
