@@ -1,0 +1,248 @@
+"""Windows of large scenes (GeoTIFF/COG, PNG, JPEG mosaics), read strip by strip as 8-bit RGB images.
+
+A scene is opened with rasterio (GDAL), which decodes GeoTIFF/COG by tiles and PNG/JPEG by scanlines, so the whole
+scene is never decoded at once. (Pillow cannot: its PNG and JPEG decoders fill one image of the full size.) The
+windows of a scene are read one row of windows at a time: one read of a `scene width x window height` strip, cut into
+windows, so memory is bounded by one strip plus the batch of windows, whatever the scene's height.
+
+Window geometry, per scene: square windows of `window` px (or `window_metres` / the scene's ground sample distance)
+at left edges 0, s, 2s, ... along each axis (`s` = stride), plus one aligned with the far edge, so the scene is
+covered (the heat maps' tiling). Along an axis shorter than the window there is one window, the whole axis; such a
+window is padded with zeros on the right and bottom to a square, so the model sees it at the scale of the others.
+
+Pixels become RGB by the package's image rule (`images.to_rgb`): the selected bands (`bands`, 1-based, one or
+three; default: the red, green and blue bands, else the first three, else the first), non-8-bit data stretched with
+percentiles of the whole scene, nodata black. Palette images are expanded through their colour table. A window whose
+pixels are mostly nodata (the dataset mask: nodata value, alpha band or mask band) is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .images import STRETCH_SAMPLE_SIZE, ImageReadError, _select_bands, stretch_limits, to_rgb
+
+#: A window is skipped when more than this share of its pixels is nodata (by default).
+MAX_NODATA_FRACTION = 0.5
+#: GDAL's block cache while scenes are read (MiB): enough for a strip of PNG scanlines, small next to the batch.
+GDAL_CACHE_MB = 64
+
+
+@dataclass(frozen=True)
+class PixelWindow:
+    """A window of a scene in pixels: (`left`, `top`) and its size, clipped to the scene."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom)."""
+        return self.left, self.top, self.left + self.width, self.top + self.height
+
+
+@dataclass(frozen=True)
+class SceneWindow:
+    """A window read from a scene: where it is, and its RGB image (`window` x `window` px, padded if needed)."""
+
+    scene: str
+    window: PixelWindow
+    image: Image.Image
+
+
+@dataclass
+class WindowCounts:
+    """What reading the windows of scenes did: windows read, windows skipped as mostly nodata."""
+
+    read: int = 0
+    nodata: int = 0
+
+
+def window_starts(length: int, window: int, stride: int) -> tuple[int, ...]:
+    """Left (or top) edges of windows of `window` px every `stride` px along `length` px, the last at the far edge."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window={window} and stride={stride} must be >= 1 pixel")
+    if length <= window:
+        return (0,)
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return tuple(starts)
+
+
+def parse_bands(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """`"3,2,1"` (or a sequence of ints) -> (3, 2, 1): 1-based band numbers, one or three of them."""
+    if text is None or text == "":
+        return None
+    try:
+        bands = tuple(int(part) for part in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        raise ValueError(f"--bands {text!r}: give 1-based band numbers separated by commas, e.g. 3,2,1") from None
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise ValueError(f"--bands {text!r}: give one band (grey) or three (red,green,blue), numbered from 1")
+    return bands
+
+
+class Scene:
+    """A raster opened for window reads: `width`, `height`, `crs` and `transform` (None when not georeferenced)."""
+
+    def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
+        import rasterio
+        import rasterio.errors
+
+        self.path = str(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"scene not found: {path}")
+        self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+        self._env.__enter__()
+        try:
+            with warnings.catch_warnings():  # PNG/JPEG have no georeference: expected, recorded as crs None
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self._dataset = rasterio.open(path)
+        except rasterio.errors.RasterioError as error:
+            self._env.__exit__(None, None, None)
+            raise ImageReadError(f"cannot read scene {path}: {error}") from None
+        dataset = self._dataset
+        self.width, self.height = dataset.width, dataset.height
+        if bands is not None and max(bands) > dataset.count:
+            self.close()
+            raise ValueError(f"--bands {','.join(map(str, bands))}: scene {path} has {dataset.count} band(s)")
+        self.bands = list(bands) if bands else _select_bands(dataset.colorinterp, dataset.count)
+        self._palette = _palette(dataset, self.bands)
+        georeferenced = dataset.crs is not None and not dataset.transform.is_identity
+        self.crs = dataset.crs if georeferenced else None
+        self.transform = dataset.transform if georeferenced else None
+        self._has_mask = any(flag.name != "all_valid" for flags in dataset.mask_flag_enums for flag in flags)
+        self._limits = None
+        if dataset.dtypes[self.bands[0] - 1] != "uint8":
+            scale = max(1, -(-max(self.width, self.height) // STRETCH_SAMPLE_SIZE))
+            shape = (len(self.bands), max(1, self.height // scale), max(1, self.width // scale))
+            sample = self._read(None, shape)
+            mask = dataset.dataset_mask(out_shape=shape[1:]) > 0 if self._has_mask else None
+            self._limits = stretch_limits(sample, mask)
+
+    @property
+    def gsd(self) -> float | None:
+        """Ground sample distance (map units per pixel, the mean of x and y), None when not georeferenced."""
+        if self.transform is None:
+            return None
+        return (abs(self.transform.a) + abs(self.transform.e)) / 2
+
+    def window_size(self, window: int | None, window_metres: float | None) -> int:
+        """The window side in pixels: `window`, or `window_metres` over the scene's ground sample distance."""
+        if window_metres is None:
+            if window is None:
+                raise ValueError("give a window size: --window PX or --window-metres M")
+            return window
+        if self.gsd is None:
+            raise ValueError(f"--window-metres needs a georeferenced scene; {self.path} has no CRS or transform "
+                             "(use --window PX)")
+        if self.crs is not None and self.crs.is_geographic:
+            raise ValueError(f"--window-metres: scene {self.path} is in degrees ({self.crs.to_string()}); "
+                             "use --window PX or reproject it to a metric CRS")
+        return max(1, round(window_metres / self.gsd))
+
+    def grid(self, window: int, stride: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(lefts, tops) of the windows of this scene."""
+        return window_starts(self.width, window, stride), window_starts(self.height, window, stride)
+
+    def read_row(self, top: int, lefts: Sequence[int], window: int,
+                 max_nodata: float = MAX_NODATA_FRACTION) -> tuple[list[SceneWindow], int]:
+        """The windows at `lefts` of the row of windows at `top` (one strip read), and how many were mostly nodata."""
+        from rasterio.windows import Window
+
+        height = min(window, self.height - top)
+        strip_window = Window(0, top, self.width, height)
+        strip = self._read(strip_window)  # (bands, height, width)
+        valid = self._dataset.dataset_mask(window=strip_window) > 0 if self._has_mask else None  # (height, width)
+        windows, skipped = [], 0
+        for left in lefts:
+            width = min(window, self.width - left)
+            cut = np.s_[:, left : left + width]
+            if valid is not None and 1.0 - valid[cut].mean() > max_nodata:
+                skipped += 1
+                continue
+            bands = self._colour(strip[(slice(None), *cut)])
+            image = to_rgb(bands, self._limits, None if valid is None else valid[cut])
+            windows.append(SceneWindow(self.path, PixelWindow(left, top, width, height), _pad(image, window)))
+        return windows, skipped
+
+    def overview(self, max_side: int) -> Image.Image:
+        """The whole scene at most `max_side` px on its longer side (a decimated read)."""
+        scale = min(1.0, max_side / max(self.width, self.height))
+        size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
+        bands = self._colour(self._read(None, (len(self.bands), size[1], size[0])))
+        valid = self._dataset.dataset_mask(out_shape=(size[1], size[0])) > 0 if self._has_mask else None
+        return to_rgb(bands, self._limits, valid)
+
+    def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+        import rasterio.errors
+
+        try:
+            return self._dataset.read(self.bands, window=window, out_shape=out_shape)
+        except rasterio.errors.RasterioError as error:
+            raise ImageReadError(f"cannot read scene {self.path} (window {window}): {error}") from None
+
+    def _colour(self, bands: np.ndarray) -> np.ndarray:
+        """Palette indices (1, h, w) -> RGB (3, h, w) through the colour table; other bands unchanged."""
+        return bands if self._palette is None else self._palette[bands[0]].transpose(2, 0, 1)
+
+    def close(self) -> None:
+        """Release the file and GDAL's settings."""
+        self._dataset.close()
+        self._env.__exit__(None, None, None)
+
+    def __enter__(self) -> Scene:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _palette(dataset: Any, bands: Sequence[int]) -> np.ndarray | None:
+    """A (256, 3) uint8 lookup table when the one selected band is a palette band, else None."""
+    if len(bands) != 1 or getattr(dataset.colorinterp[bands[0] - 1], "name", "") != "palette":
+        return None
+    table = np.zeros((256, 3), dtype=np.uint8)
+    for index, colour in dataset.colormap(bands[0]).items():
+        if 0 <= index < 256:
+            table[index] = colour[:3]
+    return table
+
+
+def _pad(image: Image.Image, window: int) -> Image.Image:
+    if image.size == (window, window):
+        return image
+    padded = Image.new("RGB", (window, window))
+    padded.paste(image, (0, 0))
+    return padded
+
+
+def scene_windows(path: str | Path, window: int | None, stride: int | None = None, *,
+                  window_metres: float | None = None, stride_metres: float | None = None,
+                  bands: Sequence[int] | None = None, max_nodata: float = MAX_NODATA_FRACTION,
+                  counts: WindowCounts | None = None) -> Iterator[SceneWindow]:
+    """Every window of the scene at `path`, row by row (see the module docstring); `counts` is updated as it goes."""
+    with Scene(path, bands) as scene:
+        side = scene.window_size(window, window_metres)
+        step = stride if window_metres is None else (scene.window_size(None, stride_metres) if stride_metres else None)
+        lefts, tops = scene.grid(side, step or side)
+        for top in tops:
+            windows, skipped = scene.read_row(top, lefts, side, max_nodata)
+            if counts is not None:
+                counts.read += len(windows)
+                counts.nodata += skipped
+            yield from windows
+
+
+__all__ = ["GDAL_CACHE_MB", "MAX_NODATA_FRACTION", "PixelWindow", "Scene", "SceneWindow", "WindowCounts",
+           "parse_bands", "scene_windows", "window_starts"]
