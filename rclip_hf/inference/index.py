@@ -5,7 +5,8 @@ Layout of an index folder (all files written atomically, so an interrupted build
 - `index.json`: format version, the model that made the embeddings (name, `model_type`, projection size and
   `model_fingerprint`), the source, the shards and their sizes, and the FAISS file when there is one;
 - `shard-00000.safetensors` (`embeddings`, float32 (n, D), L2-normalised) + `shard-00000.parquet` (`id`, `path`,
-  `row`): one pair per `shard_size` items, appended as the build goes;
+  `row`, and for windows of scenes the columns of `scenes.py`, as GeoParquet): one pair per `shard_size` items,
+  appended as the build goes;
 - `failures.json`: the items of the latest build that could not be read (`id`, `path`, `reason`); they are
   retried by the next build;
 - `faiss.index` (optional): an inverted-file FAISS index over all shards for large indexes.
@@ -59,7 +60,7 @@ class EmbeddingIndex:
     def __init__(self, directory: str | Path, manifest: dict[str, Any]):
         self.directory = Path(directory)
         self.manifest = manifest
-        self._buffer: list[tuple[str, str, int, Tensor]] = []
+        self._buffer: list[tuple[str, str, int, Tensor, dict[str, Any]]] = []
 
     # ----- opening and identity -------------------------------------------------------------------------------
     @classmethod
@@ -123,10 +124,31 @@ class EmbeddingIndex:
 
     def ids(self) -> list[str]:
         """All item ids, in index order."""
-        return [item_id for shard in self.manifest["shards"] for item_id in self._table(shard["name"])["id"]]
+        return self.column("id")
+
+    def column(self, name: str) -> list[Any]:
+        """One column of the item table over all shards, in index order (None where a shard lacks it)."""
+        values: list[Any] = []
+        for shard in self.manifest["shards"]:
+            table = self._table(shard["name"])
+            values.extend(table[name] if name in table else [None] * shard["count"])
+        return values
+
+    def embeddings_of(self, ids: Sequence[str]) -> Tensor:
+        """Embeddings (n, D) of the items with the given ids; `KeyError` naming an id that is not in the index."""
+        positions = {item_id: position for position, item_id in enumerate(self.ids())}
+        missing = [item_id for item_id in ids if item_id not in positions]
+        if missing:
+            raise KeyError(f"no item with id {missing[0]!r} in the index at {self.directory}")
+        wanted = torch.tensor([positions[item_id] for item_id in ids], dtype=torch.long)
+        out = torch.empty(len(ids), self.dim)
+        for offset, embeddings in self.shard_embeddings():
+            inside = (wanted >= offset) & (wanted < offset + len(embeddings))
+            out[inside] = embeddings[wanted[inside] - offset]
+        return out
 
     def items(self, positions: Iterable[int]) -> list[dict[str, Any]]:
-        """`{"id", "path", "row"}` of the items at the given index positions."""
+        """The item-table row (`id`, `path`, `row`, and any scene columns) of the items at the given positions."""
         starts, names = [], []
         offset = 0
         for shard in self.manifest["shards"]:
@@ -140,7 +162,7 @@ class EmbeddingIndex:
             shard_index = bisect.bisect_right(starts, position) - 1
             table = self._table(names[shard_index])
             local = position - starts[shard_index]
-            found.append({column: table[column][local] for column in ("id", "path", "row")})
+            found.append({column: values[local] for column, values in table.items()})
         return found
 
     def _table(self, name: str) -> dict[str, list]:
@@ -148,11 +170,12 @@ class EmbeddingIndex:
 
     # ----- writing ---------------------------------------------------------------------------------------------
     def add(self, ids: Sequence[str], paths: Sequence[str], rows: Sequence[int], embeddings: Tensor,
-            shard_size: int) -> None:
-        """Queue items with their embeddings (n, D); full shards of `shard_size` items are written at once."""
+            shard_size: int, extra: Sequence[dict[str, Any]] | None = None) -> None:
+        """Queue items with their embeddings (n, D) and optional extra item-table columns (one dict per item); full
+        shards of `shard_size` items are written at once."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim or embeddings.shape[0] != len(ids):
             raise ValueError(f"add: expected embeddings ({len(ids)}, {self.dim}), got {tuple(embeddings.shape)}")
-        self._buffer.extend(zip(ids, paths, rows, embeddings.float().cpu()))
+        self._buffer.extend(zip(ids, paths, rows, embeddings.float().cpu(), extra or [{}] * len(ids)))
         while len(self._buffer) >= shard_size:
             self._write_shard(self._buffer[:shard_size])
             self._buffer = self._buffer[shard_size:]
@@ -163,16 +186,20 @@ class EmbeddingIndex:
             self._write_shard(self._buffer)
             self._buffer = []
 
-    def _write_shard(self, items: list[tuple[str, str, int, Tensor]]) -> None:
+    def _write_shard(self, items: list[tuple[str, str, int, Tensor, dict[str, Any]]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from .scenes import scene_columns
+
         name = f"shard-{len(self.manifest['shards']):05d}"
-        ids, paths, rows, vectors = zip(*items)
+        ids, paths, rows, vectors, extra = zip(*items)
         atomic_write(self.directory / f"{name}.safetensors",
                       lambda path: save_file({"embeddings": torch.stack(vectors).contiguous()}, str(path)))
         table = pa.table({"id": pa.array(ids, pa.string()), "path": pa.array(paths, pa.string()),
                           "row": pa.array(rows, pa.int64())})
+        if any(extra):
+            table = scene_columns(table, extra)
         atomic_write(self.directory / f"{name}.parquet", lambda path: pq.write_table(table, path))
         self.manifest["shards"].append({"name": name, "count": len(items)})
         self.manifest["num_items"] += len(items)
@@ -216,23 +243,33 @@ class EmbeddingIndex:
 
     # ----- search ----------------------------------------------------------------------------------------------
     def search_embeddings(self, queries: Tensor, k: int, backend: Backend = "auto", chunk_size: int = 4096,
-                          nprobe: int = FAISS_NPROBE) -> tuple[Tensor, Tensor]:
-        """Top-`k` (scores (Q, k), positions (Q, k) int64) of L2-normalised `queries` (Q, D), best first."""
+                          nprobe: int = FAISS_NPROBE, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Top-`k` (scores (Q, k), positions (Q, k) int64) of L2-normalised `queries` (Q, D), best first. With
+        `allowed` (bool (N,)), only those positions are searched (exactly) and `k` is at most their number. FAISS
+        may find fewer than `k` items (too few lists probed): its missing hits have position -1."""
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be (Q, {self.dim}), got {tuple(queries.shape)}")
-        if not 1 <= k <= len(self):
-            raise ValueError(f"k={k} must be in [1, {len(self)}] (items in the index at {self.directory})")
+        available = len(self) if allowed is None else int(allowed.sum())
+        if not 1 <= k <= available:
+            raise ValueError(f"k={k} must be in [1, {available}] (items in the index at {self.directory}"
+                             f"{'' if allowed is None else ' that pass the filter'})")
         if backend not in ("auto", "exact", "faiss"):
             raise ValueError(f"backend={backend!r}; choose 'auto', 'exact' or 'faiss'")
         use_faiss = backend == "faiss" or (backend == "auto" and self.faiss_is_current() and faiss_module() is not None)
-        if use_faiss:
+        if use_faiss and allowed is None:
             return self._search_faiss(queries, k, nprobe)
         queries = queries.float().cpu()
         shard_scores, shard_positions = [], []  # per shard: (Q, <=k) best of that shard
         for offset, embeddings in self.shard_embeddings():
+            local = torch.arange(offset, offset + len(embeddings))
+            if allowed is not None:
+                local = local[allowed[offset : offset + len(embeddings)]]
+                embeddings = embeddings[local - offset]
+            if len(local) == 0:
+                continue
             scores, positions = chunked_topk(queries, embeddings, min(k, len(embeddings)), chunk_size=chunk_size)
             shard_scores.append(scores)
-            shard_positions.append(positions + offset)
+            shard_positions.append(local[positions])
         # Shards come in position order, so "lower column first" among ties is "lower position first".
         scores, columns = topk_lowest_index(torch.cat(shard_scores, dim=1), k)  # (Q, k)
         return scores, torch.cat(shard_positions, dim=1).gather(1, columns)

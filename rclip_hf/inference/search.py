@@ -24,11 +24,29 @@ from transformers import CLIPModel, ProcessorMixin
 from ..evaluation.encode import encode_images, encode_texts
 from ..images import ImageReadError, as_rgb_image, image_files, load_image
 from ..loading import resolve_model
-from .index import FAILURES_FILE, FAISS_MIN_ITEMS, Backend, EmbeddingIndex, atomic_write, faiss_module
+from .index import (
+    FAILURES_FILE,
+    FAISS_MIN_ITEMS,
+    FAISS_NPROBE,
+    Backend,
+    EmbeddingIndex,
+    atomic_write,
+    faiss_module,
+)
 
 logger = logging.getLogger(__name__)
 
 Query = str | Path | Image.Image
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A query made of indexed items: the mean of the `positive` items' embeddings minus `negative_weight` times the
+    mean of the `negative` ones (as geovibes), by item id. The examples themselves are left out of the hits."""
+
+    positive: Sequence[str]
+    negative: Sequence[str] = ()
+    negative_weight: float = 0.5
 
 
 @dataclass
@@ -97,11 +115,17 @@ def build_index(
     atomic_write(failures_path, lambda path: path.write_text(json.dumps(failures, indent=2)))
     for failure in failures:
         logger.warning("skipped unreadable image %s: %s", failure["path"] or failure["id"], failure["reason"])
-    wants_faiss = faiss == "yes" or (faiss == "auto" and len(index) >= FAISS_MIN_ITEMS and faiss_module() is not None)
-    if wants_faiss and not index.faiss_is_current():
-        index.buildfaiss_module()
+    build_faiss_if_wanted(index, faiss)
     return BuildReport(index=str(index.directory), added=added, already_indexed=skipped, total=len(index),
                        failures=failures, faiss=index.faiss_is_current())
+
+
+def build_faiss_if_wanted(index: EmbeddingIndex, faiss: Literal["auto", "yes", "no"]) -> None:
+    """(Re)build the index's FAISS file for `faiss="yes"`, or for `"auto"` when faiss is installed and the index
+    holds at least `FAISS_MIN_ITEMS` items, unless it is up to date."""
+    wants_faiss = faiss == "yes" or (faiss == "auto" and len(index) >= FAISS_MIN_ITEMS and faiss_module() is not None)
+    if wants_faiss and not index.faiss_is_current():
+        index.build_faiss()
 
 
 def search(
@@ -112,35 +136,67 @@ def search(
     model: CLIPModel | str | Path,
     processor: ProcessorMixin | None = None,
     backend: Backend = "auto",
+    bbox: Sequence[float] | None = None,
+    bbox_crs: str = "EPSG:4326",
+    nprobe: int = FAISS_NPROBE,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-    """Top-`k` items for a text query (a `str`) or an image query (a PIL image or a `Path`), best first.
+    """Top-`k` items for a text query (a `str`), an image query (a PIL image or a `Path`) or `Examples` (indexed
+    items by id), best first.
 
-    Each hit is `{"rank", "id", "path", "row", "score"}` with `score` the cosine similarity. One query gives one
-    list; a sequence of queries gives one list per query. The model must be the index's (else
-    `IndexModelMismatchError`).
+    Each hit is `{"rank", <the item-table row: "id", "path", "row", and for windows of scenes "left", "top", ...>,
+    "score"}` with `score` the cosine similarity. One query gives one list; a sequence of queries gives one list per
+    query. `bbox` (minx, miny, maxx, maxy in `bbox_crs`) keeps the windows whose extent meets it (none: an empty
+    list). The model must be the index's (else `IndexModelMismatchError`).
     """
     index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.open(index)
     model, processor = resolve_model(model, processor)
     index.check_model(model)
-    single = isinstance(queries, (str, Path, Image.Image))
+    single = isinstance(queries, (str, Path, Image.Image, Examples))
     query_list = [queries] if single else list(queries)
     if not query_list:
         raise ValueError("search: no queries given")
-    embeddings = encode_queries(model, processor, query_list)  # (Q, D)
-    scores, positions = index.search_embeddings(embeddings, k, backend=backend)
+    allowed = None
+    if bbox is not None:
+        from .scenes import bbox_mask
+
+        allowed = bbox_mask(index, bbox, bbox_crs)
+        if not allowed.any():
+            logger.warning("no indexed window meets --bbox %s (%s): no hits", ",".join(map(str, bbox)), bbox_crs)
+            return [] if single else [[] for _ in query_list]
     results = []
-    for row_scores, row_positions in zip(scores.tolist(), positions.tolist()):
-        hits = index.items(row_positions)
+    for query, embedding in zip(query_list, encode_queries(model, processor, query_list, index)):  # (D,) each
+        mask = allowed
+        if isinstance(query, Examples):
+            mask = torch.ones(len(index), dtype=torch.bool) if allowed is None else allowed.clone()
+            mask[[position for position, item_id in enumerate(index.ids())
+                  if item_id in {*query.positive, *query.negative}]] = False
+        available = len(index) if mask is None else int(mask.sum())
+        if available == 0:
+            results.append([])
+            continue
+        # k beyond the index is the caller's error; beyond the items a filter leaves, it is "all of them"
+        scores, positions = index.search_embeddings(embedding[None], k if mask is None else min(k, available),
+                                                    backend=backend, nprobe=nprobe, allowed=mask)
+        found = [(position, score) for position, score in zip(positions[0].tolist(), scores[0].tolist())
+                 if position >= 0]  # FAISS marks hits it could not fill with -1
+        hits = index.items([position for position, _ in found])
         results.append([{"rank": rank, **hit, "score": score}
-                        for rank, (hit, score) in enumerate(zip(hits, row_scores), start=1)])
+                        for rank, (hit, (_, score)) in enumerate(zip(hits, found), start=1)])
     return results[0] if single else results
 
 
-def encode_queries(model: CLIPModel, processor: ProcessorMixin, queries: Sequence[Query]) -> Tensor:
-    """L2-normalised embeddings (Q, D) of text (`str`) and image (PIL image or `Path`) queries, in order."""
+def encode_queries(model: CLIPModel, processor: ProcessorMixin, queries: Sequence[Query | Examples],
+                   index: EmbeddingIndex | None = None) -> Tensor:
+    """L2-normalised embeddings (Q, D) of text (`str`), image (PIL image or `Path`) and `Examples` queries (these
+    need the `index` holding the examples), in order."""
     text_positions = [i for i, query in enumerate(queries) if isinstance(query, str)]
-    image_positions = [i for i, query in enumerate(queries) if not isinstance(query, str)]
+    image_positions = [i for i, query in enumerate(queries) if isinstance(query, (Path, Image.Image))]
     parts: dict[int, Tensor] = {}
+    for position, query in enumerate(queries):
+        if isinstance(query, Examples):
+            if index is None:
+                raise ValueError("example queries (--positive/--negative) need the index that holds the examples")
+            parts[position] = example_query(index, query)
     if text_positions:
         texts = encode_texts(model, processor, [queries[i] for i in text_positions], show_progress=False)
         parts.update(zip(text_positions, texts))
@@ -148,6 +204,19 @@ def encode_queries(model: CLIPModel, processor: ProcessorMixin, queries: Sequenc
         images = [as_rgb_image(queries[i]) for i in image_positions]
         parts.update(zip(image_positions, encode_images(model, processor, images, show_progress=False)))
     return torch.stack([parts[i] for i in range(len(queries))])
+
+
+def example_query(index: EmbeddingIndex, examples: Examples) -> Tensor:
+    """The L2-normalised query (D,) of `Examples`: mean(positives) - negative_weight * mean(negatives)."""
+    if not examples.positive:
+        raise ValueError("an example query needs at least one --positive item id")
+    query = index.embeddings_of(list(examples.positive)).mean(0)
+    if examples.negative:
+        query = query - examples.negative_weight * index.embeddings_of(list(examples.negative)).mean(0)
+    norm = query.norm()
+    if norm == 0:
+        raise ValueError("the positive and negative examples cancel out: give different --positive/--negative ids")
+    return query / norm
 
 
 # ----- sources --------------------------------------------------------------------------------------------------
@@ -234,4 +303,5 @@ def _batched(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
         yield batch
 
 
-__all__ = ["BuildReport", "build_index", "encode_queries", "search"]
+__all__ = ["BuildReport", "Examples", "build_faiss_if_wanted", "build_index", "encode_queries", "example_query",
+           "search"]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .images import STRETCH_SAMPLE_SIZE, ImageReadError, _select_bands, stretch_limits, to_rgb
+from ..images import STRETCH_SAMPLE_SIZE, ImageReadError, select_bands, stretch_limits, to_rgb
 
 #: A window is skipped when more than this share of its pixels is nodata (by default).
 MAX_NODATA_FRACTION = 0.5
@@ -116,7 +116,7 @@ class Scene:
         if bands is not None and max(bands) > dataset.count:
             self.close()
             raise ValueError(f"--bands {','.join(map(str, bands))}: scene {path} has {dataset.count} band(s)")
-        self.bands = list(bands) if bands else _select_bands(dataset.colorinterp, dataset.count)
+        self.bands = list(bands) if bands else select_bands(dataset.colorinterp, dataset.count)
         self._palette = _palette(dataset, self.bands)
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None

@@ -1,0 +1,447 @@
+"""Search inside large scenes: an embedding index of the windows of rasters, with where each window lies.
+
+`build_scene_index` cuts every scene (GeoTIFF/COG, PNG, JPEG; files or folders) into windows (`windows.py`) and
+embeds them into an `EmbeddingIndex`. Each item is one window; besides `id` (`<scene>#<left>,<top>,<width>,<height>`),
+`path` (the scene) and `row` (-1), its item-table row holds:
+
+- `left`, `top`, `width`, `height`: the pixel window (clipped to the scene);
+- `crs`: the scene's CRS (`EPSG:n` or WKT), null when the scene is not georeferenced;
+- `scene_geometry`: WKB Polygon of the window in the scene's CRS (null when not georeferenced);
+- `geometry`: WKB Polygon of the window in longitude/latitude (EPSG:4326), and `bbox` its extent (GeoParquet 1.1
+  covering), so each shard's table is GeoParquet that geopandas, QGIS and DuckDB read as it is.
+
+The manifest's `scenes` maps each scene to its size, CRS and transform, and `windows` records the window options.
+
+Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`): the rows of windows of all
+scenes, in order, go to process `row % N`; each process writes its own part index under `parts/` (a kill loses at
+most its unwritten shard), and when all are done the parts' shards are moved into the index and its manifest (each
+shard once, even when the merge itself is interrupted and re-run). A re-run skips the windows already embedded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+from transformers import CLIPModel, ProcessorMixin
+
+from ..evaluation.encode import encode_images
+from ..images import IMAGE_SUFFIXES, image_files
+from ..loading import resolve_model
+from . import geo
+from .index import FAILURES_FILE, MANIFEST_FILE, EmbeddingIndex, atomic_write
+from .search import BuildReport, build_faiss_if_wanted
+from .windows import MAX_NODATA_FRACTION, PixelWindow, Scene, SceneWindow
+
+logger = logging.getLogger(__name__)
+
+#: Folder of an index holding the part indexes of the processes of a many-process build.
+PARTS_DIR = "parts"
+#: Item-table columns of windows of scenes, after `id`, `path`, `row`.
+SCENE_COLUMNS = ("left", "top", "width", "height", "crs", "scene_geometry", "geometry", "bbox")
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """How scenes are cut: window and stride in pixels, or in metres (by each scene's GSD), bands, nodata share."""
+
+    window: int | None = None
+    stride: int | None = None
+    window_metres: float | None = None
+    stride_metres: float | None = None
+    bands: tuple[int, ...] | None = None
+    max_nodata: float = MAX_NODATA_FRACTION
+
+    def __post_init__(self) -> None:
+        if self.window is None and self.window_metres is None:
+            raise ValueError("give a window size: --window PX or --window-metres M")
+        for name in ("window", "stride", "window_metres", "stride_metres"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: must be > 0")
+        if not 0 <= self.max_nodata <= 1:
+            raise ValueError(f"--max-nodata {self.max_nodata}: must be in [0, 1]")
+
+
+@dataclass
+class SceneBuildReport(BuildReport):
+    """A build report with the windows skipped as mostly nodata, the scenes seen and the processes used."""
+
+    nodata_windows: int = 0
+    scenes: int = 0
+    processes: int = 1
+
+
+def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None) -> list[Path]:
+    """The raster files of `sources` (files, and folders scanned recursively, sorted), without those in `exclude`."""
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            found = [file for file in image_files(path)
+                     if excluded is None or excluded not in file.resolve().parents]
+            if not found:
+                raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+            files.extend(found)
+        else:
+            raise FileNotFoundError(f"index source not found: {path}")
+    return files
+
+
+def window_id(scene: str, window: PixelWindow) -> str:
+    """The item id of a window: `<scene>#<left>,<top>,<width>,<height>`."""
+    return f"{scene}#{window.left},{window.top},{window.width},{window.height}"
+
+
+def window_record(scene: Scene, window: PixelWindow) -> dict[str, Any]:
+    """The scene columns of one window (see the module docstring)."""
+    record: dict[str, Any] = {"left": window.left, "top": window.top, "width": window.width,
+                              "height": window.height, "crs": None, "scene_geometry": None, "geometry": None,
+                              "bbox": None}
+    if scene.crs is not None:
+        native = geo.window_ring(window, scene.transform)
+        lonlat = geo.to_lonlat(native, scene.crs, scene.path)
+        record.update(crs=geo.crs_string(scene.crs), scene_geometry=geo.polygon_wkb(native),
+                      geometry=geo.polygon_wkb(lonlat), bbox=dict(zip(("xmin", "ymin", "xmax", "ymax"),
+                                                                     geo.envelope(lonlat))))
+    return record
+
+
+def scene_columns(table: Any, records: Sequence[dict[str, Any]]) -> Any:
+    """`table` (pyarrow) with the scene columns of `records` appended and GeoParquet `geo` metadata."""
+    import pyarrow as pa
+
+    types = {"left": pa.int64(), "top": pa.int64(), "width": pa.int64(), "height": pa.int64(), "crs": pa.string(),
+             "scene_geometry": pa.binary(), "geometry": pa.binary(),
+             "bbox": pa.struct([(key, pa.float64()) for key in ("xmin", "ymin", "xmax", "ymax")])}
+    for name in SCENE_COLUMNS:
+        table = table.append_column(name, pa.array([record.get(name) for record in records], types[name]))
+    boxes = [None if record.get("bbox") is None else list(record["bbox"].values()) for record in records]
+    metadata = {**(table.schema.metadata or {}), b"geo": json.dumps(geo.geo_metadata(boxes)).encode()}
+    return table.replace_schema_metadata(metadata)
+
+
+def bbox_mask(index: EmbeddingIndex, bbox: Sequence[float], bbox_crs: str = geo.LONLAT) -> torch.Tensor:
+    """Bool (N,): the items whose longitude/latitude extent meets `bbox` (in `bbox_crs`)."""
+    query = geo.bbox_to_lonlat(bbox, bbox_crs)
+    boxes = index.column("bbox")
+    return torch.tensor([box is not None and geo.intersects(query, list(box.values())) for box in boxes],
+                        dtype=torch.bool)
+
+
+# ----- building ------------------------------------------------------------------------------------------------
+def build_scene_index(
+    sources: Sequence[str | Path],
+    output: str | Path,
+    model: CLIPModel | str | Path,
+    processor: ProcessorMixin | None = None,
+    *,
+    options: WindowOptions,
+    batch_size: int = 32,
+    shard_size: int = 1024,
+    num_processes: int = 1,
+    device: str | None = None,
+    faiss: Literal["auto", "yes", "no"] = "auto",
+) -> SceneBuildReport:
+    """Embed every window of the scenes of `sources` into the index at `output` (resumed when it exists), on
+    `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring)."""
+    files = scene_files(sources, exclude=output)
+    rank, world = _launched_rank()
+    if num_processes > 1 and world > 1:
+        raise ValueError("--num-processes spawns processes itself: do not combine it with accelerate launch")
+    model_ref = model if isinstance(model, (str, Path)) else None
+    if rank == 0:
+        model, processor = resolve_model(model, processor)
+        index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)))
+        _record_options(index, options)
+    if num_processes > 1:
+        if model_ref is None:
+            raise ValueError("num_processes > 1 needs the model as a folder or Hub id (each process loads it)")
+        context = multiprocessing.get_context("spawn")
+        workers = [context.Process(target=_part_worker, args=(files, output, str(model_ref), options, batch_size,
+                                                               shard_size, rank, num_processes, device))
+                   for rank in range(num_processes)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        failed = [rank for rank, worker in enumerate(workers) if worker.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"index worker(s) {failed} failed (see their messages above); re-run the same "
+                               "command to finish: finished windows are kept")
+        parts = [_read_part_report(output, rank, num_processes) for rank in range(num_processes)]
+    elif world > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        if rank != 0:
+            model, processor = resolve_model(model, processor)
+        state.wait_for_everyone()  # rank 0 has created the index
+        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, rank, world)]
+        state.wait_for_everyone()
+        if rank != 0:
+            return parts[0]
+        parts = [_read_part_report(output, rank, world) for rank in range(world)]
+    else:
+        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, 0, 1)]
+    index = merge_parts(output)
+    failures = [failure for part in parts for failure in part.failures]
+    atomic_write(index.directory / FAILURES_FILE, lambda path: path.write_text(json.dumps(failures, indent=2)))
+    build_faiss_if_wanted(index, faiss)
+    return SceneBuildReport(index=str(index.directory), added=sum(part.added for part in parts),
+                            already_indexed=sum(part.already_indexed for part in parts), total=len(index),
+                            failures=failures, faiss=index.faiss_is_current(),
+                            nodata_windows=sum(part.nodata_windows for part in parts), scenes=len(files),
+                            processes=max(num_processes, world))
+
+
+def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, processor: ProcessorMixin,
+               options: WindowOptions, batch_size: int, shard_size: int, rank: int, world: int) -> SceneBuildReport:
+    """Process `rank` of `world`: embed its rows of windows (row `r` of all scenes' rows goes to `r % world`)
+    into the index (`world` = 1) or into its part index under `parts/`."""
+    main = EmbeddingIndex.open(output)
+    main.check_model(model)
+    index = main if world == 1 else EmbeddingIndex.open_or_create(_part_dir(output, rank, world), model)
+    done = set(main.ids()) | set(index.ids()) | _ids_in_parts(output)
+    report = SceneBuildReport(index=str(index.directory), added=0, already_indexed=0, total=0, scenes=len(files))
+    batch: list[tuple[Scene, SceneWindow]] = []
+
+    def embed() -> None:
+        if not batch:
+            return
+        embeddings = encode_images(model, processor, [item.image for _, item in batch], batch_size=len(batch),
+                                   show_progress=False)  # (n, D)
+        index.add([window_id(item.scene, item.window) for _, item in batch], [item.scene for _, item in batch],
+                  [-1] * len(batch), embeddings, shard_size,
+                  extra=[window_record(scene, item.window) for scene, item in batch])
+        report.added += len(batch)
+        batch.clear()
+
+    progress = tqdm(desc=f"index windows (process {rank + 1}/{world})", unit="window")
+    for scene, top, lefts, side in _my_rows(files, options, rank, world, report):
+        wanted = [left for left in lefts if window_id(scene.path, _window(scene, left, top, side)) not in done]
+        report.already_indexed += len(lefts) - len(wanted)
+        if not wanted:
+            continue
+        try:
+            windows, skipped = scene.read_row(top, wanted, side, options.max_nodata)
+        except (OSError, ValueError) as error:
+            report.failures.append({"id": scene.path, "path": scene.path, "reason": str(error)})
+            logger.warning("skipped windows of %s: %s", scene.path, error)
+            continue
+        report.nodata_windows += skipped
+        for item in windows:
+            batch.append((scene, item))
+            if len(batch) == batch_size:
+                embed()
+        progress.update(len(wanted))
+    embed()
+    progress.close()
+    index.flush()
+    report.total = len(index)
+    if world > 1:
+        atomic_write(index.directory / "part-report.json",
+                      lambda path: path.write_text(json.dumps(asdict(report), indent=2)))
+    return report
+
+
+def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: int,
+             report: SceneBuildReport) -> Iterator[tuple[Scene, int, tuple[int, ...], int]]:
+    """(scene, top, lefts, window side) of this process's rows of windows; scenes that fail to open are reported."""
+    row = 0
+    for path in files:
+        try:
+            scene = Scene(path, options.bands)
+        except (OSError, ValueError) as error:
+            report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
+            logger.warning("skipped scene %s: %s", path, error)
+            continue
+        with scene:
+            try:
+                side = scene.window_size(options.window, options.window_metres)
+                stride = (options.stride or side if options.window_metres is None
+                          else scene.window_size(None, options.stride_metres or options.window_metres))
+                window_record(scene, PixelWindow(0, 0, 1, 1))  # a CRS that cannot be reprojected fails here, once
+            except ValueError as error:
+                report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
+                logger.warning("skipped scene %s: %s", path, error)
+                continue
+            lefts, tops = scene.grid(side, stride)
+            for top in tops:
+                if row % world == rank:
+                    yield scene, top, lefts, side
+                row += 1
+
+
+def _window(scene: Scene, left: int, top: int, side: int) -> PixelWindow:
+    return PixelWindow(left, top, min(side, scene.width - left), min(side, scene.height - top))
+
+
+def _record_options(index: EmbeddingIndex, options: WindowOptions) -> None:
+    previous = index.manifest.get("windows")
+    current = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(options).items()}
+    if previous is not None and previous != current:
+        logger.warning("the index at %s was built with windows %s; adding windows %s", index.directory, previous,
+                       current)
+    index.manifest["windows"] = current
+    index._write_manifest()
+
+
+def _launched_rank() -> tuple[int, int]:
+    """(rank, world size) of an `accelerate launch` / torchrun process; (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
+
+
+def _part_dir(output: str | Path, rank: int, world: int) -> Path:
+    return Path(output) / PARTS_DIR / f"rank-{rank:05d}-of-{world:05d}"
+
+
+def _ids_in_parts(output: str | Path) -> set[str]:
+    ids: set[str] = set()
+    for manifest in sorted((Path(output) / PARTS_DIR).glob(f"*/{MANIFEST_FILE}")):
+        ids.update(EmbeddingIndex.open(manifest.parent).ids())
+    return ids
+
+
+def _part_worker(files: Sequence[Path], output: str | Path, model: str, options: WindowOptions, batch_size: int,
+                 shard_size: int, rank: int, world: int, device: str | None) -> None:
+    from ..loading import load_model
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    loaded, processor = load_model(model, device=device or "cpu")
+    index_part(files, output, loaded, processor, options, batch_size, shard_size, rank, world)
+
+
+def _read_part_report(output: str | Path, rank: int, world: int) -> SceneBuildReport:
+    path = _part_dir(output, rank, world) / "part-report.json"
+    return SceneBuildReport(**json.loads(path.read_text()))
+
+
+def merge_parts(output: str | Path) -> EmbeddingIndex:
+    """Move the shards of the part indexes under `parts/` into the index at `output`, each once, and the parts'
+    scenes into its manifest; then remove the parts. Safe to re-run after an interruption."""
+    index = EmbeddingIndex.open(output)
+    for manifest_path in sorted((index.directory / PARTS_DIR).glob(f"*/{MANIFEST_FILE}")):
+        part = EmbeddingIndex.open(manifest_path.parent)
+        merged = {shard.get("origin") for shard in index.manifest["shards"]}
+        for shard in list(part.manifest["shards"]):
+            origin = f"{part.directory.name}/{shard['name']}@{part.manifest['created']}"
+            if origin not in merged:
+                name = f"shard-{len(index.manifest['shards']):05d}"
+                for suffix in (".safetensors", ".parquet"):
+                    shutil.copyfile(part.directory / f"{shard['name']}{suffix}", index.directory / f"{name}{suffix}")
+                index.manifest["shards"].append({"name": name, "count": shard["count"], "origin": origin})
+                index.manifest["num_items"] += shard["count"]
+                index._write_manifest()
+        shutil.rmtree(part.directory)
+    parts = index.directory / PARTS_DIR
+    if parts.is_dir() and not any(parts.iterdir()):
+        parts.rmdir()
+    return index
+
+
+# ----- hits ------------------------------------------------------------------------------------------------------
+def merge_hits(hits: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fuse overlapping hit windows of one scene into regions: each region is the bounding box of a connected group
+    of overlapping windows, scored by its best window, re-ranked by score; `merged` counts its windows."""
+    groups: list[list[dict[str, Any]]] = []
+    for hit in hits:
+        if "left" not in hit or hit["left"] is None:
+            groups.append([hit])
+            continue
+        touching = [group for group in groups if any(_overlap(hit, other) for other in group)]
+        merged = [hit] + [other for group in touching for other in group]
+        groups = [group for group in groups if group not in touching] + [merged]
+    regions = []
+    for group in groups:
+        best = max(group, key=lambda hit: hit["score"])
+        region = dict(best)
+        if len(group) > 1:
+            left, top = min(hit["left"] for hit in group), min(hit["top"] for hit in group)
+            right = max(hit["left"] + hit["width"] for hit in group)
+            bottom = max(hit["top"] + hit["height"] for hit in group)
+            box = PixelWindow(left, top, right - left, bottom - top)
+            region.update(left=left, top=top, width=box.width, height=box.height, id=window_id(best["path"], box),
+                          **_region_geometry(best, box))
+        region["merged"] = len(group)
+        regions.append(region)
+    regions.sort(key=lambda hit: -hit["score"])
+    return [{**region, "rank": rank} for rank, region in enumerate(regions, start=1)]
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a["path"] == b["path"] and b.get("left") is not None
+            and a["left"] < b["left"] + b["width"] and b["left"] < a["left"] + a["width"]
+            and a["top"] < b["top"] + b["height"] and b["top"] < a["top"] + a["height"])
+
+
+def _region_geometry(best: dict[str, Any], box: PixelWindow) -> dict[str, Any]:
+    """Geometry columns of the pixel `box` of a merged region, through the map transform that the `best` window's
+    corners fix (three corners: an exact affine transform)."""
+    if best.get("scene_geometry") is None:
+        return {}
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.transform import from_gcps
+
+    corners = geo.wkb_ring(best["scene_geometry"])
+    pixels = geo.pixel_ring(PixelWindow(best["left"], best["top"], best["width"], best["height"]))
+    transform = from_gcps([GroundControlPoint(row=y, col=x, x=map_x, y=map_y)
+                           for (x, y), (map_x, map_y) in zip(pixels[:3], corners[:3])])
+    native = geo.window_ring(box, transform)
+    lonlat = geo.to_lonlat(native, CRS.from_string(best["crs"]), best["path"])
+    return {"scene_geometry": geo.polygon_wkb(native), "geometry": geo.polygon_wkb(lonlat),
+            "bbox": dict(zip(("xmin", "ymin", "xmax", "ymax"), geo.envelope(lonlat)))}
+
+
+def hits_geojson(hits: Sequence[dict[str, Any]], query: str = "") -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of hits: longitude/latitude polygons for georeferenced windows, pixel polygons
+    (`"coordinates": "pixel"`) for the others; properties rank, score, scene, pixel window, id (and query)."""
+    features = []
+    for hit in hits:
+        if hit.get("geometry") is not None:
+            ring, space = geo.wkb_ring(hit["geometry"]), geo.LONLAT
+        else:
+            ring, space = geo.pixel_ring(PixelWindow(hit.get("left") or 0, hit.get("top") or 0,
+                                                     hit.get("width") or 0, hit.get("height") or 0)), "pixel"
+        properties = {"rank": hit["rank"], "score": hit["score"], "scene": hit["path"], "id": hit["id"],
+                      "window": [hit.get("left"), hit.get("top"), hit.get("width"), hit.get("height")],
+                      "crs": hit.get("crs"), "coordinates": space}
+        if query:
+            properties["query"] = query
+        if "merged" in hit:
+            properties["merged"] = hit["merged"]
+        features.append(geo.feature(ring, properties))
+    return geo.feature_collection(features)
+
+
+def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Write hits (with a `query` column) as GeoParquet: the item-table columns plus `query`, `rank`, `score`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = pa.table({"query": pa.array([hit.get("query", "") for hit in hits], pa.string()),
+                     "rank": pa.array([hit["rank"] for hit in hits], pa.int64()),
+                     "score": pa.array([hit["score"] for hit in hits], pa.float64()),
+                     "id": pa.array([hit["id"] for hit in hits], pa.string()),
+                     "path": pa.array([hit["path"] for hit in hits], pa.string()),
+                     "row": pa.array([hit.get("row", -1) for hit in hits], pa.int64())})
+    pq.write_table(scene_columns(base, hits), path)
+
+
+__all__ = ["PARTS_DIR", "SCENE_COLUMNS", "SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
+           "hits_geojson", "index_part", "merge_hits", "merge_parts", "scene_columns", "scene_files",
+           "window_id", "window_record", "write_hits_parquet"]

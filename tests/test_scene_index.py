@@ -1,0 +1,202 @@
+"""Tests of windowed indexing of scenes and search with places: item tables, GeoParquet, GeoJSON, bbox, examples,
+merged hits, FAISS returning fewer than k, and many processes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+from test_scene_windows import dota_pixels, write_geotiff
+
+from rclip_hf.inference import geo
+from rclip_hf.inference.scenes import (
+    WindowOptions,
+    build_scene_index,
+    hits_geojson,
+    merge_hits,
+    merge_parts,
+    write_hits_parquet,
+)
+from rclip_hf.inference.search import EmbeddingIndex, Examples, search
+from rclip_hf.inference.windows import PixelWindow
+
+pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, tiny_model
+
+ORIGIN = (1_000_000.0, 5_000_000.0)  # EPSG:3857, 2 m pixels
+
+
+@pytest.fixture
+def scenes(shared_data: Path, tmp_path: Path) -> Path:
+    """A folder with a georeferenced GeoTIFF (P1888 in EPSG:3857) and a non-georeferenced iSAID PNG."""
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    write_geotiff(folder / "p1888.tif", dota_pixels(shared_data), origin=ORIGIN, gsd=2.0)
+    shutil.copy(shared_data / "isaid" / "train" / "images" / "P0005.png", folder / "p0005.png")  # 884 x 977
+    return folder
+
+
+def test_items_hold_windows_crs_and_polygons_as_geoparquet(scenes: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    report = build_scene_index([scenes], tmp_path / "index", model, processor,
+                               options=WindowOptions(window=256, stride=256), batch_size=8, shard_size=10)
+    assert report.scenes == 2 and report.added == 9 + 16 == report.total and report.failures == []
+    index = EmbeddingIndex.open(tmp_path / "index")
+    geotiff = str(scenes / "p1888.tif")
+    table = pq.read_table(tmp_path / "index" / "shard-00000.parquet")
+    metadata = json.loads(table.schema.metadata[b"geo"])
+    assert metadata["primary_column"] == "geometry" and metadata["columns"]["geometry"]["encoding"] == "WKB"
+    rows = {row["id"]: row for shard in ("shard-00000", "shard-00001", "shard-00002")
+            for row in pq.read_table(tmp_path / "index" / f"{shard}.parquet").to_pylist()}
+    assert len(rows) == 25
+    item = rows[f"{geotiff}#256,256,256,256"]
+    assert (item["path"], item["left"], item["top"], item["crs"]) == (geotiff, 256, 256, "EPSG:3857")
+    assert geo.wkb_ring(item["scene_geometry"]) == [(1_000_512.0, 4_999_488.0), (1_001_024.0, 4_999_488.0),
+                                                    (1_001_024.0, 4_998_976.0), (1_000_512.0, 4_998_976.0),
+                                                    (1_000_512.0, 4_999_488.0)]
+    lon, lat = geo.wkb_ring(item["geometry"])[0]
+    assert lon == pytest.approx(np.degrees(1_000_512.0 / 6378137.0), abs=1e-9)
+    assert lat == pytest.approx(np.degrees(np.arctan(np.sinh(4_999_488.0 / 6378137.0))), abs=1e-9)
+    assert item["bbox"]["xmin"] == pytest.approx(lon)
+    png = rows[f"{scenes / 'p0005.png'}#628,721,256,256"]  # last column and row end at the far edges
+    assert png["crs"] is None and png["geometry"] is None and png["width"] == 256
+
+    again = build_scene_index([scenes], tmp_path / "index", model, processor,
+                              options=WindowOptions(window=256, stride=256), batch_size=8, shard_size=10)
+    assert (again.added, again.already_indexed, again.total) == (0, 25, 25)
+    assert len(index.ids()) == len(set(EmbeddingIndex.open(tmp_path / "index").ids())) == 25
+
+
+def test_window_embeddings_equal_the_models_embeddings_of_the_crops(scenes: Path, tmp_path: Path,
+                                                                    tiny_model) -> None:
+    model, processor = tiny_model
+    build_scene_index([scenes / "p0005.png"], tmp_path / "index", model, processor,
+                      options=WindowOptions(window=300, stride=300), batch_size=4)
+    index = EmbeddingIndex.open(tmp_path / "index")
+    crop = Image.open(scenes / "p0005.png").convert("RGB").crop((300, 600, 600, 900))
+    hit = search(index, crop, k=1, model=model, processor=processor)[0]
+    assert (hit["left"], hit["top"], hit["width"], hit["height"]) == (300, 600, 300, 300)
+    assert hit["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_search_text_bbox_examples_geojson_and_parquet(scenes: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    build_scene_index([scenes], tmp_path / "index", model, processor, options=WindowOptions(window=256))
+    hits = search(tmp_path / "index", "many airplanes", k=25, model=model, processor=processor)
+    assert [hit["rank"] for hit in hits] == list(range(1, 26))
+    assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(hits))
+
+    # bbox in EPSG:3857 over the top-left 300 x 300 px of the GeoTIFF: the 4 windows that touch it
+    bbox = (ORIGIN[0], ORIGIN[1] - 600.0, ORIGIN[0] + 600.0, ORIGIN[1])
+    inside = search(tmp_path / "index", "many airplanes", k=25, model=model, processor=processor, bbox=bbox,
+                    bbox_crs="EPSG:3857")
+    assert sorted((hit["left"], hit["top"]) for hit in inside) == [(0, 0), (0, 256), (256, 0), (256, 256)]
+    assert search(tmp_path / "index", "x", k=5, model=model, processor=processor, bbox=(-10, -10, -9, -9)) == []
+
+    positive = [hit["id"] for hit in hits[:2]]
+    negative = [hits[-1]["id"]]
+    by_examples = search(tmp_path / "index", Examples(positive, negative), k=5, model=model, processor=processor)
+    index = EmbeddingIndex.open(tmp_path / "index")
+    query = index.embeddings_of(positive).mean(0) - 0.5 * index.embeddings_of(negative).mean(0)
+    expected = (index.embeddings_of(index.ids()) @ (query / query.norm())).tolist()
+    ranked = sorted((score, item_id) for item_id, score in zip(index.ids(), expected)
+                    if item_id not in positive + negative)[::-1][:5]
+    assert [hit["id"] for hit in by_examples] == [item_id for _, item_id in ranked]
+    assert [hit["score"] for hit in by_examples] == pytest.approx([score for score, _ in ranked], abs=1e-5)
+    with pytest.raises(KeyError, match="no item with id 'nope'"):
+        search(index, Examples(["nope"]), k=5, model=model, processor=processor)
+
+    collection = hits_geojson(hits[:25], "many airplanes")
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 25
+    by_scene = {feature["properties"]["coordinates"] for feature in collection["features"]}
+    assert by_scene == {"EPSG:4326", "pixel"}
+    pixel = next(f for f in collection["features"] if f["properties"]["coordinates"] == "pixel")
+    left, top, width, height = pixel["properties"]["window"]
+    assert pixel["geometry"]["coordinates"][0][2] == [left + width, top + height]
+    json.dumps(collection)  # serialisable
+
+    write_hits_parquet([{**hit, "query": "many airplanes"} for hit in hits], tmp_path / "hits.parquet")
+    table = pq.read_table(tmp_path / "hits.parquet")
+    assert table.column("rank").to_pylist() == list(range(1, 26)) and b"geo" in table.schema.metadata
+
+
+def test_merge_fuses_overlapping_windows_of_one_scene() -> None:
+    def hit(left: int, top: int, score: float, path: str = "a.tif") -> dict:
+        native = geo.window_ring(PixelWindow(left, top, 100, 100), _transform())
+        return {"rank": 0, "id": f"{path}#{left}", "path": path, "row": -1, "left": left, "top": top, "width": 100,
+                "height": 100, "crs": "EPSG:3857", "scene_geometry": geo.polygon_wkb(native),
+                "geometry": None, "bbox": None, "score": score}
+    hits = [hit(0, 0, 0.9), hit(50, 50, 0.95), hit(400, 0, 0.5), hit(0, 0, 0.7, "b.tif"), hit(200, 0, 0.2)]
+    regions = merge_hits(hits)
+    assert [(r["path"], r["left"], r["top"], r["width"], r["height"], r["score"], r["merged"]) for r in regions] == [
+        ("a.tif", 0, 0, 150, 150, 0.95, 2), ("b.tif", 0, 0, 100, 100, 0.7, 1), ("a.tif", 400, 0, 100, 100, 0.5, 1),
+        ("a.tif", 200, 0, 100, 100, 0.2, 1)]
+    assert [r["rank"] for r in regions] == [1, 2, 3, 4]
+    assert geo.wkb_ring(regions[0]["scene_geometry"])[2] == pytest.approx((150 * 2.0, -150 * 2.0))
+    chained = merge_hits([hit(0, 0, 0.1), hit(180, 0, 0.3), hit(90, 0, 0.2)])  # 0-90-180 chain: one region
+    assert [(r["left"], r["width"], r["merged"]) for r in chained] == [(0, 280, 3)]
+
+
+def _transform():
+    from rasterio.transform import from_origin
+
+    return from_origin(0.0, 0.0, 2.0, 2.0)
+
+
+def test_faiss_probed_too_narrowly_gives_the_hits_it_has(scenes: Path, tmp_path: Path, tiny_model) -> None:
+    pytest.importorskip("faiss")
+    model, processor = tiny_model
+    build_scene_index([scenes], tmp_path / "index", model, processor, options=WindowOptions(window=128))
+    index = EmbeddingIndex.open(tmp_path / "index")
+    index.build_faiss(nlist=20)
+    hits = search(index, "a harbour", k=len(index), model=model, processor=processor, backend="faiss", nprobe=1)
+    assert 0 < len(hits) < len(index)  # one list of 20 probed: FAISS filled the rest with -1
+    assert [hit["rank"] for hit in hits] == list(range(1, len(hits) + 1))
+    assert len({hit["id"] for hit in hits}) == len(hits)
+
+
+def test_unreprojectable_crs_is_a_failure_naming_the_scene_and_crs(shared_data: Path, tmp_path: Path,
+                                                                   tiny_model) -> None:
+    model, processor = tiny_model
+    local = ('LOCAL_CS["site grid",LOCAL_DATUM["arbitrary",0],UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]')
+    path = write_geotiff(tmp_path / "site.tif", dota_pixels(shared_data), crs=local)
+    report = build_scene_index([path], tmp_path / "index", model, processor, options=WindowOptions(window=512))
+    assert report.added == 0 and len(report.failures) == 1
+    assert "site.tif: cannot reproject from CRS LOCAL_CS" in report.failures[0]["reason"]
+
+
+def test_two_processes_finish_a_killed_build_without_duplicates(scenes: Path, tmp_path: Path, tiny_model_dir: Path,
+                                                                tiny_model) -> None:
+    from rclip_hf.inference.scenes import index_part, scene_files
+
+    model, processor = tiny_model
+    options = WindowOptions(window=128, stride=128)
+    single = build_scene_index([scenes], tmp_path / "one", model, processor, options=options)
+    one = EmbeddingIndex.open(tmp_path / "one")
+
+    # A killed 2-process run: rank 1 wrote one shard of 16 windows and died; rank 0 wrote nothing; no merge.
+    EmbeddingIndex.open_or_create(tmp_path / "two", model)
+    index_part(scene_files([scenes]), tmp_path / "two", model, processor, options, 8, 16, 1, 2)
+    part = tmp_path / "two" / "parts" / "rank-00001-of-00002"
+    manifest = json.loads((part / "index.json").read_text())
+    rows = {(Path(item_id.split("#")[0]).name, int(item_id.split(",")[1])) for item_id in EmbeddingIndex.open(part).ids()}
+    # rows of windows in order: p0005.png tops 0, 128, ..., 768, 849 (rows 0-7), p1888.tif 0, ..., 384, 429 (8-12)
+    assert rows == {("p0005.png", 128), ("p0005.png", 384), ("p0005.png", 640), ("p0005.png", 849),
+                    ("p1888.tif", 128), ("p1888.tif", 384)}  # rank 1 of 2: the odd rows
+    manifest["shards"], manifest["num_items"] = manifest["shards"][:1], 16
+    (part / "index.json").write_text(json.dumps(manifest))
+
+    report = build_scene_index([scenes], tmp_path / "two", tiny_model_dir, options=options, num_processes=2,
+                               shard_size=16)
+    assert report.processes == 2 and report.already_indexed == 16
+    assert report.added == single.total - 16 and report.total == single.total
+    two = EmbeddingIndex.open(tmp_path / "two")
+    assert sorted(two.ids()) == sorted(one.ids()) and not (tmp_path / "two" / "parts").exists()
+    torch.testing.assert_close(two.embeddings_of(one.ids()), one.embeddings_of(one.ids()), atol=1e-5, rtol=0)
+    assert merge_parts(tmp_path / "two").manifest["num_items"] == single.total  # merging again adds nothing
