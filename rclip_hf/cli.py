@@ -2,7 +2,9 @@
 
     rclip-hf classify --model DIR --images a.jpg tiles/ --preset aid
     rclip-hf index    --model DIR --source tiles/ --output tiles.index
+    rclip-hf index    --model DIR --source scenes/ --output scenes.index --window 256 --stride 128
     rclip-hf search   --model DIR --index tiles.index --text "a stadium next to a river" --top_k 5
+    rclip-hf search   --model DIR --index scenes.index --text "airport" --merge --format geojson --html hits.html
     rclip-hf count    --model DIR --image harbour.png --object ship
     rclip-hf heatmap  --model DIR --image scene.tif --queries "airplane" "ship" --window 256 --output_dir maps/
     rclip-hf convert  --checkpoint RemoteCLIP-ViT-B-32.pt --arch ViT-B-32 --output DIR
@@ -16,13 +18,14 @@ not a RemoteCLIP/CLIP model, an index of another model) prints `rclip-hf <comman
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import importlib.util
 import io
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -33,6 +36,7 @@ from transformers import HfArgumentParser
 EXIT_BAD_INPUT = 2
 
 OutputFormat = Literal["table", "json", "csv"]
+SearchFormat = Literal["table", "json", "csv", "geojson", "parquet"]
 _Args = TypeVar("_Args")
 
 
@@ -96,8 +100,17 @@ class ClassifyOptions(ModelOptions):
 class IndexOptions(ModelOptions):
     """Options of `rclip-hf index`."""
 
-    source: str = field(metadata=_help("Image folder, or a Hugging Face dataset folder (Parquet/Arrow)"))
+    source: list[str] = field(metadata=_help(
+        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow); with --window, scenes", nargs="+"))
     output: str = field(metadata=_help("Index folder (created, or resumed when it exists)"))
+    window: int | None = field(default=None, metadata=_help("Cut each scene into windows of this many pixels"))
+    stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: the window)"))
+    window_metres: float | None = field(
+        default=None, metadata=_help("Window side in metres, by each GeoTIFF's ground sample distance"))
+    stride_metres: float | None = field(default=None, metadata=_help("Stride in metres (default: the window)"))
+    bands: str | None = field(default=None, metadata=_help("Bands of the scenes as R,G,B (or one grey band), e.g. 3,2,1"))
+    max_nodata: float = field(default=0.5, metadata=_help("Skip windows with a larger share of nodata pixels"))
+    num_processes: int = field(default=1, metadata=_help("Processes embedding windows (each loads the model)"))
     split: str = field(default="train", metadata=_help("Dataset split (dataset sources)"))
     image_column: str = field(default="image", metadata=_help("Image column (dataset sources)"))
     id_column: str | None = field(default=None, metadata=_help("Id column (dataset sources; default: row number)"))
@@ -116,10 +129,21 @@ class SearchOptions(ModelOptions):
     index: str = field(metadata=_help("Index folder made by `rclip-hf index`"))
     text: list[str] | None = field(default=None, metadata=_help("Text queries"))
     image: list[str] | None = field(default=None, metadata=_help("Image files used as queries"))
+    positive: list[str] | None = field(default=None, metadata=_help("Item ids of examples to find more of"))
+    negative: list[str] | None = field(default=None, metadata=_help("Item ids of examples to avoid (with --positive)"))
+    negative_weight: float = field(default=0.5, metadata=_help("Share of the negatives' mean taken off the query"))
     top_k: int = field(default=10, metadata=_help("Hits per query"))
     backend: Literal["auto", "exact", "faiss"] = field(
         default="auto", metadata=_help("exact = chunked brute force; faiss = the index's FAISS file; auto = FAISS if built")
     )
+    bbox: str | None = field(default=None, metadata=_help("Keep windows meeting minx,miny,maxx,maxy (see --bbox-crs)"))
+    bbox_crs: str = field(default="EPSG:4326", metadata=_help("CRS of --bbox"))
+    merge: bool = field(default=False, metadata=_help("Fuse overlapping hit windows of a scene into one region"))
+    format: SearchFormat = field(default="table", metadata=_help(
+        "Output format; geojson = a FeatureCollection in EPSG:4326 (pixels for non-georeferenced scenes); parquet = "
+        "GeoParquet (needs --output)"))
+    output: str | None = field(default=None, metadata=_help("Write the results to this file instead of stdout"))
+    html: str | None = field(default=None, metadata=_help("Also write a self-contained results page (HTML)"))
 
 
 @dataclass(kw_only=True)
@@ -236,15 +260,48 @@ def run_index(argv: list[str]) -> int:
     from .inference.search import build_index
 
     options = _parse(IndexOptions, "index", argv)
-    if not Path(options.source).exists():
-        raise FileNotFoundError(f"index source not found: {options.source}")
+    for source in options.source:
+        if not Path(source).exists():
+            raise FileNotFoundError(f"index source not found: {source}")
+    if options.window is not None or options.window_metres is not None:
+        return _index_scenes(options)
+    if options.num_processes != 1:
+        raise ValueError("--num-processes works on windows of scenes: give --window or --window-metres too")
     model, processor = _load(options)
-    report = build_index(options.source, options.output, model, processor, batch_size=options.batch_size,
-                         shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
-                         image_column=options.image_column, id_column=options.id_column, faiss=options.faiss)
+    reports = [build_index(source, options.output, model, processor, batch_size=options.batch_size,
+                           shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
+                           image_column=options.image_column, id_column=options.id_column, faiss=options.faiss)
+               for source in options.source]
     rows = [{"index": report.index, "added": report.added, "already_indexed": report.already_indexed,
              "total": report.total, "failed": len(report.failures), "faiss": report.faiss,
-             "failure_report": str(Path(report.index) / FAILURES_FILE)}]
+             "failure_report": str(Path(report.index) / FAILURES_FILE)} for report in reports]
+    documents = [asdict(report) for report in reports]
+    emit(rows, options.format, document=documents[0] if len(documents) == 1 else documents)
+    return 0
+
+
+def _index_scenes(options: IndexOptions) -> int:
+    """`rclip-hf index --window ...`: windows of scenes, on one or many processes."""
+    from .inference.index import FAILURES_FILE
+    from .inference.scenes import WindowOptions, build_scene_index
+    from .inference.windows import parse_bands
+
+    windows = WindowOptions(window=options.window, stride=options.stride, window_metres=options.window_metres,
+                            stride_metres=options.stride_metres, bands=parse_bands(options.bands),
+                            max_nodata=options.max_nodata)
+    if options.num_processes < 1:
+        raise ValueError(f"--num-processes {options.num_processes}: must be >= 1")
+    if options.num_processes > 1:
+        model, processor = options.model, None  # each process loads it
+    else:
+        model, processor = _load(options)
+    report = build_scene_index(options.source, options.output, model, processor, options=windows,
+                               batch_size=options.batch_size, shard_size=options.shard_size,
+                               num_processes=options.num_processes, device=options.device, faiss=options.faiss)
+    rows = [{"index": report.index, "scenes": report.scenes, "added": report.added,
+             "already_indexed": report.already_indexed, "nodata_windows": report.nodata_windows,
+             "total": report.total, "failed": len(report.failures), "processes": report.processes,
+             "faiss": report.faiss, "failure_report": str(Path(report.index) / FAILURES_FILE)}]
     emit(rows, options.format, document=asdict(report))
     return 0
 
@@ -252,21 +309,70 @@ def run_index(argv: list[str]) -> int:
 @command("search", "top-k items of an index for text or image queries")
 def run_search(argv: list[str]) -> int:
     """`rclip-hf search`: hits for each --text and --image query."""
+    from .inference.geo import parse_bbox
     from .inference.index import EmbeddingIndex
-    from .inference.search import search
+    from .inference.results_page import write_results_page
+    from .inference.scenes import hits_geojson, merge_hits, write_hits_parquet
+    from .inference.search import Examples, search
 
     options = _parse(SearchOptions, "search", argv)
-    if not options.text and not options.image:
-        raise ValueError("give at least one query: --text \"...\" and/or --image FILE")
+    if not options.text and not options.image and not options.positive:
+        raise ValueError("give at least one query: --text \"...\", --image FILE and/or --positive ID ...")
+    if options.negative and not options.positive:
+        raise ValueError("--negative needs --positive: the query is the positives' mean minus the negatives'")
+    if options.format == "parquet" and not options.output:
+        raise ValueError("--format parquet writes a file: give --output FILE.parquet")
+    bbox = parse_bbox(options.bbox) if options.bbox else None
     index = EmbeddingIndex.open(options.index)
-    queries: list[str | Path] = list(options.text or []) + _expand_images(options.image or [])
+    queries: list[Any] = list(options.text or []) + _expand_images(options.image or [])
+    if options.positive:
+        queries.append(Examples(options.positive, options.negative or (), options.negative_weight))
     model, processor = _load(options)
     results = search(index, queries, k=min(options.top_k, len(index)), model=model, processor=processor,
-                     backend=options.backend)
-    rows = [{"query": str(query), "rank": hit["rank"], "score": hit["score"], "id": hit["id"], "path": hit["path"]}
-            for query, hits in zip(queries, results) for hit in hits]
-    emit(rows, options.format)
+                     backend=options.backend, bbox=bbox, bbox_crs=options.bbox_crs)
+    if options.merge:
+        results = [merge_hits(hits) for hits in results]
+    labelled = [(_query_label(query), hits) for query, hits in zip(queries, results)]
+    if bbox is not None and not any(hits for _, hits in labelled):
+        print(f"rclip-hf search: no indexed window meets --bbox {options.bbox} ({options.bbox_crs})", file=sys.stderr)
+    if options.html:
+        write_results_page(options.html, labelled)
+    all_hits = [{**hit, "query": label} for label, hits in labelled for hit in hits]
+    if options.format == "parquet":
+        write_hits_parquet(all_hits, options.output)
+        return 0
+    with _output(options.output):
+        if options.format == "geojson":
+            print(json.dumps(hits_geojson(all_hits), indent=2))
+        else:
+            emit([_hit_row(hit) for hit in all_hits], options.format)
     return 0
+
+
+def _query_label(query: Any) -> str:
+    if hasattr(query, "positive"):
+        negatives = f" -{' -'.join(query.negative)}" if query.negative else ""
+        return f"examples: +{' +'.join(query.positive)}{negatives}"
+    return str(query)
+
+
+def _hit_row(hit: dict[str, Any]) -> dict[str, Any]:
+    row = {"query": hit["query"], "rank": hit["rank"], "score": hit["score"], "id": hit["id"], "path": hit["path"]}
+    if hit.get("left") is not None:
+        row.update({key: hit[key] for key in ("left", "top", "width", "height")}, crs=hit.get("crs") or "")
+        if "merged" in hit:
+            row["merged"] = hit["merged"]
+    return row
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[None]:
+    """Send what is printed inside to the file at `path` (when given) instead of stdout."""
+    if path is None:
+        yield
+        return
+    with open(path, "w") as handle, contextlib.redirect_stdout(handle):
+        yield
 
 
 @command("count", "count objects (1-10) with the RemoteCount protocol")

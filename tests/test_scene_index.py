@@ -112,13 +112,14 @@ def test_search_text_bbox_examples_geojson_and_parquet(scenes: Path, tmp_path: P
     with pytest.raises(KeyError, match="no item with id 'nope'"):
         search(index, Examples(["nope"]), k=5, model=model, processor=processor)
 
-    collection = hits_geojson(hits[:25], "many airplanes")
+    collection = hits_geojson([{**hit, "query": "many airplanes"} for hit in hits])
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 25
     by_scene = {feature["properties"]["coordinates"] for feature in collection["features"]}
     assert by_scene == {"EPSG:4326", "pixel"}
     pixel = next(f for f in collection["features"] if f["properties"]["coordinates"] == "pixel")
     left, top, width, height = pixel["properties"]["window"]
     assert pixel["geometry"]["coordinates"][0][2] == [left + width, top + height]
+    assert {feature["properties"]["query"] for feature in collection["features"]} == {"many airplanes"}
     json.dumps(collection)  # serialisable
 
     write_hits_parquet([{**hit, "query": "many airplanes"} for hit in hits], tmp_path / "hits.parquet")

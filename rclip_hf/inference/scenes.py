@@ -407,9 +407,10 @@ def _region_geometry(best: dict[str, Any], box: PixelWindow) -> dict[str, Any]:
             "bbox": dict(zip(("xmin", "ymin", "xmax", "ymax"), geo.envelope(lonlat)))}
 
 
-def hits_geojson(hits: Sequence[dict[str, Any]], query: str = "") -> dict[str, Any]:
+def hits_geojson(hits: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A GeoJSON FeatureCollection of hits: longitude/latitude polygons for georeferenced windows, pixel polygons
-    (`"coordinates": "pixel"`) for the others; properties rank, score, scene, pixel window, id (and query)."""
+    (`"coordinates": "pixel"`) for the others; properties rank, score, scene, pixel window, id (and the hit's
+    `query` when it has one)."""
     features = []
     for hit in hits:
         if hit.get("geometry") is not None:
@@ -420,8 +421,8 @@ def hits_geojson(hits: Sequence[dict[str, Any]], query: str = "") -> dict[str, A
         properties = {"rank": hit["rank"], "score": hit["score"], "scene": hit["path"], "id": hit["id"],
                       "window": [hit.get("left"), hit.get("top"), hit.get("width"), hit.get("height")],
                       "crs": hit.get("crs"), "coordinates": space}
-        if query:
-            properties["query"] = query
+        if hit.get("query"):
+            properties["query"] = hit["query"]
         if "merged" in hit:
             properties["merged"] = hit["merged"]
         features.append(geo.feature(ring, properties))

@@ -176,6 +176,17 @@ class Scene:
             windows.append(SceneWindow(self.path, PixelWindow(left, top, width, height), _pad(image, window)))
         return windows, skipped
 
+    def read_window(self, window: PixelWindow, max_side: int | None = None) -> Image.Image:
+        """One window as RGB (no padding), decimated to at most `max_side` px on its longer side when given."""
+        from rasterio.windows import Window
+
+        scale = 1.0 if max_side is None else min(1.0, max_side / max(window.width, window.height))
+        shape = (len(self.bands), max(1, round(window.height * scale)), max(1, round(window.width * scale)))
+        area = Window(window.left, window.top, window.width, window.height)
+        bands = self._colour(self._read(area, shape))
+        valid = self._dataset.dataset_mask(window=area, out_shape=shape[1:]) > 0 if self._has_mask else None
+        return to_rgb(bands, self._limits, valid)
+
     def overview(self, max_side: int) -> Image.Image:
         """The whole scene at most `max_side` px on its longer side (a decimated read)."""
         scale = min(1.0, max_side / max(self.width, self.height))

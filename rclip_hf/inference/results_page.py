@@ -1,0 +1,113 @@
+"""A self-contained HTML page of search results: per query, an overview of each scene with hits (the hit windows
+drawn and numbered) and a grid of the top hits' thumbnails with their scores.
+
+Everything is inside the one file (images as `data:` URIs, boxes as inline SVG, no script or style from anywhere
+else), so it opens offline and can be mailed or archived as it is. When the page has loaded, a small inline script
+writes what rendered (thumbnails decoded, boxes with a size) into the `data-rendered` attribute of `<body>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..images import load_image
+from .windows import PixelWindow, Scene
+
+#: Longer side of the scene overviews and of the thumbnails, in pixels.
+OVERVIEW_SIZE = 768
+THUMBNAIL_SIZE = 192
+
+_STYLE = """body{font-family:sans-serif;margin:1em 2em;background:#fafafa}h2{margin-top:1.5em}
+.scene{display:inline-block;margin:0 1em 1em 0;vertical-align:top}.scene p{margin:.2em 0;font-size:.85em}
+.overview{position:relative;display:inline-block}.overview svg{position:absolute;left:0;top:0}
+.grid{display:flex;flex-wrap:wrap;gap:.6em}figure{margin:0;width:%dpx;font-size:.8em}
+figure img{width:%dpx;height:%dpx;object-fit:contain;background:#000}
+rect.hit{fill:none;stroke:#ff2020;stroke-width:2}text.rank{fill:#ffff00;font:bold 14px sans-serif}"""
+_CHECK = """window.addEventListener("load",function(){
+var thumbs=document.querySelectorAll("img.thumbnail"),overviews=document.querySelectorAll("img.overview-image");
+var ok=function(list){return Array.prototype.filter.call(list,function(i){return i.complete&&i.naturalWidth>0}).length};
+var boxes=Array.prototype.filter.call(document.querySelectorAll("rect.hit"),function(r){
+var b=r.getBoundingClientRect();return b.width>0&&b.height>0}).length;
+document.body.setAttribute("data-rendered",JSON.stringify({thumbnails:ok(thumbs),overviews:ok(overviews),boxes:boxes}));
+});"""
+
+
+def write_results_page(path: str | Path, results: Sequence[tuple[str, Sequence[dict[str, Any]]]],
+                       title: str = "rclip-hf search results") -> Path:
+    """Write the page for `(query, hits)` pairs (hits as `search` returns them) to `path`."""
+    sections = [_query_section(query, hits) for query, hits in results]
+    thumbnail = THUMBNAIL_SIZE
+    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE % (thumbnail, thumbnail, thumbnail)}</style></head>\n<body>"
+            f"<h1>{html.escape(title)}</h1>\n{''.join(sections)}<script>{_CHECK}</script></body></html>\n")
+    path = Path(path)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _query_section(query: str, hits: Sequence[dict[str, Any]]) -> str:
+    parts = [f"<section><h2>{html.escape(query)}</h2>"]
+    if not hits:
+        return parts[0] + "<p>No hits.</p></section>\n"
+    scenes: dict[str, list[dict[str, Any]]] = {}
+    for hit in hits:
+        if hit.get("left") is not None:
+            scenes.setdefault(hit["path"], []).append(hit)
+    for scene_path, scene_hits in scenes.items():
+        parts.append(_overview(scene_path, scene_hits))
+    figures = []
+    for hit in hits:
+        caption = f"#{hit['rank']} &middot; {hit['score']:.4f}<br>{html.escape(Path(hit['path']).name)}"
+        if hit.get("left") is not None:
+            caption += f" ({hit['left']}, {hit['top']}, {hit['width']}&times;{hit['height']})"
+        figures.append(f"<figure><img class='thumbnail' alt='hit {hit['rank']}' src='{_data_uri(_thumbnail(hit))}'>"
+                       f"<figcaption>{caption}</figcaption></figure>")
+    parts.append(f"<div class='grid'>{''.join(figures)}</div></section>\n")
+    return "".join(parts)
+
+
+def _overview(scene_path: str, hits: Sequence[dict[str, Any]]) -> str:
+    with Scene(scene_path) as scene:
+        image = scene.overview(OVERVIEW_SIZE)
+        scale = image.width / scene.width
+        size = f"{scene.width}&times;{scene.height} px" + (f", {html.escape(scene.crs.to_string())}"
+                                                           if scene.crs is not None else "")
+    boxes = []
+    for hit in hits:
+        x, y = hit["left"] * scale, hit["top"] * scale
+        width, height = max(1.0, hit["width"] * scale), max(1.0, hit["height"] * scale)
+        boxes.append(f"<rect class='hit' x='{x:.1f}' y='{y:.1f}' width='{width:.1f}' height='{height:.1f}'/>"
+                     f"<text class='rank' x='{x + 3:.1f}' y='{y + 15:.1f}'>{hit['rank']}</text>")
+    return (f"<div class='scene'><div class='overview'><img class='overview-image' alt='overview' "
+            f"src='{_data_uri(image)}' width='{image.width}' height='{image.height}'>"
+            f"<svg width='{image.width}' height='{image.height}' viewBox='0 0 {image.width} {image.height}'>"
+            f"{''.join(boxes)}</svg></div><p>{html.escape(scene_path)} ({size})</p></div>")
+
+
+def _thumbnail(hit: dict[str, Any]) -> Image.Image:
+    if hit.get("left") is not None:
+        with Scene(hit["path"]) as scene:
+            return scene.read_window(PixelWindow(hit["left"], hit["top"], hit["width"], hit["height"]),
+                                     THUMBNAIL_SIZE)
+    try:
+        image = load_image(hit["path"])
+    except (OSError, ValueError):  # a dataset row without a file: a grey tile, its caption still names the hit
+        return Image.new("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE), (128, 128, 128))
+    image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    return image
+
+
+def _data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+__all__ = ["OVERVIEW_SIZE", "THUMBNAIL_SIZE", "write_results_page"]
