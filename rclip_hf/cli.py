@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -293,6 +294,11 @@ def _index_scenes(options: IndexOptions) -> int:
         raise ValueError(f"--num-processes {options.num_processes}: must be >= 1")
     if options.num_processes > 1:
         model, processor = options.model, None  # each process loads it
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: each process on its own device
+        from .inference.scenes import launched_state
+        from .loading import load_model
+
+        model, processor = load_model(options.model, device=str(launched_state().device))
     else:
         model, processor = _load(options)
     report = build_scene_index(options.source, options.output, model, processor, options=windows,

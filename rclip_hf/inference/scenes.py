@@ -183,9 +183,7 @@ def build_scene_index(
                                "command to finish: finished windows are kept")
         parts = [_read_part_report(output, rank, num_processes) for rank in range(num_processes)]
     elif world > 1:
-        from accelerate import PartialState
-
-        state = PartialState()
+        state = launched_state()
         if rank != 0:
             model, processor = resolve_model(model, processor)
         state.wait_for_everyone()  # rank 0 has created the index
@@ -297,6 +295,14 @@ def _record_options(index: EmbeddingIndex, options: WindowOptions) -> None:
                        current)
     index.manifest["windows"] = current
     index._write_manifest()
+
+
+def launched_state() -> Any:
+    """accelerate's `PartialState` of this `accelerate launch` process (on the CPU when ACCELERATE_USE_CPU is set)."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def _launched_rank() -> tuple[int, int]:
@@ -444,5 +450,5 @@ def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None
 
 
 __all__ = ["PARTS_DIR", "SCENE_COLUMNS", "SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
-           "hits_geojson", "index_part", "merge_hits", "merge_parts", "scene_columns", "scene_files",
+           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "scene_columns", "scene_files",
            "window_id", "window_record", "write_hits_parquet"]
