@@ -160,8 +160,12 @@ class CountOptions(ModelOptions):
 class HeatmapOptions(ModelOptions):
     """Options of `rclip-hf heatmap`."""
 
-    image: str = field(metadata=_help("Scene: PNG/JPEG, or (Geo)TIFF read window by window"))
-    queries: list[str] = field(metadata=_help("Text queries", nargs="+"))
+    image: str | None = field(default=None, metadata=_help("Scene: PNG/JPEG/(Geo)TIFF, read one row of windows at a time"))
+    index: str | None = field(default=None, metadata=_help(
+        "Instead of --image: an index made with `rclip-hf index --window`; the map comes from its windows"))
+    scene: str | None = field(default=None, metadata=_help("With --index: the indexed scene to map"))
+    queries: list[str] | None = field(default=None, metadata=_help(
+        "Text queries (they may also follow the options, without --queries)", nargs="+"))
     output_dir: str = field(default="heatmap", metadata=_help("Folder for scores.npy, PNG overlays, GeoTIFFs"))
     grid: int = field(default=64, metadata=_help("Windows along the shorter side (the paper: 64)"))
     window: int | None = field(default=None, metadata=_help("Window side in pixels (overrides --grid)"))
@@ -404,19 +408,33 @@ def run_count(argv: list[str]) -> int:
 @command("heatmap", "score overlapping windows of a scene against text queries (PNG overlays, GeoTIFF)")
 def run_heatmap(argv: list[str]) -> int:
     """`rclip-hf heatmap`: writes the score grid and overlays; prints the best window of each query."""
-    from .inference.heatmap import heatmap
+    import numpy as np
 
-    options = _parse(HeatmapOptions, "heatmap", argv)
-    if not Path(options.image).is_file():
+    from .inference.heatmap import heatmap, heatmap_from_index
+
+    parser = HfArgumentParser(HeatmapOptions, prog="rclip-hf heatmap", description=COMMANDS["heatmap"].help)
+    options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if any(word.startswith("-") for word in rest):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    queries = [*(options.queries or []), *rest]
+    if not queries:
+        raise ValueError("give at least one text query: --queries \"...\" (or the queries after the options)")
+    if (options.image is None) == (options.index is None) or (options.index is None) != (options.scene is None):
+        raise ValueError("give either --image SCENE, or --index INDEX --scene SCENE (a scene indexed with --window)")
+    if options.image is not None and not Path(options.image).is_file():
         raise FileNotFoundError(f"image file not found: {options.image}")
     model, processor = _load(options)
-    result = heatmap(options.image, options.queries, model=model, processor=processor, grid=options.grid,
-                     window=options.window, overlap=options.overlap, batch_size=options.batch_size,
-                     overlay_size=options.overlay_size, output_dir=options.output_dir)
+    if options.index is not None:
+        result = heatmap_from_index(options.index, options.scene, queries, model=model, processor=processor,
+                                    overlay_size=options.overlay_size, output_dir=options.output_dir)
+    else:
+        result = heatmap(options.image, queries, model=model, processor=processor, grid=options.grid,
+                         window=options.window, overlap=options.overlap, batch_size=options.batch_size,
+                         overlay_size=options.overlay_size, output_dir=options.output_dir)
     rows = []
     for query, scores in zip(result.queries, result.scores):
-        row, col = divmod(int(scores.argmax()), scores.shape[1])
-        rows.append({"query": query, "best_score": float(scores.max()), "best_window_left": result.grid.lefts[col],
+        row, col = divmod(int(np.nanargmax(scores)), scores.shape[1])  # windows not indexed (nodata) are NaN
+        rows.append({"query": query, "best_score": float(np.nanmax(scores)), "best_window_left": result.grid.lefts[col],
                      "best_window_top": result.grid.tops[row], "window": result.grid.window,
                      "overlay": result.files[f"png:{query}"], "geotiff": result.files.get(f"geotiff:{query}", "")})
     emit(rows, options.format, document={"windows": list(result.scores.shape[1:]), "files": result.files,

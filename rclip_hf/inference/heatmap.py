@@ -1,8 +1,9 @@
 """Text heat maps over scenes of any size (the paper's Fig. 10 as a tool): overlapping windows scored by queries.
 
-The scene is tiled into square, overlapping windows; each window is read on its own (GeoTIFF/TIFF window by
-window through rasterio, so memory is bounded by the batch, not the scene), embedded, and compared with each text
-query. Window geometry:
+The scene is tiled into square, overlapping windows, read row by row with the window reader of `windows.py` (one
+strip of the scene at a time, so memory is bounded by a strip and the batch, not the scene), embedded, and compared
+with each text query. A scene indexed with `rclip-hf index --window` can also be mapped from the index's window
+embeddings, without reading or embedding it again (`heatmap_from_index`). Window geometry:
 
 - `window=None` (default, as in the paper): a `grid` x `grid` tiling (64 x 64) with `overlap` (1/3) along the
   shorter side: window side `w = round(short_side / (1 + (grid - 1) * (1 - overlap)))`; the longer side gets as
@@ -19,10 +20,11 @@ input, a single-band float32 GeoTIFF of that per-pixel map with the input's CRS 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,8 @@ from ..evaluation.encode import encode_images
 from ..images import Georeference, RasterSource
 from ..loading import resolve_model
 from .classify import class_embeddings
+from .index import EmbeddingIndex
+from .windows import Scene, window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +92,7 @@ def window_grid(width: int, height: int, grid: int = DEFAULT_GRID, window: int |
                        "pass a window size in pixels or a smaller grid", side, width, height, grid)
     stride = max(1, round(side * (1 - overlap)))
     return WindowGrid(width=width, height=height, window=side, stride=stride,
-                      lefts=_starts(width, side, stride), tops=_starts(height, side, stride))
-
-
-def _starts(length: int, window: int, stride: int) -> tuple[int, ...]:
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)
-    return tuple(starts)
+                      lefts=window_starts(width, side, stride), tops=window_starts(height, side, stride))
 
 
 @dataclass
@@ -156,20 +153,19 @@ def heatmap(
         raise ValueError(f"heatmap: queries must be non-empty strings, got {queries!r}")
     model, processor = resolve_model(model, processor)
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
-    with RasterSource(image) as source:
+    with _open(image) as source:
         geometry = window_grid(source.width, source.height, grid=grid, window=window, overlap=overlap)
-        boxes = geometry.boxes()
-        scores = np.empty((len(boxes), len(queries)), dtype=np.float32)  # (windows, Q), row-major windows
-        progress = tqdm(total=len(boxes), desc="heat map", unit="window", disable=len(boxes) <= batch_size)
-        for start in range(0, len(boxes), batch_size):
-            crops = [source.read(left, top, geometry.window, geometry.window)
-                     for left, top, _, _ in boxes[start : start + batch_size]]
+        scores = np.empty((len(geometry.boxes()), len(queries)), dtype=np.float32)  # (windows, Q), row-major
+        progress = tqdm(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
+        done = 0
+        for crops in _batches(source, geometry, batch_size):
             embeds = encode_images(model, processor, crops, batch_size=len(crops), show_progress=False)  # (n, D)
-            scores[start : start + len(crops)] = (embeds @ text_embeds.T).numpy()
+            scores[done : done + len(crops)] = (embeds @ text_embeds.T).numpy()
+            done += len(crops)
             progress.update(len(crops))
         progress.close()
         overview = source.overview(overlay_size)
-        georeference = source.georeference
+        georeference = _georeference(source)
     grid_scores = scores.T.reshape(len(queries), *geometry.shape)  # (Q, rows, cols)
     result = HeatmapResult(queries=queries, grid=geometry, scores=grid_scores,
                            maps=pixel_maps(grid_scores, geometry, overview.size), overview=overview,
@@ -179,8 +175,97 @@ def heatmap(
     return result
 
 
+def _open(image: str | Path | Image.Image) -> Scene | RasterSource:
+    """A file through the window reader; an in-memory image through `RasterSource` (crops of the decoded image)."""
+    return RasterSource(image) if isinstance(image, Image.Image) else Scene(image)
+
+
+def _batches(source: Scene | RasterSource, geometry: WindowGrid, batch_size: int) -> Iterator[list[Image.Image]]:
+    """The window images in row-major order, `batch_size` at a time; files are read one row of windows at a time."""
+    crops: list[Image.Image] = []
+    for top in geometry.tops:
+        if isinstance(source, Scene):
+            row, _ = source.read_row(top, geometry.lefts, geometry.window, max_nodata=1.0)  # keep every window
+            crops.extend(item.image for item in row)
+        else:
+            crops.extend(source.read(left, top, geometry.window, geometry.window) for left in geometry.lefts)
+        while len(crops) >= batch_size:
+            yield crops[:batch_size]
+            crops = crops[batch_size:]
+    if crops:
+        yield crops
+
+
+def _georeference(source: Scene | RasterSource) -> Georeference | None:
+    if isinstance(source, RasterSource):
+        return source.georeference
+    return None if source.crs is None else Georeference(crs=source.crs, transform=source.transform)
+
+
+def heatmap_from_index(
+    index: str | Path | EmbeddingIndex,
+    scene: str | Path,
+    queries: str | Sequence[str],
+    *,
+    model: CLIPModel | str | Path,
+    processor: ProcessorMixin | None = None,
+    templates: Sequence[str] = ("{}",),
+    overlay_size: int = 1024,
+    output_dir: str | Path | None = None,
+) -> HeatmapResult:
+    """The heat map of a scene indexed with `rclip-hf index --window`, from the embeddings of its windows in the
+    index (nothing is embedded again; only an overview of the scene is read). Windows skipped as nodata score NaN."""
+    queries = [queries] if isinstance(queries, str) else list(queries)
+    if not queries or not all(isinstance(query, str) and query.strip() for query in queries):
+        raise ValueError(f"heatmap: queries must be non-empty strings, got {queries!r}")
+    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.open(index)
+    model, processor = resolve_model(model, processor)
+    index.check_model(model)
+    positions = _scene_positions(index, scene)
+    ids = index.ids()
+    lefts, tops = index.column("left"), index.column("top")
+    windows = [(lefts[position], tops[position]) for position in positions]
+    embeddings = index.embeddings_of([ids[position] for position in positions])  # (n, D)
+    text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
+    window_scores = (embeddings @ text_embeds.T).numpy()  # (n, Q)
+    widths, heights = index.column("width"), index.column("height")
+    with Scene(scene) as source:
+        side = max(max(widths[position], heights[position]) for position in positions)
+        columns, rows = sorted({left for left, _ in windows}), sorted({top for _, top in windows})
+        steps = [b - a for starts in (columns, rows) for a, b in itertools.pairwise(starts)]
+        stride = min([*steps, side])
+        geometry = WindowGrid(width=source.width, height=source.height, window=side, stride=stride,
+                              lefts=tuple(columns), tops=tuple(rows))
+        scores = np.full((len(queries), len(rows), len(columns)), np.nan, dtype=np.float32)  # (Q, rows, cols)
+        for (left, top), score in zip(windows, window_scores):
+            scores[:, rows.index(top), columns.index(left)] = score
+        overview = source.overview(overlay_size)
+        georeference = _georeference(source)
+    result = HeatmapResult(queries=queries, grid=geometry, scores=scores,
+                           maps=pixel_maps(scores, geometry, overview.size), overview=overview,
+                           georeference=georeference)
+    if output_dir is not None:
+        result.save(output_dir)
+    return result
+
+
+def _scene_positions(index: EmbeddingIndex, scene: str | Path) -> list[int]:
+    """Index positions of the windows of `scene` (matched by path as indexed, or as the same file)."""
+    paths = index.column("path")
+    target = Path(scene).resolve()
+    matches = {path for path in set(paths) if path == str(scene) or Path(path).resolve() == target}
+    positions = [position for position, path in enumerate(paths) if path in matches]
+    if not positions or index.column("left")[positions[0]] is None:
+        known = sorted({path for path, left in zip(paths, index.column("left")) if left is not None})
+        raise ValueError(f"scene {scene} has no windows in the index at {index.directory} (indexed scenes: "
+                         f"{', '.join(known[:5]) or 'none; build it with rclip-hf index --window'}"
+                         f"{', ...' if len(known) > 5 else ''})")
+    return positions
+
+
 def pixel_maps(scores: np.ndarray, geometry: WindowGrid, size: tuple[int, int]) -> np.ndarray:
-    """Per-pixel mean of the window scores covering each pixel, (Q, rows, cols) -> (Q, h, w) at `size` = (w, h)."""
+    """Per-pixel mean of the window scores covering each pixel, (Q, rows, cols) -> (Q, h, w) at `size` = (w, h);
+    windows scored NaN (not indexed) are left out, and pixels no window covers are NaN."""
     out_width, out_height = size
     scale_x, scale_y = out_width / geometry.width, out_height / geometry.height
     total = np.zeros((scores.shape[0], out_height, out_width), dtype=np.float64)
@@ -189,9 +274,13 @@ def pixel_maps(scores: np.ndarray, geometry: WindowGrid, size: tuple[int, int]) 
         y0, y1 = _span(top, geometry.window, scale_y, out_height)
         for col, left in enumerate(geometry.lefts):
             x0, x1 = _span(left, geometry.window, scale_x, out_width)
+            if np.isnan(scores[:, row, col]).any():
+                continue
             total[:, y0:y1, x0:x1] += scores[:, row, col, None, None]
             covered[y0:y1, x0:x1] += 1
-    return (total / np.maximum(covered, 1)).astype(np.float32)
+    maps = total / np.maximum(covered, 1)
+    maps[:, covered == 0] = np.nan
+    return maps.astype(np.float32)
 
 
 def _span(start: int, length: int, scale: float, limit: int) -> tuple[int, int]:
@@ -205,8 +294,9 @@ def overlay(image: Image.Image, score_map: np.ndarray, alpha: float = 0.5, color
         from matplotlib import colormaps
     except ImportError:
         raise ImportError("heat-map overlays need matplotlib: pip install matplotlib") from None
-    low, high = float(score_map.min()), float(score_map.max())
+    low, high = float(np.nanmin(score_map)), float(np.nanmax(score_map))
     normalised = (score_map - low) / (high - low) if high > low else np.zeros_like(score_map)
+    normalised = np.nan_to_num(normalised, nan=0.0)
     colours = (colormaps[colormap](normalised)[..., :3] * 255).astype(np.uint8)  # (h, w, 3)
     heat = Image.fromarray(colours, mode="RGB").resize(image.size, Image.Resampling.BILINEAR)
     return Image.blend(image.convert("RGB"), heat, alpha)
@@ -233,5 +323,5 @@ def _slugs(queries: Sequence[str]) -> list[str]:
     return slugs
 
 
-__all__ = ["DEFAULT_GRID", "DEFAULT_OVERLAP", "HeatmapResult", "WindowGrid", "heatmap", "overlay", "pixel_maps",
-           "window_grid"]
+__all__ = ["DEFAULT_GRID", "DEFAULT_OVERLAP", "HeatmapResult", "WindowGrid", "heatmap", "heatmap_from_index", "overlay",
+           "pixel_maps", "window_grid"]

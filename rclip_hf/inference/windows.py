@@ -12,8 +12,9 @@ window is padded with zeros on the right and bottom to a square, so the model se
 
 Pixels become RGB by the package's image rule (`images.to_rgb`): the selected bands (`bands`, 1-based, one or
 three; default: the red, green and blue bands, else the first three, else the first), non-8-bit data stretched with
-percentiles of the whole scene, nodata black. Palette images are expanded through their colour table. A window whose
-pixels are mostly nodata (the dataset mask: nodata value, alpha band or mask band) is skipped and counted.
+percentiles of the whole scene, nodata black (8-bit data is used as it is, alpha dropped). Palette images are expanded
+through their colour table. A window whose pixels are mostly nodata (the dataset mask: alpha or mask band, and the
+nodata value of data that is not 8-bit, as the image rule reads it) is skipped and counted.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class Scene:
 
         self.path = str(path)
         if not Path(path).is_file():
-            raise FileNotFoundError(f"scene not found: {path}")
+            raise FileNotFoundError(f"image file not found: {path}")
         self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
         self._env.__enter__()
         try:
@@ -121,9 +122,13 @@ class Scene:
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None
         self.transform = dataset.transform if georeferenced else None
-        self._has_mask = any(flag.name != "all_valid" for flags in dataset.mask_flag_enums for flag in flags)
+        # As the image rule: a nodata value counts for bands that are not 8-bit; alpha and mask bands for all.
+        flags = {flag.name for band_flags in dataset.mask_flag_enums for flag in band_flags}
+        eight_bit = dataset.dtypes[self.bands[0] - 1] == "uint8"
+        self._has_mask = bool(flags & {"alpha", "per_dataset"}) or ("nodata" in flags and not eight_bit)
+        self._masks_pixels = self._has_mask and not eight_bit  # 8-bit pixels are used as they are (alpha dropped)
         self._limits = None
-        if dataset.dtypes[self.bands[0] - 1] != "uint8":
+        if not eight_bit:
             scale = max(1, -(-max(self.width, self.height) // STRETCH_SAMPLE_SIZE))
             shape = (len(self.bands), max(1, self.height // scale), max(1, self.width // scale))
             sample = self._read(None, shape)
@@ -172,7 +177,7 @@ class Scene:
                 skipped += 1
                 continue
             bands = self._colour(strip[(slice(None), *cut)])
-            image = to_rgb(bands, self._limits, None if valid is None else valid[cut])
+            image = to_rgb(bands, self._limits, valid[cut] if self._masks_pixels else None)
             windows.append(SceneWindow(self.path, PixelWindow(left, top, width, height), _pad(image, window)))
         return windows, skipped
 
@@ -184,7 +189,7 @@ class Scene:
         shape = (len(self.bands), max(1, round(window.height * scale)), max(1, round(window.width * scale)))
         area = Window(window.left, window.top, window.width, window.height)
         bands = self._colour(self._read(area, shape))
-        valid = self._dataset.dataset_mask(window=area, out_shape=shape[1:]) > 0 if self._has_mask else None
+        valid = self._dataset.dataset_mask(window=area, out_shape=shape[1:]) > 0 if self._masks_pixels else None
         return to_rgb(bands, self._limits, valid)
 
     def overview(self, max_side: int) -> Image.Image:
@@ -192,7 +197,7 @@ class Scene:
         scale = min(1.0, max_side / max(self.width, self.height))
         size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
         bands = self._colour(self._read(None, (len(self.bands), size[1], size[0])))
-        valid = self._dataset.dataset_mask(out_shape=(size[1], size[0])) > 0 if self._has_mask else None
+        valid = self._dataset.dataset_mask(out_shape=(size[1], size[0])) > 0 if self._masks_pixels else None
         return to_rgb(bands, self._limits, valid)
 
     def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
