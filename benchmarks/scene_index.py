@@ -1,0 +1,195 @@
+"""Windowed indexing of a large scene vs the baseline "crop every window to a PNG file, then index the folder".
+
+A synthetic georeferenced GeoTIFF (EPSG:32633, 0.5 m pixels, tiled 512 x 512, DEFLATE) of `--sizes` pixels a side
+is made from the real DOTA and iSAID scenes in ../shared/data (a 2 x 2 mosaic of four of them, repeated with flips
+and rotations so that neighbouring windows differ). Each measured run is its own subprocess, so its peak RSS
+(ru_maxrss of the process and its children) is its own:
+
+- `ours`: `build_scene_index` on the GeoTIFF (one row of windows read at a time), 1 process, and `--processes`;
+- `baseline`: every window read from the GeoTIFF and written as a PNG file, then `build_index` on the folder
+  (timed from the first crop to the last embedding).
+
+The model is a tiny random-weight RemoteCLIP (2-layer ViT, 64 px input) unless `--model` names one: the claim is about
+the pipeline around the model (reading, cropping, files), which a real ViT-B/32 on CPU would hide behind its own
+cost. Prints windows/s, peak RSS and the ratios ours / baseline and N processes / 1 process.
+
+    python benchmarks/scene_index.py --sizes 10000 20000 --window 512
+    python benchmarks/scene_index.py --sizes 4000 --window 256 --processes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SOURCES = ("dota/images/P0706.png", "isaid/val/images/P0003.png", "isaid/test/images/P0006.png",
+           "isaid/train/images/P0005.png")
+TILE = 1024
+BLOCK = 512
+
+
+def mosaic() -> np.ndarray:
+    """(3, 2 * TILE, 2 * TILE) uint8: four real scenes, each resized to TILE x TILE."""
+    tiles = [np.asarray(Image.open(SHARED_DATA / name).convert("RGB").resize((TILE, TILE), Image.Resampling.BILINEAR))
+             for name in SOURCES]
+    top, bottom = np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)
+    return np.concatenate([top, bottom], axis=0).transpose(2, 0, 1)
+
+
+def make_scene(path: Path, size: int) -> Path:
+    """Write the synthetic GeoTIFF of `size` x `size` px, one row of blocks at a time."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    base = mosaic()
+    variants = [np.rot90(base, k, axes=(1, 2)) for k in range(4)]
+    variants += [flipped[:, :, ::-1] for flipped in variants]
+    side = base.shape[1]
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8", "crs": "EPSG:32633",
+               "transform": from_origin(500_000.0, 4_600_000.0, 0.5, 0.5), "tiled": True, "blockxsize": BLOCK,
+               "blockysize": BLOCK, "compress": "deflate", "photometric": "RGB"}
+    with rasterio.open(path, "w", **profile) as scene:
+        for top in range(0, size, BLOCK):
+            height = min(BLOCK, size - top)
+            strip = np.empty((3, height, size), dtype=np.uint8)
+            for left in range(0, size, side):
+                variant = variants[(top // side * 7 + left // side * 3) % len(variants)]
+                rows = variant[:, top % side : top % side + height, : min(side, size - left)]
+                strip[:, :, left : left + rows.shape[2]] = rows
+            scene.write(strip, window=Window(0, top, size, height))
+    return path
+
+
+def make_tiny_model(directory: Path) -> Path:
+    """A 2-layer ViT RemoteCLIP with random weights (64 px input, 32-d embeddings)."""
+    import torch
+
+    from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel, build_processor
+
+    torch.manual_seed(0)
+    tower = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 2,
+             "projection_dim": 32}
+    config = RemoteCLIPConfig(text_config=dict(tower), projection_dim=32,
+                              vision_config={**tower, "model_type": "clip_vision_model", "patch_size": 16,
+                                             "image_size": 64})
+    RemoteCLIPModel(config).eval().save_pretrained(directory)
+    build_processor(image_size=64).save_pretrained(directory)
+    return directory
+
+
+def run_ours(scene: Path, output: Path, model: str, window: int, processes: int, batch_size: int) -> dict:
+    from rclip_hf.inference.scenes import WindowOptions, build_scene_index
+    from rclip_hf.loading import load_model
+
+    # One process: the model is loaded before the clock starts. Many: each process loads it (counted: it is the
+    # cost of spawning them).
+    loaded, processor = load_model(model) if processes == 1 else (model, None)
+    start = time.perf_counter()
+    report = build_scene_index([scene], output, loaded, processor, options=WindowOptions(window=window),
+                               batch_size=batch_size, num_processes=processes, faiss="no")
+    return {"windows": report.added, "seconds": time.perf_counter() - start}
+
+
+def run_baseline(scene: Path, output: Path, model: str, window: int, processes: int, batch_size: int) -> dict:
+    from rclip_hf.inference.search import build_index
+    from rclip_hf.inference.windows import PixelWindow, Scene
+    from rclip_hf.loading import load_model
+
+    del processes  # the baseline is one process
+    loaded, processor = load_model(model)
+    folder = output.parent / "crops"
+    folder.mkdir()
+    start = time.perf_counter()
+    with Scene(scene) as source:
+        lefts, tops = source.grid(window, window)
+        for top in tops:
+            for left in lefts:
+                source.read_window(PixelWindow(left, top, window, window)).save(folder / f"{top:06d}_{left:06d}.png")
+    report = build_index(folder, output, loaded, processor, batch_size=batch_size, faiss="no")
+    return {"windows": report.added, "seconds": time.perf_counter() - start}
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measured run (in its own process): prints its result and peak RSS as JSON."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    run = {"ours": run_ours, "baseline": run_baseline}[args.child]
+    result = run(Path(args.scene), Path(args.output), args.model, args.window, args.processes, args.batch_size)
+    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(json.dumps({**result, "peak_rss_mib": peak_kib / 1024}))
+
+
+def measure(kind: str, scene: Path, work: Path, model: str, window: int, processes: int, batch_size: int) -> dict:
+    output = work / f"{kind}-{processes}-{scene.stem}"
+    output.mkdir()
+    command = [sys.executable, __file__, "--child", kind, "--scene", str(scene), "--output", str(output / "index"),
+               "--model", model, "--window", str(window), "--processes", str(processes),
+               "--batch-size", str(batch_size)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} run failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["windows_per_s"] = result["windows"] / result["seconds"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000])
+    parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default=None, help="model folder (default: a tiny random-weight RemoteCLIP)")
+    parser.add_argument("--baseline-sizes", type=int, nargs="*", default=None,
+                        help="sizes to run the (slow, disk-hungry) baseline on (default: all)")
+    parser.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--scene", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="scene-index-") as tmp:
+        work = Path(tmp)
+        model = args.model or str(make_tiny_model(work / "tiny-model"))
+        print(f"model: {'tiny random-weight RemoteCLIP (64 px)' if args.model is None else args.model}; "
+              f"window {args.window} px, batch {args.batch_size}")
+        print(f"{'scene':>12} {'run':>12} {'windows':>8} {'s':>8} {'win/s':>8} {'peak RSS MiB':>13}")
+        for size in args.sizes:
+            start = time.perf_counter()
+            scene = make_scene(work / f"scene-{size}.tif", size)
+            print(f"# made {scene.name} ({scene.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s")
+            runs = {"ours x1": measure("ours", scene, work, model, args.window, 1, args.batch_size)}
+            if args.processes > 1:
+                runs[f"ours x{args.processes}"] = measure("ours", scene, work, model, args.window, args.processes,
+                                                          args.batch_size)
+            if args.baseline_sizes is None or size in args.baseline_sizes:
+                runs["baseline"] = measure("baseline", scene, work, model, args.window, 1, args.batch_size)
+            for name, result in runs.items():
+                print(f"{size:>12} {name:>12} {result['windows']:>8} {result['seconds']:>8.1f} "
+                      f"{result['windows_per_s']:>8.1f} {result['peak_rss_mib']:>13.0f}")
+            if "baseline" in runs:
+                ratio = runs["ours x1"]["windows_per_s"] / runs["baseline"]["windows_per_s"]
+                print(f"{size:>12} ours / baseline windows/s: {ratio:.2f}x (goal >= 1.5x)")
+            if args.processes > 1:
+                ratio = runs[f"ours x{args.processes}"]["windows_per_s"] / runs["ours x1"]["windows_per_s"]
+                print(f"{size:>12} {args.processes} processes / 1: {ratio:.2f}x (goal >= 1.7x on 2 free cores)")
+            scene.unlink()
+
+
+if __name__ == "__main__":
+    main()
