@@ -102,7 +102,8 @@ class IndexOptions(ModelOptions):
     """Options of `rclip-hf index`."""
 
     source: list[str] = field(metadata=_help(
-        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow); with --window, scenes", nargs="+"))
+        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow); with --window, scenes (repeatable)",
+        nargs="+", action="extend"))
     output: str = field(metadata=_help("Index folder (created, or resumed when it exists)"))
     window: int | None = field(default=None, metadata=_help("Cut each scene into windows of this many pixels"))
     stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: the window)"))

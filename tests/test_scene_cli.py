@@ -37,7 +37,7 @@ def scene_index(tmp_path: Path, shared_data: Path, tiny_model_dir: Path, capsys)
     shutil.copy(shared_data / "dota" / "images" / "P0706.png", scenes / "p0706.png")  # 1111 x 1182
     index = tmp_path / "scenes.index"
     code, out, err = _run(["index", "--model", str(tiny_model_dir), "--source", str(scenes / "p1888.tif"),
-                           str(scenes / "p0706.png"), "--output", str(index), "--window", "256", "--stride", "128",
+                           "--source", str(scenes / "p0706.png"), "--output", str(index), "--window", "256", "--stride", "128",
                            "--format", "json"], capsys)
     assert code == 0, err
     report = json.loads(out)

@@ -162,6 +162,23 @@ def test_faiss_probed_too_narrowly_gives_the_hits_it_has(scenes: Path, tmp_path:
     assert len({hit["id"] for hit in hits}) == len(hits)
 
 
+def test_scenes_in_different_crss_share_an_index(shared_data: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    pixels = dota_pixels(shared_data)
+    utm = write_geotiff(tmp_path / "utm.tif", pixels, crs="EPSG:32633", origin=(500_000.0, 1_000.0), gsd=1.0)
+    mercator = write_geotiff(tmp_path / "mercator.tif", pixels, origin=ORIGIN, gsd=2.0)
+    build_scene_index([utm, mercator], tmp_path / "index", model, processor, options=WindowOptions(window=712))
+    hits = search(tmp_path / "index", "a harbour", k=2, model=model, processor=processor)
+    by_scene = {Path(hit["path"]).name: hit for hit in hits}
+    assert {name: hit["crs"] for name, hit in by_scene.items()} == {"utm.tif": "EPSG:32633",
+                                                                    "mercator.tif": "EPSG:3857"}
+    lon, lat = geo.wkb_ring(by_scene["utm.tif"]["geometry"])[0]  # the top-left corner, on the central meridian
+    assert lon == pytest.approx(15.0, abs=1e-9) and lat == pytest.approx(1_000.0 / 110_574.0, abs=1e-5)
+    near_equator = search(tmp_path / "index", "a harbour", k=2, model=model, processor=processor,
+                          bbox=(14.9, -0.1, 15.1, 0.1))
+    assert [Path(hit["path"]).name for hit in near_equator] == ["utm.tif"]
+
+
 def test_unreprojectable_crs_is_a_failure_naming_the_scene_and_crs(shared_data: Path, tmp_path: Path,
                                                                    tiny_model) -> None:
     model, processor = tiny_model
