@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +194,7 @@ def test_unreprojectable_crs_is_a_failure_naming_the_scene_and_crs(shared_data: 
     assert "site.tif: cannot reproject from CRS LOCAL_CS" in report.failures[0]["reason"]
 
 
+@pytest.mark.slow
 def test_two_processes_finish_a_killed_build_without_duplicates(scenes: Path, tmp_path: Path, tiny_model_dir: Path,
                                                                 tiny_model) -> None:
     from rclip_hf.inference.scenes import index_part, scene_files
@@ -218,3 +224,44 @@ def test_two_processes_finish_a_killed_build_without_duplicates(scenes: Path, tm
     assert sorted(two.ids()) == sorted(one.ids()) and not (tmp_path / "two" / "parts").exists()
     torch.testing.assert_close(two.embeddings_of(one.ids()), one.embeddings_of(one.ids()), atol=1e-5, rtol=0)
     assert merge_parts(tmp_path / "two").manifest["num_items"] == single.total  # merging again adds nothing
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_two_process_build_then_a_rerun_gives_every_window_once(scenes: Path, tmp_path: Path,
+                                                                              tiny_model_dir: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    options = WindowOptions(window=128, stride=128)
+    expected = build_scene_index([scenes], tmp_path / "one", model, processor, options=options)
+    command = [sys.executable, "-m", "rclip_hf.cli", "index", "--model", str(tiny_model_dir), "--source", str(scenes),
+               "--output", str(tmp_path / "two"), "--window", "128", "--num-processes", "2", "--shard-size", "8",
+               "--batch-size", "4"]
+    build = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not _committed_shards(tmp_path / "two") and build.poll() is None:
+        if time.monotonic() > deadline:
+            os.killpg(build.pid, signal.SIGKILL)
+            pytest.fail("no shard written within 240 s")
+        time.sleep(0.02)
+    os.killpg(build.pid, signal.SIGKILL)  # the parent and both workers, mid-build
+    build.wait()
+    written = sum(len(EmbeddingIndex.open(part).ids()) for part in (tmp_path / "two" / "parts").iterdir()
+                  if (part / "index.json").is_file())
+    assert 0 < written < expected.total  # killed in the middle: some shards kept, not all windows
+    rerun = subprocess.run(command + ["--format", "json"], capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    report = json.loads(rerun.stdout)
+    assert report["already_indexed"] == written and report["total"] == expected.total
+    ids = EmbeddingIndex.open(tmp_path / "two").ids()
+    assert len(ids) == len(set(ids)) == expected.total
+    assert set(ids) == set(EmbeddingIndex.open(tmp_path / "one").ids())
+
+
+def _committed_shards(index: Path) -> int:
+    """Shards the part manifests of a many-process build list (written after the shard files)."""
+    count = 0
+    for manifest in index.glob("parts/*/index.json"):
+        try:
+            count += len(json.loads(manifest.read_text())["shards"])
+        except (OSError, ValueError):  # replaced while read: counted at the next poll
+            continue
+    return count
