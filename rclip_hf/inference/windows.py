@@ -97,8 +97,11 @@ class Scene:
     """A raster opened for window reads: `width`, `height`, `crs` and `transform` (None when not georeferenced)."""
 
     def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
-        import rasterio
-        import rasterio.errors
+        try:
+            import rasterio
+            import rasterio.errors
+        except ImportError:
+            raise ImportError("reading windows of scenes needs rasterio: pip install rasterio (or rclip-hf[geo])") from None
 
         self.path = str(path)
         if not Path(path).is_file():
