@@ -148,3 +148,34 @@ def test_wkb_round_trip_and_bbox_parsing() -> None:
     with pytest.raises(ValueError, match="--bbox '3,2,1,4': give minx,miny,maxx,maxy"):
         geo.parse_bbox("3,2,1,4")
     assert geo.intersects((0, 0, 1, 1), (1, 1, 2, 2)) and not geo.intersects((0, 0, 1, 1), (1.5, 0, 2, 1))
+
+
+@pytest.mark.parametrize("kind", ["rgba_png", "jpeg", "palette_png", "grey_alpha_png", "sixteen_bit_png"])
+def test_windows_follow_the_package_image_rule(kind: str, shared_data: Path, tmp_path: Path) -> None:
+    """A window read through GDAL equals the same crop of `load_image` (the package's one image rule)."""
+    from rclip_hf.images import load_image
+
+    rgba = shared_data / "dota_split" / "images" / "P0004__1__0___0.png"  # 285 x 294 RGBA
+    path = {"rgba_png": rgba, "jpeg": shared_data / "aid150" / "Airport" / "airport_1.jpg"}.get(kind)
+    if path is None:
+        image = Image.open(rgba)
+        path = tmp_path / f"{kind}.png"
+        if kind == "palette_png":
+            image.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(path)
+        elif kind == "grey_alpha_png":
+            image.convert("LA").save(path)
+        else:
+            grey = np.asarray(image.convert("L"), dtype=np.uint16) * 180 + 300
+            Image.fromarray(grey).save(path)  # 16-bit greyscale PNG
+    whole = np.asarray(load_image(path))
+    windows = list(scene_windows(path, 128, 100, max_nodata=1.0))
+    assert len(windows) > 1
+    for item in windows:
+        left, top, right, bottom = item.window.box
+        np.testing.assert_array_equal(np.asarray(item.image)[: bottom - top, : right - left],
+                                      whole[top:bottom, left:right], err_msg=f"{kind} window {item.window}")
+    with Scene(path) as scene:
+        assert scene.overview(64).size[0] == 64 or scene.overview(64).size[1] == 64
+        crop = scene.read_window(PixelWindow(10, 20, 100, 50))
+        np.testing.assert_array_equal(np.asarray(crop), whole[20:70, 10:110])
+        assert scene.read_window(PixelWindow(10, 20, 100, 50), max_side=50).size == (50, 25)

@@ -1,7 +1,9 @@
 """Windows of large scenes (GeoTIFF/COG, PNG, JPEG mosaics), read strip by strip as 8-bit RGB images.
 
-A scene is opened with rasterio (GDAL), which decodes GeoTIFF/COG by tiles and PNG/JPEG by scanlines, so the whole
-scene is never decoded at once. (Pillow cannot: its PNG and JPEG decoders fill one image of the full size.) The
+A scene is opened with rasterio (GDAL), which decodes GeoTIFF/COG by tiles and PNG by scanlines, so the whole scene
+is never decoded at once. (Pillow cannot: its PNG and JPEG decoders fill one image of the full size.) GDAL's PNG
+pixels are Pillow's; its JPEG pixels differ by a few levels, so a JPEG within Pillow's pixel limit is decoded whole
+by Pillow (as the training images are), and only larger ones by GDAL's scanline decoder. The
 windows of a scene are read one row of windows at a time: one read of a `scene width x window height` strip, cut into
 windows, so memory is bounded by one strip plus the batch of windows, whatever the scene's height.
 
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..images import STRETCH_SAMPLE_SIZE, ImageReadError, select_bands, stretch_limits, to_rgb
+from ..images import STRETCH_SAMPLE_SIZE, ImageReadError, load_image, select_bands, stretch_limits, to_rgb
 
 #: A window is skipped when more than this share of its pixels is nodata (by default).
 MAX_NODATA_FRACTION = 0.5
@@ -122,6 +124,7 @@ class Scene:
             raise ValueError(f"--bands {','.join(map(str, bands))}: scene {path} has {dataset.count} band(s)")
         self.bands = list(bands) if bands else select_bands(dataset.colorinterp, dataset.count)
         self._palette = _palette(dataset, self.bands)
+        self._decoded = _decoded_jpeg(self.path, self.width, self.height)
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None
         self.transform = dataset.transform if georeferenced else None
@@ -206,6 +209,9 @@ class Scene:
     def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
         import rasterio.errors
 
+        if self._decoded is not None:
+            return _crop(self._decoded[[band - 1 for band in self.bands]], window, out_shape)
+
         try:
             return self._dataset.read(self.bands, window=window, out_shape=out_shape)
         except rasterio.errors.RasterioError as error:
@@ -236,6 +242,28 @@ def _palette(dataset: Any, bands: Sequence[int]) -> np.ndarray | None:
         if 0 <= index < 256:
             table[index] = colour[:3]
     return table
+
+
+def _decoded_jpeg(path: str, width: int, height: int) -> np.ndarray | None:
+    """A JPEG within Pillow's pixel limit decoded by the package's image rule, (3, H, W) uint8; else None.
+
+    GDAL's and Pillow's JPEG decoders differ by a few levels (chroma upsampling), and training images are decoded by
+    Pillow: a JPEG is decoded once, whole, by Pillow, so its windows are exactly the crops of `load_image`. Larger
+    JPEGs (which Pillow refuses) are read by GDAL's scanline decoder, with bounded memory."""
+    if Path(path).suffix.lower() not in (".jpg", ".jpeg") or width * height > (Image.MAX_IMAGE_PIXELS or 0):
+        return None
+    return np.asarray(load_image(path)).transpose(2, 0, 1)
+
+
+def _crop(pixels: np.ndarray, window: Any, out_shape: tuple[int, int, int] | None) -> np.ndarray:
+    """(bands, h, w) of decoded `pixels` (bands, H, W) in a rasterio `window` (None: all), resized to `out_shape`."""
+    if window is not None:
+        top, left = int(window.row_off), int(window.col_off)
+        pixels = pixels[:, top : top + int(window.height), left : left + int(window.width)]
+    if out_shape is None or out_shape[1:] == pixels.shape[1:]:
+        return pixels
+    size = (out_shape[2], out_shape[1])
+    return np.stack([np.asarray(Image.fromarray(band).resize(size, Image.Resampling.BILINEAR)) for band in pixels])
 
 
 def _pad(image: Image.Image, window: int) -> Image.Image:
