@@ -163,26 +163,38 @@ def search(
         if not allowed.any():
             logger.warning("no indexed window meets --bbox %s (%s): no hits", ",".join(map(str, bbox)), bbox_crs)
             return [] if single else [[] for _ in query_list]
-    results = []
-    for query, embedding in zip(query_list, encode_queries(model, processor, query_list, index)):  # (D,) each
-        mask = allowed
+    embeddings = encode_queries(model, processor, query_list, index)  # (Q, D)
+    results: list[list[dict[str, Any]]] = [[] for _ in query_list]
+    plain = [i for i, query in enumerate(query_list) if not isinstance(query, Examples)]
+    if plain:  # one pass over the shards for all of them
+        for i, hits in zip(plain, _hits(index, embeddings[plain], k, allowed, backend, nprobe)):
+            results[i] = hits
+    for i, query in enumerate(query_list):
         if isinstance(query, Examples):
             mask = torch.ones(len(index), dtype=torch.bool) if allowed is None else allowed.clone()
             mask[[position for position, item_id in enumerate(index.ids())
                   if item_id in {*query.positive, *query.negative}]] = False
-        available = len(index) if mask is None else int(mask.sum())
-        if available == 0:
-            results.append([])
-            continue
-        # k beyond the index is the caller's error; beyond the items a filter leaves, it is "all of them"
-        scores, positions = index.search_embeddings(embedding[None], k if mask is None else min(k, available),
-                                                    backend=backend, nprobe=nprobe, allowed=mask)
-        found = [(position, score) for position, score in zip(positions[0].tolist(), scores[0].tolist())
+            results[i] = _hits(index, embeddings[i : i + 1], k, mask, backend, nprobe)[0]
+    return results[0] if single else results
+
+
+def _hits(index: EmbeddingIndex, queries: Tensor, k: int, allowed: Tensor | None, backend: Backend,
+          nprobe: int) -> list[list[dict[str, Any]]]:
+    """Ranked hits of `queries` (Q, D) among the `allowed` items (bool (N,); None: all)."""
+    available = len(index) if allowed is None else int(allowed.sum())
+    if available == 0:
+        return [[] for _ in queries]
+    # k beyond the index is the caller's error; beyond the items a filter leaves, it is "all of them"
+    scores, positions = index.search_embeddings(queries, k if allowed is None else min(k, available),
+                                                backend=backend, nprobe=nprobe, allowed=allowed)
+    results = []
+    for row_scores, row_positions in zip(scores.tolist(), positions.tolist()):
+        found = [(position, score) for position, score in zip(row_positions, row_scores)
                  if position >= 0]  # FAISS marks hits it could not fill with -1
         hits = index.items([position for position, _ in found])
         results.append([{"rank": rank, **hit, "score": score}
                         for rank, (hit, (_, score)) in enumerate(zip(hits, found), start=1)])
-    return results[0] if single else results
+    return results
 
 
 def encode_queries(model: CLIPModel, processor: ProcessorMixin, queries: Sequence[Query | Examples],
