@@ -273,16 +273,17 @@ def run_index(argv: list[str]) -> int:
         return _index_scenes(options)
     if options.num_processes != 1:
         raise ValueError("--num-processes works on windows of scenes: give --window or --window-metres too")
+    if len(options.source) > 1:  # item ids are paths relative to the source: two folders could share ids
+        raise ValueError(f"--source: {len(options.source)} sources given; whole images are indexed from one folder "
+                         "or dataset per index (several sources work with --window)")
     model, processor = _load(options)
-    reports = [build_index(source, options.output, model, processor, batch_size=options.batch_size,
-                           shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
-                           image_column=options.image_column, id_column=options.id_column, faiss=options.faiss)
-               for source in options.source]
+    report = build_index(options.source[0], options.output, model, processor, batch_size=options.batch_size,
+                         shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
+                         image_column=options.image_column, id_column=options.id_column, faiss=options.faiss)
     rows = [{"index": report.index, "added": report.added, "already_indexed": report.already_indexed,
              "total": report.total, "failed": len(report.failures), "faiss": report.faiss,
-             "failure_report": str(Path(report.index) / FAILURES_FILE)} for report in reports]
-    documents = [asdict(report) for report in reports]
-    emit(rows, options.format, document=documents[0] if len(documents) == 1 else documents)
+             "failure_report": str(Path(report.index) / FAILURES_FILE)}]
+    emit(rows, options.format, document=asdict(report))
     return 0
 
 

@@ -102,6 +102,9 @@ def test_bad_input(scene_index: Path, tiny_model_dir: Path, other_model_dir: Pat
                          "--output", str(tmp_path / "x"), "--num-processes", "2"], capsys)
     assert code == 2 and "--num-processes works on windows of scenes" in err
     code, _, err = _run(["index", "--model", str(tiny_model_dir), "--source", str(scene_index.parent / "scenes"),
+                         "--source", str(scene_index.parent / "scenes"), "--output", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--source: 2 sources given; whole images are indexed from one folder" in err
+    code, _, err = _run(["index", "--model", str(tiny_model_dir), "--source", str(scene_index.parent / "scenes"),
                          "--output", str(tmp_path / "x"), "--window", "64", "--bands", "1,2"], capsys)
     assert code == 2 and "--bands '1,2'" in err
 
