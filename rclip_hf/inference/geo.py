@@ -3,11 +3,13 @@
 Polygons are lists of (x, y) corners, closed (the first corner repeated last), in the order top-left, top-right,
 bottom-right, bottom-left of the pixel window. Longitude/latitude is EPSG:4326 in GIS axis order (x = longitude,
 y = latitude), which is also GeoParquet's default CRS (OGC:CRS84). WKB is written and read here by its
-specification (ISO 19125, little-endian Polygon), so no geometry library is needed.
+specification (ISO 19125, little-endian Polygon), so no geometry library is needed; `scene_columns` adds the item
+table's scene columns and GeoParquet `geo` metadata to a pyarrow table.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Sequence
@@ -18,6 +20,8 @@ from .windows import PixelWindow
 Ring = list[tuple[float, float]]
 #: The CRS of the `geometry` column of item tables and of GeoJSON output.
 LONLAT = "EPSG:4326"
+#: Item-table columns of windows of scenes, after `id`, `path`, `row` (see `scenes.py`).
+SCENE_COLUMNS = ("left", "top", "width", "height", "crs", "scene_geometry", "geometry", "bbox")
 #: GeoParquet version written in the `geo` metadata.
 GEOPARQUET_VERSION = "1.1.0"
 
@@ -129,6 +133,20 @@ def geo_metadata(bboxes: Sequence[Sequence[float] | None]) -> dict[str, Any]:
     return {"version": GEOPARQUET_VERSION, "primary_column": "geometry", "columns": {"geometry": column}}
 
 
+def scene_columns(table: Any, records: Sequence[dict[str, Any]]) -> Any:
+    """`table` (pyarrow) with the scene columns of `records` appended and GeoParquet `geo` metadata."""
+    import pyarrow as pa
+
+    types = {"left": pa.int64(), "top": pa.int64(), "width": pa.int64(), "height": pa.int64(), "crs": pa.string(),
+             "scene_geometry": pa.binary(), "geometry": pa.binary(),
+             "bbox": pa.struct([(key, pa.float64()) for key in ("xmin", "ymin", "xmax", "ymax")])}
+    for name in SCENE_COLUMNS:
+        table = table.append_column(name, pa.array([record.get(name) for record in records], types[name]))
+    boxes = [None if record.get("bbox") is None else list(record["bbox"].values()) for record in records]
+    metadata = {**(table.schema.metadata or {}), b"geo": json.dumps(geo_metadata(boxes)).encode()}
+    return table.replace_schema_metadata(metadata)
+
+
 def feature_collection(features: list[dict[str, Any]]) -> dict[str, Any]:
     """A GeoJSON FeatureCollection of `features`."""
     return {"type": "FeatureCollection", "features": features}
@@ -145,6 +163,6 @@ def _short(crs: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-__all__ = ["GEOPARQUET_VERSION", "LONLAT", "ReprojectionError", "bbox_to_lonlat", "crs_string", "envelope",
-           "feature", "feature_collection", "geo_metadata", "intersects", "parse_bbox", "pixel_ring",
-           "polygon_wkb", "to_lonlat", "window_ring", "wkb_ring"]
+__all__ = ["GEOPARQUET_VERSION", "LONLAT", "SCENE_COLUMNS", "ReprojectionError", "bbox_to_lonlat", "crs_string",
+           "envelope", "feature", "feature_collection", "geo_metadata", "intersects", "parse_bbox", "pixel_ring",
+           "polygon_wkb", "scene_columns", "to_lonlat", "window_ring", "wkb_ring"]

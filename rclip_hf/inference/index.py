@@ -190,7 +190,7 @@ class EmbeddingIndex:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from .scenes import scene_columns
+        from .geo import scene_columns
 
         name = f"shard-{len(self.manifest['shards']):05d}"
         ids, paths, rows, vectors, extra = zip(*items)

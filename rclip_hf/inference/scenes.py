@@ -46,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 #: Folder of an index holding the part indexes of the processes of a many-process build.
 PARTS_DIR = "parts"
-#: Item-table columns of windows of scenes, after `id`, `path`, `row`.
-SCENE_COLUMNS = ("left", "top", "width", "height", "crs", "scene_geometry", "geometry", "bbox")
 
 
 @dataclass(frozen=True)
@@ -117,20 +115,6 @@ def window_record(scene: Scene, window: PixelWindow) -> dict[str, Any]:
                       geometry=geo.polygon_wkb(lonlat), bbox=dict(zip(("xmin", "ymin", "xmax", "ymax"),
                                                                      geo.envelope(lonlat))))
     return record
-
-
-def scene_columns(table: Any, records: Sequence[dict[str, Any]]) -> Any:
-    """`table` (pyarrow) with the scene columns of `records` appended and GeoParquet `geo` metadata."""
-    import pyarrow as pa
-
-    types = {"left": pa.int64(), "top": pa.int64(), "width": pa.int64(), "height": pa.int64(), "crs": pa.string(),
-             "scene_geometry": pa.binary(), "geometry": pa.binary(),
-             "bbox": pa.struct([(key, pa.float64()) for key in ("xmin", "ymin", "xmax", "ymax")])}
-    for name in SCENE_COLUMNS:
-        table = table.append_column(name, pa.array([record.get(name) for record in records], types[name]))
-    boxes = [None if record.get("bbox") is None else list(record["bbox"].values()) for record in records]
-    metadata = {**(table.schema.metadata or {}), b"geo": json.dumps(geo.geo_metadata(boxes)).encode()}
-    return table.replace_schema_metadata(metadata)
 
 
 def bbox_mask(index: EmbeddingIndex, bbox: Sequence[float], bbox_crs: str = geo.LONLAT) -> torch.Tensor:
@@ -446,9 +430,9 @@ def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None
                      "id": pa.array([hit["id"] for hit in hits], pa.string()),
                      "path": pa.array([hit["path"] for hit in hits], pa.string()),
                      "row": pa.array([hit.get("row", -1) for hit in hits], pa.int64())})
-    pq.write_table(scene_columns(base, hits), path)
+    pq.write_table(geo.scene_columns(base, hits), path)
 
 
-__all__ = ["PARTS_DIR", "SCENE_COLUMNS", "SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
-           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "scene_columns", "scene_files",
+__all__ = ["PARTS_DIR", "SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
+           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "scene_files",
            "window_id", "window_record", "write_hits_parquet"]
