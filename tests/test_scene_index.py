@@ -247,10 +247,10 @@ def test_sigkill_of_a_two_process_build_then_a_rerun_gives_every_window_once(sce
     written = sum(len(EmbeddingIndex.open(part).ids()) for part in (tmp_path / "two" / "parts").iterdir()
                   if (part / "index.json").is_file())
     assert 0 < written < expected.total  # killed in the middle: some shards kept, not all windows
-    rerun = subprocess.run(command + ["--format", "json"], capture_output=True, text=True, timeout=600, check=False)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    report = json.loads(rerun.stdout)
-    assert report["already_indexed"] == written and report["total"] == expected.total
+    # The re-run here is one process (the test above re-runs with two): the parts are finished and merged either way.
+    report = build_scene_index([scenes], tmp_path / "two", model, processor, options=options, shard_size=8)
+    assert report.already_indexed == written and report.total == expected.total
+    assert not (tmp_path / "two" / "parts").exists()
     ids = EmbeddingIndex.open(tmp_path / "two").ids()
     assert len(ids) == len(set(ids)) == expected.total
     assert set(ids) == set(EmbeddingIndex.open(tmp_path / "one").ids())
