@@ -78,6 +78,17 @@ def test_items_hold_windows_crs_and_polygons_as_geoparquet(scenes: Path, tmp_pat
     assert len(index.ids()) == len(set(EmbeddingIndex.open(tmp_path / "index").ids())) == 25
 
 
+def test_window_metres_use_each_scenes_ground_sample_distance(scenes: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    report = build_scene_index([scenes / "p1888.tif", scenes / "p0005.png"], tmp_path / "index", model, processor,
+                               options=WindowOptions(window_metres=512.0, stride_metres=256.0))
+    ids = EmbeddingIndex.open(tmp_path / "index").ids()
+    assert report.added == len(ids) == 5 * 4  # 2 m pixels: 256 px windows every 128 px over 712 x 557
+    assert f"{scenes / 'p1888.tif'}#128,128,256,256" in ids
+    assert [failure["path"] for failure in report.failures] == [str(scenes / "p0005.png")]
+    assert "--window-metres needs a georeferenced scene" in report.failures[0]["reason"]
+
+
 def test_window_embeddings_equal_the_models_embeddings_of_the_crops(scenes: Path, tmp_path: Path,
                                                                     tiny_model) -> None:
     model, processor = tiny_model
