@@ -1,14 +1,39 @@
-"""RemoteCLIP configuration: a `CLIPConfig` whose vision tower is a ViT or OpenAI's modified ResNet."""
+"""RemoteCLIP configuration: a `CLIPConfig` whose vision tower is a ViT or OpenAI's modified ResNet.
+
+This file is also shipped, unchanged, beside the weights of ResNet folders (`trust_remote_code=True`): it imports
+only transformers and huggingface_hub (a dependency of transformers).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
 RESNET_VISION_MODEL_TYPE = "remoteclip_resnet_vision"
+#: `auto_map` of a ResNet folder: the Auto classes resolve to the `.py` files saved beside its weights.
+REMOTE_AUTO_MAP: dict[str, str] = {
+    "AutoConfig": "configuration_remoteclip.RemoteCLIPConfig",
+    "AutoModel": "modeling_remoteclip.RemoteCLIPModel",
+    "AutoModelForZeroShotImageClassification": "modeling_remoteclip.RemoteCLIPModel",
+}
+#: The modules copied beside the weights of a ResNet folder: this package's own files, byte for byte.
+REMOTE_CODE_FILES = ("configuration_remoteclip.py", "modeling_remoteclip.py", "processing_remoteclip.py")
+
+
+def save_remote_code(save_directory: str | os.PathLike) -> list[Path]:
+    """Copy the remote-code modules (this file and its siblings) into `save_directory`; returns the copies."""
+    source, target = Path(__file__).resolve().parent, Path(save_directory)
+    copies = []
+    for name in REMOTE_CODE_FILES:
+        if (source / name).is_file() and (source / name).resolve() != (target / name).resolve():
+            copies.append(Path(shutil.copyfile(source / name, target / name)))
+    return copies
 
 
 @strict
@@ -33,6 +58,9 @@ class RemoteCLIPResNetVisionConfig(PreTrainedConfig):
         Epsilon of every BatchNorm layer.
     initializer_factor (`float`, defaults to 1.0):
         Multiplier of every initialisation scale (as in CLIP).
+    patch_size (`None`):
+        Always None: the tower has no patches. Saved so that a plain `CLIPModel.from_pretrained` of a ResNet folder
+        fails while building its ViT embeddings instead of loading a randomly initialised ViT tower.
     """
 
     model_type = RESNET_VISION_MODEL_TYPE
@@ -46,6 +74,7 @@ class RemoteCLIPResNetVisionConfig(PreTrainedConfig):
     num_channels: int = 3
     batch_norm_eps: float = 1e-5
     initializer_factor: float = 1.0
+    patch_size: None = None
 
     @property
     def hidden_size(self) -> int:
@@ -106,12 +135,56 @@ class RemoteCLIPConfig(CLIPConfig):
     """
 
     model_type = "remoteclip"
-    sub_configs_defaults: ClassVar[dict[str, Any]] = {
-        "text_config": CLIPTextConfig,
-        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_vision_model"),
+    sub_configs_defaults: ClassVar[dict[str, Any]] = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
+    #: Vision sub-config class of each vision `model_type` (resolved here, not through `AutoConfig`, so that the
+    #: ResNet tower's type needs no registration when this file runs as remote code).
+    vision_config_classes: ClassVar[dict[str, type[PreTrainedConfig]]] = {
+        CLIPVisionConfig.model_type: CLIPVisionConfig,
+        RESNET_VISION_MODEL_TYPE: RemoteCLIPResNetVisionConfig,
     }
 
     vision_config: dict | CLIPVisionConfig | RemoteCLIPResNetVisionConfig | None = None
+
+    def __post_init__(self, **kwargs: Any):
+        if isinstance(self.vision_config, dict):
+            model_type = self.vision_config.get("model_type", CLIPVisionConfig.model_type)
+            if model_type not in self.vision_config_classes:
+                raise ValueError(f"vision_config.model_type is {model_type!r}; RemoteCLIP knows "
+                                 f"{', '.join(self.vision_config_classes)}")
+            self.vision_config = self.vision_config_classes[model_type](**self.vision_config)
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> RemoteCLIPConfig:
+        """Load a RemoteCLIP folder, including ViT folders saved as plain CLIP (`model_type: "clip"`)."""
+        config_dict, kwargs = cls.get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == CLIPConfig.model_type:
+            config_dict = {key: value for key, value in config_dict.items() if key != "model_type"}
+        return cls.from_dict(config_dict, **kwargs)
+
+    def to_hub_dict(self) -> dict[str, Any]:
+        """The `config.json` contents of a Hub-native folder: a ViT model as plain transformers CLIP (`model_type:
+        "clip"`, `architectures: ["CLIPModel"]`), a ResNet one with `auto_map` to the `.py` files beside it."""
+        config = self.to_diff_dict()
+        if self.uses_resnet_tower:  # patch_size None: a plain CLIPModel cannot build a ViT from it (see the field)
+            config["vision_config"] = {**config["vision_config"], "patch_size": None}
+            return {**config, "auto_map": dict(REMOTE_AUTO_MAP)}
+        config.pop("auto_map", None)
+        return {**config, "model_type": CLIPConfig.model_type, "architectures": ["CLIPModel"]}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> None:
+        """Save `config.json` (see [`to_hub_dict`]); a ResNet config also gets the remote-code `.py` files."""
+        if self.uses_resnet_tower:
+            Path(save_directory).mkdir(parents=True, exist_ok=True)
+            save_remote_code(save_directory)
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    def to_json_file(self, json_file_path: str | os.PathLike, use_diff: bool = True) -> None:
+        """Write `config.json` in the Hub-native form of [`to_hub_dict`] (`use_diff=False`: every field as is)."""
+        if not use_diff:
+            return super().to_json_file(json_file_path, use_diff=False)
+        with open(json_file_path, "w", encoding="utf-8") as writer:
+            writer.write(json.dumps(self.to_hub_dict(), indent=2, sort_keys=True) + "\n")
 
     @property
     def uses_resnet_tower(self) -> bool:
@@ -146,4 +219,4 @@ class RemoteCLIPConfig(CLIPConfig):
         return cls(**kwargs)
 
 
-__all__ = ["PRESETS", "RESNET_VISION_MODEL_TYPE", "RemoteCLIPConfig", "RemoteCLIPResNetVisionConfig"]
+__all__ = ["PRESETS", "REMOTE_AUTO_MAP", "RESNET_VISION_MODEL_TYPE", "RemoteCLIPConfig", "RemoteCLIPResNetVisionConfig"]

@@ -14,7 +14,9 @@ from transformers import (
     AutoModel,
     AutoModelForZeroShotImageClassification,
     AutoProcessor,
+    CLIPConfig,
     CLIPModel,
+    CLIPProcessor,
 )
 
 import rclip_hf
@@ -126,18 +128,44 @@ def test_random_init_is_finite_and_follows_open_clip(tiny_model):
 
 
 def test_save_and_auto_reload_round_trip(tiny_model, tmp_path):
+    """ViT folders are written as plain CLIP (Auto classes give CLIPModel / CLIPProcessor, RemoteCLIP* still load
+    them); ResNet folders as RemoteCLIP with `auto_map` (the package's registration is used without remote code)."""
     tiny_model.save_pretrained(tmp_path)
     rclip_hf.build_processor(image_size=64).save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "remoteclip"
-    assert isinstance(AutoConfig.from_pretrained(tmp_path), RemoteCLIPConfig)
-    reloaded = AutoModel.from_pretrained(tmp_path, dtype=torch.float32).eval()
-    assert isinstance(reloaded, RemoteCLIPModel)
-    assert isinstance(AutoModelForZeroShotImageClassification.from_pretrained(tmp_path), RemoteCLIPModel)
-    assert isinstance(AutoProcessor.from_pretrained(tmp_path), rclip_hf.RemoteCLIPProcessor)
+    resnet = tiny_model.config.uses_resnet_tower
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["model_type"], saved["architectures"]) == (
+        ("remoteclip", ["RemoteCLIPModel"]) if resnet else ("clip", ["CLIPModel"]))
+    assert ("auto_map" in saved) is resnet
+    auto_model, auto_processor = (RemoteCLIPModel, rclip_hf.RemoteCLIPProcessor) if resnet else (CLIPModel, CLIPProcessor)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), RemoteCLIPConfig if resnet else CLIPConfig)
+    assert type(AutoModel.from_pretrained(tmp_path)) is auto_model
+    assert type(AutoModelForZeroShotImageClassification.from_pretrained(tmp_path)) is auto_model
+    assert type(AutoProcessor.from_pretrained(tmp_path)) is auto_processor
+    reloaded = RemoteCLIPModel.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert type(reloaded) is RemoteCLIPModel and reloaded.config.model_type == "remoteclip"
+    assert isinstance(rclip_hf.RemoteCLIPProcessor.from_pretrained(tmp_path).image_processor,
+                      rclip_hf.RemoteCLIPImageProcessor)
     inputs = _inputs()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits_per_image, tiny_model(**inputs).logits_per_image,
                                    atol=0, rtol=0)
+
+
+def test_legacy_remoteclip_vit_folder_still_loads(tmp_path):
+    """Folders written before the Hub-native format (`model_type: "remoteclip"`, ViT) keep loading with the package."""
+    torch.manual_seed(0)
+    model = RemoteCLIPModel(tiny_config("vit")).eval()
+    model.save_pretrained(tmp_path)
+    legacy = model.config.to_diff_dict() | {"architectures": ["RemoteCLIPModel"]}
+    (tmp_path / "config.json").write_text(json.dumps(legacy))
+    assert legacy["model_type"] == "remoteclip"
+    for loader in (AutoModel, RemoteCLIPModel):
+        reloaded = loader.from_pretrained(tmp_path).eval()
+        assert type(reloaded) is RemoteCLIPModel
+        with torch.no_grad():
+            torch.testing.assert_close(reloaded(**_inputs()).logits_per_image, model(**_inputs()).logits_per_image,
+                                       atol=0, rtol=0)
 
 
 def test_bfloat16_load_runs_close_to_float32(tiny_model, tmp_path):
@@ -198,7 +226,7 @@ def test_image_size_property_and_config_json(tmp_path: Path):
 @pytest.mark.parametrize("arch", ["RN50", "ViT-B-32", "ViT-L-14"])
 def test_matching_preset_recognises_official_architectures(arch, tmp_path):
     RemoteCLIPConfig.from_preset(arch).save_pretrained(tmp_path)
-    assert AutoConfig.from_pretrained(tmp_path).matching_preset() == arch
+    assert RemoteCLIPConfig.from_pretrained(tmp_path).matching_preset() == arch
     assert tiny_config("vit").matching_preset() is None
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import rclip_hf
-from rclip_hf.processing_remoteclip import CONTEXT_LENGTH, clean_caption
+from rclip_hf.processing_remoteclip import CONTEXT_LENGTH, clean_caption, open_clip_rgb
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -20,6 +20,12 @@ CAPTIONS_FILE = Path(__file__).parent / "data" / "rs_captions.txt"
 @pytest.fixture(scope="module")
 def processor() -> rclip_hf.RemoteCLIPProcessor:
     return rclip_hf.build_processor()
+
+
+@pytest.fixture(scope="module")
+def open_clip_preprocess():
+    """open_clip's eval transform of the QuickGELU models (all three paper backbones share it)."""
+    return open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)[2]
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +78,12 @@ def test_cleaning_matches_open_clip_rules():
     "dota_split",                         # RGBA PNG patch, 285x294
     "dior/JPEGImages/00001.jpg",
 ])
-def test_pixel_values_identical_to_open_clip(processor, shared_data, relative):
+def test_pixel_values_identical_to_open_clip(processor, open_clip_preprocess, shared_data, relative):
     path = shared_data / relative
     if path.is_dir():
         path = min(p for p in path.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
-    _, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)
     with Image.open(path) as image:
-        expected = preprocess(image).unsqueeze(0)
+        expected = open_clip_preprocess(image).unsqueeze(0)
         actual = processor(images=image, return_tensors="pt").pixel_values
     assert actual.shape == (1, 3, 224, 224)
     # Same PIL bicubic resize, same crop offsets, same float arithmetic: identical up to float32 rounding
@@ -86,20 +91,58 @@ def test_pixel_values_identical_to_open_clip(processor, shared_data, relative):
     torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
 
 
-def test_processor_round_trip_through_auto_classes(processor, tmp_path):
-    from transformers import AutoProcessor, AutoTokenizer
+def test_processor_round_trip(processor, tmp_path):
+    """Saved alone (no remote-code config.json beside it), the files name plain CLIP classes; RemoteCLIPProcessor
+    reloads them as its own classes, with identical outputs."""
+    from transformers import AutoProcessor, CLIPProcessor
 
     processor.save_pretrained(tmp_path)
-    reloaded = AutoProcessor.from_pretrained(tmp_path)
-    assert isinstance(reloaded, rclip_hf.RemoteCLIPProcessor)
+    assert type(AutoProcessor.from_pretrained(tmp_path)) is CLIPProcessor
+    reloaded = rclip_hf.RemoteCLIPProcessor.from_pretrained(tmp_path)
     assert isinstance(reloaded.image_processor, rclip_hf.RemoteCLIPImageProcessor)
-    assert isinstance(AutoTokenizer.from_pretrained(tmp_path), rclip_hf.RemoteCLIPTokenizer)
+    assert isinstance(reloaded.tokenizer, rclip_hf.RemoteCLIPTokenizer)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8))
     texts = ["Cars &amp; trucks", "a harbor"]
     before = processor(text=texts, images=[image], return_tensors="pt", padding=True)
     after = reloaded(text=texts, images=[image], return_tensors="pt", padding=True)
     for key in ("input_ids", "attention_mask", "pixel_values"):
         assert torch.equal(before[key], after[key]), key
+
+
+def _mode_images() -> dict[str, Image.Image]:
+    """Seeded 301x257 images in every PIL mode whose conversion to RGB is not a plain copy."""
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (301, 257, 3), dtype=np.uint8)
+    alpha = np.tile(np.linspace(0, 255, 257).astype(np.uint8), (301, 1))  # fully transparent to opaque
+    alpha[:40] = rng.integers(0, 256, (40, 257), dtype=np.uint8)  # and some noisy alpha
+    rgba = Image.fromarray(np.dstack([rgb, alpha]))
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    palette.info["transparency"] = 3
+    grey16 = Image.fromarray(rng.integers(0, 65536, (301, 257), dtype=np.uint16))  # values above 255 clip in RGB
+    return {"RGBA": rgba, "LA": rgba.convert("LA"), "P+transparency": palette, "CMYK": Image.fromarray(rgb).convert("CMYK"),
+            "I;16": grey16.convert("I;16") if grey16.mode != "I;16" else grey16, "L": Image.fromarray(rgb).convert("L"),
+            "1": Image.fromarray(rgb).convert("1"), "RGBA-small": rgba.resize((100, 150))}
+
+
+@pytest.mark.parametrize("mode", list(_mode_images()))
+def test_pixel_values_equal_open_clip_in_every_mode(processor, open_clip_preprocess, mode):
+    """Alpha is dropped after the resize, as open_clip does, not composited on white (3.2 apart before)."""
+    image = _mode_images()[mode]
+    expected = open_clip_preprocess(image).unsqueeze(0)
+    actual = processor(images=image, return_tensors="pt").pixel_values
+    assert actual.shape == (1, 3, 224, 224)
+    torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
+
+
+def test_open_clip_rgb_resizes_and_crops_before_dropping_alpha():
+    image = _mode_images()["RGBA"]
+    converted = open_clip_rgb(image, shortest_edge=64, crop_size=(64, 48))
+    assert (converted.mode, converted.size) == ("RGB", (48, 64))
+    resized = image.resize((64, 74), resample=Image.Resampling.BICUBIC)  # 301x257 -> shorter side 64, 74 floored
+    top, left = round((74 - 64) / 2), round((64 - 48) / 2)
+    expected = resized.crop((left, top, left + 48, top + 64)).convert("RGB")
+    assert np.array_equal(np.asarray(converted), np.asarray(expected))
+    assert open_clip_rgb(image).size == image.size
 
 
 def test_image_size_of_processor_follows_the_model():
