@@ -1,7 +1,10 @@
 """Publish a model folder to the Hugging Face Hub: `rclip-hf push MODEL_DIR --repo-id OWNER/NAME [--private] [--dry-run]`.
 
-Only an allow-list of files is uploaded (weights as safetensors, config, processor and tokenizer files, the card,
-its plots and the results JSON it quotes); everything else in the folder is reported as skipped, never uploaded.
+Only an allow-list of files is uploaded (weights as safetensors, config, processor and tokenizer files, the remote
+code of ResNet folders, open_clip's config and weights, the card, its plots and the results JSON it quotes);
+everything else in the folder is reported as skipped, never uploaded. The upload sends exactly the planned files, one
+explicit operation each (no name patterns); a symlink is followed only when its target lies inside the folder. A
+folder without a card (`README.md`) gets one first (`model_cards`, "How to use" snippets for this folder's kind).
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi, metadata_load
+from huggingface_hub import CommitOperationAdd, HfApi, metadata_load
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,11 @@ ALLOWED_FILES: dict[str, str] = {
     "special_tokens_map.json": "tokenizer",
     "vocab.json": "tokenizer",
     "merges.txt": "tokenizer",
+    "configuration_remoteclip.py": "remote code",
+    "modeling_remoteclip.py": "remote code",
+    "processing_remoteclip.py": "remote code",
+    "open_clip_config.json": "open_clip",
+    "open_clip_model.safetensors": "open_clip",
     "README.md": "card",
     "plots/*.png": "plot",
     "results.json": "evaluation results",
@@ -52,11 +61,16 @@ class UploadPlan:
     files: list[tuple[str, str, int]] = field(default_factory=list)  # (relative path, kind, bytes)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     metadata: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)  # relative path -> file read (a symlink's target)
 
     @property
     def paths(self) -> list[str]:
         """Relative paths that would be uploaded."""
         return [path for path, _, _ in self.files]
+
+    def operations(self) -> list[CommitOperationAdd]:
+        """One upload operation per planned file, in the order of `paths`: exactly the files the dry run lists."""
+        return [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(self.sources[path])) for path in self.paths]
 
 
 def _kind(relative: str) -> str | None:
@@ -66,6 +80,27 @@ def _kind(relative: str) -> str | None:
     return None
 
 
+def _walk(model_dir: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
+    """(relative path, file to read) of every file under `model_dir`, and the entries refused: symlinks whose
+    target is outside the folder (or missing) and symlinked folders, which are not followed."""
+    root = model_dir.resolve()
+    files, refused = [], []
+    for directory, folders, names in os.walk(model_dir):
+        for name in sorted(folders):
+            if (Path(directory) / name).is_symlink():
+                refused.append(((Path(directory) / name).relative_to(model_dir).as_posix(),
+                                "symlinked folder: not followed, never uploaded"))
+        for name in names:
+            path = Path(directory) / name
+            relative = path.relative_to(model_dir).as_posix()
+            target = path.resolve()
+            if path.is_symlink() and (not target.is_relative_to(root) or not target.is_file()):
+                refused.append((relative, "symlink to a file outside the folder (or to nothing): never uploaded"))
+            elif target.is_file():
+                files.append((relative, target))
+    return sorted(files), refused
+
+
 def plan_upload(model_dir: str | Path) -> UploadPlan:
     """Sort every file under `model_dir` into uploaded (allow-list) and skipped; raises `PublishError` when the
     weights (safetensors), `config.json` or the card `README.md` are missing."""
@@ -73,15 +108,17 @@ def plan_upload(model_dir: str | Path) -> UploadPlan:
     if not model_dir.is_dir():
         raise PublishError(f"model folder {model_dir} does not exist")
     plan = UploadPlan(model_dir=model_dir)
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        relative = path.relative_to(model_dir).as_posix()
+    files, plan.skipped = _walk(model_dir)
+    for relative, source in files:
         kind = _kind(relative)
         if kind is None:
-            reason = ("pickle weights are never uploaded (safetensors only)" if path.suffix in (".bin", ".pt", ".pth")
+            reason = ("pickle weights are never uploaded (safetensors only)" if source.suffix in (".bin", ".pt", ".pth")
                       else "not on the upload allow-list")
             plan.skipped.append((relative, reason))
         else:
-            plan.files.append((relative, kind, path.stat().st_size))
+            plan.files.append((relative, kind, source.stat().st_size))
+            plan.sources[relative] = source
+    plan.skipped.sort()
     kinds = {kind for _, kind, _ in plan.files}
     missing = [kind for kind in REQUIRED_KINDS if kind not in kinds]
     if missing:
@@ -120,25 +157,45 @@ def push(model_dir: str | Path, repo_id: str, *, private: bool = False, dry_run:
         return plan
     api = api or HfApi()
     api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(plan.model_dir), repo_id=repo_id, repo_type="model",
-                      allow_patterns=plan.paths, commit_message=commit_message)
+    api.create_commit(repo_id=repo_id, repo_type="model", operations=plan.operations(), commit_message=commit_message)
     logger.info("uploaded %d files to %s", len(plan.files), repo_id)
     return plan
+
+
+def ensure_card(model_dir: str | Path) -> Path | None:
+    """Write a card without results (`model_cards`) when `model_dir` has no `README.md`; returns the new card."""
+    model_dir = Path(model_dir)
+    if (model_dir / "README.md").is_file() or not (model_dir / "config.json").is_file():
+        return None
+    try:
+        from model_cards.build import write_default_card
+    except ImportError as error:
+        raise PublishError(f"{model_dir} has no README.md and model_cards is not importable ({error}): install "
+                           "rclip-hf[cards] or write the card with python -m model_cards.build") from None
+    return write_default_card(model_dir)
+
+
+def publish(model_dir: str | Path, repo_id: str, *, private: bool = False, dry_run: bool = False,
+            api: HfApi | None = None) -> UploadPlan:
+    """What `rclip-hf push`, `convert --push-to-hub` and `export --push-to-hub` do: a card if missing, then [`push`]."""
+    ensure_card(model_dir)
+    return push(model_dir, repo_id, private=private, dry_run=dry_run, api=api)
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of the `push` subcommand (also used by `rclip_hf.cli`)."""
     parser.add_argument("model_dir", help="folder with model.safetensors, config, processor files and README.md")
-    parser.add_argument("--repo-id", required=True, help="Hub repository, OWNER/NAME")
+    parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="Hub repository, OWNER/NAME")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--dry-run", action="store_true", help="list the files and metadata, upload nothing")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="list the files and metadata, upload nothing (a missing card is still written)")
     return parser
 
 
 def run_push(args: argparse.Namespace) -> int:
     """Run a parsed `push` command; returns the exit code (2 with a message when the folder is not publishable)."""
     try:
-        plan = push(args.model_dir, args.repo_id, private=args.private, dry_run=args.dry_run)
+        plan = publish(args.model_dir, args.repo_id, private=args.private, dry_run=args.dry_run)
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

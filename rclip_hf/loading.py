@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPConfig, CLIPModel, ProcessorMixin
+from transformers import AutoConfig, CLIPConfig, CLIPModel, ProcessorMixin
 
 from .configuration_remoteclip import RemoteCLIPConfig
+from .modeling_remoteclip import RemoteCLIPModel
+from .processing_remoteclip import RemoteCLIPProcessor
 
 #: `model_type`s accepted by the inference API: RemoteCLIP and plain transformers CLIP.
 SUPPORTED_MODEL_TYPES = (RemoteCLIPConfig.model_type, CLIPConfig.model_type)
@@ -29,7 +31,11 @@ class NotACLIPModelError(ValueError):
 def load_model(
     name_or_path: str | Path, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None
 ) -> tuple[CLIPModel, ProcessorMixin]:
-    """(model in eval mode, processor) of a RemoteCLIP/CLIP folder or Hub id; clear errors for anything else."""
+    """(model in eval mode, processor) of a RemoteCLIP/CLIP folder or Hub id; clear errors for anything else.
+
+    Every such folder (ViT saved as plain CLIP, ResNet with remote code, legacy `remoteclip`, OpenAI CLIP) loads as
+    `RemoteCLIPModel` with a `RemoteCLIPProcessor`, whose image transform is open_clip's exactly.
+    """
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.exists():
@@ -44,8 +50,8 @@ def load_model(
         raise FileNotFoundError(f"model folder not found: {name}")
     config = AutoConfig.from_pretrained(name)
     _check_model_type(getattr(config, "model_type", None), name)
-    model = AutoModel.from_pretrained(name, dtype=dtype if dtype is not None else "auto")
-    processor = AutoProcessor.from_pretrained(name)
+    model = RemoteCLIPModel.from_pretrained(name, dtype=dtype if dtype is not None else "auto")
+    processor = RemoteCLIPProcessor.from_pretrained(name)
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
@@ -72,7 +78,7 @@ def resolve_model(
         source = getattr(model, "name_or_path", "")
         if not source:
             raise ValueError("processor=None needs a model loaded from a folder (model.name_or_path is empty)")
-        processor = AutoProcessor.from_pretrained(source)
+        processor = RemoteCLIPProcessor.from_pretrained(source)
     return model, processor
 
 
