@@ -8,6 +8,7 @@
     rclip-hf count    --model DIR --image harbour.png --object ship
     rclip-hf heatmap  --model DIR --image scene.tif --queries "airplane" "ship" --window 256 --output_dir maps/
     rclip-hf convert  --checkpoint RemoteCLIP-ViT-B-32.pt --arch ViT-B-32 --output DIR
+    rclip-hf export   DIR --to open_clip --output OUT
     rclip-hf eval     --model DIR --benchmarks rsitmd,eurosat --data_dir DATA
 
 Subcommands are entries of `COMMANDS` (a function taking the remaining arguments and returning an exit code) or of
@@ -54,6 +55,7 @@ COMMANDS: dict[str, Command] = {}
 #: Subcommands implemented by another module's `main(argv)`: name -> (module, help).
 DELEGATED_COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("rclip_hf.convert", "convert an open_clip checkpoint (.pt) to a transformers folder"),
+    "export": ("rclip_hf.export", "export a model folder back to open_clip (open_clip_config.json + safetensors)"),
     "eval": ("rclip_hf.evaluation.runner", "evaluate a model on benchmark datasets (results JSON + table)"),
     "push": ("rclip_hf.hub", "upload a model folder and its card to the Hugging Face Hub"),
 }

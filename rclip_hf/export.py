@@ -1,0 +1,90 @@
+"""Export a RemoteCLIP/CLIP folder back to open_clip: `rclip-hf export MODEL_DIR --to open_clip --output OUT`.
+
+OUT gets `open_clip_config.json` (`model_cfg` with `quick_gelu`, and `preprocess_cfg`) and
+`open_clip_model.safetensors`, which `open_clip.create_model_and_transforms("local-dir:OUT")` (or `hf-hub:` once
+uploaded) loads. OUT may be MODEL_DIR itself: one Hub repo then serves transformers and open_clip users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from .convert import ConversionError, open_clip_model_config, to_open_clip_state_dict
+from .modeling_remoteclip import RemoteCLIPModel
+from .processing_remoteclip import RemoteCLIPImageProcessor
+
+logger = logging.getLogger(__name__)
+
+OPEN_CLIP_CONFIG_FILE = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS_FILE = "open_clip_model.safetensors"
+#: Export targets accepted by `--to`.
+TARGETS = ("open_clip",)
+
+
+def open_clip_preprocess_config(image_processor: RemoteCLIPImageProcessor, image_size: int) -> dict[str, Any]:
+    """open_clip's `preprocess_cfg` of an image processor: size, mean/std, bicubic shortest-side resize."""
+    return {"size": image_size, "mode": "RGB", "mean": list(image_processor.image_mean),
+            "std": list(image_processor.image_std), "interpolation": "bicubic", "resize_mode": "shortest",
+            "fill_color": 0}
+
+
+def export_open_clip(model_dir: str | Path, output: str | Path) -> list[Path]:
+    """Write `open_clip_config.json` and `open_clip_model.safetensors` of the model in `model_dir` to `output`."""
+    model_dir, output = Path(model_dir), Path(output)
+    if not (model_dir / "config.json").is_file():
+        raise ConversionError(f"{model_dir} has no config.json: not a transformers model folder")
+    model = RemoteCLIPModel.from_pretrained(model_dir)
+    try:
+        image_processor = RemoteCLIPImageProcessor.from_pretrained(model_dir)
+    except OSError:
+        logger.warning("%s has no image processor files: exporting open_clip's default preprocessing", model_dir)
+        image_processor = RemoteCLIPImageProcessor()
+    config = {"model_cfg": open_clip_model_config(model.config),
+              "preprocess_cfg": open_clip_preprocess_config(image_processor, model.config.image_size)}
+    state_dict = to_open_clip_state_dict(model)
+    output.mkdir(parents=True, exist_ok=True)
+    save_file(state_dict, output / OPEN_CLIP_WEIGHTS_FILE, metadata={"format": "pt"})
+    (output / OPEN_CLIP_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return [output / OPEN_CLIP_CONFIG_FILE, output / OPEN_CLIP_WEIGHTS_FILE]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments of `rclip-hf export`."""
+    parser = argparse.ArgumentParser(prog="rclip-hf export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="RemoteCLIP/CLIP folder (converted, trained or downloaded)")
+    parser.add_argument("--to", required=True, choices=TARGETS, help="export format")
+    parser.add_argument("--output", required=True, help="folder for open_clip_config.json + open_clip_model.safetensors")
+    parser.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", metavar="REPO_ID", default=None,
+                        help="also upload OUT to this Hub repo (the `rclip-hf push` allow-list; a card is written)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; 0 on success, 2 with a message when the folder cannot be exported."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from .hub import PublishError, publish
+
+    try:
+        files = export_open_clip(args.model_dir, args.output)
+        if args.push_to_hub:
+            publish(args.output, args.push_to_hub)
+    except (ConversionError, PublishError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {', '.join(str(path) for path in files)}: open_clip.create_model_and_transforms"
+          f"(\"local-dir:{args.output}\")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
