@@ -75,7 +75,8 @@ def write_model_card(args: CardArguments) -> Path:
                         repo_id=args.repo_id,
                         model_name=args.model_name or model_dir.resolve().name, license=args.license,
                         datasets=list(args.datasets), training=training, baseline=baseline,
-                        baseline_name=args.baseline_name, results_file=Path(args.results).name, plots=plots)
+                        baseline_name=args.baseline_name, results_file=Path(args.results).name, plots=plots,
+                        model_dir=str(model_dir))
     readme = model_dir / "README.md"
     build_model_card(results, inputs).save(readme)
     check_card_offline(readme, results)

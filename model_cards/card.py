@@ -95,6 +95,7 @@ class CardInputs:
     baseline_name: str = "starting point"
     results_file: str = "results.json"
     plots: list[Plot] = field(default_factory=list)
+    model_dir: str | None = None  # the folder the card describes: its files decide the "How to use" snippets
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -368,6 +369,99 @@ def licence_text(inputs: CardInputs) -> str:
             "and may restrict uses of models trained on it.")
 
 
+#: "How to use" snippets: name -> (when it applies, code). `{repo_id}` is the card's repo id.
+_USAGE_CAPTIONS = 'captions = ["a satellite photo of an airport.", "a satellite photo of a forest."]'
+USAGE_SNIPPETS: dict[str, tuple[str, str]] = {
+    "transformers": ("transformers only (no remote code: this folder is a plain CLIP model)", f"""import torch
+from PIL import Image
+from transformers import CLIPModel, CLIPProcessor
+
+model = CLIPModel.from_pretrained("{{repo_id}}").eval()
+processor = CLIPProcessor.from_pretrained("{{repo_id}}")
+{_USAGE_CAPTIONS}
+inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True)
+with torch.inference_mode():
+    probs = model(**inputs).logits_per_image.softmax(dim=-1)  # (1, len(captions))
+print(dict(zip(captions, probs[0].tolist())))"""),
+    "remote_code": (("transformers with `trust_remote_code=True` (the modified-ResNet tower is code shipped in this "
+                     "repo: `modeling_remoteclip.py` and its siblings, which import only torch and transformers)"),
+                    f"""import torch
+from PIL import Image
+from transformers import AutoModel, AutoProcessor, pipeline
+
+model = AutoModel.from_pretrained("{{repo_id}}", trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained("{{repo_id}}", trust_remote_code=True)
+{_USAGE_CAPTIONS}
+inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True)
+with torch.inference_mode():
+    probs = model(**inputs).logits_per_image.softmax(dim=-1)  # (1, len(captions))
+classifier = pipeline("zero-shot-image-classification", model="{{repo_id}}", trust_remote_code=True)
+print(classifier("scene.jpg", candidate_labels=["airport", "forest"]))"""),
+    "open_clip": ("open_clip (`open_clip_config.json` + `open_clip_model.safetensors` in this repo)", f"""import open_clip
+import torch
+from PIL import Image
+
+model, _, preprocess = open_clip.create_model_and_transforms("hf-hub:{{repo_id}}")
+tokenizer = open_clip.get_tokenizer("hf-hub:{{repo_id}}")
+{_USAGE_CAPTIONS}
+with torch.inference_mode():
+    image_features = model.encode_image(preprocess(Image.open("scene.jpg")).unsqueeze(0), normalize=True)
+    text_features = model.encode_text(tokenizer(captions), normalize=True)
+    probs = (model.logit_scale.exp() * image_features @ text_features.T).softmax(dim=-1)
+print(dict(zip(captions, probs[0].tolist())))"""),
+    "package": ("the rclip-hf package (open_clip's exact preprocessing, the CLI, evaluation)", f"""import torch
+from PIL import Image
+
+from rclip_hf import RemoteCLIPModel, RemoteCLIPProcessor
+
+model = RemoteCLIPModel.from_pretrained("{{repo_id}}").eval()
+processor = RemoteCLIPProcessor.from_pretrained("{{repo_id}}")
+{_USAGE_CAPTIONS}
+inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True)
+with torch.inference_mode():
+    probs = model(**inputs).logits_per_image.softmax(dim=-1)
+print(dict(zip(captions, probs[0].tolist())))"""),
+}
+_INSTALL = {"transformers": "pip install torch transformers pillow", "remote_code": "pip install torch transformers pillow",
+            "open_clip": "pip install torch open_clip_torch pillow",
+            "package": "pip install -e . (from a checkout of the rclip-hf repository)"}
+#: Measured difference of plain transformers CLIP preprocessing to open_clip's (converted ViT-B/32, see README).
+PLAIN_PREPROCESSING_NOTE = (
+    "Plain `CLIPProcessor` preprocessing differs slightly from open_clip's, which RemoteCLIP was trained with "
+    "(transformers' resize and centre crop round differently and composite transparent images on white): on RGB "
+    "images up to {pixels} in normalised pixel values and {logits} in logits. `RemoteCLIPProcessor` (rclip-hf) and "
+    "open_clip give identical pixels.")
+
+
+def usage_kinds(model_dir: str | Path | None, arch: str | None) -> list[str]:
+    """The snippets that apply to a folder: its config's `auto_map` means remote code (ResNet), else plain CLIP;
+    open_clip when the folder holds `open_clip_config.json`; the package always. Without a folder, by `arch`."""
+    if model_dir is not None and not (Path(model_dir) / "config.json").is_file() and (
+            Path(model_dir) / "open_clip_config.json").is_file():
+        return ["open_clip"]
+    if model_dir is not None and (Path(model_dir) / "config.json").is_file():
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+        kinds = ["remote_code" if "auto_map" in config else "transformers"]
+        kinds += ["open_clip"] if (Path(model_dir) / "open_clip_config.json").is_file() else []
+    else:
+        kinds = ["remote_code" if (arch or "").startswith("RN") else "transformers"]
+    return kinds + ["package"]
+
+
+def usage_section(repo_id: str, kinds: Sequence[str]) -> str:
+    """The card's "How to use": which ways apply to this folder, the install line and a runnable snippet each."""
+    lines = ["This folder loads " + "; ".join(f"with {USAGE_SNIPPETS[kind][0]}" for kind in kinds) + ". "
+             + ("A plain `CLIPModel.from_pretrained` of it fails: transformers has no ResNet CLIP tower."
+                if "remote_code" in kinds else "")]
+    for kind in kinds:
+        title, code = USAGE_SNIPPETS[kind]
+        lines.append(f"**{title[0].upper()}{title[1:]}**\n\n```bash\n{_INSTALL[kind]}\n```\n\n"
+                     f"```python\n{code.format(repo_id=repo_id)}\n```")
+    if "transformers" in kinds:
+        lines.append(PLAIN_PREPROCESSING_NOTE.format(pixels="0.03", logits="6e-4"))
+    return "\n\n".join(lines)
+
+
 def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCard:
     """The model card (YAML metadata with `model-index` + Markdown body) for `results`."""
     check_results(results, source=inputs.results_file)
@@ -399,8 +493,7 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
         results_file=inputs.results_file, created=results.get("created", "unknown"),
         rclip_hf_version=results.get("rclip_hf_version", "unknown"), dtype=results.get("dtype", "float32"),
         paper_url=PAPER_URL, paper_source=PAPER_SOURCE, repo_id=inputs.repo_id or model_name,
-        loading_note=("ViT folders also load with plain `transformers.CLIPModel` (no `import rclip_hf`); the RN50 "
-                      "tower needs `import rclip_hf`."),
+        usage=usage_section(inputs.repo_id or model_name, usage_kinds(inputs.model_dir, arch)),
         training_section=training_section(inputs),
         baseline_name=inputs.baseline_name if inputs.baseline is not None else "",
         results_tables="\n\n".join(tables) or "No benchmark results yet.",

@@ -45,8 +45,10 @@ ALLOWED_FILES: dict[str, str] = {
     "plots/*.png": "plot",
     "results.json": "evaluation results",
 }
-#: Files a publishable folder must have.
+#: Files a publishable folder must have: a card and a transformers model (weights and config) or open_clip's files.
 REQUIRED_KINDS = ("weights", "config", "card")
+#: The open_clip files that, with the card, make an open_clip-only folder (`rclip-hf export`) publishable.
+OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
 
 
 class PublishError(ValueError):
@@ -121,6 +123,8 @@ def plan_upload(model_dir: str | Path) -> UploadPlan:
     plan.skipped.sort()
     kinds = {kind for _, kind, _ in plan.files}
     missing = [kind for kind in REQUIRED_KINDS if kind not in kinds]
+    if set(OPEN_CLIP_FILES) <= set(plan.paths) and "card" in kinds:
+        missing = []
     if missing:
         raise PublishError(f"{model_dir}: cannot publish without {', '.join(missing)} "
                            "(model.safetensors, config.json, README.md: run python -m model_cards.build first)")
@@ -162,23 +166,30 @@ def push(model_dir: str | Path, repo_id: str, *, private: bool = False, dry_run:
     return plan
 
 
-def ensure_card(model_dir: str | Path) -> Path | None:
-    """Write a card without results (`model_cards`) when `model_dir` has no `README.md`; returns the new card."""
+def ensure_card(model_dir: str | Path, repo_id: str) -> Path | None:
+    """Write a card without results (`model_cards`, its snippets naming `repo_id`) when `model_dir` has no
+    `README.md`; returns the new card's path."""
     model_dir = Path(model_dir)
-    if (model_dir / "README.md").is_file() or not (model_dir / "config.json").is_file():
+    readme = model_dir / "README.md"
+    if readme.is_file() or not model_dir.is_dir():
         return None
     try:
-        from model_cards.build import write_default_card
+        from model_cards.card import CardInputs, arch_of_model_dir, build_model_card
     except ImportError as error:
         raise PublishError(f"{model_dir} has no README.md and model_cards is not importable ({error}): install "
                            "rclip-hf[cards] or write the card with python -m model_cards.build") from None
-    return write_default_card(model_dir)
+    arch = arch_of_model_dir(model_dir) if (model_dir / "config.json").is_file() else None
+    inputs = CardInputs(arch=arch, repo_id=repo_id, model_name=repo_id.split("/")[-1], model_dir=str(model_dir),
+                        summary=None if arch else "A CLIP model for remote sensing, exported with rclip-hf.")
+    build_model_card({"benchmarks": {}}, inputs).save(readme)
+    logger.info("wrote a card without results to %s", readme)
+    return readme
 
 
 def publish(model_dir: str | Path, repo_id: str, *, private: bool = False, dry_run: bool = False,
             api: HfApi | None = None) -> UploadPlan:
     """What `rclip-hf push`, `convert --push-to-hub` and `export --push-to-hub` do: a card if missing, then [`push`]."""
-    ensure_card(model_dir)
+    ensure_card(model_dir, repo_id)
     return push(model_dir, repo_id, private=private, dry_run=dry_run, api=api)
 
 
