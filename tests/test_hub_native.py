@@ -1,0 +1,220 @@
+"""Hub-native folders: ViT folders load with transformers alone (plain CLIP), ResNet folders with
+`trust_remote_code=True`, both in a process where `rclip_hf` cannot be imported, with the package's outputs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from package_less import run_python
+from PIL import Image
+
+import rclip_hf
+from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel, RemoteCLIPProcessor
+from rclip_hf.configuration_remoteclip import REMOTE_CODE_FILES
+
+TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2}
+TOWERS = {
+    "vit": {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+            "num_hidden_layers": 2, "image_size": 64, "patch_size": 16},
+    "resnet": {"model_type": "remoteclip_resnet_vision", "layers": [1, 1, 1, 1], "width": 8, "num_attention_heads": 4,
+               "projection_dim": 16, "image_size": 64},
+}
+CAPTIONS = ["a satellite photo of an airport.", "many storage tanks next to a harbor.", "a dense forest."]
+#: Max-abs logits difference of plain CLIPProcessor vs RemoteCLIPProcessor on these tiny models (RGB images).
+PLAIN_PROCESSOR_LOGITS_BOUND = 0.02
+
+
+def perturbed_model(tower: str, seed: int = 0) -> RemoteCLIPModel:
+    """A tiny model whose every weight and BatchNorm statistic is random (no zero-initialised tensor hides a bug)."""
+    torch.manual_seed(seed)
+    model = RemoteCLIPModel(RemoteCLIPConfig(text_config=TEXT, vision_config=TOWERS[tower], projection_dim=16))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_var"):
+                buffer.uniform_(0.5, 1.5)
+            elif buffer.is_floating_point():
+                buffer.normal_(0, 0.1)
+    return model.eval()
+
+
+def save_folder(tower: str, folder: Path) -> Path:
+    perturbed_model(tower).save_pretrained(folder)
+    rclip_hf.build_processor(image_size=64).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hub_native")
+    return {tower: save_folder(tower, root / tower) for tower in TOWERS}
+
+
+@pytest.fixture(scope="module")
+def image_paths(shared_data: Path) -> list[Path]:
+    """Real images: two RGB JPEGs and an RGBA PNG patch (DOTA split)."""
+    rgba = min(p for p in (shared_data / "dota_split").rglob("*.png"))
+    return [shared_data / "remoteclip" / "airport.jpg", shared_data / "dior" / "JPEGImages" / "00001.jpg", rgba]
+
+
+def test_folder_files_say_what_they_are(folders):
+    vit = json.loads((folders["vit"] / "config.json").read_text())
+    assert (vit["model_type"], vit["architectures"], "auto_map" in vit) == ("clip", ["CLIPModel"], False)
+    assert not any((folders["vit"] / name).exists() for name in REMOTE_CODE_FILES)
+    processor = json.loads((folders["vit"] / "processor_config.json").read_text())
+    assert (processor["processor_class"], processor["image_processor"]["image_processor_type"]) == (
+        "CLIPProcessor", "CLIPImageProcessor")
+    resnet = json.loads((folders["resnet"] / "config.json").read_text())
+    assert (resnet["model_type"], resnet["architectures"]) == ("remoteclip", ["RemoteCLIPModel"])
+    assert resnet["auto_map"] == {"AutoConfig": "configuration_remoteclip.RemoteCLIPConfig",
+                                  "AutoModel": "modeling_remoteclip.RemoteCLIPModel",
+                                  "AutoModelForZeroShotImageClassification": "modeling_remoteclip.RemoteCLIPModel"}
+    assert resnet["vision_config"]["patch_size"] is None
+    processor = json.loads((folders["resnet"] / "processor_config.json").read_text())
+    assert processor["auto_map"] == {"AutoProcessor": "processing_remoteclip.RemoteCLIPProcessor"}
+    assert processor["image_processor"]["auto_map"] == {
+        "AutoImageProcessor": "processing_remoteclip.RemoteCLIPImageProcessor"}
+    tokenizer = json.loads((folders["resnet"] / "tokenizer_config.json").read_text())
+    assert tokenizer["auto_map"] == {"AutoTokenizer": [None, "processing_remoteclip.RemoteCLIPTokenizer"]}
+
+
+def test_shipped_remote_code_is_the_package_source(folders):
+    """One source: the `.py` files beside ResNet weights are the package's modules, byte for byte."""
+    package = Path(rclip_hf.__file__).parent
+    for name in REMOTE_CODE_FILES:
+        assert (folders["resnet"] / name).read_bytes() == (package / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("name", REMOTE_CODE_FILES)
+def test_remote_code_imports_only_torch_and_transformers(name):
+    """Top-level imports: the standard library, torch, transformers (and huggingface_hub, which it requires), the
+    sibling files, and ftfy only inside `try`."""
+    tree = ast.parse((Path(rclip_hf.__file__).parent / name).read_text())
+    allowed = {"torch", "transformers", "huggingface_hub", *sys.stdlib_module_names}
+    optional = {alias.name for node in tree.body if isinstance(node, ast.Try) for stmt in node.body
+                if isinstance(stmt, ast.Import) for alias in stmt.names}
+    assert optional <= {"ftfy"}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            assert {alias.name.split(".")[0] for alias in node.names} <= allowed, ast.dump(node)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            assert node.module.split(".")[0] in allowed | {"__future__"}, node.module
+
+
+PACKAGE_LESS_LOGITS = """
+import json
+import torch
+from PIL import Image
+from transformers import (AutoConfig, AutoModel, AutoModelForZeroShotImageClassification, AutoProcessor, CLIPModel,
+                          pipeline)
+try:
+    import rclip_hf
+    raise SystemExit("rclip_hf must not be importable here")
+except ImportError:
+    pass
+folder, remote, images = ARGS
+kwargs = {"trust_remote_code": True} if remote else {}
+config = AutoConfig.from_pretrained(folder, **kwargs)
+model = AutoModel.from_pretrained(folder, **kwargs).eval()
+zero_shot = AutoModelForZeroShotImageClassification.from_pretrained(folder, **kwargs)
+processor = AutoProcessor.from_pretrained(folder, **kwargs)
+captions = CAPTIONS
+inputs = processor(text=captions, images=[Image.open(path) for path in images], return_tensors="pt", padding=True)
+pixels = torch.load(folder + "/../pixels.pt")
+with torch.inference_mode():
+    logits = model(**inputs).logits_per_image
+    logits_from_pixels = model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask,
+                               pixel_values=pixels).logits_per_image
+classifier = pipeline("zero-shot-image-classification", model=folder, **kwargs)
+scores = classifier(images[0], candidate_labels=["airport", "harbor", "forest"])
+print(json.dumps({"classes": [type(x).__name__ for x in (config, model, zero_shot, processor,
+                                                          processor.image_processor, processor.tokenizer)],
+                  "modules": sorted({type(model).__module__.split(".")[0], type(processor).__module__.split(".")[0]}),
+                  "logits": logits.tolist(), "logits_from_pixels": logits_from_pixels.tolist(),
+                  "pipeline": {item["label"]: item["score"] for item in scores}}))
+""".replace("CAPTIONS", repr(CAPTIONS))
+
+
+@pytest.mark.parametrize("tower", ["vit", "resnet"])
+def test_loads_without_the_package_with_the_package_outputs(tower, folders, image_paths, tmp_path):
+    folder = tmp_path / "folder"
+    shutil.copytree(folders[tower], folder)
+    model = RemoteCLIPModel.from_pretrained(folder).eval()
+    processor = RemoteCLIPProcessor.from_pretrained(folder)
+    images = [Image.open(path) for path in image_paths]
+    inputs = processor(text=CAPTIONS, images=images, return_tensors="pt", padding=True)
+    torch.save(inputs.pixel_values, tmp_path / "pixels.pt")
+    with torch.inference_mode():
+        expected = model(**inputs).logits_per_image
+        prompts = processor(text=[f"This is a photo of {label}." for label in ("airport", "harbor", "forest")],
+                            images=images[:1], return_tensors="pt", padding=True)
+        expected_scores = model(**prompts).logits_per_image.softmax(dim=-1)[0]
+
+    arguments = repr((str(folder), tower == "resnet", [str(path) for path in image_paths]))
+    output = json.loads(run_python(PACKAGE_LESS_LOGITS.replace("ARGS", arguments), tmp_path).splitlines()[-1])
+    if tower == "vit":
+        assert output["classes"] == ["CLIPConfig", "CLIPModel", "CLIPModel", "CLIPProcessor", "CLIPImageProcessor",
+                                     "CLIPTokenizer"]
+        assert output["modules"] == ["transformers"]
+    else:
+        assert output["classes"] == ["RemoteCLIPConfig", "RemoteCLIPModel", "RemoteCLIPModel", "RemoteCLIPProcessor",
+                                     "RemoteCLIPImageProcessor", "RemoteCLIPTokenizer"]
+        assert output["modules"] == ["transformers_modules"]  # the folder's own files, not rclip_hf
+    # Same pixels in, same logits out: the model is the package's, whatever the processor.
+    torch.testing.assert_close(torch.tensor(output["logits_from_pixels"]), expected, atol=1e-4, rtol=0)
+    logits, scores = torch.tensor(output["logits"]), torch.tensor(list(output["pipeline"].values()))
+    order = [("airport", "harbor", "forest").index(label) for label in output["pipeline"]]
+    if tower == "resnet":  # the remote processor is the package's: equal end to end, RGBA included
+        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(scores, expected_scores[order], atol=1e-4, rtol=0)
+    else:  # plain CLIPProcessor: RGB images within the stated bound; the RGBA patch is composited on white there
+        assert (logits[:2] - expected[:2]).abs().max() <= PLAIN_PROCESSOR_LOGITS_BOUND
+        torch.testing.assert_close(scores, expected_scores[order], atol=PLAIN_PROCESSOR_LOGITS_BOUND, rtol=0)
+
+
+CLIP_MODEL_ON_RESNET = """
+from transformers import CLIPModel
+from transformers.utils import logging
+logging.set_verbosity_warning()
+try:
+    CLIPModel.from_pretrained(FOLDER)
+except TypeError as error:
+    print("refused:", error)
+"""
+
+
+def test_plain_clip_model_refuses_a_resnet_folder(folders, tmp_path, caplog):
+    """Point 8: no random ViT tower behind a warning: plain CLIPModel warns that the folder is `remoteclip`, then
+    fails building ViT patch embeddings from a config whose `patch_size` is null."""
+    code = CLIP_MODEL_ON_RESNET.replace("FOLDER", repr(str(folders["resnet"])))
+    assert "refused:" in run_python(code, tmp_path)
+    from transformers import CLIPModel
+
+    with pytest.raises(TypeError):
+        CLIPModel.from_pretrained(folders["resnet"])
+    assert "model of type `remoteclip` to instantiate a model of type `clip`" in caplog.text
+
+
+def test_resnet_folder_reloads_and_resaves_without_the_package(folders, tmp_path):
+    """A remote-code model saved again in the package-less process keeps its files (and its outputs)."""
+    code = f"""
+from transformers import AutoModel
+model = AutoModel.from_pretrained({str(folders["resnet"])!r}, trust_remote_code=True)
+model.save_pretrained({str(tmp_path / "again")!r})
+"""
+    run_python(code, tmp_path)
+    for name in ("configuration_remoteclip.py", "modeling_remoteclip.py"):
+        assert (tmp_path / "again" / name).read_bytes() == (folders["resnet"] / name).read_bytes()
+    again = RemoteCLIPModel.from_pretrained(tmp_path / "again").eval()
+    original = RemoteCLIPModel.from_pretrained(folders["resnet"]).eval()
+    pixels = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(again.get_image_features(pixel_values=pixels).pooler_output,
+                                   original.get_image_features(pixel_values=pixels).pooler_output, atol=0, rtol=0)
