@@ -138,7 +138,7 @@ def test_checkpoint_needing_arbitrary_code_is_refused_and_never_runs(tmp_path):
 def test_unknown_arch_and_missing_file(tmp_path):
     with pytest.raises(ConversionError, match="unknown --arch 'ViT-H-99'"):
         rclip_hf.convert.normalize_arch("ViT-H-99")
-    with pytest.raises(ConversionError, match="neither a local file nor a Hub file"):
+    with pytest.raises(ConversionError, match="neither a local file or folder, a Hub file"):
         resolve_checkpoint(str(tmp_path / "nope.pt"))
 
 
@@ -172,3 +172,72 @@ def test_cli_module_entry_point(tmp_path, rn50_state_dict):
 
     assert type(AutoModel.from_pretrained(tmp_path / "hf")).__name__ == "RemoteCLIPModel"
     assert isinstance(AutoProcessor.from_pretrained(tmp_path / "hf"), rclip_hf.RemoteCLIPProcessor)
+
+
+def test_safetensors_and_open_clip_hub_folders_convert(tmp_path, rn50_state_dict, capsys):
+    """`.safetensors` files and open_clip's Hub layout (`open_clip_model.safetensors`, else
+    `open_clip_pytorch_model.bin`) read as the `.pt` files do; conversion is verified against open_clip."""
+    from safetensors.torch import save_file
+
+    tensors = {key: value.contiguous() for key, value in rn50_state_dict.items()}
+    save_file(tensors, tmp_path / "weights.safetensors")
+    loaded = load_open_clip_state_dict(tmp_path / "weights.safetensors")
+    assert loaded.keys() == rn50_state_dict.keys()
+    assert torch.equal(loaded["visual.attnpool.c_proj.weight"], rn50_state_dict["visual.attnpool.c_proj.weight"])
+    hub_folder = tmp_path / "resnet50_clip.openai"
+    hub_folder.mkdir()
+    torch.save(rn50_state_dict, hub_folder / "open_clip_pytorch_model.bin")
+    assert load_open_clip_state_dict(hub_folder).keys() == rn50_state_dict.keys()
+    save_file(tensors, hub_folder / "open_clip_model.safetensors")
+    assert main(["--checkpoint", str(hub_folder), "--arch", "RN50", "--output", str(tmp_path / "hf")]) == 0
+    out = capsys.readouterr().out
+    assert "equal to open_clip within" in out and "logits" in out
+    with pytest.raises(ConversionError, match="folder without open_clip weights"):
+        load_open_clip_state_dict(tmp_path / "hf")
+
+
+def test_open_clip_hub_repo_id_resolves_from_local_cache(tmp_path, rn50_state_dict):
+    """`owner/repo` is an open_clip Hub folder: its safetensors first, then its pickle."""
+    from huggingface_hub import hf_hub_download
+
+    snapshot = tmp_path / "hub" / "models--timm--resnet50_clip.openai" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    torch.save(rn50_state_dict, snapshot / "open_clip_pytorch_model.bin")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    download = partial(hf_hub_download, cache_dir=tmp_path / "hub", local_files_only=True)
+    assert resolve_checkpoint("timm/resnet50_clip.openai", download=download) == snapshot / "open_clip_pytorch_model.bin"
+    with pytest.raises(ConversionError, match="open_clip_model.safetensors: .*open_clip_pytorch_model.bin: "):
+        resolve_checkpoint("timm/nothing-here", download=download)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_torchscript_archive_is_refused_naming_the_safetensors_route(tmp_path):
+    class Tiny(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    path = tmp_path / "RN50.pt"
+    torch.jit.save(torch.jit.script(Tiny()), path)
+    with pytest.raises(ConversionError, match=r"TorchScript archive .* use open_clip's safetensors .* "
+                                              r"timm/resnet50_clip\.openai"):
+        load_open_clip_state_dict(path)
+
+
+def test_verification_catches_a_wrong_conversion_and_saves_nothing(tmp_path, rn50_state_dict, monkeypatch, capsys):
+    path = tmp_path / "rn50.pt"
+    torch.save(rn50_state_dict, path)
+    build = rclip_hf.convert.build_model
+
+    def wrong_model(state_dict, arch):
+        model = build(state_dict, arch)
+        with torch.no_grad():
+            model.vision_model.attention_pool.out_proj.bias.add_(0.01)  # what a wrong key map would do
+        return model
+
+    monkeypatch.setattr(rclip_hf.convert, "build_model", wrong_model)
+    assert main(["--checkpoint", str(path), "--arch", "RN50", "--output", str(tmp_path / "out")]) == 2
+    assert "differs from open_clip on the same weights: max-abs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["--checkpoint", str(path), "--arch", "RN50", "--output", str(tmp_path / "out"), "--no-verify"]) == 0
+    assert "not compared with open_clip" in capsys.readouterr().out

@@ -30,16 +30,19 @@ def make_folder(root: Path) -> Path:
 
 
 class FakeApi:
-    """Records the calls `push` makes."""
+    """Records the calls `push` makes, and the bytes each upload operation would send."""
 
     def __init__(self):
         self.calls: list[tuple[str, dict]] = []
+        self.sent: dict[str, bytes] = {}
 
     def create_repo(self, **kwargs):
         self.calls.append(("create_repo", kwargs))
 
-    def upload_folder(self, **kwargs):
-        self.calls.append(("upload_folder", kwargs))
+    def create_commit(self, **kwargs):
+        self.calls.append(("create_commit", kwargs))
+        for operation in kwargs["operations"]:
+            self.sent[operation.path_in_repo] = Path(operation.path_or_fileobj).read_bytes()
 
 
 def test_plan_uploads_only_the_allow_list(tmp_path):
@@ -71,11 +74,73 @@ def test_real_push_creates_repo_and_uploads_exactly_the_plan(tmp_path):
     folder = make_folder(tmp_path)
     api = FakeApi()
     plan = push(folder, "me/remoteclip", private=True, api=api)
-    assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]
+    assert [name for name, _ in api.calls] == ["create_repo", "create_commit"]
     assert api.calls[0][1] == {"repo_id": "me/remoteclip", "repo_type": "model", "private": True, "exist_ok": True}
-    upload = api.calls[1][1]
-    assert upload["allow_patterns"] == PUBLISHED == plan.paths
-    assert upload["folder_path"] == str(folder) and upload["repo_id"] == "me/remoteclip"
+    commit = api.calls[1][1]
+    assert commit["repo_id"] == "me/remoteclip" and commit["repo_type"] == "model"
+    assert [operation.path_in_repo for operation in commit["operations"]] == PUBLISHED == plan.paths
+    assert api.sent["README.md"] == CARD.encode()
+
+
+def test_dry_run_list_and_upload_are_one_list_even_for_pattern_like_names(tmp_path, monkeypatch, capsys):
+    """Names with `[`, `*` or `?` are uploaded as themselves: no pattern can pull in a file the dry run omits."""
+    folder = make_folder(tmp_path)
+    (folder / "plots" / "[ab].png").write_bytes(b"brackets")  # as a pattern it would match plots/a.png
+    (folder / "plots" / "a.png").write_bytes(b"a")
+    (folder / "plots" / "*.png").write_bytes(b"star")
+    (folder / "plots" / "a.png.bak").write_bytes(b"not allowed")
+    assert hub.main([str(folder), "--repo-id", "me/x", "--dry-run"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.split("skipped")[0].splitlines()[1:]]
+    api = FakeApi()
+    monkeypatch.setattr(hub, "HfApi", lambda: api)
+    assert hub.main([str(folder), "--repo_id", "me/x"]) == 0
+    uploaded = [operation.path_in_repo for operation in api.calls[1][1]["operations"]]
+    assert uploaded == listed == plan_upload(folder).paths
+    assert {"plots/[ab].png", "plots/*.png", "plots/a.png"} <= set(uploaded) and "plots/a.png.bak" not in uploaded
+    assert api.sent["plots/[ab].png"] == b"brackets" and api.sent["plots/*.png"] == b"star"
+
+
+def test_symlinks_are_followed_only_inside_the_folder(tmp_path):
+    folder = make_folder(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token")
+    (folder / "results.json").unlink()
+    (folder / "results.json").symlink_to(secret)  # an allowed name pointing outside: refused
+    (folder / "plots" / "copy.png").symlink_to(folder / "plots" / "recall_at_k.png")  # inside: followed
+    outside_dir = tmp_path / "elsewhere"
+    outside_dir.mkdir()
+    (outside_dir / "x.png").write_bytes(b"x")
+    (folder / "linked_plots").symlink_to(outside_dir, target_is_directory=True)
+    plan = plan_upload(folder)
+    assert "results.json" not in plan.paths and "plots/copy.png" in plan.paths
+    skipped = dict(plan.skipped)
+    assert skipped["results.json"] == "symlink to a file outside the folder (or to nothing): never uploaded"
+    assert skipped["linked_plots"] == "symlinked folder: not followed, never uploaded"
+    api = FakeApi()
+    push(folder, "me/x", api=api)
+    assert b"token" not in api.sent.values() and api.sent["plots/copy.png"] == b"x" * 10
+
+
+def test_remote_code_and_open_clip_files_are_on_the_allow_list(tmp_path):
+    folder = make_folder(tmp_path)
+    names = ["configuration_remoteclip.py", "modeling_remoteclip.py", "processing_remoteclip.py",
+             "open_clip_config.json", "open_clip_model.safetensors"]
+    for name in names:
+        (folder / name).write_text("x")
+    (folder / "helper.py").write_text("import os")
+    plan = plan_upload(folder)
+    assert set(names) <= set(plan.paths) and "helper.py" in dict(plan.skipped)
+
+
+def test_push_writes_a_card_for_a_folder_without_one(tmp_path, capsys):
+    """`rclip-hf push` (like convert/export --push-to-hub) writes the card, with this folder's snippets."""
+    from inference_models import make_tiny_model_dir
+
+    folder = make_tiny_model_dir(tmp_path / "tiny")
+    assert hub.main([str(folder), "--repo-id", "me/tiny", "--dry-run"]) == 0
+    card = (folder / "README.md").read_text()
+    assert 'CLIPModel.from_pretrained("me/tiny")' in card and "pip install torch transformers pillow" in card
+    assert "README.md" in capsys.readouterr().out
 
 
 def test_model_index_is_summarised(tmp_path):
