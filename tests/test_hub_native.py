@@ -218,3 +218,39 @@ model.save_pretrained({str(tmp_path / "again")!r})
     with torch.inference_mode():
         torch.testing.assert_close(again.get_image_features(pixel_values=pixels).pooler_output,
                                    original.get_image_features(pixel_values=pixels).pooler_output, atol=0, rtol=0)
+
+
+def test_train_starts_from_a_plain_transformers_clip_folder(shared_data, tmp_path):
+    """`train.py --model_name_or_path` takes what `CLIPModel.save_pretrained` writes (offline stand-in for
+    `openai/clip-vit-base-patch32`): same logits as plain CLIPModel, open_clip-exact processor, and it trains."""
+    import os
+    import subprocess
+
+    from transformers import CLIPConfig, CLIPModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training_scripts"))
+    from training.arguments import ModelArguments
+    from training.model import build_model_and_processor
+    from training_corpus import build_scene_corpus
+
+    torch.manual_seed(0)
+    plain = CLIPModel(CLIPConfig(text_config=TEXT, vision_config=TOWERS["vit"], projection_dim=16)).eval()
+    plain.save_pretrained(tmp_path / "openai-like")
+    rclip_hf.build_processor(image_size=64).save_pretrained(tmp_path / "openai-like")
+    model, processor = build_model_and_processor(ModelArguments(model_name_or_path=str(tmp_path / "openai-like")))
+    assert type(model) is RemoteCLIPModel and type(processor) is RemoteCLIPProcessor
+    inputs = processor(text=CAPTIONS, images=[Image.new("RGB", (80, 64), "green")], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        torch.testing.assert_close(model.eval()(**inputs).logits_per_image, plain(**inputs).logits_per_image,
+                                   atol=1e-6, rtol=0)
+
+    build_scene_corpus(shared_data, tmp_path / "corpus", per_class=4, size=64)
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(root / "training_scripts" / "train.py"), "--model_name_or_path",
+               str(tmp_path / "openai-like"), "--dataset", str(tmp_path / "corpus"), "--output_dir", str(tmp_path / "run"),
+               "--max_steps", "2", "--batch_size", "8", "--checkpointing_steps", "100", "--report_to", "none",
+               "--eval_samples", "8", "--mixed_precision", "no", "--dataloader_num_workers", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "OMP_NUM_THREADS": "2", "ACCELERATE_USE_CPU": "true"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["architectures"] == ["CLIPModel"]

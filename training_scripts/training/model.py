@@ -1,4 +1,5 @@
-"""Builds the model to train (converted folder, random preset or inline config) and its contrastive forward."""
+"""Builds the model to train (converted folder, plain transformers CLIP folder or Hub id, random preset or inline
+config) and its contrastive forward."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from transformers import AutoProcessor
 
 import rclip_hf
-from rclip_hf import PRESETS, RemoteCLIPConfig, RemoteCLIPModel
+from rclip_hf import PRESETS, RemoteCLIPConfig, RemoteCLIPModel, RemoteCLIPProcessor
 
 from .arguments import ModelArguments
 
@@ -53,11 +53,16 @@ def check_model_arguments(model_args: ModelArguments) -> None:
 
 
 def build_model_and_processor(model_args: ModelArguments) -> tuple[RemoteCLIPModel, Any]:
-    """The model (pretrained or randomly initialised with the current seed) and its processor."""
+    """The model (pretrained or randomly initialised with the current seed) and its processor.
+
+    `model_name_or_path` may be a RemoteCLIP folder or any transformers CLIP ViT folder or Hub id (e.g.
+    `openai/clip-vit-base-patch32`, the paper's ViT starting point); its processor is read as a
+    `RemoteCLIPProcessor` (open_clip's exact image transform and text cleaning).
+    """
     if model_args.model_name_or_path:
         model = RemoteCLIPModel.from_pretrained(model_args.model_name_or_path, dtype=torch.float32)
         try:
-            processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+            processor = RemoteCLIPProcessor.from_pretrained(model_args.model_name_or_path)
         except (OSError, ValueError):
             logger.warning("%s has no processor files: building the default one", model_args.model_name_or_path)
             processor = rclip_hf.build_processor(model.config.image_size)
