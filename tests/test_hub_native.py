@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -254,3 +255,60 @@ def test_train_starts_from_a_plain_transformers_clip_folder(shared_data, tmp_pat
                             env={**os.environ, "OMP_NUM_THREADS": "2", "ACCELERATE_USE_CPU": "true"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["architectures"] == ["CLIPModel"]
+
+
+@pytest.mark.parametrize("tower", ["vit", "resnet"])
+def test_card_snippets_run_without_the_package(tower, folders, shared_data, tmp_path):
+    """Each "How to use" snippet of the card runs as written against the repo (an offline Hub cache): the
+    transformers / remote-code / open_clip ones where rclip_hf cannot be imported, the package one with it."""
+    from package_less import make_hub_cache
+
+    from model_cards.card import CardInputs, build_model_card
+    from rclip_hf.export import export_open_clip
+
+    folder = tmp_path / "folder"
+    shutil.copytree(folders[tower], folder)
+    export_open_clip(folder, folder)
+    repo_id = f"remote-sensing/tiny-{tower}"
+    card = build_model_card({"benchmarks": {}}, CardInputs(repo_id=repo_id, model_dir=str(folder), arch=None))
+    usage = card.text.split("## How to use")[1].split("\n## ")[0]
+    snippets = re.findall(r"```python\n(.*?)```", usage, flags=re.DOTALL)
+    expected = ["CLIPModel.from_pretrained" if tower == "vit" else "trust_remote_code=True",
+                "open_clip.create_model_and_transforms", "from rclip_hf import"]
+    assert [next(marker for marker in reversed(expected) if marker in code) for code in snippets] == expected
+    assert ("A plain `CLIPModel.from_pretrained` of it fails" in usage) is (tower == "resnet")
+    make_hub_cache(tmp_path / "hub", repo_id, folder)
+    shutil.copy(shared_data / "remoteclip" / "airport.jpg", tmp_path / "scene.jpg")
+    for block_package in (True, False):  # one process each: every snippet runs as its own script (own namespace)
+        chosen = [code for code in snippets if ("from rclip_hf import" in code) is not block_package]
+        runner = "".join(f"exec(compile({code!r}, 'snippet {index}', 'exec'), {{}})\nprint('--- end of snippet')\n"
+                         for index, code in enumerate(chosen))
+        output = run_python(runner, tmp_path, block_package=block_package, env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+        results = output.split("--- end of snippet")[:-1]
+        assert len(results) == len(chosen) and all("airport" in result for result in results), output
+
+
+@pytest.mark.slow
+def test_plain_clip_preprocessing_difference_on_a_full_size_vit(shared_data, tmp_path):
+    """The numbers the README and the card quote: plain CLIPProcessor vs open_clip's transform (RemoteCLIPProcessor)
+    on real RGB images with a converted ViT-B/32 (random weights): pixels <= 0.03, logits <= 1e-3."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    from rclip_hf.convert import build_model
+
+    open_clip = pytest.importorskip("open_clip")
+    torch.manual_seed(0)
+    reference = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+    build_model(reference.state_dict(), "ViT-B-32").save_pretrained(tmp_path)
+    rclip_hf.build_processor().save_pretrained(tmp_path)
+    images = [Image.open(path) for path in [shared_data / "remoteclip" / "airport.jpg",
+                                            shared_data / "dior" / "JPEGImages" / "00001.jpg",
+                                            min((shared_data / "neon_trees").glob("*.png")),
+                                            *sorted((shared_data / "rsscn7" / "gParking").glob("*.jpg"))[:3]]]
+    plain, exact = CLIPProcessor.from_pretrained(tmp_path), RemoteCLIPProcessor.from_pretrained(tmp_path)
+    model = CLIPModel.from_pretrained(tmp_path).eval()
+    inputs = [processor(text=CAPTIONS, images=images, return_tensors="pt", padding=True) for processor in (plain, exact)]
+    with torch.inference_mode():
+        logits = [model(**batch).logits_per_image for batch in inputs]
+    assert (inputs[0].pixel_values - inputs[1].pixel_values).abs().max() <= 0.03
+    assert (logits[0] - logits[1]).abs().max() <= 1e-3
