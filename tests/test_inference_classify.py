@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
+from rclip_hf import RemoteCLIPProcessor
 from rclip_hf.convert import main as convert_main
 from rclip_hf.evaluation.presets import BENCHMARK_PRESETS, REMOTE_SENSING_TEMPLATES
 from rclip_hf.inference import NotACLIPModelError, UnknownPresetError, classify, load_model, model_fingerprint
@@ -95,7 +96,9 @@ def test_class_embeddings_are_cached_per_model_labels_and_templates(tiny_model, 
 
 def test_pipeline_output_equals_classify(tiny_model_dir: Path, shared_data: Path) -> None:
     path = shared_data / "remoteclip" / "airport.jpg"
-    classifier = pipeline("zero-shot-image-classification", model=str(tiny_model_dir))
+    # The folder is plain CLIP (Hub-native): give the pipeline open_clip's exact transform, as classify uses.
+    image_processor = RemoteCLIPProcessor.from_pretrained(tiny_model_dir).image_processor
+    classifier = pipeline("zero-shot-image-classification", model=str(tiny_model_dir), image_processor=image_processor)
     from_pipeline = classifier(str(path), candidate_labels=LABELS, hypothesis_template=TEMPLATE)
     ours = classify(path, LABELS, TEMPLATE, model=tiny_model_dir)
     assert [hit["label"] for hit in from_pipeline] == [hit["label"] for hit in ours]
