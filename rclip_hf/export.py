@@ -41,6 +41,10 @@ def export_open_clip(model_dir: str | Path, output: str | Path) -> list[Path]:
     model_dir, output = Path(model_dir), Path(output)
     if not (model_dir / "config.json").is_file():
         raise ConversionError(f"{model_dir} has no config.json: not a transformers model folder")
+    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type not in ("clip", "remoteclip"):
+        raise ConversionError(f"{model_dir} holds a model of type {model_type!r}; export needs a CLIP or RemoteCLIP "
+                              "folder (model_type clip or remoteclip)")
     model = RemoteCLIPModel.from_pretrained(model_dir)
     try:
         image_processor = RemoteCLIPImageProcessor.from_pretrained(model_dir)
