@@ -72,7 +72,7 @@ def measure_build(num_images: int, folder: str, out: str, queue) -> None:
     import torch
     from PIL import Image
 
-    from rclip_hf.evaluation.encode import encode_images
+    from rclip_hf.embeddings import encode_images
     from rclip_hf.inference.search import build_index
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

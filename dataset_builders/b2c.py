@@ -8,7 +8,8 @@ Rules (paper, with the project's Decisions in ``shared/docs/remoteclip.md`` §2)
 3. captions 3-5 are counting captions: three objects are drawn at random (with replacement) from the
    annotation list and each gets a caption counting ALL the instances of its category in the image;
 4. a count above ten is written with a general term (``MANY_TERMS``: "many", "a lot of", "lots of");
-   counts of one to ten are written as words or digits (``NUMBER_WORDS``), one as "a"/"an"/"one".
+   counts of one to ten are written as words (``rclip_hf.prompts.COUNT_WORDS``) or digits, one as "a"/"an"/"one";
+   plurals come from ``rclip_hf.prompts.pluralize``, the one the counting prompts and RemoteCount use.
 
 An empty side (nothing in the centre, or nothing outside it) gets a sentence about the objects of the
 other side (``CENTRE_EMPTY_TEMPLATES``, ``OUTSIDE_EMPTY_TEMPLATES``), never an empty string. Object lists
@@ -39,6 +40,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from dataset_builders.records import Box
+from rclip_hf.prompts import COUNT_WORDS, MAX_COUNT, pluralize
 
 __all__ = [
     "CENTRE_EMPTY_TEMPLATES",
@@ -47,7 +49,6 @@ __all__ = [
     "COUNT_TEMPLATES",
     "IGNORED_CLASSES",
     "MANY_TERMS",
-    "NUMBER_WORDS",
     "OUTSIDE_EMPTY_TEMPLATES",
     "OUTSIDE_TEMPLATES",
     "NoUsableObjectsError",
@@ -56,14 +57,12 @@ __all__ = [
     "in_centre",
     "indefinite_article",
     "normalize_class_name",
-    "pluralize",
 ]
 
 NumberStyle = Literal["mixed", "words", "digits"]
 
 NUM_CAPTIONS = 5
-MAX_EXACT_COUNT = 10  # counts above this are written with a general term (MANY_TERMS)
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+MAX_EXACT_COUNT = MAX_COUNT  # counts above this are written with a general term (MANY_TERMS)
 MANY_TERMS = ("many", "a lot of", "lots of")
 
 CENTRE_TEMPLATES = (
@@ -126,13 +125,6 @@ CLASS_RENAMES = {
     "impervious surfaces": "impervious surface", "low vegetation": "patch of low vegetation",
 }
 
-_IRREGULAR_PLURALS = {
-    "person": "people", "man": "men", "woman": "women", "child": "children", "foot": "feet",
-    "leaf": "leaves", "aircraft": "aircraft", "sheep": "sheep", "deer": "deer", "fish": "fish",
-    "series": "series", "species": "species",
-}
-_CONSONANT_Y = re.compile(r"[^aeiou]y$")
-_SIBILANT_END = re.compile(r"(s|x|z|ch|sh)$")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SEPARATORS = re.compile(r"[\s_\-]+")
 # vowel letters pronounced with a consonant sound ("a university", "a one-way road", "a European city")
@@ -160,23 +152,6 @@ def _normalized(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def pluralize(noun: str) -> str:
-    """Plural of a (normalised) class name: the head noun changes ("bus" -> "buses", "patch of x" -> "patches of x")."""
-    head, sep, tail = noun.partition(" of ")
-    words = head.split(" ")
-    last = words[-1]
-    if last in _IRREGULAR_PLURALS:
-        plural = _IRREGULAR_PLURALS[last]
-    elif _CONSONANT_Y.search(last):
-        plural = last[:-1] + "ies"
-    elif _SIBILANT_END.search(last):
-        plural = last + "es"
-    else:
-        plural = last + "s"
-    return " ".join([*words[:-1], plural]) + sep + tail
-
-
-@functools.lru_cache(maxsize=4096)
 def indefinite_article(noun: str) -> str:
     """ "a" or "an" for a noun phrase, by its first sound ("an airplane", "a ship", "a university")."""
     word = noun.lower()
@@ -196,7 +171,7 @@ def count_phrase(noun: str, count: int, rng: random.Random, words: bool) -> str:
         return f"{rng.choice(MANY_TERMS)} {pluralize(noun)}"
     if count == 1:
         return f"{'one' if words and rng.random() < 0.5 else indefinite_article(noun)} {noun}"
-    return f"{NUMBER_WORDS[count] if words else count} {pluralize(noun)}"
+    return f"{COUNT_WORDS[count - 1] if words else count} {pluralize(noun)}"
 
 
 def _use_words(rng: random.Random, style: NumberStyle) -> bool:

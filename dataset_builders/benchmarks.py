@@ -1,5 +1,5 @@
 """Benchmark datasets as Hugging Face folders: retrieval test splits from Karpathy-style caption JSON (RSITMD,
-RSICD, UCM-captions) and classification sets from folder-per-class layouts (contract names in CONTRACTS §2).
+RSICD, UCM-captions) and classification sets from folder-per-class layouts, named as in `rclip_hf.benchmarks`.
 
 Images are stored like the corpus does (original bytes for 8-bit RGB JPEG/PNG, lossless PNG otherwise, e.g.
 the UC Merced TIFFs). Unreadable images are left out and listed in ``build_report.json`` beside the data.
@@ -25,40 +25,13 @@ from dataset_builders.hf_folder import (
 )
 from dataset_builders.sources.captions import find_caption_json, find_image_dir, load_karpathy_json
 from dataset_builders.sources.images import image_cell
+from rclip_hf.benchmarks import BENCHMARKS, names_for
 from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_files
 
 logger = logging.getLogger(__name__)
 
-RETRIEVAL_NAMES = ("rsitmd", "rsicd", "ucm")
-CLASSIFICATION_NAMES = ("eurosat", "ucmerced", "aid", "resisc45", "rsi_cb128", "rsi_cb256", "whu_earth", "mlrsnet",
-                        "patternnet", "rs2800", "optimal31", "rsc11", "whu_rs19", "rsscn7", "aid150")
-#: Per benchmark: the name the Hub card shows and the source's citation (its terms go into LICENSE.md).
-SOURCES: dict[str, tuple[str, str]] = {
-    "rsitmd": ("RSITMD", ("Yuan et al., Exploring a Fine-Grained Multiscale Method for Cross-Modal Remote Sensing "
-                         "Image Retrieval, IEEE TGRS 2022")),
-    "rsicd": ("RSICD", "Lu et al., Exploring Models and Data for Remote Sensing Image Caption Generation, IEEE TGRS 2017"),
-    "ucm": ("UCM-Captions", "Qu et al., Deep Semantic Understanding of High Resolution Remote Sensing Image, CITS 2016"),
-    "eurosat": ("EuroSAT", ("Helber et al., EuroSAT: A Novel Dataset and Deep Learning Benchmark for Land Use and Land "
-                           "Cover Classification, IEEE JSTARS 2019")),
-    "ucmerced": ("UC Merced Land Use", ("Yang and Newsam, Bag-of-Visual-Words and Spatial Extensions for Land-Use "
-                                       "Classification, ACM SIGSPATIAL GIS 2010")),
-    "aid": ("AID", ("Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial Scene Classification, "
-                   "IEEE TGRS 2017")),
-    "aid150": ("AID (150-image subset)", ("Xia et al., AID: A Benchmark Data Set for Performance Evaluation of Aerial "
-                                         "Scene Classification, IEEE TGRS 2017")),
-    "resisc45": ("NWPU-RESISC45", ("Cheng et al., Remote Sensing Image Scene Classification: Benchmark and State of "
-                                  "the Art, Proceedings of the IEEE 2017")),
-    "rsi_cb128": ("RSI-CB128", ("Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
-                               "Crowdsourced Data, Sensors 2020")),
-    "rsi_cb256": ("RSI-CB256", ("Li et al., RSI-CB: A Large-Scale Remote Sensing Image Classification Benchmark Using "
-                               "Crowdsourced Data, Sensors 2020")),
-    "mlrsnet": ("MLRSNet", ("Qi et al., MLRSNet: A Multi-Label High Spatial Resolution Remote Sensing Dataset for "
-                           "Semantic Scene Understanding, ISPRS J. 2020")),
-    "patternnet": ("PatternNet", ("Zhou et al., PatternNet: A Benchmark Dataset for Performance Evaluation of Remote "
-                                 "Sensing Image Retrieval, ISPRS J. 2018")),
-    "rsscn7": ("RSSCN7", ("Zou et al., Deep Learning Based Feature Selection for Remote Sensing Scene Classification, "
-                         "IEEE GRSL 2015")),
-}
+RETRIEVAL_NAMES = names_for("retrieval")
+CLASSIFICATION_NAMES = names_for("zero_shot_classification")
 #: ``<name>-<split>.txt`` prefixes of published split lists whose name differs from the benchmark's (torchgeo's).
 SPLIT_FILE_PREFIXES = {"ucmerced": "uc_merced"}
 #: Split-list names -> the dataset split they fill.
@@ -107,7 +80,7 @@ def build_retrieval(source: Path, output: Path, name: str) -> dict[str, Any]:
         raise ValueError(f"{json_path}: no usable image with split == 'test'")
 
     def card(counts: dict[str, int], metadata: dict[str, Any]) -> str:
-        body = (f"# {SOURCES.get(name, (name, ''))[0]} retrieval benchmark (test split)\n\nBuilt by `python -m dataset_builders.build_benchmarks` "
+        body = (f"# {_full_name(name)} retrieval benchmark (test split)\n\nBuilt by `python -m dataset_builders.build_benchmarks` "
                 f"from `{json_path.name}` (Karpathy format): the images with `split == \"test\"`, one row per image with "
                 f"its captions in file order (`sentences[].raw`). Rows: {counts['test']} images, "
                 f"{sum(len(row['captions']) for _, row in entries)} captions. Skipped: {len(skipped)} (see "
@@ -201,23 +174,33 @@ def splits_from_lists(per_class: dict[str, list[Path]], lists: dict[str, Path]
     return {split: {label: sorted(paths) for label, paths in classes.items()} for split, classes in splits.items()}, unlisted
 
 
+def _full_name(name: str) -> str:
+    """The dataset's own name, as its Hub card shows it (from `rclip_hf.benchmarks`; an unknown name as it is)."""
+    return BENCHMARKS[name].full_name if name in BENCHMARKS else name
+
+
+def _citation_of(name: str) -> str:
+    """The source's citation (from `rclip_hf.benchmarks`; empty for an unknown name)."""
+    return BENCHMARKS[name].citation if name in BENCHMARKS else ""
+
+
 def _card_fields(name: str, task_categories: list[str], task_ids: list[str]) -> dict[str, Any]:
     """The Hub metadata of a benchmark card that does not come from its data."""
-    return {"pretty_name": SOURCES.get(name, (name, ""))[0], "license": "other",
+    return {"pretty_name": _full_name(name), "license": "other",
             "license_name": f"{name.replace('_', '-')}-terms", "license_link": LICENSE_NAME,
             "task_categories": task_categories, "task_ids": task_ids}
 
 
 def _licence(name: str) -> str:
     """LICENSE.md of a benchmark: the original release's terms and its citation."""
-    pretty, citation = SOURCES.get(name, (name, ""))
+    pretty, citation = _full_name(name), _citation_of(name)
     return licence_text(pretty, [(pretty, ("the terms of the original release (most allow academic research use "
                                           "only; check them before any other use)"), citation)])
 
 
 def _citation(name: str) -> str:
     """The card's citation section."""
-    citation = SOURCES.get(name, ("", ""))[1]
+    citation = _citation_of(name)
     return f"\n## Citation\n\n{citation}.\n" if citation else ""
 
 
@@ -276,7 +259,7 @@ def build_classification(source: Path, output: Path, name: str, test_fraction: f
             rows[split] = _rows(entries, skipped, f"{name}/{split}")
 
     def card(counts: dict[str, int], metadata: dict[str, Any]) -> str:
-        body = (f"# {SOURCES.get(name, (name, ''))[0]} scene classification\n\nBuilt by `python -m "
+        body = (f"# {_full_name(name)} scene classification\n\nBuilt by `python -m "
                 f"dataset_builders.build_benchmarks` from the folder-per-class layout at `{source.name}`. `label` is a "
                 f"ClassLabel of the {len(names)} folder names (sorted); `filename` is `<class folder>/<file>`.\n\n"
                 f"Split definition: {definition['description']}. Rows: "

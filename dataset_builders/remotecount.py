@@ -31,20 +31,18 @@ from dataset_builders.b2c import normalize_class_name
 from dataset_builders.hf_folder import LICENSE_NAME, card_text, licence_text, write_dataset_folder
 from dataset_builders.records import Record
 from dataset_builders.sources import read_source
+from dataset_builders.sources.dota import DotaReader
 from dataset_builders.sources.images import image_cell
+from rclip_hf.benchmarks import BENCHMARKS
 from rclip_hf.images import ImageReadError
+from rclip_hf.prompts import COUNT_WORDS, COUNTING_TEMPLATES, counting_caption
 
 CATEGORIES = ("plane", "helicopter", "roundabout", "bridge", "baseball diamond", "ground track field",
               "basketball court", "tennis court", "harbor", "soccer field", "swimming pool", "ship", "storage tank")
 #: DOTA names whose normalised form differs from the RemoteCount category
 RENAMES = {"soccer ball field": "soccer field"}
-COUNT_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-PLURAL_TEMPLATES = ("There are {n} {noun} in the image.", "The image shows {n} {noun}.",
-                    "In this image there are {n} {noun}.", "{N} {noun} can be seen in the image.")
-SINGULAR_TEMPLATES = ("There is {n} {noun} in the image.", "The image shows {n} {noun}.",
-                      "In this image there is {n} {noun}.", "{N} {noun} can be seen in the image.")
-CITATIONS = (("Liu et al., RemoteCLIP: A Vision Language Foundation Model for Remote Sensing, IEEE TGRS 2024 "
-             "(RemoteCount)"), "Xia et al., DOTA: A Large-scale Dataset for Object Detection in Aerial Images, CVPR 2018")
+#: RemoteCount's citation (the registry's) and that of the DOTA images it is built from.
+CITATIONS = (f"{BENCHMARKS['remotecount'].citation} (RemoteCount)", DotaReader.citation)
 FEATURES = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string"),
                               "count": datasets.Value("int64"), "category": datasets.Value("string")})
 
@@ -56,19 +54,10 @@ def category_of(label: str) -> str | None:
     return name if name in CATEGORIES else None
 
 
-def plural(category: str) -> str:
-    """Plural of a category ("storage tank" -> "storage tanks")."""
-    return category + ("es" if category.endswith(("s", "x", "ch", "sh")) else "s")
-
-
 def count_caption(category: str, count: int, rng: random.Random) -> str:
-    """A caption stating ``count`` (1..10) ``category`` objects, the number as a word."""
-    if not 1 <= count <= len(COUNT_WORDS):
-        raise ValueError(f"count must be 1..10, got {count} for {category!r}")
-    word = COUNT_WORDS[count - 1]
-    templates = SINGULAR_TEMPLATES if count == 1 else PLURAL_TEMPLATES
-    noun = category if count == 1 else plural(category)
-    return rng.choice(templates).format(n=word, N=word.capitalize(), noun=noun)
+    """A caption stating ``count`` (1..10) ``category`` objects, the number as a word, in a phrasing of
+    ``rclip_hf.prompts.COUNTING_TEMPLATES`` drawn from ``rng``."""
+    return counting_caption(category, count, rng.randrange(len(COUNTING_TEMPLATES)))
 
 
 def samples_from_records(records: list[Record], seed: int) -> list[tuple[Path, dict[str, Any]]]:

@@ -1,5 +1,7 @@
 """Model cards for RemoteCLIP folders: metadata (`model-index`), results tables next to the paper's, plots."""
 
+from rclip_hf.benchmarks import REMOTECLIP_BIBTEX
+
 from .card import (
     CardInputs,
     MetricEntry,
@@ -11,7 +13,6 @@ from .card import (
     iter_metrics,
     load_results,
 )
-from .paper import REMOTECLIP_BIBTEX
 
 __all__ = [
     "REMOTECLIP_BIBTEX",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,17 +13,24 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
+from rclip_hf.benchmarks import REMOTECLIP_BIBTEX, display_name, paper_order
+from rclip_hf.evaluation.tables import (
+    COUNT_STYLES,
+    PERCENT_DECIMALS,
+    cell,
+    counting_table,
+    markdown_table,
+    per_benchmark_table,
+    retrieval_table,
+)
+
 from .paper import (
-    BENCHMARK_NAMES,
     PAPER_ARCH_LABELS,
     PAPER_LINEAR_PROBE_KNN,
     PAPER_RETRIEVAL,
     PAPER_SOURCE,
     PAPER_URL,
     PAPER_ZERO_SHOT,
-    REMOTECLIP_BIBTEX,
-    RETRIEVAL_COLUMNS,
-    ZERO_SHOT_ORDER,
     paper_rows_for,
 )
 
@@ -41,7 +48,6 @@ TASKS = {
 }
 #: Metric groups of a results-JSON entry: the main one and the counting digit variant.
 METRIC_GROUPS = ("metrics", "metrics_digits")
-PERCENT_DECIMALS = 2  # card metrics are percentages: YAML and tables show them to 0.01
 _TOPK = re.compile(r"^top(?P<k>\d+)$")
 _RECALL = re.compile(r"^(?P<direction>i2t|t2i)_R@(?P<k>\d+)$")
 _SHOTS = re.compile(r"^(?P<shots>\d+)-shot\.top1_(?P<statistic>mean|std)$")
@@ -148,11 +154,6 @@ def iter_metrics(results: Mapping[str, Any]) -> Iterator[MetricEntry]:
                     yield MetricEntry(benchmark, task, entry.get("split"), f"{prefix}{group}", key, value)
 
 
-def benchmark_name(name: str) -> str:
-    """Display name of a benchmark (`rsitmd` -> `RSITMD`); unknown names as they are."""
-    return BENCHMARK_NAMES.get(name, name)
-
-
 def describe_metric(entry: MetricEntry) -> tuple[str, str, dict[str, Any] | None]:
     """(Hub metric type, readable name, args) of one metric of the results JSON."""
     variant = " (digits)" if entry.group.endswith("metrics_digits") else ""
@@ -181,7 +182,7 @@ def eval_results_from_results(results: Mapping[str, Any]) -> list[EvalResult]:
         metric_type, metric_name, metric_args = describe_metric(entry)
         eval_results.append(EvalResult(
             task_type=task_type, task_name=task_name, dataset_type=entry.benchmark,
-            dataset_name=benchmark_name(entry.benchmark), dataset_split=entry.split,
+            dataset_name=display_name(entry.benchmark), dataset_split=entry.split,
             metric_type=metric_type, metric_name=metric_name, metric_args=metric_args,
             metric_config=f"{entry.group}/{entry.key}", metric_value=entry.shown,
         ))
@@ -213,16 +214,6 @@ def architecture_summary(model_dir: str | Path) -> str:
             f"{text.num_hidden_layers} layers; embedding size {config.projection_dim}")
 
 
-def _cell(value: float | None) -> str:
-    return "–" if value is None else f"{value:.{PERCENT_DECIMALS}f}"
-
-
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _model_rows(results: Mapping[str, Any], inputs: CardInputs) -> list[tuple[str, Mapping[str, Any]]]:
     """(row label, results dict) for this model and, when given, its starting point."""
     rows = [("**this model**", results)]
@@ -244,19 +235,14 @@ def retrieval_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
     benchmarks = _benchmarks_of(results, "retrieval")
     if not benchmarks:
         return ""
-    header = ["test set", "model", "i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "mR"]
-    rows = []
+    rows: list[tuple[str, str | None, Any]] = []
     for benchmark in benchmarks:
-        for label, source in _model_rows(results, inputs):
-            values = _metrics(source, benchmark)
-            rows.append([benchmark_name(benchmark), label] + [_cell(values.get(key)) for key in RETRIEVAL_COLUMNS])
-        paper = PAPER_RETRIEVAL.get(benchmark, {})
+        rows += [(benchmark, label, _metrics(source, benchmark)) for label, source in _model_rows(results, inputs)]
         wanted = paper_rows_for(_arch(results, inputs), "retrieval")
-        for label, numbers in paper.items():
-            if label in wanted or label.startswith("best prior"):
-                rows.append([benchmark_name(benchmark), f"{label} (paper)"] + [_cell(value) for value in numbers])
+        rows += [(benchmark, f"{label} (paper)", numbers) for label, numbers in PAPER_RETRIEVAL.get(benchmark, {}).items()
+                 if label in wanted or label.startswith("best prior")]
     return ("### Image–text retrieval\n\nRecall@k as in the paper's Table II (image→text: an image counts as found "
-            "when any of its captions is in the top k).\n\n" + _markdown_table(header, rows))
+            "when any of its captions is in the top k).\n\n" + retrieval_table(rows))
 
 
 def zero_shot_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
@@ -266,32 +252,27 @@ def zero_shot_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
         return ""
     parts = [("### Zero-shot classification\n\nTop-1 accuracy, template \"a satellite photo of {class name}.\" "
               "unless the results say otherwise.")]
-    paper_benchmarks = [name for name in ZERO_SHOT_ORDER if name in benchmarks]
-    if paper_benchmarks:
-        header = ["model"] + [benchmark_name(name) for name in ZERO_SHOT_ORDER] + ["average"]
-        rows = []
-        for label, source in _model_rows(results, inputs):
-            values = [_metrics(source, name).get("top1") for name in ZERO_SHOT_ORDER]
-            complete = all(value is not None for value in values)
-            average = sum(values) / len(values) if complete else None
-            rows.append([label] + [_cell(value) for value in values] + [_cell(average)])
-        for label in paper_rows_for(_arch(results, inputs), "zero_shot"):
-            rows.append([f"{label} (paper)"] + [_cell(value) for value in PAPER_ZERO_SHOT[label]])
-        parts.append(_markdown_table(header, rows) + "\n\n\"–\": not evaluated here; the average is given only "
-                     "when all 12 datasets were evaluated.")
-    others = [name for name in benchmarks if name not in ZERO_SHOT_ORDER]
+    table_iii = paper_order("zero_shot_classification")
+    if any(name in benchmarks for name in table_iii):
+        rows = [(label, [_metrics(source, name).get("top1") for name in table_iii])
+                for label, source in _model_rows(results, inputs)]
+        rows += [(f"{label} (paper)", PAPER_ZERO_SHOT[label]) for label in paper_rows_for(_arch(results, inputs),
+                                                                                          "zero_shot")]
+        parts.append(per_benchmark_table(table_iii, rows) + "\n\n\"–\": not evaluated here; the average is given "
+                     "only when all 12 datasets were evaluated.")
+    others = [name for name in benchmarks if name not in table_iii]
     if others:
         header = ["benchmark", "split", "classes", "samples"] + [
             f"{label} top-1" for label, _ in _model_rows(results, inputs)] + ["top-5", "mean per-class recall"]
         rows = []
         for name in others:
             entry = results["benchmarks"][name]
-            top1 = [_cell(_metrics(source, name).get("top1")) for _, source in _model_rows(results, inputs)]
-            rows.append([benchmark_name(name), str(entry.get("split", "")), str(entry.get("num_classes", "")),
+            top1 = [cell(_metrics(source, name).get("top1")) for _, source in _model_rows(results, inputs)]
+            rows.append([display_name(name), str(entry.get("split", "")), str(entry.get("num_classes", "")),
                          str(entry.get("num_samples", ""))] + top1
-                        + [_cell(entry["metrics"].get("top5")), _cell(entry["metrics"].get("mean_per_class_recall"))])
+                        + [cell(entry["metrics"].get("top5")), cell(entry["metrics"].get("mean_per_class_recall"))])
         parts.append("Benchmarks outside the paper's table (no published number to compare with; top-5 and "
-                     "per-class recall are this model's):\n\n" + _markdown_table(header, rows))
+                     "per-class recall are this model's):\n\n" + markdown_table(header, rows))
     return "\n\n".join(parts)
 
 
@@ -300,19 +281,13 @@ def counting_section(results: Mapping[str, Any], inputs: CardInputs) -> str:
     benchmarks = _benchmarks_of(results, "counting")
     if not benchmarks:
         return ""
-    header = ["benchmark", "model", "numbers"] + [f"top-{k}" for k in range(1, 11)]
-    rows = []
-    for name in benchmarks:
-        for label, source in _model_rows(results, inputs):
-            for group, style in (("metrics", "words"), ("metrics_digits", "digits")):
-                values = _metrics(source, name, group)
-                if values:
-                    rows.append([benchmark_name(name), label, style]
-                                + [_cell(values.get(f"top{k}")) for k in range(1, 11)])
+    rows = [(name, label, style, _metrics(source, name, group)) for name in benchmarks
+            for label, source in _model_rows(results, inputs) for group, style in COUNT_STYLES
+            if _metrics(source, name, group)]
     return ("### Object counting\n\nThe number in each caption is replaced by one…ten (or 1…10) and the ten captions "
             "are scored against the image; top-k: the true count is among the k best. Chance top-1 is 10 %. The "
             "paper reports RemoteCount only as a figure, so no published numbers are quoted.\n\n"
-            + _markdown_table(header, rows))
+            + counting_table(rows))
 
 
 def other_tasks_section(results: Mapping[str, Any]) -> str:
@@ -320,9 +295,9 @@ def other_tasks_section(results: Mapping[str, Any]) -> str:
     entries = [entry for entry in iter_metrics(results) if entry.task in ("linear_probe", "knn", "few_shot")]
     if not entries:
         return ""
-    rows = [[benchmark_name(entry.benchmark), TASKS[entry.task][1], entry.key, _cell(entry.value)] for entry in entries]
+    rows = [[display_name(entry.benchmark), TASKS[entry.task][1], entry.key, cell(entry.value)] for entry in entries]
     paper = "; ".join(f"{label} {probe:.2f} / {knn:.2f}" for label, (probe, knn) in PAPER_LINEAR_PROBE_KNN.items())
-    return ("### Frozen-feature classification\n\n" + _markdown_table(["benchmark", "protocol", "metric", "value"], rows)
+    return ("### Frozen-feature classification\n\n" + markdown_table(["benchmark", "protocol", "metric", "value"], rows)
             + f"\n\nPaper (Table IV), linear probe / k-NN averages over its 12 datasets: {paper}.")
 
 
@@ -340,7 +315,7 @@ def training_section(inputs: CardInputs) -> str:
                 + paper)
     rows = [[f"`{key}`", f"`{value}`"] for key, value in inputs.training.items()]
     return ("Trained with rclip-hf (`training_scripts/train.py`, accelerate):\n\n"
-            + _markdown_table(["setting", "value"], rows) + "\n\nFor comparison, " + paper[0].lower() + paper[1:])
+            + markdown_table(["setting", "value"], rows) + "\n\nFor comparison, " + paper[0].lower() + paper[1:])
 
 
 def limitations_text(results: Mapping[str, Any], inputs: CardInputs) -> str:
@@ -490,7 +465,7 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
         model_name=model_name, summary=summary,
         arch_description=inputs.arch_description or (
             f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label else f"`{arch}`"),
-        evaluated_on=", ".join(benchmark_name(name) for name in results["benchmarks"]) or "nothing yet",
+        evaluated_on=", ".join(display_name(name) for name in results["benchmarks"]) or "nothing yet",
         results_file=inputs.results_file, created=results.get("created", "unknown"),
         rclip_hf_version=results.get("rclip_hf_version", "unknown"), dtype=results.get("dtype", "float32"),
         paper_url=PAPER_URL, paper_source=PAPER_SOURCE, repo_id=inputs.repo_id or model_name,

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-#: Where every number in this module comes from.
-PAPER_SOURCE = ("Liu et al., \"RemoteCLIP: A Vision Language Foundation Model for Remote Sensing\", "
-                "IEEE TGRS 62, 2024 (arXiv 2306.11029)")
-PAPER_URL = "https://arxiv.org/abs/2306.11029"
+from rclip_hf.benchmarks import REMOTECLIP_CITATION
 
-#: BibTeX of the paper, as given in the authors' repository (github.com/ChenDelong1999/RemoteCLIP).
-REMOTECLIP_BIBTEX = """@article{remoteclip,
-  author       = {Fan Liu and
-                  Delong Chen and
-                  Zhangqingyun Guan and
-                  Xiaocong Zhou and
-                  Jiale Zhu and
-                  Qiaolin Ye and
-                  Liyong Fu and
-                  Jun Zhou},
-  title        = {RemoteCLIP: {A} Vision Language Foundation Model for Remote Sensing},
-  journal      = {{IEEE} Transactions on Geoscience and Remote Sensing},
-  volume       = {62},
-  pages        = {1--16},
-  year         = {2024},
-  url          = {https://doi.org/10.1109/TGRS.2024.3390838},
-  doi          = {10.1109/TGRS.2024.3390838},
-}"""
+#: Where every number in this module comes from.
+PAPER_SOURCE = REMOTECLIP_CITATION
+PAPER_URL = "https://arxiv.org/abs/2306.11029"
 
 #: The paper's architecture labels, keyed by rclip_hf preset name.
 PAPER_ARCH_LABELS = {"RN50": "RN50", "ViT-B-32": "ViT-B/32", "ViT-L-14": "ViT-L/14"}
 
-#: Retrieval metric keys of the results JSON, in the paper's column order (Table II).
-RETRIEVAL_COLUMNS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall")
-
-#: Table II: {benchmark: {model label: (i2t R@1, R@5, R@10, t2i R@1, R@5, R@10, mean recall)}}.
+#: Table II: {benchmark: {model label: values in `rclip_hf.evaluation.tables.RETRIEVAL_COLUMNS` order}}.
 PAPER_RETRIEVAL: dict[str, dict[str, tuple[float, ...]]] = {
     "rsitmd": {
         "RemoteCLIP RN50": (23.67, 47.57, 64.60, 19.29, 51.55, 70.58, 46.21),
@@ -53,11 +32,8 @@ PAPER_RETRIEVAL: dict[str, dict[str, tuple[float, ...]]] = {
     },
 }
 
-#: Table III column order (benchmark names of the results JSON).
-ZERO_SHOT_ORDER = ("rsi_cb128", "rsi_cb256", "whu_earth", "eurosat", "mlrsnet", "patternnet", "resisc45", "aid",
-                   "rs2800", "optimal31", "rsc11", "whu_rs19")
-
-#: Table III: zero-shot top-1 accuracy in `ZERO_SHOT_ORDER`, then the paper's average.
+#: Table III: zero-shot top-1 accuracy in `rclip_hf.benchmarks.paper_order("zero_shot_classification")`, then
+#: the paper's average.
 PAPER_ZERO_SHOT: dict[str, tuple[float, ...]] = {
     "CLIP RN50": (26.56, 34.24, 40.42, 42.02, 45.54, 46.96, 53.57, 57.35, 62.14, 64.52, 64.54, 69.42, 50.61),
     "RemoteCLIP RN50": (13.95, 33.03, 56.25, 17.19, 40.68, 45.51, 53.24, 86.55, 62.86, 70.16, 66.93, 95.15, 53.46),
@@ -76,16 +52,6 @@ PAPER_LINEAR_PROBE_KNN: dict[str, tuple[float, float]] = {
     "RemoteCLIP ViT-B": (93.93, 93.77),
     "CLIP ViT-B": (92.31, 92.15),
 }
-
-#: Display names of benchmarks (results JSON name -> name on the card).
-BENCHMARK_NAMES = {
-    "rsitmd": "RSITMD", "rsicd": "RSICD", "ucm": "UCM-captions",
-    "rsi_cb128": "RSI-CB128", "rsi_cb256": "RSI-CB256", "whu_earth": "WHU-earth", "eurosat": "EuroSAT",
-    "mlrsnet": "MLRSNet", "patternnet": "PatternNet", "resisc45": "RESISC45", "aid": "AID", "rs2800": "RS2800",
-    "optimal31": "OPTIMAL-31", "rsc11": "RSC11", "whu_rs19": "WHU-RS19", "ucmerced": "UC Merced",
-    "rsscn7": "RSSCN7", "aid150": "AID (150 px sample)", "remotecount": "RemoteCount",
-}
-
 
 def paper_rows_for(arch: str | None, kind: str) -> list[str]:
     """Paper model labels to show next to a model of `arch` (`kind`: "retrieval" or "zero_shot"); all when unknown."""

@@ -12,8 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .card import Plot, benchmark_name
-from .paper import PAPER_ARCH_LABELS, PAPER_RETRIEVAL, PAPER_ZERO_SHOT, RETRIEVAL_COLUMNS, ZERO_SHOT_ORDER
+from rclip_hf.benchmarks import display_name, paper_order
+from rclip_hf.evaluation.tables import RETRIEVAL_COLUMNS
+
+from .card import Plot
+from .paper import PAPER_ARCH_LABELS, PAPER_RETRIEVAL, PAPER_ZERO_SHOT
 
 RECALL_KS = (1, 5, 10)
 DPI = 110
@@ -46,8 +49,8 @@ def plot_zero_shot(results: Mapping[str, Any], path: Path, arch: str | None = No
     label = PAPER_ARCH_LABELS.get(arch or "")
     if label is not None:
         paper = PAPER_ZERO_SHOT[f"RemoteCLIP {label}"]
-        points = [(index, paper[ZERO_SHOT_ORDER.index(name)]) for index, name in enumerate(names)
-                  if name in ZERO_SHOT_ORDER]
+        points = [(index, paper[paper_order("zero_shot_classification").index(name)]) for index, name in enumerate(names)
+                  if name in paper_order("zero_shot_classification")]
         if points:
             rows, values = zip(*points)
             axes.scatter(values, rows, marker="D", color="black", zorder=3, label=f"RemoteCLIP {label} (paper)")
@@ -58,7 +61,7 @@ def plot_zero_shot(results: Mapping[str, Any], path: Path, arch: str | None = No
             axes.vlines(100.0 / num_classes, index - 0.4, index + 0.4 + offset, colors="tab:red", linewidth=1,
                         linestyles=":")
     axes.plot([], [], color="tab:red", linestyle=":", label="chance")
-    axes.set_yticks(y + offset / 2, [benchmark_name(name) for name in names])
+    axes.set_yticks(y + offset / 2, [display_name(name) for name in names])
     axes.set_xlim(0, 100)
     axes.set_xlabel("top-1 accuracy (%)")
     axes.set_title("Zero-shot classification")
@@ -94,7 +97,7 @@ def plot_recall_at_k(results: Mapping[str, Any], path: Path, arch: str | None = 
         axes.set_ylim(0, 100)
         axes.set_xlabel("k")
         axes.set_ylabel("recall@k (%)")
-        axes.set_title(benchmark_name(name))
+        axes.set_title(display_name(name))
         axes.legend(fontsize=7)
     _save(figure, path)
     return True
@@ -119,7 +122,7 @@ def plot_counting_confusion(results: Mapping[str, Any], path: Path) -> bool:
     axes.set_yticks(range(len(counts)), counts)
     axes.set_xlabel("predicted count")
     axes.set_ylabel("true count")
-    axes.set_title(f"{benchmark_name(names[0])}: confusion matrix (count words)")
+    axes.set_title(f"{display_name(names[0])}: confusion matrix (count words)")
     figure.colorbar(image, ax=axes, fraction=0.046)
     _save(figure, path)
     return True

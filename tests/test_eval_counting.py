@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rclip_hf.evaluation import COUNT_WORDS, count_caption_variants, counting_metrics, counting_prompt
+from rclip_hf.evaluation import counting_metrics
+from rclip_hf.prompts import COUNT_WORDS, count_caption_variants, counting_prompt
 
 
 def test_caption_variants() -> None:
@@ -32,6 +33,7 @@ def test_counting_prompt() -> None:
     assert counting_prompt("ship", 1) == "There is one ship in the image."
     assert counting_prompt("storage tank", 10, "digits") == "There are 10 storage tanks in the image."
     assert counting_prompt("bus", 2) == "There are two buses in the image."
+    assert counting_prompt("person", 3) == "There are three people in the image."  # as B2C's captions
     assert COUNT_WORDS[9] == "ten"
     with pytest.raises(ValueError, match="count style 'roman'"):
         counting_prompt("ship", 2, "roman")

@@ -8,18 +8,16 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, top_k_accuracy_score
 
 import rclip_hf
-from rclip_hf.evaluation import (
+from rclip_hf.benchmarks import BENCHMARKS
+from rclip_hf.embeddings import encode_texts, zero_shot_classifier
+from rclip_hf.evaluation import classification_metrics, zero_shot_metrics
+from rclip_hf.prompts import (
     BENCHMARK_PRESETS,
-    FOLDER_NAMES,
     PAPER_TEMPLATE,
     REMOTE_SENSING_TEMPLATES,
     class_names_for,
-    classification_metrics,
     clean_class_name,
-    encode_texts,
     templates_for,
-    zero_shot_classifier,
-    zero_shot_metrics,
 )
 
 
@@ -134,7 +132,7 @@ def test_presets() -> None:
     for name, size in expected_sizes.items():
         names, templates = BENCHMARK_PRESETS[name]
         assert len(names) == size == len(set(names)) and templates == (PAPER_TEMPLATE,), name
-        assert list(FOLDER_NAMES[name]) == sorted(FOLDER_NAMES[name]), name  # ClassLabel order of the folders
+        assert list(BENCHMARKS[name].class_folders) == sorted(BENCHMARKS[name].class_folders), name  # ClassLabel order of the folders
     assert BENCHMARK_PRESETS["rsscn7"][0][:2] == ("grass land", "farm field")
     assert (
         clean_class_name("DenseResidential") == "dense residential"
@@ -146,7 +144,7 @@ def test_presets() -> None:
 def test_presets_match_real_folders(shared_data) -> None:
     for name, folder in (("rsscn7", "rsscn7"), ("aid150", "aid150")):
         assert sorted(p.name for p in (shared_data / folder).iterdir() if p.is_dir()) == list(
-            FOLDER_NAMES[name]
+            BENCHMARKS[name].class_folders
         )
 
 

@@ -14,11 +14,11 @@ from transformers import pipeline
 
 from rclip_hf import RemoteCLIPProcessor
 from rclip_hf.convert import main as convert_main
-from rclip_hf.evaluation.presets import BENCHMARK_PRESETS, REMOTE_SENSING_TEMPLATES
 from rclip_hf.inference import NotACLIPModelError, UnknownPresetError, classify, load_model, model_fingerprint
+from rclip_hf.prompts import BENCHMARK_PRESETS, REMOTE_SENSING_TEMPLATES
 
-classify_module = importlib.import_module("rclip_hf.inference.classify")
-from rclip_hf.inference.classify import class_embedding_cache
+embeddings_module = importlib.import_module("rclip_hf.embeddings")
+from rclip_hf.embeddings import class_embedding_cache
 
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
 
@@ -77,13 +77,13 @@ def test_class_embeddings_are_cached_per_model_labels_and_templates(tiny_model, 
                                                                     monkeypatch) -> None:
     model, processor = tiny_model
     calls = []
-    original = classify_module.zero_shot_classifier
+    original = embeddings_module.zero_shot_classifier
 
     def counting(*args, **kwargs):
         calls.append(tuple(args[2]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(classify_module, "zero_shot_classifier", counting)
+    monkeypatch.setattr(embeddings_module, "zero_shot_classifier", counting)
     class_embedding_cache.clear()
     first = classify(images[:1], LABELS, model=model, processor=processor)
     assert classify(images[:1], LABELS, model=model, processor=processor) == first

@@ -11,7 +11,7 @@ import torch
 from inference_models import TINY_EMBED_DIM, copy_images
 from PIL import Image
 
-from rclip_hf.evaluation.encode import encode_images
+from rclip_hf.embeddings import encode_images
 from rclip_hf.inference import EmbeddingIndex, IndexModelMismatchError, build_index, load_model, search
 from rclip_hf.inference.index import FAILURES_FILE, MANIFEST_FILE
 

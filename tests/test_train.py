@@ -285,7 +285,7 @@ def _top1_scene_accuracy(model_dir: Path, corpus_dir: Path, class_names: list[st
     from transformers import AutoModel, AutoProcessor
 
     import rclip_hf  # noqa: F401  (registers the Auto classes)
-    from rclip_hf.evaluation.encode import encode_images, encode_texts
+    from rclip_hf.embeddings import encode_images, encode_texts
 
     model = AutoModel.from_pretrained(model_dir).eval()
     processor = AutoProcessor.from_pretrained(model_dir)

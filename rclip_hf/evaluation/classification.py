@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..topk import topk_lowest_index
 from .retrieval import as_tensor
-from .topk import topk_lowest_index
 
 
 def classification_metrics(

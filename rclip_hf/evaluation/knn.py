@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..topk import chunked_topk
 from .classification import classification_metrics
 from .retrieval import as_tensor
-from .topk import chunked_topk
 
 
 def knn_scores(

@@ -1,4 +1,5 @@
-"""Evaluate a model on benchmark datasets (CONTRACTS §2 layout) and write results JSON + a markdown report."""
+"""Evaluate a model on benchmark datasets (the folders `dataset_builders.build_benchmarks` writes) and write a
+results JSON and a Markdown report."""
 
 from __future__ import annotations
 
@@ -11,57 +12,20 @@ from typing import Any
 
 import torch
 
+from ..benchmarks import display_name, sort_paper_first
+from ..embeddings import encode_images, encode_texts, zero_shot_classifier
+from ..prompts import MAX_COUNT, class_names_for, count_caption_variants, templates_for
 from .classification import classification_metrics
-from .counting import MAX_COUNT, count_caption_variants, counting_metrics
-from .encode import encode_images, encode_texts
+from .counting import counting_metrics
 from .few_shot import PAPER_SHOTS, few_shot
 from .knn import knn_metrics
 from .linear_probe import LinearProbeConfig, linear_probe
-from .presets import class_names_for, templates_for
 from .retrieval import retrieval_metrics
-from .zero_shot import zero_shot_classifier
+from .tables import COUNT_STYLES, cell, counting_table, markdown_table, per_benchmark_table, retrieval_table
 
 logger = logging.getLogger(__name__)
 
-RETRIEVAL_BENCHMARKS = ("rsitmd", "rsicd", "ucm")
-COUNTING_BENCHMARKS = ("remotecount",)
 VALIDATION_SPLIT = "validation"  # reported, and searched on by the linear probe, where a benchmark has it
-# Table III order of the paper (then the benchmarks that are not in it).
-PAPER_ZERO_SHOT_ORDER = (
-    "rsi_cb128",
-    "rsi_cb256",
-    "whu_earth",
-    "eurosat",
-    "mlrsnet",
-    "patternnet",
-    "resisc45",
-    "aid",
-    "rs2800",
-    "optimal31",
-    "rsc11",
-    "whu_rs19",
-)
-DISPLAY_NAMES = {
-    "rsitmd": "RSITMD",
-    "rsicd": "RSICD",
-    "ucm": "UCM",
-    "rsi_cb128": "RSI-CB128",
-    "rsi_cb256": "RSI-CB256",
-    "whu_earth": "WHU-earth",
-    "eurosat": "EuroSAT",
-    "mlrsnet": "MLRSNet",
-    "patternnet": "PatternNet",
-    "resisc45": "RESISC45",
-    "aid": "AID",
-    "rs2800": "RS2800",
-    "optimal31": "OPTIMAL-31",
-    "rsc11": "RSC11",
-    "whu_rs19": "WHU-RS19",
-    "ucmerced": "UC Merced",
-    "rsscn7": "RSSCN7",
-    "aid150": "AID150",
-    "remotecount": "RemoteCount",
-}
 
 
 @dataclass
@@ -326,87 +290,37 @@ def run_evaluation(args: EvalArguments) -> dict:
     return results
 
 
-def _row(cells: list[str]) -> str:
-    """One markdown table row."""
-    return "| " + " | ".join(cells) + " |"
-
-
 def markdown_report(results: dict) -> str:
     """Markdown tables in the paper's layout: retrieval (Table II), zero-shot (Table III), probes, counting."""
     benchmarks = results["benchmarks"]
     by_task: dict[str, list[str]] = {}
-    for name, entry in benchmarks.items():
-        by_task.setdefault(entry["task"], []).append(name)
+    for name in sort_paper_first(list(benchmarks)):
+        by_task.setdefault(benchmarks[name]["task"], []).append(name)
     lines = [f"# Evaluation of `{results['model']}`", ""]
     if "retrieval" in by_task:
-        keys = ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall"]
-        lines += [
-            "## Retrieval",
-            "",
-            _row(["Test set", "i2t R@1", "R@5", "R@10", "t2i R@1", "R@5", "R@10", "mR"]),
-            _row(["---"] * 8),
-        ]
-        lines += [
-            _row(
-                [DISPLAY_NAMES.get(name, name)] + [f"{benchmarks[name]['metrics'][key]:.2f}" for key in keys]
-            )
-            for name in by_task["retrieval"]
-        ]
-        lines.append("")
-    classification = by_task.get("zero_shot_classification", [])
-    if classification:
-        ordered = [name for name in PAPER_ZERO_SHOT_ORDER if name in classification]
-        ordered += [name for name in classification if name not in ordered]
+        rows = [(name, None, benchmarks[name]["metrics"]) for name in by_task["retrieval"]]
+        lines += ["## Retrieval", "", retrieval_table(rows), ""]
+    ordered = by_task.get("zero_shot_classification", [])
+    if ordered:
         top1 = [benchmarks[name]["metrics"]["top1"] for name in ordered]
-        lines += [
-            f"## Zero-shot classification (top-1, templates: {benchmarks[ordered[0]]['templates']})",
-            "",
-            _row([DISPLAY_NAMES.get(name, name) for name in ordered] + ["Average"]),
-            _row(["---"] * (len(ordered) + 1)),
-            _row([f"{value:.2f}" for value in top1] + [f"{sum(top1) / len(top1):.2f}"]),
-            "",
-        ]
+        lines += [f"## Zero-shot classification (top-1, templates: {benchmarks[ordered[0]]['templates']})", "",
+                  per_benchmark_table(ordered, [(None, top1)]), ""]
         for key, title in (("linear_probe", "Linear probe"), ("knn", "k-NN (k=20, T=0.07)")):
             probed = [name for name in ordered if key in benchmarks[name]]
             if probed:
                 values = [benchmarks[name][key]["metrics"]["top1"] for name in probed]
-                lines += [
-                    f"## {title} (top-1)",
-                    "",
-                    _row([DISPLAY_NAMES.get(name, name) for name in probed] + ["Average"]),
-                    _row(["---"] * (len(probed) + 1)),
-                    _row([f"{value:.2f}" for value in values] + [f"{sum(values) / len(values):.2f}"]),
-                    "",
-                ]
+                lines += [f"## {title} (top-1)", "", per_benchmark_table(probed, [(None, values)]), ""]
         few = [name for name in ordered if "few_shot" in benchmarks[name]]
         if few:
             shots = list(benchmarks[few[0]]["few_shot"]["metrics"])
-            lines += [
-                "## Few-shot linear probe (top-1, mean ± std over seeds)",
-                "",
-                _row(["Dataset"] + shots),
-                _row(["---"] * (len(shots) + 1)),
-            ]
-            for name in few:
-                cells = benchmarks[name]["few_shot"]["metrics"]
-                lines.append(
-                    _row(
-                        [DISPLAY_NAMES.get(name, name)]
-                        + [f"{cells[s]['top1_mean']:.2f} ± {cells[s]['top1_std']:.2f}" for s in shots]
-                    )
-                )
-            lines.append("")
-    for name in by_task.get("counting", []):
-        entry = benchmarks[name]
-        lines += [
-            f"## {DISPLAY_NAMES.get(name, name)} (top-k accuracy)",
-            "",
-            _row(["Numbers"] + [f"top-{k}" for k in range(1, MAX_COUNT + 1)]),
-            _row(["---"] * (MAX_COUNT + 1)),
-        ]
-        for label, key in (("one…ten", "metrics"), ("1…10", "metrics_digits")):
-            lines.append(_row([label] + [f"{entry[key][f'top{k}']:.2f}" for k in range(1, MAX_COUNT + 1)]))
-        lines.append("")
+            rows = [[display_name(name)] + [f"{cell(cells[s]['top1_mean'])} ± {cell(cells[s]['top1_std'])}" for s in shots]
+                    for name in few for cells in [benchmarks[name]["few_shot"]["metrics"]]]
+            lines += ["## Few-shot linear probe (top-1, mean ± std over seeds)", "",
+                      markdown_table(["dataset", *shots], rows), ""]
+    counting = [(name, None, style, benchmarks[name][key]) for name in by_task.get("counting", [])
+                for key, style in COUNT_STYLES if key in benchmarks[name]]
+    if counting:
+        lines += ["## Counting (top-k accuracy)", "", counting_table(counting), ""]
     return "\n".join(lines)
 
 

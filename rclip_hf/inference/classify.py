@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,16 +10,12 @@ from PIL import Image
 from torch import Tensor
 from transformers import CLIPModel, ProcessorMixin
 
-from ..evaluation.encode import encode_images
-from ..evaluation.presets import BENCHMARK_PRESETS, PAPER_TEMPLATE, templates_for
-from ..evaluation.zero_shot import zero_shot_classifier
+from ..embeddings import class_embeddings, encode_images
 from ..images import as_rgb_image
-from ..loading import model_fingerprint, resolve_model
+from ..loading import resolve_model
+from ..prompts import BENCHMARK_PRESETS, PAPER_TEMPLATE, templates_for
 
 logger = logging.getLogger(__name__)
-
-#: How many (model, labels, templates) class-embedding matrices are kept in memory.
-CLASS_EMBEDDING_CACHE_SIZE = 32
 
 ImageInput = Image.Image | str | Path
 
@@ -30,35 +25,6 @@ class UnknownPresetError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-class _ClassEmbeddingCache:
-    """LRU of class embeddings (C, D) keyed by (model fingerprint, labels, templates)."""
-
-    def __init__(self, max_size: int):
-        self.max_size = max_size
-        self._entries: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], Tensor] = OrderedDict()
-
-    def get(self, model: CLIPModel, processor: ProcessorMixin, labels: tuple[str, ...],
-            templates: tuple[str, ...]) -> Tensor:
-        key = (model_fingerprint(model), labels, templates)
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
-        embeddings = zero_shot_classifier(model, processor, list(labels), list(templates))  # (C, D)
-        self._entries[key] = embeddings
-        if len(self._entries) > self.max_size:
-            self._entries.popitem(last=False)
-        return embeddings
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class_embedding_cache = _ClassEmbeddingCache(CLASS_EMBEDDING_CACHE_SIZE)
 
 
 def resolve_labels(
@@ -94,12 +60,6 @@ def resolve_labels(
         if "{}" not in template:
             raise ValueError(f"template {template!r} has no '{{}}' placeholder for the class name")
     return class_names, templates
-
-
-def class_embeddings(model: CLIPModel, processor: ProcessorMixin, labels: Sequence[str],
-                     templates: Sequence[str]) -> Tensor:
-    """Template-ensembled, L2-normalised class embeddings (C, D), cached per model, labels and templates."""
-    return class_embedding_cache.get(model, processor, tuple(labels), tuple(templates))
 
 
 def score_images(model: CLIPModel, image_embeddings: Tensor, class_embeds: Tensor) -> Tensor:
@@ -145,5 +105,4 @@ def classify(
     return ranked[0] if single else ranked
 
 
-__all__ = ["UnknownPresetError", "class_embedding_cache", "class_embeddings", "classify", "resolve_labels",
-           "score_images"]
+__all__ = ["UnknownPresetError", "classify", "resolve_labels", "score_images"]

@@ -8,11 +8,11 @@ from typing import Literal
 
 from transformers import CLIPModel, ProcessorMixin
 
-from ..evaluation.counting import COUNT_WORDS, counting_prompt
-from ..evaluation.encode import encode_images
+from ..embeddings import class_embeddings, encode_images
 from ..images import as_rgb_image
 from ..loading import resolve_model
-from .classify import ImageInput, class_embeddings, score_images
+from ..prompts import COUNT_WORDS, counting_prompt
+from .classify import ImageInput, score_images
 
 
 @dataclass

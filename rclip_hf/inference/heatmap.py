@@ -33,10 +33,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
-from ..evaluation.encode import encode_images
+from ..embeddings import class_embeddings, encode_images
 from ..images import Georeference, RasterSource
 from ..loading import resolve_model
-from .classify import class_embeddings
 from .index import EmbeddingIndex
 from .windows import Scene, window_starts
 

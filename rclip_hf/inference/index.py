@@ -34,8 +34,8 @@ from torch import Tensor
 from transformers import CLIPModel
 
 from .. import __version__
-from ..evaluation.topk import chunked_topk, topk_lowest_index
 from ..loading import describe, model_fingerprint
+from ..topk import chunked_topk, topk_lowest_index
 
 INDEX_FORMAT = "rclip-hf-embedding-index"
 INDEX_FORMAT_VERSION = 1

@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
-from ..evaluation.encode import encode_images, encode_texts
+from ..embeddings import encode_images, encode_texts
 from ..images import ImageReadError, as_rgb_image, image_files, load_image
 from ..loading import resolve_model
 from .index import (

@@ -8,7 +8,7 @@ from typing import Any
 from datasets import Dataset, IterableDataset
 from torch import nn
 
-from rclip_hf.evaluation.encode import encode_images, encode_texts
+from rclip_hf.embeddings import encode_images, encode_texts
 from rclip_hf.evaluation.retrieval import retrieval_metrics
 
 

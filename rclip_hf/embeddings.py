@@ -1,9 +1,11 @@
-"""Batched, L2-normalised image and text embeddings from any CLIP-style model and its processor."""
+"""Batched, L2-normalised image and text embeddings from any CLIP-style model, and zero-shot class embeddings
+(prompt-ensembled, with an in-memory cache keyed by model fingerprint) built from them."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -11,6 +13,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from .loading import model_fingerprint
+
+#: How many (model, labels, templates) class-embedding matrices `class_embeddings` keeps in memory.
+CLASS_EMBEDDING_CACHE_SIZE = 32
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -106,3 +113,73 @@ def encode_texts(
 
     total = -(-len(texts) // batch_size)
     return _encode(model, batches, encode_fn, device, dtype, total, "encode texts", show_progress)
+
+
+def zero_shot_classifier(
+    model: torch.nn.Module,
+    processor,
+    class_names: Sequence[str],
+    templates: Sequence[str],
+    batch_size: int = 256,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    show_progress: bool = False,
+) -> Tensor:
+    """Class embeddings (C, D), L2-normalised: each template filled with the class name (``template.format(name)``),
+    encoded and normalised, averaged over templates, then renormalised (CLIP's prompt ensembling)."""
+    if not class_names or not templates:
+        raise ValueError(
+            f"zero_shot_classifier: need class names and templates, got {len(class_names)} and {len(templates)}"
+        )
+    for template in templates:
+        if "{}" not in template:
+            raise ValueError(
+                f"zero_shot_classifier: template {template!r} has no '{{}}' placeholder for the class name"
+            )
+    prompts = [template.format(name) for name in class_names for template in templates]
+    embeddings = encode_texts(
+        model, processor, prompts, batch_size, device=device, dtype=dtype, show_progress=show_progress
+    )  # (C * T, D), each row normalised
+    per_class = embeddings.view(len(class_names), len(templates), -1).mean(dim=1)  # (C, D)
+    return F.normalize(per_class, dim=-1)
+
+
+class _ClassEmbeddingCache:
+    """LRU of class embeddings (C, D) keyed by (model fingerprint, labels, templates)."""
+
+    def __init__(self, max_size: int):
+        self.max_size = max_size
+        self._entries: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], Tensor] = OrderedDict()
+
+    def get(self, model: torch.nn.Module, processor, labels: tuple[str, ...],
+            templates: tuple[str, ...]) -> Tensor:
+        key = (model_fingerprint(model), labels, templates)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        embeddings = zero_shot_classifier(model, processor, list(labels), list(templates))  # (C, D)
+        self._entries[key] = embeddings
+        if len(self._entries) > self.max_size:
+            self._entries.popitem(last=False)
+        return embeddings
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class_embedding_cache = _ClassEmbeddingCache(CLASS_EMBEDDING_CACHE_SIZE)
+"""The process-wide cache behind `class_embeddings` (`class_embedding_cache.clear()` empties it)."""
+
+
+def class_embeddings(model: torch.nn.Module, processor, labels: Sequence[str],
+                     templates: Sequence[str]) -> Tensor:
+    """Template-ensembled, L2-normalised class embeddings (C, D), cached per model, labels and templates."""
+    return class_embedding_cache.get(model, processor, tuple(labels), tuple(templates))
+
+
+__all__ = ["CLASS_EMBEDDING_CACHE_SIZE", "class_embedding_cache", "class_embeddings", "encode_images", "encode_texts",
+           "model_device", "zero_shot_classifier"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rclip_hf.evaluation.topk import chunked_topk, topk_lowest_index
+from rclip_hf.topk import chunked_topk, topk_lowest_index
 
 
 def test_hand_computed_ties() -> None:
