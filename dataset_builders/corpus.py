@@ -386,6 +386,75 @@ def _skipped_dict(entry: Skipped) -> dict[str, Any]:
     return {"path": entry.path, "reason": entry.reason, "line": entry.line}
 
 
+class _CorpusWriter:
+    """Writes processed images as corpus rows, in order: excludes near-test images, de-duplicates (keep-first over
+    everything seen so far) batch by batch, records each decision in its source's report entry, and removes the
+    converted PNG copies once they are in a shard."""
+
+    def __init__(self, writer: ShardWriter, source_stats: list[dict[str, Any]], test_hashes: np.ndarray,
+                 test_names: list[str], max_distance: int):
+        self.writer, self.source_stats = writer, source_stats
+        self.test_hashes, self.test_names, self.max_distance = test_hashes, test_names, max_distance
+        self.deduplicator = dedup.KeepFirstFilter(max_distance)
+        self.compared: list[str] = []  # names of the candidates the deduplicator has seen, by its index
+        self.batch: list[Processed] = []
+        self.batch_bytes = 0
+        self.unwritten: deque[tuple[int, Path]] = deque()  # (row, file) of the temporary copies kept, not yet written
+
+    def add(self, result: Processed) -> None:
+        """Record a skip, or queue a candidate; a full batch (by count or bytes) is settled at once."""
+        stats = self.source_stats[result.source_index]
+        stats["annotation_notes"].extend(result.notes)
+        if result.row is None:
+            stats["skipped"].append(result.skipped)
+            return
+        self.batch.append(result)
+        self.batch_bytes += result.stored_size
+        if len(self.batch) == _SETTLE_BATCH or self.batch_bytes >= _SETTLE_BYTES:
+            self._settle()
+
+    def close(self) -> list[Path]:
+        """Settle the last batch, close the shards (their paths are returned) and free the converted copies."""
+        self._settle()
+        shards = self.writer.close()
+        for _, path in self.unwritten:  # written by close
+            path.unlink()
+        return shards
+
+    def _settle(self) -> None:
+        """Exclude, de-duplicate and write the queued batch, in order."""
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        hashes = np.array([result.phash for result in batch], dtype=np.uint64)
+        removed: set[int] = set()
+        for train_index, test_index, distance in dedup.near_test_images(hashes, self.test_hashes, self.max_distance):
+            removed.add(train_index)
+            result = batch[train_index]
+            self.source_stats[result.source_index]["excluded"].append(
+                {"image": result.name, "test_image": self.test_names[test_index], "distance": int(distance)})
+        remaining = [index for index in range(len(batch)) if index not in removed]
+        self.compared.extend(batch[index].name for index in remaining)
+        first = len(self.compared) - len(remaining)
+        for removed_index, kept_index, distance in self.deduplicator.add(hashes[remaining]):
+            result = batch[remaining[removed_index - first]]
+            removed.add(remaining[removed_index - first])
+            self.source_stats[result.source_index]["duplicates"].append(
+                {"image": result.name, "kept": self.compared[kept_index], "distance": int(distance)})
+        for index, result in enumerate(batch):
+            if index in removed:
+                if result.temporary:
+                    Path(result.stored).unlink()
+                continue
+            stats = self.source_stats[result.source_index]
+            stats["kept"] += 1
+            if result.converted_from:
+                stats["converted"].append({"image": result.name, "from": result.converted_from})
+            if result.temporary:
+                self.unwritten.append((self.writer.num_rows, Path(result.stored)))
+            self.writer.write({"image": ImageFile(result.stored, result.name, result.stored_size), **result.row})
+        while self.unwritten and self.unwritten[0][0] < self.writer.rows_written:  # in a shard now: free its disk
+            self.unwritten.popleft()[1].unlink()
+
+
 def build_corpus(config: CorpusConfig) -> dict[str, Any]:
     """Build the corpus folder ``config.output`` and return its build report (also written into the folder)."""
     if not config.output:
@@ -442,61 +511,13 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
     with atomic_folder(output) as folder:
         converted_dir = folder / "_converted"
         converted_dir.mkdir()
-        writer = ShardWriter(folder, "train", CORPUS_FEATURES, config.max_shard_mb * 1024 * 1024)
-        deduplicator = dedup.KeepFirstFilter(config.max_distance)
-        compared: list[str] = []  # names of the candidates the deduplicator has seen, by its index
-        batch: list[Processed] = []
-        batch_bytes = 0
-        unwritten: deque[tuple[int, Path]] = deque()  # (row, file) of the converted copies kept, not yet written
-
-        def settle(batch: list[Processed]) -> None:
-            """Exclude, de-duplicate (keep-first over everything seen so far) and write one batch, in order."""
-            hashes = np.array([result.phash for result in batch], dtype=np.uint64)
-            removed: set[int] = set()
-            for train_index, test_index, distance in dedup.near_test_images(hashes, test_hashes, config.max_distance):
-                removed.add(train_index)
-                result = batch[train_index]
-                per_source[readers[result.source_index].name]["excluded"].append(
-                    {"image": result.name, "test_image": test_names[test_index], "distance": int(distance)})
-            remaining = [index for index in range(len(batch)) if index not in removed]
-            compared.extend(batch[index].name for index in remaining)
-            first = len(compared) - len(remaining)
-            for removed_index, kept_index, distance in deduplicator.add(hashes[remaining]):
-                result = batch[remaining[removed_index - first]]
-                removed.add(remaining[removed_index - first])
-                per_source[readers[result.source_index].name]["duplicates"].append(
-                    {"image": result.name, "kept": compared[kept_index], "distance": int(distance)})
-            for index, result in enumerate(batch):
-                if index in removed:
-                    if result.temporary:
-                        Path(result.stored).unlink()
-                    continue
-                stats = per_source[readers[result.source_index].name]
-                stats["kept"] += 1
-                if result.converted_from:
-                    stats["converted"].append({"image": result.name, "from": result.converted_from})
-                if result.temporary:
-                    unwritten.append((writer.num_rows, Path(result.stored)))
-                writer.write({"image": ImageFile(result.stored, result.name, result.stored_size), **result.row})
-            while unwritten and unwritten[0][0] < writer.rows_written:  # in a shard now: free its disk space
-                unwritten.popleft()[1].unlink()
-
+        writer = _CorpusWriter(ShardWriter(folder, "train", CORPUS_FEATURES, config.max_shard_mb * 1024 * 1024),
+                               [per_source[reader.name] for reader in readers], test_hashes, test_names,
+                               config.max_distance)
         # Batches are settled while the workers decode the next images, so writing overlaps decoding.
         for result in _run(tasks, readers, config, converted_dir):
-            stats = per_source[readers[result.source_index].name]
-            stats["annotation_notes"].extend(result.notes)
-            if result.row is None:
-                stats["skipped"].append(result.skipped)
-                continue
-            batch.append(result)
-            batch_bytes += result.stored_size
-            if len(batch) == _SETTLE_BATCH or batch_bytes >= _SETTLE_BYTES:
-                settle(batch)
-                batch, batch_bytes = [], 0
-        settle(batch)
+            writer.add(result)
         shards = writer.close()
-        for _, path in unwritten:  # written by close
-            path.unlink()
         shutil.rmtree(converted_dir)
 
         for stats in per_source.values():
