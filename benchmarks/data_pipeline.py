@@ -64,7 +64,8 @@ from dataset_builders.dedup import phash_value
 from dataset_builders.lanczos import single_threaded_blas
 from dataset_builders.records import Skipped
 from dataset_builders.sources import get_reader
-from dataset_builders.sources.base import IMAGE_SUFFIXES
+from rclip_hf.arguments import ArgumentParser
+from rclip_hf.images import IMAGE_SUFFIXES
 
 SHARED = Path(os.environ.get("RCLIP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -269,7 +270,7 @@ def run(name: str, sources: list[str], work: Path, num_proc: int, repeats: int) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", default="real,tiles,large,crops,mix",

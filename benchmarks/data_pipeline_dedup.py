@@ -11,7 +11,6 @@ Exactness is checked against a vectorised brute force at 10k. Prints a markdown 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -20,6 +19,7 @@ import imagehash
 import numpy as np
 
 from dataset_builders.dedup import near_duplicate_pairs
+from rclip_hf.arguments import ArgumentParser
 
 
 def planted_hashes(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -62,7 +62,7 @@ def naive_seconds_per_comparison(hashes: np.ndarray, max_distance: int, samples:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--distances", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--naive-samples", type=int, default=200_000, help="pairs timed for the naive baseline")

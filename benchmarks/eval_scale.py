@@ -20,6 +20,8 @@ import time
 
 import torch
 
+from rclip_hf.arguments import ArgumentParser
+
 
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux)."""
@@ -96,7 +98,7 @@ def measure(method: str, num_images: int, num_texts: int, dim: int, chunk_size: 
 
 def main() -> None:
     """Measure every size and print a markdown table with ratios to the naive baseline."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000x50000,100000x500000", help="IMAGESxTEXTS, comma-separated")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--chunk-size", type=int, default=4096)

@@ -15,6 +15,7 @@ import open_clip
 import torch
 from interleaved import interleaved_seconds, median_ratio
 
+from rclip_hf.arguments import ArgumentParser
 from rclip_hf.convert import build_model
 from rclip_hf.processing_remoteclip import CONTEXT_LENGTH
 
@@ -51,7 +52,7 @@ def measure(arch: str, batch_size: int, repeats: int, device: torch.device, dtyp
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=["RN50", "ViT-B-32", "ViT-L-14"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7)

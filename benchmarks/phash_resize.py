@@ -23,6 +23,7 @@ from PIL import Image
 
 from dataset_builders.dedup import phash_value
 from dataset_builders.lanczos import resize_gray, single_threaded_blas
+from rclip_hf.arguments import ArgumentParser
 
 SIZES = ["150x150", "256x256", "400x400", "800x800", "2000x2000", "4000x4000", "1000x10000", "10000x1000"]
 
@@ -53,7 +54,7 @@ def measure(width: int, height: int, rng: np.random.Generator, repeats: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=SIZES, help="WIDTHxHEIGHT of the test images")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from rclip_hf.arguments import ArgumentParser
+
 DIM = 512
 NUM_CLUSTERS = 1000
 NUM_QUERIES = 32
@@ -153,7 +155,7 @@ def _in_child(target, *args):
 
 def main() -> None:
     """Run the measurements and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--build-images", type=int, default=128, help="real images for the build rate")
     parser.add_argument("--repeats", type=int, default=5)

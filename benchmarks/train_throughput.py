@@ -43,6 +43,7 @@ from training.model import ContrastiveModule
 from training.optim import adamw, parameter_groups
 
 import rclip_hf
+from rclip_hf.arguments import ArgumentParser
 from rclip_hf.convert import build_model
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
 from rclip_hf.processing_remoteclip import CONTEXT_LENGTH
@@ -139,7 +140,7 @@ def print_profile(name: str, step: Callable[[], object], rows: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="ViT-B-32", choices=["RN50", "ViT-B-32", "ViT-L-14"])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=7, help="timed steps per implementation, interleaved")

@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from dataset_builders.benchmarks import (
     CLASSIFICATION_NAMES,
     RETRIEVAL_NAMES,
@@ -25,6 +23,7 @@ from dataset_builders.benchmarks import (
     build_retrieval,
 )
 from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
+from rclip_hf.arguments import DataclassArgumentParser
 
 
 @dataclass
@@ -75,7 +74,9 @@ def repo_for(push: PushConfig, name: str, count: int) -> PushConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build every requested benchmark (and push it) and print one JSON line of row counts per benchmark."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config, push = HfArgumentParser((BenchmarksConfig, PushConfig)).parse_args_into_dataclasses(args=argv)
+    parser = DataclassArgumentParser((BenchmarksConfig, PushConfig), prog="python -m dataset_builders.build_benchmarks",
+                                     description=__doc__)
+    config, push = parser.parse_args_into_dataclasses(args=argv)
     if not config.retrieval and not config.classification:
         raise ValueError("nothing to build: pass --retrieval NAME=PATH and/or --classification NAME=DIR")
     output = Path(config.output)

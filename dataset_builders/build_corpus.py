@@ -2,42 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-
-import yaml
-from transformers import HfArgumentParser
+from typing import Any
 
 from dataset_builders.corpus import CorpusConfig, build_corpus
 from dataset_builders.publish import PublishError
+from rclip_hf.arguments import parse_with_yaml_defaults
 
 
 def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
     """Parse the flags; values from ``--config YAML`` are defaults that the flags override."""
-    parser = HfArgumentParser(CorpusConfig, description=__doc__)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        path = Path(known.config)
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of option names to values")
-        allowed = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ValueError(f"{path}: unknown option(s) {unknown}; allowed: {sorted(allowed - {'help'})}")
-        if isinstance(values.get("reader_options"), dict):
-            values["reader_options"] = json.dumps(values["reader_options"])
-        if isinstance(values.get("source"), str):
-            values["source"] = [values["source"]]
-        parser.set_defaults(**values)
-    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    (config,) = parse_with_yaml_defaults((CorpusConfig,), argv, prog="python -m dataset_builders.build_corpus",
+                                         description=__doc__, prepare=_yaml_values)
     return config
+
+
+def _yaml_values(values: dict[str, Any]) -> dict[str, Any]:
+    """YAML values as the flags give them: ``reader_options`` as JSON text, ``source`` as a list."""
+    if isinstance(values.get("reader_options"), dict):
+        values["reader_options"] = json.dumps(values["reader_options"])
+    if isinstance(values.get("source"), str):
+        values["source"] = [values["source"]]
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
 from dataset_builders.remotecount import from_dota, from_release
+from rclip_hf.arguments import DataclassArgumentParser
 
 
 @dataclass
@@ -29,7 +28,9 @@ class RemoteCountConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build RemoteCount (and push it) and print its row counts."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config, push = HfArgumentParser((RemoteCountConfig, PushConfig)).parse_args_into_dataclasses(args=argv)
+    parser = DataclassArgumentParser((RemoteCountConfig, PushConfig), prog="python -m dataset_builders.build_remotecount",
+                                     description=__doc__)
+    config, push = parser.parse_args_into_dataclasses(args=argv)
     if (config.dota is None) == (config.release is None):
         raise ValueError("pass exactly one of --dota DIR and --release DIR")
     try:

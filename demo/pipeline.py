@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AutoModel, AutoProcessor, HfArgumentParser
+from transformers import AutoModel, AutoProcessor
 
 import rclip_hf
+from rclip_hf.arguments import DataclassArgumentParser
 from rclip_hf.convert import ConversionError, convert_checkpoint, normalize_arch
 
 logger = logging.getLogger("demo")
@@ -370,7 +371,8 @@ def run(args: DemoArguments) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python demo/run.py`; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(args=argv)
+    parser = DataclassArgumentParser(DemoArguments, prog="demo/run.py", description=__doc__)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     try:
         run(args)
     except (ConversionError, DemoError) as error:

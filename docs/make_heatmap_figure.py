@@ -12,6 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from rclip_hf.arguments import ArgumentParser
 from rclip_hf.inference import heatmap, load_model
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -21,7 +22,7 @@ FIGURE = ASSETS / "heatmap_dota_airplanes.png"
 
 def main() -> None:
     """Parse the options, compute the heat map, save the overlay."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="converted RemoteCLIP folder")
     parser.add_argument("--query", default="airplanes")
     parser.add_argument("--window", type=int, default=160, help="window side in pixels (1/3 overlap)")

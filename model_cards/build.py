@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
+from rclip_hf.arguments import DataclassArgumentParser
 
 from .card import (
     CardInputs,
@@ -87,7 +87,8 @@ def write_model_card(args: CardArguments) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; 0 on success, 2 with a message on bad input."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    (args,) = HfArgumentParser(CardArguments).parse_args_into_dataclasses(args=argv)
+    parser = DataclassArgumentParser(CardArguments, prog="python -m model_cards.build", description=__doc__)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     try:
         readme = write_model_card(args)
     except (ResultsFormatError, FileNotFoundError, ValueError) as error:

@@ -32,8 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from transformers import HfArgumentParser
-
 #: Exit code for bad input (missing files, unknown presets, wrong model folders), as argparse uses for bad usage.
 EXIT_BAD_INPUT = 2
 
@@ -178,7 +176,9 @@ class HeatmapOptions(ModelOptions):
 
 
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
-    parser = HfArgumentParser(options_class, prog=f"rclip-hf {name}", description=COMMANDS[name].help)
+    from .arguments import DataclassArgumentParser
+
+    parser = DataclassArgumentParser(options_class, prog=f"rclip-hf {name}", description=COMMANDS[name].help)
     (options,) = parser.parse_args_into_dataclasses(args=argv)
     return options
 
@@ -446,12 +446,28 @@ def run_heatmap(argv: list[str]) -> int:
     return 0
 
 
-def _delegate(module_name: str) -> Callable[[list[str]], int]:
+def _delegate(name: str, module_name: str) -> Callable[[list[str]], int]:
+    """Run `module.main(argv)` as `rclip-hf <name>`: its usage line names the subcommand, and `--flag_name` is
+    given to it as `--flag-name` (every delegate accepts the dash spelling; plain argparse ones only that)."""
+
     def run(argv: list[str]) -> int:
-        outcome = importlib.import_module(module_name).main(argv)
+        program = sys.argv[0]
+        sys.argv[0] = f"rclip-hf {name}"  # argparse's default prog
+        try:
+            outcome = importlib.import_module(module_name).main([_dash_spelling(token) for token in argv])
+        finally:
+            sys.argv[0] = program
         return outcome if isinstance(outcome, int) else 0
 
     return run
+
+
+def _dash_spelling(token: str) -> str:
+    """`--flag_name[=value]` -> `--flag-name[=value]`; any other token as it is."""
+    if not token.startswith("--"):
+        return token
+    option, equals, value = token.partition("=")
+    return option.replace("_", "-") + equals + value
 
 
 def available_commands() -> dict[str, Command]:
@@ -459,21 +475,26 @@ def available_commands() -> dict[str, Command]:
     commands = dict(COMMANDS)
     for name, (module_name, help_text) in DELEGATED_COMMANDS.items():
         if importlib.util.find_spec(module_name) is not None:
-            commands[name] = Command(help=help_text, run=_delegate(module_name))
+            commands[name] = Command(help=help_text, run=_delegate(name, module_name))
     return commands
 
 
 def _usage(commands: dict[str, Command]) -> str:
     width = max(map(len, commands))
     lines = [f"  {name.ljust(width)}  {entry.help}" for name, entry in commands.items()]
-    return ("usage: rclip-hf <command> [options]   (rclip-hf <command> --help for its options)\n\ncommands:\n"
-            + "\n".join(lines))
+    return ("usage: rclip-hf <command> [options]   (rclip-hf <command> --help for its options)\n"
+            "       rclip-hf --version\n\ncommands:\n" + "\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `rclip-hf`; returns the exit code (0 ok, 2 bad input or usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = available_commands()
+    if argv[:1] == ["--version"]:
+        from . import __version__
+
+        print(f"rclip-hf {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(commands))
         return 0 if argv else EXIT_BAD_INPUT

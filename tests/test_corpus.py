@@ -243,7 +243,7 @@ def test_cli_flags_yaml_config_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no --source given"):
         build_corpus(CorpusConfig(output=str(tmp_path / "o")))
     yaml_path.write_text("sauce: []\n")
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['sauce'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['sauce'\]"):
         parse_config(["--config", str(yaml_path)])
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from rclip_hf.arguments import ArgumentParser
+
 HERE = Path(__file__).resolve().parent
 HALF = 0.5
 SCENE_SIZE = 96
@@ -84,7 +86,7 @@ def copy_scenes(shared: Path) -> None:
 
 def main() -> None:
     """Rebuild every sample folder under demo/data."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=HERE.parents[2] / "shared" / "data")
     shared = parser.parse_args().shared
     copy_detection_sources(shared)

@@ -326,9 +326,9 @@ def markdown_report(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` into :class:`EvalArguments`, run, print the markdown table; returns the exit code."""
-    from transformers import HfArgumentParser
+    from ..arguments import DataclassArgumentParser
 
-    (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = DataclassArgumentParser(EvalArguments, description=__doc__).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results = run_evaluation(args)
     print(markdown_report(results))  # the CLI's output

@@ -1,18 +1,13 @@
-"""Command-line and YAML arguments of `train.py`: three dataclasses parsed by `HfArgumentParser`.
+"""Command-line and YAML arguments of `train.py`: three dataclasses parsed by `rclip_hf.arguments`.
 
 `--config FILE.yaml` supplies defaults (a flat mapping of field names); flags given on the command line override it.
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
-import yaml
-from transformers import HfArgumentParser
-
+from rclip_hf.arguments import parse_with_yaml_defaults
 from rclip_hf.configuration_remoteclip import PRESETS
 
 
@@ -86,30 +81,7 @@ class TrainArguments:
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainArguments)
 
 
-def load_yaml_defaults(path: Path) -> dict[str, Any]:
-    """Reads a flat YAML mapping of field names; unknown keys raise naming the file and the key."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file")
-    with path.open() as handle:
-        values = yaml.safe_load(handle) or {}
-    if not isinstance(values, dict):
-        raise TypeError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
-    known = {item.name for cls in ARGUMENT_CLASSES for item in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
-    return values
-
-
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
     """Parses `--config FILE` then the dataclass flags; command-line values override the YAML."""
-    pre_parser = argparse.ArgumentParser(add_help=False)
-    pre_parser.add_argument("--config", type=Path, default=None)
-    known, remaining = pre_parser.parse_known_args(argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    parser.add_argument("--config", type=Path, default=None, help="YAML file of defaults for every flag below")
-    if known.config is not None:
-        parser.set_defaults(**load_yaml_defaults(known.config))
-    # the namespace left over after the dataclasses only holds `config`, already read above
-    model_args, data_args, train_args = parser.parse_args_into_dataclasses(args=remaining, look_for_args_file=False)[:3]
-    return model_args, data_args, train_args
+    return parse_with_yaml_defaults(ARGUMENT_CLASSES, argv, prog="training_scripts/train.py",
+                                    description="Continual pre-training of RemoteCLIP with accelerate.")
