@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 import yaml
-from datasets.arrow_writer import get_parquet_column_options
-from datasets.utils.metadata import known_task_ids
+
+from rclip_hf._compat import dataset_info_yaml, get_parquet_column_options, known_task_ids
 
 logger = logging.getLogger(__name__)
 
@@ -247,9 +247,9 @@ def card_metadata(data_files: Mapping[str, Sequence[Path]], root: Path, features
     metadata["configs"] = [{"config_name": "default", "data_files": [
         {"split": split, "path": [path.relative_to(root).as_posix() for path in paths]}
         for split, paths in data_files.items()]}]
-    metadata["dataset_info"] = datasets.DatasetInfo(
-        features=features, splits=splits, download_size=download_size,
-        dataset_size=sum(split.num_bytes for split in splits.values()))._to_yaml_dict()
+    metadata["dataset_info"] = dataset_info_yaml(
+        features, splits=splits, download_size=download_size,
+        dataset_size=sum(split.num_bytes for split in splits.values()))
     return metadata
 
 

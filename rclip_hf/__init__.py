@@ -11,8 +11,8 @@ from transformers import (
     AutoProcessor,
     AutoTokenizer,
 )
-from transformers.models.auto import image_processing_auto
 
+from ._compat import prefer_pil_image_processor
 from .configuration_remoteclip import (
     PRESETS,
     RESNET_VISION_MODEL_TYPE,
@@ -37,10 +37,7 @@ AutoModel.register(RemoteCLIPResNetVisionConfig, RemoteCLIPResNetVisionModel, ex
 AutoModel.register(RemoteCLIPConfig, RemoteCLIPModel, exist_ok=True)
 AutoModelForZeroShotImageClassification.register(RemoteCLIPConfig, RemoteCLIPModel, exist_ok=True)
 AutoImageProcessor.register(RemoteCLIPConfig, image_processor_classes={"pil": RemoteCLIPImageProcessor}, exist_ok=True)
-# transformers prefers its torchvision backend when torchvision is installed; ours exists only as PIL (open_clip's
-# exact transform), so mark it PIL-first instead of letting every load warn that torchvision is "not available".
-if RemoteCLIPImageProcessor.__name__ not in image_processing_auto.DEFAULT_TO_PIL_BACKEND_IMAGE_PROCESSORS:
-    image_processing_auto.DEFAULT_TO_PIL_BACKEND_IMAGE_PROCESSORS.append(RemoteCLIPImageProcessor.__name__)
+prefer_pil_image_processor(RemoteCLIPImageProcessor.__name__)  # open_clip's exact transform exists only as PIL
 AutoTokenizer.register(RemoteCLIPConfig, fast_tokenizer_class=RemoteCLIPTokenizer, exist_ok=True)
 AutoProcessor.register(RemoteCLIPConfig, RemoteCLIPProcessor, exist_ok=True)
 

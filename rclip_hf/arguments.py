@@ -20,15 +20,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" only to options that have a default and do not state one already."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if action.required or action.default in (None, argparse.SUPPRESS) or "default" in text:
-            return text
-        return super()._get_help_string(action)
+from ._compat import DefaultsHelpFormatter
 
 
 def _both_spellings(option_strings: Sequence[str]) -> list[str]:
@@ -55,7 +47,7 @@ class DataclassArgumentParser(HfArgumentParser):
     as switches ("--flag" turns it on, "--no_flag" off) with their real default."""
 
     def __init__(self, dataclass_types: Any, **kwargs: Any):
-        kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(dataclass_types, **kwargs)
 
     def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:

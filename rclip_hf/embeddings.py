@@ -14,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._compat import projected_features
 from .loading import model_fingerprint
 
 #: How many (model, labels, templates) class-embedding matrices `class_embeddings` keeps in memory.
@@ -23,11 +24,6 @@ CLASS_EMBEDDING_CACHE_SIZE = 32
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a parameterless model)."""
     return next(iter(model.parameters()), torch.empty(0)).device
-
-
-def _projected(output) -> Tensor:
-    """The projected embedding: ``.pooler_output`` of a transformers 5 output, or the tensor itself."""
-    return output if isinstance(output, Tensor) else output.pooler_output
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -52,7 +48,7 @@ def _encode(model, batches: Iterable[dict], encode_fn, device, dtype, total, des
     with torch.inference_mode(), _autocast(device, dtype):
         for inputs in tqdm(batches, total=total, desc=desc, disable=not show_progress, unit="batch"):
             inputs = {key: value.to(device) for key, value in inputs.items()}
-            outputs.append(F.normalize(_projected(encode_fn(model, **inputs)).float(), dim=-1).cpu())
+            outputs.append(F.normalize(projected_features(encode_fn(model, **inputs)).float(), dim=-1).cpu())
     if not outputs:
         raise ValueError(f"{desc}: nothing to encode (empty input)")
     return torch.cat(outputs)

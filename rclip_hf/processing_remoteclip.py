@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from transformers import CLIPImageProcessorPil, CLIPProcessor, CLIPTokenizer
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # a hook: see rclip_hf._compat
 from transformers.image_utils import PILImageResampling, is_pil_image, to_numpy_array
 from transformers.tokenization_utils_base import TruncationStrategy
 
@@ -35,27 +36,13 @@ NUM_MERGES = 49152 - 256 - 2
 BPE_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP reversible map from the 256 byte values to printable unicode characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    characters = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            characters.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, characters)))
-
-
 @lru_cache(maxsize=1)
 def clip_bpe_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP's vocabulary (49,408 tokens) and merge list, read from the BPE file shipped with rclip_hf."""
     with resources.files("rclip_hf.assets").joinpath(BPE_VOCAB_FILE).open("rb") as handle:
         lines = gzip.decompress(handle.read()).decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]
-    tokens = list(_bytes_to_unicode().values())
+    tokens = list(bytes_to_unicode().values())
     tokens = tokens + [token + "</w>" for token in tokens]
     tokens += ["".join(merge) for merge in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
