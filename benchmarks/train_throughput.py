@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,18 +34,15 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
-
-from training.data import PixelNormalizer
-from training.loop import clamp_logit_scale, training_step
-from training.model import ContrastiveModule
-from training.optim import adamw, parameter_groups
-
 import rclip_hf
 from rclip_hf.arguments import ArgumentParser
 from rclip_hf.convert import build_model
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
 from rclip_hf.processing_remoteclip import CONTEXT_LENGTH
+from training_scripts.training.data import PixelNormalizer
+from training_scripts.training.loop import clamp_logit_scale, training_step
+from training_scripts.training.model import ContrastiveModule
+from training_scripts.training.optim import adamw, parameter_groups
 
 #: Dense peak TFLOP/s (no sparsity) by GPU name fragment: (bf16, fp32).
 GPU_PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0, 19.5)}

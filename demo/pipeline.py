@@ -151,10 +151,8 @@ def save_starting_point(target: Path, seed: int) -> None:
     """The untrained model exactly as train.py initialises it (same config, `set_seed(seed)` before the build)."""
     from accelerate.utils import set_seed
 
-    if str(TRAINING_SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(TRAINING_SCRIPTS))
-    from training.arguments import parse_arguments
-    from training.model import build_model_and_processor
+    from training_scripts.training.arguments import parse_arguments
+    from training_scripts.training.model import build_model_and_processor
 
     model_args, _, _ = parse_arguments(["--config", str(TINY_CONFIG)])
     set_seed(seed)

@@ -55,7 +55,7 @@ _DIRECTIONS = {"i2t": "image-to-text", "t2i": "text-to-image"}
 
 
 class ResultsFormatError(ValueError):
-    """The results JSON does not follow CONTRACTS.md §4; the message names the file and key."""
+    """The results JSON is not in the layout `rclip_hf.evaluation.runner` writes; the message names file and key."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ class CardInputs:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read and check a results JSON (CONTRACTS.md §4); raises `ResultsFormatError` naming file and key."""
+    """Read and check a results JSON (`benchmarks.<name>.task` and `metrics`, as the evaluation runner writes it);
+    raises `ResultsFormatError` naming file and key."""
     path = Path(path)
     try:
         results = json.loads(path.read_text(encoding="utf-8"))

@@ -15,15 +15,12 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
-
-from training.arguments import parse_arguments
-from training.augment import TrainAugmentation
-from training.data import PixelNormalizer, build_train_dataloader, load_caption_corpus
-from training.loop import per_device_batch_size, training_step
-from training.model import ContrastiveModule, build_model_and_processor
-
 from rclip_hf.loss import ClipLoss
+from training_scripts.training.arguments import parse_arguments
+from training_scripts.training.augment import TrainAugmentation
+from training_scripts.training.data import PixelNormalizer, build_train_dataloader, load_caption_corpus
+from training_scripts.training.loop import per_device_batch_size, training_step
+from training_scripts.training.model import ContrastiveModule, build_model_and_processor
 
 
 def main(corpus: str, out_file: str, accumulation: str = "1") -> None:

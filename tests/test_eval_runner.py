@@ -16,7 +16,7 @@ IMAGES_PER_CLASS = 4
 
 
 def _write_dataset(splits: dict[str, datasets.Dataset], folder: Path) -> Path:
-    """Write ``splits`` as Parquet shards + a README card with YAML ``configs`` (the CONTRACTS §2 layout)."""
+    """Write ``splits`` as Parquet shards + a README card with YAML ``configs`` (the layout `dataset_builders.build_benchmarks` writes)."""
     folder.mkdir(parents=True)
     data_files = []
     for split, dataset in splits.items():

@@ -36,7 +36,7 @@ def counting_metrics(top1: float) -> dict:
 
 
 def make_results(arch: str = "ViT-B-32") -> dict:
-    """A results JSON in the layout of CONTRACTS.md §4, with hand-checkable values."""
+    """A results JSON in the layout the evaluation runner writes, with hand-checkable values."""
     return {
         "model": "runs/demo/final", "model_type": "remoteclip", "arch": arch, "dtype": "float32",
         "created": "2025-01-02T03:04:05+00:00", "rclip_hf_version": "0.1.0",

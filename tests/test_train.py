@@ -18,20 +18,18 @@ from PIL import Image
 from training_corpus import TEMPLATES, build_scene_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
-
-from training.arguments import parse_arguments
-from training.augment import TrainAugmentation
-from training.checkpoint import list_checkpoints, resolve_resume
-from training.data import (
+from training_scripts.training.arguments import parse_arguments
+from training_scripts.training.augment import TrainAugmentation
+from training_scripts.training.checkpoint import list_checkpoints, resolve_resume
+from training_scripts.training.data import (
     EpochShuffleSampler,
     PixelNormalizer,
     build_train_dataloader,
     choose_caption,
     load_caption_corpus,
 )
-from training.loop import per_device_batch_size, run, training_step
-from training.optim import build_optimizer_and_scheduler, parameter_groups
+from training_scripts.training.loop import per_device_batch_size, run, training_step
+from training_scripts.training.optim import build_optimizer_and_scheduler, parameter_groups
 
 TRAIN_SCRIPT = REPO_ROOT / "training_scripts" / "train.py"
 TINY = REPO_ROOT / "training_scripts" / "configs" / "tiny.yaml"
@@ -139,7 +137,7 @@ def test_caption_choice_uses_every_caption_and_rejects_empty():
 
 
 def test_no_weight_decay_on_biases_norms_embeddings_and_temperature():
-    from training.model import ContrastiveModule, build_model_and_processor
+    from training_scripts.training.model import ContrastiveModule, build_model_and_processor
 
     model_args, _, _ = parse_arguments(["--config", str(TINY)])
     module = ContrastiveModule(build_model_and_processor(model_args)[0])
@@ -155,7 +153,7 @@ def test_no_weight_decay_on_biases_norms_embeddings_and_temperature():
 
 
 def test_fused_adamw_steps_equal_the_loop_implementation():
-    from training.model import ContrastiveModule, build_model_and_processor
+    from training_scripts.training.model import ContrastiveModule, build_model_and_processor
 
     model_args, _, train_args = parse_arguments(["--config", str(TINY), "--weight_decay", "0.1"])
     torch.manual_seed(0)
@@ -367,3 +365,12 @@ def test_dataset_smaller_than_a_batch_fails_instead_of_looping_forever(corpus, t
          "3", "--max_steps", "5", "--report_to", "none", "--checkpointing_steps", "0"])
     with pytest.raises(ValueError, match=r"the training data yields no full batch \(--batch_size 32 over 1 process"):
         run(model_args, data_args, train_args)
+
+
+@pytest.mark.parametrize("launch", [["-m", "training_scripts.train"], [str(TRAIN_SCRIPT)]])
+def test_train_runs_as_module_and_as_script_without_path_inserts(launch: list[str]) -> None:
+    """`python -m training_scripts.train` and `python training_scripts/train.py` both import the training package."""
+    result = subprocess.run([sys.executable, *launch, "--help"], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env=_env(), timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("usage: training_scripts/train.py ") and "--learning_rate" in result.stdout

@@ -12,8 +12,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from training.arguments import parse_arguments
-from training.loop import run
+if __package__:  # python -m training_scripts.train
+    from .training.arguments import parse_arguments
+    from .training.loop import run
+else:  # python training_scripts/train.py, accelerate launch training_scripts/train.py: this folder is sys.path[0]
+    from training.arguments import parse_arguments
+    from training.loop import run
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,8 @@ from .arguments import TrainArguments
 
 
 def decays(name: str, parameter: nn.Parameter) -> bool:
-    """True for weight matrices; False for biases, norm scales, `logit_scale` and embedding tables (as open_clip)."""
+    """True for weight matrices; False for biases, norm scales and `logit_scale` (open_clip's exclusions) and also
+    for embedding tables (token, positional, class), which open_clip's `main.py` does decay."""
     if parameter.ndim < 2 or "logit_scale" in name:
         return False
     return "embedding" not in name

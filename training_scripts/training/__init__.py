@@ -1,0 +1,1 @@
+"""Continual pre-training of RemoteCLIP: arguments, data, augmentation, model wrapper, optimiser, loop, checkpoints."""
