@@ -15,6 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._compat import projected_features
+from .images import as_rgb_image
 from .loading import model_fingerprint
 
 #: How many (model, labels, templates) class-embedding matrices `class_embeddings` keeps in memory.
@@ -33,7 +34,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _batches(items: Iterable, batch_size: int) -> Iterator[list]:
+def batched(items: Iterable, batch_size: int) -> Iterator[list]:
     """Consecutive lists of ``batch_size`` items (the last may be shorter)."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -67,13 +68,14 @@ def encode_images(
 ) -> Tensor:
     """Embeddings (N, D) float32, L2-normalised, of ``images`` via ``model.get_image_features``.
 
-    Images are converted to RGB and processed with ``processor(images=..., return_tensors="pt")``;
-    ``dtype`` (e.g. ``torch.bfloat16``) enables autocast; ``num_images`` only sizes the progress bar.
+    Images are converted to RGB by the rule of `rclip_hf.images` (16-bit and float ones stretched) and processed
+    with ``processor(images=..., return_tensors="pt")``; ``dtype`` (e.g. ``torch.bfloat16``) enables autocast;
+    ``num_images`` only sizes the progress bar.
     """
     device = torch.device(device) if device is not None else model_device(model)
     batches = (
-        processor(images=[image.convert("RGB") for image in batch], return_tensors="pt")
-        for batch in _batches(images, batch_size)
+        processor(images=[as_rgb_image(image) for image in batch], return_tensors="pt")
+        for batch in batched(images, batch_size)
     )
     total = None if num_images is None else -(-num_images // batch_size)
 
@@ -101,7 +103,7 @@ def encode_texts(
     texts = list(texts)
     batches = (
         processor(text=batch, return_tensors="pt", padding=True, truncation=True)
-        for batch in _batches(texts, batch_size)
+        for batch in batched(texts, batch_size)
     )
 
     def encode_fn(module, input_ids, attention_mask=None, **_):
@@ -177,5 +179,5 @@ def class_embeddings(model: torch.nn.Module, processor, labels: Sequence[str],
     return class_embedding_cache.get(model, processor, tuple(labels), tuple(templates))
 
 
-__all__ = ["CLASS_EMBEDDING_CACHE_SIZE", "class_embedding_cache", "class_embeddings", "encode_images", "encode_texts",
-           "model_device", "zero_shot_classifier"]
+__all__ = ["CLASS_EMBEDDING_CACHE_SIZE", "batched", "class_embedding_cache", "class_embeddings", "encode_images",
+           "encode_texts", "model_device", "zero_shot_classifier"]

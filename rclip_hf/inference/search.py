@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
-from ..embeddings import encode_images, encode_texts
+from ..embeddings import batched, encode_images, encode_texts
 from ..images import ImageReadError, as_rgb_image, image_files, load_image
 from ..loading import resolve_model
 from .index import (
@@ -94,7 +94,7 @@ def build_index(
     added = skipped = 0
     progress = tqdm(total=total, desc=f"index {source_name}", unit="img")
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-        for batch in _batched(items, batch_size):
+        for batch in batched(items, batch_size):
             todo = [item for item in batch if item.id not in done]
             skipped += len(batch) - len(todo)
             loaded = list(pool.map(_try_load, todo))
@@ -302,17 +302,6 @@ def _try_load(item: _Item) -> tuple[Image.Image | None, str]:
         return item.load(), ""
     except (OSError, ValueError) as error:
         return None, str(error)
-
-
-def _batched(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
-    batch: list[_Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 __all__ = ["BuildReport", "Examples", "build_faiss_if_wanted", "build_index", "encode_queries", "example_query",
