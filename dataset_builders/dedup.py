@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from dataset_builders.lanczos import resize_gray, single_threaded_blas
 from dataset_builders.records import Skipped
+from rclip_hf.images import load_image
 
 __all__ = [
     "DEFAULT_MAX_DISTANCE",
@@ -71,9 +72,9 @@ def phash_value(image: Image.Image) -> int:
 
 
 def phash_image(path: Path | str) -> int:
-    """64-bit p-Hash of one image file as a Python int (``phash_value`` of the decoded file)."""
-    with Image.open(path) as image:
-        return phash_value(image)
+    """64-bit p-Hash of one image file as a Python int: ``phash_value`` of the file read by ``rclip_hf.images``,
+    the rule the corpus decodes its images by, so a 16-bit or multi-band test image hashes as its corpus twin."""
+    return phash_value(load_image(path))
 
 
 def _phash_or_reason(path: str) -> tuple[int | None, str]:

@@ -221,3 +221,10 @@ def test_multiband_tiff_takes_first_three_bands_each_stretched() -> None:
     low, high = np.percentile(bands[:3], [2, 98], axis=(1, 2))[:, :, None, None]
     expected = np.clip(np.rint((bands[:3] - low) * 255.0 / (high - low)), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(decoded.image), expected.transpose(1, 2, 0))
+
+
+def test_exclude_near_hashes_a_sixteen_bit_test_image_as_its_corpus_twin() -> None:
+    from dataset_builders import dedup
+
+    path = BAD / "multiband.tif"
+    assert dedup.phash_image(path) == dedup.phash_value(decode_rgb(path).image)
