@@ -7,4 +7,4 @@ python training_scripts/evaluate.py --model DIR_OR_HUB_ID --benchmarks rsitmd,rs
 from rclip_hf.evaluation.runner import main
 
 if __name__ == "__main__":
-    main()
+    main(prog="training_scripts/evaluate.py")

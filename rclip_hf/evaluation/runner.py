@@ -324,11 +324,12 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv`` into :class:`EvalArguments`, run, print the markdown table; returns the exit code."""
     from ..arguments import DataclassArgumentParser
 
-    (args,) = DataclassArgumentParser(EvalArguments, description=__doc__).parse_args_into_dataclasses(args=argv)
+    parser = DataclassArgumentParser(EvalArguments, prog=prog, description=__doc__)  # prog None: `rclip-hf eval`
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results = run_evaluation(args)
     print(markdown_report(results))  # the CLI's output
