@@ -24,7 +24,6 @@ without).
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import platform
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from dataset_builders.hf_folder import DEFAULT_MAX_BATCH_BYTES, ShardWriter
+from rclip_hf.arguments import ArgumentParser
 
 FEATURES = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string"),
                               "source": datasets.Value("string")})
@@ -125,7 +125,7 @@ def reuse(before: list[Path], after: list[Path]) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", type=int, default=4)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--max-shard-mb", type=int, default=16)
