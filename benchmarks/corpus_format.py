@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rclip_hf.arguments import ArgumentParser
+
 #: (name, PIL format, save options)
 CANDIDATES = (
     ("JPEG q95 4:2:0", "JPEG", {"quality": 95}),
@@ -60,7 +62,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--max-side", "--max_side", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)

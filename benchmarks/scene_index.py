@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rclip_hf.arguments import ArgumentParser
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SOURCES = ("dota/images/P0706.png", "isaid/val/images/P0003.png", "isaid/test/images/P0006.png",
@@ -148,7 +150,7 @@ def measure(kind: str, scene: Path, work: Path, model: str, window: int, process
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000])
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--processes", type=int, default=2)

@@ -36,14 +36,12 @@ import torch
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
-sys.path.insert(0, str(REPO_ROOT))
-
-from training.augment import TrainAugmentation
-from training.data import CaptionPairDataset, EpochShuffleSampler, PairCollator
 
 import rclip_hf
 from dataset_builders.corpus import TRAINING_JPEG, fit_max_side
+from rclip_hf.arguments import ArgumentParser
+from training_scripts.training.augment import TrainAugmentation
+from training_scripts.training.data import CaptionPairDataset, EpochShuffleSampler, PairCollator
 
 #: goal step rates on one GPU (pairs/s): the issue's targets
 GOALS = {"ViT-B/32": 8000, "ViT-L/14": 750}
@@ -141,7 +139,7 @@ def profile_worker(files: list[bytes], size: int, samples: int, rows: int) -> No
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data")
     parser.add_argument("--samples", type=int, default=192, help="pairs per pass (and per worker)")
     parser.add_argument("--files", type=int, default=14, help="distinct files per image set")

@@ -414,9 +414,10 @@ def run_heatmap(argv: list[str]) -> int:
     """`rclip-hf heatmap`: writes the score grid and overlays; prints the best window of each query."""
     import numpy as np
 
+    from .arguments import DataclassArgumentParser
     from .inference.heatmap import heatmap, heatmap_from_index
 
-    parser = HfArgumentParser(HeatmapOptions, prog="rclip-hf heatmap", description=COMMANDS["heatmap"].help)
+    parser = DataclassArgumentParser(HeatmapOptions, prog="rclip-hf heatmap", description=COMMANDS["heatmap"].help)
     options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if any(word.startswith("-") for word in rest):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -18,9 +18,7 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
-
-import train
+from training_scripts import train
 
 _accelerator_state_init = AcceleratorState.__init__
 

@@ -38,16 +38,12 @@ def test_config_loads_and_passes_the_launcher_checks(name):
 
 @pytest.mark.parametrize("tower", ["vit", "resnet"])
 def test_fsdp_auto_wrap_finds_the_blocks_of_either_tower(tower):
-    import sys
-
     import torch
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    sys.path.insert(0, str(CONFIG_DIR.parents[0]))
-    from training.loop import keep_present_no_split_modules, shardable_logit_scale
-    from training.model import ContrastiveModule
-
     from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel
+    from training_scripts.training.loop import keep_present_no_split_modules, shardable_logit_scale
+    from training_scripts.training.model import ContrastiveModule
 
     text = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1}
     vision = ({"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,

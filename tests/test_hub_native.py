@@ -227,12 +227,11 @@ def test_train_starts_from_a_plain_transformers_clip_folder(shared_data, tmp_pat
     import os
     import subprocess
 
+    from training_corpus import build_scene_corpus
     from transformers import CLIPConfig, CLIPModel
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training_scripts"))
-    from training.arguments import ModelArguments
-    from training.model import build_model_and_processor
-    from training_corpus import build_scene_corpus
+    from training_scripts.training.arguments import ModelArguments
+    from training_scripts.training.model import build_model_and_processor
 
     torch.manual_seed(0)
     plain = CLIPModel(CLIPConfig(text_config=TEXT, vision_config=TOWERS["vit"], projection_dim=16)).eval()

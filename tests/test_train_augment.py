@@ -4,7 +4,6 @@ reference (fixed seeds and statistically), token batches, and normalisation on t
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,10 @@ from PIL import Image
 from scipy import stats
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
-
-from training.augment import TrainAugmentation
-from training.data import PairCollator, PixelNormalizer, open_image
 
 import rclip_hf
+from training_scripts.training.augment import TrainAugmentation
+from training_scripts.training.data import PairCollator, PixelNormalizer, open_image
 
 #: PIL transposes of the reference, as in the paper's augmentation.
 ROTATIONS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
-from ..evaluation.encode import encode_images
+from ..embeddings import encode_images
 from ..images import IMAGE_SUFFIXES, image_files
 from ..loading import resolve_model
 from . import geo
