@@ -14,6 +14,7 @@ from transformers import HfArgumentParser
 
 from dataset_builders.corpus import CorpusConfig, build_corpus
 from dataset_builders.publish import PublishError
+from rclip_hf.errors import entry_point
 
 
 def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
@@ -40,6 +41,7 @@ def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
     return config
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus and print its totals."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -14,7 +14,8 @@
 Subcommands are entries of `COMMANDS` (a function taking the remaining arguments and returning an exit code) or of
 `DELEGATED_COMMANDS` (a module whose `main(argv)` takes over; listed only when the module is importable). Results
 are printed as a table, or as JSON / CSV with `--format`. Bad input (missing file, unknown preset, a folder that is
-not a RemoteCLIP/CLIP model, an index of another model) prints `rclip-hf <command>: error: ...` and exits with 2.
+not a RemoteCLIP/CLIP model, an index of another model) prints one line `error: ...` and exits with 2 (`errors.py`;
+`--debug` shows the traceback).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from typing import Any, Literal, TypeVar
 
 from transformers import HfArgumentParser
 
-#: Exit code for bad input (missing files, unknown presets, wrong model folders), as argparse uses for bad usage.
-EXIT_BAD_INPUT = 2
+from .errors import EXIT_BAD_INPUT, entry_point
 
 OutputFormat = Literal["table", "json", "csv"]
 SearchFormat = Literal["table", "json", "csv", "geojson", "parquet"]
@@ -470,9 +470,9 @@ def _usage(commands: dict[str, Command]) -> str:
             + "\n".join(lines))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     """Entry point of `rclip-hf`; returns the exit code (0 ok, 2 bad input or usage)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     commands = available_commands()
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(commands))
@@ -485,10 +485,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[name].run(rest)
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_BAD_INPUT
-    except (OSError, ValueError, KeyError, ImportError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"rclip-hf {name}: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

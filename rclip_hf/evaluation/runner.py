@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..errors import entry_point
 from .classification import classification_metrics
 from .counting import MAX_COUNT, count_caption_variants, counting_metrics
 from .encode import encode_images, encode_texts
@@ -410,6 +411,7 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` into :class:`EvalArguments`, run, print the markdown table; returns the exit code."""
     from transformers import HfArgumentParser

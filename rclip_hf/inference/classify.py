@@ -11,6 +11,7 @@ from PIL import Image
 from torch import Tensor
 from transformers import CLIPModel, ProcessorMixin
 
+from ..errors import UserError
 from ..evaluation.encode import encode_images
 from ..evaluation.presets import BENCHMARK_PRESETS, PAPER_TEMPLATE, templates_for
 from ..evaluation.zero_shot import zero_shot_classifier
@@ -25,7 +26,7 @@ CLASS_EMBEDDING_CACHE_SIZE = 32
 ImageInput = Image.Image | str | Path
 
 
-class UnknownPresetError(KeyError):
+class UnknownPresetError(UserError, KeyError):
     """A preset name that `BENCHMARK_PRESETS` does not hold; the message lists the known ones."""
 
     def __str__(self) -> str:
