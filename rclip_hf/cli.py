@@ -35,7 +35,7 @@ from typing import Any, Literal, TypeVar
 
 from transformers import HfArgumentParser
 
-from .errors import EXIT_BAD_INPUT, entry_point
+from .errors import EXIT_BAD_INPUT, UserError, entry_point
 
 OutputFormat = Literal["table", "json", "csv"]
 SearchFormat = Literal["table", "json", "csv", "geojson", "parquet"]
@@ -177,19 +177,24 @@ class HeatmapOptions(ModelOptions):
     overlay_size: int = field(default=1024, metadata=_help("Longer side of the overlays and score maps, in pixels"))
 
 
+#: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
+POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "grid", "window", "overlay_size", "commit_every")
+
+
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
     parser = HfArgumentParser(options_class, prog=f"rclip-hf {name}", description=COMMANDS[name].help)
     (options,) = parser.parse_args_into_dataclasses(args=argv)
+    for option in POSITIVE_OPTIONS:
+        value = getattr(options, option, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{option} {value}", "must be at least 1")
     return options
 
 
 def _load(options: ModelOptions) -> tuple[Any, Any]:
-    import torch
+    from .loading import load_model, resolve_device
 
-    from .loading import load_model
-
-    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_model(options.model, device=device)
+    return load_model(options.model, device=resolve_device(options.device))
 
 
 # ----- output -------------------------------------------------------------------------------------------------------
@@ -338,6 +343,9 @@ def run_search(argv: list[str]) -> int:
         raise ValueError("--format parquet writes a file: give --output FILE.parquet")
     bbox = parse_bbox(options.bbox) if options.bbox else None
     index = EmbeddingIndex.open(options.index)
+    if len(index) == 0:
+        raise UserError(f"--index {options.index}", "the index holds no items yet",
+                        "run `rclip-hf index` on a folder with images first")
     queries: list[Any] = list(options.text or []) + _expand_images(options.image or [])
     if options.positive:
         queries.append(Examples(options.positive, options.negative or (), options.negative_weight))

@@ -33,6 +33,16 @@ class UserError(Exception):
         super().__init__(message)
 
 
+def dataset_not_found(flag: str, name: str, error: OSError) -> UserError:
+    """The error for a `--dataset`-like value that `datasets` could load neither as a folder nor from the Hub:
+    says first that no local folder of that name exists (a mistyped path is the usual cause), then the Hub's side."""
+    if Path(name).expanduser().exists():
+        return UserError(f"{flag} {name}", f"not a dataset folder ({error})",
+                         "give a folder of Parquet shards or a saved Hugging Face dataset")
+    return UserError(f"{flag} {name}", f"no such local folder, and not loadable as a Hub dataset id either ({error})",
+                     "check the path, or give a Hub id owner/name you can reach")
+
+
 def _raised_by_project(error: BaseException) -> bool:
     """Whether the innermost frame of `error`'s traceback is in this project's code (a deliberate check)."""
     tb = error.__traceback__

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from ..errors import entry_point
+from ..errors import UserError, entry_point
+from ..loading import resolve_device
 from .classification import classification_metrics
 from .counting import MAX_COUNT, count_caption_variants, counting_metrics
 from .encode import encode_images, encode_texts
@@ -305,7 +306,10 @@ def run_evaluation(args: EvalArguments) -> dict:
     if not names:
         raise ValueError(f"--benchmarks {args.benchmarks!r}: no benchmark names given")
     templates_for(args.templates)  # validate before loading anything
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for option in ("batch_size", "text_batch_size", "probe_epochs", "chunk_size"):
+        if getattr(args, option) < 1:
+            raise UserError(f"--{option} {getattr(args, option)}", "must be at least 1")
+    device = resolve_device(args.device)
     model, processor, info = load_model(args.model, device)
     runner = BenchmarkRunner(model, processor, args, device)
     results = {
