@@ -83,6 +83,9 @@ class ModelOptions:
     model: str = field(metadata=_help("RemoteCLIP/CLIP model folder (from `rclip-hf convert` or save_pretrained) or Hub id"))
     device: str | None = field(default=None, metadata=_help("Device, e.g. cpu or cuda (default: cuda when available)"))
     format: OutputFormat = field(default="table", metadata=_help("Output format"))
+    max_pixels: int | None = field(default=None, metadata=_help(
+        "Largest image read whole, in pixels (default: Pillow's limit, 89,478,485); heatmap reads larger scenes "
+        "window by window"))
 
 
 @dataclass(kw_only=True)
@@ -178,7 +181,7 @@ class HeatmapOptions(ModelOptions):
 
 
 #: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
-POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "grid", "window", "overlay_size", "commit_every")
+POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "grid", "window", "overlay_size", "max_pixels")
 
 
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
@@ -188,6 +191,10 @@ def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
         value = getattr(options, option, None)
         if value is not None and value < 1:
             raise UserError(f"--{option} {value}", "must be at least 1")
+    if getattr(options, "max_pixels", None) is not None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = options.max_pixels  # the limit of rclip_hf.images, Pillow's own knob
     return options
 
 
@@ -489,10 +496,15 @@ def main(argv: list[str]) -> int:
     if name not in commands:
         print(f"rclip-hf: error: unknown command {name!r}\n\n{_usage(commands)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from PIL import Image
+
+    pixel_limit = Image.MAX_IMAGE_PIXELS  # --max-pixels changes it for one command
     try:
         return commands[name].run(rest)
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_BAD_INPUT
+    finally:
+        Image.MAX_IMAGE_PIXELS = pixel_limit
 
 
 if __name__ == "__main__":

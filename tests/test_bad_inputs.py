@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from inference_models import make_tiny_model_dir
 from PIL import Image
 
 from rclip_hf import cli
 from rclip_hf.errors import EXIT_BAD_INPUT, UserError, entry_point
 
-pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir
+pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
@@ -359,3 +360,90 @@ def test_train_bad_inputs_are_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = _run(main, [*base, "--dataset", "x"], capsys)
     assert code == EXIT_BAD_INPUT and "--overwrite_output_dir" in _one_error_line(err)
     assert (tmp_path / "run" / "train_log.jsonl").read_text() == '{"step": 1}\n'
+
+
+# ----- huge scenes --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scenes(bad_images: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 64x64 PNG and GeoTIFF: over a pixel limit of 1,000."""
+    folder = tmp_path_factory.mktemp("scenes")
+    png = Path(shutil.copy(bad_images["png_renamed_jpg"], folder / "scene.png"))
+    bands = np.asarray(Image.open(png)).transpose(2, 0, 1).copy()
+    return {"png": png, "geotiff": _write_tiff(folder / "scene.tif", bands)}
+
+
+@pytest.mark.parametrize("kind", ["png", "geotiff"])
+@pytest.mark.parametrize("command", ["classify", "count", "search"])
+@pytest.mark.parametrize("limit", ["flag", "pillow_default"])
+def test_an_image_over_the_pixel_limit_is_refused_naming_size_limit_and_flag(
+        tiny_model_dir: Path, scenes: dict[str, Path], tmp_path: Path, capsys, monkeypatch, kind: str, command: str,
+        limit: str) -> None:
+    scene = scenes[kind]
+    if command == "search":
+        from rclip_hf.inference.index import EmbeddingIndex
+        from rclip_hf.loading import load_model
+
+        index = EmbeddingIndex.open_or_create(tmp_path / "idx", load_model(tiny_model_dir)[0])
+        index.add(["a"], [""], [-1], torch.eye(1, index.dim))
+        index.commit(shard_size=8)
+        argv = ["search", "--model", str(tiny_model_dir), "--index", str(tmp_path / "idx"), "--image", str(scene)]
+    else:
+        argv = _image_command(command, tiny_model_dir, scene, tmp_path)
+    if limit == "flag":
+        argv += ["--max-pixels", "1000"]
+    else:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # as Pillow's default does for 89.5 M pixels
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"error: {scene}: cannot read image: 64x64 = 4,096 pixels is over the limit of 1,000 " \
+           "(the decompression bomb guard) (pass --max-pixels 4096" in _one_error_line(err)
+
+
+@pytest.mark.parametrize("kind", ["png", "geotiff"])
+def test_heatmap_reads_a_scene_over_the_limit_window_by_window(tiny_model_dir: Path, scenes: dict[str, Path],
+                                                               tmp_path: Path, capsys, kind: str) -> None:
+    code, out, err = _run(cli.main, [*_image_command("heatmap", tiny_model_dir, scenes[kind], tmp_path),
+                                     "--max_pixels", "1000", "--format", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["windows"] == [3, 3]
+    assert Image.MAX_IMAGE_PIXELS != 1000  # the flag holds for one command only
+
+
+def test_index_records_an_oversized_image_as_a_failure_and_goes_on(tiny_model_dir: Path, scenes: dict[str, Path],
+                                                                    bad_images: dict[str, Path], tmp_path: Path,
+                                                                    capsys) -> None:
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    shutil.copy(scenes["png"], folder / "big.png")
+    Image.open(bad_images["png_renamed_jpg"]).resize((30, 30)).save(folder / "small.png")
+    code, out, err = _run(cli.main, ["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output",
+                                     str(tmp_path / "idx"), "--max-pixels", "1000", "--format", "json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["added"] == 1 and [failure["id"] for failure in report["failures"]] == ["big.png"]
+    assert "over the limit of 1,000" in report["failures"][0]["reason"]
+
+
+def test_a_large_geotiff_heatmap_stays_within_a_window_of_memory(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    import tracemalloc
+
+    from rclip_hf.images import ImageTooLargeError, load_image
+    from rclip_hf.inference import heatmap
+
+    side = 3000  # 27 MB of RGB; the pixel limit is set below it
+    bands = np.zeros((3, side, side), np.uint8)
+    bands[:, ::7] = 200
+    scene = _write_tiff(tmp_path / "large.tif", bands, compress="deflate", tiled=True, blockxsize=256,
+                        blockysize=256)
+    del bands
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)
+    with pytest.raises(ImageTooLargeError, match="3000x3000 = 9,000,000 pixels is over the limit of 4,000,000"):
+        load_image(scene)
+    tracemalloc.start()
+    model, processor = tiny_model
+    result = heatmap(scene, ["stripes"], model=model, processor=processor, window=750, overlay_size=256,
+                     batch_size=4)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.scores.shape[0] == 1 and result.scores.size >= 25
+    assert peak < 15_000_000, peak  # a batch of 4 windows of 750 px (1.7 MB each), never the 27 MB scene
