@@ -72,6 +72,14 @@ def user_message(error: BaseException) -> str:
     return " ".join(str(error).split("\n")[0].split()) or type(error).__name__
 
 
+def _close_progress_bars() -> None:
+    """Close the tqdm bars a failed command left open, so that the error starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def entry_point(main: Callable[[list[str]], int | None]) -> Callable[[Sequence[str] | None], int]:
     """Decorates `main(argv) -> exit code`: bad input -> one line on stderr and `EXIT_BAD_INPUT`; `--debug` re-raises."""
 
@@ -85,6 +93,7 @@ def entry_point(main: Callable[[list[str]], int | None]) -> Callable[[Sequence[s
         except Exception as error:
             if debug or not is_user_error(error):
                 raise
+            _close_progress_bars()
             print(f"error: {user_message(error)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         finally:

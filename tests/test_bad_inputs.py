@@ -447,3 +447,32 @@ def test_a_large_geotiff_heatmap_stays_within_a_window_of_memory(tiny_model, tmp
     tracemalloc.stop()
     assert result.scores.shape[0] == 1 and result.scores.size >= 25
     assert peak < 15_000_000, peak  # a batch of 4 windows of 750 px (1.7 MB each), never the 27 MB scene
+
+
+def test_build_remotecount_skips_an_oversized_image_and_records_it(scenes: dict[str, Path], tmp_path: Path, capsys,
+                                                                   monkeypatch) -> None:
+    from dataset_builders.build_remotecount import main
+
+    release = tmp_path / "release"
+    (release / "images").mkdir(parents=True)
+    shutil.copy(scenes["png"], release / "images" / "big.png")
+    Image.open(scenes["png"]).resize((30, 30)).save(release / "images" / "small.png")
+    lines = [{"image": "big.png", "caption": "There are two planes in the image."},
+             {"image": "small.png", "caption": "There is one ship in the image."}]
+    (release / "counts.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    code, out, err = _run(main, ["--release", str(release), "--output", str(tmp_path / "rc")], capsys)
+    assert code == 0, err
+    assert json.loads(out) == {"test": 1}
+    report = json.loads((tmp_path / "rc" / "build_report.json").read_text())
+    assert [Path(entry["path"]).name for entry in report["skipped"]] == ["big.png"]
+    assert "over the limit of 1,000" in report["skipped"][0]["reason"]
+
+
+def test_float_geotiff_with_nodata_keeps_its_grey_levels_in_the_corpus(bad_images: dict[str, Path]) -> None:
+    import io
+
+    from dataset_builders.sources.images import image_cell
+
+    stored = np.asarray(Image.open(io.BytesIO(image_cell(bad_images["float_nodata_tiff"], "f.tif")["bytes"])))
+    assert (stored[:16] == 0).all() and len(np.unique(stored[16:, :, 0])) > 100  # not a 2-colour image

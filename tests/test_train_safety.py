@@ -107,3 +107,24 @@ def test_resume_refuses_or_ignores_a_planted_code_running_pickle(corpus: Path, f
     else:  # accelerate reads these only for objects this run does not have (prepared schedulers, fp16, ...)
         _run(corpus, output_dir, "--resume", str(checkpoint))
     assert not marker.exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_partial_checkpoint(
+        corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+    from train import main
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"
+                           "basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code = main(["--config", str(TINY), "--dataset", str(corpus), "--output_dir", str(tmp_path / "run"),
+                 "--batch_size", "8", "--max_steps", "4", "--checkpointing_steps", "2", "--report_to", "none"])
+    stderr = capsys.readouterr().err
+    err = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(err) == 1, stderr[-3000:]
+    assert err[0].startswith(f"error: {tmp_path / 'run' / 'checkpoints' / '.tmp-step-0000002'}: writing the "
+                             "checkpoint failed ([enforce fail")
+    assert "MB free on that disk (free disk space or choose another --output_dir, then --resume latest)" in err[0]
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
