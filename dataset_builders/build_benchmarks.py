@@ -73,7 +73,6 @@ def repo_for(push: PushConfig, name: str, count: int) -> PushConfig:
     return replace(push, push_to_hub=push.push_to_hub.replace("{name}", name))
 
 
-
 @entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Build every requested benchmark (and push it) and print one JSON line of row counts per benchmark."""

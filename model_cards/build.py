@@ -15,6 +15,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from rclip_hf.errors import entry_point
+
 from .card import (
     CardInputs,
     ResultsFormatError,
@@ -84,8 +86,9 @@ def write_model_card(args: CardArguments) -> Path:
     return readme
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; 0 on success, 2 with a message on bad input."""
+    """Entry point; 0 on success, 2 with a message on bad input (`--debug`: the traceback)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     (args,) = HfArgumentParser(CardArguments).parse_args_into_dataclasses(args=argv)
     try:
