@@ -25,7 +25,10 @@ def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
     known, _ = pre.parse_known_args(argv)
     if known.config:
         path = Path(known.config)
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of option names to values")
         allowed = {action.dest for action in parser._actions}

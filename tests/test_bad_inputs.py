@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from rclip_hf.errors import EXIT_BAD_INPUT, UserError, entry_point
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
 BAD = Path(__file__).parent / "data" / "bad_images"
 TINY_TRAIN = REPO_ROOT / "training_scripts" / "configs" / "tiny.yaml"
 
@@ -338,13 +336,17 @@ def test_builder_bad_inputs_are_one_line(tmp_path: Path, capsys) -> None:
     (release / "counts.jsonl").write_text('{"image": "a.png", "caption": "There are two planes."}\n{oops\n')
     code, _, err = _run(build_remotecount, ["--release", str(release), "--output", str(tmp_path / "rc")], capsys)
     assert code == EXIT_BAD_INPUT and f"{release / 'counts.jsonl'}:2: not valid JSON" in _one_error_line(err)
+    (tmp_path / "bad.yaml").write_text("source: [dota=x\noutput: o\n")
+    code, _, err = _run(build_corpus, ["--config", str(tmp_path / "bad.yaml")], capsys)
+    assert code == EXIT_BAD_INPUT and f"{tmp_path / 'bad.yaml'}: not valid YAML (" in _one_error_line(err)
     code, _, err = _run(build_benchmarks, ["--retrieval", str(captions), "--output", str(tmp_path / "b")], capsys)
     assert code == EXIT_BAD_INPUT and "expected NAME=PATH" in _one_error_line(err)
     assert not any((tmp_path / name).exists() for name in ("o", "rc", "b"))
 
 
 # ----- training -----------------------------------------------------------------------------------------------------
-def test_train_bad_inputs_are_one_line(tmp_path: Path, capsys) -> None:
+def test_train_bad_inputs_are_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training_scripts"))  # only here: it holds an `evaluate.py`
     from train import main
 
     base = ["--config", str(TINY_TRAIN), "--report_to", "none", "--output_dir", str(tmp_path / "run")]
@@ -355,6 +357,9 @@ def test_train_bad_inputs_are_one_line(tmp_path: Path, capsys) -> None:
     assert code == EXIT_BAD_INPUT and "not a complete checkpoint folder" in _one_error_line(err)
     code, _, err = _run(main, ["--config", str(tmp_path / "missing.yaml")], capsys)
     assert code == EXIT_BAD_INPUT and "missing.yaml: no such file" in _one_error_line(err)
+    (tmp_path / "bad.yaml").write_text("max_steps: [3\n")
+    code, _, err = _run(main, ["--config", str(tmp_path / "bad.yaml")], capsys)
+    assert code == EXIT_BAD_INPUT and f"{tmp_path / 'bad.yaml'}: not valid YAML (" in _one_error_line(err)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "train_log.jsonl").write_text('{"step": 1}\n')
     code, _, err = _run(main, [*base, "--dataset", "x"], capsys)

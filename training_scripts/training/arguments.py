@@ -92,8 +92,11 @@ def load_yaml_defaults(path: Path) -> dict[str, Any]:
     """Reads a flat YAML mapping of field names; unknown keys raise naming the file and the key."""
     if not path.is_file():
         raise FileNotFoundError(f"--config {path}: no such file")
-    with path.open() as handle:
-        values = yaml.safe_load(handle) or {}
+    try:
+        with path.open() as handle:
+            values = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     if not isinstance(values, dict):
         raise TypeError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
     known = {item.name for cls in ARGUMENT_CLASSES for item in fields(cls)}
