@@ -187,6 +187,11 @@ POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "grid", "window", "over
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
     parser = HfArgumentParser(options_class, prog=f"rclip-hf {name}", description=COMMANDS[name].help)
     (options,) = parser.parse_args_into_dataclasses(args=argv)
+    return _checked(options)
+
+
+def _checked(options: _Args) -> _Args:
+    """Counts must be at least 1; `--max-pixels` sets the pixel limit of `rclip_hf.images` (Pillow's own knob)."""
     for option in POSITIVE_OPTIONS:
         value = getattr(options, option, None)
         if value is not None and value < 1:
@@ -194,7 +199,7 @@ def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
     if getattr(options, "max_pixels", None) is not None:
         from PIL import Image
 
-        Image.MAX_IMAGE_PIXELS = options.max_pixels  # the limit of rclip_hf.images, Pillow's own knob
+        Image.MAX_IMAGE_PIXELS = options.max_pixels
     return options
 
 
@@ -435,6 +440,7 @@ def run_heatmap(argv: list[str]) -> int:
     options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if any(word.startswith("-") for word in rest):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    options = _checked(options)
     queries = [*(options.queries or []), *rest]
     if not queries:
         raise ValueError("give at least one text query: --queries \"...\" (or the queries after the options)")
