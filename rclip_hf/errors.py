@@ -3,8 +3,8 @@
 Library code raises `UserError` (or a subclass) for input the user can fix. Every console entry point is wrapped
 with `entry_point`, which prints such errors as one line and exits with `EXIT_BAD_INPUT`; `--debug` anywhere on the
 command line shows the traceback instead. Besides `UserError`, two kinds count as bad input: an `OSError` (a missing
-or unreadable file, a full disk) and a `ValueError` or `ImportError` raised by this project's own code (its checks of
-values and its "install X" hints). Anything else is an internal error and keeps its traceback.
+or unreadable file, a full disk) and a `ValueError`, `KeyError` or `ImportError` raised by this project's own code
+(its checks of values and names, its "install X" hints). Anything else is an internal error and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def is_user_error(error: BaseException) -> bool:
     """Whether `error` is bad input (printed as one line) rather than an internal error (traceback)."""
     if isinstance(error, (UserError, OSError)):
         return True
-    return isinstance(error, (ValueError, ImportError)) and _raised_by_project(error)
+    return isinstance(error, (ValueError, KeyError, ImportError)) and _raised_by_project(error)
 
 
 def user_message(error: BaseException) -> str:
