@@ -23,6 +23,7 @@ from dataset_builders.hf_folder import (
     licence_text,
     write_dataset_folder,
 )
+from dataset_builders.sources.base import path_inside
 from dataset_builders.sources.captions import find_caption_json, find_image_dir, load_karpathy_json
 from dataset_builders.sources.images import image_cell
 from rclip_hf.benchmarks import BENCHMARKS, names_for
@@ -70,12 +71,15 @@ def build_retrieval(source: Path, output: Path, name: str) -> dict[str, Any]:
         captions = [s.get("raw", "").strip() for s in entry.get("sentences", []) if isinstance(s, dict)]
         captions = [caption for caption in captions if caption]
         where = f"{json_path}#images[{index}]"
-        if not isinstance(filename, str) or not (image_dir / filename).is_file():
+        image = path_inside(image_dir, filename) if isinstance(filename, str) else None
+        if image is None:
+            skipped.append({"path": where, "reason": f"image path {filename!r} missing or leaving {image_dir}"})
+        elif not image.is_file():
             skipped.append({"path": where, "reason": f"image {filename!r} not found in {image_dir}"})
         elif not captions:
             skipped.append({"path": where, "reason": f"{filename}: no non-empty caption"})
         else:
-            entries.append((image_dir / filename, {"captions": captions, "filename": filename}))
+            entries.append((image, {"captions": captions, "filename": filename}))
     if not entries:
         raise ValueError(f"{json_path}: no usable image with split == 'test'")
 

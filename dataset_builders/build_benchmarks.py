@@ -24,6 +24,7 @@ from dataset_builders.benchmarks import (
 )
 from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
 from rclip_hf.arguments import DataclassArgumentParser
+from rclip_hf.errors import entry_point
 
 
 @dataclass
@@ -71,6 +72,7 @@ def repo_for(push: PushConfig, name: str, count: int) -> PushConfig:
     return replace(push, push_to_hub=push.push_to_hub.replace("{name}", name))
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Build every requested benchmark (and push it) and print one JSON line of row counts per benchmark."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

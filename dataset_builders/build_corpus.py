@@ -11,6 +11,7 @@ from typing import Any
 from dataset_builders.corpus import CorpusConfig, build_corpus
 from dataset_builders.publish import PublishError
 from rclip_hf.arguments import parse_with_yaml_defaults
+from rclip_hf.errors import entry_point
 
 
 def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
@@ -29,6 +30,7 @@ def _yaml_values(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus and print its totals."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

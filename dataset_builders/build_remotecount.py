@@ -13,6 +13,7 @@ from pathlib import Path
 from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
 from dataset_builders.remotecount import from_dota, from_release
 from rclip_hf.arguments import DataclassArgumentParser
+from rclip_hf.errors import entry_point
 
 
 @dataclass
@@ -25,6 +26,7 @@ class RemoteCountConfig:
     seed: int = field(default=0, metadata={"help": "seed of the caption phrasing (--dota)"})
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Build RemoteCount (and push it) and print its row counts."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

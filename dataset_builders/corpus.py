@@ -49,6 +49,9 @@ from dataset_builders.hf_folder import (
     card_metadata,
     card_text,
     licence_text,
+    remove_stale_partials,
+    shard_digests,
+    shards_problem,
     write_json,
 )
 from dataset_builders.publish import PushConfig, check_push, push_dataset
@@ -478,11 +481,18 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
     digest = fingerprint(config, [entry for _, entry in scanned])
     report_path = output / REPORT_NAME
     if not config.force and report_path.is_file():
-        previous = json.loads(report_path.read_text(encoding="utf-8"))
+        try:
+            previous = json.loads(report_path.read_text(encoding="utf-8"))
+        except ValueError as error:  # a damaged report: the folder is rebuilt
+            logger.warning("%s: unreadable (%s): rebuilding", report_path, error)
+            previous = {}
         if previous.get("fingerprint") == digest:
-            logger.info("%s is up to date (same inputs and options); pass --force to rebuild", output)
-            _push(config, api)
-            return previous
+            problem = shards_problem(output, previous.get("shards"))
+            if problem is None:
+                logger.info("%s is up to date (same inputs and options); pass --force to rebuild", output)
+                _push(config, api)
+                return previous
+            logger.warning("%s: same inputs and options, but %s: rebuilding", output, problem)
 
     storage = "original bytes for 8-bit RGB JPEG/PNG, lossless PNG after conversion otherwise"
     if config.max_side:
@@ -491,7 +501,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
     report: dict[str, Any] = {"fingerprint": digest, "config": {k: v for k, v in asdict(config).items()
                                                                 if k not in ("force", *PUSH_KEYS)},
                               "storage": storage,
-                              "totals": {}, "sources": {}}
+                              "stale_partials_removed": remove_stale_partials(output), "totals": {}, "sources": {}}
     per_source = report["sources"]
     for reader, (_, path) in zip(readers, config.sources()):
         per_source[reader.name] = {"path": str(path), "license": reader.license, "citation": reader.citation,
@@ -530,6 +540,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
             accounted = stats["kept"] + sum(stats["counts"][key] for key in ("skipped", "duplicates", "excluded"))
             if accounted != stats["read"]:
                 raise RuntimeError(f"report of source {name}: read {stats['read']} != accounted {accounted}")
+        report["shards"] = shard_digests(folder)
         write_json(folder / REPORT_NAME, report)
         (folder / "README.md").write_text(corpus_card(report, card_metadata({"train": shards}, folder, CORPUS_FEATURES)),
                                           encoding="utf-8")

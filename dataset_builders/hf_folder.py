@@ -253,6 +253,55 @@ def card_metadata(data_files: Mapping[str, Sequence[Path]], root: Path, features
     return metadata
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(output: Path) -> list[str]:
+    """Remove the ``.<output>.partial-PID`` / ``.previous-PID`` folders left by builds whose process is gone
+    (killed); returns their paths. Folders of a build still running are left alone."""
+    removed = []
+    for path in sorted(Path(output).parent.glob(f".{Path(output).name}.*-*")):
+        kind, _, pid = path.name.removeprefix(f".{Path(output).name}.").rpartition("-")
+        if kind in ("partial", "previous") and pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            logger.warning("removed %s, left by a build (process %s) that no longer runs", path, pid)
+            removed.append(str(path))
+    return removed
+
+
+def shard_digests(folder: Path) -> dict[str, str]:
+    """``{shard path relative to folder: XXH3-128 hex digest}`` of every Parquet shard under ``folder/data``."""
+    digests = {}
+    for path in sorted((Path(folder) / "data").glob("*.parquet")):
+        digest = xxhash.xxh3_128()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+        digests[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return digests
+
+
+def shards_problem(folder: Path, recorded: Mapping[str, str] | None) -> str | None:
+    """Why the shards of ``folder`` differ from the ``recorded`` digests (missing, extra, changed), or None."""
+    if not recorded:
+        return "its build report records no shard digests"
+    found = shard_digests(folder)
+    for name, digest in recorded.items():
+        if name not in found:
+            return f"shard {name} is missing"
+        if found[name] != digest:
+            return f"shard {name} does not match its recorded digest"
+    extra = sorted(set(found) - set(recorded))
+    return f"shard {extra[0]} is not in the build report" if extra else None
+
+
 @contextmanager
 def atomic_folder(output: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``output``; on success it replaces ``output``, on error it is removed.
@@ -264,6 +313,7 @@ def atomic_folder(output: Path) -> Iterator[Path]:
         raise FileExistsError(f"{output} exists and is not a dataset folder built here (no {REPORT_NAME}); "
                               "refusing to replace it: choose a new or empty output folder")
     output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(output)
     partial = output.parent / f".{output.name}.partial-{os.getpid()}"
     if partial.exists():
         shutil.rmtree(partial)

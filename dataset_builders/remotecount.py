@@ -17,6 +17,7 @@ Two ways in:
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 from collections import Counter
@@ -31,11 +32,14 @@ from dataset_builders.b2c import normalize_class_name
 from dataset_builders.hf_folder import LICENSE_NAME, card_text, licence_text, write_dataset_folder
 from dataset_builders.records import Record
 from dataset_builders.sources import read_source
+from dataset_builders.sources.base import path_inside, read_annotation_text, read_json_file
 from dataset_builders.sources.dota import DotaReader
 from dataset_builders.sources.images import image_cell
 from rclip_hf.benchmarks import BENCHMARKS
 from rclip_hf.images import ImageReadError
 from rclip_hf.prompts import COUNT_WORDS, COUNTING_TEMPLATES, counting_caption
+
+logger = logging.getLogger(__name__)
 
 CATEGORIES = ("plane", "helicopter", "roundabout", "bridge", "baseball diamond", "ground track field",
               "basketball court", "tennis court", "harbor", "soccer field", "swimming pool", "ship", "storage tank")
@@ -84,30 +88,49 @@ def parse_caption(caption: str, where: str) -> tuple[int, str]:
     return (int(token) if token.isdigit() else COUNT_WORDS.index(token) + 1), categories[0]
 
 
-def release_samples(root: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Samples of the official release in the layout of the module docstring."""
+def _release_entries(path: Path) -> list[tuple[str, Any]]:
+    """(where, entry) of a release annotation file: ``FILE:LINE`` per JSONL line, ``FILE#[i]`` per JSON item."""
+    text, note = read_annotation_text(path)
+    if note is not None:
+        logger.warning("%s: %s", path, note)
+    if path.suffix != ".jsonl":
+        entries, _ = read_json_file(path)
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: expected a JSON list of objects, got {type(entries).__name__}")
+        return [(f"{path}#[{index}]", entry) for index, entry in enumerate(entries)]
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                found.append((f"{path}:{number}", json.loads(line)))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not valid JSON: {error.msg} (column {error.colno})") from None
+    return found
+
+
+def release_samples(root: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[dict[str, str]]]:
+    """(samples, skipped rows) of the official release in the layout of the module docstring; a row whose image
+    path leaves the image folder is skipped and recorded (file, line, path)."""
     files = sorted(root.glob("*.json")) + sorted(root.glob("*.jsonl"))
     if len(files) != 1:
         raise FileNotFoundError(f"{root}: expected one *.json or *.jsonl annotation file, found {[f.name for f in files]}")
-    path = files[0]
-    text = path.read_text(encoding="utf-8")
-    try:
-        entries = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
     image_dir = root / "images" if (root / "images").is_dir() else root
-    samples = []
-    for index, entry in enumerate(entries):
-        where = f"{path}:{index + 1}" if path.suffix == ".jsonl" else f"{path}#[{index}]"
-        name = next((entry[key] for key in ("image", "file_name", "filename") if key in entry), None)
+    samples, skipped = [], []
+    for where, entry in _release_entries(files[0]):
+        name = next((entry[key] for key in ("image", "file_name", "filename") if key in entry), None) \
+            if isinstance(entry, dict) else None
         if not isinstance(name, str) or "caption" not in entry:
             raise ValueError(f"{where}: entry needs an image name ('image'/'file_name'/'filename') and 'caption'")
+        image = path_inside(image_dir, name)
+        if image is None:
+            skipped.append({"path": where, "reason": f"image path {name!r} leaves the image folder {image_dir}"})
+            continue
         count, category = parse_caption(entry["caption"], where)
         count, category = int(entry.get("count", count)), entry.get("category", category)
         if category not in CATEGORIES or not 1 <= count <= 10:
             raise ValueError(f"{where}: category {category!r} / count {count} outside the 13 categories / 1..10")
-        samples.append((image_dir / name, {"caption": entry["caption"], "count": count, "category": category}))
-    return samples
+        samples.append((image, {"caption": entry["caption"], "count": count, "category": category}))
+    return samples, skipped
 
 
 def write_remotecount(samples: list[tuple[Path, dict[str, Any]]], output: Path, origin: str,
@@ -160,5 +183,8 @@ def from_dota(dota_root: Path, output: Path, seed: int = 0) -> dict[str, Any]:
 
 
 def from_release(root: Path, output: Path) -> dict[str, Any]:
-    """Convert a copy of the official release (layout in the module docstring)."""
-    return write_remotecount(release_samples(Path(root)), output, f"converted from the official release at `{Path(root).name}`")
+    """Convert a copy of the official release (layout in the module docstring); rows skipped while reading the
+    annotation file are in the report's ``reader_skipped``."""
+    samples, reader_skipped = release_samples(Path(root))
+    return write_remotecount(samples, output, f"converted from the official release at `{Path(root).name}`",
+                             reader_skipped)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rclip_hf.arguments import DataclassArgumentParser
+from rclip_hf.errors import entry_point
 
 from .card import (
     CardInputs,
@@ -84,8 +85,9 @@ def write_model_card(args: CardArguments) -> Path:
     return readme
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; 0 on success, 2 with a message on bad input."""
+    """Entry point; 0 on success, 2 with a message on bad input (`--debug`: the traceback)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     parser = DataclassArgumentParser(CardArguments, prog="python -m model_cards.build", description=__doc__)
     (args,) = parser.parse_args_into_dataclasses(args=argv)

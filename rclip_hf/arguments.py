@@ -21,6 +21,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ._compat import DefaultsHelpFormatter
+from .errors import UserError
 
 
 def _both_spellings(option_strings: Sequence[str]) -> list[str]:
@@ -74,14 +75,17 @@ class DataclassArgumentParser(HfArgumentParser):
 
 
 def load_yaml_defaults(path: str | Path, allowed: Sequence[str]) -> dict[str, Any]:
-    """A flat YAML mapping of option names; raises naming the file when it is missing, not a mapping, or has a key
-    outside `allowed`."""
+    """A flat YAML mapping of option names; raises naming the file when it is missing, not valid YAML, not a mapping,
+    or has a key outside `allowed`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--config {path}: no such file")
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     if not isinstance(values, dict):
-        raise TypeError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}")
+        raise UserError(f"{path}", f"expected a mapping of option names to values, got {type(values).__name__}")
     unknown = sorted(set(values) - set(allowed))
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")

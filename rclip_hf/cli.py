@@ -14,7 +14,8 @@
 Subcommands are entries of `COMMANDS` (a function taking the remaining arguments and returning an exit code) or of
 `DELEGATED_COMMANDS` (a module whose `main(argv)` takes over; listed only when the module is importable). Results
 are printed as a table, or as JSON / CSV with `--format`. Bad input (missing file, unknown preset, a folder that is
-not a RemoteCLIP/CLIP model, an index of another model) prints `rclip-hf <command>: error: ...` and exits with 2.
+not a RemoteCLIP/CLIP model, an index of another model) prints one line `error: ...` and exits with 2 (`errors.py`;
+`--debug` shows the traceback).
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-#: Exit code for bad input (missing files, unknown presets, wrong model folders), as argparse uses for bad usage.
-EXIT_BAD_INPUT = 2
+from .errors import EXIT_BAD_INPUT, UserError, entry_point
 
 OutputFormat = Literal["table", "json", "csv"]
 SearchFormat = Literal["table", "json", "csv", "geojson", "parquet"]
@@ -81,6 +81,9 @@ class ModelOptions:
     model: str = field(metadata=_help("RemoteCLIP/CLIP model folder (from `rclip-hf convert` or save_pretrained) or Hub id"))
     device: str | None = field(default=None, metadata=_help("Device, e.g. cpu or cuda (default: cuda when available)"))
     format: OutputFormat = field(default="table", metadata=_help("Output format"))
+    max_pixels: int | None = field(default=None, metadata=_help(
+        "Largest image read whole, in pixels (default: Pillow's limit, 89,478,485); heatmap reads larger scenes "
+        "window by window"))
 
 
 @dataclass(kw_only=True)
@@ -175,21 +178,35 @@ class HeatmapOptions(ModelOptions):
     overlay_size: int = field(default=1024, metadata=_help("Longer side of the overlays and score maps, in pixels"))
 
 
+#: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
+POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "grid", "window", "overlay_size", "max_pixels")
+
+
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
     from .arguments import DataclassArgumentParser
 
     parser = DataclassArgumentParser(options_class, prog=f"rclip-hf {name}", description=COMMANDS[name].help)
     (options,) = parser.parse_args_into_dataclasses(args=argv)
+    return _checked(options)
+
+
+def _checked(options: _Args) -> _Args:
+    """Counts must be at least 1; `--max-pixels` sets the pixel limit of `rclip_hf.images` (Pillow's own knob)."""
+    for option in POSITIVE_OPTIONS:
+        value = getattr(options, option, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{option} {value}", "must be at least 1")
+    if getattr(options, "max_pixels", None) is not None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = options.max_pixels
     return options
 
 
 def _load(options: ModelOptions) -> tuple[Any, Any]:
-    import torch
+    from .loading import load_model, resolve_device
 
-    from .loading import load_model
-
-    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_model(options.model, device=device)
+    return load_model(options.model, device=resolve_device(options.device))
 
 
 # ----- output -------------------------------------------------------------------------------------------------------
@@ -338,6 +355,9 @@ def run_search(argv: list[str]) -> int:
         raise ValueError("--format parquet writes a file: give --output FILE.parquet")
     bbox = parse_bbox(options.bbox) if options.bbox else None
     index = EmbeddingIndex.open(options.index)
+    if len(index) == 0:
+        raise UserError(f"--index {options.index}", "the index holds no items yet",
+                        "run `rclip-hf index` on a folder with images first")
     queries: list[Any] = list(options.text or []) + _expand_images(options.image or [])
     if options.positive:
         queries.append(Examples(options.positive, options.negative or (), options.negative_weight))
@@ -421,6 +441,7 @@ def run_heatmap(argv: list[str]) -> int:
     options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if any(word.startswith("-") for word in rest):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    options = _checked(options)
     queries = [*(options.queries or []), *rest]
     if not queries:
         raise ValueError("give at least one text query: --queries \"...\" (or the queries after the options)")
@@ -487,9 +508,9 @@ def _usage(commands: dict[str, Command]) -> str:
             "       rclip-hf --version\n\ncommands:\n" + "\n".join(lines))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     """Entry point of `rclip-hf`; returns the exit code (0 ok, 2 bad input or usage)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     commands = available_commands()
     if argv[:1] == ["--version"]:
         from . import __version__
@@ -503,14 +524,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in commands:
         print(f"rclip-hf: error: unknown command {name!r}\n\n{_usage(commands)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from PIL import Image
+
+    pixel_limit = Image.MAX_IMAGE_PIXELS  # --max-pixels changes it for one command
     try:
         return commands[name].run(rest)
     except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_BAD_INPUT
-    except (OSError, ValueError, KeyError, ImportError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"rclip-hf {name}: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    finally:
+        Image.MAX_IMAGE_PIXELS = pixel_limit
 
 
 if __name__ == "__main__":

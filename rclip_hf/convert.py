@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .configuration_remoteclip import PRESETS, RemoteCLIPConfig
+from .errors import entry_point
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPProcessor, build_processor
 
@@ -396,6 +397,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 on success, 2 with a message on a bad checkpoint)."""
     args = parse_args(argv)

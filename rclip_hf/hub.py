@@ -21,6 +21,8 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, metadata_load
 
+from .errors import entry_point
+
 logger = logging.getLogger(__name__)
 
 #: Upload allow-list (paths relative to the model folder, fnmatch patterns; "*" does not cross "/").
@@ -214,6 +216,7 @@ def run_push(args: argparse.Namespace) -> int:
     return 0
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m rclip_hf.hub MODEL_DIR --repo-id ...` (the same as `rclip-hf push`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

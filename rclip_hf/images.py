@@ -18,14 +18,17 @@ read images through this module, so one file gives the same pixels everywhere. F
   Palette, CMYK, YCbCr, 1-bit and grey images go through `Image.convert("RGB")`.
 - **Readers.** `.tif`/`.tiff` files are read with rasterio (window by window, with georeference) when it is
   installed (`pip install rclip-hf[geo]`), everything else with Pillow.
-- **Decompression bombs.** Pillow's limit stays in force: a file over `2 * PIL.Image.MAX_IMAGE_PIXELS` pixels
-  read through Pillow raises `ImageReadError` (store such a scene as a GeoTIFF, which is read window by window,
-  or raise `PIL.Image.MAX_IMAGE_PIXELS` if you trust the file).
+- **Huge scenes.** One pixel limit for every reader, Pillow's `PIL.Image.MAX_IMAGE_PIXELS` (default 89,478,485;
+  the CLI's `--max-pixels` sets it): an image over it is refused with `ImageTooLargeError`, naming its size, the
+  limit and `--max-pixels`, unless it is opened for windows (`RasterSource(path, windowed=True)`, as `heatmap`
+  does): a (Geo)TIFF is then read window by window (memory bounded by a window and the stretch's decimated
+  sample), a PNG/JPEG is decoded whole. `image_size` reads headers only and never refuses a size.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,35 @@ _PIL_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 class ImageReadError(OSError):
     """An image file exists but cannot be decoded; the message names the file and the reason."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image over the pixel limit, opened to be read whole; the message names its size, the limit and the flag."""
+
+
+#: Serialises the moments Pillow's own (global) bomb check is lifted to read a header: the limit is applied here
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open_header(path: Path) -> tuple[Image.Image, int | None]:
+    """(the lazily opened image, the pixel limit in force) without Pillow's bomb check, which refuses a large file
+    before its size is known; the caller applies the limit."""
+    with _PILLOW_LIMIT_LOCK:
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path), limit
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_pixels(path: Path, width: int, height: int, limit: int | None) -> None:
+    """Raise `ImageTooLargeError` when a `width` x `height` image is over the pixel `limit` (None: no limit)."""
+    if limit is not None and width * height > limit:
+        raise ImageTooLargeError(
+            f"{path}: cannot read image: {width}x{height} = {width * height:,} pixels is over the limit of "
+            f"{limit:,} (the decompression bomb guard) (pass --max-pixels {width * height} if you trust the file "
+            "and have the memory, or use rclip-hf heatmap, which reads it window by window)")
 
 
 @dataclass(frozen=True)
@@ -109,7 +141,8 @@ class RasterSource:
     else the layout converted by the module's rule, e.g. "RGBA", "I;16", "5-band uint16").
     """
 
-    def __init__(self, path: str | Path | Image.Image):
+    def __init__(self, path: str | Path | Image.Image, windowed: bool = False):
+        self.windowed = windowed
         self._dataset = None
         self._image: Image.Image | None = None
         self.georeference: Georeference | None = None
@@ -129,10 +162,15 @@ class RasterSource:
 
     def _open_pil(self) -> None:
         try:
-            with Image.open(self.path) as image:
+            image, limit = _open_header(self.path)
+            with image:
+                if not self.windowed:
+                    check_pixels(self.path, *image.size, limit)
                 image.load()
                 self.format, self.converted_from = str(image.format), "" if image.mode == "RGB" else image.mode
                 self._image = _pil_to_rgb(image)
+        except ImageTooLargeError:
+            raise
         except _PIL_ERRORS as error:
             hint = " (multi-band TIFFs need rasterio: pip install rclip-hf[geo])" if (
                 self.path.suffix.lower() in TIFF_SUFFIXES) else ""
@@ -149,6 +187,12 @@ class RasterSource:
             raise ImageReadError(f"{self.path}: cannot read image: {error}") from None
         dataset = self._dataset
         self.width, self.height = dataset.width, dataset.height
+        if not self.windowed:
+            try:
+                check_pixels(self.path, self.width, self.height, Image.MAX_IMAGE_PIXELS)
+            except ImageTooLargeError:
+                dataset.close()
+                raise
         self.format = "TIFF"
         self._bands = select_bands(dataset.colorinterp, dataset.count)
         dtype = dataset.dtypes[self._bands[0] - 1]
@@ -233,7 +277,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with RasterSource(path) as source:
             return source.width, source.height
     try:
-        with Image.open(path) as image:
+        image, _ = _open_header(path)
+        with image:
             return image.size
     except _PIL_ERRORS as error:
         raise ImageReadError(f"{path}: cannot read image: {error}") from None
@@ -262,5 +307,6 @@ def _rasterio() -> Any:
     return rasterio
 
 
-__all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "RasterSource", "as_rgb_image",
-           "image_files", "image_size", "load_image", "select_bands", "stretch_limits", "to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "ImageTooLargeError", "RasterSource",
+           "as_rgb_image", "check_pixels", "image_files", "image_size", "load_image", "select_bands", "stretch_limits",
+           "to_rgb"]

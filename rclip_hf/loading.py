@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, CLIPConfig, CLIPModel, ProcessorMixin
 
 from .configuration_remoteclip import RemoteCLIPConfig
+from .errors import UserError
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPProcessor
 
@@ -24,8 +26,23 @@ _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "dtype", "torc
 _FINGERPRINT_VALUES = 4096
 
 
-class NotACLIPModelError(ValueError):
+class NotACLIPModelError(UserError, ValueError):
     """The folder or Hub id does not hold a RemoteCLIP/CLIP model; the message says what was found."""
+
+
+def resolve_device(device: str | None) -> str:
+    """`--device` checked against this machine: None -> cuda when available, else cpu."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device}", "not a device name", "use cpu, cuda, cuda:N or mps") from None
+    available = {"cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
+    if parsed.type in available and (parsed.index or 0) >= available[parsed.type]:
+        found = f"{available[parsed.type]} {parsed.type.upper()} device(s)"
+        raise UserError(f"--device {device}", f"this machine has {found}", "use --device cpu")
+    return device
 
 
 def load_model(
@@ -44,14 +61,23 @@ def load_model(
         if not (path / "config.json").is_file():
             raise NotACLIPModelError(f"{path} has no config.json: not a transformers model folder")
         name = str(path)
-        config_model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        try:
+            config_model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        except (ValueError, AttributeError) as error:
+            raise NotACLIPModelError(f"{path / 'config.json'}", f"not a JSON object ({error})",
+                                     "re-save or re-convert the model") from None
         _check_model_type(config_model_type, name)
     elif not _HUB_ID.match(name):
         raise FileNotFoundError(f"model folder not found: {name}")
     config = AutoConfig.from_pretrained(name)
     _check_model_type(getattr(config, "model_type", None), name)
-    model = RemoteCLIPModel.from_pretrained(name, dtype=dtype if dtype is not None else "auto")
-    processor = RemoteCLIPProcessor.from_pretrained(name)
+    try:
+        model = RemoteCLIPModel.from_pretrained(name, dtype=dtype if dtype is not None else "auto")
+        processor = RemoteCLIPProcessor.from_pretrained(name)
+    except (SafetensorError, RuntimeError, ValueError, KeyError) as error:  # truncated weights, other shapes
+        raise NotACLIPModelError(name, f"the weights do not load ({type(error).__name__}: "
+                                 f"{str(error).strip().splitlines()[0][:200]})",
+                                 "re-convert or re-download the model; its config and weights must match") from None
     if device is not None:
         model = model.to(device)
     return model.eval(), processor

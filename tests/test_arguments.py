@@ -9,6 +9,7 @@ import pytest
 
 from rclip_hf import __version__, cli
 from rclip_hf.arguments import ArgumentParser, DataclassArgumentParser, parse_with_yaml_defaults
+from rclip_hf.errors import UserError
 
 
 @dataclass
@@ -37,7 +38,7 @@ def test_yaml_errors_name_the_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bad.yaml: unknown key\(s\) \['batch_sise'\]; allowed keys are"):
         parse_with_yaml_defaults([_Options], ["--config", str(bad)])
     bad.write_text("- a list\n")
-    with pytest.raises(TypeError, match=r"bad.yaml: expected a mapping of option names to values, got list"):
+    with pytest.raises(UserError, match=r"bad.yaml: expected a mapping of option names to values, got list"):
         parse_with_yaml_defaults([_Options], ["--config", str(bad)])
 
 

@@ -96,7 +96,7 @@ def test_official_train_test_folders_wrapper_dirs_and_bad_images(tmp_path: Path)
     assert find_class_root(tmp_path / "EuroSAT") == wrapper
 
 
-def test_split_rules_and_name_errors(tmp_path: Path) -> None:
+def test_split_rules_and_name_errors(tmp_path: Path, capsys) -> None:
     per_class = {"a": [Path(f"a{i}.png") for i in range(5)], "b": [Path("b0.png")]}
     split = stratified_split(per_class, 0.4, seed=1)
     assert [len(split["test"]["a"]), len(split["train"]["a"]), len(split["test"]["b"]), len(split["train"]["b"])] == [2, 3, 1, 0]
@@ -105,8 +105,8 @@ def test_split_rules_and_name_errors(tmp_path: Path) -> None:
         build_classification(tmp_path, tmp_path / "o", "RSSCN7")
     with pytest.raises(ValueError, match=r"test_fraction must be in \(0, 1\]"):
         build_classification(tmp_path, tmp_path / "o", "rsscn7", test_fraction=0.0)
-    with pytest.raises(ValueError, match="expected NAME=PATH"):
-        main(["--classification", "rsscn7", "--output", str(tmp_path)])
+    assert main(["--classification", "rsscn7", "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: --classification 'rsscn7': expected NAME=PATH\n"
 
 
 def tiny_classes(root: Path, per_class: dict[str, list[str]]) -> Path:

@@ -67,7 +67,7 @@ def test_classify_bad_input_exits_2(tiny_model_dir: Path, airport: Path, tmp_pat
     argv = [part.format(airport=airport, tmp=tmp_path) for part in argv]
     code, _, err = _run(["classify", "--model", str(tiny_model_dir), *argv], capsys)
     assert code == 2
-    assert err.startswith("rclip-hf classify: error: ")
+    assert err.startswith("error: ")
     assert re.search(message, err), err
 
 

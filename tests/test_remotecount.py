@@ -80,8 +80,8 @@ def test_from_release_jsonl_and_caption_parsing(tmp_path: Path) -> None:
         parse_caption("Nothing here.", "x:4")
 
 
-def test_cli_requires_exactly_one_input(dota: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="exactly one of --dota DIR and --release DIR"):
-        main(["--output", str(tmp_path / "o")])
+def test_cli_requires_exactly_one_input(dota: Path, tmp_path: Path, capsys) -> None:
+    assert main(["--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == "error: pass exactly one of --dota DIR and --release DIR\n"
     assert main(["--dota", str(dota), "--output", str(tmp_path / "o"), "--seed", "2"]) == 0
     assert datasets.load_dataset(str(tmp_path / "o"), split="test").num_rows == 2

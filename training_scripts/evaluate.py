@@ -4,7 +4,9 @@ python training_scripts/evaluate.py --model DIR_OR_HUB_ID --benchmarks rsitmd,rs
     --data-dir DIR --output results.json [--templates paper|ensemble] [--linear_probe] [--knn] [--few_shot] [--bf16]
 """
 
+import sys
+
 from rclip_hf.evaluation.runner import main
 
 if __name__ == "__main__":
-    main(prog="training_scripts/evaluate.py")
+    sys.exit(main(prog="training_scripts/evaluate.py"))

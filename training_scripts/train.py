@@ -19,13 +19,16 @@ else:  # python training_scripts/train.py, accelerate launch training_scripts/tr
     from training.arguments import parse_arguments
     from training.loop import run
 
+from rclip_hf.errors import entry_point
 
-def main(argv: list[str] | None = None) -> None:
-    """Parses the arguments and trains."""
+
+@entry_point
+def main(argv: list[str]) -> None:
+    """Parses the arguments and trains; bad input prints one line and exits with 2 (`--debug`: the traceback)."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     final = run(*parse_arguments(argv))
     logging.getLogger(__name__).info("final model saved to %s", final)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

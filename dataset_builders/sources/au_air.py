@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader, files_matching, sized_collector
+from dataset_builders.sources.base import (
+    Item,
+    Loaded,
+    SourceReader,
+    files_matching,
+    read_json_file,
+    sized_collector,
+)
 
 DEFAULT_CATEGORIES = ("Human", "Car", "Truck", "Van", "Motorbike", "Bicycle", "Bus", "Trailer")
 
@@ -25,10 +31,9 @@ class AuAirReader(SourceReader):
         json_path = self.root / "annotations.json"
         if not json_path.is_file():
             raise FileNotFoundError(f"au_air: {json_path} not found (expected {self.layout})")
-        try:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{json_path}:{error.lineno}: not valid JSON: {error.msg}") from None
+        data, note = read_json_file(json_path)
+        if note is not None:
+            yield self.skip(json_path, note)
         categories = data.get("categories") or list(DEFAULT_CATEGORIES)
         listed = set()
         for index, entry in enumerate(data.get("annotations", [])):
@@ -38,12 +43,15 @@ class AuAirReader(SourceReader):
                 yield self.skip(where, "entry has no 'image_name'")
                 continue
             listed.add(name)
-            image = self.root / "images" / name
-            if not image.is_file():
+            image = self.inside(self.root / "images", name, where)
+            if isinstance(image, Skipped):
+                yield image
+            elif not image.is_file():
                 yield self.skip(where, f"annotation without an image: {image} not found")
-                continue
-            yield Item(image_path=image, annotation_path=json_path, payload=(index, entry.get("bbox", []), categories),
-                       provenance={"annotation": json_path.name, "entry": str(index)})
+            else:
+                yield Item(image_path=image, annotation_path=json_path,
+                           payload=(index, entry.get("bbox", []), categories),
+                           provenance={"annotation": json_path.name, "entry": str(index)})
         for image in files_matching(self.root / "images", "*"):
             if image.name not in listed:
                 yield self.skip(image, "image without an annotation entry in annotations.json")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +14,43 @@ from typing import Any, ClassVar
 from dataset_builders.records import Box, Record, Skipped
 from dataset_builders.sources.images import decoded_whole
 from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_size
+
+#: Class names that may enter captions: a letter or digit, then up to 63 letters, digits, spaces or ``_ - . , ' ( ) & +``
+SAFE_CLASS_NAME = re.compile(r"[^\W_][\w .,'()&+-]{0,63}")
+#: Annotation text is UTF-8 (a BOM is dropped); a file that is not is decoded with this, and the fallback recorded
+FALLBACK_ENCODING = "latin-1"
+
+
+def path_inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when it stays inside ``folder`` once resolved (no ``..``, absolute path or symlink out),
+    else None: a name read from an annotation or caption file never reaches files outside its dataset."""
+    if not name or Path(name).is_absolute():
+        return None
+    candidate = folder / name
+    try:
+        inside = candidate.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return candidate if inside else None
+
+
+def read_annotation_text(path: Path) -> tuple[str, str | None]:
+    """(text, note): UTF-8 (BOM dropped), else decoded as ``FALLBACK_ENCODING`` with a note saying so."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as error:
+        return data.decode(FALLBACK_ENCODING), (f"not UTF-8 (byte {error.start}: {data[error.start]:#04x}), "
+                                                f"decoded as {FALLBACK_ENCODING}")
+
+
+def read_json_file(path: Path) -> tuple[Any, str | None]:
+    """(parsed JSON, decoding note) of an annotation file; ValueError naming the file, line and column if malformed."""
+    text, note = read_annotation_text(path)
+    try:
+        return json.loads(text), note
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not valid JSON: {error.msg} (column {error.colno})") from None
 
 
 @dataclass
@@ -80,6 +119,13 @@ class SourceReader(ABC):
         """A Skipped of this source."""
         return Skipped(path=str(path), reason=reason, line=line, source=self.name)
 
+    def inside(self, folder: Path, name: str, where: Path | str, line: int | None = None) -> Path | Skipped:
+        """``folder / name`` for a name read at ``where`` (file, line), or a Skipped when it leaves ``folder``."""
+        path = path_inside(folder, name)
+        if path is None:
+            return self.skip(where, f"path {name!r} leaves the source folder {folder}: row skipped", line)
+        return path
+
     def read(self) -> Iterator[Record | Skipped]:
         """Scan and load serially: every record, every skipped image and every annotation note."""
         try:
@@ -122,6 +168,10 @@ class BoxCollector:
             return
         if not label.strip():
             self.note(f"dropped box {coords}: empty class name", line, where)
+            return
+        if not SAFE_CLASS_NAME.fullmatch(label):
+            self.note(f"dropped box {coords}: class name {label!r} is not a plain name ({SAFE_CLASS_NAME.pattern})",
+                      line, where)
             return
         if x_min > x_max or y_min > y_max:
             self.note(f"dropped box {label!r}: inverted corners {coords}", line, where)

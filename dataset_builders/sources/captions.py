@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader
+from dataset_builders.sources.base import Item, Loaded, SourceReader, read_json_file
 from rclip_hf.images import ImageReadError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_DIR_CANDIDATES = ("images", "RSICD_images", "imgs", "Images", ".")
 
 
 def load_karpathy_json(path: Path) -> list[dict]:
     """The ``images`` list of a Karpathy-style caption JSON; ValueError naming the file when malformed."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
+    data, note = read_json_file(path)
+    if note is not None:
+        logger.warning("%s: %s", path, note)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{path}: expected a JSON object with an 'images' list (Karpathy format)")  # noqa: TRY004 -- bad file content, not a bad argument type
     return data["images"]
@@ -70,11 +71,13 @@ class CaptionsReader(SourceReader):
                 yield self.skip(where, "entry has no 'filename'")
             elif split not in splits:
                 yield self.skip(where, f"{filename}: split {split!r} not in the selected splits {list(splits)}")
-            elif not (image_dir / filename).is_file():
-                yield self.skip(where, f"caption entry without an image: {image_dir / filename} not found")
+            elif isinstance(image := self.inside(image_dir, filename, where), Skipped):
+                yield image
+            elif not image.is_file():
+                yield self.skip(where, f"caption entry without an image: {image} not found")
             else:
                 raw = [sentence.get("raw") for sentence in entry.get("sentences", []) if isinstance(sentence, dict)]
-                yield Item(image_path=image_dir / filename, annotation_path=json_path, payload=raw,
+                yield Item(image_path=image, annotation_path=json_path, payload=raw,
                            provenance={"annotation": json_path.name, "split": split, "entry": str(index)})
 
     def load(self, item: Item) -> Loaded:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 
 from dataset_builders.records import Skipped
@@ -12,6 +13,7 @@ from dataset_builders.sources.base import (
     SourceReader,
     files_matching,
     parse_floats,
+    read_annotation_text,
     sized_collector,
 )
 
@@ -34,23 +36,27 @@ class CsvReader(SourceReader):
             raise FileNotFoundError(f"csv: no .csv file at {self.root} (expected {self.layout})")
         for table in tables:
             rows: dict[str, list[tuple[int, list[str]]]] = {}
-            with table.open(newline="", encoding="utf-8") as handle:
-                reader = csv.reader(handle)
-                header = [name.strip() for name in next(reader, [])]
-                if header != CSV_HEADER:
-                    yield self.skip(table, f"not a box table: header {header} is not {CSV_HEADER}", 1)
+            text, decoding = read_annotation_text(table)
+            if decoding is not None:
+                yield self.skip(table, decoding)
+            reader = csv.reader(io.StringIO(text, newline=""))
+            header = [name.strip() for name in next(reader, [])]
+            if header != CSV_HEADER:
+                yield self.skip(table, f"not a box table: header {header} is not {CSV_HEADER}", 1)
+                continue
+            for row in reader:
+                if not any(cell.strip() for cell in row):
                     continue
-                for row in reader:
-                    if not any(cell.strip() for cell in row):
-                        continue
-                    rows.setdefault(row[0].strip(), []).append((reader.line_num, row))
+                rows.setdefault(row[0].strip(), []).append((reader.line_num, row))
             for name, image_rows in rows.items():
-                image = table.parent / name
-                if not image.is_file():
+                image = self.inside(table.parent, name, table, image_rows[0][0])
+                if isinstance(image, Skipped):
+                    yield image
+                elif not image.is_file():
                     yield self.skip(table, f"rows for a missing image {name!r}", image_rows[0][0])
-                    continue
-                yield Item(image_path=image, annotation_path=table, payload=image_rows,
-                           provenance={"annotation": table.name})
+                else:
+                    yield Item(image_path=image, annotation_path=table, payload=image_rows,
+                               provenance={"annotation": table.name})
 
     def load(self, item: Item) -> Loaded:
         collector = sized_collector(self, item)

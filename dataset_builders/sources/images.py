@@ -34,18 +34,23 @@ def decoded_whole(path: Path, decode: Callable[[Path], Any]) -> Any:
     return decode(path)
 
 
-def decode_rgb(path: Path, window: tuple[int, int, int, int] | None = None) -> DecodedImage:
+def _decode_for_windows(path: Path) -> DecodedImage:
+    """The whole tile a reader cuts into windows: over the pixel limit too (the corpus keeps only windows)."""
+    return decode_rgb(path, windowed=True)
+
+
+def decode_rgb(path: Path, window: tuple[int, int, int, int] | None = None, windowed: bool = False) -> DecodedImage:
     """Fully decode an image file (or the ``window`` (x0, y0, x1, y1) of it, stored as PNG) as 8-bit RGB; raises
     ImageReadError naming the file when it cannot."""
     if window is not None:
-        whole: DecodedImage = decoded_whole(path, decode_rgb)
+        whole: DecodedImage = decoded_whole(path, _decode_for_windows)
         width, height = whole.image.size
         if window[2] > width or window[3] > height:
             raise ImageReadError(f"{path}: window {window} is outside the {width}x{height} image")
         source = whole.converted_from or whole.image.format or "image"
         return DecodedImage(whole.image.crop(window), passthrough=False,
                             converted_from=f"{source} window {','.join(map(str, window))}")
-    with RasterSource(path) as source:
+    with RasterSource(path, windowed=windowed) as source:
         image = source.read()
     passthrough = not source.converted_from and source.format in PASSTHROUGH_FORMATS
     return DecodedImage(image, passthrough=passthrough,

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dataset_builders.records import Skipped
-from dataset_builders.sources.base import Item, Loaded, SourceReader, parse_floats, sized_collector
+from dataset_builders.sources.base import (
+    Item,
+    Loaded,
+    SourceReader,
+    parse_floats,
+    read_annotation_text,
+    sized_collector,
+)
 
 DEFAULT_FRAMES_DIR = Path(tempfile.gettempdir()) / "rclip_hf_stanford_drone_frames"
 
@@ -62,7 +69,10 @@ class StanfordDroneReader(SourceReader):
                 yield self.skip(table, f"annotation file without a video: {video} not found")
                 continue
             frames: dict[int, list[tuple[int, list[str]]]] = {}
-            for number, raw in enumerate(table.read_text(encoding="utf-8").splitlines(), start=1):
+            text, decoding = read_annotation_text(table)
+            if decoding is not None:
+                yield self.skip(table, decoding)
+            for number, raw in enumerate(text.splitlines(), start=1):
                 fields = raw.split()
                 if not fields:
                     continue

@@ -15,6 +15,7 @@ from dataset_builders.sources.base import (
     files_matching,
     images_in,
     pair_by_stem,
+    read_annotation_text,
     sized_collector,
 )
 
@@ -46,7 +47,9 @@ class TextBoxReader(SourceReader):
         collector = sized_collector(self, item)
         if isinstance(collector, Loaded):
             return collector
-        text = item.annotation_path.read_text(encoding="utf-8", errors="replace")
+        text, decoding = read_annotation_text(item.annotation_path)
+        if decoding is not None:
+            collector.note(decoding, None)
         for number, raw in enumerate(text.splitlines(), start=1):
             if not raw.strip():
                 continue

@@ -15,6 +15,7 @@ from dataset_builders.sources.base import (
     files_matching,
     images_in,
     pair_by_stem,
+    path_inside,
 )
 from dataset_builders.sources.xmlfile import XmlFile, XmlReader
 
@@ -151,7 +152,12 @@ class GenericVocReader(VocReader):
             except ValueError as error:
                 yield self.skip(path, str(error))
                 continue
-            candidates = [path.parent / filename, path.parent.parent / "JPEGImages" / filename]
+            candidates = [found for folder in (path.parent, path.parent.parent / "JPEGImages")
+                          if (found := path_inside(folder, filename)) is not None]
+            if not candidates:
+                yield self.skip(path, f"<filename> {filename!r} leaves the annotation's folder: file skipped",
+                                xml.line(xml.root.find("filename")))
+                continue
             image = next((candidate for candidate in candidates if candidate.is_file()), None)
             if image is None:
                 yield self.skip(path, f"annotation file without an image: <filename> {filename!r} not found at "

@@ -14,6 +14,8 @@ import torch
 
 from ..benchmarks import display_name, sort_paper_first
 from ..embeddings import encode_images, encode_texts, zero_shot_classifier
+from ..errors import UserError, entry_point
+from ..loading import resolve_device
 from ..prompts import MAX_COUNT, class_names_for, count_caption_variants, templates_for
 from .classification import classification_metrics
 from .counting import counting_metrics
@@ -268,7 +270,10 @@ def run_evaluation(args: EvalArguments) -> dict:
     if not names:
         raise ValueError(f"--benchmarks {args.benchmarks!r}: no benchmark names given")
     templates_for(args.templates)  # validate before loading anything
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for option in ("batch_size", "text_batch_size", "probe_epochs", "chunk_size"):
+        if getattr(args, option) < 1:
+            raise UserError(f"--{option} {getattr(args, option)}", "must be at least 1")
+    device = resolve_device(args.device)
     model, processor, info = load_model(args.model, device)
     runner = BenchmarkRunner(model, processor, args, device)
     results = {
@@ -324,6 +329,7 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines)
 
 
+@entry_point
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv`` into :class:`EvalArguments`, run, print the markdown table; returns the exit code."""
     from ..arguments import DataclassArgumentParser

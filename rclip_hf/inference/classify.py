@@ -11,6 +11,7 @@ from torch import Tensor
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import class_embeddings, encode_images
+from ..errors import UserError
 from ..images import as_rgb_image
 from ..loading import resolve_model
 from ..prompts import BENCHMARK_PRESETS, PAPER_TEMPLATE, templates_for
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 ImageInput = Image.Image | str | Path
 
 
-class UnknownPresetError(KeyError):
+class UnknownPresetError(UserError, KeyError):
     """A preset name that `BENCHMARK_PRESETS` does not hold; the message lists the known ones."""
 
     def __str__(self) -> str:

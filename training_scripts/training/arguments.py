@@ -71,6 +71,8 @@ class TrainArguments:
     checkpointing_steps: int = field(default=1000, metadata={"help": "save_state every N steps; 0 = off"})
     checkpoints_total_limit: int | None = field(default=3, metadata={"help": "keep the newest N checkpoints"})
     resume: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace a previous run in --output_dir (refused without this or --resume)"})
     logging_steps: int = field(default=10, metadata={"help": "log loss and learning rate every N steps"})
     eval_steps: int = field(default=0, metadata={"help": "run the retrieval evaluation every N steps; 0 = off"})
     report_to: list[str] = field(

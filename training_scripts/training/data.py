@@ -21,6 +21,8 @@ from datasets import Dataset, IterableDataset
 from PIL import Image
 from torch.utils.data import Sampler
 
+from rclip_hf.errors import dataset_not_found
+
 from .arguments import DataArguments
 from .augment import TrainAugmentation
 
@@ -52,8 +54,11 @@ def load_caption_corpus(data_args: DataArguments) -> Dataset | IterableDataset:
     """Loads the corpus (folder of Parquet shards or hub id), checks its columns and keeps only `image`/`captions`."""
     if not data_args.dataset:
         raise ValueError("--dataset is required: a dataset folder or hub id with `image` and `captions` columns")
-    corpus = datasets.load_dataset(data_args.dataset, data_args.dataset_config_name, split=data_args.split,
-                                   streaming=data_args.streaming)
+    try:
+        corpus = datasets.load_dataset(data_args.dataset, data_args.dataset_config_name, split=data_args.split,
+                                       streaming=data_args.streaming)
+    except (FileNotFoundError, ConnectionError) as error:
+        raise dataset_not_found("--dataset", data_args.dataset, error) from None
     check_corpus_features(corpus.features, data_args.dataset)
     corpus = corpus.select_columns(list(REQUIRED_COLUMNS))
     if data_args.max_train_samples is not None:

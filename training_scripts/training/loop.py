@@ -21,7 +21,7 @@ from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
 
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .augment import TrainAugmentation
-from .checkpoint import TrainState, resolve_resume, save_checkpoint
+from .checkpoint import TrainState, check_output_dir, load_checkpoint, resolve_resume, save_checkpoint
 from .data import PixelNormalizer, build_train_dataloader, load_caption_corpus
 from .evaluation_hook import RetrievalEvaluator
 from .model import ContrastiveModule, build_model_and_processor, check_model_arguments
@@ -162,6 +162,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
                 accelerator.num_processes, args.mixed_precision)
     per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, args.gradient_accumulation_steps)
     resume_path = resolve_resume(args.resume, output_dir)
+    check_output_dir(output_dir, resume_path is not None, args.overwrite_output_dir, accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     with accelerator.main_process_first():
         corpus = load_caption_corpus(data_args)
     set_seed(args.seed)
@@ -179,8 +181,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
     optimizer, scheduler = build_optimizer_and_scheduler(module, args)
     dataloader = build_train_dataloader(corpus, processor, augmentation, data_args, per_device, args.seed)
     module, optimizer, dataloader = accelerator.prepare(module, optimizer, dataloader)
-    state = TrainState()
-    accelerator.register_for_checkpointing(scheduler, state)  # scheduler not prepared: it steps once per step
+    state = TrainState()  # saved with the scheduler (not prepared: it steps once per step) as JSON by checkpoint.py
     loss_fn = ClipLoss(local_loss=args.local_loss, gather_with_grad=True, rank=accelerator.process_index,
                        world_size=accelerator.num_processes)
     # on every process: under FSDP each one holds a shard of the weights the evaluation needs
@@ -189,7 +190,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
 
     if resume_path is not None:
         logger.info("resuming from %s", resume_path)
-        accelerator.load_state(str(resume_path))
+        load_checkpoint(accelerator, resume_path, state, scheduler)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_args.json").write_text(json.dumps(
@@ -243,7 +244,7 @@ def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: to
                 window_loss.zero_()
                 window_steps = 0
             if args.checkpointing_steps and state.step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit)
+                save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_total_limit, state, scheduler)
             if evaluator is not None and args.eval_steps and state.step % args.eval_steps == 0:
                 _evaluate(accelerator, module, evaluator, state.step)
             if state.step >= args.max_steps:

@@ -1,0 +1,483 @@
+"""Bad input, command by command: each case ends in one clear line (`error: ...`, exit 2) or is handled as
+documented (exit 0, the bad item recorded); never a traceback, never silent loss or a half-written output.
+
+Commands run in-process through their entry points (`rclip_hf.cli.main`, the builders' and train.py's `main`), so
+an uncaught exception fails the test; the one-line rule is checked on what they print to stderr.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from inference_models import make_tiny_model_dir
+from PIL import Image
+
+from rclip_hf import cli
+from rclip_hf.errors import EXIT_BAD_INPUT, UserError, entry_point
+
+pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BAD = Path(__file__).parent / "data" / "bad_images"
+TINY_TRAIN = REPO_ROOT / "training_scripts" / "configs" / "tiny.yaml"
+
+
+def _one_error_line(err: str) -> str:
+    """The single `error: ...` line of stderr (log lines from `logging` are allowed before it)."""
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[0]
+
+
+def _run(main: Callable[[list[str]], int], argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ----- image files --------------------------------------------------------------------------------------------------
+def _write_tiff(path: Path, bands: np.ndarray, **profile) -> Path:
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", width=bands.shape[2], height=bands.shape[1], count=bands.shape[0],
+                       dtype=str(bands.dtype), **profile) as dataset:
+        dataset.write(bands)
+    return path
+
+
+def make_bad_images(folder: Path) -> dict[str, Path]:
+    """One file per kind of awkward image; names are the case ids of the tests below."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    files = {}
+    files["zero_byte"] = folder / "zero.png"
+    files["zero_byte"].write_bytes(b"")
+    files["corrupt"] = Path(shutil.copy(BAD / "corrupt.jpg", folder / "corrupt.jpg"))
+    files["truncated"] = Path(shutil.copy(BAD / "truncated.png", folder / "truncated.png"))
+    files["text_renamed_png"] = folder / "notes.png"
+    files["text_renamed_png"].write_text("this is not an image\n")
+    files["png_renamed_jpg"] = folder / "png_named.jpg"
+    rgb.save(files["png_renamed_jpg"], format="PNG")
+    files["cmyk_jpeg"] = folder / "cmyk.jpg"
+    rgb.convert("CMYK").save(files["cmyk_jpeg"], format="JPEG")
+    files["gray16_png"] = Path(shutil.copy(BAD / "gray16.png", folder / "gray16.png"))
+    files["rgba_png"] = Path(shutil.copy(BAD / "rgba.png", folder / "rgba.png"))
+    files["four_band_tiff"] = Path(shutil.copy(BAD / "multiband.tif", folder / "multiband.tif"))
+    unicode_dir = folder / "données"
+    unicode_dir.mkdir()
+    files["unicode_path"] = unicode_dir / "機場 1.png"
+    rgb.save(files["unicode_path"])
+    values = rng.normal(100.0, 20.0, (1, 64, 64)).astype(np.float32)
+    values[:, :16] = -9999.0
+    files["float_nodata_tiff"] = _write_tiff(folder / "float_nodata.tif", values, nodata=-9999.0)
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    bgr = np.stack([np.full((64, 64), 10, np.uint8), np.full((64, 64), 20, np.uint8), np.full((64, 64), 200, np.uint8)])
+    files["bgr_tiff"] = _write_tiff(folder / "bgr.tif", bgr)
+    with rasterio.open(files["bgr_tiff"], "r+") as dataset:
+        dataset.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red]
+    return files
+
+
+UNREADABLE = ["zero_byte", "corrupt", "truncated", "text_renamed_png"]
+READABLE = ["png_renamed_jpg", "cmyk_jpeg", "gray16_png", "rgba_png", "four_band_tiff", "unicode_path",
+            "float_nodata_tiff", "bgr_tiff"]
+
+
+@pytest.fixture(scope="module")
+def bad_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_bad_images(tmp_path_factory.mktemp("bad_images"))
+
+
+def test_awkward_but_valid_images_follow_the_one_rule(bad_images: dict[str, Path]) -> None:
+    from rclip_hf.images import load_image
+
+    for case in READABLE:
+        image = load_image(bad_images[case])
+        assert image.mode == "RGB" and image.size == (64, 64), case
+    nodata = np.asarray(load_image(bad_images["float_nodata_tiff"]))
+    assert (nodata[:16] == 0).all()  # nodata rows -> 0, out of the stretch
+    assert len(np.unique(nodata[16:, :, 0])) > 100  # the valid part keeps its grey levels (not 2 colours)
+    bgr = np.asarray(load_image(bad_images["bgr_tiff"]))
+    assert tuple(bgr[0, 0]) == (200, 20, 10)  # the band named red is used as red
+
+
+def _image_command(command: str, model: Path, image: Path, tmp_path: Path) -> list[str]:
+    return {
+        "classify": ["classify", "--model", str(model), "--images", str(image), "--labels", "a", "b"],
+        "count": ["count", "--model", str(model), "--image", str(image), "--object", "plane"],
+        "heatmap": ["heatmap", "--model", str(model), "--image", str(image), "--queries", "plane", "--window", "32",
+                    "--output_dir", str(tmp_path / "maps")],
+    }[command]
+
+
+@pytest.mark.parametrize("case", UNREADABLE)
+@pytest.mark.parametrize("command", ["classify", "count", "heatmap"])
+def test_unreadable_image_is_one_line(tiny_model_dir: Path, bad_images: dict[str, Path], tmp_path: Path, capsys,
+                                      command: str, case: str) -> None:
+    code, out, err = _run(cli.main, _image_command(command, tiny_model_dir, bad_images[case], tmp_path), capsys)
+    assert code == EXIT_BAD_INPUT and out == ""
+    line = _one_error_line(err)
+    assert str(bad_images[case]) in line and ("cannot read image" in line or "cannot read scene" in line)
+    assert not (tmp_path / "maps").exists() or not any((tmp_path / "maps").iterdir())
+
+
+@pytest.mark.parametrize("case", READABLE)
+@pytest.mark.parametrize("command", ["classify", "count", "heatmap"])
+def test_awkward_image_is_handled(tiny_model_dir: Path, bad_images: dict[str, Path], tmp_path: Path, capsys,
+                                  command: str, case: str) -> None:
+    code, out, err = _run(cli.main, _image_command(command, tiny_model_dir, bad_images[case], tmp_path), capsys)
+    assert code == 0, err
+    assert "error" not in err and out
+
+
+def test_search_by_unreadable_image_is_one_line(tiny_model_dir: Path, bad_images: dict[str, Path], tmp_path: Path,
+                                                capsys) -> None:
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    shutil.copy(bad_images["png_renamed_jpg"], folder / "a.png")
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output",
+                     str(tmp_path / "idx")]) == 0
+    capsys.readouterr()
+    code, _, err = _run(cli.main, ["search", "--model", str(tiny_model_dir), "--index", str(tmp_path / "idx"),
+                                   "--image", str(bad_images["truncated"])], capsys)
+    assert code == EXIT_BAD_INPUT and "truncated.png" in _one_error_line(err)
+
+
+def test_index_records_unreadable_images_and_keeps_the_rest(tiny_model_dir: Path, bad_images: dict[str, Path],
+                                                            tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(bad_images["zero_byte"].parent, folder)
+    code, out, err = _run(cli.main, ["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output",
+                                     str(tmp_path / "idx"), "--format", "json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["added"] == len(READABLE)
+    assert sorted(Path(failure["path"]).name for failure in report["failures"]) == sorted(
+        bad_images[case].name for case in UNREADABLE)
+
+
+# ----- models -------------------------------------------------------------------------------------------------------
+def _model_variant(kind: str, tiny_model_dir: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / kind
+    if kind == "missing":
+        return folder
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    if kind == "truncated_safetensors":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif kind == "zero_byte_safetensors":
+        weights.write_bytes(b"")
+    elif kind == "wrong_arch_weights":
+        other = make_tiny_model_dir(tmp_path / "wider")
+        config = json.loads((other / "config.json").read_text())
+        config["vision_config"]["hidden_size"] = 96
+        config["vision_config"]["intermediate_size"] = 192
+        (other / "config.json").write_text(json.dumps(config))
+        from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel
+
+        RemoteCLIPModel(RemoteCLIPConfig.from_pretrained(other)).save_pretrained(other)
+        shutil.copy(other / "model.safetensors", weights)
+    elif kind == "corrupt_config":
+        (folder / "config.json").write_text('{"model_type": "remoteclip",')
+    elif kind == "not_clip":
+        (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    return folder
+
+
+MODEL_CASES = {"missing": "model folder not found", "truncated_safetensors": "weights do not load",
+               "zero_byte_safetensors": "weights do not load", "wrong_arch_weights": "weights do not load",
+               "corrupt_config": "config.json: not a JSON object", "not_clip": "not a RemoteCLIP/CLIP model"}
+
+
+@pytest.mark.parametrize("kind", list(MODEL_CASES))
+@pytest.mark.parametrize("command", ["classify", "index", "eval"])
+def test_bad_model_folder_is_one_line(tiny_model_dir: Path, bad_images: dict[str, Path], tmp_path: Path, capsys,
+                                      kind: str, command: str) -> None:
+    model = _model_variant(kind, tiny_model_dir, tmp_path)
+    image = bad_images["png_renamed_jpg"]
+    argv = {"classify": ["classify", "--model", str(model), "--images", str(image), "--labels", "a", "b"],
+            "index": ["index", "--model", str(model), "--source", str(image.parent), "--output", str(tmp_path / "i")],
+            "eval": ["eval", "--model", str(model), "--benchmarks", "rsitmd", "--data_dir", str(tmp_path)]}[command]
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT
+    assert MODEL_CASES[kind] in _one_error_line(err)
+    assert not (tmp_path / "i").exists()
+
+
+# ----- flags --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("argv", "message"), [
+    (["classify", "--images", "{image}", "--labels", "a", "--batch_size", "0"], "--batch_size 0: must be at least 1"),
+    (["classify", "--images", "{image}", "--labels", "a", "--top_k", "0"], "--top_k 0: must be at least 1"),
+    (["classify", "--images", "{image}", "--labels", "a", "--device", "bogus"], "--device bogus: not a device name"),
+    (["classify", "--images", "{image}", "--labels", "a", "--device", "cuda:99"], "--device cuda:99: this machine has"),
+    (["heatmap", "--image", "{image}", "--queries", "a", "--grid", "0"], "--grid 0: must be at least 1"),
+    (["index", "--source", "{folder}", "--output", "{tmp}/i", "--shard_size", "0"], "--shard_size 0: must be at least"),
+    (["eval", "--benchmarks", "rsitmd", "--data_dir", "{tmp}", "--batch_size", "0"], "--batch_size 0: must be at"),
+    (["eval", "--benchmarks", "rsitmd", "--data_dir", "{tmp}", "--device", "bogus"], "--device bogus: not a device"),
+])
+def test_bad_flag_values_are_one_line(tiny_model_dir: Path, bad_images: dict[str, Path], tmp_path: Path, capsys,
+                                      argv: list[str], message: str) -> None:
+    image = bad_images["png_renamed_jpg"]
+    argv = [part.format(image=image, folder=image.parent, tmp=tmp_path) for part in argv]
+    argv[1:1] = ["--model", str(tiny_model_dir)]
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT and message in _one_error_line(err)
+
+
+def test_search_of_an_empty_index_is_one_line(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    from rclip_hf.inference.index import EmbeddingIndex
+    from rclip_hf.loading import load_model
+
+    EmbeddingIndex.open_or_create(tmp_path / "empty", load_model(tiny_model_dir)[0])
+    code, _, err = _run(cli.main, ["search", "--model", str(tiny_model_dir), "--index", str(tmp_path / "empty"),
+                                   "--text", "a"], capsys)
+    assert code == EXIT_BAD_INPUT and "the index holds no items yet" in _one_error_line(err)
+
+
+def test_debug_shows_the_traceback_and_internal_errors_keep_it(capsys) -> None:
+    @entry_point
+    def bad_input(argv: list[str]) -> int:
+        raise UserError("--x 3", "too big", "use at most 2")
+
+    @entry_point
+    def library_value_error(argv: list[str]) -> int:  # a ValueError raised outside the project: internal
+        raise ValueError("math domain error")
+
+    assert bad_input([]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == "error: --x 3: too big (use at most 2)\n"
+    with pytest.raises(UserError, match="too big"):
+        bad_input(["--debug"])
+    with pytest.raises(ValueError, match="math domain error"):
+        library_value_error([])
+    with pytest.raises(KeyError):
+        entry_point(lambda argv: {}["missing"])([])
+    assert cli.main(["classify", "--model", "nowhere/../x", "--images", "x", "--labels", "a"]) == EXIT_BAD_INPUT
+
+
+# ----- full disk ----------------------------------------------------------------------------------------------------
+def test_full_disk_while_indexing_is_one_line_and_keeps_the_index(tiny_model_dir: Path, bad_images: dict[str, Path],
+                                                                  tmp_path: Path, capsys, monkeypatch) -> None:
+    from rclip_hf.inference import index as index_module
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for number in range(3):
+        shutil.copy(bad_images["png_renamed_jpg"], folder / f"{number}.png")
+    output = tmp_path / "idx"
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output", str(output)]) == 0
+    capsys.readouterr()
+    manifest = (output / "index.json").read_text()
+    for number in range(3, 6):
+        shutil.copy(bad_images["png_renamed_jpg"], folder / f"{number}.png")
+
+    def full(path: Path, write: Callable[[Path], object]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(index_module, "atomic_write", full)
+    code, _, err = _run(cli.main, ["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output",
+                                   str(output)], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert "No space left on device (free space on that disk or write elsewhere)" in _one_error_line(err)
+    assert (output / "index.json").read_text() == manifest
+
+
+def test_full_disk_while_building_a_corpus_is_one_line_and_keeps_the_previous(tmp_path: Path, capsys,
+                                                                              monkeypatch) -> None:
+    from dataset_builders import corpus
+    from dataset_builders.build_corpus import main
+
+    root = tmp_path / "dota"
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    shutil.copy(BAD / "good.png", root / "images" / "a.png")
+    (root / "labelTxt" / "a.txt").write_text("4 4 40 4 40 40 4 40 plane 0\n")
+    output = tmp_path / "out"
+    assert main(["--source", f"dota={root}", "--output", str(output)]) == 0
+    capsys.readouterr()
+    before = sorted(path.name for path in output.rglob("*"))
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device", str(output / "data"))
+
+    monkeypatch.setattr(corpus.ShardWriter, "write", full)
+    code, _, err = _run(main, ["--source", f"dota={root}", "--output", str(output), "--seed", "4"], capsys)
+    assert code == EXIT_BAD_INPUT and "No space left on device" in _one_error_line(err)
+    assert sorted(path.name for path in output.rglob("*")) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dota", "out"]  # no partial folder left
+
+
+# ----- builders -----------------------------------------------------------------------------------------------------
+def test_builder_bad_inputs_are_one_line(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_benchmarks import main as build_benchmarks
+    from dataset_builders.build_corpus import main as build_corpus
+    from dataset_builders.build_remotecount import main as build_remotecount
+
+    code, _, err = _run(build_corpus, ["--source", f"dota={tmp_path / 'nowhere'}", "--output", str(tmp_path / "o")],
+                        capsys)
+    assert code == EXIT_BAD_INPUT and "nowhere does not exist" in _one_error_line(err)
+    captions = tmp_path / "captions"
+    (captions / "images").mkdir(parents=True)
+    (captions / "dataset_x.json").write_text('{"images": [\n  {"filename": "a.png",}\n]}')
+    code, _, err = _run(build_corpus, ["--source", f"captions={captions}", "--output", str(tmp_path / "o")], capsys)
+    assert code == EXIT_BAD_INPUT and f"{captions / 'dataset_x.json'}:2: not valid JSON" in _one_error_line(err)
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "counts.jsonl").write_text('{"image": "a.png", "caption": "There are two planes."}\n{oops\n')
+    code, _, err = _run(build_remotecount, ["--release", str(release), "--output", str(tmp_path / "rc")], capsys)
+    assert code == EXIT_BAD_INPUT and f"{release / 'counts.jsonl'}:2: not valid JSON" in _one_error_line(err)
+    (tmp_path / "bad.yaml").write_text("source: [dota=x\noutput: o\n")
+    code, _, err = _run(build_corpus, ["--config", str(tmp_path / "bad.yaml")], capsys)
+    assert code == EXIT_BAD_INPUT and f"{tmp_path / 'bad.yaml'}: not valid YAML (" in _one_error_line(err)
+    code, _, err = _run(build_benchmarks, ["--retrieval", str(captions), "--output", str(tmp_path / "b")], capsys)
+    assert code == EXIT_BAD_INPUT and "expected NAME=PATH" in _one_error_line(err)
+    assert not any((tmp_path / name).exists() for name in ("o", "rc", "b"))
+
+
+# ----- training -----------------------------------------------------------------------------------------------------
+def test_train_bad_inputs_are_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training_scripts"))  # only here: it holds an `evaluate.py`
+    from train import main
+
+    base = ["--config", str(TINY_TRAIN), "--report_to", "none", "--output_dir", str(tmp_path / "run")]
+    code, _, err = _run(main, [*base, "--dataset", str(tmp_path / "no" / "such" / "corpus")], capsys)
+    line = _one_error_line(err)
+    assert code == EXIT_BAD_INPUT and "no such local folder" in line and "Couldn't reach" not in line.split("(")[0]
+    code, _, err = _run(main, [*base, "--dataset", "x", "--resume", str(tmp_path / "nowhere")], capsys)
+    assert code == EXIT_BAD_INPUT and "not a complete checkpoint folder" in _one_error_line(err)
+    code, _, err = _run(main, ["--config", str(tmp_path / "missing.yaml")], capsys)
+    assert code == EXIT_BAD_INPUT and "missing.yaml: no such file" in _one_error_line(err)
+    (tmp_path / "bad.yaml").write_text("max_steps: [3\n")
+    code, _, err = _run(main, ["--config", str(tmp_path / "bad.yaml")], capsys)
+    assert code == EXIT_BAD_INPUT and f"{tmp_path / 'bad.yaml'}: not valid YAML (" in _one_error_line(err)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_log.jsonl").write_text('{"step": 1}\n')
+    code, _, err = _run(main, [*base, "--dataset", "x"], capsys)
+    assert code == EXIT_BAD_INPUT and "--overwrite_output_dir" in _one_error_line(err)
+    assert (tmp_path / "run" / "train_log.jsonl").read_text() == '{"step": 1}\n'
+
+
+# ----- huge scenes --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scenes(bad_images: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 64x64 PNG and GeoTIFF: over a pixel limit of 1,000."""
+    folder = tmp_path_factory.mktemp("scenes")
+    png = Path(shutil.copy(bad_images["png_renamed_jpg"], folder / "scene.png"))
+    bands = np.asarray(Image.open(png)).transpose(2, 0, 1).copy()
+    return {"png": png, "geotiff": _write_tiff(folder / "scene.tif", bands)}
+
+
+@pytest.mark.parametrize("kind", ["png", "geotiff"])
+@pytest.mark.parametrize("command", ["classify", "count", "search"])
+@pytest.mark.parametrize("limit", ["flag", "pillow_default"])
+def test_an_image_over_the_pixel_limit_is_refused_naming_size_limit_and_flag(
+        tiny_model_dir: Path, scenes: dict[str, Path], tmp_path: Path, capsys, monkeypatch, kind: str, command: str,
+        limit: str) -> None:
+    scene = scenes[kind]
+    if command == "search":
+        from rclip_hf.inference.index import EmbeddingIndex
+        from rclip_hf.loading import load_model
+
+        index = EmbeddingIndex.open_or_create(tmp_path / "idx", load_model(tiny_model_dir)[0])
+        index.add(["a"], [""], [-1], torch.eye(1, index.dim), shard_size=8)
+        index.flush()
+        argv = ["search", "--model", str(tiny_model_dir), "--index", str(tmp_path / "idx"), "--image", str(scene)]
+    else:
+        argv = _image_command(command, tiny_model_dir, scene, tmp_path)
+    if limit == "flag":
+        argv += ["--max-pixels", "1000"]
+    else:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # as Pillow's default does for 89.5 M pixels
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"error: {scene}: cannot read image: 64x64 = 4,096 pixels is over the limit of 1,000 " \
+           "(the decompression bomb guard) (pass --max-pixels 4096" in _one_error_line(err)
+
+
+@pytest.mark.parametrize("kind", ["png", "geotiff"])
+def test_heatmap_reads_a_scene_over_the_limit_window_by_window(tiny_model_dir: Path, scenes: dict[str, Path],
+                                                               tmp_path: Path, capsys, kind: str) -> None:
+    code, out, err = _run(cli.main, [*_image_command("heatmap", tiny_model_dir, scenes[kind], tmp_path),
+                                     "--max_pixels", "1000", "--format", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["windows"] == [3, 3]
+    assert Image.MAX_IMAGE_PIXELS != 1000  # the flag holds for one command only
+
+
+def test_index_records_an_oversized_image_as_a_failure_and_goes_on(tiny_model_dir: Path, scenes: dict[str, Path],
+                                                                    bad_images: dict[str, Path], tmp_path: Path,
+                                                                    capsys) -> None:
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    shutil.copy(scenes["png"], folder / "big.png")
+    Image.open(bad_images["png_renamed_jpg"]).resize((30, 30)).save(folder / "small.png")
+    code, out, err = _run(cli.main, ["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output",
+                                     str(tmp_path / "idx"), "--max-pixels", "1000", "--format", "json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["added"] == 1 and [failure["id"] for failure in report["failures"]] == ["big.png"]
+    assert "over the limit of 1,000" in report["failures"][0]["reason"]
+
+
+def test_a_large_geotiff_heatmap_stays_within_a_window_of_memory(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    import tracemalloc
+
+    from rclip_hf.images import ImageTooLargeError, load_image
+    from rclip_hf.inference import heatmap
+
+    side = 3000  # 27 MB of RGB; the pixel limit is set below it
+    bands = np.zeros((3, side, side), np.uint8)
+    bands[:, ::7] = 200
+    scene = _write_tiff(tmp_path / "large.tif", bands, compress="deflate", tiled=True, blockxsize=256,
+                        blockysize=256)
+    del bands
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)
+    with pytest.raises(ImageTooLargeError, match="3000x3000 = 9,000,000 pixels is over the limit of 4,000,000"):
+        load_image(scene)
+    tracemalloc.start()
+    model, processor = tiny_model
+    result = heatmap(scene, ["stripes"], model=model, processor=processor, window=750, overlay_size=256,
+                     batch_size=4)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.scores.shape[0] == 1 and result.scores.size >= 25
+    assert peak < 15_000_000, peak  # a batch of 4 windows of 750 px (1.7 MB each), never the 27 MB scene
+
+
+def test_build_remotecount_skips_an_oversized_image_and_records_it(scenes: dict[str, Path], tmp_path: Path, capsys,
+                                                                   monkeypatch) -> None:
+    from dataset_builders.build_remotecount import main
+
+    release = tmp_path / "release"
+    (release / "images").mkdir(parents=True)
+    shutil.copy(scenes["png"], release / "images" / "big.png")
+    Image.open(scenes["png"]).resize((30, 30)).save(release / "images" / "small.png")
+    lines = [{"image": "big.png", "caption": "There are two planes in the image."},
+             {"image": "small.png", "caption": "There is one ship in the image."}]
+    (release / "counts.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    code, out, err = _run(main, ["--release", str(release), "--output", str(tmp_path / "rc")], capsys)
+    assert code == 0, err
+    assert json.loads(out) == {"test": 1}
+    report = json.loads((tmp_path / "rc" / "build_report.json").read_text())
+    assert [Path(entry["path"]).name for entry in report["skipped"]] == ["big.png"]
+    assert "over the limit of 1,000" in report["skipped"][0]["reason"]
+
+
+def test_float_geotiff_with_nodata_keeps_its_grey_levels_in_the_corpus(bad_images: dict[str, Path]) -> None:
+    import io
+
+    from dataset_builders.sources.images import image_cell
+
+    stored = np.asarray(Image.open(io.BytesIO(image_cell(bad_images["float_nodata_tiff"], "f.tif")["bytes"])))
+    assert (stored[:16] == 0).all() and len(np.unique(stored[16:, :, 0])) > 100  # not a 2-colour image
