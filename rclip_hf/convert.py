@@ -28,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .arguments import ArgumentParser
 from .configuration_remoteclip import PRESETS, RemoteCLIPConfig
 from .errors import entry_point
 from .modeling_remoteclip import RemoteCLIPModel
@@ -383,8 +384,8 @@ def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, pu
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments of `python -m rclip_hf.convert`."""
-    parser = argparse.ArgumentParser(prog="python -m rclip_hf.convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m rclip_hf.convert", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="open_clip .pt/.bin/.safetensors file or folder, Hub file 'owner/repo/file.pt', or "
                              "open_clip Hub repo 'owner/repo'")

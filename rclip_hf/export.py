@@ -17,6 +17,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
+from .arguments import ArgumentParser
 from .convert import ConversionError, open_clip_model_config, to_open_clip_state_dict
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPImageProcessor
@@ -62,8 +63,8 @@ def export_open_clip(model_dir: str | Path, output: str | Path) -> list[Path]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments of `rclip-hf export`."""
-    parser = argparse.ArgumentParser(prog="rclip-hf export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="rclip-hf export", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="RemoteCLIP/CLIP folder (converted, trained or downloaded)")
     parser.add_argument("--to", required=True, choices=TARGETS, help="export format")
     parser.add_argument("--output", required=True, help="folder for open_clip_config.json + open_clip_model.safetensors")

@@ -21,6 +21,7 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, metadata_load
 
+from .arguments import ArgumentParser
 from .errors import entry_point
 
 logger = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def run_push(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m rclip_hf.hub MODEL_DIR --repo-id ...` (the same as `rclip-hf push`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = add_push_arguments(argparse.ArgumentParser(prog="rclip-hf push", description=__doc__))
+    parser = add_push_arguments(ArgumentParser(prog="rclip-hf push", description=__doc__))
     return run_push(parser.parse_args(argv))
 
 

@@ -111,9 +111,9 @@ def resolve_model(
 def model_fingerprint(model: CLIPModel) -> str:
     """SHA-256 of the model's config and of the first values of every weight (rounded to bfloat16).
 
-    Two models give the same fingerprint exactly when they compute the same embeddings (up to bfloat16
-    rounding, so a float32 and a bfloat16 copy of one checkpoint agree); the search index uses it to
-    refuse mixing embeddings of different models.
+    Copies of one checkpoint give the same fingerprint (a float32 and a bfloat16 copy agree); a different config, or
+    different leading values of any weight, give a different one. It identifies a checkpoint, not what it computes:
+    the search index uses it to refuse mixing embeddings of different models.
     """
     config = _without_volatile_keys(model.config.to_dict())
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
