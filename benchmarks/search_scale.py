@@ -115,8 +115,8 @@ def measure_store(size: int, root: str, repeats: int, queue) -> None:
         block = torch.nn.functional.normalize(centres[labels] + 0.6 * noise, dim=-1)  # (count, D)
         picked += [block[i - block_start] for i in range(block_start, block_start + count) if i in picks]
         index.add([str(i) for i in range(block_start, block_start + count)], [""] * count,
-                  list(range(block_start, block_start + count)), block, 16384)
-    index.flush()
+                  list(range(block_start, block_start + count)), block)
+        index.commit(shard_size=16384)
     write_s = time.perf_counter() - start
     noise = torch.randn(len(picked), DIM, generator=generator) / DIM**0.5
     queries = torch.nn.functional.normalize(torch.stack(picked) + 0.3 * noise, dim=-1)  # (Q, D)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .errors import EXIT_BAD_INPUT, UserError, entry_point
+from .inference.search import COMMIT_EVERY, COMMIT_SECONDS
 
 OutputFormat = Literal["table", "json", "csv"]
 SearchFormat = Literal["table", "json", "csv", "geojson", "parquet"]
@@ -104,9 +105,10 @@ class ClassifyOptions(ModelOptions):
 class IndexOptions(ModelOptions):
     """Options of `rclip-hf index`."""
 
-    source: list[str] = field(metadata=_help(
-        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow); with --window, scenes (repeatable)",
-        nargs="+", action="extend"))
+    model: str | None = field(default=None, metadata=_help("RemoteCLIP/CLIP model folder or Hub id (not with --verify)"))
+    source: list[str] | None = field(default=None, metadata=_help(
+        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow); with --window, scenes (repeatable); "
+        "an index folder inside it is never read", nargs="+", action="extend"))
     output: str = field(metadata=_help("Index folder (created, or resumed when it exists)"))
     window: int | None = field(default=None, metadata=_help("Cut each scene into windows of this many pixels"))
     stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: the window)"))
@@ -125,6 +127,11 @@ class IndexOptions(ModelOptions):
     faiss: Literal["auto", "yes", "no"] = field(
         default="auto", metadata=_help("Build a FAISS file: auto = when faiss is installed and the index is large")
     )
+    commit_every: int = field(default=COMMIT_EVERY, metadata=_help("Commit progress every N embedded items"))
+    commit_seconds: float = field(default=COMMIT_SECONDS, metadata=_help("... or every T seconds, whichever first"))
+    prune: bool = field(default=False, metadata=_help("Remove the items of image files that no longer exist"))
+    wait: bool = field(default=False, metadata=_help("Queue behind another build of the same index instead of failing"))
+    verify: bool = field(default=False, metadata=_help("Only check the index's shards against its manifest"))
 
 
 @dataclass(kw_only=True)
@@ -179,7 +186,7 @@ class HeatmapOptions(ModelOptions):
 
 
 #: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
-POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "grid", "window", "overlay_size", "max_pixels")
+POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "commit_every", "grid", "window", "overlay_size", "max_pixels")
 
 
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
@@ -282,9 +289,23 @@ def run_classify(argv: list[str]) -> int:
 def run_index(argv: list[str]) -> int:
     """`rclip-hf index`: embed a source into an index folder; prints what was added and what failed."""
     from .inference.index import FAILURES_FILE
-    from .inference.search import build_index
+    from .inference.search import build_index, verify_index
 
     options = _parse(IndexOptions, "index", argv)
+    if options.verify:
+        problems = verify_index(options.output)
+        for problem in problems:
+            print(f"{options.output}: {problem}", file=sys.stderr)
+        if problems:
+            raise UserError(options.output, f"the index is damaged ({len(problems)} problem(s) above)",
+                            "build it again into a new folder")
+        emit([{"index": options.output, "verified": True}], options.format)
+        return 0
+    for flag in ("model", "source"):
+        if getattr(options, flag) is None:
+            raise UserError(f"--{flag}", "required to build an index", "or pass --verify to check one")
+    if options.commit_seconds <= 0:
+        raise UserError(f"--commit_seconds {options.commit_seconds}", "must be positive")
     for source in options.source:
         if not Path(source).exists():
             raise FileNotFoundError(f"index source not found: {source}")
@@ -298,8 +319,11 @@ def run_index(argv: list[str]) -> int:
     model, processor = _load(options)
     report = build_index(options.source[0], options.output, model, processor, batch_size=options.batch_size,
                          shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
-                         image_column=options.image_column, id_column=options.id_column, faiss=options.faiss)
-    rows = [{"index": report.index, "added": report.added, "already_indexed": report.already_indexed,
+                         image_column=options.image_column, id_column=options.id_column, faiss=options.faiss,
+                         commit_every=options.commit_every, commit_seconds=options.commit_seconds,
+                         prune=options.prune, wait=options.wait)
+    rows = [{"index": report.index, "added": report.added, "changed": report.changed,
+             "already_indexed": report.already_indexed, "pruned": report.pruned, "missing": report.missing,
              "total": report.total, "failed": len(report.failures), "faiss": report.faiss,
              "failure_report": str(Path(report.index) / FAILURES_FILE)}]
     emit(rows, options.format, document=asdict(report))
@@ -328,7 +352,9 @@ def _index_scenes(options: IndexOptions) -> int:
         model, processor = _load(options)
     report = build_scene_index(options.source, options.output, model, processor, options=windows,
                                batch_size=options.batch_size, shard_size=options.shard_size,
-                               num_processes=options.num_processes, device=options.device, faiss=options.faiss)
+                               num_processes=options.num_processes, device=options.device, faiss=options.faiss,
+                               commit_every=options.commit_every, commit_seconds=options.commit_seconds,
+                               wait=options.wait)
     rows = [{"index": report.index, "scenes": report.scenes, "added": report.added,
              "already_indexed": report.already_indexed, "nodata_windows": report.nodata_windows,
              "total": report.total, "failed": len(report.failures), "processes": report.processes,

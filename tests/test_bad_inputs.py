@@ -389,8 +389,8 @@ def test_an_image_over_the_pixel_limit_is_refused_naming_size_limit_and_flag(
         from rclip_hf.loading import load_model
 
         index = EmbeddingIndex.open_or_create(tmp_path / "idx", load_model(tiny_model_dir)[0])
-        index.add(["a"], [""], [-1], torch.eye(1, index.dim), shard_size=8)
-        index.flush()
+        index.add(["a"], [""], [-1], torch.eye(1, index.dim))
+        index.commit(shard_size=8)
         argv = ["search", "--model", str(tiny_model_dir), "--index", str(tmp_path / "idx"), "--image", str(scene)]
     else:
         argv = _image_command(command, tiny_model_dir, scene, tmp_path)

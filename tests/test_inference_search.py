@@ -121,8 +121,8 @@ def synthetic_index(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> tup
     index = EmbeddingIndex.open_or_create(tmp_path_factory.mktemp("synthetic") / "index", model)
     for start in range(0, len(gallery), 10_000):
         block = range(start, min(start + 10_000, len(gallery)))
-        index.add([f"item-{i}" for i in block], [""] * len(block), list(block), gallery[start : block.stop], 8192)
-    index.flush()
+        index.add([f"item-{i}" for i in block], [""] * len(block), list(block), gallery[start : block.stop])
+    index.commit(shard_size=8192)
     return index, gallery
 
 

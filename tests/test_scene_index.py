@@ -54,10 +54,12 @@ def test_items_hold_windows_crs_and_polygons_as_geoparquet(scenes: Path, tmp_pat
     assert report.scenes == 2 and report.added == 9 + 16 == report.total and report.failures == []
     index = EmbeddingIndex.open(tmp_path / "index")
     geotiff = str(scenes / "p1888.tif")
-    table = pq.read_table(tmp_path / "index" / "shard-00000.parquet")
+    shards = [shard["name"] for shard in index.manifest["shards"]]
+    assert [shard["count"] for shard in index.manifest["shards"]] == [10, 10, 5]
+    table = pq.read_table(tmp_path / "index" / f"{shards[0]}.parquet")
     metadata = json.loads(table.schema.metadata[b"geo"])
     assert metadata["primary_column"] == "geometry" and metadata["columns"]["geometry"]["encoding"] == "WKB"
-    rows = {row["id"]: row for shard in ("shard-00000", "shard-00001", "shard-00002")
+    rows = {row["id"]: row for shard in shards
             for row in pq.read_table(tmp_path / "index" / f"{shard}.parquet").to_pylist()}
     assert len(rows) == 25
     item = rows[f"{geotiff}#256,256,256,256"]

@@ -3,10 +3,15 @@
 Layout of an index folder (all files written atomically, so an interrupted build resumes cleanly):
 
 - `index.json`: format version, the model that made the embeddings (name, `model_type`, projection size and
-  `model_fingerprint`), the source, the shards and their sizes, and the FAISS file when there is one;
-- `shard-00000.safetensors` (`embeddings`, float32 (n, D), L2-normalised) + `shard-00000.parquet` (`id`, `path`,
-  `row`, and for windows of scenes the columns of `scenes.py`, as GeoParquet): one pair per `shard_size` items,
-  appended as the build goes;
+  `model_fingerprint`), the source, the shards (name, size, BLAKE2b digests of both files), and the FAISS file
+  when there is one. It is the one commit point: a shard not listed there does not exist (files left by a killed
+  build are removed by the next one);
+- `shard-<random>.safetensors` (`embeddings`, float32 (n, D), L2-normalised) + `shard-<random>.parquet` (`id`,
+  `path`, `row`, `size`, `mtime_ns`, `digest` — for image files the BLAKE2b of the file, that tell a changed file —
+  and for windows of scenes the columns of `scenes.py`, as GeoParquet): at most `shard_size` items each, committed
+  as the build goes; random names never collide;
+- `index.lock`: held (an exclusive `flock`) by the process writing the index, with its PID and start time;
+- `parts/` (many-process scene builds only): the processes' part indexes, merged into the index when all are done;
 - `failures.json`: the items of the latest build that could not be read (`id`, `path`, `reason`); they are
   retried by the next build;
 - `faiss.index` (optional): an inverted-file FAISS index over all shards for large indexes.
@@ -18,10 +23,15 @@ the FAISS file (approximate, much faster on millions of items) when it exists an
 from __future__ import annotations
 
 import bisect
+import fcntl
+import hashlib
 import json
 import math
 import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +44,7 @@ from torch import Tensor
 from transformers import CLIPModel
 
 from .. import __version__
+from ..errors import UserError
 from ..loading import describe, model_fingerprint
 from ..topk import chunked_topk, topk_lowest_index
 
@@ -42,6 +53,10 @@ INDEX_FORMAT_VERSION = 1
 MANIFEST_FILE = "index.json"
 FAILURES_FILE = "failures.json"
 FAISS_FILE = "faiss.index"
+LOCK_FILE = "index.lock"
+SHARD_PREFIX = "shard-"
+#: Item-table columns that key an image file's content (bookkeeping of builds, not part of a hit)
+KEY_COLUMNS = ("size", "mtime_ns", "digest")
 #: Indexes with at least this many items get a FAISS file when `faiss="auto"` and faiss is installed.
 FAISS_MIN_ITEMS = 100_000
 #: Inverted lists probed per query by the FAISS backend (of `nlist` ~ sqrt(N)).
@@ -50,8 +65,67 @@ FAISS_NPROBE = 32
 Backend = Literal["auto", "exact", "faiss"]
 
 
-class IndexModelMismatchError(ValueError):
+class IndexModelMismatchError(UserError, ValueError):
     """Embeddings of one model are being mixed or compared with another model's; the message names both."""
+
+
+class IndexBusyError(UserError):
+    """Another process is writing the index; the message names its PID and since when."""
+
+
+@dataclass(frozen=True)
+class ItemKey:
+    """What identifies an image file's content: size, modification time (ns) and BLAKE2b digest; -1/-1/"" for
+    dataset rows, which are keyed by id alone."""
+
+    size: int = -1
+    mtime_ns: int = -1
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One item to store: id, path, dataset row (-1 for files), its `ItemKey` and embedding (D,)."""
+
+    id: str
+    path: str
+    row: int
+    key: ItemKey
+    embedding: Tensor
+    extra: dict[str, Any] = field(default_factory=dict)  # scene columns of a window (`scenes.py`)
+
+
+@contextmanager
+def index_lock(directory: str | Path, wait: bool = False) -> Iterator[None]:
+    """Hold the index's `index.lock` while writing: an exclusive `flock`, released by the kernel even when the
+    holder is killed. With `wait`, queue behind the holder; else `IndexBusyError` names it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / LOCK_FILE).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise IndexBusyError(str(directory), f"index in use by {holder}",
+                                 "wait until it is done, or pass --wait to queue behind it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"PID {os.getpid()} since {_now()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def file_digest(path: str | Path) -> str:
+    """BLAKE2b (32-byte) hex digest of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=32)).hexdigest()
 
 
 class EmbeddingIndex:
@@ -60,7 +134,7 @@ class EmbeddingIndex:
     def __init__(self, directory: str | Path, manifest: dict[str, Any]):
         self.directory = Path(directory)
         self.manifest = manifest
-        self._buffer: list[tuple[str, str, int, Tensor, dict[str, Any]]] = []
+        self._buffer: list[IndexEntry] = []
 
     # ----- opening and identity -------------------------------------------------------------------------------
     @classmethod
@@ -70,19 +144,26 @@ class EmbeddingIndex:
         manifest_path = directory / MANIFEST_FILE
         if not manifest_path.is_file():
             raise FileNotFoundError(f"no embedding index at {directory} ({MANIFEST_FILE} not found)")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != INDEX_FORMAT or manifest.get("version") != INDEX_FORMAT_VERSION:
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except ValueError as error:
+            raise ValueError(f"{manifest_path}: not valid JSON ({error}); the index is damaged: build it again "
+                             "into a new folder") from None
+        if (not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT
+                or manifest.get("version") != INDEX_FORMAT_VERSION):
             raise ValueError(f"{manifest_path} is not an {INDEX_FORMAT} v{INDEX_FORMAT_VERSION} manifest "
                              f"(format={manifest.get('format')!r}, version={manifest.get('version')!r})")
         return cls(directory, manifest)
 
     @classmethod
     def open_or_create(cls, directory: str | Path, model: CLIPModel, source: str = "") -> EmbeddingIndex:
-        """Open the index at `directory` (checking it was made by `model`) or start an empty one there."""
+        """Open the index at `directory` (checking it was made by `model`) or start an empty one there. Call it
+        holding `index_lock`: files of a killed build that the manifest does not list are removed."""
         directory = Path(directory)
         if (directory / MANIFEST_FILE).is_file():
             index = cls.open(directory)
             index.check_model(model)
+            index._remove_unlisted_files()
             return index
         directory.mkdir(parents=True, exist_ok=True)
         now = _now()
@@ -148,7 +229,8 @@ class EmbeddingIndex:
         return out
 
     def items(self, positions: Iterable[int]) -> list[dict[str, Any]]:
-        """The item-table row (`id`, `path`, `row`, and any scene columns) of the items at the given positions."""
+        """The item-table row (`id`, `path`, `row`, and any scene columns; not the file keys) of the items at the
+        given positions."""
         starts, names = [], []
         offset = 0
         for shard in self.manifest["shards"]:
@@ -162,48 +244,128 @@ class EmbeddingIndex:
             shard_index = bisect.bisect_right(starts, position) - 1
             table = self._table(names[shard_index])
             local = position - starts[shard_index]
-            found.append({column: values[local] for column, values in table.items()})
+            found.append({column: values[local] for column, values in table.items() if column not in KEY_COLUMNS})
         return found
 
     def _table(self, name: str) -> dict[str, list]:
         return _read_table(self.directory / f"{name}.parquet")
 
     # ----- writing ---------------------------------------------------------------------------------------------
+    def item_keys(self) -> dict[str, ItemKey]:
+        """Id -> `ItemKey` of every item (tables written before keys were stored give `ItemKey()`)."""
+        keys = {}
+        for shard in self.manifest["shards"]:
+            table = self._table(shard["name"])
+            columns = [table.get(name, [default] * len(table["id"]))
+                       for name, default in zip(KEY_COLUMNS, (-1, -1, ""))]
+            keys.update((item_id, ItemKey(*values)) for item_id, *values in zip(table["id"], *columns))
+        return keys
+
     def add(self, ids: Sequence[str], paths: Sequence[str], rows: Sequence[int], embeddings: Tensor,
-            shard_size: int, extra: Sequence[dict[str, Any]] | None = None) -> None:
-        """Queue items with their embeddings (n, D) and optional extra item-table columns (one dict per item); full
-        shards of `shard_size` items are written at once."""
+            keys: Sequence[ItemKey] | None = None, extra: Sequence[dict[str, Any]] | None = None) -> None:
+        """Queue items with their embeddings (n, D), file keys and optional extra item-table columns (one dict per
+        item: the scene columns of windows); nothing is on disk until `commit`."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim or embeddings.shape[0] != len(ids):
             raise ValueError(f"add: expected embeddings ({len(ids)}, {self.dim}), got {tuple(embeddings.shape)}")
-        self._buffer.extend(zip(ids, paths, rows, embeddings.float().cpu(), extra or [{}] * len(ids)))
-        while len(self._buffer) >= shard_size:
-            self._write_shard(self._buffer[:shard_size])
-            self._buffer = self._buffer[shard_size:]
+        keys = keys if keys is not None else [ItemKey()] * len(ids)
+        extra = extra if extra is not None else [{}] * len(ids)
+        self._buffer.extend(IndexEntry(*fields)
+                            for fields in zip(ids, paths, rows, keys, embeddings.float().cpu(), extra))
 
-    def flush(self) -> None:
-        """Write the queued items as a last (smaller) shard."""
-        if self._buffer:
-            self._write_shard(self._buffer)
-            self._buffer = []
+    @property
+    def queued(self) -> int:
+        """Items added since the last `commit`."""
+        return len(self._buffer)
 
-    def _write_shard(self, items: list[tuple[str, str, int, Tensor, dict[str, Any]]]) -> None:
-        import pyarrow as pa
+    def commit(self, shard_size: int, remove: Iterable[str] = ()) -> None:
+        """Write the queued items as new shards of at most `shard_size` and drop the items with ids in `remove`
+        (their shards are rewritten without them), all in one manifest update: a kill leaves the old state."""
+        remove = set(remove)
+        shards, replaced = [], []
+        for shard in self.manifest["shards"]:
+            if not remove:
+                shards.append(shard)
+                continue
+            table = self._table(shard["name"])
+            keep = [position for position, item_id in enumerate(table["id"]) if item_id not in remove]
+            if len(keep) == len(table["id"]):
+                shards.append(shard)
+                continue
+            replaced.append(shard["name"])
+            if keep:
+                import pyarrow.parquet as pq
+
+                with safe_open(self.directory / f"{shard['name']}.safetensors", framework="pt") as handle:
+                    embeddings = handle.get_tensor("embeddings")[keep]
+                kept = pq.read_table(self.directory / f"{shard['name']}.parquet").take(keep)
+                shards.append(self._write_shard(kept, embeddings))
+        for start in range(0, len(self._buffer), shard_size):
+            chunk = self._buffer[start:start + shard_size]
+            shards.append(self._write_shard(_entry_table(chunk), torch.stack([entry.embedding for entry in chunk])))
+        if not replaced and not self._buffer:
+            return
+        self.manifest["shards"] = shards
+        self.manifest["num_items"] = sum(shard["count"] for shard in shards)
+        self._write_manifest()
+        self._buffer = []
+        for name in replaced:
+            for suffix in (".safetensors", ".parquet"):
+                (self.directory / f"{name}{suffix}").unlink(missing_ok=True)
+
+    def _write_shard(self, table: Any, embeddings: Tensor) -> dict[str, Any]:
+        """Write one shard pair (item table `table`, pyarrow) under a fresh random name; returns its manifest
+        entry."""
         import pyarrow.parquet as pq
 
-        from .geo import scene_columns
+        name = new_shard_name()
+        vectors, table_path = self.directory / f"{name}.safetensors", self.directory / f"{name}.parquet"
+        atomic_write(vectors, lambda path: save_file({"embeddings": embeddings.float().cpu().contiguous()}, str(path)))
+        atomic_write(table_path, lambda path: pq.write_table(table, path))
+        return {"name": name, "count": table.num_rows, "digests": shard_digests(self.directory, name)}
 
-        name = f"shard-{len(self.manifest['shards']):05d}"
-        ids, paths, rows, vectors, extra = zip(*items)
-        atomic_write(self.directory / f"{name}.safetensors",
-                      lambda path: save_file({"embeddings": torch.stack(vectors).contiguous()}, str(path)))
-        table = pa.table({"id": pa.array(ids, pa.string()), "path": pa.array(paths, pa.string()),
-                          "row": pa.array(rows, pa.int64())})
-        if any(extra):
-            table = scene_columns(table, extra)
-        atomic_write(self.directory / f"{name}.parquet", lambda path: pq.write_table(table, path))
-        self.manifest["shards"].append({"name": name, "count": len(items)})
-        self.manifest["num_items"] += len(items)
-        self._write_manifest()
+    def _remove_unlisted_files(self) -> None:
+        """Delete shard and temporary files the manifest does not list (left by a killed build)."""
+        listed = {f"{shard['name']}{suffix}" for shard in self.manifest["shards"]
+                  for suffix in (".safetensors", ".parquet")}
+        for path in self.directory.iterdir():
+            if (path.name.startswith(SHARD_PREFIX) and path.name not in listed) or path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+
+    def verify(self) -> list[str]:
+        """Problems of the index's files against its manifest (missing, changed or unlisted shards, counts, ids);
+        empty when the index is sound."""
+        problems = []
+        ids: set[str] = set()
+        for shard in self.manifest["shards"]:
+            name = shard["name"]
+            files = {suffix: self.directory / f"{name}.{suffix}" for suffix in ("safetensors", "parquet")}
+            missing = [path.name for path in files.values() if not path.is_file()]
+            if missing:
+                problems.append(f"shard {name}: {', '.join(missing)} missing")
+                continue
+            changed = [path.name for suffix, path in files.items()
+                       if shard.get("digests") and file_digest(path) != shard["digests"][suffix]]
+            if changed:
+                problems.append(f"shard {name}: {', '.join(changed)} does not match its digest in {MANIFEST_FILE}")
+                continue
+            with safe_open(files["safetensors"], framework="pt") as handle:
+                shape = tuple(handle.get_slice("embeddings").get_shape())
+            table_ids = self._table(name)["id"]
+            if shape != (shard["count"], self.dim) or len(table_ids) != shard["count"]:
+                problems.append(f"shard {name}: {shape[0]} embeddings of size {shape[1]} and {len(table_ids)} "
+                                f"items, the manifest says {shard['count']} of size {self.dim}")
+            repeated = ids.intersection(table_ids)
+            if repeated or len(set(table_ids)) != len(table_ids):
+                problems.append(f"shard {name}: item ids stored twice, e.g. {sorted(repeated)[:3]}")
+            ids.update(table_ids)
+        if sum(shard["count"] for shard in self.manifest["shards"]) != len(self):
+            problems.append(f"{MANIFEST_FILE}: num_items {len(self)} is not the sum of the shard sizes")
+        listed = {shard["name"] for shard in self.manifest["shards"]}
+        unlisted = sorted({path.stem for path in self.directory.glob(f"{SHARD_PREFIX}*")} - listed)
+        if unlisted:
+            problems.append(f"files of shards not in {MANIFEST_FILE} (left by a killed build; the next build "
+                            f"removes them): {', '.join(unlisted[:3])}")
+        return problems
 
     def _write_manifest(self) -> None:
         self.manifest["updated"] = _now()
@@ -232,14 +394,16 @@ class EmbeddingIndex:
             faiss_index.add(embeddings.numpy())
         path = self.directory / FAISS_FILE
         atomic_write(path, lambda tmp: faiss.write_index(faiss_index, str(tmp)))
-        self.manifest["faiss"] = {"file": FAISS_FILE, "kind": "IVFFlat", "nlist": nlist, "num_items": len(self)}
+        self.manifest["faiss"] = {"file": FAISS_FILE, "kind": "IVFFlat", "nlist": nlist, "num_items": len(self),
+                                  "shards": [shard["name"] for shard in self.manifest["shards"]]}
         self._write_manifest()
         return path
 
     def faiss_is_current(self) -> bool:
-        """True when a FAISS file covers exactly the index's items."""
+        """True when a FAISS file covers exactly the index's items (the same shards)."""
         info = self.manifest.get("faiss")
-        return bool(info) and info["num_items"] == len(self) and (self.directory / info["file"]).is_file()
+        return (bool(info) and info["num_items"] == len(self) and (self.directory / info["file"]).is_file()
+                and info.get("shards") == [shard["name"] for shard in self.manifest["shards"]])
 
     # ----- search ----------------------------------------------------------------------------------------------
     def search_embeddings(self, queries: Tensor, k: int, backend: Backend = "auto", chunk_size: int = 4096,
@@ -277,11 +441,38 @@ class EmbeddingIndex:
     def _search_faiss(self, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Tensor]:
         if not self.faiss_is_current():
             raise ValueError(f"the index at {self.directory} has no up-to-date FAISS file: build it with "
-                             "EmbeddingIndex.buildfaiss_module() (rclip-hf index --faiss yes) or use backend='exact'")
+                             "EmbeddingIndex.build_faiss() (rclip-hf index --faiss yes) or use backend='exact'")
         faiss_index = _read_faiss(str(self.directory / self.manifest["faiss"]["file"]), len(self))
         faiss_index.nprobe = nprobe
         scores, positions = faiss_index.search(queries.float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(scores), torch.from_numpy(positions)
+
+
+def _entry_table(entries: Sequence[IndexEntry]) -> Any:
+    """The item table (pyarrow) of queued entries: id, path, row, the file keys, and scene columns when given."""
+    import pyarrow as pa
+
+    from .geo import scene_columns
+
+    table = pa.table({"id": pa.array([entry.id for entry in entries], pa.string()),
+                      "path": pa.array([entry.path for entry in entries], pa.string()),
+                      "row": pa.array([entry.row for entry in entries], pa.int64()),
+                      "size": pa.array([entry.key.size for entry in entries], pa.int64()),
+                      "mtime_ns": pa.array([entry.key.mtime_ns for entry in entries], pa.int64()),
+                      "digest": pa.array([entry.key.digest for entry in entries], pa.string())})
+    if any(entry.extra for entry in entries):
+        table = scene_columns(table, [entry.extra for entry in entries])
+    return table
+
+
+def new_shard_name() -> str:
+    """A fresh random shard name: builds and merges never collide."""
+    return f"{SHARD_PREFIX}{secrets.token_hex(8)}"
+
+
+def shard_digests(directory: Path, name: str) -> dict[str, str]:
+    """BLAKE2b digests of a shard's two files, as the manifest records them."""
+    return {suffix: file_digest(directory / f"{name}.{suffix}") for suffix in ("safetensors", "parquet")}
 
 
 # ----- files ----------------------------------------------------------------------------------------------------
@@ -328,5 +519,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["FAILURES_FILE", "FAISS_MIN_ITEMS", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "MANIFEST_FILE", "Backend",
-           "EmbeddingIndex", "IndexModelMismatchError", "atomic_write", "faiss_module"]
+__all__ = ["FAILURES_FILE", "FAISS_MIN_ITEMS", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "LOCK_FILE", "MANIFEST_FILE",
+           "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
+           "atomic_write", "faiss_module", "file_digest", "index_lock", "new_shard_name", "shard_digests"]

@@ -16,15 +16,19 @@ Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index .
 scenes, in order, go to process `row % N`; each process writes its own part index under `parts/` (a kill loses at
 most its unwritten shard), and when all are done the parts' shards are moved into the index and its manifest (each
 shard once, even when the merge itself is interrupted and re-run). A re-run skips the windows already embedded.
+The first process holds the index's lock for the whole build; progress is committed every `commit_every` windows,
+every full shard or every `commit_seconds`, whichever comes first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +42,16 @@ from ..embeddings import encode_images
 from ..images import IMAGE_SUFFIXES, image_files
 from ..loading import resolve_model
 from . import geo
-from .index import FAILURES_FILE, MANIFEST_FILE, EmbeddingIndex, atomic_write
-from .search import BuildReport, build_faiss_if_wanted
+from .index import (
+    FAILURES_FILE,
+    MANIFEST_FILE,
+    EmbeddingIndex,
+    atomic_write,
+    index_lock,
+    new_shard_name,
+    shard_digests,
+)
+from .search import COMMIT_EVERY, COMMIT_SECONDS, BuildReport, build_faiss_if_wanted
 from .windows import MAX_NODATA_FRACTION, PixelWindow, Scene, SceneWindow
 
 logger = logging.getLogger(__name__)
@@ -138,11 +150,26 @@ def build_scene_index(
     num_processes: int = 1,
     device: str | None = None,
     faiss: Literal["auto", "yes", "no"] = "auto",
+    commit_every: int = COMMIT_EVERY,
+    commit_seconds: float = COMMIT_SECONDS,
+    wait: bool = False,
 ) -> SceneBuildReport:
     """Embed every window of the scenes of `sources` into the index at `output` (resumed when it exists), on
-    `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring)."""
+    `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring). The first
+    process holds the index's lock (`wait`: queue behind another build, else `IndexBusyError`)."""
     files = scene_files(sources, exclude=output)
     rank, world = _launched_rank()
+    with index_lock(output, wait=wait) if rank == 0 else contextlib.nullcontext():
+        return _build_scene_index(sources, files, output, model, processor, options, batch_size, shard_size,
+                                  num_processes, device, faiss, (commit_every, commit_seconds), rank, world)
+
+
+def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output: str | Path,
+                       model: CLIPModel | str | Path, processor: ProcessorMixin | None, options: WindowOptions,
+                       batch_size: int, shard_size: int, num_processes: int, device: str | None,
+                       faiss: Literal["auto", "yes", "no"], commits: tuple[int, float], rank: int,
+                       world: int) -> SceneBuildReport:
+    """`build_scene_index` once its lock is held (by the first process)."""
     if num_processes > 1 and world > 1:
         raise ValueError("--num-processes spawns processes itself: do not combine it with accelerate launch")
     model_ref = model if isinstance(model, (str, Path)) else None
@@ -155,7 +182,7 @@ def build_scene_index(
             raise ValueError("num_processes > 1 needs the model as a folder or Hub id (each process loads it)")
         context = multiprocessing.get_context("spawn")
         workers = [context.Process(target=_part_worker, args=(files, output, str(model_ref), options, batch_size,
-                                                               shard_size, rank, num_processes, device))
+                                                               shard_size, rank, num_processes, device, commits))
                    for rank in range(num_processes)]
         for worker in workers:
             worker.start()
@@ -171,13 +198,14 @@ def build_scene_index(
         if rank != 0:
             model, processor = resolve_model(model, processor)
         state.wait_for_everyone()  # rank 0 has created the index
-        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, rank, world)]
+        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, rank, world,
+                            commits)]
         state.wait_for_everyone()
         if rank != 0:
             return parts[0]
         parts = [_read_part_report(output, rank, world) for rank in range(world)]
     else:
-        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, 0, 1)]
+        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, 0, 1, commits)]
     index = merge_parts(output)
     failures = [failure for part in parts for failure in part.failures]
     atomic_write(index.directory / FAILURES_FILE, lambda path: path.write_text(json.dumps(failures, indent=2)))
@@ -190,26 +218,34 @@ def build_scene_index(
 
 
 def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, processor: ProcessorMixin,
-               options: WindowOptions, batch_size: int, shard_size: int, rank: int, world: int) -> SceneBuildReport:
+               options: WindowOptions, batch_size: int, shard_size: int, rank: int, world: int,
+               commits: tuple[int, float] = (COMMIT_EVERY, COMMIT_SECONDS)) -> SceneBuildReport:
     """Process `rank` of `world`: embed its rows of windows (row `r` of all scenes' rows goes to `r % world`)
-    into the index (`world` = 1) or into its part index under `parts/`."""
+    into the index (`world` = 1) or into its part index under `parts/`, committing every `commits` = (windows,
+    seconds) or full shard."""
     main = EmbeddingIndex.open(output)
     main.check_model(model)
     index = main if world == 1 else EmbeddingIndex.open_or_create(_part_dir(output, rank, world), model)
     done = set(main.ids()) | set(index.ids()) | _ids_in_parts(output)
     report = SceneBuildReport(index=str(index.directory), added=0, already_indexed=0, total=0, scenes=len(files))
     batch: list[tuple[Scene, SceneWindow]] = []
+    commit_every, commit_seconds = commits
+    last_commit = time.monotonic()
 
     def embed() -> None:
+        nonlocal last_commit
         if not batch:
             return
         embeddings = encode_images(model, processor, [item.image for _, item in batch], batch_size=len(batch),
                                    show_progress=False)  # (n, D)
         index.add([window_id(item.scene, item.window) for _, item in batch], [item.scene for _, item in batch],
-                  [-1] * len(batch), embeddings, shard_size,
-                  extra=[window_record(scene, item.window) for scene, item in batch])
+                  [-1] * len(batch), embeddings, extra=[window_record(scene, item.window) for scene, item in batch])
         report.added += len(batch)
         batch.clear()
+        if (index.queued >= min(commit_every, shard_size)
+                or time.monotonic() - last_commit >= commit_seconds):
+            index.commit(shard_size)
+            last_commit = time.monotonic()
 
     progress = tqdm(desc=f"index windows (process {rank + 1}/{world})", unit="window")
     for scene, top, lefts, side in _my_rows(files, options, rank, world, report):
@@ -231,7 +267,7 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
         progress.update(len(wanted))
     embed()
     progress.close()
-    index.flush()
+    index.commit(shard_size)
     report.total = len(index)
     if world > 1:
         atomic_write(index.directory / "part-report.json",
@@ -307,12 +343,12 @@ def _ids_in_parts(output: str | Path) -> set[str]:
 
 
 def _part_worker(files: Sequence[Path], output: str | Path, model: str, options: WindowOptions, batch_size: int,
-                 shard_size: int, rank: int, world: int, device: str | None) -> None:
+                 shard_size: int, rank: int, world: int, device: str | None, commits: tuple[int, float]) -> None:
     from ..loading import load_model
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     loaded, processor = load_model(model, device=device or "cpu")
-    index_part(files, output, loaded, processor, options, batch_size, shard_size, rank, world)
+    index_part(files, output, loaded, processor, options, batch_size, shard_size, rank, world, commits)
 
 
 def _read_part_report(output: str | Path, rank: int, world: int) -> SceneBuildReport:
@@ -322,7 +358,9 @@ def _read_part_report(output: str | Path, rank: int, world: int) -> SceneBuildRe
 
 def merge_parts(output: str | Path) -> EmbeddingIndex:
     """Move the shards of the part indexes under `parts/` into the index at `output`, each once, and the parts'
-    scenes into its manifest; then remove the parts. Safe to re-run after an interruption."""
+    scenes into its manifest (under fresh names, with their digests); then remove the parts. Safe to re-run after
+    an interruption: a shard copied but not yet in the manifest is copied again (the stray copy is removed by the
+    next build)."""
     index = EmbeddingIndex.open(output)
     for manifest_path in sorted((index.directory / PARTS_DIR).glob(f"*/{MANIFEST_FILE}")):
         part = EmbeddingIndex.open(manifest_path.parent)
@@ -330,10 +368,11 @@ def merge_parts(output: str | Path) -> EmbeddingIndex:
         for shard in list(part.manifest["shards"]):
             origin = f"{part.directory.name}/{shard['name']}@{part.manifest['created']}"
             if origin not in merged:
-                name = f"shard-{len(index.manifest['shards']):05d}"
+                name = new_shard_name()
                 for suffix in (".safetensors", ".parquet"):
                     shutil.copyfile(part.directory / f"{shard['name']}{suffix}", index.directory / f"{name}{suffix}")
-                index.manifest["shards"].append({"name": name, "count": shard["count"], "origin": origin})
+                index.manifest["shards"].append({"name": name, "count": shard["count"], "origin": origin,
+                                                 "digests": shard_digests(index.directory, name)})
                 index.manifest["num_items"] += shard["count"]
                 index._write_manifest()
         shutil.rmtree(part.directory)

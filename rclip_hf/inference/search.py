@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,15 +29,26 @@ from .index import (
     FAILURES_FILE,
     FAISS_MIN_ITEMS,
     FAISS_NPROBE,
+    INDEX_FORMAT,
+    MANIFEST_FILE,
     Backend,
     EmbeddingIndex,
+    ItemKey,
     atomic_write,
     faiss_module,
+    file_digest,
+    index_lock,
 )
 
 logger = logging.getLogger(__name__)
 
 Query = str | Path | Image.Image
+
+
+#: Default progress commits: every this many embedded items, or
+COMMIT_EVERY = 4096
+#: every this many seconds, whichever comes first: a killed build loses less than a minute of work
+COMMIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,8 @@ class Examples:
 
 @dataclass
 class BuildReport:
-    """What a build did: items added, items already in the index (skipped), items that failed (with reasons)."""
+    """What a build did: items added, items already in the index (skipped), changed files re-embedded, deleted
+    files removed (`--prune`) or still indexed (`missing`), items that failed (with reasons)."""
 
     index: str
     added: int
@@ -59,6 +72,9 @@ class BuildReport:
     total: int
     failures: list[dict[str, str]] = field(default_factory=list)
     faiss: bool = False
+    changed: int = 0
+    pruned: int = 0
+    missing: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class _Item:
     path: str
     row: int
     load: Callable[[], Image.Image]
+    file: Path | None = None  # the image file of a folder source, keyed by size, mtime and digest
 
 
 def build_index(
@@ -82,42 +99,73 @@ def build_index(
     image_column: str = "image",
     id_column: str | None = None,
     faiss: Literal["auto", "yes", "no"] = "auto",
+    commit_every: int = COMMIT_EVERY,
+    commit_seconds: float = COMMIT_SECONDS,
+    prune: bool = False,
+    wait: bool = False,
 ) -> BuildReport:
     """Embed every image of `source` (an image folder, a saved HF dataset folder or a `datasets.Dataset`) into the
-    index at `output`; resumes an existing index (items whose id is already there are skipped) and refuses one
-    built by another model. Unreadable images are skipped and listed in `failures.json` and the report."""
+    index at `output`, holding its lock (`wait`: queue behind another build, else `IndexBusyError`).
+
+    Resumes an existing index and refuses one built by another model. Image files are keyed by path, size, mtime
+    and content digest: unchanged ones are skipped, changed ones re-embedded (replacing their old entry), deleted
+    ones removed with `prune`. Progress is committed every `commit_every` items or `commit_seconds`, whichever
+    comes first, so a killed build keeps what it committed. Unreadable images (including ones over the pixel
+    limit) are skipped and listed in `failures.json` and the report. The index folder is never read as input.
+    """
     model, processor = resolve_model(model, processor)
-    items, total, source_name = _source_items(source, split, image_column, id_column)
-    index = EmbeddingIndex.open_or_create(output, model, source=source_name)
-    done = set(index.ids())
-    failures: list[dict[str, str]] = []
-    added = skipped = 0
-    progress = tqdm(total=total, desc=f"index {source_name}", unit="img")
-    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-        for batch in batched(items, batch_size):
-            todo = [item for item in batch if item.id not in done]
-            skipped += len(batch) - len(todo)
-            loaded = list(pool.map(_try_load, todo))
-            good = [(item, image) for item, (image, _) in zip(todo, loaded) if image is not None]
-            failures += [{"id": item.id, "path": item.path, "reason": reason}
-                         for item, (image, reason) in zip(todo, loaded) if image is None]
-            if good:
-                embeddings = encode_images(model, processor, [image for _, image in good], batch_size=len(good),
-                                           show_progress=False)  # (n, D)
-                index.add([item.id for item, _ in good], [item.path for item, _ in good],
-                          [item.row for item, _ in good], embeddings, shard_size)
-                done.update(item.id for item, _ in good)
-                added += len(good)
-            progress.update(len(batch))
-    progress.close()
-    index.flush()
-    failures_path = index.directory / FAILURES_FILE
-    atomic_write(failures_path, lambda path: path.write_text(json.dumps(failures, indent=2)))
-    for failure in failures:
-        logger.warning("skipped unreadable image %s: %s", failure["path"] or failure["id"], failure["reason"])
-    build_faiss_if_wanted(index, faiss)
+    output = Path(output)
+    with index_lock(output, wait=wait):
+        items, total, source_name, listed = _source_items(source, split, image_column, id_column, output)
+        index = EmbeddingIndex.open_or_create(output, model, source=source_name)
+        known = index.item_keys()
+        failures: list[dict[str, str]] = []
+        added = skipped = changed = 0
+        replaced: set[str] = set()  # ids whose old entry goes at the next commit
+        last_commit = time.monotonic()
+        progress = tqdm(total=total, desc=f"index {source_name}", unit="img")
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+            for batch in batched(items, batch_size):
+                keys = list(pool.map(lambda item: _new_key(item, known.get(item.id)), batch))
+                todo = [(item, key) for item, (key, _) in zip(batch, keys) if key is not None]
+                skipped += sum(1 for key, reason in keys if key is None and not reason)
+                failures += [{"id": item.id, "path": item.path, "reason": reason}
+                             for item, (_, reason) in zip(batch, keys) if reason]
+                loaded = list(pool.map(_try_load, [item for item, _ in todo]))
+                good = [(item, key, image) for (item, key), (image, _) in zip(todo, loaded) if image is not None]
+                failures += [{"id": item.id, "path": item.path, "reason": reason}
+                             for (item, _), (image, reason) in zip(todo, loaded) if image is None]
+                replaced.update(item.id for item, _ in todo if item.id in known)  # changed: re-embedded or failed
+                if good:
+                    embeddings = encode_images(model, processor, [image for _, _, image in good],
+                                               batch_size=len(good), show_progress=False)  # (n, D)
+                    index.add([item.id for item, _, _ in good], [item.path for item, _, _ in good],
+                              [item.row for item, _, _ in good], embeddings, [key for _, key, _ in good])
+                    changed += sum(1 for item, _, _ in good if item.id in known)
+                    added += sum(1 for item, _, _ in good if item.id not in known)
+                if index.queued >= commit_every or time.monotonic() - last_commit >= commit_seconds:
+                    index.commit(shard_size, remove=replaced)
+                    replaced, last_commit = set(), time.monotonic()
+                progress.update(len(batch))
+        progress.close()
+        gone = sorted(set(known) - listed) if listed is not None else []
+        index.commit(shard_size, remove=replaced | (set(gone) if prune else set()))
+        failures_path = index.directory / FAILURES_FILE
+        atomic_write(failures_path, lambda path: path.write_text(json.dumps(failures, indent=2)))
+        for failure in failures:
+            logger.warning("skipped unreadable image %s: %s", failure["path"] or failure["id"], failure["reason"])
+        if gone and not prune:
+            logger.warning("%d indexed file(s) no longer exist in %s (e.g. %s): pass --prune to remove them",
+                           len(gone), source_name, gone[0])
+        build_faiss_if_wanted(index, faiss)
     return BuildReport(index=str(index.directory), added=added, already_indexed=skipped, total=len(index),
-                       failures=failures, faiss=index.faiss_is_current())
+                       failures=failures, faiss=index.faiss_is_current(), changed=changed,
+                       pruned=len(gone) if prune else 0, missing=0 if prune else len(gone))
+
+
+def verify_index(directory: str | Path) -> list[str]:
+    """Problems of an index folder's files against its manifest (see `EmbeddingIndex.verify`); empty when sound."""
+    return EmbeddingIndex.open(directory).verify()
 
 
 def build_faiss_if_wanted(index: EmbeddingIndex, faiss: Literal["auto", "yes", "no"]) -> None:
@@ -232,31 +280,67 @@ def example_query(index: EmbeddingIndex, examples: Examples) -> Tensor:
 
 
 # ----- sources --------------------------------------------------------------------------------------------------
-def _source_items(source: Any, split: str, image_column: str,
-                  id_column: str | None) -> tuple[Iterator[_Item], int, str]:
-    """(items, their number, a name for the source) of an image folder, a dataset folder or a Dataset."""
+def _source_items(source: Any, split: str, image_column: str, id_column: str | None,
+                  output: Path) -> tuple[Iterator[_Item], int, str, set[str] | None]:
+    """(items, their number, a name for the source, the ids of a folder's files or None for datasets) of an image
+    folder, a dataset folder or a Dataset; index folders inside the source (`output` among them) are left out."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"index source not found: {path}")
         if path.is_file():
             raise ValueError(f"index source {path} is a file; give an image folder or a dataset folder")
-        if _is_dataset_folder(path):
+        inside_index = _index_folder_test(path, output)
+        if any(not inside_index(file) for pattern in ("*.parquet", "*.arrow") for file in path.rglob(pattern)):
             import datasets
 
             dataset = datasets.load_dataset(str(path), split=split)
-            return _dataset_items(dataset, str(path), image_column, id_column)
-        files = image_files(path)
-        items = (_Item(id=file.relative_to(path).as_posix(), path=str(file), row=-1,
-                       load=lambda file=file: load_image(file)) for file in files)
-        return items, len(files), str(path)
+            return (*_dataset_items(dataset, str(path), image_column, id_column), None)
+        files = [file for file in image_files(path) if not inside_index(file)]
+        ids = [file.relative_to(path).as_posix() for file in files]
+        items = (_Item(id=item_id, path=str(file), row=-1, load=lambda file=file: load_image(file), file=file)
+                 for item_id, file in zip(ids, files))
+        return items, len(files), str(path), set(ids)
     name = getattr(getattr(source, "info", None), "dataset_name", None) or "dataset"
-    return _dataset_items(source, name, image_column, id_column)
+    return (*_dataset_items(source, name, image_column, id_column), None)
 
 
-def _is_dataset_folder(path: Path) -> bool:
-    """A folder holding Parquet/Arrow files (a Hub-layout or `save_to_disk` dataset) rather than images."""
-    return any(path.rglob("*.parquet")) or any(path.rglob("*.arrow"))
+def _index_folder_test(source: Path, output: Path) -> Callable[[Path], bool]:
+    """Whether a file under `source` lies in an index folder: `output` or any folder with an index manifest."""
+    roots = []
+    resolved_source, resolved_output = source.resolve(), output.resolve()
+    if resolved_output.is_relative_to(resolved_source):
+        roots.append(resolved_output.relative_to(resolved_source).parts)
+    for manifest in source.rglob(MANIFEST_FILE):
+        try:
+            is_index = json.loads(manifest.read_text()).get("format") == INDEX_FORMAT
+        except (OSError, ValueError, AttributeError):
+            is_index = False
+        if is_index:
+            roots.append(manifest.parent.relative_to(source).parts)
+
+    def inside(file: Path) -> bool:
+        parts = file.relative_to(source).parts
+        return any(parts[:len(root)] == root for root in roots)
+
+    return inside
+
+
+def _new_key(item: _Item, old: ItemKey | None) -> tuple[ItemKey | None, str]:
+    """(key to store, "") for an item to embed, (None, "") for one already indexed unchanged, (None, reason) when
+    its file cannot be read."""
+    if item.file is None:
+        return (ItemKey() if old is None else None), ""
+    try:
+        stat = item.file.stat()
+        if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            return None, ""
+        digest = file_digest(item.file)
+    except OSError as error:
+        return None, f"{item.path}: cannot read file: {error.strerror or error}"
+    if old is not None and old.digest == digest:
+        return None, ""  # touched, same content
+    return ItemKey(stat.st_size, stat.st_mtime_ns, digest), ""
 
 
 def _dataset_items(dataset: Any, name: str, image_column: str,
@@ -304,5 +388,5 @@ def _try_load(item: _Item) -> tuple[Image.Image | None, str]:
         return None, str(error)
 
 
-__all__ = ["BuildReport", "Examples", "build_faiss_if_wanted", "build_index", "encode_queries", "example_query",
-           "search"]
+__all__ = ["COMMIT_EVERY", "COMMIT_SECONDS", "BuildReport", "Examples", "build_faiss_if_wanted", "build_index",
+           "encode_queries", "example_query", "search", "verify_index"]

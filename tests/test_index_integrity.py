@@ -1,0 +1,225 @@
+"""Index integrity: one writer at a time (lock, --wait), progress committed as the build goes and kept through
+SIGKILL, the index folder never read as input, changed and deleted files, and `--verify`."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rclip_hf import cli
+from rclip_hf.inference import EmbeddingIndex, build_index
+from rclip_hf.inference.index import MANIFEST_FILE, IndexBusyError, index_lock
+
+search_module = importlib.import_module("rclip_hf.inference.search")  # the name `search` is also a function
+pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, tiny_model
+
+
+def _images(folder: Path, count: int, start: int = 0) -> list[str]:
+    """`count` distinct 64x64 PNGs named img-NNN.png; returns their ids."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for number in range(start, start + count):
+        pixels = np.random.default_rng(number).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img-{number:03d}.png")
+        ids.append(f"img-{number:03d}.png")
+    return ids
+
+
+def test_a_second_writer_is_refused_naming_the_holder_or_waits(tmp_path: Path, tiny_model, tiny_model_dir: Path,
+                                                               capsys) -> None:
+    model, processor = tiny_model
+    _images(tmp_path / "src", 2)
+    output = tmp_path / "idx"
+    with index_lock(output):
+        with pytest.raises(IndexBusyError, match=rf"index in use by PID {os.getpid()} since 20\d\d-.* --wait"):
+            build_index(tmp_path / "src", output, model, processor)
+        code = cli.main(["index", "--model", str(tiny_model_dir), "--source", str(tmp_path / "src"), "--output",
+                         str(output)])
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {output}: index in use by PID")
+        assert not (output / MANIFEST_FILE).exists()
+    release = threading.Event()
+
+    def hold() -> None:
+        with index_lock(output):
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    report = build_index(tmp_path / "src", output, model, processor, wait=True)
+    holder.join()
+    assert report.added == 2 and time.monotonic() - started >= 0.4
+
+
+def test_progress_is_committed_every_n_items_whatever_the_shard_size(tmp_path: Path, tiny_model,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    model, processor = tiny_model
+    ids = _images(tmp_path / "src", 9)
+    real_encode, calls = search_module.encode_images, []
+
+    def crash_on_the_fourth_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the build dies mid-way
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "encode_images", crash_on_the_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tmp_path / "src", tmp_path / "idx", model, processor, batch_size=2, shard_size=16384,
+                    commit_every=4)
+    assert EmbeddingIndex.open(tmp_path / "idx").ids() == ids[:4]  # 3 batches embedded, 2 commits of 2 batches
+    monkeypatch.setattr(search_module, "encode_images", real_encode)
+    report = build_index(tmp_path / "src", tmp_path / "idx", model, processor, batch_size=2, commit_every=4)
+    assert (report.added, report.already_indexed, report.total) == (5, 4, 9)
+    index = EmbeddingIndex.open(tmp_path / "idx")
+    assert sorted(index.ids()) == ids and index.verify() == []
+    names = [shard["name"] for shard in index.manifest["shards"]]
+    assert len(set(names)) == len(names) and all(len(name) == len("shard-") + 16 for name in names)
+
+
+def test_progress_is_committed_every_t_seconds(tmp_path: Path, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, processor = tiny_model
+    _images(tmp_path / "src", 4)
+    clock = iter(range(0, 1000, 40))  # every batch "takes" 40 s: each one is committed
+    monkeypatch.setattr(search_module.time, "monotonic", lambda: next(clock))
+    build_index(tmp_path / "src", tmp_path / "idx", model, processor, batch_size=1, commit_every=1000,
+                commit_seconds=30)
+    assert [shard["count"] for shard in EmbeddingIndex.open(tmp_path / "idx").manifest["shards"]] == [1, 1, 1, 1]
+
+
+def test_the_index_folder_is_never_read_as_input(tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    source = tmp_path / "photos"
+    ids = _images(source, 3)
+    build_index(source, source / "photos.index", model, processor)
+    build_index(source, source / "other.index", model, processor)  # a second index inside the folder
+    ids += _images(source, 1, start=3)
+    report = build_index(source, source / "photos.index", model, processor)
+    assert (report.added, report.already_indexed, report.total) == (1, 3, 4)
+    assert sorted(EmbeddingIndex.open(source / "photos.index").ids()) == ids
+
+
+def test_changed_files_are_re_embedded_and_deleted_ones_pruned(tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    source = tmp_path / "src"
+    ids = _images(source, 4)
+    build_index(source, tmp_path / "idx", model, processor)
+    before = dict(zip(EmbeddingIndex.open(tmp_path / "idx").ids(),
+                      torch.cat([e for _, e in EmbeddingIndex.open(tmp_path / "idx").shard_embeddings()])))
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(source / ids[1])  # new content
+    os.utime(source / ids[2], ns=(1, 1))  # touched only: same bytes
+    (source / ids[3]).unlink()
+    report = build_index(source, tmp_path / "idx", model, processor)
+    assert (report.added, report.changed, report.already_indexed, report.missing, report.total) == (0, 1, 2, 1, 4)
+    index = EmbeddingIndex.open(tmp_path / "idx")
+    after = dict(zip(index.ids(), torch.cat([e for _, e in index.shard_embeddings()])))
+    assert sorted(after) == sorted(ids) and len(index.ids()) == 4
+    assert not torch.allclose(after[ids[1]], before[ids[1]])
+    torch.testing.assert_close(after[ids[0]], before[ids[0]])
+    report = build_index(source, tmp_path / "idx", model, processor, prune=True)
+    assert (report.pruned, report.missing, report.total) == (1, 0, 3)
+    assert sorted(EmbeddingIndex.open(tmp_path / "idx").ids()) == ids[:3]
+    assert EmbeddingIndex.open(tmp_path / "idx").verify() == []
+
+
+def test_verify_finds_missing_changed_and_unlisted_shards(tmp_path: Path, tiny_model, tiny_model_dir: Path,
+                                                          capsys) -> None:
+    model, processor = tiny_model
+    _images(tmp_path / "src", 3)
+    build_index(tmp_path / "src", tmp_path / "idx", model, processor, shard_size=2)
+    assert cli.main(["index", "--verify", "--output", str(tmp_path / "idx")]) == 0
+    capsys.readouterr()
+    index = EmbeddingIndex.open(tmp_path / "idx")
+    first, second = (shard["name"] for shard in index.manifest["shards"])
+    (tmp_path / "idx" / f"{first}.parquet").unlink()
+    with (tmp_path / "idx" / f"{second}.safetensors").open("r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\0\0\0\1")
+    (tmp_path / "idx" / "shard-0123456789abcdef.parquet").write_bytes(b"left by a kill")
+    problems = index.verify()
+    assert problems == [f"shard {first}: {first}.parquet missing",
+                        f"shard {second}: {second}.safetensors does not match its digest in {MANIFEST_FILE}",
+                        (f"files of shards not in {MANIFEST_FILE} (left by a killed build; the next build removes "
+                         "them): shard-0123456789abcdef")]
+    assert cli.main(["index", "--verify", "--output", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"error: {tmp_path / 'idx'}: the index is damaged (3 problem(s) above) (build it again into a " \
+                      "new folder)"
+
+
+# Imports torch and warms up once (a build of one image), then forks one build per "go" line (OMP_NUM_THREADS=1: no
+# thread pool to break the fork); the test SIGKILLs each build at a random moment, then the server reaps it.
+SERVER = textwrap.dedent("""
+    import os, sys
+    from rclip_hf.inference import build_index, load_model
+    model, processor = load_model(sys.argv[1])
+    build_index(sys.argv[4], sys.argv[4] + ".index", model, processor)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                build_index(sys.argv[2], sys.argv[3], model, processor, batch_size=1, commit_every=1, num_workers=1)
+            finally:
+                os._exit(0)
+        print(pid, flush=True)
+        os.waitpid(pid, 0)
+        print("reaped", flush=True)
+""")
+
+
+def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path: Path, tiny_model_dir: Path,
+                                                                       tiny_model) -> None:
+    model, processor = tiny_model
+    ids = _images(tmp_path / "src", 32)
+    _images(tmp_path / "warm", 1, start=99)
+    rng = random.Random(16)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(tiny_model_dir), str(tmp_path / "src"),
+                               str(tmp_path / "idx"), str(tmp_path / "warm")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=env)
+    stored_at_kill = []
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        for _ in range(10):
+            shutil.rmtree(tmp_path / "idx", ignore_errors=True)
+            server.stdin.write("go\n")
+            server.stdin.flush()
+            pid = int(server.stdout.readline())
+            time.sleep(rng.uniform(0.0, 0.8))
+            with contextlib.suppress(ProcessLookupError):  # the build finished before the kill
+                os.kill(pid, signal.SIGKILL)
+            assert server.stdout.readline().strip() == "reaped"
+            stored = []
+            if (tmp_path / "idx" / MANIFEST_FILE).exists():
+                stored = EmbeddingIndex.open(tmp_path / "idx").ids()
+                assert len(stored) == len(set(stored)) and set(stored) <= set(ids)  # consistent after the kill
+            stored_at_kill.append(len(stored))
+            report = build_index(tmp_path / "src", tmp_path / "idx", model, processor)  # the re-run
+            index = EmbeddingIndex.open(tmp_path / "idx")
+            assert sorted(index.ids()) == ids and report.total == len(ids) and report.failures == []
+            assert index.verify() == [] and report.added == len(ids) - len(stored)
+    finally:
+        server.kill()
+        server.wait()
+    assert any(0 < count < len(ids) for count in stored_at_kill), stored_at_kill  # some kills landed mid-build
