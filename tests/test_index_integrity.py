@@ -24,8 +24,10 @@ from PIL import Image
 from rclip_hf import cli
 from rclip_hf.inference import EmbeddingIndex, build_index
 from rclip_hf.inference.index import MANIFEST_FILE, IndexBusyError, index_lock
+from rclip_hf.inference.scenes import PARTS_DIR, WindowOptions, build_scene_index, index_part, scene_files
 
 search_module = importlib.import_module("rclip_hf.inference.search")  # the name `search` is also a function
+scenes_module = importlib.import_module("rclip_hf.inference.scenes")
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, tiny_model
 
 
@@ -223,3 +225,40 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path:
         server.kill()
         server.wait()
     assert any(0 < count < len(ids) for count in stored_at_kill), stored_at_kill  # some kills landed mid-build
+
+
+def test_scene_builds_hold_the_lock_commit_as_they_go_and_merge_parts_into_the_manifest(
+        tmp_path: Path, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, processor = tiny_model
+    scene = tmp_path / "scenes" / "scene.png"
+    scene.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(scene)
+    options, output = WindowOptions(window=64), tmp_path / "idx"  # 16 windows
+    with index_lock(output), pytest.raises(IndexBusyError, match=rf"index in use by PID {os.getpid()} since"):
+        build_scene_index([scene], output, model, processor, options=options)
+    real_encode, calls = scenes_module.encode_images, []
+
+    def crash_on_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(scenes_module, "encode_images", crash_on_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        build_scene_index([scene], output, model, processor, options=options, batch_size=2, shard_size=100,
+                          commit_every=4)
+    assert len(EmbeddingIndex.open(output).ids()) == 4  # 2 batches committed whatever the shard size
+    monkeypatch.setattr(scenes_module, "encode_images", real_encode)
+    # A killed 2-process run left a part index; a killed build left a shard file the manifest does not list.
+    index_part(scene_files([scene]), output, model, processor, options, 4, 4, 1, 2)
+    part_ids = set(EmbeddingIndex.open(output / PARTS_DIR / "rank-00001-of-00002").ids())
+    stray = output / "shard-0123456789abcdef.safetensors"
+    stray.write_bytes(b"left by a kill")
+    report = build_scene_index([scene], output, model, processor, options=options, batch_size=4, shard_size=4)
+    assert report.already_indexed == 4 + len(part_ids) and report.total == 16
+    index = EmbeddingIndex.open(output)
+    assert not stray.exists() and not (output / PARTS_DIR).exists() and index.verify() == []
+    assert len(set(index.ids())) == 16 and part_ids <= set(index.ids())
+    names = [shard["name"] for shard in index.manifest["shards"]]
+    assert len(set(names)) == len(names) and all(len(name) == len("shard-") + 16 for name in names)
