@@ -15,6 +15,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 #: Exit code for bad input (missing files, bad values, wrong model folders), as argparse uses for bad usage.
 EXIT_BAD_INPUT = 2
@@ -80,16 +81,17 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
-def entry_point(main: Callable[[list[str]], int | None]) -> Callable[[Sequence[str] | None], int]:
-    """Decorates `main(argv) -> exit code`: bad input -> one line on stderr and `EXIT_BAD_INPUT`; `--debug` re-raises."""
+def entry_point(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Decorates `main(argv, **options) -> exit code`: bad input -> one line on stderr and `EXIT_BAD_INPUT`;
+    `--debug` re-raises."""
 
     @functools.wraps(main)
-    def run(argv: Sequence[str] | None = None) -> int:
+    def run(argv: Sequence[str] | None = None, **options: Any) -> int:
         arguments = list(sys.argv[1:] if argv is None else argv)
         debug = DEBUG_FLAG in arguments or _debug.get()
         token = _debug.set(debug)
         try:
-            outcome = main([argument for argument in arguments if argument != DEBUG_FLAG])
+            outcome = main([argument for argument in arguments if argument != DEBUG_FLAG], **options)
         except Exception as error:
             if debug or not is_user_error(error):
                 raise

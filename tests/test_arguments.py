@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,3 +78,14 @@ def test_version_and_both_spellings_through_delegated_commands(tmp_path: Path, m
     assert cli.main(["eval", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: rclip-hf eval ") and "(default: None)" not in out
+
+
+def test_evaluate_script_names_itself_in_usage_and_keeps_one_line_errors(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "training_scripts" / "evaluate.py"
+    shown = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("usage: training_scripts/evaluate.py ")
+    failed = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "missing"), "--data-dir",
+                             str(tmp_path), "--benchmarks", "rsitmd"], capture_output=True, text=True, check=False)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip().startswith("error: ") and len(failed.stderr.strip().splitlines()) == 1
