@@ -147,9 +147,7 @@ def heatmap(
 ) -> HeatmapResult:
     """Score every window of `image` against each query; `scores[q, r, c]` is the cosine similarity of window
     (row r, column c) and query q (its templates' mean embedding). With `output_dir`, the files are written too."""
-    queries = [queries] if isinstance(queries, str) else list(queries)
-    if not queries or not all(isinstance(query, str) and query.strip() for query in queries):
-        raise ValueError(f"heatmap: queries must be non-empty strings, got {queries!r}")
+    queries = _query_list(queries)
     model, processor = resolve_model(model, processor)
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
     with _open(image) as source:
@@ -163,12 +161,26 @@ def heatmap(
             done += len(crops)
             progress.update(len(crops))
         progress.close()
-        overview = source.overview(overlay_size)
-        georeference = _georeference(source)
-    grid_scores = scores.T.reshape(len(queries), *geometry.shape)  # (Q, rows, cols)
-    result = HeatmapResult(queries=queries, grid=geometry, scores=grid_scores,
-                           maps=pixel_maps(grid_scores, geometry, overview.size), overview=overview,
-                           georeference=georeference)
+        grid_scores = scores.T.reshape(len(queries), *geometry.shape)  # (Q, rows, cols)
+        return _result(source, queries, geometry, grid_scores, overlay_size, output_dir)
+
+
+def _query_list(queries: str | Sequence[str]) -> list[str]:
+    """`queries` as a list of non-empty strings; raises naming the bad value."""
+    queries = [queries] if isinstance(queries, str) else list(queries)
+    if not queries or not all(isinstance(query, str) and query.strip() for query in queries):
+        raise ValueError(f"heatmap: queries must be non-empty strings, got {queries!r}")
+    return queries
+
+
+def _result(source: Scene | RasterSource, queries: list[str], geometry: WindowGrid, scores: np.ndarray,
+            overlay_size: int, output_dir: str | Path | None) -> HeatmapResult:
+    """The heat map of `scores` (Q, rows, cols) over an overview of the open `source`; written to `output_dir` when
+    given."""
+    overview = source.overview(overlay_size)
+    result = HeatmapResult(queries=queries, grid=geometry, scores=scores,
+                           maps=pixel_maps(scores, geometry, overview.size), overview=overview,
+                           georeference=_georeference(source))
     if output_dir is not None:
         result.save(output_dir)
     return result
@@ -214,9 +226,7 @@ def heatmap_from_index(
 ) -> HeatmapResult:
     """The heat map of a scene indexed with `rclip-hf index --window`, from the embeddings of its windows in the
     index (nothing is embedded again; only an overview of the scene is read). Windows skipped as nodata score NaN."""
-    queries = [queries] if isinstance(queries, str) else list(queries)
-    if not queries or not all(isinstance(query, str) and query.strip() for query in queries):
-        raise ValueError(f"heatmap: queries must be non-empty strings, got {queries!r}")
+    queries = _query_list(queries)
     index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.open(index)
     model, processor = resolve_model(model, processor)
     index.check_model(model)
@@ -236,16 +246,10 @@ def heatmap_from_index(
         geometry = WindowGrid(width=source.width, height=source.height, window=side, stride=stride,
                               lefts=tuple(columns), tops=tuple(rows))
         scores = np.full((len(queries), len(rows), len(columns)), np.nan, dtype=np.float32)  # (Q, rows, cols)
+        row_of, column_of = {top: row for row, top in enumerate(rows)}, {left: col for col, left in enumerate(columns)}
         for (left, top), score in zip(windows, window_scores):
-            scores[:, rows.index(top), columns.index(left)] = score
-        overview = source.overview(overlay_size)
-        georeference = _georeference(source)
-    result = HeatmapResult(queries=queries, grid=geometry, scores=scores,
-                           maps=pixel_maps(scores, geometry, overview.size), overview=overview,
-                           georeference=georeference)
-    if output_dir is not None:
-        result.save(output_dir)
-    return result
+            scores[:, row_of[top], column_of[left]] = score
+        return _result(source, queries, geometry, scores, overlay_size, output_dir)
 
 
 def _scene_positions(index: EmbeddingIndex, scene: str | Path) -> list[int]:
