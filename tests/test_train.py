@@ -201,9 +201,9 @@ def test_dataloader_batches_are_uint8_pixels_and_tokens_padded_to_the_longest_an
 def _step_gradients(corpus_dir: Path, accumulation: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss and gradients of one training step of tiny.yaml on the first 8 samples, in `accumulation` micro-batches."""
     from accelerate import Accelerator
-    from training.model import ContrastiveModule, build_model_and_processor
 
     from rclip_hf.loss import ClipLoss
+    from training_scripts.training.model import ContrastiveModule, build_model_and_processor
 
     model_args, data_args, _ = parse_arguments(["--config", str(TINY), "--dataset", str(corpus_dir)])
     torch.manual_seed(0)

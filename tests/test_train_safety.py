@@ -6,20 +6,17 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from training_corpus import build_scene_corpus
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training_scripts"))
-
-from training.arguments import parse_arguments
-from training.checkpoint import STATE_FILE, CheckpointError, list_checkpoints
-from training.loop import run
-
 from rclip_hf.errors import UserError
+from training_scripts.training.arguments import parse_arguments
+from training_scripts.training.checkpoint import STATE_FILE, CheckpointError, list_checkpoints
+from training_scripts.training.loop import run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 TINY = REPO_ROOT / "training_scripts" / "configs" / "tiny.yaml"
 
@@ -112,7 +109,8 @@ def test_resume_refuses_or_ignores_a_planted_code_running_pickle(corpus: Path, f
 def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_partial_checkpoint(
         corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
-    from train import main
+
+    from training_scripts.train import main
 
     def full_disk(*args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\n"

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+
 @dataclass(frozen=True)
 class TrainAugmentation:
     """Random resized crop to `size` (torchvision's sampling rule, bicubic), flip (p=0.5), rotation (0/90/180/270)."""
