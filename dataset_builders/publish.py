@@ -5,29 +5,24 @@ the build report), in one commit that also deletes the previous build's shards (
 names carry a content digest, so a rebuild's shards never overwrite the old ones). The build report goes up
 with every local path made relative to its ``--source`` root. The token and its write access to the repo are
 checked before anything is built; a dry run needs no token, builds, lists files, sizes and card metadata and
-uploads nothing.
+uploads nothing. The token check and the commit are the model push's (`rclip_hf.hub`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from huggingface_hub import HfApi, get_token, metadata_load
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub import HfApi, metadata_load
 
 from dataset_builders.hf_folder import LICENSE_NAME, REPORT_NAME
+from rclip_hf.hub import PublishError, check_write_access, commit_files, matches
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +30,7 @@ logger = logging.getLogger(__name__)
 PUBLISHED_FILES = ("README.md", LICENSE_NAME, REPORT_NAME, "data/*.parquet")
 #: Remote files a push deletes unless this build uploads them: the previous build's shards.
 DELETE_PATTERNS = ["data/*.parquet"]
-#: Roles in an organisation that may write to its repositories.
-WRITE_ROLES = ("admin", "write", "contributor")
 _ABSOLUTE = re.compile(r"(?:^|[\s'\"(=])(/[^\s'\"]+)")
-
-
-class PublishError(ValueError):
-    """The dataset cannot be pushed as asked; the message says what to do."""
 
 
 @dataclass
@@ -79,29 +68,7 @@ def check_push(config: PushConfig, api: HfApi | None = None) -> HfApi | None:
         raise PublishError("--dry-run needs --push-to-hub REPO_ID (the repo the dry run plans a push to)")
     if not config.push_to_hub or config.dry_run:
         return None
-    repo_id = config.push_to_hub
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise PublishError(f"--push-to-hub {repo_id!r}: not a Hub repo id (OWNER/NAME): {error}") from None
-    if get_token() is None:
-        raise PublishError(f"--push-to-hub {repo_id}: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
-                           "(or add --dry-run to see what would be uploaded)")
-    api = api or HfApi()
-    try:
-        whoami = api.whoami()
-    except HfHubHTTPError as error:
-        raise PublishError(f"--push-to-hub {repo_id}: the Hub rejected the token ({error}); run `hf auth login` "
-                           "with a valid token") from None
-    if whoami.get("auth", {}).get("accessToken", {}).get("role") == "read":
-        raise PublishError(f"--push-to-hub {repo_id}: the token is read-only; log in with a write token "
-                           "(https://huggingface.co/settings/tokens)")
-    namespace = repo_id.split("/")[0] if "/" in repo_id else whoami["name"]
-    writable = [whoami["name"]] + [org["name"] for org in whoami.get("orgs", []) if org.get("roleInOrg") in WRITE_ROLES]
-    if namespace not in writable:
-        raise PublishError(f"--push-to-hub {repo_id}: {whoami['name']} cannot write to {namespace!r} "
-                           f"(writable: {', '.join(writable)}); choose a repo under one of these")
-    return api
+    return check_write_access(config.push_to_hub, "--push-to-hub", api)
 
 
 def relative_report(report: Any, roots: Mapping[str, Path]) -> Any:
@@ -136,8 +103,7 @@ def plan_push(folder: Path, repo_id: str, roots: Mapping[str, Path]) -> DatasetU
     upload = DatasetUpload(folder=folder, repo_id=repo_id)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
-        if any(fnmatch.fnmatchcase(relative, pattern) and relative.count("/") == pattern.count("/")
-               for pattern in PUBLISHED_FILES):
+        if any(matches(relative, pattern) for pattern in PUBLISHED_FILES):
             upload.files.append((relative, path.stat().st_size))
     if not (folder / "README.md").is_file():
         raise PublishError(f"{folder}: no README.md card; not a dataset folder built by these builders")
@@ -171,24 +137,9 @@ def push_dataset(folder: Path, config: PushConfig, roots: Mapping[str, Path], ap
         return upload
     if api is None:
         raise PublishError("push_dataset: call check_push before building (it checks the token)")
-    api.create_repo(repo_id=upload.repo_id, repo_type="dataset", private=config.private, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.push-") as staging:
-        for path in upload.paths:  # the exact files, linked (no copy), the report replaced by its relative form
-            target = Path(staging) / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path == REPORT_NAME:
-                target.write_text(upload.report, encoding="utf-8")
-            else:
-                _link(folder / path, target)
-        api.upload_folder(folder_path=staging, repo_id=upload.repo_id, repo_type="dataset",
-                          allow_patterns=upload.paths, delete_patterns=DELETE_PATTERNS, commit_message=commit_message)
+    files = {path: upload.report.encode() if path == REPORT_NAME else folder / path for path in upload.paths}
+    commit_files(api, upload.repo_id, "dataset", files, private=config.private, commit_message=commit_message,
+                 delete_patterns=DELETE_PATTERNS)
     logger.info("uploaded %d files to dataset repo %s", len(upload.files), upload.repo_id)
     return upload
 
-
-def _link(source: Path, target: Path) -> None:
-    """Hard-link ``source`` at ``target`` (a copy where the file system cannot link)."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)

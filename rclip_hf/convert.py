@@ -361,7 +361,11 @@ def resolve_checkpoint(checkpoint: str, download: Callable[..., str] | None = No
 def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, push_to_hub: str | None = None,
                        verify: bool = True) -> tuple[RemoteCLIPModel, Verification | None]:
     """Convert `checkpoint` (local path or Hub reference), compare it with open_clip (when `verify` and open_clip is
-    installed), save model + processor to `output` and, with `push_to_hub`, publish it as `rclip-hf push` does."""
+    installed), save model + processor to `output` and, with `push_to_hub`, publish it as `rclip-hf push` does (the
+    token's write access checked before converting)."""
+    from .hub import check_write_access, publish
+
+    api = check_write_access(push_to_hub, "--push-to-hub") if push_to_hub else None
     path = resolve_checkpoint(str(checkpoint))
     logger.info("converting %s as %s", path, arch)
     state_dict = load_open_clip_state_dict(path)
@@ -376,9 +380,7 @@ def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, pu
     model.save_pretrained(output)
     processor.save_pretrained(output)
     if push_to_hub:
-        from .hub import publish
-
-        publish(output, push_to_hub)
+        publish(output, push_to_hub, api=api, flag="--push-to-hub")
     return model, verification
 
 

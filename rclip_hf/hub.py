@@ -5,6 +5,9 @@ code of ResNet folders, open_clip's config and weights, the card, its plots and 
 everything else in the folder is reported as skipped, never uploaded. The upload sends exactly the planned files, one
 explicit operation each (no name patterns); a symlink is followed only when its target lies inside the folder. A
 folder without a card (`README.md`) gets one first (`model_cards`, "How to use" snippets for this folder's kind).
+
+`check_write_access` and `commit_files` are the one way anything of ours reaches the Hub: model pushes here, the
+dataset builders' `--push-to-hub` (`dataset_builders.publish`) too.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, HfApi, metadata_load
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token, metadata_load
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .arguments import ArgumentParser
 from .errors import entry_point
@@ -52,10 +57,59 @@ ALLOWED_FILES: dict[str, str] = {
 REQUIRED_KINDS = ("weights", "config", "card")
 #: The open_clip files that, with the card, make an open_clip-only folder (`rclip-hf export`) publishable.
 OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
+#: Roles in an organisation that may write to its repositories.
+WRITE_ROLES = ("admin", "write", "contributor")
 
 
 class PublishError(ValueError):
     """The folder cannot be published as it is; the message says what is missing."""
+
+
+def matches(relative: str, pattern: str) -> bool:
+    """fnmatch where "*" does not cross "/": `plots/*.png` matches `plots/a.png`, not `plots/old/a.png`."""
+    return fnmatch.fnmatchcase(relative, pattern) and relative.count("/") == pattern.count("/")
+
+
+def check_write_access(repo_id: str, flag: str, api: HfApi | None = None) -> HfApi:
+    """An `HfApi` whose token may write to `repo_id`; else `PublishError`, one line naming `flag` and what to do."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise PublishError(f"{flag} {repo_id!r}: not a Hub repo id (OWNER/NAME): {error}") from None
+    if api is None:
+        if get_token() is None:
+            raise PublishError(f"{flag} {repo_id}: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
+                               "(or add --dry-run to see what would be uploaded)")
+        api = HfApi()
+    try:
+        whoami = api.whoami()
+    except HfHubHTTPError as error:
+        raise PublishError(f"{flag} {repo_id}: the Hub rejected the token ({error}); run `hf auth login` "
+                           "with a valid token") from None
+    if whoami.get("auth", {}).get("accessToken", {}).get("role") == "read":
+        raise PublishError(f"{flag} {repo_id}: the token is read-only; log in with a write token "
+                           "(https://huggingface.co/settings/tokens)")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else whoami["name"]
+    writable = [whoami["name"]] + [org["name"] for org in whoami.get("orgs", []) if org.get("roleInOrg") in WRITE_ROLES]
+    if namespace not in writable:
+        raise PublishError(f"{flag} {repo_id}: {whoami['name']} cannot write to {namespace!r} "
+                           f"(writable: {', '.join(writable)}); choose a repo under one of these")
+    return api
+
+
+def commit_files(api: HfApi, repo_id: str, repo_type: str, files: dict[str, Path | bytes], *, private: bool,
+                 commit_message: str, delete_patterns: Sequence[str] = ()) -> None:
+    """Create `repo_id` if needed, then one commit: each of `files` (path in repo -> file or bytes) added, one
+    explicit operation each, and the remote files matching `delete_patterns` that this commit does not add deleted."""
+    api.create_repo(repo_id=repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    operations: list[CommitOperationAdd | CommitOperationDelete] = [
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=source if isinstance(source, bytes) else str(source))
+        for path, source in files.items()]
+    if delete_patterns:
+        remote = api.list_repo_files(repo_id=repo_id, repo_type=repo_type)
+        operations += [CommitOperationDelete(path_in_repo=path) for path in sorted(remote)
+                       if path not in files and any(matches(path, pattern) for pattern in delete_patterns)]
+    api.create_commit(repo_id=repo_id, repo_type=repo_type, operations=operations, commit_message=commit_message)
 
 
 @dataclass
@@ -73,16 +127,9 @@ class UploadPlan:
         """Relative paths that would be uploaded."""
         return [path for path, _, _ in self.files]
 
-    def operations(self) -> list[CommitOperationAdd]:
-        """One upload operation per planned file, in the order of `paths`: exactly the files the dry run lists."""
-        return [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(self.sources[path])) for path in self.paths]
-
 
 def _kind(relative: str) -> str | None:
-    for pattern, kind in ALLOWED_FILES.items():
-        if fnmatch.fnmatchcase(relative, pattern) and relative.count("/") == pattern.count("/"):
-            return kind
-    return None
+    return next((kind for pattern, kind in ALLOWED_FILES.items() if matches(relative, pattern)), None)
 
 
 def _walk(model_dir: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
@@ -157,14 +204,16 @@ def describe_plan(plan: UploadPlan, repo_id: str, private: bool) -> str:
 
 
 def push(model_dir: str | Path, repo_id: str, *, private: bool = False, dry_run: bool = False,
-         api: HfApi | None = None, commit_message: str = "Upload RemoteCLIP model (rclip-hf)") -> UploadPlan:
-    """Create `repo_id` (if needed) and upload the allow-listed files of `model_dir`; with `dry_run`, only plan."""
+         api: HfApi | None = None, commit_message: str = "Upload RemoteCLIP model (rclip-hf)",
+         flag: str = "--repo-id") -> UploadPlan:
+    """Create `repo_id` (if needed) and upload the allow-listed files of `model_dir` (the token's write access to
+    it checked first); with `dry_run`, only plan."""
     plan = plan_upload(model_dir)
     if dry_run:
         return plan
-    api = api or HfApi()
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    api.create_commit(repo_id=repo_id, repo_type="model", operations=plan.operations(), commit_message=commit_message)
+    api = check_write_access(repo_id, flag, api)
+    commit_files(api, repo_id, "model", {path: plan.sources[path] for path in plan.paths}, private=private,
+                 commit_message=commit_message)
     logger.info("uploaded %d files to %s", len(plan.files), repo_id)
     return plan
 
@@ -190,10 +239,11 @@ def ensure_card(model_dir: str | Path, repo_id: str) -> Path | None:
 
 
 def publish(model_dir: str | Path, repo_id: str, *, private: bool = False, dry_run: bool = False,
-            api: HfApi | None = None) -> UploadPlan:
-    """What `rclip-hf push`, `convert --push-to-hub` and `export --push-to-hub` do: a card if missing, then [`push`]."""
+            api: HfApi | None = None, flag: str = "--repo-id") -> UploadPlan:
+    """What `rclip-hf push`, `convert --push-to-hub` and `export --push-to-hub` do: a card if missing, then [`push`]
+    (`flag` names the repo option in messages)."""
     ensure_card(model_dir, repo_id)
-    return push(model_dir, repo_id, private=private, dry_run=dry_run, api=api)
+    return push(model_dir, repo_id, private=private, dry_run=dry_run, api=api, flag=flag)
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -246,23 +246,18 @@ def test_verification_catches_a_wrong_conversion_and_saves_nothing(tmp_path, rn5
 
 def test_convert_push_to_hub_writes_a_card_and_uploads_the_remote_code(tmp_path, rn50_state_dict, monkeypatch):
     """`convert --push-to-hub` publishes as `rclip-hf push` does: card written, allow-list (remote code included)."""
+    from fake_hub import FakeHub
+
     from rclip_hf import hub
 
-    operations = []
-
-    class FakeApi:
-        def create_repo(self, **kwargs):
-            pass
-
-        def create_commit(self, **kwargs):
-            operations.extend(operation.path_in_repo for operation in kwargs["operations"])
-
-    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    api = FakeHub()
+    monkeypatch.setattr(hub, "HfApi", lambda: api)
+    monkeypatch.setattr(hub, "get_token", lambda: "hf_fake")
     path = tmp_path / "rn50.pt"
     torch.save(rn50_state_dict, path)
     assert main(["--checkpoint", str(path), "--arch", "RN50", "--output", str(tmp_path / "out"), "--no-verify",
                  "--push-to-hub", "me/rn50"]) == 0
-    assert operations == ["README.md", "config.json", "configuration_remoteclip.py", "model.safetensors",
+    assert api.uploaded() == ["README.md", "config.json", "configuration_remoteclip.py", "model.safetensors",
                           "modeling_remoteclip.py", "processing_remoteclip.py", "processor_config.json",
                           "tokenizer.json", "tokenizer_config.json"]
     card = (tmp_path / "out" / "README.md").read_text()

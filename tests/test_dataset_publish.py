@@ -3,7 +3,6 @@ and the cards they write checked offline with huggingface_hub's DatasetCard and 
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -12,53 +11,25 @@ import datasets
 import pytest
 import yaml
 from datasets.utils.metadata import MetadataConfigs, known_task_ids
-from huggingface_hub import DatasetCard, DatasetCardData
+from fake_hub import FakeHub
+from huggingface_hub import CommitOperationDelete, DatasetCard, DatasetCardData
 
 from dataset_builders import publish
 from dataset_builders.build_benchmarks import main as build_benchmarks
 from dataset_builders.build_corpus import main as build_corpus
 from dataset_builders.build_remotecount import main as build_remotecount
 from dataset_builders.publish import PublishError, relative_report
+from rclip_hf import hub as rclip_hub
 
 DATA = Path(__file__).parent / "data"
 BOX = "4 4 40 4 40 40 4 40 plane 0\n"
 
 
-class FakeHub:
-    """An HfApi stand-in holding repos in memory; upload_folder applies delete_patterns as the Hub client does."""
-
-    def __init__(self, name: str = "me", orgs: tuple[tuple[str, str], ...] = (), role: str = "write") -> None:
-        self.name, self.orgs, self.role = name, orgs, role
-        self.calls: list[tuple[str, dict]] = []
-        self.repos: dict[str, dict[str, bytes]] = {}
-
-    def whoami(self) -> dict:
-        self.calls.append(("whoami", {}))
-        return {"name": self.name, "orgs": [{"name": org, "roleInOrg": role} for org, role in self.orgs],
-                "auth": {"accessToken": {"role": self.role}}}
-
-    def create_repo(self, **kwargs) -> None:
-        self.calls.append(("create_repo", kwargs))
-        self.repos.setdefault(kwargs["repo_id"], {})
-
-    def upload_folder(self, **kwargs) -> None:
-        self.calls.append(("upload_folder", kwargs))
-        folder = Path(kwargs["folder_path"])
-        on_disk = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
-        assert on_disk == sorted(kwargs["allow_patterns"]), "the staged folder holds exactly the listed files"
-        uploaded = {path: (folder / path).read_bytes() for path in kwargs["allow_patterns"]}
-        files = self.repos[kwargs["repo_id"]]
-        for path in list(files):
-            if path not in uploaded and any(fnmatch.fnmatch(path, p) for p in kwargs["delete_patterns"]):
-                del files[path]
-        files.update(uploaded)
-
-
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     fake = FakeHub(orgs=(("team", "write"), ("readers", "read")))
-    monkeypatch.setattr(publish, "HfApi", lambda: fake)
-    monkeypatch.setattr(publish, "get_token", lambda: "hf_fake")
+    monkeypatch.setattr(rclip_hub, "HfApi", lambda: fake)
+    monkeypatch.setattr(rclip_hub, "get_token", lambda: "hf_fake")
     return fake
 
 
@@ -101,10 +72,9 @@ def test_corpus_push_then_repush_replaces_shards_with_a_relative_report(tmp_path
     output = tmp_path / "corpus"
     args = ["--source", f"dota={root}", "--output", str(output), "--push-to-hub", "team/rs-corpus", "--private"]
     assert build_corpus(args) == 0
-    assert [name for name, _ in hub.calls] == ["whoami", "create_repo", "upload_folder"]
+    assert [name for name, _ in hub.calls] == ["whoami", "create_repo", "list_repo_files", "create_commit"]
     assert hub.calls[1][1] == {"repo_id": "team/rs-corpus", "repo_type": "dataset", "private": True, "exist_ok": True}
-    upload = hub.calls[2][1]
-    assert upload["delete_patterns"] == ["data/*.parquet"] and upload["repo_type"] == "dataset"
+    assert hub.calls[3][1]["repo_type"] == "dataset"
     first = sorted(hub.repos["team/rs-corpus"])
     shard = next(path for path in first if path.startswith("data/"))
     assert first == ["LICENSE.md", "README.md", "build_report.json", shard]
@@ -124,14 +94,16 @@ def test_corpus_push_then_repush_replaces_shards_with_a_relative_report(tmp_path
     second = sorted(hub.repos["team/rs-corpus"])
     new_shard = next(path for path in second if path.startswith("data/"))
     assert new_shard != shard and second == ["LICENSE.md", "README.md", "build_report.json", new_shard]
-    assert hub.calls[-2][1]["private"] is False
+    deleted = [op.path_in_repo for op in hub.calls[-1][1]["operations"] if isinstance(op, CommitOperationDelete)]
+    assert deleted == [shard] and hub.uploaded() == sorted(["LICENSE.md", "README.md", "build_report.json", new_shard])
+    assert hub.calls[-3][1]["private"] is False
     assert new_shard in hub.repos["team/rs-corpus"]["README.md"].decode()
 
 
 def test_remotecount_dry_run_needs_no_token_and_uploads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(publish, "get_token", lambda: None)
-    monkeypatch.setattr(publish, "HfApi", lambda: pytest.fail("a dry run must not create an HfApi"))
+    monkeypatch.setattr(rclip_hub, "get_token", lambda: None)
+    monkeypatch.setattr(rclip_hub, "HfApi", lambda: pytest.fail("a dry run must not create an HfApi"))
     root = write_dota(tmp_path / "dota", ["good.png"])
     caplog.set_level("INFO", logger="dataset_builders.publish")
     assert build_remotecount(["--dota", str(root), "--output", str(tmp_path / "rc"), "--push-to-hub", "me/rc",
@@ -197,8 +169,8 @@ def test_benchmarks_push_one_repo_per_benchmark(tmp_path: Path, hub: FakeHub, sh
 def test_push_refusals_are_one_line_before_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture, repo: str, whoami: FakeHub,
                                                     message: str) -> None:
-    monkeypatch.setattr(publish, "HfApi", lambda: whoami)
-    monkeypatch.setattr(publish, "get_token", lambda: "hf_fake")
+    monkeypatch.setattr(rclip_hub, "HfApi", lambda: whoami)
+    monkeypatch.setattr(rclip_hub, "get_token", lambda: "hf_fake")
     repo = repo.replace("{name}", "") if message.startswith("2 benchmarks") else repo
     args = ["--classification", f"rsscn7={tmp_path}", "--retrieval", f"rsitmd={DATA / 'captions'}",
             "--output", str(tmp_path / "out"), "--push-to-hub", repo]
@@ -210,7 +182,7 @@ def test_push_refusals_are_one_line_before_building(tmp_path: Path, monkeypatch:
 
 def test_push_without_token_fails_before_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(publish, "get_token", lambda: None)
+    monkeypatch.setattr(rclip_hub, "get_token", lambda: None)
     root = write_dota(tmp_path / "dota", ["good.png"])
     for main, args in ((build_corpus, ["--source", f"dota={root}"]), (build_remotecount, ["--dota", str(root)])):
         assert main(args + ["--output", str(tmp_path / "out"), "--push-to-hub", "me/x"]) == 2

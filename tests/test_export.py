@@ -93,21 +93,15 @@ def test_export_refuses_what_open_clip_cannot_build(tmp_path, capsys):
 
 def test_export_push_to_hub_publishes_with_the_push_rules(tmp_path, monkeypatch):
     """`export --push-to-hub` goes through the same plan as `rclip-hf push`: a card is written, the allow-list holds."""
-    calls = []
+    from fake_hub import FakeHub
 
-    class FakeApi:
-        def create_repo(self, **kwargs):
-            calls.append(("create_repo", kwargs))
-
-        def create_commit(self, **kwargs):
-            calls.append(("create_commit", kwargs))
-
-    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    api = FakeHub()
+    monkeypatch.setattr(hub, "HfApi", lambda: api)
+    monkeypatch.setattr(hub, "get_token", lambda: "hf_fake")
     folder = save_folder("vit", tmp_path / "model")
     assert cli.main(["export", str(folder), "--to", "open_clip", "--output", str(folder), "--push-to-hub",
                      "me/tiny"]) == 0
-    uploaded = [operation.path_in_repo for operation in calls[1][1]["operations"]]
-    assert uploaded == ["README.md", "config.json", "model.safetensors", "open_clip_config.json",
+    assert api.uploaded() == ["README.md", "config.json", "model.safetensors", "open_clip_config.json",
                         "open_clip_model.safetensors", "processor_config.json", "tokenizer.json",
                         "tokenizer_config.json"]
     card = (folder / "README.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fake_hub import FakeHub
 
 from rclip_hf import hub
 from rclip_hf.hub import PublishError, describe_plan, plan_upload, push
@@ -27,22 +28,6 @@ def make_folder(root: Path) -> Path:
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "model.safetensors").write_bytes(b"old")
     return folder
-
-
-class FakeApi:
-    """Records the calls `push` makes, and the bytes each upload operation would send."""
-
-    def __init__(self):
-        self.calls: list[tuple[str, dict]] = []
-        self.sent: dict[str, bytes] = {}
-
-    def create_repo(self, **kwargs):
-        self.calls.append(("create_repo", kwargs))
-
-    def create_commit(self, **kwargs):
-        self.calls.append(("create_commit", kwargs))
-        for operation in kwargs["operations"]:
-            self.sent[operation.path_in_repo] = Path(operation.path_or_fileobj).read_bytes()
 
 
 def test_plan_uploads_only_the_allow_list(tmp_path):
@@ -72,14 +57,14 @@ def test_dry_run_lists_files_skips_and_metadata_and_calls_nothing(tmp_path, monk
 
 def test_real_push_creates_repo_and_uploads_exactly_the_plan(tmp_path):
     folder = make_folder(tmp_path)
-    api = FakeApi()
+    api = FakeHub()
     plan = push(folder, "me/remoteclip", private=True, api=api)
-    assert [name for name, _ in api.calls] == ["create_repo", "create_commit"]
-    assert api.calls[0][1] == {"repo_id": "me/remoteclip", "repo_type": "model", "private": True, "exist_ok": True}
-    commit = api.calls[1][1]
+    assert [name for name, _ in api.calls] == ["whoami", "create_repo", "create_commit"]
+    assert api.calls[1][1] == {"repo_id": "me/remoteclip", "repo_type": "model", "private": True, "exist_ok": True}
+    commit = api.calls[2][1]
     assert commit["repo_id"] == "me/remoteclip" and commit["repo_type"] == "model"
     assert [operation.path_in_repo for operation in commit["operations"]] == PUBLISHED == plan.paths
-    assert api.sent["README.md"] == CARD.encode()
+    assert api.repos["me/remoteclip"]["README.md"] == CARD.encode()
 
 
 def test_dry_run_list_and_upload_are_one_list_even_for_pattern_like_names(tmp_path, monkeypatch, capsys):
@@ -91,13 +76,15 @@ def test_dry_run_list_and_upload_are_one_list_even_for_pattern_like_names(tmp_pa
     (folder / "plots" / "a.png.bak").write_bytes(b"not allowed")
     assert hub.main([str(folder), "--repo-id", "me/x", "--dry-run"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.split("skipped")[0].splitlines()[1:]]
-    api = FakeApi()
+    api = FakeHub()
     monkeypatch.setattr(hub, "HfApi", lambda: api)
+    monkeypatch.setattr(hub, "get_token", lambda: "hf_fake")
     assert hub.main([str(folder), "--repo_id", "me/x"]) == 0
-    uploaded = [operation.path_in_repo for operation in api.calls[1][1]["operations"]]
+    uploaded = api.uploaded()
     assert uploaded == listed == plan_upload(folder).paths
     assert {"plots/[ab].png", "plots/*.png", "plots/a.png"} <= set(uploaded) and "plots/a.png.bak" not in uploaded
-    assert api.sent["plots/[ab].png"] == b"brackets" and api.sent["plots/*.png"] == b"star"
+    sent = api.repos["me/x"]
+    assert sent["plots/[ab].png"] == b"brackets" and sent["plots/*.png"] == b"star"
 
 
 def test_symlinks_are_followed_only_inside_the_folder(tmp_path):
@@ -116,9 +103,10 @@ def test_symlinks_are_followed_only_inside_the_folder(tmp_path):
     skipped = dict(plan.skipped)
     assert skipped["results.json"] == "symlink to a file outside the folder (or to nothing): never uploaded"
     assert skipped["linked_plots"] == "symlinked folder: not followed, never uploaded"
-    api = FakeApi()
+    api = FakeHub()
     push(folder, "me/x", api=api)
-    assert b"token" not in api.sent.values() and api.sent["plots/copy.png"] == b"x" * 10
+    sent = api.repos["me/x"]
+    assert b"token" not in sent.values() and sent["plots/copy.png"] == b"x" * 10
 
 
 def test_remote_code_and_open_clip_files_are_on_the_allow_list(tmp_path):
@@ -169,3 +157,31 @@ def test_unpublishable_folder_is_refused(tmp_path, missing, message):
 def test_missing_folder_exit_code(tmp_path, capsys):
     assert hub.main([str(tmp_path / "nope"), "--repo-id", "me/x", "--dry-run"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("repo, api, token, message", [
+    ("someone/x", FakeHub(), "hf_fake", "--repo-id someone/x: me cannot write to 'someone' (writable: me, team)"),
+    ("me/x", FakeHub(role="read"), "hf_fake", "--repo-id me/x: the token is read-only; log in with a write token"),
+    ("me/x", FakeHub(), None, "--repo-id me/x: no Hugging Face token; run `hf auth login` or set HF_TOKEN"),
+])
+def test_push_checks_write_access_first_and_uploads_nothing(tmp_path, monkeypatch, capsys, repo, api, token,
+                                                           message):
+    api.orgs = (("team", "admin"), ("readers", "read"))
+    monkeypatch.setattr(hub, "HfApi", lambda: api)
+    monkeypatch.setattr(hub, "get_token", lambda: token)
+    assert hub.main([str(make_folder(tmp_path)), "--repo-id", repo]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1, err
+    assert [name for name, _ in api.calls if name != "whoami"] == []
+
+
+def test_convert_push_to_hub_checks_the_token_before_converting(tmp_path, monkeypatch, capsys):
+    from rclip_hf.convert import main as convert
+
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    monkeypatch.setattr(hub, "HfApi", lambda: pytest.fail("no token: no HfApi"))
+    output = tmp_path / "out"
+    assert convert(["--checkpoint", str(tmp_path / "missing.pt"), "--arch", "RN50", "--output", str(output),
+                    "--push-to-hub", "me/rn50"]) == 2
+    assert capsys.readouterr().err.startswith("error: --push-to-hub me/rn50: no Hugging Face token")
+    assert not output.exists()
