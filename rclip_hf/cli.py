@@ -129,7 +129,8 @@ class IndexOptions(ModelOptions):
     )
     commit_every: int = field(default=COMMIT_EVERY, metadata=_help("Commit progress every N embedded items"))
     commit_seconds: float = field(default=COMMIT_SECONDS, metadata=_help("... or every T seconds, whichever first"))
-    prune: bool = field(default=False, metadata=_help("Remove the items of image files that no longer exist"))
+    prune: bool = field(default=False, metadata=_help(
+        "Remove the items of image files that no longer exist (with --window: the windows of scenes not in --source)"))
     wait: bool = field(default=False, metadata=_help("Queue behind another build of the same index instead of failing"))
     verify: bool = field(default=False, metadata=_help("Only check the index's shards against its manifest"))
 
@@ -341,6 +342,9 @@ def _index_scenes(options: IndexOptions) -> int:
                             max_nodata=options.max_nodata)
     if options.num_processes < 1:
         raise ValueError(f"--num-processes {options.num_processes}: must be >= 1")
+    if options.id_column is not None:
+        raise ValueError(f"--id-column {options.id_column}: windows of dataset rows are named by the row number; "
+                         "leave --id-column out with --window")
     if options.num_processes > 1:
         model, processor = options.model, None  # each process loads it
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: each process on its own device
@@ -354,9 +358,12 @@ def _index_scenes(options: IndexOptions) -> int:
                                batch_size=options.batch_size, shard_size=options.shard_size,
                                num_processes=options.num_processes, device=options.device, faiss=options.faiss,
                                commit_every=options.commit_every, commit_seconds=options.commit_seconds,
-                               wait=options.wait)
+                               wait=options.wait, prune=options.prune, split=options.split,
+                               image_column=options.image_column)
     rows = [{"index": report.index, "scenes": report.scenes, "added": report.added,
              "already_indexed": report.already_indexed, "nodata_windows": report.nodata_windows,
+             "changed_scenes": report.changed_scenes, "pruned_windows": report.pruned,
+             "missing_scenes": report.missing_scenes,
              "total": report.total, "failed": len(report.failures), "processes": report.processes,
              "faiss": report.faiss, "failure_report": str(Path(report.index) / FAILURES_FILE)}]
     emit(rows, options.format, document=asdict(report))

@@ -27,6 +27,7 @@ read images through this module, so one file gives the same pixels everywhere. F
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import warnings
@@ -270,6 +271,33 @@ def as_rgb_image(image: Image.Image | str | Path) -> Image.Image:
     raise TypeError(f"expected a PIL image or a path, got {type(image).__name__}")
 
 
+def decode_dataset_image(encoded: dict[str, Any] | None) -> Image.Image:
+    """A Hugging Face dataset's undecoded image cell (`{"bytes", "path"}`) as 8-bit RGB by the module's rule."""
+    if not encoded or (encoded.get("bytes") is None and not encoded.get("path")):
+        raise ImageReadError("the row has no image (empty cell)")
+    if encoded.get("bytes") is not None:
+        try:
+            with Image.open(io.BytesIO(encoded["bytes"])) as image:
+                image.load()
+                return as_rgb_image(image)
+        except _PIL_ERRORS as error:
+            raise ImageReadError(f"cannot decode image bytes: {error}") from None
+    return load_image(encoded["path"])
+
+
+def dataset_image_size(encoded: dict[str, Any] | None) -> tuple[int, int]:
+    """(width, height) of a dataset's undecoded image cell, from the image's header only."""
+    if not encoded or (encoded.get("bytes") is None and not encoded.get("path")):
+        raise ImageReadError("the row has no image (empty cell)")
+    if encoded.get("bytes") is None:
+        return image_size(encoded["path"])
+    try:
+        with Image.open(io.BytesIO(encoded["bytes"])) as image:
+            return image.size
+    except _PIL_ERRORS as error:
+        raise ImageReadError(f"cannot decode image bytes: {error}") from None
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image file from its header only; ImageReadError naming the file when unreadable."""
     path = Path(path)
@@ -308,5 +336,5 @@ def _rasterio() -> Any:
 
 
 __all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "ImageTooLargeError", "RasterSource",
-           "as_rgb_image", "check_pixels", "image_files", "image_size", "load_image", "select_bands", "stretch_limits",
-           "to_rgb"]
+           "as_rgb_image", "check_pixels", "dataset_image_size", "decode_dataset_image", "image_files", "image_size",
+           "load_image", "select_bands", "stretch_limits", "to_rgb"]

@@ -37,7 +37,7 @@ from ..embeddings import class_embeddings, encode_images
 from ..images import Georeference, RasterSource
 from ..loading import resolve_model
 from .index import EmbeddingIndex
-from .windows import Scene, window_starts
+from .windows import Scene, open_scene, window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def heatmap_from_index(
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
     window_scores = (embeddings @ text_embeds.T).numpy()  # (n, Q)
     widths, heights = index.column("width"), index.column("height")
-    with Scene(scene) as source:
+    with open_scene(scene) as source:
         side = max(max(widths[position], heights[position]) for position in positions)
         columns, rows = sorted({left for left, _ in windows}), sorted({top for _, top in windows})
         steps = [b - a for starts in (columns, rows) for a, b in itertools.pairwise(starts)]

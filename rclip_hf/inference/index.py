@@ -128,6 +128,21 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=32)).hexdigest()
 
 
+def file_key(file: Path, old: ItemKey | None) -> tuple[ItemKey | None, str]:
+    """(key to store, "") for a file that is new or changed since its `old` key, (None, "") for one unchanged (same
+    size and mtime, or same digest), (None, reason) when it cannot be read."""
+    try:
+        stat = file.stat()
+        if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            return None, ""
+        digest = file_digest(file)
+    except OSError as error:
+        return None, f"{file}: cannot read file: {error.strerror or error}"
+    if old is not None and old.digest == digest:
+        return None, ""  # touched, same content
+    return ItemKey(stat.st_size, stat.st_mtime_ns, digest), ""
+
+
 class EmbeddingIndex:
     """An index folder: its manifest, shard-by-shard embeddings and item table, and search over them."""
 
@@ -521,4 +536,4 @@ def _now() -> str:
 
 __all__ = ["FAILURES_FILE", "FAISS_MIN_ITEMS", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "LOCK_FILE", "MANIFEST_FILE",
            "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
-           "atomic_write", "faiss_module", "file_digest", "index_lock", "new_shard_name", "shard_digests"]
+           "atomic_write", "faiss_module", "file_digest", "file_key", "index_lock", "new_shard_name", "shard_digests"]

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from ..images import load_image
-from .windows import PixelWindow, Scene
+from .windows import PixelWindow, open_scene
 
 #: Longer side of the scene overviews and of the thumbnails, in pixels.
 OVERVIEW_SIZE = 768
@@ -74,7 +74,7 @@ def _query_section(query: str, hits: Sequence[dict[str, Any]]) -> str:
 
 
 def _overview(scene_path: str, hits: Sequence[dict[str, Any]]) -> str:
-    with Scene(scene_path) as scene:
+    with open_scene(scene_path) as scene:
         image = scene.overview(OVERVIEW_SIZE)
         scale = image.width / scene.width
         size = f"{scene.width}&times;{scene.height} px" + (f", {html.escape(scene.crs.to_string())}"
@@ -93,7 +93,7 @@ def _overview(scene_path: str, hits: Sequence[dict[str, Any]]) -> str:
 
 def _thumbnail(hit: dict[str, Any]) -> Image.Image:
     if hit.get("left") is not None:
-        with Scene(hit["path"]) as scene:
+        with open_scene(hit["path"]) as scene:
             return scene.read_window(PixelWindow(hit["left"], hit["top"], hit["width"], hit["height"]),
                                      THUMBNAIL_SIZE)
     try:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import encode_images
+from ..errors import UserError
 from ..images import IMAGE_SUFFIXES, image_files
 from ..loading import resolve_model
 from . import geo
@@ -46,18 +47,31 @@ from .index import (
     FAILURES_FILE,
     MANIFEST_FILE,
     EmbeddingIndex,
+    ItemKey,
     atomic_write,
+    file_key,
     index_lock,
     new_shard_name,
     shard_digests,
 )
-from .search import COMMIT_EVERY, COMMIT_SECONDS, BuildReport, build_faiss_if_wanted
-from .windows import MAX_NODATA_FRACTION, PixelWindow, Scene, SceneWindow
+from .search import COMMIT_EVERY, COMMIT_SECONDS, BuildReport, build_faiss_if_wanted, is_dataset_folder
+from .windows import (
+    MAX_NODATA_FRACTION,
+    PixelWindow,
+    Scene,
+    SceneWindow,
+    dataset_row_scene,
+    dataset_rows,
+    open_scene,
+    parse_dataset_row,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Folder of an index holding the part indexes of the processes of a many-process build.
 PARTS_DIR = "parts"
+#: Window options that fix the windows of a scene: an index holds windows of one setting of them.
+GEOMETRY_OPTIONS = ("window", "stride", "window_metres", "stride_metres", "bands")
 
 
 @dataclass(frozen=True)
@@ -84,21 +98,33 @@ class WindowOptions:
 
 @dataclass
 class SceneBuildReport(BuildReport):
-    """A build report with the windows skipped as mostly nodata, the scenes seen and the processes used."""
+    """A build report with the windows skipped as mostly nodata, the scenes seen and the processes used. `added`
+    counts the windows embedded; `changed`, `pruned` and `missing` count windows of the index (of scenes whose file
+    changed, dropped to be embedded again; of scenes gone from the sources, removed with `prune` or kept), and
+    `changed_scenes`, `pruned_scenes` and `missing_scenes` their scenes."""
 
     nodata_windows: int = 0
     scenes: int = 0
     processes: int = 1
+    changed_scenes: int = 0
+    pruned_scenes: int = 0
+    missing_scenes: int = 0
 
 
-def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None) -> list[Path]:
-    """The raster files of `sources` (files, and folders scanned recursively, sorted), without those in `exclude`."""
+def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None, split: str = "train",
+                image_column: str = "image") -> list[Path | str]:
+    """The scenes of `sources`: raster files (files, and folders scanned recursively, sorted, without those in
+    `exclude`), and the rows of dataset folders (their `split`, images in `image_column`) as `dataset_row_scene`
+    names."""
     excluded = Path(exclude).resolve() if exclude is not None else None
-    files: list[Path] = []
+    files: list[Path | str] = []
     for source in sources:
         path = Path(source)
         if path.is_file():
             files.append(path)
+        elif path.is_dir() and is_dataset_folder(path, excluded):
+            files.extend(dataset_row_scene(source, split, image_column, row)
+                         for row in range(len(dataset_rows(str(source), split, image_column))))
         elif path.is_dir():
             found = [file for file in image_files(path)
                      if excluded is None or excluded not in file.resolve().parents]
@@ -153,22 +179,27 @@ def build_scene_index(
     commit_every: int = COMMIT_EVERY,
     commit_seconds: float = COMMIT_SECONDS,
     wait: bool = False,
+    prune: bool = False,
+    split: str = "train",
+    image_column: str = "image",
 ) -> SceneBuildReport:
-    """Embed every window of the scenes of `sources` into the index at `output` (resumed when it exists), on
-    `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring). The first
-    process holds the index's lock (`wait`: queue behind another build, else `IndexBusyError`)."""
-    files = scene_files(sources, exclude=output)
+    """Embed every window of the scenes of `sources` (raster files, folders of them, dataset folders: `split`,
+    `image_column`) into the index at `output` (resumed when it exists), on `num_processes` processes, or on the
+    processes of an `accelerate launch` (see the module docstring). The first process holds the index's lock
+    (`wait`: queue behind another build, else `IndexBusyError`), re-embeds the scenes whose file changed and, with
+    `prune`, removes the windows of scenes that are not in `sources` any more."""
+    files = scene_files(sources, exclude=output, split=split, image_column=image_column)
     rank, world = _launched_rank()
     with index_lock(output, wait=wait) if rank == 0 else contextlib.nullcontext():
         return _build_scene_index(sources, files, output, model, processor, options, batch_size, shard_size,
-                                  num_processes, device, faiss, (commit_every, commit_seconds), rank, world)
+                                  num_processes, device, faiss, (commit_every, commit_seconds), rank, world, prune)
 
 
 def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output: str | Path,
                        model: CLIPModel | str | Path, processor: ProcessorMixin | None, options: WindowOptions,
                        batch_size: int, shard_size: int, num_processes: int, device: str | None,
                        faiss: Literal["auto", "yes", "no"], commits: tuple[int, float], rank: int,
-                       world: int) -> SceneBuildReport:
+                       world: int, prune: bool = False) -> SceneBuildReport:
     """`build_scene_index` once its lock is held (by the first process)."""
     if num_processes > 1 and world > 1:
         raise ValueError("--num-processes spawns processes itself: do not combine it with accelerate launch")
@@ -177,6 +208,8 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
         model, processor = resolve_model(model, processor)
         index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)))
         _record_options(index, options)
+        merge_parts(output)  # the parts of a killed many-process build join the index before scenes are compared
+        sync = _sync_scenes(EmbeddingIndex.open(output), files, prune, shard_size)
     if num_processes > 1:
         if model_ref is None:
             raise ValueError("num_processes > 1 needs the model as a folder or Hub id (each process loads it)")
@@ -214,7 +247,9 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
                             already_indexed=sum(part.already_indexed for part in parts), total=len(index),
                             failures=failures, faiss=index.faiss_is_current(),
                             nodata_windows=sum(part.nodata_windows for part in parts), scenes=len(files),
-                            processes=max(num_processes, world))
+                            processes=max(num_processes, world), changed=sync.changed, pruned=sync.pruned,
+                            missing=sync.missing, changed_scenes=sync.changed_scenes,
+                            pruned_scenes=sync.pruned_scenes, missing_scenes=sync.missing_scenes)
 
 
 def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, processor: ProcessorMixin,
@@ -227,6 +262,7 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
     main.check_model(model)
     index = main if world == 1 else EmbeddingIndex.open_or_create(_part_dir(output, rank, world), model)
     done = set(main.ids()) | set(index.ids()) | _ids_in_parts(output)
+    keys = main.manifest.get("scenes", {})
     report = SceneBuildReport(index=str(index.directory), added=0, already_indexed=0, total=0, scenes=len(files))
     batch: list[tuple[Scene, SceneWindow]] = []
     commit_every, commit_seconds = commits
@@ -239,7 +275,9 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
         embeddings = encode_images(model, processor, [item.image for _, item in batch], batch_size=len(batch),
                                    show_progress=False)  # (n, D)
         index.add([window_id(item.scene, item.window) for _, item in batch], [item.scene for _, item in batch],
-                  [-1] * len(batch), embeddings, extra=[window_record(scene, item.window) for scene, item in batch])
+                  [_row(item.scene) for _, item in batch], embeddings,
+                  keys=[ItemKey(**keys.get(item.scene, {})) for _, item in batch],
+                  extra=[window_record(scene, item.window) for scene, item in batch])
         report.added += len(batch)
         batch.clear()
         if (index.queued >= min(commit_every, shard_size)
@@ -281,7 +319,7 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
     row = 0
     for path in files:
         try:
-            scene = Scene(path, options.bands)
+            scene = open_scene(path, options.bands)
         except (OSError, ValueError) as error:
             report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
             logger.warning("skipped scene %s: %s", path, error)
@@ -303,18 +341,104 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
                 row += 1
 
 
+def _row(scene: str) -> int:
+    """The dataset row of a dataset-row scene; -1 for a file."""
+    parsed = parse_dataset_row(scene)
+    return -1 if parsed is None else parsed[3]
+
+
 def _window(scene: Scene, left: int, top: int, side: int) -> PixelWindow:
     return PixelWindow(left, top, min(side, scene.width - left), min(side, scene.height - top))
 
 
 def _record_options(index: EmbeddingIndex, options: WindowOptions) -> None:
+    """Record the window options in the manifest; refuse options that cut scenes otherwise than the windows the
+    index holds (`GEOMETRY_OPTIONS`), naming the flag."""
     previous = index.manifest.get("windows")
     current = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(options).items()}
-    if previous is not None and previous != current:
-        logger.warning("the index at %s was built with windows %s; adding windows %s", index.directory, previous,
-                       current)
+    if previous is not None and len(index) > 0:
+        before, now = _geometry(previous), _geometry(current)
+        for name in GEOMETRY_OPTIONS:
+            if before[name] != now[name]:
+                flag = f"--{name.replace('_', '-')}"
+                raise UserError(f"{flag} {_flag_value(now[name])}",
+                                f"the index at {index.directory} holds windows made with {flag} "
+                                f"{_flag_value(before[name])}, and windows of different settings are not mixed",
+                                f"give {flag} {_flag_value(before[name])}, or build into a new --output folder")
     index.manifest["windows"] = current
     index._write_manifest()
+
+
+def _geometry(options: dict[str, Any]) -> dict[str, Any]:
+    """The `GEOMETRY_OPTIONS` of recorded window options, strides defaulted to the window as the build does."""
+    geometry = {name: options.get(name) for name in GEOMETRY_OPTIONS}
+    if geometry["window_metres"] is None:
+        geometry["stride"] = geometry["stride"] or geometry["window"]
+        geometry["stride_metres"] = None
+    else:
+        geometry["window"] = geometry["stride"] = None
+        geometry["stride_metres"] = geometry["stride_metres"] or geometry["window_metres"]
+    geometry["bands"] = list(geometry["bands"]) if geometry["bands"] else None
+    return geometry
+
+
+def _flag_value(value: Any) -> str:
+    if value is None:
+        return "(not given)"
+    return ",".join(map(str, value)) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class _SceneSync:
+    """What comparing the sources with the index did (see `SceneBuildReport`)."""
+
+    changed: int = 0
+    changed_scenes: int = 0
+    pruned: int = 0
+    pruned_scenes: int = 0
+    missing: int = 0
+    missing_scenes: int = 0
+
+
+def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, shard_size: int) -> _SceneSync:
+    """Key the scene files of `files` by size, mtime and BLAKE2b digest (the manifest's `scenes`), as image files
+    are keyed; drop the windows of scenes whose file changed (the build re-embeds them), and with `prune` those of
+    scenes not in `files`, in one commit."""
+    windows_of: dict[str, list[str]] = {}
+    for item_id, path in zip(index.ids(), index.column("path")):
+        windows_of.setdefault(path, []).append(item_id)
+    recorded: dict[str, dict[str, Any]] = dict(index.manifest.get("scenes", {}))
+    sync, remove = _SceneSync(), set()
+    for file in files:
+        if isinstance(file, str):  # a dataset row: keyed by its name alone, as dataset rows of image indexes
+            continue
+        name = str(file)
+        old = ItemKey(**recorded[name]) if name in recorded else ItemKey() if name in windows_of else None
+        key, _ = file_key(file, old)  # an unreadable file is reported when it is opened
+        if key is None:
+            continue
+        recorded[name] = asdict(key)
+        if name in windows_of:
+            sync.changed_scenes += 1
+            sync.changed += len(windows_of[name])
+            remove.update(windows_of[name])
+    listed = {str(file) for file in files}
+    gone = sorted(set(windows_of) - listed)
+    if gone and prune:
+        sync.pruned_scenes, sync.pruned = len(gone), sum(len(windows_of[scene]) for scene in gone)
+        remove.update(item_id for scene in gone for item_id in windows_of[scene])
+        for scene in gone:
+            recorded.pop(scene, None)
+        logger.info("removed %d window(s) of %d scene(s) no longer in the sources", sync.pruned, len(gone))
+    elif gone:
+        sync.missing_scenes, sync.missing = len(gone), sum(len(windows_of[scene]) for scene in gone)
+        logger.warning("%d indexed scene(s) are not in the sources (e.g. %s): pass --prune to remove their windows",
+                       len(gone), gone[0])
+    index.manifest["scenes"] = recorded
+    index.commit(shard_size, remove=remove)  # the new keys and the removals in one manifest update
+    if not remove:
+        index._write_manifest()
+    return sync
 
 
 def launched_state() -> Any:

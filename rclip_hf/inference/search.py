@@ -6,7 +6,6 @@ reads the sources, embeds them with the model and turns hits into `{"rank", "id"
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import batched, encode_images, encode_texts
-from ..images import ImageReadError, as_rgb_image, image_files, load_image
+from ..images import as_rgb_image, decode_dataset_image, image_files, load_image
 from ..loading import resolve_model
 from .index import (
     FAILURES_FILE,
@@ -36,7 +35,7 @@ from .index import (
     ItemKey,
     atomic_write,
     faiss_module,
-    file_digest,
+    file_key,
     index_lock,
 )
 
@@ -291,7 +290,7 @@ def _source_items(source: Any, split: str, image_column: str, id_column: str | N
         if path.is_file():
             raise ValueError(f"index source {path} is a file; give an image folder or a dataset folder")
         inside_index = _index_folder_test(path, output)
-        if any(not inside_index(file) for pattern in ("*.parquet", "*.arrow") for file in path.rglob(pattern)):
+        if is_dataset_folder(path, output):
             import datasets
 
             dataset = datasets.load_dataset(str(path), split=split)
@@ -305,11 +304,19 @@ def _source_items(source: Any, split: str, image_column: str, id_column: str | N
     return (*_dataset_items(source, name, image_column, id_column), None)
 
 
-def _index_folder_test(source: Path, output: Path) -> Callable[[Path], bool]:
+def is_dataset_folder(folder: Path, output: Path | None = None) -> bool:
+    """Whether `folder` holds a Hugging Face dataset (Parquet or Arrow files outside index folders, `output` among
+    them) rather than image files."""
+    inside_index = _index_folder_test(folder, output)
+    return any(not inside_index(file) for pattern in ("*.parquet", "*.arrow") for file in folder.rglob(pattern))
+
+
+def _index_folder_test(source: Path, output: Path | None) -> Callable[[Path], bool]:
     """Whether a file under `source` lies in an index folder: `output` or any folder with an index manifest."""
     roots = []
-    resolved_source, resolved_output = source.resolve(), output.resolve()
-    if resolved_output.is_relative_to(resolved_source):
+    resolved_source = source.resolve()
+    resolved_output = output.resolve() if output is not None else None
+    if resolved_output is not None and resolved_output.is_relative_to(resolved_source):
         roots.append(resolved_output.relative_to(resolved_source).parts)
     for manifest in source.rglob(MANIFEST_FILE):
         try:
@@ -331,16 +338,7 @@ def _new_key(item: _Item, old: ItemKey | None) -> tuple[ItemKey | None, str]:
     its file cannot be read."""
     if item.file is None:
         return (ItemKey() if old is None else None), ""
-    try:
-        stat = item.file.stat()
-        if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            return None, ""
-        digest = file_digest(item.file)
-    except OSError as error:
-        return None, f"{item.path}: cannot read file: {error.strerror or error}"
-    if old is not None and old.digest == digest:
-        return None, ""  # touched, same content
-    return ItemKey(stat.st_size, stat.st_mtime_ns, digest), ""
+    return file_key(item.file, old)
 
 
 def _dataset_items(dataset: Any, name: str, image_column: str,
@@ -363,22 +361,9 @@ def _dataset_items(dataset: Any, name: str, image_column: str,
             seen.add(item_id)
             encoded = example[image_column]
             yield _Item(id=item_id, path=(encoded or {}).get("path") or "", row=row,
-                        load=lambda encoded=encoded: _decode_dataset_image(encoded))
+                        load=lambda encoded=encoded: decode_dataset_image(encoded))
 
     return items(), len(dataset), name
-
-
-def _decode_dataset_image(encoded: dict[str, Any] | None) -> Image.Image:
-    if not encoded or (encoded.get("bytes") is None and not encoded.get("path")):
-        raise ImageReadError("the row has no image (empty cell)")
-    if encoded.get("bytes") is not None:
-        try:
-            with Image.open(io.BytesIO(encoded["bytes"])) as image:
-                image.load()
-                return as_rgb_image(image)
-        except (OSError, ValueError, SyntaxError) as error:
-            raise ImageReadError(f"cannot decode image bytes: {error}") from None
-    return load_image(encoded["path"])
 
 
 def _try_load(item: _Item) -> tuple[Image.Image | None, str]:
@@ -389,4 +374,4 @@ def _try_load(item: _Item) -> tuple[Image.Image | None, str]:
 
 
 __all__ = ["COMMIT_EVERY", "COMMIT_SECONDS", "BuildReport", "Examples", "build_faiss_if_wanted", "build_index",
-           "encode_queries", "example_query", "search", "verify_index"]
+           "encode_queries", "example_query", "is_dataset_folder", "search", "verify_index"]

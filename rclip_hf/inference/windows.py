@@ -21,21 +21,34 @@ nodata value of data that is not 8-bit, as the image rule reads it) is skipped a
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..images import STRETCH_SAMPLE_SIZE, ImageReadError, load_image, select_bands, stretch_limits, to_rgb
+from ..images import (
+    STRETCH_SAMPLE_SIZE,
+    ImageReadError,
+    dataset_image_size,
+    decode_dataset_image,
+    load_image,
+    select_bands,
+    stretch_limits,
+    to_rgb,
+)
 
 #: A window is skipped when more than this share of its pixels is nodata (by default).
 MAX_NODATA_FRACTION = 0.5
 #: GDAL's block cache while scenes are read (MiB): enough for a strip of PNG scanlines, small next to the batch.
 GDAL_CACHE_MB = 64
+#: A scene that is one row of a Hugging Face dataset folder: `<folder>?split=<split>&image=<column>&row=<n>`.
+_DATASET_ROW = re.compile(r"^(?P<source>.+)\?split=(?P<split>[^&?]+)&image=(?P<column>[^&?]+)&row=(?P<row>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -233,6 +246,71 @@ class Scene:
         self.close()
 
 
+class DatasetRowScene(Scene):
+    """The image of one row of a Hugging Face dataset folder as a scene (`dataset_row_scene` names it): its size
+    from the image's header, its pixels decoded by the package's image rule at the first read; no CRS."""
+
+    def __init__(self, path: str, bands: Sequence[int] | None = None):
+        parsed = parse_dataset_row(path)
+        if parsed is None:
+            raise ValueError(f"{path} does not name a dataset row (<folder>?split=S&image=COLUMN&row=N)")
+        source, split, column, row = parsed
+        if bands is not None:
+            raise ValueError(f"--bands: {path} is a dataset row, read as RGB by the image rule; leave --bands out "
+                             "for dataset sources")
+        rows = dataset_rows(source, split, column)
+        if row >= len(rows):
+            raise ValueError(f"{path}: the dataset has {len(rows)} rows in split {split!r}")
+        self.path = path
+        self._encoded = rows[row][column]
+        self.width, self.height = dataset_image_size(self._encoded)
+        self.bands, self._palette, self._limits = [1, 2, 3], None, None
+        self.crs = self.transform = None
+        self._has_mask = self._masks_pixels = False
+        self._decoded = None
+
+    def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+        if self._decoded is None:
+            self._decoded = np.asarray(decode_dataset_image(self._encoded)).transpose(2, 0, 1)  # (3, H, W)
+        return _crop(self._decoded, window, out_shape)
+
+    def close(self) -> None:
+        """Drop the decoded pixels."""
+        self._decoded = None
+
+
+def dataset_row_scene(source: str | Path, split: str, column: str, row: int) -> str:
+    """The scene name of row `row` of the dataset folder `source` (its `split`, images in `column`)."""
+    return f"{source}?split={split}&image={column}&row={row}"
+
+
+def parse_dataset_row(scene: str) -> tuple[str, str, str, int] | None:
+    """(folder, split, image column, row) of a dataset-row scene name; None for a file."""
+    match = _DATASET_ROW.match(scene)
+    return None if match is None else (match["source"], match["split"], match["column"], int(match["row"]))
+
+
+@lru_cache(maxsize=4)
+def dataset_rows(source: str, split: str, column: str) -> Any:
+    """The `split` of the dataset folder `source`, only its image `column`, undecoded (`{"bytes", "path"}` cells):
+    rows are decoded one at a time."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(source, split=split)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"dataset {source}: {error}") from None
+    if column not in dataset.column_names:
+        raise ValueError(f"dataset {source} has no column {column!r} (columns: {', '.join(dataset.column_names)}): "
+                         "give --image-column")
+    return dataset.select_columns([column]).cast_column(column, datasets.Image(decode=False))
+
+
+def open_scene(path: str | Path, bands: Sequence[int] | None = None) -> Scene:
+    """A scene opened for window reads: a dataset row (`dataset_row_scene`) or a raster file."""
+    return DatasetRowScene(str(path), bands) if parse_dataset_row(str(path)) else Scene(path, bands)
+
+
 def _palette(dataset: Any, bands: Sequence[int]) -> np.ndarray | None:
     """A (256, 3) uint8 lookup table when the one selected band is a palette band, else None."""
     if len(bands) != 1 or getattr(dataset.colorinterp[bands[0] - 1], "name", "") != "palette":
@@ -279,7 +357,7 @@ def scene_windows(path: str | Path, window: int | None, stride: int | None = Non
                   bands: Sequence[int] | None = None, max_nodata: float = MAX_NODATA_FRACTION,
                   counts: WindowCounts | None = None) -> Iterator[SceneWindow]:
     """Every window of the scene at `path`, row by row (see the module docstring); `counts` is updated as it goes."""
-    with Scene(path, bands) as scene:
+    with open_scene(path, bands) as scene:
         side = scene.window_size(window, window_metres)
         step = stride if window_metres is None else (scene.window_size(None, stride_metres) if stride_metres else None)
         lefts, tops = scene.grid(side, step or side)
@@ -291,5 +369,6 @@ def scene_windows(path: str | Path, window: int | None, stride: int | None = Non
             yield from windows
 
 
-__all__ = ["GDAL_CACHE_MB", "MAX_NODATA_FRACTION", "PixelWindow", "Scene", "SceneWindow", "WindowCounts",
-           "parse_bands", "scene_windows", "window_starts"]
+__all__ = ["GDAL_CACHE_MB", "MAX_NODATA_FRACTION", "DatasetRowScene", "PixelWindow", "Scene", "SceneWindow",
+           "WindowCounts", "dataset_row_scene", "dataset_rows", "open_scene", "parse_bands", "parse_dataset_row",
+           "scene_windows", "window_starts"]
