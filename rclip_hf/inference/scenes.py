@@ -358,13 +358,15 @@ def _record_options(index: EmbeddingIndex, options: WindowOptions) -> None:
     current = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(options).items()}
     if previous is not None and len(index) > 0:
         before, now = _geometry(previous), _geometry(current)
-        for name in GEOMETRY_OPTIONS:
-            if before[name] != now[name]:
-                flag = f"--{name.replace('_', '-')}"
-                raise UserError(f"{flag} {_flag_value(now[name])}",
-                                f"the index at {index.directory} holds windows made with {flag} "
-                                f"{_flag_value(before[name])}, and windows of different settings are not mixed",
-                                f"give {flag} {_flag_value(before[name])}, or build into a new --output folder")
+        differing = sorted((name for name in GEOMETRY_OPTIONS if before[name] != now[name]),
+                           key=lambda name: now[name] is None)  # name a flag given now first
+        if differing:
+            name = differing[0]
+            flag = f"--{name.replace('_', '-')}"
+            raise UserError(f"{flag} {_flag_value(now[name])}",
+                            f"the index at {index.directory} holds windows made with {flag} "
+                            f"{_flag_value(before[name])}, and windows of different settings are not mixed",
+                            f"give {flag} {_flag_value(before[name])}, or build into a new --output folder")
     index.manifest["windows"] = current
     index._write_manifest()
 
