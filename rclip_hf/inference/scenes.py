@@ -415,12 +415,12 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
         if isinstance(file, str):  # a dataset row: keyed by its name alone, as dataset rows of image indexes
             continue
         name = str(file)
-        old = ItemKey(**recorded[name]) if name in recorded else ItemKey() if name in windows_of else None
+        old = ItemKey(**recorded[name]) if name in recorded else None
         key, _ = file_key(file, old)  # an unreadable file is reported when it is opened
         if key is None:
             continue
         recorded[name] = asdict(key)
-        if name in windows_of:
+        if old is not None and name in windows_of:  # windows without a recorded key (older indexes) are kept
             sync.changed_scenes += 1
             sync.changed += len(windows_of[name])
             remove.update(windows_of[name])
