@@ -1,8 +1,10 @@
 """Search inside large scenes: an embedding index of the windows of rasters, with where each window lies.
 
-`build_scene_index` cuts every scene (GeoTIFF/COG, PNG, JPEG; files or folders) into windows (`windows.py`) and
-embeds them into an `EmbeddingIndex`. Each item is one window; besides `id` (`<scene>#<left>,<top>,<width>,<height>`),
-`path` (the scene) and `row` (-1), its item-table row holds:
+`build_scene_index` cuts every scene (GeoTIFF/COG, PNG, JPEG; files or folders; the rows of dataset folders) into
+windows (`windows.py`) and embeds them into an `EmbeddingIndex`. Each item is one window; besides `id`
+(`<scene>#<left>,<top>,<width>,<height>`), `path` (the scene: a file, or `<folder>?split=S&image=C&row=N` for a
+dataset row), `row` (the dataset row, -1 for files) and the scene file's key (`size`, `mtime_ns`, `digest`), its
+item-table row holds:
 
 - `left`, `top`, `width`, `height`: the pixel window (clipped to the scene);
 - `crs`: the scene's CRS (`EPSG:n` or WKT), null when the scene is not georeferenced;
@@ -10,7 +12,9 @@ embeds them into an `EmbeddingIndex`. Each item is one window; besides `id` (`<s
 - `geometry`: WKB Polygon of the window in longitude/latitude (EPSG:4326), and `bbox` its extent (GeoParquet 1.1
   covering), so each shard's table is GeoParquet that geopandas, QGIS and DuckDB read as it is.
 
-The manifest's `scenes` maps each scene to its size, CRS and transform, and `windows` records the window options.
+The manifest's `scenes` maps each scene file to its key (size, mtime, BLAKE2b digest), and `windows` records the
+window options. A re-run embeds again the windows of a scene whose file changed (by the rule of image files), with
+`prune` removes those of scenes no longer in the sources, and refuses other window options than the index's.
 
 Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`): the rows of windows of all
 scenes, in order, go to process `row % N`; each process writes its own part index under `parts/` (a kill loses at

@@ -7,6 +7,10 @@ by Pillow (as the training images are), and only larger ones by GDAL's scanline 
 windows of a scene are read one row of windows at a time: one read of a `scene width x window height` strip, cut into
 windows, so memory is bounded by one strip plus the batch of windows, whatever the scene's height.
 
+A row of a Hugging Face dataset folder is a scene too (`DatasetRowScene`, named by `dataset_row_scene`): its size
+comes from the image's header, and its image is decoded whole by the image rule at the first read, one row at a time;
+it has no CRS and no nodata.
+
 Window geometry, per scene: square windows of `window` px (or `window_metres` / the scene's ground sample distance)
 at left edges 0, s, 2s, ... along each axis (`s` = stride), plus one aligned with the far edge, so the scene is
 covered (the heat maps' tiling). Along an axis shorter than the window there is one window, the whole axis; such a
