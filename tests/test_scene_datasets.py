@@ -186,3 +186,17 @@ def test_dataset_bad_input(dataset_folder: Path, tmp_path: Path, tiny_model_dir:
                                options=WindowOptions(window=256, bands=(1, 2, 3)))
     assert report.added == 0 and len(report.failures) == 3
     assert "--bands: " in report.failures[0]["reason"] and "is a dataset row" in report.failures[0]["reason"]
+
+
+def test_rows_gone_from_a_dataset_are_pruned(dataset_folder: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    build_scene_index([dataset_folder], tmp_path / "index", model, processor, options=WindowOptions(window=256))
+    parquet = dataset_folder / "data" / "train-00000.parquet"
+    pq.write_table(pq.read_table(parquet).slice(0, 2), parquet)  # the 200 x 150 row 2 is gone
+    kept = build_scene_index([dataset_folder], tmp_path / "index", model, processor, options=WindowOptions(window=256))
+    assert (kept.scenes, kept.added, kept.missing_scenes, kept.missing, kept.total) == (2, 0, 1, 1, 26)
+    pruned = build_scene_index([dataset_folder], tmp_path / "index", model, processor,
+                               options=WindowOptions(window=256), prune=True)
+    assert (pruned.added, pruned.pruned_scenes, pruned.pruned, pruned.total) == (0, 1, 1, 25)
+    ids = EmbeddingIndex.open(tmp_path / "index").ids()
+    assert set(ids) == {item_id for item_id in _expected_windows(dataset_folder) if "&row=2#" not in item_id}

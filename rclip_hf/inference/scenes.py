@@ -128,7 +128,7 @@ def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None
             files.append(path)
         elif path.is_dir() and is_dataset_folder(path, excluded):
             files.extend(dataset_row_scene(source, split, image_column, row)
-                         for row in range(len(dataset_rows(str(source), split, image_column))))
+                         for row in range(len(dataset_rows(str(source), split, image_column, check=True))))
         elif path.is_dir():
             found = [file for file in image_files(path)
                      if excluded is None or excluded not in file.resolve().parents]

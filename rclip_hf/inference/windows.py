@@ -29,7 +29,6 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -294,10 +293,27 @@ def parse_dataset_row(scene: str) -> tuple[str, str, str, int] | None:
     return None if match is None else (match["source"], match["split"], match["column"], int(match["row"]))
 
 
-@lru_cache(maxsize=4)
-def dataset_rows(source: str, split: str, column: str) -> Any:
+def dataset_rows(source: str, split: str, column: str, check: bool = False) -> Any:
     """The `split` of the dataset folder `source`, only its image `column`, undecoded (`{"bytes", "path"}` cells):
-    rows are decoded one at a time."""
+    rows are decoded one at a time. Loaded once per process; `check`: loaded again when the folder's files changed."""
+    key = (source, split, column)
+    if key in _LOADED and not check:
+        return _LOADED[key][1]
+    stamp = tuple((str(file), file.stat().st_size, file.stat().st_mtime_ns)
+                  for file in sorted(Path(source).rglob("*")) if file.is_file())
+    if key not in _LOADED or _LOADED[key][0] != stamp:
+        _LOADED.pop(key, None)
+        while len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = stamp, _load_dataset_rows(source, split, column)
+    return _LOADED[key][1]
+
+
+#: Datasets loaded by `dataset_rows`: (folder, split, column) -> (the folder's file stamps, the dataset).
+_LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def _load_dataset_rows(source: str, split: str, column: str) -> Any:
     import datasets
 
     try:
