@@ -13,6 +13,7 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 from test_scene_cli import CHROMIUM
 
@@ -200,3 +201,17 @@ def test_rows_gone_from_a_dataset_are_pruned(dataset_folder: Path, tmp_path: Pat
     assert (pruned.added, pruned.pruned_scenes, pruned.pruned, pruned.total) == (0, 1, 1, 25)
     ids = EmbeddingIndex.open(tmp_path / "index").ids()
     assert set(ids) == {item_id for item_id in _expected_windows(dataset_folder) if "&row=2#" not in item_id}
+
+
+@pytest.mark.slow
+def test_two_spawned_processes_index_dataset_rows_like_one(dataset_folder: Path, tmp_path: Path,
+                                                          tiny_model_dir: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    one = build_scene_index([dataset_folder], tmp_path / "one", model, processor, options=WindowOptions(window=256))
+    two = build_scene_index([dataset_folder], tmp_path / "two", tiny_model_dir, options=WindowOptions(window=256),
+                            num_processes=2)
+    assert (two.processes, two.added, two.total) == (2, one.added, 26)
+    ids = EmbeddingIndex.open(tmp_path / "one").ids()
+    assert sorted(EmbeddingIndex.open(tmp_path / "two").ids()) == sorted(ids)
+    torch.testing.assert_close(EmbeddingIndex.open(tmp_path / "two").embeddings_of(ids),
+                               EmbeddingIndex.open(tmp_path / "one").embeddings_of(ids), atol=1e-5, rtol=0)
