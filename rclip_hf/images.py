@@ -17,11 +17,12 @@ read images through this module, so one file gives the same pixels everywhere. F
 - **Alpha** is dropped without compositing, as open_clip's `_convert_to_rgb` (`Image.convert("RGB")`) drops it.
   Palette, CMYK, YCbCr, 1-bit and grey images go through `Image.convert("RGB")`.
 - **Readers.** `.tif`/`.tiff` files are read with rasterio (window by window, with georeference) when it is
-  installed (`pip install rclip-hf[geo]`), everything else with Pillow.
+  installed (`pip install rclip-hf[geo]`), everything else with Pillow. Search and heat maps read scenes of any
+  format by rows of windows through `inference/windows.py`'s `Scene`, which applies this same rule (tested equal).
 - **Huge scenes.** One pixel limit for every reader, Pillow's `PIL.Image.MAX_IMAGE_PIXELS` (default 89,478,485;
   the CLI's `--max-pixels` sets it): an image over it is refused with `ImageTooLargeError`, naming its size, the
-  limit and `--max-pixels`, unless it is opened for windows (`RasterSource(path, windowed=True)`, as `heatmap`
-  does): a (Geo)TIFF is then read window by window (memory bounded by a window and the stretch's decimated
+  limit and `--max-pixels`, unless it is opened for windows (`RasterSource(path, windowed=True)`, as the dataset
+  builders' crops of large scenes are): a (Geo)TIFF is then read window by window (memory bounded by a window and the stretch's decimated
   sample), a PNG/JPEG is decoded whole. `image_size` reads headers only and never refuses a size.
 """
 

@@ -61,6 +61,16 @@ def test_window_scores_equal_the_models_scores_of_the_crops(tiny_model, shared_d
     assert not any(key.startswith("geotiff") for key in result.files)
 
 
+def test_an_image_in_memory_gives_the_maps_of_its_file(tiny_model, shared_data: Path) -> None:
+    model, processor = tiny_model
+    path = shared_data / "dota" / "images" / "P1888.png"
+    from_file = heatmap(path, QUERIES, model=model, processor=processor, window=200, batch_size=5)
+    with Image.open(path) as image:
+        from_memory = heatmap(image, QUERIES, model=model, processor=processor, window=200, batch_size=7)
+    assert from_memory.grid == from_file.grid and from_memory.georeference is None
+    np.testing.assert_allclose(from_memory.scores, from_file.scores, atol=1e-6)
+
+
 def test_geotiff_scene_gives_a_georeferenced_score_map(tiny_model, shared_data: Path, tmp_path: Path) -> None:
     model, processor = tiny_model
     scene = shutil.copy(shared_data / "neon_trees" / "OSBS_029.tif", tmp_path / "scene.tif")

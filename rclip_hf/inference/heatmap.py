@@ -34,10 +34,10 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import class_embeddings, encode_images
-from ..images import Georeference, RasterSource
+from ..images import Georeference
 from ..loading import resolve_model
 from .index import EmbeddingIndex
-from .windows import Scene, open_scene, window_starts
+from .windows import ImageScene, Scene, open_scene, window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _query_list(queries: str | Sequence[str]) -> list[str]:
     return queries
 
 
-def _result(source: Scene | RasterSource, queries: list[str], geometry: WindowGrid, scores: np.ndarray,
+def _result(source: Scene, queries: list[str], geometry: WindowGrid, scores: np.ndarray,
             overlay_size: int, output_dir: str | Path | None) -> HeatmapResult:
     """The heat map of `scores` (Q, rows, cols) over an overview of the open `source`; written to `output_dir` when
     given."""
@@ -186,20 +186,17 @@ def _result(source: Scene | RasterSource, queries: list[str], geometry: WindowGr
     return result
 
 
-def _open(image: str | Path | Image.Image) -> Scene | RasterSource:
-    """A file through the window reader; an in-memory image through `RasterSource` (crops of the decoded image)."""
-    return RasterSource(image) if isinstance(image, Image.Image) else Scene(image)
+def _open(image: str | Path | Image.Image) -> Scene:
+    """A file through the window reader; an in-memory image as an `ImageScene` (crops of the decoded image)."""
+    return ImageScene(image) if isinstance(image, Image.Image) else Scene(image)
 
 
-def _batches(source: Scene | RasterSource, geometry: WindowGrid, batch_size: int) -> Iterator[list[Image.Image]]:
-    """The window images in row-major order, `batch_size` at a time; files are read one row of windows at a time."""
+def _batches(source: Scene, geometry: WindowGrid, batch_size: int) -> Iterator[list[Image.Image]]:
+    """The window images in row-major order, `batch_size` at a time, read one row of windows at a time."""
     crops: list[Image.Image] = []
     for top in geometry.tops:
-        if isinstance(source, Scene):
-            row, _ = source.read_row(top, geometry.lefts, geometry.window, max_nodata=1.0)  # keep every window
-            crops.extend(item.image for item in row)
-        else:
-            crops.extend(source.read(left, top, geometry.window, geometry.window) for left in geometry.lefts)
+        row, _ = source.read_row(top, geometry.lefts, geometry.window, max_nodata=1.0)  # keep every window
+        crops.extend(item.image for item in row)
         while len(crops) >= batch_size:
             yield crops[:batch_size]
             crops = crops[batch_size:]
@@ -207,9 +204,7 @@ def _batches(source: Scene | RasterSource, geometry: WindowGrid, batch_size: int
         yield crops
 
 
-def _georeference(source: Scene | RasterSource) -> Georeference | None:
-    if isinstance(source, RasterSource):
-        return source.georeference
+def _georeference(source: Scene) -> Georeference | None:
     return None if source.crs is None else Georeference(crs=source.crs, transform=source.transform)
 
 

@@ -38,6 +38,7 @@ from PIL import Image
 from ..images import (
     STRETCH_SAMPLE_SIZE,
     ImageReadError,
+    as_rgb_image,
     dataset_image_size,
     decode_dataset_image,
     load_image,
@@ -249,7 +250,34 @@ class Scene:
         self.close()
 
 
-class DatasetRowScene(Scene):
+class ImageScene(Scene):
+    """A decoded image (8-bit RGB by the package's image rule) as a scene: no CRS, no bands to choose, no mask."""
+
+    def __init__(self, image: Image.Image):
+        self._init_rgb(getattr(image, "filename", "") or "<in-memory image>", *image.size)
+        self._decoded = np.asarray(as_rgb_image(image)).transpose(2, 0, 1)  # (3, H, W)
+
+    def _init_rgb(self, path: str, width: int, height: int) -> None:
+        self.path, self.width, self.height = path, width, height
+        self.bands, self._palette, self._limits = [1, 2, 3], None, None
+        self.crs = self.transform = None
+        self._has_mask = self._masks_pixels = False
+        self._decoded: np.ndarray | None = None
+
+    def _decode(self) -> np.ndarray:
+        """(3, H, W) uint8 pixels, for subclasses that decode at the first read."""
+        raise NotImplementedError
+
+    def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+        if self._decoded is None:
+            self._decoded = self._decode()
+        return _crop(self._decoded, window, out_shape)
+
+    def close(self) -> None:
+        """Nothing to release: the pixels are the caller's image."""
+
+
+class DatasetRowScene(ImageScene):
     """The image of one row of a Hugging Face dataset folder as a scene (`dataset_row_scene` names it): its size
     from the image's header, its pixels decoded by the package's image rule at the first read; no CRS."""
 
@@ -264,18 +292,11 @@ class DatasetRowScene(Scene):
         rows = dataset_rows(source, split, column)
         if row >= len(rows):
             raise ValueError(f"{path}: the dataset has {len(rows)} rows in split {split!r}")
-        self.path = path
         self._encoded = rows[row][column]
-        self.width, self.height = dataset_image_size(self._encoded)
-        self.bands, self._palette, self._limits = [1, 2, 3], None, None
-        self.crs = self.transform = None
-        self._has_mask = self._masks_pixels = False
-        self._decoded = None
+        self._init_rgb(path, *dataset_image_size(self._encoded))
 
-    def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
-        if self._decoded is None:
-            self._decoded = np.asarray(decode_dataset_image(self._encoded)).transpose(2, 0, 1)  # (3, H, W)
-        return _crop(self._decoded, window, out_shape)
+    def _decode(self) -> np.ndarray:
+        return np.asarray(decode_dataset_image(self._encoded)).transpose(2, 0, 1)  # (3, H, W)
 
     def close(self) -> None:
         """Drop the decoded pixels."""
@@ -389,6 +410,7 @@ def scene_windows(path: str | Path, window: int | None, stride: int | None = Non
             yield from windows
 
 
-__all__ = ["GDAL_CACHE_MB", "MAX_NODATA_FRACTION", "DatasetRowScene", "PixelWindow", "Scene", "SceneWindow",
+__all__ = ["GDAL_CACHE_MB", "MAX_NODATA_FRACTION", "DatasetRowScene", "ImageScene", "PixelWindow", "Scene",
+           "SceneWindow",
            "WindowCounts", "dataset_row_scene", "dataset_rows", "open_scene", "parse_bands", "parse_dataset_row",
            "scene_windows", "window_starts"]
