@@ -196,3 +196,23 @@ def test_collated_batch_normalised_on_the_device_equals_the_processor():
     pixels = normalize(batch["pixel_values"])
     assert pixels.dtype == torch.float32
     torch.testing.assert_close(pixels, expected["pixel_values"], atol=1e-5, rtol=0)
+
+
+def test_a_batch_is_fetched_with_one_read_and_equals_the_pairs_fetched_one_by_one(shared_data):
+    import datasets
+
+    from training_scripts.training.data import CaptionPairDataset
+
+    paths = sorted((shared_data / "rsscn7" / "aGrass").glob("*.jpg"))[:5]
+    corpus = datasets.Dataset.from_dict(
+        {"image": [str(path) for path in paths], "captions": [[f"grass {i}", f"a field {i}"] for i in range(5)]},
+        features=datasets.Features({"image": datasets.Image(), "captions": datasets.List(datasets.Value("string"))}))
+    pairs = CaptionPairDataset(corpus, TrainAugmentation(size=32), seed=3)
+    keys = [(4, 1), (0, 1), (2, 7), (4, 2)]
+    batched = pairs.__getitems__(keys)
+    single = [pairs[key] for key in keys]
+    assert [caption for _, caption in batched] == [caption for _, caption in single]
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(batched, single))
+    assert not torch.equal(batched[0][0], batched[3][0])  # the same row in another epoch: other draws
+    loader = torch.utils.data.DataLoader(pairs, batch_size=4, sampler=keys, collate_fn=list)
+    assert [caption for _, caption in next(iter(loader))] == [caption for _, caption in single]

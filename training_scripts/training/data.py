@@ -125,9 +125,18 @@ class CaptionPairDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, str]:
         index, epoch = key
         row = self.corpus[index]
+        return self._pair(index, epoch, row["image"], row["captions"])
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[tuple[torch.Tensor, str]]:
+        """The pairs of a batch of keys from one read of their rows (the DataLoader's batched fetch)."""
+        rows = self.corpus[[index for index, _ in keys]]
+        return [self._pair(index, epoch, image, captions)
+                for (index, epoch), image, captions in zip(keys, rows["image"], rows["captions"], strict=True)]
+
+    def _pair(self, index: int, epoch: int, image: dict[str, Any], captions: Sequence[str]) -> tuple[torch.Tensor, str]:
         rng = sample_rng(self.seed, epoch, index)
-        caption = choose_caption(row["captions"], rng, f"sample {index}")
-        return self.augmentation(open_image(row["image"]), rng), caption
+        caption = choose_caption(captions, rng, f"sample {index}")
+        return self.augmentation(open_image(image), rng), caption
 
 
 class StreamingCaptionPairs(torch.utils.data.IterableDataset):
