@@ -207,6 +207,31 @@ def test_unreprojectable_crs_is_a_failure_naming_the_scene_and_crs(shared_data: 
     assert "site.tif: cannot reproject from CRS LOCAL_CS" in report.failures[0]["reason"]
 
 
+def test_processes_get_rows_that_share_no_block_and_equal_shares(scenes: Path, tmp_path: Path, tiny_model) -> None:
+    from rclip_hf.inference.scenes import index_part
+
+    model, processor = tiny_model
+    options = WindowOptions(window=128, stride=64)  # p1888.tif has 128 px tiles: two rows of windows per tile row
+    EmbeddingIndex.open_or_create(tmp_path / "index", model)
+    tops = {}
+    for rank in (0, 1):
+        report = index_part([scenes / "p1888.tif"], tmp_path / "index", model, processor, options, 16, 1024, rank, 2)
+        part = EmbeddingIndex.open(tmp_path / "index" / "parts" / f"rank-0000{rank}-of-00002")
+        tops[rank] = sorted({int(item_id.split(",")[1]) for item_id in part.ids()})
+        assert report.added == 4 * 11 and len(report.part_seconds) == 1  # 11 windows a row, 4 rows each
+    assert tops == {0: [0, 64, 256, 320], 1: [128, 192, 384, 429]}  # tile rows 0 and 2 / 1 and 3
+
+
+def test_processes_share_the_cores_unless_omp_num_threads_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference.scenes import process_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 5}, raising=False)
+    assert (process_threads(1), process_threads(2), process_threads(8)) == (5, 2, 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # as accelerate launch and torchrun set it
+    assert process_threads(2) == 3
+
+
 @pytest.mark.slow
 def test_two_processes_finish_a_killed_build_without_duplicates(scenes: Path, tmp_path: Path, tiny_model_dir: Path,
                                                                 tiny_model) -> None:
@@ -223,15 +248,17 @@ def test_two_processes_finish_a_killed_build_without_duplicates(scenes: Path, tm
     part = tmp_path / "two" / "parts" / "rank-00001-of-00002"
     manifest = json.loads((part / "index.json").read_text())
     rows = {(Path(item_id.split("#")[0]).name, int(item_id.split(",")[1])) for item_id in EmbeddingIndex.open(part).ids()}
-    # rows of windows in order: p0005.png tops 0, 128, ..., 768, 849 (rows 0-7), p1888.tif 0, ..., 384, 429 (8-12)
+    # groups of rows sharing a row of blocks, in order: p0005.png (a PNG: one pixel row a block) tops 0, 128, ...,
+    # 768, 849 (groups 0-7), p1888.tif (128 px tiles) tops 0, 128, 256 (groups 8-10) and 384 with 429 (group 11)
     assert rows == {("p0005.png", 128), ("p0005.png", 384), ("p0005.png", 640), ("p0005.png", 849),
-                    ("p1888.tif", 128), ("p1888.tif", 384)}  # rank 1 of 2: the odd rows
+                    ("p1888.tif", 128), ("p1888.tif", 384), ("p1888.tif", 429)}  # rank 1 of 2: the odd groups
     manifest["shards"], manifest["num_items"] = manifest["shards"][:1], 16
     (part / "index.json").write_text(json.dumps(manifest))
 
     report = build_scene_index([scenes], tmp_path / "two", tiny_model_dir, options=options, num_processes=2,
                                shard_size=16)
-    assert report.processes == 2 and report.already_indexed == 16
+    assert report.processes == 2 and report.already_indexed == 16 and len(report.part_seconds) == 2
+    assert report.threads == max(1, len(os.sched_getaffinity(0)) // 2)
     assert report.added == single.total - 16 and report.total == single.total
     two = EmbeddingIndex.open(tmp_path / "two")
     assert sorted(two.ids()) == sorted(one.ids()) and not (tmp_path / "two" / "parts").exists()

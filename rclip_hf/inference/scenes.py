@@ -17,9 +17,12 @@ window options. A re-run embeds again the windows of a scene whose file changed 
 `prune` removes those of scenes no longer in the sources, and refuses other window options than the index's.
 
 Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`): the rows of windows of all
-scenes, in order, go to process `row % N`; each process writes its own part index under `parts/` (a kill loses at
-most its unwritten shard), and when all are done the parts' shards are moved into the index and its manifest (each
-shard once, even when the merge itself is interrupted and re-run). A re-run skips the windows already embedded.
+scenes are grouped by the row of the raster's blocks (tiles or strips) their top lies in, so that two processes do
+not both decompress one block, and group `g` of all scenes' groups, in order, goes to process `g % N`; each process
+writes its own part index under `parts/` (a kill loses at most its unwritten shard), and when all are done the
+parts' shards are moved into the index and its manifest (each shard once, even when the merge itself is interrupted
+and re-run). A re-run skips the windows already embedded. Each process uses `OMP_NUM_THREADS` torch threads when it
+is set (`accelerate launch` and torchrun set it), else its share of the cores it may run on (`cores // N`).
 The first process holds the index's lock for the whole build; progress is committed every `commit_every` windows,
 every full shard or every `commit_seconds`, whichever comes first.
 """
@@ -27,6 +30,7 @@ every full shard or every `commit_seconds`, whichever comes first.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -34,7 +38,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,10 +106,11 @@ class WindowOptions:
 
 @dataclass
 class SceneBuildReport(BuildReport):
-    """A build report with the windows skipped as mostly nodata, the scenes seen and the processes used. `added`
-    counts the windows embedded; `changed`, `pruned` and `missing` count windows of the index (of scenes whose file
-    changed, dropped to be embedded again; of scenes gone from the sources, removed with `prune` or kept), and
-    `changed_scenes`, `pruned_scenes` and `missing_scenes` their scenes."""
+    """A build report with the windows skipped as mostly nodata, the scenes seen, the processes used, the torch
+    threads of each, and the seconds each spent reading and embedding its windows (its start-up not counted).
+    `added` counts the windows embedded; `changed`, `pruned` and `missing` count windows of the index (of scenes
+    whose file changed, dropped to be embedded again; of scenes gone from the sources, removed with `prune` or
+    kept), and `changed_scenes`, `pruned_scenes` and `missing_scenes` their scenes."""
 
     nodata_windows: int = 0
     scenes: int = 0
@@ -113,6 +118,8 @@ class SceneBuildReport(BuildReport):
     changed_scenes: int = 0
     pruned_scenes: int = 0
     missing_scenes: int = 0
+    threads: int = 1
+    part_seconds: list[float] = field(default_factory=list)
 
 
 def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None, split: str = "train",
@@ -218,8 +225,11 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
         if model_ref is None:
             raise ValueError("num_processes > 1 needs the model as a folder or Hub id (each process loads it)")
         context = multiprocessing.get_context("spawn")
+        threads = process_threads(num_processes)
+        logger.info("spawning %d index processes with %d torch thread(s) each", num_processes, threads)
         workers = [context.Process(target=_part_worker, args=(files, output, str(model_ref), options, batch_size,
-                                                               shard_size, rank, num_processes, device, commits))
+                                                               shard_size, rank, num_processes, device, commits,
+                                                               threads))
                    for rank in range(num_processes)]
         for worker in workers:
             worker.start()
@@ -232,6 +242,7 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
         parts = [_read_part_report(output, rank, num_processes) for rank in range(num_processes)]
     elif world > 1:
         state = launched_state()
+        set_process_threads(int(os.environ.get("LOCAL_WORLD_SIZE", world)), rank, world)
         if rank != 0:
             model, processor = resolve_model(model, processor)
         state.wait_for_everyone()  # rank 0 has created the index
@@ -253,21 +264,25 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
                             nodata_windows=sum(part.nodata_windows for part in parts), scenes=len(files),
                             processes=max(num_processes, world), changed=sync.changed, pruned=sync.pruned,
                             missing=sync.missing, changed_scenes=sync.changed_scenes,
-                            pruned_scenes=sync.pruned_scenes, missing_scenes=sync.missing_scenes)
+                            pruned_scenes=sync.pruned_scenes, missing_scenes=sync.missing_scenes,
+                            threads=parts[0].threads,
+                            part_seconds=[seconds for part in parts for seconds in part.part_seconds])
 
 
 def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, processor: ProcessorMixin,
                options: WindowOptions, batch_size: int, shard_size: int, rank: int, world: int,
                commits: tuple[int, float] = (COMMIT_EVERY, COMMIT_SECONDS)) -> SceneBuildReport:
-    """Process `rank` of `world`: embed its rows of windows (row `r` of all scenes' rows goes to `r % world`)
-    into the index (`world` = 1) or into its part index under `parts/`, committing every `commits` = (windows,
-    seconds) or full shard."""
+    """Process `rank` of `world`: embed its rows of windows (group `g` of all scenes' groups of rows that share a
+    row of blocks goes to `g % world`) into the index (`world` = 1) or into its part index under `parts/`,
+    committing every `commits` = (windows, seconds) or full shard."""
+    start = time.monotonic()
     main = EmbeddingIndex.open(output)
     main.check_model(model)
     index = main if world == 1 else EmbeddingIndex.open_or_create(_part_dir(output, rank, world), model)
     done = set(main.ids()) | set(index.ids()) | _ids_in_parts(output)
     keys = main.manifest.get("scenes", {})
-    report = SceneBuildReport(index=str(index.directory), added=0, already_indexed=0, total=0, scenes=len(files))
+    report = SceneBuildReport(index=str(index.directory), added=0, already_indexed=0, total=0, scenes=len(files),
+                              threads=torch.get_num_threads())
     batch: list[tuple[Scene, SceneWindow]] = []
     commit_every, commit_seconds = commits
     last_commit = time.monotonic()
@@ -311,6 +326,7 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
     progress.close()
     index.commit(shard_size)
     report.total = len(index)
+    report.part_seconds = [time.monotonic() - start]
     if world > 1:
         atomic_write(index.directory / "part-report.json",
                       lambda path: path.write_text(json.dumps(asdict(report), indent=2)))
@@ -320,7 +336,7 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
 def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: int,
              report: SceneBuildReport) -> Iterator[tuple[Scene, int, tuple[int, ...], int]]:
     """(scene, top, lefts, window side) of this process's rows of windows; scenes that fail to open are reported."""
-    row = 0
+    group = 0
     for path in files:
         try:
             scene = open_scene(path, options.bands)
@@ -339,10 +355,11 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
                 logger.warning("skipped scene %s: %s", path, error)
                 continue
             lefts, tops = scene.grid(side, stride)
-            for top in tops:
-                if row % world == rank:
-                    yield scene, top, lefts, side
-                row += 1
+            for _, rows in itertools.groupby(tops, key=lambda top: top // scene.block_height):
+                if group % world == rank:
+                    for top in rows:
+                        yield scene, top, lefts, side
+                group += 1
 
 
 def _row(scene: str) -> int:
@@ -472,11 +489,30 @@ def _ids_in_parts(output: str | Path) -> set[str]:
     return ids
 
 
+def process_threads(processes: int) -> int:
+    """Torch threads for each of `processes` processes on this machine: `OMP_NUM_THREADS` when set, else the cores
+    this process may run on (its CPU affinity) shared among them, at least 1."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // processes)
+
+
+def set_process_threads(processes: int, rank: int, world: int, threads: int | None = None) -> int:
+    """Set this process's torch threads (`threads`, else `process_threads(processes)`) and log them."""
+    threads = threads or process_threads(processes)
+    torch.set_num_threads(threads)
+    logger.info("index process %d/%d: %d torch thread(s)%s", rank + 1, world, threads,
+                " (OMP_NUM_THREADS)" if os.environ.get("OMP_NUM_THREADS") else f" (cores // {processes})")
+    return threads
+
+
 def _part_worker(files: Sequence[Path], output: str | Path, model: str, options: WindowOptions, batch_size: int,
-                 shard_size: int, rank: int, world: int, device: str | None, commits: tuple[int, float]) -> None:
+                 shard_size: int, rank: int, world: int, device: str | None, commits: tuple[int, float],
+                 threads: int) -> None:
     from ..loading import load_model
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    set_process_threads(world, rank, world, threads)
     loaded, processor = load_model(model, device=device or "cpu")
     index_part(files, output, loaded, processor, options, batch_size, shard_size, rank, world, commits)
 

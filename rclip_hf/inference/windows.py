@@ -145,6 +145,8 @@ class Scene:
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None
         self.transform = dataset.transform if georeferenced else None
+        #: Rows of pixels that the file stores (and decompresses) together: a tile's height, a strip's, or 1.
+        self.block_height = 1 if self._decoded is not None else dataset.block_shapes[self.bands[0] - 1][0]
         # As the image rule: a nodata value counts for bands that are not 8-bit; alpha and mask bands for all.
         flags = {flag.name for band_flags in dataset.mask_flag_enums for flag in band_flags}
         eight_bit = dataset.dtypes[self.bands[0] - 1] == "uint8"
@@ -261,6 +263,7 @@ class ImageScene(Scene):
         self.path, self.width, self.height = path, width, height
         self.bands, self._palette, self._limits = [1, 2, 3], None, None
         self.crs = self.transform = None
+        self.block_height = height  # decoded whole: all its rows of windows go to one process
         self._has_mask = self._masks_pixels = False
         self._decoded: np.ndarray | None = None
 
