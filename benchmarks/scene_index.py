@@ -1,27 +1,45 @@
-"""Windowed indexing of a large scene vs the baseline "crop every window to a PNG file, then index the folder".
+"""Windowed indexing of a large scene vs the baseline "crop every window to a PNG file, then index the folder", and
+N processes vs 1.
 
 A synthetic georeferenced GeoTIFF (EPSG:32633, 0.5 m pixels, tiled 512 x 512, DEFLATE) of `--sizes` pixels a side
 is made from the real DOTA and iSAID scenes in ../shared/data (a 2 x 2 mosaic of four of them, repeated with flips
 and rotations so that neighbouring windows differ). Each measured run is its own subprocess, so its peak RSS
 (ru_maxrss of the process and its children) is its own:
 
-- `ours`: `build_scene_index` on the GeoTIFF (one row of windows read at a time), 1 process, and `--processes`;
+- `ours x1`: `build_scene_index` on the GeoTIFF (one row of windows read at a time), 1 process with torch's default
+  threads (all cores: the matrix products of one process already use every core);
+- `ours x1 t1`: the same with 1 torch thread (OMP_NUM_THREADS=1);
+- `ours xN`: `--processes` N spawned processes, `cores // N` torch threads each (the package's rule);
 - `baseline`: every window read from the GeoTIFF and written as a PNG file, then `build_index` on the folder
   (timed from the first crop to the last embedding).
 
-The model is a tiny random-weight RemoteCLIP (2-layer ViT, 64 px input) unless `--model` names one: the claim is about
-the pipeline around the model (reading, cropping, files), which a real ViT-B/32 on CPU would hide behind its own
-cost. Prints windows/s, peak RSS and the ratios ours / baseline and N processes / 1 process.
+Times: `s` is the indexing call (the model already loaded for one process; for N processes it includes spawning
+them, each importing torch and loading the model), `wall` the whole subprocess (Python start and imports
+included: what a user waits for), `steady` the slowest process's reading and embedding of its windows (start-up
+not counted). Ratios, one `SUMMARY` line each:
 
-    python benchmarks/scene_index.py --sizes 10000 20000 --window 512
-    python benchmarks/scene_index.py --sizes 4000 --window 256 --processes 2
+- ours / baseline: windows/s of `ours x1` over the baseline's (goal >= 1.5x);
+- N processes / 1 process, same total threads: `ours xN` over `ours x1`, end to end (wall) and steady state
+  (goal >= 1.7x for 2 processes on 2 cores);
+- per-process scaling: `ours xN` over `ours x1 t1`, steady state (N processes of 1 thread over 1 of 1 thread when
+  N equals the cores).
+
+The load average (1 min) is printed with each run: the machine's other work slows runs unevenly, so compare ratios
+measured at a low load. The model is a tiny random-weight RemoteCLIP (2-layer ViT, 64 px input) unless `--model`
+names one: the claim is about the pipeline around the model (reading, cropping, files), which a real ViT-B/32 on CPU
+would hide behind its own cost.
+
+    python benchmarks/scene_index.py                                # 10k and 20k px, window 256 (1,600 / 6,241 windows)
+    python benchmarks/scene_index.py --sizes 20000 --baseline-sizes  # processes only, no baseline
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,7 +119,8 @@ def run_ours(scene: Path, output: Path, model: str, window: int, processes: int,
     start = time.perf_counter()
     report = build_scene_index([scene], output, loaded, processor, options=WindowOptions(window=window),
                                batch_size=batch_size, num_processes=processes, faiss="no")
-    return {"windows": report.added, "seconds": time.perf_counter() - start}
+    return {"windows": report.added, "seconds": time.perf_counter() - start, "threads": report.threads,
+            "steady_seconds": max(report.part_seconds)}
 
 
 def run_baseline(scene: Path, output: Path, model: str, window: int, processes: int, batch_size: int) -> dict:
@@ -135,24 +154,37 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({**result, "peak_rss_mib": peak_kib / 1024}))
 
 
-def measure(kind: str, scene: Path, work: Path, model: str, window: int, processes: int, batch_size: int) -> dict:
-    output = work / f"{kind}-{processes}-{scene.stem}"
+def measure(kind: str, scene: Path, work: Path, model: str, window: int, processes: int, batch_size: int,
+            threads: int | None = None) -> dict:
+    """One run in its own subprocess (`threads`: OMP_NUM_THREADS for it, else the package's rule)."""
+    output = work / f"{kind}-{processes}-{threads}-{scene.stem}"
     output.mkdir()
     command = [sys.executable, __file__, "--child", kind, "--scene", str(scene), "--output", str(output / "index"),
                "--model", model, "--window", str(window), "--processes", str(processes),
                "--batch-size", str(batch_size)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["windows_per_s"] = result["windows"] / result["seconds"]
+    result.update(wall=wall, load=max(load, os.getloadavg()[0]), windows_per_s=result["windows"] / result["seconds"])
+    shutil.rmtree(output)
     return result
+
+
+def _rate(result: dict, key: str) -> float:
+    return result["windows"] / result[key]
 
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000])
-    parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default=None, help="model folder (default: a tiny random-weight RemoteCLIP)")
@@ -165,31 +197,46 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="scene-index-") as tmp:
         work = Path(tmp)
         model = args.model or str(make_tiny_model(work / "tiny-model"))
         print(f"model: {'tiny random-weight RemoteCLIP (64 px)' if args.model is None else args.model}; "
-              f"window {args.window} px, batch {args.batch_size}")
-        print(f"{'scene':>12} {'run':>12} {'windows':>8} {'s':>8} {'win/s':>8} {'peak RSS MiB':>13}")
+              f"window {args.window} px, batch {args.batch_size}; {cores} cores")
+        print(f"{'scene':>6} {'run':>11} {'threads':>7} {'windows':>7} {'s':>6} {'wall':>6} {'steady':>6} "
+              f"{'win/s':>6} {'steady/s':>8} {'RSS MiB':>7} {'load':>5}")
         for size in args.sizes:
             start = time.perf_counter()
             scene = make_scene(work / f"scene-{size}.tif", size)
             print(f"# made {scene.name} ({scene.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s")
             runs = {"ours x1": measure("ours", scene, work, model, args.window, 1, args.batch_size)}
             if args.processes > 1:
+                runs["ours x1 t1"] = measure("ours", scene, work, model, args.window, 1, args.batch_size, threads=1)
                 runs[f"ours x{args.processes}"] = measure("ours", scene, work, model, args.window, args.processes,
                                                           args.batch_size)
             if args.baseline_sizes is None or size in args.baseline_sizes:
                 runs["baseline"] = measure("baseline", scene, work, model, args.window, 1, args.batch_size)
             for name, result in runs.items():
-                print(f"{size:>12} {name:>12} {result['windows']:>8} {result['seconds']:>8.1f} "
-                      f"{result['windows_per_s']:>8.1f} {result['peak_rss_mib']:>13.0f}")
+                steady = result.get("steady_seconds")
+                steady_text = ("-", "-") if steady is None else (f"{steady:.1f}", f"{result['windows'] / steady:.1f}")
+                print(f"{size:>6} {name:>11} {result.get('threads', '-'):>7} {result['windows']:>7} "
+                      f"{result['seconds']:>6.1f} {result['wall']:>6.1f} {steady_text[0]:>6} "
+                      f"{result['windows_per_s']:>6.1f} {steady_text[1]:>8} {result['peak_rss_mib']:>7.0f} "
+                      f"{result['load']:>5.2f}")
+            one, load = runs["ours x1"], max(result["load"] for result in runs.values())
             if "baseline" in runs:
-                ratio = runs["ours x1"]["windows_per_s"] / runs["baseline"]["windows_per_s"]
-                print(f"{size:>12} ours / baseline windows/s: {ratio:.2f}x (goal >= 1.5x)")
+                ratio = one["windows_per_s"] / runs["baseline"]["windows_per_s"]
+                print(f"SUMMARY {size} px: ours / baseline windows/s {ratio:.2f}x (goal >= 1.5x; load {load:.2f})")
             if args.processes > 1:
-                ratio = runs[f"ours x{args.processes}"]["windows_per_s"] / runs["ours x1"]["windows_per_s"]
-                print(f"{size:>12} {args.processes} processes / 1: {ratio:.2f}x (goal >= 1.7x on 2 free cores)")
+                many, single = runs[f"ours x{args.processes}"], runs["ours x1 t1"]
+                n, threads = args.processes, many["threads"]
+                print(f"SUMMARY {size} px: {n} processes x {threads} thread(s) / 1 process x {one['threads']} "
+                      f"threads, end to end (wall): {one['wall'] / many['wall']:.2f}x; steady state: "
+                      f"{_rate(many, 'steady_seconds') / _rate(one, 'steady_seconds'):.2f}x "
+                      f"(goal >= 1.7x for 2 processes on 2 cores; load {load:.2f})")
+                print(f"SUMMARY {size} px: per-process scaling, {n} processes x {threads} thread(s) / 1 process x 1 "
+                      f"thread, steady state: {_rate(many, 'steady_seconds') / _rate(single, 'steady_seconds'):.2f}x "
+                      f"(ideal {n * threads}x; load {load:.2f})")
             scene.unlink()
 
 
