@@ -222,6 +222,21 @@ def test_processes_get_rows_that_share_no_block_and_equal_shares(scenes: Path, t
     assert tops == {0: [0, 64, 256, 320], 1: [128, 192, 384, 429]}  # tile rows 0 and 2 / 1 and 3
 
 
+def test_spawned_processes_end_when_the_index_cannot_be_opened(scenes: Path, tmp_path: Path, tiny_model_dir: Path,
+                                                                other_model_dir: Path) -> None:
+    import multiprocessing
+
+    from rclip_hf.inference.index import IndexModelMismatchError
+    from rclip_hf.loading import load_model
+
+    EmbeddingIndex.open_or_create(tmp_path / "index", load_model(other_model_dir)[0])
+    with pytest.raises(IndexModelMismatchError, match="embeddings of different models cannot be mixed"):
+        build_scene_index([scenes], tmp_path / "index", tiny_model_dir, options=WindowOptions(window=256),
+                          num_processes=2)
+    assert multiprocessing.active_children() == []  # started before the check, ended by it
+    assert not (tmp_path / "index" / "parts").exists()
+
+
 def test_processes_share_the_cores_unless_omp_num_threads_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     from rclip_hf.inference.scenes import process_threads
 

@@ -214,25 +214,25 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
     """`build_scene_index` once its lock is held (by the first process)."""
     if num_processes > 1 and world > 1:
         raise ValueError("--num-processes spawns processes itself: do not combine it with accelerate launch")
-    model_ref = model if isinstance(model, (str, Path)) else None
-    if rank == 0:
-        model, processor = resolve_model(model, processor)
-        index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)))
-        _record_options(index, options)
-        merge_parts(output)  # the parts of a killed many-process build join the index before scenes are compared
-        sync = _sync_scenes(EmbeddingIndex.open(output), files, prune, shard_size)
-    if num_processes > 1:
-        if model_ref is None:
-            raise ValueError("num_processes > 1 needs the model as a folder or Hub id (each process loads it)")
-        context = multiprocessing.get_context("spawn")
-        threads = process_threads(num_processes)
-        logger.info("spawning %d index processes with %d torch thread(s) each", num_processes, threads)
-        workers = [context.Process(target=_part_worker, args=(files, output, str(model_ref), options, batch_size,
-                                                               shard_size, rank, num_processes, device, commits,
-                                                               threads))
-                   for rank in range(num_processes)]
+    if num_processes > 1 and not isinstance(model, (str, Path)):
+        raise ValueError("num_processes > 1 needs the model as a folder or Hub id (each process loads it)")
+    # Spawned processes start first: they import torch and load the model while this one prepares the index.
+    workers, ready = (_start_workers(files, output, str(model), options, batch_size, shard_size, num_processes,
+                                     device, commits) if num_processes > 1 else ([], None))
+    try:
+        if rank == 0:
+            model, processor = resolve_model(model, processor)
+            index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)))
+            _record_options(index, options)
+            merge_parts(output)  # the parts of a killed many-process build join the index before scenes are compared
+            sync = _sync_scenes(EmbeddingIndex.open(output), files, prune, shard_size)
+    except BaseException:
         for worker in workers:
-            worker.start()
+            worker.terminate()
+            worker.join()
+        raise
+    if num_processes > 1:
+        ready.set()
         for worker in workers:
             worker.join()
         failed = [rank for rank, worker in enumerate(workers) if worker.exitcode != 0]
@@ -507,13 +507,31 @@ def set_process_threads(processes: int, rank: int, world: int, threads: int | No
     return threads
 
 
+def _start_workers(files: Sequence[Path], output: str | Path, model: str, options: WindowOptions, batch_size: int,
+                   shard_size: int, world: int, device: str | None,
+                   commits: tuple[int, float]) -> tuple[list[Any], Any]:
+    """Spawn the `world` index processes and return them with the event that lets them start once the index is
+    ready (created, parts merged, scenes compared)."""
+    context = multiprocessing.get_context("spawn")
+    threads = process_threads(world)
+    logger.info("spawning %d index processes with %d torch thread(s) each", world, threads)
+    ready = context.Event()
+    workers = [context.Process(target=_part_worker, args=(files, output, model, options, batch_size, shard_size, rank,
+                                                           world, device, commits, threads, ready))
+               for rank in range(world)]
+    for worker in workers:
+        worker.start()
+    return workers, ready
+
+
 def _part_worker(files: Sequence[Path], output: str | Path, model: str, options: WindowOptions, batch_size: int,
                  shard_size: int, rank: int, world: int, device: str | None, commits: tuple[int, float],
-                 threads: int) -> None:
+                 threads: int, ready: Any) -> None:
     from ..loading import load_model
 
     set_process_threads(world, rank, world, threads)
     loaded, processor = load_model(model, device=device or "cpu")
+    ready.wait()  # the index is ready
     index_part(files, output, loaded, processor, options, batch_size, shard_size, rank, world, commits)
 
 
