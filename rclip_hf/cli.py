@@ -365,7 +365,7 @@ def _index_scenes(options: IndexOptions) -> int:
              "changed_scenes": report.changed_scenes, "pruned_windows": report.pruned,
              "missing_scenes": report.missing_scenes,
              "total": report.total, "failed": len(report.failures), "processes": report.processes,
-             "faiss": report.faiss, "failure_report": str(Path(report.index) / FAILURES_FILE)}]
+             "threads": report.threads, "faiss": report.faiss, "failure_report": str(Path(report.index) / FAILURES_FILE)}]
     emit(rows, options.format, document=asdict(report))
     return 0
 

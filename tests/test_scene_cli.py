@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from test_scene_windows import dota_pixels, write_geotiff
 
 from rclip_hf import cli
@@ -42,6 +43,7 @@ def scene_index(tmp_path: Path, shared_data: Path, tiny_model_dir: Path, capsys)
     assert code == 0, err
     report = json.loads(out)
     assert report["scenes"] == 2 and report["added"] == 5 * 4 + 8 * 9 == report["total"]
+    assert report["processes"] == 1 and report["threads"] == torch.get_num_threads()  # one process: torch's own
     return index
 
 
