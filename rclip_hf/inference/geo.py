@@ -123,7 +123,9 @@ def wkb_ring(data: bytes) -> Ring:
 
 
 def geo_metadata(bboxes: Sequence[Sequence[float] | None]) -> dict[str, Any]:
-    """GeoParquet `geo` metadata of an item table: a WKB Polygon `geometry` column in OGC:CRS84, `bbox` covering."""
+    """GeoParquet `geo` metadata of an item table: a WKB Polygon `geometry` column in OGC:CRS84 (no `crs` key: the
+    default), `bbox` covering. `scene_geometry` is not declared: GeoParquet gives a column one CRS, and its CRS is
+    each row's `crs`."""
     known = [box for box in bboxes if box is not None]
     column: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["Polygon"] if known else [],
                               "covering": {"bbox": {key: ["bbox", key] for key in ("xmin", "ymin", "xmax", "ymax")}}}
