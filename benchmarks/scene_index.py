@@ -16,7 +16,8 @@ and rotations so that neighbouring windows differ). Each measured run is its own
 Times: `s` is the indexing call (the model already loaded for one process; for N processes it includes spawning
 them, each importing torch and loading the model), `wall` the whole subprocess (Python start and imports
 included: what a user waits for), `steady` the slowest process's reading and embedding of its windows (start-up
-not counted). Ratios, one `SUMMARY` line each:
+not counted; each process's is printed too), `cpu s` the CPU time of the run and its processes (when N processes
+take as much CPU as one but not 1/N of its wall time, other work on the machine had the cores). Ratios, one `SUMMARY` line each:
 
 - ours / baseline: windows/s of `ours x1` over the baseline's (goal >= 1.5x);
 - N processes / 1 process, same total threads: `ours xN` over `ours x1`, end to end (wall) and steady state
@@ -121,7 +122,7 @@ def run_ours(scene: Path, output: Path, model: str, window: int, processes: int,
     report = build_scene_index([scene], output, loaded, processor, options=WindowOptions(window=window),
                                batch_size=batch_size, num_processes=processes, faiss="no")
     return {"windows": report.added, "seconds": time.perf_counter() - start, "threads": report.threads,
-            "steady_seconds": max(report.part_seconds)}
+            "steady_seconds": max(report.part_seconds), "part_seconds": report.part_seconds}
 
 
 def run_baseline(scene: Path, output: Path, model: str, window: int, processes: int, batch_size: int) -> dict:
@@ -150,9 +151,10 @@ def child(args: argparse.Namespace) -> None:
     logging.disable(logging.WARNING)
     run = {"ours": run_ours, "baseline": run_baseline}[args.child]
     result = run(Path(args.scene), Path(args.output), args.model, args.window, args.processes, args.batch_size)
-    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print(json.dumps({**result, "peak_rss_mib": peak_kib / 1024}))
+    usages = [resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)]
+    peak_kib = max(usage.ru_maxrss for usage in usages)
+    cpu = sum(usage.ru_utime + usage.ru_stime for usage in usages)
+    print(json.dumps({**result, "peak_rss_mib": peak_kib / 1024, "cpu_seconds": cpu}))
 
 
 def measure(kind: str, scene: Path, work: Path, model: str, window: int, processes: int, batch_size: int,
@@ -206,7 +208,7 @@ def main() -> None:
         print(f"model: {'tiny random-weight RemoteCLIP (64 px)' if args.model is None else args.model}; "
               f"window {args.window} px, batch {args.batch_size}; {cores} cores")
         print(f"{'scene':>6} {'run':>11} {'threads':>7} {'windows':>7} {'s':>6} {'wall':>6} {'steady':>6} "
-              f"{'win/s':>6} {'steady/s':>8} {'RSS MiB':>7} {'load':>5}")
+              f"{'win/s':>6} {'steady/s':>8} {'cpu s':>6} {'RSS MiB':>7} {'load':>5}  steady s of each process")
         for size in args.sizes:
             start = time.perf_counter()
             scene = make_scene(work / f"scene-{size}.tif", size)
@@ -228,8 +230,9 @@ def main() -> None:
                 steady_text = ("-", "-") if steady is None else (f"{steady:.1f}", f"{result['windows'] / steady:.1f}")
                 print(f"{size:>6} {name:>11} {result.get('threads', '-'):>7} {result['windows']:>7} "
                       f"{result['seconds']:>6.1f} {result['wall']:>6.1f} {steady_text[0]:>6} "
-                      f"{result['windows_per_s']:>6.1f} {steady_text[1]:>8} {result['peak_rss_mib']:>7.0f} "
-                      f"{result['load']:>5.2f}")
+                      f"{result['windows_per_s']:>6.1f} {steady_text[1]:>8} {result['cpu_seconds']:>6.1f} "
+                      f"{result['peak_rss_mib']:>7.0f} "
+                      f"{result['load']:>5.2f}  {' '.join(f'{part:.1f}' for part in result.get('part_seconds', []))}")
             one, load = runs["ours x1"], max(result["load"] for result in runs.values())
             if "baseline" in runs:
                 ratio = one["windows_per_s"] / runs["baseline"]["windows_per_s"]
