@@ -237,6 +237,25 @@ def test_spawned_processes_end_when_the_index_cannot_be_opened(scenes: Path, tmp
     assert not (tmp_path / "index" / "parts").exists()
 
 
+def test_a_jpeg_decoded_whole_goes_to_one_process_and_only_it_decodes(shared_data: Path, tmp_path: Path, tiny_model,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference import windows
+    from rclip_hf.inference.scenes import index_part
+
+    model, processor = tiny_model
+    image = Image.open(shared_data / "dota" / "images" / "P1888.png").convert("RGB")  # 712 x 557
+    scenes = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    for scene in scenes:
+        image.save(scene, quality=90)
+    decoded = []
+    monkeypatch.setattr(windows, "load_image", lambda path: decoded.append(Path(path).name) or Image.open(path))
+    EmbeddingIndex.open_or_create(tmp_path / "index", model)
+    index_part(scenes, tmp_path / "index", model, processor, WindowOptions(window=256), 16, 1024, 1, 2)
+    ids = EmbeddingIndex.open(tmp_path / "index" / "parts" / "rank-00001-of-00002").ids()
+    assert {Path(item_id.split("#")[0]).name for item_id in ids} == {"b.jpg"} and len(ids) == 3 * 3
+    assert decoded == ["b.jpg"]  # a.jpg (process 0's) was opened for its grid, not decoded
+
+
 def test_processes_share_the_cores_unless_omp_num_threads_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     from rclip_hf.inference.scenes import process_threads
 

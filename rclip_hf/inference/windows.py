@@ -141,12 +141,13 @@ class Scene:
             raise ValueError(f"--bands {','.join(map(str, bands))}: scene {path} has {dataset.count} band(s)")
         self.bands = list(bands) if bands else select_bands(dataset.colorinterp, dataset.count)
         self._palette = _palette(dataset, self.bands)
-        self._decoded = _decoded_jpeg(self.path, self.width, self.height)
+        self._whole = _decoded_whole(self.path, self.width, self.height)
+        self._decoded: np.ndarray | None = None  # (3, H, W) of a scene decoded whole, at its first read
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None
         self.transform = dataset.transform if georeferenced else None
         #: Rows of pixels that the file stores (and decompresses) together: a tile's height, a strip's, or 1.
-        self.block_height = 1 if self._decoded is not None else dataset.block_shapes[self.bands[0] - 1][0]
+        self.block_height = self.height if self._whole else dataset.block_shapes[self.bands[0] - 1][0]
         # As the image rule: a nodata value counts for bands that are not 8-bit; alpha and mask bands for all.
         flags = {flag.name for band_flags in dataset.mask_flag_enums for flag in band_flags}
         eight_bit = dataset.dtypes[self.bands[0] - 1] == "uint8"
@@ -228,7 +229,9 @@ class Scene:
     def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
         import rasterio.errors
 
-        if self._decoded is not None:
+        if self._whole:
+            if self._decoded is None:
+                self._decoded = np.asarray(load_image(self.path)).transpose(2, 0, 1)
             return _crop(self._decoded[[band - 1 for band in self.bands]], window, out_shape)
 
         try:
@@ -366,15 +369,14 @@ def _palette(dataset: Any, bands: Sequence[int]) -> np.ndarray | None:
     return table
 
 
-def _decoded_jpeg(path: str, width: int, height: int) -> np.ndarray | None:
-    """A JPEG within Pillow's pixel limit decoded by the package's image rule, (3, H, W) uint8; else None.
+def _decoded_whole(path: str, width: int, height: int) -> bool:
+    """Whether the scene is a JPEG within Pillow's pixel limit, decoded whole by the package's image rule.
 
     GDAL's and Pillow's JPEG decoders differ by a few levels (chroma upsampling), and training images are decoded by
-    Pillow: a JPEG is decoded once, whole, by Pillow, so its windows are exactly the crops of `load_image`. Larger
-    JPEGs (which Pillow refuses) are read by GDAL's scanline decoder, with bounded memory."""
-    if Path(path).suffix.lower() not in (".jpg", ".jpeg") or width * height > (Image.MAX_IMAGE_PIXELS or 0):
-        return None
-    return np.asarray(load_image(path)).transpose(2, 0, 1)
+    Pillow: a JPEG is decoded once, whole, by Pillow (at its first read, so that a process with none of its windows
+    does not decode it), so its windows are exactly the crops of `load_image`. Larger JPEGs (which Pillow refuses)
+    are read by GDAL's scanline decoder, with bounded memory."""
+    return Path(path).suffix.lower() in (".jpg", ".jpeg") and width * height <= (Image.MAX_IMAGE_PIXELS or 0)
 
 
 def _crop(pixels: np.ndarray, window: Any, out_shape: tuple[int, int, int] | None) -> np.ndarray:
