@@ -87,20 +87,21 @@ def test_dataset_rows_are_cut_into_windows(dataset_folder: Path, tmp_path: Path,
     assert (again.added, again.already_indexed, again.total) == (0, 26, 26)
 
 
-def test_dataset_rows_split_across_processes_by_row_of_windows(dataset_folder: Path, tmp_path: Path,
-                                                              tiny_model) -> None:
+def test_dataset_rows_split_across_processes_by_dataset_row(dataset_folder: Path, tmp_path: Path,
+                                                            tiny_model) -> None:
     model, processor = tiny_model
     options = WindowOptions(window=256)
     EmbeddingIndex.open_or_create(tmp_path / "index", model)
     files = scene_files([dataset_folder], exclude=tmp_path / "index")
     part = index_part(files, tmp_path / "index", model, processor, options, 8, 64, 1, 2)
-    # rows of windows in order: row 0 tops 0, 256, 301 (rows 0-2), row 1 tops 0, 256, 512, 721 (3-6), row 2 (7)
+    # a dataset image is decoded whole, so all its rows of windows go to one process: rows 0 and 2 to process 0,
+    # row 1 (tops 0, 256, 512, 721, four windows each) to process 1
     done = EmbeddingIndex.open(tmp_path / "index" / "parts" / "rank-00001-of-00002").ids()
     assert {(item_id.split("row=")[1].split("#")[0], int(item_id.split(",")[1])) for item_id in done} == {
-        ("0", 256), ("1", 0), ("1", 512), ("2", 0)}
-    assert part.added == len(done) == 3 + 4 + 4 + 1
+        ("1", 0), ("1", 256), ("1", 512), ("1", 721)}
+    assert part.added == len(done) == 4 * 4
     report = build_scene_index([dataset_folder], tmp_path / "index", model, processor, options=options)
-    assert (report.already_indexed, report.added, report.total) == (12, 14, 26)  # the killed part is kept
+    assert (report.already_indexed, report.added, report.total) == (16, 10, 26)  # the killed part is kept
     ids = EmbeddingIndex.open(tmp_path / "index").ids()
     assert len(ids) == len(set(ids)) == 26 and set(ids) == _expected_windows(dataset_folder)
 
