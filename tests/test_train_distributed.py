@@ -47,10 +47,16 @@ def _step(corpus: Path, out_file: Path, num_processes: int, accumulation: int = 
 
 
 @pytest.fixture(scope="module")
-def one_process_step(shared_data, tmp_path_factory) -> tuple[Path, dict]:
+def corpus(shared_data, tmp_path_factory) -> Path:
+    """28 RSSCN7 scenes at 64 px as a caption corpus."""
+    folder = tmp_path_factory.mktemp("corpus")
+    build_scene_corpus(shared_data, folder, per_class=4, size=64)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_process_step(corpus) -> tuple[Path, dict]:
     """The corpus and the loss and gradients of one process on the whole batch of 8."""
-    corpus = tmp_path_factory.mktemp("corpus")
-    build_scene_corpus(shared_data, corpus, per_class=4, size=64)
     return corpus, _step(corpus, corpus.parent / "one.pt", 1)
 
 
@@ -68,42 +74,93 @@ def test_two_processes_match_one_process_on_the_concatenated_batch(one_process_s
     assert single["grads"]["model.logit_scale"].abs().item() > 0  # the temperature is trained through the loss
 
 
-def _train(corpus: Path, output_dir: Path, launcher: list[str], script: Path, *extra: str
-           ) -> tuple[dict[int, float], str]:
-    """3 steps of tiny.yaml (global batch 8, evaluation at the end) under `launcher`; step -> loss and the log."""
+def _records(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def _losses(output_dir: Path) -> dict[int, float]:
+    """Step -> loss of a run's train_log.jsonl."""
+    return {record["step"]: record["loss"] for record in _records(output_dir) if "loss" in record}
+
+
+def _evaluations(output_dir: Path) -> dict[int, dict[str, float]]:
+    """Step -> retrieval metrics of the evaluation hook."""
+    return {record["step"]: record["eval"] for record in _records(output_dir) if "eval" in record}
+
+
+def _train(corpus: Path, output_dir: Path, launcher: list[str], script: Path, *extra: str) -> str:
+    """3 steps of tiny.yaml (global batch 8; evaluation after step 2 and at the end) under `launcher`; the log."""
     command = launcher + [str(script), "--config", str(REPO_ROOT / "training_scripts/configs/tiny.yaml"),
                           "--dataset", str(corpus), "--output_dir", str(output_dir), "--max_steps", "3",
-                          "--batch_size", "8", "--logging_steps", "1", "--checkpointing_steps", "0",
-                          "--eval_samples", "8", "--report_to", "none", *extra]
+                          "--batch_size", "8", "--logging_steps", "1", "--eval_samples", "8", "--eval_steps", "2",
+                          "--report_to", "none", *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cpu_launch_env(), check=False)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stderr[-4000:]}")
-    records = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
-    assert [record["step"] for record in records if "eval" in record] == [3]  # the evaluation hook ran
-    return {record["step"]: record["loss"] for record in records if "loss" in record}, result.stderr
+    return result.stderr
+
+
+def _fsdp_train(corpus: Path, output_dir: Path, *extra: str) -> str:
+    """`_train` under the FSDP accelerate config on 2 CPU processes, 2 micro-batches per step (cached features)."""
+    launcher = [str(ACCELERATE), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]
+    log = _train(corpus, output_dir, launcher, TESTS_DIR / "fsdp_cpu_train.py", "--gradient_accumulation_steps", "2",
+                 *extra)
+    assert "accelerate: DistributedType.FSDP on 2 process(es)" in log
+    return log
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(corpus, tmp_path_factory) -> Path:
+    """3 FSDP steps with a checkpoint after step 2; returns the output folder."""
+    output_dir = tmp_path_factory.mktemp("fsdp")
+    _fsdp_train(corpus, output_dir, "--checkpointing_steps", "2")
+    return output_dir
+
+
+def _assert_same_weights(folder: Path, expected_folder: Path, atol: float) -> None:
+    weights, expected = (load_file(path / "final" / "model.safetensors") for path in (folder, expected_folder))
+    assert weights.keys() == expected.keys() and weights["logit_scale"].shape == ()
+    for name, weight in expected.items():
+        torch.testing.assert_close(weights[name], weight, atol=atol, rtol=0, msg=name)
 
 
 @pytest.mark.slow
-def test_fsdp_on_two_cpu_processes_matches_ddp_and_saves_a_loadable_model(one_process_step, tmp_path):
+def test_fsdp_on_two_cpu_processes_matches_ddp_and_saves_a_loadable_model(corpus, fsdp_run, tmp_path):
     # the FSDP run also accumulates 2 micro-batches per step: with the cached-feature loss, still the same batch
-    corpus, _ = one_process_step
-    ddp_losses, _ = _train(corpus, tmp_path / "ddp", cpu_launch_command(2), REPO_ROOT / "training_scripts/train.py")
-    fsdp_launcher = [str(ACCELERATE), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
-                     "--mixed_precision", "no", "--dynamo_backend", "no"]
-    fsdp_losses, log = _train(corpus, tmp_path / "fsdp", fsdp_launcher, TESTS_DIR / "fsdp_cpu_train.py",
-                              "--gradient_accumulation_steps", "2")
-    assert "accelerate: DistributedType.FSDP on 2 process(es)" in log
-    assert sorted(fsdp_losses) == [1, 2, 3]
+    ddp = tmp_path / "ddp"
+    _train(corpus, ddp, cpu_launch_command(2), REPO_ROOT / "training_scripts/train.py",
+           "--checkpointing_steps", "0")
+    fsdp_losses, ddp_losses = _losses(fsdp_run), _losses(ddp)
+    assert sorted(fsdp_losses) == sorted(ddp_losses) == [1, 2, 3]
     np.testing.assert_allclose([fsdp_losses[s] for s in (1, 2, 3)], [ddp_losses[s] for s in (1, 2, 3)], atol=1e-5,
                                rtol=0)
-    ddp_weights = load_file(tmp_path / "ddp" / "final" / "model.safetensors")
-    fsdp_weights = load_file(tmp_path / "fsdp" / "final" / "model.safetensors")
-    assert fsdp_weights.keys() == ddp_weights.keys() and fsdp_weights["logit_scale"].shape == ()
-    for name, weight in ddp_weights.items():
-        torch.testing.assert_close(fsdp_weights[name], weight, atol=1e-5, rtol=0, msg=name)
+    _assert_same_weights(fsdp_run, ddp, atol=1e-5)
+    # the evaluation hook runs under FSDP (gathered weights, every process) mid-run and at the end: DDP's numbers
+    fsdp_evaluations, ddp_evaluations = _evaluations(fsdp_run), _evaluations(ddp)
+    assert sorted(fsdp_evaluations) == [2, 3] and set(fsdp_evaluations[3]) >= {"i2t_R@1", "t2i_R@1", "mean_recall"}
+    for step, metrics in ddp_evaluations.items():
+        assert fsdp_evaluations[step] == pytest.approx(metrics, abs=1e-9), step
     from transformers import AutoModel
 
     import rclip_hf  # noqa: F401  (registers the Auto classes)
 
-    model = AutoModel.from_pretrained(tmp_path / "fsdp" / "final")
-    torch.testing.assert_close(model.logit_scale.detach(), fsdp_weights["logit_scale"])
+    model = AutoModel.from_pretrained(fsdp_run / "final")
+    torch.testing.assert_close(model.logit_scale.detach(), load_file(fsdp_run / "final" / "model.safetensors")[
+        "logit_scale"])
+
+
+@pytest.mark.slow
+def test_fsdp_resume_from_a_checkpoint_matches_the_uninterrupted_run(corpus, fsdp_run, tmp_path):
+    # the checkpoint of step 2 (sharded weights and optimiser state gathered to full state dicts, RNG, data position,
+    # schedule), resumed in a fresh folder, must give step 3's loss, evaluation and final weights of the run that
+    # went on without stopping
+    checkpoint = fsdp_run / "checkpoints" / "step-0000002"
+    assert [path.name for path in (fsdp_run / "checkpoints").iterdir()] == [checkpoint.name]
+    resumed = tmp_path / "resumed"
+    log = _fsdp_train(corpus, resumed, "--checkpointing_steps", "0", "--resume", str(checkpoint))
+    assert f"resuming from {checkpoint}" in log
+    assert sorted(_losses(resumed)) == [3] and sorted(_evaluations(resumed)) == [3]
+    np.testing.assert_allclose(_losses(resumed)[3], _losses(fsdp_run)[3], atol=1e-6, rtol=0)
+    assert _evaluations(resumed)[3] == pytest.approx(_evaluations(fsdp_run)[3], abs=1e-9)
+    _assert_same_weights(resumed, fsdp_run, atol=1e-6)
