@@ -2,17 +2,23 @@
 
 All sides start from the same open_clip weights (random init, converted with `rclip_hf.convert.build_model`) and
 train on the same batch of images (uint8, normalised on the device as the trainer does) and captions, at the same
-precision, with AdamW, gradient clipping and the temperature clamp; data loading is excluded. rclip-hf is measured
-with captions padded to the longest in the batch (what training does) and padded to open_clip's fixed 77 tokens
-(the same work as open_clip), and with the batch in `--accumulation` micro-batches (cached features, one
-contrastive batch: the cost of exact large batches). open_clip is measured with the AdamW its main.py builds (the
-default, multi-tensor kernel) and with the fused kernel rclip-hf uses, so the "same work" rows can be compared
-with the same optimizer kernel. Every implementation's first-step loss must agree (same weights, same batch):
-the script fails when one differs by more than `--loss-tolerance`. Steps are interleaved (A B C, C B A, ...) in
-one process after warm-up steps of each, and the table gives medians and the median per-repeat speed ratio. FLOPs per step come from `torch.utils.flop_counter.FlopCounterMode` (forward +
-backward); MFU = achieved FLOP/s / peak FLOP/s, the peak being the datasheet dense bf16/fp32 figure on known GPUs,
-else a large matmul measured in the same run. `--profile N` prints the N most expensive operators of one step of
-each implementation (torch.profiler).
+precision, with AdamW, gradient clipping and the temperature clamp; data loading is excluded. Each row compares
+one implementation with a baseline, timed interleaved (A B, B A, ...) in one process after warm-up steps of each;
+only those two models (and the untouched reference weights) are alive at a time, so ViT-L/14 fits where five
+copies would not. The rows:
+
+- rclip-hf with captions padded to the longest in the batch (what training does) vs open_clip's step as its
+  main.py builds it (77 tokens, the default multi-tensor AdamW);
+- rclip-hf padded to open_clip's 77 tokens (the same work) vs that open_clip step, and vs open_clip with the fused
+  AdamW kernel rclip-hf uses (the same work and the same optimizer kernel);
+- rclip-hf with the batch in `--accumulation` micro-batches (cached features, one contrastive batch: the cost of
+  exact large batches, open_clip's `--accum-freq`) vs rclip-hf on the whole batch at once.
+
+Every implementation's first step (same weights, same batch) is compared with open_clip's: the script fails when a
+loss differs by more than `--loss-tolerance`. The table gives medians and the median per-repeat speed ratio. FLOPs
+per step come from `torch.utils.flop_counter.FlopCounterMode` (forward + backward); MFU = achieved FLOP/s / peak
+FLOP/s, the peak being the datasheet dense bf16/fp32 figure on known GPUs, else a large matmul measured in the same
+run. `--profile N` prints the N most expensive operators of one step of each implementation (torch.profiler).
 
     python benchmarks/train_throughput.py --arch ViT-B-32 --batch-size 8 --steps 7            # CPU
     python benchmarks/train_throughput.py --arch ViT-L-14 --batch-size 128 --precision bf16 --device cuda
@@ -22,7 +28,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
+import resource
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +58,9 @@ GPU_PEAK_TFLOPS = {"H100": (989.0, 67.0), "H200": (989.0, 67.0), "A100": (312.0,
 CAPTIONS = ("There are 3 planes in the middle of the picture.", "Many small vehicles at the edge of the picture.",
             "A storage tank next to a harbor.", "Lots of buildings are located in this remote sensing picture.")
 BASELINE = "open_clip (77 tokens)"
+FUSED_BASELINE = f"{BASELINE}, fused AdamW"
+OURS = "rclip-hf (pad longest)"
+OURS_77 = "rclip-hf (pad 77)"
 
 
 def peak_tflops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
@@ -102,11 +114,10 @@ def ours(reference: torch.nn.Module, arch: str, pixels: torch.Tensor, captions: 
 
 
 def plain_open_clip(reference: torch.nn.Module, pixels: torch.Tensor, captions: list[str], precision: str,
-                    device: torch.device, fused: bool, copy_weights: bool) -> Callable[[], torch.Tensor]:
+                    device: torch.device, fused: bool) -> Callable[[], torch.Tensor]:
     """open_clip's own training step (as in its `train_one_epoch`): autocast, ClipLoss, AdamW (its main.py's default
-    kernel, or the fused one), clip, clamp; on `reference` itself, or a copy when `copy_weights`, with pixels
-    normalised as its worker does."""
-    model = (copy.deepcopy(reference) if copy_weights else reference).to(device).train()
+    kernel, or the fused one), clip, clamp; on a copy of `reference`, with pixels normalised as its worker does."""
+    model = copy.deepcopy(reference).to(device).train()
     text = open_clip.tokenize(captions).to(device)  # always 77 tokens
     images = PixelNormalizer(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)(pixels).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.2), lr=1e-5, fused=fused or None)
@@ -135,12 +146,27 @@ def print_profile(name: str, step: Callable[[], object], rows: int) -> None:
     print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
+def free(device: torch.device) -> None:
+    """Returns the memory of dropped models and optimisers before the next row is built."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def peak_memory(device: torch.device) -> str:
+    """Peak resident memory of this process (and peak CUDA memory on a GPU)."""
+    text = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+    if device.type == "cuda":
+        text += f", peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="ViT-B-32", choices=["RN50", "ViT-B-32", "ViT-L-14"])
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=7, help="timed steps per implementation, interleaved")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation first")
+    parser.add_argument("--steps", type=int, default=7, help="timed steps per implementation and row, interleaved")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation and row first")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest operators")
@@ -158,46 +184,63 @@ def main(argv: list[str] | None = None) -> None:
     peak, peak_source = peak_tflops(device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
 
     torch.manual_seed(0)
-    reference = open_clip.create_model(f"{args.arch}-quickgelu", pretrained=None)
-    steps = {f"rclip-hf (pad {label})": ours(reference, args.arch, pixels, captions, args.precision, device, pad)
-             for label, pad in (("longest", False), ("77", True))}
+    reference = open_clip.create_model(f"{args.arch}-quickgelu", pretrained=None)  # never trained: every side copies
     accumulated = f"rclip-hf (pad longest, {args.accumulation} micro-batches)"
-    steps[accumulated] = ours(
-        reference, args.arch, pixels, captions, args.precision, device, False, args.accumulation)
-    fused_name = f"{BASELINE}, fused AdamW"
-    steps[fused_name] = plain_open_clip(reference, pixels, captions, args.precision, device, True, copy_weights=True)
-    steps[BASELINE] = plain_open_clip(reference, pixels, captions, args.precision, device, False, copy_weights=False)
-    steps = {name: steps[name] for name in [*steps][:-2] + [BASELINE, fused_name]}  # baseline first of the two
-    first_losses = {name: float(step()) for name, step in steps.items()}  # same weights and batch: must agree
+    builders: dict[str, Callable[[], Callable[[], torch.Tensor]]] = {
+        BASELINE: lambda: plain_open_clip(reference, pixels, captions, args.precision, device, fused=False),
+        FUSED_BASELINE: lambda: plain_open_clip(reference, pixels, captions, args.precision, device, fused=True),
+        OURS: lambda: ours(reference, args.arch, pixels, captions, args.precision, device, pad_to_context=False),
+        OURS_77: lambda: ours(reference, args.arch, pixels, captions, args.precision, device, pad_to_context=True),
+        accumulated: lambda: ours(reference, args.arch, pixels, captions, args.precision, device, False,
+                                  args.accumulation),
+    }
+    rows = [(OURS, BASELINE), (OURS_77, BASELINE), (OURS_77, FUSED_BASELINE), (accumulated, OURS)]
+    first_losses: dict[str, float] = {}
+    flops: dict[str, int] = {}
+    seconds: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for index, row in enumerate(rows, 1):
+        print(f"row {index}/{len(rows)}: {row[0]} vs {row[1]}", file=sys.stderr, flush=True)
+        steps = {name: builders[name]() for name in (row[1], row[0])}  # only this row's two models are alive
+        for name, step in steps.items():
+            loss = float(step())  # the first step, from the reference weights
+            first_losses.setdefault(name, loss)
+            if name not in flops:
+                flops[name] = _flops(step)
+                if args.profile:
+                    print_profile(name, step, args.profile)
+        seconds[row] = interleaved_seconds(steps, device, args.steps, warmup=args.warmup)
+        del steps
+        free(device)
+
     tolerance = args.loss_tolerance or (2e-2 if args.precision == "bf16" else 1e-4)
     # a ResNet's BatchNorm normalises each micro-batch with its own statistics: accumulation is exact for ViTs only
-    compared = [loss for name, loss in first_losses.items() if name != accumulated or args.arch.startswith("ViT")]
-    spread = max(compared) - min(compared)
-    flops = {name: _flops(step) for name, step in steps.items()}
-    seconds = interleaved_seconds(steps, device, args.steps, warmup=args.warmup)
-    if args.profile:
-        for name, step in steps.items():
-            print_profile(name, step, args.profile)
-
+    differences = {name: abs(loss - first_losses[BASELINE]) for name, loss in first_losses.items()
+                   if name != BASELINE and (name != accumulated or args.arch.startswith("ViT"))}
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{args.arch}, batch {args.batch_size}, {args.precision}, device {device_name}; {args.warmup} warm-up + "
-          f"{args.steps} timed steps each, interleaved; peak {peak:.2f} TFLOP/s ({peak_source})")
-    print("first-step loss: " + ", ".join(f"{name} {loss:.6f}" for name, loss in first_losses.items())
-          + f"; largest difference {spread:.2e} (tolerance {tolerance:g})")
-    print("| implementation | median s/step | pairs/s | GFLOP/step | TFLOP/s | MFU % | speed ratio vs open_clip |")
-    print("|---|---|---|---|---|---|---|")
-    for name, timings in seconds.items():
-        median = statistics.median(timings)
+    print(f"{args.arch}, batch {args.batch_size}, {args.precision}, device {device_name}; per row {args.warmup} "
+          f"warm-up + {args.steps} timed steps of each side, interleaved; peak {peak:.2f} TFLOP/s ({peak_source}); "
+          f"{peak_memory(device)}")
+    print(f"first-step loss: {BASELINE} {first_losses[BASELINE]:.6f}; difference from it: "
+          + ", ".join(f"{name} {difference:.2e}" for name, difference in differences.items())
+          + f" (tolerance {tolerance:g})")
+    print("| implementation | baseline | median s/step | baseline median s/step | pairs/s | GFLOP/step | TFLOP/s | "
+          "MFU % | speed ratio vs baseline |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, baseline in rows:
+        median, baseline_median = (statistics.median(seconds[name, baseline][side]) for side in (name, baseline))
         # MFU counts useful work: the accumulated step's extra no-grad forward is overhead, not model FLOPs
-        achieved = flops["rclip-hf (pad longest)" if name == accumulated else name] / median / 1e12
-        print(f"| {name} | {median:.3f} | {args.batch_size / median:.2f} | {flops[name] / 1e9:.1f} | {achieved:.3f} "
-              f"| {achieved / peak * 100:.1f} | {median_ratio(seconds, name, BASELINE):.2f}x |")
+        achieved = flops[OURS if name == accumulated else name] / median / 1e12
+        print(f"| {name} | {baseline} | {median:.3f} | {baseline_median:.3f} | {args.batch_size / median:.2f} | "
+              f"{flops[name] / 1e9:.1f} | {achieved:.3f} | {achieved / peak * 100:.1f} | "
+              f"{median_ratio(seconds[name, baseline], name, baseline):.2f}x |")
     print(f"\nexact large batch in {args.accumulation} micro-batches (cached features): "
-          f"{median_ratio(seconds, 'rclip-hf (pad longest)', accumulated):.2f}x the time of one step on the whole "
-          "batch (median per-repeat ratio)")
-    if spread > tolerance:
-        raise SystemExit(f"first-step losses differ by {spread:.3e} > --loss-tolerance {tolerance:g}: the "
-                         "implementations do not compute the same step")
+          f"{1 / median_ratio(seconds[accumulated, OURS], accumulated, OURS):.2f}x the time of one step on the "
+          "whole batch (inverse median per-repeat speed ratio)")
+    failed = {name: difference for name, difference in differences.items() if difference > tolerance}
+    if failed:
+        raise SystemExit(f"first-step losses differ from {BASELINE}'s by more than --loss-tolerance {tolerance:g}: "
+                         + ", ".join(f"{name} {difference:.3e}" for name, difference in failed.items())
+                         + "; the implementations do not compute the same step")
 
 
 if __name__ == "__main__":
