@@ -78,9 +78,14 @@ def _records(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
 
 
+def _steps(output_dir: Path) -> dict[int, dict]:
+    """Step -> the logged record of that optimiser step (loss, lr, logit_scale, epoch)."""
+    return {record["step"]: record for record in _records(output_dir) if "loss" in record}
+
+
 def _losses(output_dir: Path) -> dict[int, float]:
     """Step -> loss of a run's train_log.jsonl."""
-    return {record["step"]: record["loss"] for record in _records(output_dir) if "loss" in record}
+    return {step: record["loss"] for step, record in _steps(output_dir).items()}
 
 
 def _evaluations(output_dir: Path) -> dict[int, dict[str, float]]:
@@ -89,11 +94,12 @@ def _evaluations(output_dir: Path) -> dict[int, dict[str, float]]:
 
 
 def _train(corpus: Path, output_dir: Path, launcher: list[str], script: Path, *extra: str) -> str:
-    """3 steps of tiny.yaml (global batch 8; evaluation after step 2 and at the end) under `launcher`; the log."""
+    """4 steps of tiny.yaml (global batch 8 in 2 micro-batches per process; evaluation after steps 2 and 4) under
+    `launcher`; the log. With 28 images, step 4 spans the end of the first epoch."""
     command = launcher + [str(script), "--config", str(REPO_ROOT / "training_scripts/configs/tiny.yaml"),
-                          "--dataset", str(corpus), "--output_dir", str(output_dir), "--max_steps", "3",
+                          "--dataset", str(corpus), "--output_dir", str(output_dir), "--max_steps", "4",
                           "--batch_size", "8", "--logging_steps", "1", "--eval_samples", "8", "--eval_steps", "2",
-                          "--report_to", "none", *extra]
+                          "--gradient_accumulation_steps", "2", "--report_to", "none", *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cpu_launch_env(), check=False)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stderr[-4000:]}")
@@ -101,18 +107,17 @@ def _train(corpus: Path, output_dir: Path, launcher: list[str], script: Path, *e
 
 
 def _fsdp_train(corpus: Path, output_dir: Path, *extra: str) -> str:
-    """`_train` under the FSDP accelerate config on 2 CPU processes, 2 micro-batches per step (cached features)."""
+    """`_train` under the FSDP accelerate config on 2 CPU processes."""
     launcher = [str(ACCELERATE), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]
-    log = _train(corpus, output_dir, launcher, TESTS_DIR / "fsdp_cpu_train.py", "--gradient_accumulation_steps", "2",
-                 *extra)
+    log = _train(corpus, output_dir, launcher, TESTS_DIR / "fsdp_cpu_train.py", *extra)
     assert "accelerate: DistributedType.FSDP on 2 process(es)" in log
     return log
 
 
 @pytest.fixture(scope="module")
 def fsdp_run(corpus, tmp_path_factory) -> Path:
-    """3 FSDP steps with a checkpoint after step 2; returns the output folder."""
+    """4 FSDP steps with checkpoints after steps 2 and 4; returns the output folder."""
     output_dir = tmp_path_factory.mktemp("fsdp")
     _fsdp_train(corpus, output_dir, "--checkpointing_steps", "2")
     return output_dir
@@ -127,18 +132,18 @@ def _assert_same_weights(folder: Path, expected_folder: Path, atol: float) -> No
 
 @pytest.mark.slow
 def test_fsdp_on_two_cpu_processes_matches_ddp_and_saves_a_loadable_model(corpus, fsdp_run, tmp_path):
-    # the FSDP run also accumulates 2 micro-batches per step: with the cached-feature loss, still the same batch
+    # both accumulate 2 micro-batches per step (cached features): one contrastive batch of 8, the same data order
     ddp = tmp_path / "ddp"
     _train(corpus, ddp, cpu_launch_command(2), REPO_ROOT / "training_scripts/train.py",
            "--checkpointing_steps", "0")
     fsdp_losses, ddp_losses = _losses(fsdp_run), _losses(ddp)
-    assert sorted(fsdp_losses) == sorted(ddp_losses) == [1, 2, 3]
-    np.testing.assert_allclose([fsdp_losses[s] for s in (1, 2, 3)], [ddp_losses[s] for s in (1, 2, 3)], atol=1e-5,
-                               rtol=0)
+    assert sorted(fsdp_losses) == sorted(ddp_losses) == [1, 2, 3, 4]
+    np.testing.assert_allclose([fsdp_losses[s] for s in (1, 2, 3, 4)], [ddp_losses[s] for s in (1, 2, 3, 4)],
+                               atol=1e-5, rtol=0)
     _assert_same_weights(fsdp_run, ddp, atol=1e-5)
     # the evaluation hook runs under FSDP (gathered weights, every process) mid-run and at the end: DDP's numbers
     fsdp_evaluations, ddp_evaluations = _evaluations(fsdp_run), _evaluations(ddp)
-    assert sorted(fsdp_evaluations) == [2, 3] and set(fsdp_evaluations[3]) >= {"i2t_R@1", "t2i_R@1", "mean_recall"}
+    assert sorted(fsdp_evaluations) == [2, 4] and set(fsdp_evaluations[4]) >= {"i2t_R@1", "t2i_R@1", "mean_recall"}
     for step, metrics in ddp_evaluations.items():
         assert fsdp_evaluations[step] == pytest.approx(metrics, abs=1e-9), step
     from transformers import AutoModel
@@ -153,14 +158,16 @@ def test_fsdp_on_two_cpu_processes_matches_ddp_and_saves_a_loadable_model(corpus
 @pytest.mark.slow
 def test_fsdp_resume_from_a_checkpoint_matches_the_uninterrupted_run(corpus, fsdp_run, tmp_path):
     # the checkpoint of step 2 (sharded weights and optimiser state gathered to full state dicts, RNG, data position,
-    # schedule), resumed in a fresh folder, must give step 3's loss, evaluation and final weights of the run that
-    # went on without stopping
+    # schedule), resumed in a fresh folder, must give steps 3 and 4 (across the epoch's end) with the losses,
+    # learning rates, temperatures, evaluation and final weights of the run that went on without stopping
     checkpoint = fsdp_run / "checkpoints" / "step-0000002"
-    assert [path.name for path in (fsdp_run / "checkpoints").iterdir()] == [checkpoint.name]
+    assert sorted(path.name for path in (fsdp_run / "checkpoints").iterdir()) == [checkpoint.name, "step-0000004"]
     resumed = tmp_path / "resumed"
     log = _fsdp_train(corpus, resumed, "--checkpointing_steps", "0", "--resume", str(checkpoint))
     assert f"resuming from {checkpoint}" in log
-    assert sorted(_losses(resumed)) == [3] and sorted(_evaluations(resumed)) == [3]
-    np.testing.assert_allclose(_losses(resumed)[3], _losses(fsdp_run)[3], atol=1e-6, rtol=0)
-    assert _evaluations(resumed)[3] == pytest.approx(_evaluations(fsdp_run)[3], abs=1e-9)
+    steps, expected = _steps(resumed), _steps(fsdp_run)
+    assert sorted(steps) == [3, 4] and sorted(_evaluations(resumed)) == [4] and steps[4]["epoch"] == 1
+    for step in (3, 4):
+        assert steps[step] == pytest.approx(expected[step], abs=1e-6, rel=0), step  # loss, lr, logit_scale, epoch
+    assert _evaluations(resumed)[4] == pytest.approx(_evaluations(fsdp_run)[4], abs=1e-9)
     _assert_same_weights(resumed, fsdp_run, atol=1e-6)
