@@ -17,8 +17,8 @@ copies would not. The rows:
 Every implementation's first step (same weights, same batch) is compared with open_clip's: the script fails when a
 loss differs by more than `--loss-tolerance`. The table gives medians and the median per-repeat speed ratio. FLOPs
 per step come from `torch.utils.flop_counter.FlopCounterMode` (forward + backward); MFU = achieved FLOP/s / peak
-FLOP/s, the peak being the datasheet dense bf16/fp32 figure on known GPUs, else a large matmul measured in the same
-run. `--profile N` prints the N most expensive operators of one step of each implementation (torch.profiler).
+FLOP/s, the peak being the datasheet dense bf16/fp32 figure on known GPUs, else a large matmul timed interleaved
+with each row's steps (so a shared machine's load affects both alike). `--profile N` prints the N most expensive operators of one step of each implementation (torch.profiler).
 
     python benchmarks/train_throughput.py --arch ViT-B-32 --batch-size 8 --steps 7            # CPU
     python benchmarks/train_throughput.py --arch ViT-L-14 --batch-size 128 --precision bf16 --device cuda
@@ -27,7 +27,9 @@ run. `--profile N` prints the N most expensive operators of one step of each imp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import ctypes
 import gc
 import resource
 import statistics
@@ -61,20 +63,25 @@ BASELINE = "open_clip (77 tokens)"
 FUSED_BASELINE = f"{BASELINE}, fused AdamW"
 OURS = "rclip-hf (pad longest)"
 OURS_77 = "rclip-hf (pad 77)"
+PEAK = "peak matmul"
 
 
-def peak_tflops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
-    """Datasheet peak of a known GPU, else the measured throughput of a 2048^3 (CPU) / 8192^3 (GPU) matmul."""
+def datasheet_peak_tflops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The datasheet dense peak of a known GPU, else None."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for fragment, (bf16, fp32) in GPU_PEAK_TFLOPS.items():
             if fragment in name:
-                return (bf16 if dtype == torch.bfloat16 else fp32), f"{name} datasheet"
+                return bf16 if dtype == torch.bfloat16 else fp32
+    return None
+
+
+def matmul(device: torch.device, dtype: torch.dtype) -> tuple[Callable[[], torch.Tensor], int]:
+    """A 2048^3 (CPU) / 8192^3 (GPU) matmul and its FLOPs: the measured peak of a device without a datasheet one."""
     size = 8192 if device.type == "cuda" else 2048
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    seconds = min(interleaved_seconds({"matmul": lambda: a @ b}, device, repeats=3)["matmul"])
-    return 2 * size**3 / seconds / 1e12, f"measured {size}^3 matmul"
+    return lambda: a @ b, 2 * size**3
 
 
 def _flops(step: Callable[[], object]) -> int:
@@ -147,10 +154,14 @@ def print_profile(name: str, step: Callable[[], object], rows: int) -> None:
 
 
 def free(device: torch.device) -> None:
-    """Returns the memory of dropped models and optimisers before the next row is built."""
+    """Returns the memory of dropped models and optimisers before the next row is built (glibc keeps freed heap
+    memory of the process otherwise, and the peak grows with fragments of earlier rows)."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def peak_memory(device: torch.device) -> str:
@@ -181,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     pixels = torch.randint(0, 256, (args.batch_size, 3, image_size, image_size), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     captions = [CAPTIONS[index % len(CAPTIONS)] for index in range(args.batch_size)]
-    peak, peak_source = peak_tflops(device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    datasheet_peak = datasheet_peak_tflops(device, dtype)
+    peak_call, peak_flops = matmul(device, dtype) if datasheet_peak is None else (None, 0)
 
     torch.manual_seed(0)
     reference = open_clip.create_model(f"{args.arch}-quickgelu", pretrained=None)  # never trained: every side copies
@@ -198,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     first_losses: dict[str, float] = {}
     flops: dict[str, int] = {}
     seconds: dict[tuple[str, str], dict[str, list[float]]] = {}
+    peaks: dict[tuple[str, str], float] = {}  # TFLOP/s
     for index, row in enumerate(rows, 1):
         print(f"row {index}/{len(rows)}: {row[0]} vs {row[1]}", file=sys.stderr, flush=True)
         steps = {name: builders[name]() for name in (row[1], row[0])}  # only this row's two models are alive
@@ -208,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
                 flops[name] = _flops(step)
                 if args.profile:
                     print_profile(name, step, args.profile)
-        seconds[row] = interleaved_seconds(steps, device, args.steps, warmup=args.warmup)
+        calls = steps if peak_call is None else {**steps, PEAK: peak_call}
+        seconds[row] = interleaved_seconds(calls, device, args.steps, warmup=args.warmup)
+        peaks[row] = datasheet_peak or peak_flops / statistics.median(seconds[row].pop(PEAK)) / 1e12
         del steps
         free(device)
 
@@ -218,7 +234,10 @@ def main(argv: list[str] | None = None) -> None:
                    if name != BASELINE and (name != accumulated or args.arch.startswith("ViT"))}
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"{args.arch}, batch {args.batch_size}, {args.precision}, device {device_name}; per row {args.warmup} "
-          f"warm-up + {args.steps} timed steps of each side, interleaved; peak {peak:.2f} TFLOP/s ({peak_source}); "
+          f"warm-up + {args.steps} timed steps of each side, interleaved; peak "
+          + (f"{datasheet_peak:.2f} TFLOP/s (datasheet)" if datasheet_peak else
+             f"{min(peaks.values()):.3f}-{max(peaks.values()):.3f} TFLOP/s (a matmul timed with each row's steps)")
+          + "; "
           f"{peak_memory(device)}")
     print(f"first-step loss: {BASELINE} {first_losses[BASELINE]:.6f}; difference from it: "
           + ", ".join(f"{name} {difference:.2e}" for name, difference in differences.items())
@@ -231,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         # MFU counts useful work: the accumulated step's extra no-grad forward is overhead, not model FLOPs
         achieved = flops[OURS if name == accumulated else name] / median / 1e12
         print(f"| {name} | {baseline} | {median:.3f} | {baseline_median:.3f} | {args.batch_size / median:.2f} | "
-              f"{flops[name] / 1e9:.1f} | {achieved:.3f} | {achieved / peak * 100:.1f} | "
+              f"{flops[name] / 1e9:.1f} | {achieved:.3f} | {achieved / peaks[name, baseline] * 100:.1f} | "
               f"{median_ratio(seconds[name, baseline], name, baseline):.2f}x |")
     print(f"\nexact large batch in {args.accumulation} micro-batches (cached features): "
           f"{1 / median_ratio(seconds[accumulated, OURS], accumulated, OURS):.2f}x the time of one step on the "
