@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         calls = steps if peak_call is None else {**steps, PEAK: peak_call}
         seconds[row] = interleaved_seconds(calls, device, args.steps, warmup=args.warmup)
         peaks[row] = datasheet_peak or peak_flops / statistics.median(seconds[row].pop(PEAK)) / 1e12
-        del steps
+        del steps, calls, step  # every reference to this row's models
         free(device)
 
     tolerance = args.loss_tolerance or (2e-2 if args.precision == "bf16" else 1e-4)
