@@ -203,12 +203,19 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path:
     stored_at_kill = []
     try:
         assert server.stdout.readline().strip() == "ready"
+        server.stdin.write("go\n")  # one build left to finish: how long a build takes on this machine now
+        server.stdin.flush()
+        int(server.stdout.readline())
+        start = time.monotonic()
+        assert server.stdout.readline().strip() == "reaped"
+        duration = time.monotonic() - start
+        assert sorted(EmbeddingIndex.open(tmp_path / "idx").ids()) == ids
         for _ in range(10):
             shutil.rmtree(tmp_path / "idx", ignore_errors=True)
             server.stdin.write("go\n")
             server.stdin.flush()
             pid = int(server.stdout.readline())
-            time.sleep(rng.uniform(0.0, 0.8))
+            time.sleep(rng.uniform(0.0, duration))  # kills spread over the build, however fast the machine is
             with contextlib.suppress(ProcessLookupError):  # the build finished before the kill
                 os.kill(pid, signal.SIGKILL)
             assert server.stdout.readline().strip() == "reaped"
