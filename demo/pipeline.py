@@ -162,7 +162,8 @@ def save_starting_point(target: Path, seed: int) -> None:
 
 
 def train(corpus: Path, target: Path, steps: int, args: DemoArguments, env: dict[str, str]) -> Path:
-    """Tiny RemoteCLIP trained with accelerate on CPU; returns the final model folder."""
+    """Tiny RemoteCLIP trained with accelerate on CPU, replacing an earlier demo run in `target`; returns the final
+    model folder."""
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.num_processes),
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if args.num_processes > 1:  # accelerate's `--cpu` picks its one-process launcher: gloo needs this form
@@ -172,7 +173,8 @@ def train(corpus: Path, target: Path, steps: int, args: DemoArguments, env: dict
         launch.append("--cpu")
     run_command([*launch, TRAINING_SCRIPTS / "train.py", "--config", TINY_CONFIG, "--dataset", corpus, "--output_dir", target,
                  "--max_steps", str(steps), "--seed", str(args.seed), "--report_to", "none",
-                 "--checkpointing_steps", "0", "--logging_steps", str(max(1, steps // 10))], env)
+                 "--checkpointing_steps", "0", "--logging_steps", str(max(1, steps // 10)), "--overwrite_output_dir"],
+                env)
     final = target / "final"
     if not (final / "config.json").is_file():
         raise DemoError(f"training finished but {final} has no config.json")

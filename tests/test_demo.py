@@ -69,3 +69,16 @@ def test_quick_demo_dry_run_push_lists_no_stray_files(quick_demo):
                           "results.json", "tokenizer.json", "tokenizer_config.json"]
     assert plan.skipped == []
     assert plan.metadata["pipeline_tag"] == "zero-shot-image-classification"
+
+
+@pytest.mark.slow
+def test_training_again_into_the_demo_output_replaces_the_earlier_run(quick_demo):
+    """`make demo` run twice: the second training run replaces the first in the demo's own folder."""
+    from demo.pipeline import DemoArguments, offline_environment, train
+
+    before = json.loads((quick_demo / "train" / "train_args.json").read_text())
+    final = train(quick_demo / "corpus", quick_demo / "train", 2, DemoArguments(output=str(quick_demo),
+                  num_processes=1, seed=5), offline_environment(quick_demo))
+    after = json.loads((quick_demo / "train" / "train_args.json").read_text())
+    assert before["train"]["max_steps"] != 2 and after["train"]["max_steps"] == 2 and after["train"]["seed"] == 5
+    assert (final / "config.json").is_file()
