@@ -262,10 +262,7 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
                             already_indexed=sum(part.already_indexed for part in parts), total=len(index),
                             failures=failures, faiss=index.faiss_is_current(),
                             nodata_windows=sum(part.nodata_windows for part in parts), scenes=len(files),
-                            processes=max(num_processes, world), changed=sync.changed, pruned=sync.pruned,
-                            missing=sync.missing, changed_scenes=sync.changed_scenes,
-                            pruned_scenes=sync.pruned_scenes, missing_scenes=sync.missing_scenes,
-                            threads=parts[0].threads,
+                            processes=max(num_processes, world), **asdict(sync), threads=parts[0].threads,
                             part_seconds=[seconds for part in parts for seconds in part.part_seconds])
 
 
@@ -413,7 +410,7 @@ def _flag_value(value: Any) -> str:
 
 @dataclass
 class _SceneSync:
-    """What comparing the sources with the index did (see `SceneBuildReport`)."""
+    """What comparing the sources with the index did: the `SceneBuildReport` fields of the same names."""
 
     changed: int = 0
     changed_scenes: int = 0
