@@ -16,8 +16,9 @@ from torchvision.transforms.v2 import functional as tv_functional
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 import rclip_hf
-from training_scripts.training.augment import TrainAugmentation
-from training_scripts.training.data import PairCollator, PixelNormalizer, open_image
+from training_scripts.training import augment as augment_module
+from training_scripts.training.augment import TrainAugmentation, decode_rgb
+from training_scripts.training.data import PairCollator, PixelNormalizer, stored_image
 
 #: PIL transposes of the reference, as in the paper's augmentation.
 ROTATIONS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
@@ -172,13 +173,54 @@ def test_same_distribution_as_the_reference_augmentation():
     assert stats.chisquare(table[0]).pvalue > 1e-3  # each symmetry with probability 1/8
 
 
-def test_open_image_reads_stored_bytes_lazily_and_decodes_path_only_cells(tmp_path):
+def test_stored_image_gives_the_stored_bytes_and_decodes_path_only_cells(tmp_path):
     image = Image.new("RGB", (40, 30), (10, 20, 30))
     data = encoded(image, "JPEG")
-    lazy = open_image({"bytes": data, "path": "x.jpg"})
-    assert lazy.size == (40, 30) and lazy.format == "JPEG"
+    assert stored_image({"bytes": data, "path": "x.jpg"}) is data
     image.save(tmp_path / "y.png")
-    assert open_image({"bytes": None, "path": str(tmp_path / "y.png")}).getpixel((0, 0)) == (10, 20, 30)
+    assert stored_image({"bytes": None, "path": str(tmp_path / "y.png")}).getpixel((0, 0)) == (10, 20, 30)
+
+
+def sixteen_bit_png(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of (H, W, 3) uint16 `pixels` (PIL writes none: OpenCV does)."""
+    import cv2
+
+    return cv2.imencode(".png", pixels[..., ::-1])[1].tobytes()
+
+
+def test_rgb_jpeg_and_png_bytes_decode_with_torchcodec_to_pils_pixels_and_the_rest_with_pil(shared_data, monkeypatch):
+    scene = Image.open(shared_data / "dota" / "images" / "P1888.png").convert("RGB").crop((0, 0, 300, 200))
+    rng = np.random.default_rng(0)
+    cases = {  # name: (stored bytes, TorchCodec's pixels used?)
+        "released JPEG": ((next((shared_data / "rsscn7" / "aGrass").glob("*.jpg"))).read_bytes(), True),
+        "JPEG q95 4:4:4": (encoded(scene, "JPEG", quality=95, subsampling=0), True),
+        "JPEG 4:2:0": (encoded(scene, "JPEG", quality=75), True),
+        "RGB PNG": (encoded(scene, "PNG"), True),
+        "interlaced PNG": (encoded(scene, "PNG", interlace=1), True),
+        "grey JPEG": (encoded(scene.convert("L"), "JPEG"), False),
+        "RGBA PNG": (encoded(scene.convert("RGBA"), "PNG"), False),
+        "palette PNG": (encoded(scene.convert("P"), "PNG"), False),
+        "16-bit PNG": (sixteen_bit_png(rng.integers(0, 65536, (20, 30, 3), dtype=np.uint16)), False),
+        "WebP": (encoded(scene, "WEBP", lossless=True), False),
+    }
+    decoded = []  # the tensors TorchCodec returned
+
+    def spy(decoder):
+        return lambda *args, **kwargs: decoded.append(decoder(*args, **kwargs)) or decoded[-1]
+
+    for name, decoder in augment_module.TORCHCODEC_DECODERS.items():
+        monkeypatch.setitem(augment_module.TORCHCODEC_DECODERS, name, spy(decoder))
+    for name, (data, by_torchcodec) in cases.items():
+        decoded.clear()
+        pixels = decode_rgb(Image.open(io.BytesIO(data)), data)
+        assert any(tensor is pixels for tensor in decoded) == by_torchcodec, name
+        expected = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert pixels.dtype == torch.uint8 and np.array_equal(pixels.permute(1, 2, 0).numpy(), expected), name
+        assert pixels.permute(1, 2, 0).is_contiguous()  # HWC in memory: a crop of it resizes channels-last
+        augment = TrainAugmentation(size=48, scale=(0.3, 1.0))
+        for seed in range(3):  # the augmentation of the bytes equals that of the PIL image, draw for draw
+            assert torch.equal(augment(data, np.random.default_rng(seed)),
+                               augment(Image.open(io.BytesIO(data)), np.random.default_rng(seed))), (name, seed)
 
 
 def test_collated_batch_normalised_on_the_device_equals_the_processor():

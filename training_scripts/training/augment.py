@@ -3,16 +3,18 @@ a uint8 tensor (normalisation happens on the device, in the training step).
 
 Every random draw comes from a `numpy.random.Generator` passed in, so a sample's augmentation is a function of
 (seed, epoch, index) and a resumed run sees exactly the images an uninterrupted one would. The crop is drawn from
-the image's header size before any pixel is decoded; a JPEG not yet loaded is then decoded at 1/2, 1/4 or 1/8
-of its size (libjpeg's DCT scaling through PIL `draft`) whenever the crop still holds at least `size` x `size`
-pixels at that scale, so the bicubic resize stays a downscale and only the decode gets cheaper. A crop of a
-full decode is resized as torchvision's `RandomResizedCrop` does on tensors (crop, then antialiased bicubic with
-PIL's kernel) by torch's vectorised uint8 kernel, at a fraction of PIL's cost; a crop of a reduced decode, whose
-box falls between pixels, by PIL's box resize.
+the image's header size before any pixel is decoded; a JPEG is then decoded at 1/2, 1/4 or 1/8 of its size
+(libjpeg's DCT scaling through PIL `draft`) whenever the crop still holds at least `size` x `size` pixels at that
+scale, so the bicubic resize stays a downscale and only the decode gets cheaper. A full decode is cropped and
+resized as torchvision's `RandomResizedCrop` does on tensors (crop, then antialiased bicubic with PIL's kernel) by
+torch's vectorised uint8 kernel, at a fraction of PIL's cost; a crop of a reduced decode, whose box falls between
+pixels, by PIL's box resize. Stored RGB JPEG and 8-bit PNG bytes are fully decoded by TorchCodec, whose
+libjpeg-turbo and libpng decoders give PIL's pixels in less time and straight into a tensor.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 
@@ -20,6 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchcodec.decoders import decode_jpeg, decode_png
+
+#: TorchCodec's decoder of each format whose RGB pixels it gives exactly as PIL does (libjpeg-turbo, libpng)
+TORCHCODEC_DECODERS = {"JPEG": decode_jpeg, "PNG": decode_png}
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,12 @@ class TrainAugmentation:
             crop_width, crop_height = width, height
         return (width - crop_width) // 2, (height - crop_height) // 2, crop_width, crop_height
 
-    def __call__(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
-        """(3, size, size) uint8 augmented crop of `image` (an opened, not necessarily loaded, PIL image)."""
+    def __call__(self, image: bytes | Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        """(3, size, size) uint8 augmented crop of `image`: stored (encoded) bytes, or a PIL image (opened lazily or
+        already loaded)."""
+        encoded = image if isinstance(image, bytes) else None
+        if encoded is not None:
+            image = Image.open(io.BytesIO(encoded))
         width, height = image.size
         left, top, crop_width, crop_height = self.crop_box(width, height, rng)
         # the largest JPEG DCT reduction that keeps the crop at least `size` pixels wide and high (None: not a
@@ -71,17 +81,27 @@ class TrainAugmentation:
         drafted = image.draft(None, (math.ceil(width * self.size / crop_width),
                                      math.ceil(height * self.size / crop_height)))
         reduction = width / drafted[1][2] if drafted is not None else 1.0
-        image = image.convert("RGB")
         if reduction == 1:  # full size: crop, then torch's uint8 antialiased bicubic (PIL's kernel, vectorised)
-            crop_hwc = torch.from_numpy(np.array(image.crop((left, top, left + crop_width, top + crop_height))))
-            pixels = F.interpolate(crop_hwc.permute(2, 0, 1)[None], size=(self.size, self.size), mode="bicubic",
-                                   antialias=True)[0]  # (3, size, size) uint8
+            crop = decode_rgb(image, encoded)[None, :, top:top + crop_height, left:left + crop_width]
+            pixels = F.interpolate(crop.contiguous(memory_format=torch.channels_last), size=(self.size, self.size),
+                                   mode="bicubic", antialias=True)[0]  # (3, size, size) uint8
         else:  # reduced decode: the crop box falls between pixels, which PIL's box resize keeps
             box = (left / reduction, top / reduction, (left + crop_width) / reduction, (top + crop_height) / reduction)
-            resized = image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
+            resized = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
             pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1)  # (3, size, size) uint8
         if self.horizontal_flip and rng.random() < 0.5:
             pixels = pixels.flip(-1)
         if self.rotation:
             pixels = torch.rot90(pixels, int(rng.integers(0, 4)), dims=(1, 2))  # counter-clockwise, as PIL ROTATE_90
-        return pixels
+        return pixels.contiguous()  # one copy here is cheaper than `torch.stack` gathering the strided views
+
+
+def decode_rgb(image: Image.Image, encoded: bytes | None) -> torch.Tensor:
+    """(3, H, W) uint8 pixels of `image` as `convert("RGB")` gives them, held HWC in memory (channels last):
+    `encoded`, its stored bytes when it is an RGB JPEG or PNG, is decoded by TorchCodec, the rest by PIL."""
+    decoder = TORCHCODEC_DECODERS.get(image.format) if encoded is not None and image.mode == "RGB" else None
+    if decoder is not None:
+        pixels = decoder(encoded, mode="RGB", output_dtype="auto")
+        if pixels.dtype == torch.uint8:  # a 16-bit PNG stays uint16 here; PIL reduces it to its high bytes
+            return pixels
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)

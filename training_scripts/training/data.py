@@ -9,7 +9,6 @@ data order resumes exactly after `skip_first_batches`.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -66,16 +65,16 @@ def load_caption_corpus(data_args: DataArguments) -> Dataset | IterableDataset:
     return corpus
 
 
-def open_image(value: dict[str, Any]) -> Image.Image:
-    """An undecoded `image` cell (`{"bytes", "path"}`) -> a PIL image opened lazily from its bytes (header read,
-    pixels not yet decoded); a cell without bytes is decoded by `datasets` itself."""
+def stored_image(value: dict[str, Any]) -> bytes | Image.Image:
+    """An undecoded `image` cell (`{"bytes", "path"}`) -> its stored bytes, which the augmentation decodes; a cell
+    without bytes is decoded by `datasets` itself."""
     if value.get("bytes") is None:
         return datasets.Image().decode_example(value)
-    return Image.open(io.BytesIO(value["bytes"]))
+    return value["bytes"]
 
 
 def undecoded(corpus: Dataset | IterableDataset) -> Dataset | IterableDataset:
-    """The corpus with its `image` column read as stored bytes (see `open_image`)."""
+    """The corpus with its `image` column read as stored bytes (see `stored_image`)."""
     return corpus.cast_column("image", datasets.Image(decode=False))
 
 
@@ -136,7 +135,7 @@ class CaptionPairDataset(torch.utils.data.Dataset):
     def _pair(self, index: int, epoch: int, image: dict[str, Any], captions: Sequence[str]) -> tuple[torch.Tensor, str]:
         rng = sample_rng(self.seed, epoch, index)
         caption = choose_caption(captions, rng, f"sample {index}")
-        return self.augmentation(open_image(image), rng), caption
+        return self.augmentation(stored_image(image), rng), caption
 
 
 class StreamingCaptionPairs(torch.utils.data.IterableDataset):
@@ -160,7 +159,7 @@ class StreamingCaptionPairs(torch.utils.data.IterableDataset):
             key = position * 1024 + worker_id  # distinct per (worker, position) for up to 1024 workers
             rng = sample_rng(self.seed, self.epoch, key)
             caption = choose_caption(row["captions"], rng, f"streamed sample {position} (worker {worker_id})")
-            yield self.augmentation(open_image(row["image"]), rng), caption
+            yield self.augmentation(stored_image(row["image"]), rng), caption
 
 
 class PairCollator:
