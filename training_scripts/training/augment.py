@@ -83,17 +83,19 @@ class TrainAugmentation:
         reduction = width / drafted[1][2] if drafted is not None else 1.0
         if reduction == 1:  # full size: crop, then torch's uint8 antialiased bicubic (PIL's kernel, vectorised)
             crop = decode_rgb(image, encoded)[None, :, top:top + crop_height, left:left + crop_width]
-            pixels = F.interpolate(crop.contiguous(memory_format=torch.channels_last), size=(self.size, self.size),
-                                   mode="bicubic", antialias=True)[0]  # (3, size, size) uint8
+            resized = F.interpolate(crop.contiguous(memory_format=torch.channels_last), size=(self.size, self.size),
+                                    mode="bicubic", antialias=True)[0]  # (3, size, size) uint8, HWC in memory
+            pixels_hwc = resized.permute(1, 2, 0).numpy()
         else:  # reduced decode: the crop box falls between pixels, which PIL's box resize keeps
             box = (left / reduction, top / reduction, (left + crop_width) / reduction, (top + crop_height) / reduction)
-            resized = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
-            pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1)  # (3, size, size) uint8
+            pixels_hwc = np.array(image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC,
+                                                              box=box))
         if self.horizontal_flip and rng.random() < 0.5:
-            pixels = pixels.flip(-1)
+            pixels_hwc = pixels_hwc[:, ::-1]
         if self.rotation:
-            pixels = torch.rot90(pixels, int(rng.integers(0, 4)), dims=(1, 2))  # counter-clockwise, as PIL ROTATE_90
-        return pixels.contiguous()  # one copy here is cheaper than `torch.stack` gathering the strided views
+            pixels_hwc = np.rot90(pixels_hwc, int(rng.integers(0, 4)))  # counter-clockwise, as PIL ROTATE_90
+        # the flip and rotation are numpy views (negative strides, which torch lacks) until this one copy
+        return torch.from_numpy(np.ascontiguousarray(pixels_hwc.transpose(2, 0, 1)))
 
 
 def decode_rgb(image: Image.Image, encoded: bytes | None) -> torch.Tensor:
