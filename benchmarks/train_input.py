@@ -6,9 +6,9 @@ Files: full-size detection scenes (the DOTA and iSAID samples, 0.7-1.5 Mpx PNG) 
 400 x 400 JPEG), each stored as released and as a `build_corpus --max-side 256` corpus stores it (JPEG q95 4:4:4,
 `dataset_builders.corpus.TRAINING_JPEG`). rclip-hf's path is the trainer's own (`CaptionPairDataset` over a
 `datasets.Dataset`, `EpochShuffleSampler`, `PairCollator`): undecoded bytes, crop drawn on the header size, JPEG
-decoded at reduced size when the crop allows, flip and rotation, uint8 out, one fast-tokenizer call per batch
-(normalisation happens on the GPU). open_clip's decodes in full, crops, converts to float and normalises in the
-worker. Per core: each pipeline runs in this process (what one worker does) and is timed in CPU seconds, which
+decoded at reduced size when the crop allows and otherwise by TorchCodec (as PNG), flip and rotation, uint8 out,
+one fast-tokenizer call per batch (normalisation happens on the GPU). open_clip's decodes in full with PIL, crops,
+converts to float and normalises in the worker. Per core: each pipeline runs in this process (what one worker does) and is timed in CPU seconds, which
 other load on a shared machine barely changes; cores needed = goal rate / pairs per CPU-second. Then DataLoader
 workers (`--workers`, wall clock, persistent, `--samples` pairs per worker and pass) show the scaling. Each configuration runs `--epochs` timed passes
 over `--samples` pairs after a warm-up pass, interleaved with the other pipeline; the tables give medians. `--profile` prints where one rclip-hf worker spends its time (cProfile,
