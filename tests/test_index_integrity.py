@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -23,7 +24,7 @@ from PIL import Image
 
 from rclip_hf import cli
 from rclip_hf.inference import EmbeddingIndex, build_index
-from rclip_hf.inference.index import MANIFEST_FILE, IndexBusyError, index_lock
+from rclip_hf.inference.index import MANIFEST_FILE, IndexBusyError, ItemKey, file_digest, index_lock, row_key
 from rclip_hf.inference.scenes import PARTS_DIR, WindowOptions, build_scene_index, index_part, scene_files
 
 search_module = importlib.import_module("rclip_hf.inference.search")  # the name `search` is also a function
@@ -141,6 +142,95 @@ def test_changed_files_are_re_embedded_and_deleted_ones_pruned(tmp_path: Path, t
     assert (report.pruned, report.missing, report.total) == (1, 0, 3)
     assert sorted(EmbeddingIndex.open(tmp_path / "idx").ids()) == ids[:3]
     assert EmbeddingIndex.open(tmp_path / "idx").verify() == []
+
+
+def _row_dataset(folder: Path, images: list[Path]) -> Path:
+    """Write (or rewrite) the Parquet dataset folder `folder` whose rows hold the bytes of `images`, in order."""
+    rows = {"image": [{"bytes": image.read_bytes(), "path": None} for image in images]}
+    dataset = datasets.Dataset.from_dict(rows, features=datasets.Features({"image": datasets.Image()}))
+    dataset.to_parquet(str(folder / "data" / "train-00000.parquet"))
+    return folder
+
+
+def _stored(index_dir: Path) -> dict[str, torch.Tensor]:
+    """Id -> stored embedding (D,) of every item of the index at `index_dir`."""
+    index = EmbeddingIndex.open(index_dir)
+    return dict(zip(index.ids(), torch.cat([embeddings for _, embeddings in index.shard_embeddings()])))
+
+
+def _nothing_decoded_or_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("an unchanged row was decoded or embedded")
+
+    monkeypatch.setattr(search_module, "decode_dataset_image", refuse)
+    monkeypatch.setattr(search_module, "encode_images", refuse)
+
+
+def test_row_key_is_the_digest_of_the_stored_image(tmp_path: Path) -> None:
+    image = tmp_path / _images(tmp_path, 1)[0]
+    expected = ItemKey(image.stat().st_size, -1, file_digest(image))
+    assert row_key({"bytes": image.read_bytes(), "path": "elsewhere.png"}, None) == (expected, "")
+    assert row_key({"bytes": None, "path": str(image)}, None) == (expected, "")  # a path-only cell: its file
+    assert row_key({"bytes": image.read_bytes(), "path": None}, expected) == (None, "")  # unchanged
+    assert row_key({"bytes": b"other", "path": None}, expected)[0].digest != expected.digest
+    assert row_key(None, None) == (None, "the row has no image (empty cell)")
+    key, reason = row_key({"bytes": None, "path": str(tmp_path / "gone.png")}, None)
+    assert key is None and reason.startswith(f"{tmp_path / 'gone.png'}: cannot read file")
+
+
+def test_changed_dataset_rows_are_re_embedded(tmp_path: Path, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, processor = tiny_model
+    pngs = [tmp_path / "png" / name for name in _images(tmp_path / "png", 4)]
+    source = _row_dataset(tmp_path / "rows", pngs[:3])
+    first = build_index(source, tmp_path / "idx", model, processor, batch_size=2, shard_size=2)
+    assert (first.added, first.changed, first.total) == (3, 0, 3)
+    assert EmbeddingIndex.open(tmp_path / "idx").item_keys() == {
+        str(row): ItemKey(pngs[row].stat().st_size, -1, file_digest(pngs[row])) for row in range(3)}
+    before, shards = _stored(tmp_path / "idx"), EmbeddingIndex.open(tmp_path / "idx").manifest["shards"]
+
+    with monkeypatch.context() as patch:
+        _nothing_decoded_or_embedded(patch)
+        again = build_index(source, tmp_path / "idx", model, processor, batch_size=2, shard_size=2)
+    assert (again.added, again.changed, again.already_indexed, again.total, again.failures) == (0, 0, 3, 3, [])
+    assert EmbeddingIndex.open(tmp_path / "idx").manifest["shards"] == shards  # nothing rewritten
+
+    _row_dataset(source, [pngs[0], pngs[3], pngs[2]])  # the dataset saved again: row 1 holds another image
+    report = build_index(source, tmp_path / "idx", model, processor, batch_size=2, shard_size=2)
+    assert (report.added, report.changed, report.already_indexed, report.total) == (0, 1, 2, 3)
+    after = _stored(tmp_path / "idx")
+    build_index(_row_dataset(tmp_path / "fresh", [pngs[3]]), tmp_path / "fresh.idx", model, processor)
+    assert torch.equal(after["1"], _stored(tmp_path / "fresh.idx")["0"])
+    assert not torch.equal(after["1"], before["1"])
+    assert torch.equal(after["0"], before["0"]) and torch.equal(after["2"], before["2"])
+    index = EmbeddingIndex.open(tmp_path / "idx")
+    assert index.item_keys()["1"] == ItemKey(pngs[3].stat().st_size, -1, file_digest(pngs[3]))
+    assert index.verify() == []
+
+
+def test_rows_of_older_indexes_without_a_digest_are_kept_and_keyed(tmp_path: Path, tiny_model,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    model, processor = tiny_model
+    pngs = [tmp_path / "png" / name for name in _images(tmp_path / "png", 4)]
+    source = _row_dataset(tmp_path / "rows", pngs[:3])
+    build_index(source, tmp_path / "idx", model, processor, shard_size=2)
+    older = EmbeddingIndex.open(tmp_path / "idx")
+    older.commit(2, rekey=dict.fromkeys(older.ids(), ItemKey()))  # rows keyed by id alone, as older builds stored
+    assert set(EmbeddingIndex.open(tmp_path / "idx").item_keys().values()) == {ItemKey()}
+    before = _stored(tmp_path / "idx")
+
+    _row_dataset(source, [pngs[0], pngs[3], pngs[2]])  # changed, but the older index cannot tell
+    with monkeypatch.context() as patch:
+        _nothing_decoded_or_embedded(patch)
+        kept = build_index(source, tmp_path / "idx", model, processor, shard_size=2)
+    assert (kept.added, kept.changed, kept.already_indexed, kept.total) == (0, 0, 3, 3)
+    index = EmbeddingIndex.open(tmp_path / "idx")
+    assert index.verify() == [] and all(torch.equal(_stored(tmp_path / "idx")[row], before[row]) for row in before)
+    assert index.item_keys() == {str(row): ItemKey(png.stat().st_size, -1, file_digest(png))  # now recorded
+                                 for row, png in enumerate([pngs[0], pngs[3], pngs[2]])}
+
+    _row_dataset(source, pngs[:3])  # so that the next change is seen
+    report = build_index(source, tmp_path / "idx", model, processor, shard_size=2)
+    assert (report.added, report.changed, report.already_indexed, report.total) == (0, 1, 2, 3)
 
 
 def test_verify_finds_missing_changed_and_unlisted_shards(tmp_path: Path, tiny_model, tiny_model_dir: Path,

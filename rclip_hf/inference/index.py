@@ -7,7 +7,8 @@ Layout of an index folder (all files written atomically, so an interrupted build
   when there is one. It is the one commit point: a shard not listed there does not exist (files left by a killed
   build are removed by the next one);
 - `shard-<random>.safetensors` (`embeddings`, float32 (n, D), L2-normalised) + `shard-<random>.parquet` (`id`,
-  `path`, `row`, `size`, `mtime_ns`, `digest` — for image files the BLAKE2b of the file, that tell a changed file —
+  `path`, `row`, `size`, `mtime_ns`, `digest` — the BLAKE2b of an image file or of a dataset row's stored image,
+  that tell a changed one —
   and for windows of scenes the columns of `scenes.py`, as GeoParquet): at most `shard_size` items each, committed
   as the build goes; random names never collide;
 - `index.lock`: held (an exclusive `flock`) by the process writing the index, with its PID and start time;
@@ -29,7 +30,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +58,8 @@ LOCK_FILE = "index.lock"
 SHARD_PREFIX = "shard-"
 #: Item-table columns that key an image file's content (bookkeeping of builds, not part of a hit)
 KEY_COLUMNS = ("size", "mtime_ns", "digest")
+#: Dataset rows whose undecoded image cells are read (and keyed) at a time.
+ROW_BATCH = 256
 #: Indexes with at least this many items get a FAISS file when `faiss="auto"` and faiss is installed.
 FAISS_MIN_ITEMS = 100_000
 #: Inverted lists probed per query by the FAISS backend (of `nlist` ~ sqrt(N)).
@@ -75,8 +78,9 @@ class IndexBusyError(UserError):
 
 @dataclass(frozen=True)
 class ItemKey:
-    """What identifies an image file's content: size, modification time (ns) and BLAKE2b digest; -1/-1/"" for
-    dataset rows, which are keyed by id alone."""
+    """What identifies an item's image: for an image file its size, modification time (ns) and BLAKE2b digest; for
+    a dataset row (`row_key`) the byte length and BLAKE2b digest of its stored image, mtime -1. -1/-1/"" is no key
+    (dataset rows of indexes built before rows were keyed)."""
 
     size: int = -1
     mtime_ns: int = -1
@@ -141,6 +145,24 @@ def file_key(file: Path, old: ItemKey | None) -> tuple[ItemKey | None, str]:
     if old is not None and old.digest == digest:
         return None, ""  # touched, same content
     return ItemKey(stat.st_size, stat.st_mtime_ns, digest), ""
+
+
+def row_key(cell: dict[str, Any] | None, old: ItemKey | None) -> tuple[ItemKey | None, str]:
+    """(key to store, "") for a dataset row whose image is new or changed since its `old` key, (None, "") for one
+    unchanged (same digest), (None, reason) when it has no image or its file cannot be read. The key of an
+    undecoded image cell (`{"bytes", "path"}`) is the length and BLAKE2b digest of its bytes, or of its file for a
+    path-only cell; the image is not decoded."""
+    if not cell or (cell.get("bytes") is None and not cell.get("path")):
+        return None, "the row has no image (empty cell)"
+    if cell.get("bytes") is not None:
+        data = cell["bytes"]
+        key = ItemKey(len(data), -1, hashlib.blake2b(data, digest_size=32).hexdigest())
+    else:
+        try:
+            key = ItemKey(Path(cell["path"]).stat().st_size, -1, file_digest(cell["path"]))
+        except OSError as error:
+            return None, f"{cell['path']}: cannot read file: {error.strerror or error}"
+    return (None, "") if old is not None and old.digest == key.digest else (key, "")
 
 
 class EmbeddingIndex:
@@ -292,18 +314,19 @@ class EmbeddingIndex:
         """Items added since the last `commit`."""
         return len(self._buffer)
 
-    def commit(self, shard_size: int, remove: Iterable[str] = ()) -> None:
-        """Write the queued items as new shards of at most `shard_size` and drop the items with ids in `remove`
-        (their shards are rewritten without them), all in one manifest update: a kill leaves the old state."""
-        remove = set(remove)
+    def commit(self, shard_size: int, remove: Iterable[str] = (), rekey: Mapping[str, ItemKey] | None = None) -> None:
+        """Write the queued items as new shards of at most `shard_size`, drop the items with ids in `remove` and
+        give the items with ids in `rekey` those keys (their embeddings kept): shards are rewritten, all in one
+        manifest update, so a kill leaves the old state."""
+        remove, rekey = set(remove), rekey or {}
         shards, replaced = [], []
         for shard in self.manifest["shards"]:
-            if not remove:
+            if not remove and not rekey:
                 shards.append(shard)
                 continue
             table = self._table(shard["name"])
             keep = [position for position, item_id in enumerate(table["id"]) if item_id not in remove]
-            if len(keep) == len(table["id"]):
+            if len(keep) == len(table["id"]) and not rekey.keys() & set(table["id"]):
                 shards.append(shard)
                 continue
             replaced.append(shard["name"])
@@ -313,7 +336,7 @@ class EmbeddingIndex:
                 with safe_open(self.directory / f"{shard['name']}.safetensors", framework="pt") as handle:
                     embeddings = handle.get_tensor("embeddings")[keep]
                 kept = pq.read_table(self.directory / f"{shard['name']}.parquet").take(keep)
-                shards.append(self._write_shard(kept, embeddings))
+                shards.append(self._write_shard(_with_keys(kept, rekey), embeddings))
         for start in range(0, len(self._buffer), shard_size):
             chunk = self._buffer[start:start + shard_size]
             shards.append(self._write_shard(_entry_table(chunk), torch.stack([entry.embedding for entry in chunk])))
@@ -480,6 +503,22 @@ def _entry_table(entries: Sequence[IndexEntry]) -> Any:
     return table
 
 
+def _with_keys(table: Any, keys: Mapping[str, ItemKey]) -> Any:
+    """The item table (pyarrow) with the key columns of the items with ids in `keys` set to those keys."""
+    import pyarrow as pa
+
+    ids = table.column("id").to_pylist()
+    if not keys.keys() & set(ids):
+        return table
+    for name, kind, default in zip(KEY_COLUMNS, (pa.int64(), pa.int64(), pa.string()), (-1, -1, "")):
+        old = table.column(name).to_pylist() if name in table.column_names else [default] * len(ids)
+        values = pa.array([getattr(keys[item_id], name) if item_id in keys else value
+                           for item_id, value in zip(ids, old)], kind)
+        table = (table.set_column(table.column_names.index(name), name, values) if name in table.column_names
+                 else table.append_column(name, values))
+    return table
+
+
 def new_shard_name() -> str:
     """A fresh random shard name: builds and merges never collide."""
     return f"{SHARD_PREFIX}{secrets.token_hex(8)}"
@@ -535,5 +574,7 @@ def _now() -> str:
 
 
 __all__ = ["FAILURES_FILE", "FAISS_MIN_ITEMS", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "LOCK_FILE", "MANIFEST_FILE",
+           "ROW_BATCH",
            "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
-           "atomic_write", "faiss_module", "file_digest", "file_key", "index_lock", "new_shard_name", "shard_digests"]
+           "atomic_write", "faiss_module", "file_digest", "file_key", "index_lock", "new_shard_name", "row_key",
+           "shard_digests"]

@@ -30,6 +30,7 @@ from .index import (
     FAISS_NPROBE,
     INDEX_FORMAT,
     MANIFEST_FILE,
+    ROW_BATCH,
     Backend,
     EmbeddingIndex,
     ItemKey,
@@ -37,6 +38,7 @@ from .index import (
     faiss_module,
     file_key,
     index_lock,
+    row_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class _Item:
     row: int
     load: Callable[[], Image.Image]
     file: Path | None = None  # the image file of a folder source, keyed by size, mtime and digest
+    cell: dict[str, Any] | None = None  # the undecoded image cell of a dataset row, keyed by its bytes' digest
 
 
 def build_index(
@@ -107,8 +110,10 @@ def build_index(
     index at `output`, holding its lock (`wait`: queue behind another build, else `IndexBusyError`).
 
     Resumes an existing index and refuses one built by another model. Image files are keyed by path, size, mtime
-    and content digest: unchanged ones are skipped, changed ones re-embedded (replacing their old entry), deleted
-    ones removed with `prune`. Progress is committed every `commit_every` items or `commit_seconds`, whichever
+    and content digest, dataset rows by id and the digest of their stored image bytes (`row_key`: read, not
+    decoded): unchanged ones are skipped, changed ones re-embedded (replacing their old entry), deleted files and
+    rows gone from a dataset folder removed with `prune`. Rows of older indexes, stored without a digest, are kept
+    as they are and their digest is recorded, so later changes are seen. Progress is committed every `commit_every` items or `commit_seconds`, whichever
     comes first, so a killed build keeps what it committed. Unreadable images (including ones over the pixel
     limit) are skipped and listed in `failures.json` and the report. The index folder is never read as input.
     """
@@ -121,15 +126,23 @@ def build_index(
         failures: list[dict[str, str]] = []
         added = skipped = changed = 0
         replaced: set[str] = set()  # ids whose old entry goes at the next commit
+        rekeyed: dict[str, ItemKey] = {}  # rows of older indexes (no digest): kept, their keys recorded at the end
         last_commit = time.monotonic()
         progress = tqdm(total=total, desc=f"index {source_name}", unit="img")
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
             for batch in batched(items, batch_size):
-                keys = list(pool.map(lambda item: _new_key(item, known.get(item.id)), batch))
-                todo = [(item, key) for item, (key, _) in zip(batch, keys) if key is not None]
-                skipped += sum(1 for key, reason in keys if key is None and not reason)
-                failures += [{"id": item.id, "path": item.path, "reason": reason}
-                             for item, (_, reason) in zip(batch, keys) if reason]
+                todo = []
+                for item, (key, reason) in zip(batch, pool.map(lambda item: _new_key(item, known.get(item.id)),
+                                                               batch)):
+                    if reason:
+                        failures.append({"id": item.id, "path": item.path, "reason": reason})
+                    elif key is None:
+                        skipped += 1
+                    elif item.file is None and item.id in known and not known[item.id].digest:
+                        rekeyed[item.id] = key
+                        skipped += 1
+                    else:
+                        todo.append((item, key))
                 loaded = list(pool.map(_try_load, [item for item, _ in todo]))
                 good = [(item, key, image) for (item, key), (image, _) in zip(todo, loaded) if image is not None]
                 failures += [{"id": item.id, "path": item.path, "reason": reason}
@@ -148,7 +161,7 @@ def build_index(
                 progress.update(len(batch))
         progress.close()
         gone = sorted(set(known) - listed) if listed is not None else []
-        index.commit(shard_size, remove=replaced | (set(gone) if prune else set()))
+        index.commit(shard_size, remove=replaced | (set(gone) if prune else set()), rekey=rekeyed)
         failures_path = index.directory / FAILURES_FILE
         atomic_write(failures_path, lambda path: path.write_text(json.dumps(failures, indent=2)))
         for failure in failures:
@@ -334,11 +347,9 @@ def _index_folder_test(source: Path, output: Path | None) -> Callable[[Path], bo
 
 
 def _new_key(item: _Item, old: ItemKey | None) -> tuple[ItemKey | None, str]:
-    """(key to store, "") for an item to embed, (None, "") for one already indexed unchanged, (None, reason) when
-    its file cannot be read."""
-    if item.file is None:
-        return (ItemKey() if old is None else None), ""
-    return file_key(item.file, old)
+    """(key to store, "") for an item new or changed since its `old` key, (None, "") for one already indexed
+    unchanged, (None, reason) when its file or cell cannot be read."""
+    return file_key(item.file, old) if item.file is not None else row_key(item.cell, old)
 
 
 def _dataset_items(dataset: Any, name: str, image_column: str,
@@ -353,15 +364,18 @@ def _dataset_items(dataset: Any, name: str, image_column: str,
 
     def items() -> Iterator[_Item]:
         seen: set[str] = set()
-        for row, example in enumerate(dataset):
-            item_id = str(example[id_column]) if id_column else str(row)
-            if item_id in seen:
-                raise ValueError(f"dataset {name}: id {item_id!r} (column {id_column!r}) repeats at row {row}; "
-                                 "ids must be unique")
-            seen.add(item_id)
-            encoded = example[image_column]
-            yield _Item(id=item_id, path=(encoded or {}).get("path") or "", row=row,
-                        load=lambda encoded=encoded: decode_dataset_image(encoded))
+        for number, batch in enumerate(dataset.iter(batch_size=ROW_BATCH)):  # undecoded cells, a batch at a time
+            start = number * ROW_BATCH
+            cells = batch[image_column]
+            values = batch[id_column] if id_column else range(start, start + len(cells))
+            for row, (cell, value) in enumerate(zip(cells, values), start=start):
+                item_id = str(value)
+                if item_id in seen:
+                    raise ValueError(f"dataset {name}: id {item_id!r} (column {id_column!r}) repeats at row {row}; "
+                                     "ids must be unique")
+                seen.add(item_id)
+                yield _Item(id=item_id, path=(cell or {}).get("path") or "", row=row,
+                            load=lambda cell=cell: decode_dataset_image(cell), cell=cell)
 
     return items(), len(dataset), name
 
