@@ -11,13 +11,15 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from test_scene_cli import CHROMIUM
 
 from rclip_hf import cli
+from rclip_hf.inference.index import row_key
 from rclip_hf.inference.scenes import WindowOptions, build_scene_index, index_part, scene_files
 from rclip_hf.inference.search import EmbeddingIndex, search
 from rclip_hf.inference.windows import PixelWindow, dataset_row_scene, open_scene
@@ -202,6 +204,68 @@ def test_rows_gone_from_a_dataset_are_pruned(dataset_folder: Path, tmp_path: Pat
     assert (pruned.added, pruned.pruned_scenes, pruned.pruned, pruned.total) == (0, 1, 1, 25)
     ids = EmbeddingIndex.open(tmp_path / "index").ids()
     assert set(ids) == {item_id for item_id in _expected_windows(dataset_folder) if "&row=2#" not in item_id}
+
+
+def _replace_row_image(folder: Path, row: int, image: Image.Image) -> None:
+    """Save the dataset folder again with the image of `row` replaced (as PNG bytes)."""
+    parquet = folder / "data" / "train-00000.parquet"
+    table = pq.read_table(parquet)
+    cells = table.column("image").to_pylist()
+    cells[row] = {"bytes": _png(image), "path": None}
+    column = table.schema.get_field_index("image")
+    pq.write_table(table.set_column(column, table.field(column), pa.array(cells, table.field(column).type)), parquet)
+
+
+def test_a_changed_row_is_embedded_again(dataset_folder: Path, tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    index_dir = tmp_path / "index"
+    build_scene_index([dataset_folder], index_dir, model, processor, options=WindowOptions(window=256))
+    scenes = [dataset_row_scene(dataset_folder, "train", "image", row) for row in range(3)]
+    keys = EmbeddingIndex.open(index_dir).manifest["scenes"]
+    assert [keys[scene]["digest"] for scene in scenes] == [
+        row_key(pq.read_table(dataset_folder / "data" / "train-00000.parquet").column("image")[row].as_py(),
+                None)[0].digest for row in range(3)]
+    before = EmbeddingIndex.open(index_dir)
+    changed = [item_id for item_id in before.ids() if item_id.startswith(f"{scenes[0]}#")]
+    others = [item_id for item_id in before.ids() if item_id not in changed]
+    old, kept = before.embeddings_of(changed), before.embeddings_of(others)
+
+    _replace_row_image(dataset_folder, 0, ImageOps.mirror(_row_image(dataset_folder, 0)))  # same size: same ids
+    report = build_scene_index([dataset_folder], index_dir, model, processor, options=WindowOptions(window=256))
+    assert (report.changed_scenes, report.changed, report.added, report.already_indexed, report.total) == (
+        1, 9, 9, 17, 26)
+    after = EmbeddingIndex.open(index_dir)
+    assert after.verify() == [] and set(after.ids()) == _expected_windows(dataset_folder)
+    assert torch.equal(after.embeddings_of(others), kept)
+    fresh = build_scene_index([dataset_folder], tmp_path / "fresh", model, processor, options=WindowOptions(window=256))
+    assert fresh.added == 26 and len(changed) == 9
+    torch.testing.assert_close(after.embeddings_of(changed),
+                               EmbeddingIndex.open(tmp_path / "fresh").embeddings_of(changed), atol=1e-5, rtol=0)
+    assert not torch.allclose(after.embeddings_of(changed), old, atol=1e-3)
+
+    again = build_scene_index([dataset_folder], index_dir, model, processor, options=WindowOptions(window=256))
+    assert (again.changed_scenes, again.added, again.already_indexed) == (0, 0, 26)
+
+
+def test_rows_of_older_scene_indexes_keep_their_windows_and_get_keys(dataset_folder: Path, tmp_path: Path,
+                                                                     tiny_model) -> None:
+    model, processor = tiny_model
+    build_scene_index([dataset_folder], tmp_path / "index", model, processor, options=WindowOptions(window=256))
+    manifest = json.loads((tmp_path / "index" / "index.json").read_text())
+    (tmp_path / "index" / "index.json").write_text(json.dumps({**manifest, "scenes": {}}))  # as older builds left it
+    older = EmbeddingIndex.open(tmp_path / "index")
+    before = older.embeddings_of(older.ids())
+    _replace_row_image(dataset_folder, 2, ImageOps.mirror(_row_image(dataset_folder, 2)))  # not seen: no key
+    kept = build_scene_index([dataset_folder], tmp_path / "index", model, processor,
+                             options=WindowOptions(window=256))
+    assert (kept.changed_scenes, kept.added, kept.already_indexed) == (0, 0, 26)
+    index = EmbeddingIndex.open(tmp_path / "index")
+    assert torch.equal(index.embeddings_of(older.ids()), before)
+    assert len(index.manifest["scenes"]) == 3  # recorded now, so the next change is seen
+    _replace_row_image(dataset_folder, 2, _row_image(dataset_folder, 0).crop(SMALL))
+    report = build_scene_index([dataset_folder], tmp_path / "index", model, processor,
+                               options=WindowOptions(window=256))
+    assert (report.changed_scenes, report.changed, report.added, report.total) == (1, 1, 1, 26)
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 `build_scene_index` cuts every scene (GeoTIFF/COG, PNG, JPEG; files or folders; the rows of dataset folders) into
 windows (`windows.py`) and embeds them into an `EmbeddingIndex`. Each item is one window; besides `id`
 (`<scene>#<left>,<top>,<width>,<height>`), `path` (the scene: a file, or `<folder>?split=S&image=C&row=N` for a
-dataset row), `row` (the dataset row, -1 for files) and the scene file's key (`size`, `mtime_ns`, `digest`), its
+dataset row), `row` (the dataset row, -1 for files) and the scene's key (`size`, `mtime_ns`, `digest`), its
 item-table row holds:
 
 - `left`, `top`, `width`, `height`: the pixel window (clipped to the scene);
@@ -12,9 +12,11 @@ item-table row holds:
 - `geometry`: WKB Polygon of the window in longitude/latitude (EPSG:4326), and `bbox` its extent (GeoParquet 1.1
   covering), so each shard's table is GeoParquet that geopandas, QGIS and DuckDB read as it is.
 
-The manifest's `scenes` maps each scene file to its key (size, mtime, BLAKE2b digest), and `windows` records the
-window options. A re-run embeds again the windows of a scene whose file changed (by the rule of image files), with
-`prune` removes those of scenes no longer in the sources, and refuses other window options than the index's.
+The manifest's `scenes` maps each scene to its key: a file's size, mtime and BLAKE2b digest, a dataset row's byte
+length and digest of its stored image (`row_key`, mtime -1) — and `windows` records the window options. A re-run
+embeds again the windows of a scene whose file or row changed (by the rule of image files and rows of image
+indexes), with `prune` removes those of scenes no longer in the sources, and refuses other window options than the
+index's.
 
 Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`): the rows of windows of all
 scenes are grouped by the row of the raster's blocks (tiles or strips) their top lies in, so that two processes do
@@ -54,12 +56,14 @@ from . import geo
 from .index import (
     FAILURES_FILE,
     MANIFEST_FILE,
+    ROW_BATCH,
     EmbeddingIndex,
     ItemKey,
     atomic_write,
     file_key,
     index_lock,
     new_shard_name,
+    row_key,
     shard_digests,
 )
 from .search import COMMIT_EVERY, COMMIT_SECONDS, BuildReport, build_faiss_if_wanted, is_dataset_folder
@@ -421,20 +425,21 @@ class _SceneSync:
 
 
 def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, shard_size: int) -> _SceneSync:
-    """Key the scene files of `files` by size, mtime and BLAKE2b digest (the manifest's `scenes`), as image files
-    are keyed; drop the windows of scenes whose file changed (the build re-embeds them), and with `prune` those of
-    scenes not in `files`, in one commit."""
+    """Key the scenes of `files` (the manifest's `scenes`) as image files and dataset rows of image indexes are
+    keyed; drop the windows of scenes whose file or row changed (the build re-embeds them), and with `prune` those
+    of scenes not in `files`, in one commit. Scenes indexed without a recorded key (older indexes, and dataset
+    rows before rows were keyed) keep their windows and get their key recorded."""
     windows_of: dict[str, list[str]] = {}
     for item_id, path in zip(index.ids(), index.column("path")):
         windows_of.setdefault(path, []).append(item_id)
     recorded: dict[str, dict[str, Any]] = dict(index.manifest.get("scenes", {}))
     sync, remove = _SceneSync(), set()
+    row_keys = _row_keys([file for file in files if isinstance(file, str)], recorded)
     for file in files:
-        if isinstance(file, str):  # a dataset row: keyed by its name alone, as dataset rows of image indexes
-            continue
         name = str(file)
         old = ItemKey(**recorded[name]) if name in recorded else None
-        key, _ = file_key(file, old)  # an unreadable file is reported when it is opened
+        # an unreadable file or row is reported when it is opened
+        key = row_keys[name] if isinstance(file, str) else file_key(file, old)[0]
         if key is None:
             continue
         recorded[name] = asdict(key)
@@ -459,6 +464,28 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
     if not remove:
         index._write_manifest()
     return sync
+
+
+def _row_keys(scenes: Sequence[str], recorded: dict[str, dict[str, Any]]) -> dict[str, ItemKey | None]:
+    """The new key (`row_key`) of each dataset-row scene in `scenes`, None when unchanged since its `recorded` key or
+    unreadable; the rows' undecoded image cells are read a batch at a time, each dataset once."""
+    rows_of: dict[tuple[str, str, str], dict[int, str]] = {}
+    for scene in scenes:
+        source, split, column, row = parse_dataset_row(scene)
+        rows_of.setdefault((source, split, column), {})[row] = scene
+    keys: dict[str, ItemKey | None] = {}
+    for (source, split, column), wanted in rows_of.items():
+        dataset = dataset_rows(source, split, column)
+        progress = tqdm(total=len(wanted), desc=f"key rows of {source}", unit="row", disable=len(wanted) <= ROW_BATCH)
+        for number, batch in enumerate(dataset.iter(batch_size=ROW_BATCH)):
+            for row, cell in enumerate(batch[column], start=number * ROW_BATCH):
+                if row in wanted:
+                    scene = wanted[row]
+                    old = ItemKey(**recorded[scene]) if scene in recorded else None
+                    keys[scene] = row_key(cell, old)[0]
+                    progress.update()
+        progress.close()
+    return keys
 
 
 def launched_state() -> Any:
