@@ -206,6 +206,13 @@ def test_changed_dataset_rows_are_re_embedded(tmp_path: Path, tiny_model, monkey
     assert index.item_keys()["1"] == ItemKey(pngs[3].stat().st_size, -1, file_digest(pngs[3]))
     assert index.verify() == []
 
+    _row_dataset(source, [pngs[0], pngs[3]])  # row 2 is gone: reported, removed with prune
+    kept = build_index(source, tmp_path / "idx", model, processor)
+    assert (kept.added, kept.changed, kept.already_indexed, kept.missing, kept.total) == (0, 0, 2, 1, 3)
+    pruned = build_index(source, tmp_path / "idx", model, processor, prune=True)
+    assert (pruned.pruned, pruned.missing, pruned.total) == (1, 0, 2)
+    assert sorted(EmbeddingIndex.open(tmp_path / "idx").ids()) == ["0", "1"]
+
 
 def test_rows_of_older_indexes_without_a_digest_are_kept_and_keyed(tmp_path: Path, tiny_model,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:

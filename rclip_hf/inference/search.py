@@ -64,8 +64,9 @@ class Examples:
 
 @dataclass
 class BuildReport:
-    """What a build did: items added, items already in the index (skipped), changed files re-embedded, deleted
-    files removed (`--prune`) or still indexed (`missing`), items that failed (with reasons)."""
+    """What a build did: items added, items already in the index (skipped), changed files and dataset rows
+    re-embedded, deleted files and rows removed (`--prune`) or still indexed (`missing`), items that failed (with
+    reasons)."""
 
     index: str
     added: int
@@ -112,9 +113,10 @@ def build_index(
     Resumes an existing index and refuses one built by another model. Image files are keyed by path, size, mtime
     and content digest, dataset rows by id and the digest of their stored image bytes (`row_key`: read, not
     decoded): unchanged ones are skipped, changed ones re-embedded (replacing their old entry), deleted files and
-    rows gone from a dataset folder removed with `prune`. Rows of older indexes, stored without a digest, are kept
-    as they are and their digest is recorded, so later changes are seen. Progress is committed every `commit_every` items or `commit_seconds`, whichever
-    comes first, so a killed build keeps what it committed. Unreadable images (including ones over the pixel
+    rows gone from the dataset removed with `prune` (else counted as `missing`). Rows of older indexes, stored
+    without a digest, are kept as they are and their digest is recorded, so later changes are seen. Progress is
+    committed every `commit_every` items or `commit_seconds`, whichever comes first, so a killed build keeps what
+    it committed. Unreadable images (including ones over the pixel
     limit) are skipped and listed in `failures.json` and the report. The index folder is never read as input.
     """
     model, processor = resolve_model(model, processor)
@@ -160,14 +162,14 @@ def build_index(
                     replaced, last_commit = set(), time.monotonic()
                 progress.update(len(batch))
         progress.close()
-        gone = sorted(set(known) - listed) if listed is not None else []
+        gone = sorted(set(known) - listed)
         index.commit(shard_size, remove=replaced | (set(gone) if prune else set()), rekey=rekeyed)
         failures_path = index.directory / FAILURES_FILE
         atomic_write(failures_path, lambda path: path.write_text(json.dumps(failures, indent=2)))
         for failure in failures:
             logger.warning("skipped unreadable image %s: %s", failure["path"] or failure["id"], failure["reason"])
         if gone and not prune:
-            logger.warning("%d indexed file(s) no longer exist in %s (e.g. %s): pass --prune to remove them",
+            logger.warning("%d indexed item(s) no longer exist in %s (e.g. %s): pass --prune to remove them",
                            len(gone), source_name, gone[0])
         build_faiss_if_wanted(index, faiss)
     return BuildReport(index=str(index.directory), added=added, already_indexed=skipped, total=len(index),
@@ -293,9 +295,10 @@ def example_query(index: EmbeddingIndex, examples: Examples) -> Tensor:
 
 # ----- sources --------------------------------------------------------------------------------------------------
 def _source_items(source: Any, split: str, image_column: str, id_column: str | None,
-                  output: Path) -> tuple[Iterator[_Item], int, str, set[str] | None]:
-    """(items, their number, a name for the source, the ids of a folder's files or None for datasets) of an image
-    folder, a dataset folder or a Dataset; index folders inside the source (`output` among them) are left out."""
+                  output: Path) -> tuple[Iterator[_Item], int, str, set[str]]:
+    """(items, their number, a name for the source, their ids: a dataset's complete once the items are consumed) of
+    an image folder, a dataset folder or a Dataset; index folders inside the source (`output` among them) are left
+    out."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -307,14 +310,14 @@ def _source_items(source: Any, split: str, image_column: str, id_column: str | N
             import datasets
 
             dataset = datasets.load_dataset(str(path), split=split)
-            return (*_dataset_items(dataset, str(path), image_column, id_column), None)
+            return _dataset_items(dataset, str(path), image_column, id_column)
         files = [file for file in image_files(path) if not inside_index(file)]
         ids = [file.relative_to(path).as_posix() for file in files]
         items = (_Item(id=item_id, path=str(file), row=-1, load=lambda file=file: load_image(file), file=file)
                  for item_id, file in zip(ids, files))
         return items, len(files), str(path), set(ids)
     name = getattr(getattr(source, "info", None), "dataset_name", None) or "dataset"
-    return (*_dataset_items(source, name, image_column, id_column), None)
+    return _dataset_items(source, name, image_column, id_column)
 
 
 def is_dataset_folder(folder: Path, output: Path | None = None) -> bool:
@@ -353,7 +356,8 @@ def _new_key(item: _Item, old: ItemKey | None) -> tuple[ItemKey | None, str]:
 
 
 def _dataset_items(dataset: Any, name: str, image_column: str,
-                   id_column: str | None) -> tuple[Iterator[_Item], int, str]:
+                   id_column: str | None) -> tuple[Iterator[_Item], int, str, set[str]]:
+    """(items, their number, `name`, their ids: complete once the items are consumed) of the rows of `dataset`."""
     import datasets
 
     for column in (image_column, id_column):
@@ -362,8 +366,9 @@ def _dataset_items(dataset: Any, name: str, image_column: str,
     columns = [image_column] + ([id_column] if id_column else [])
     dataset = dataset.select_columns(columns).cast_column(image_column, datasets.Image(decode=False))
 
+    seen: set[str] = set()
+
     def items() -> Iterator[_Item]:
-        seen: set[str] = set()
         for number, batch in enumerate(dataset.iter(batch_size=ROW_BATCH)):  # undecoded cells, a batch at a time
             start = number * ROW_BATCH
             cells = batch[image_column]
@@ -377,7 +382,7 @@ def _dataset_items(dataset: Any, name: str, image_column: str,
                 yield _Item(id=item_id, path=(cell or {}).get("path") or "", row=row,
                             load=lambda cell=cell: decode_dataset_image(cell), cell=cell)
 
-    return items(), len(dataset), name
+    return items(), len(dataset), name, seen
 
 
 def _try_load(item: _Item) -> tuple[Image.Image | None, str]:
