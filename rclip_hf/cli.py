@@ -130,7 +130,8 @@ class IndexOptions(ModelOptions):
     commit_every: int = field(default=COMMIT_EVERY, metadata=_help("Commit progress every N embedded items"))
     commit_seconds: float = field(default=COMMIT_SECONDS, metadata=_help("... or every T seconds, whichever first"))
     prune: bool = field(default=False, metadata=_help(
-        "Remove the items of image files that no longer exist (with --window: the windows of scenes not in --source)"))
+        "Remove the items of image files and dataset rows that no longer exist (with --window: the windows of scenes "
+        "not in --source)"))
     wait: bool = field(default=False, metadata=_help("Queue behind another build of the same index instead of failing"))
     verify: bool = field(default=False, metadata=_help("Only check the index's shards against its manifest"))
 
