@@ -574,7 +574,6 @@ def _now() -> str:
 
 
 __all__ = ["FAILURES_FILE", "FAISS_MIN_ITEMS", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "LOCK_FILE", "MANIFEST_FILE",
-           "ROW_BATCH",
-           "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
+           "ROW_BATCH", "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
            "atomic_write", "faiss_module", "file_digest", "file_key", "index_lock", "new_shard_name", "row_key",
            "shard_digests"]

@@ -116,8 +116,8 @@ def build_index(
     rows gone from the dataset removed with `prune` (else counted as `missing`). Rows of older indexes, stored
     without a digest, are kept as they are and their digest is recorded, so later changes are seen. Progress is
     committed every `commit_every` items or `commit_seconds`, whichever comes first, so a killed build keeps what
-    it committed. Unreadable images (including ones over the pixel
-    limit) are skipped and listed in `failures.json` and the report. The index folder is never read as input.
+    it committed. Unreadable images (including ones over the pixel limit) are skipped and listed in `failures.json`
+    and the report. The index folder is never read as input.
     """
     model, processor = resolve_model(model, processor)
     output = Path(output)
