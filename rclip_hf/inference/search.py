@@ -24,6 +24,7 @@ from transformers import CLIPModel, ProcessorMixin
 from ..embeddings import batched, encode_images, encode_texts
 from ..images import as_rgb_image, decode_dataset_image, image_files, load_image
 from ..loading import resolve_model
+from .dataset_folder import load_dataset_folder
 from .index import (
     FAILURES_FILE,
     FAISS_MIN_ITEMS,
@@ -307,10 +308,7 @@ def _source_items(source: Any, split: str, image_column: str, id_column: str | N
             raise ValueError(f"index source {path} is a file; give an image folder or a dataset folder")
         inside_index = _index_folder_test(path, output)
         if is_dataset_folder(path, output):
-            import datasets
-
-            dataset = datasets.load_dataset(str(path), split=split)
-            return _dataset_items(dataset, str(path), image_column, id_column)
+            return _dataset_items(load_dataset_folder(path, split), str(path), image_column, id_column)
         files = [file for file in image_files(path) if not inside_index(file)]
         ids = [file.relative_to(path).as_posix() for file in files]
         items = (_Item(id=item_id, path=str(file), row=-1, load=lambda file=file: load_image(file), file=file)

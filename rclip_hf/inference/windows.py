@@ -46,6 +46,7 @@ from ..images import (
     stretch_limits,
     to_rgb,
 )
+from .dataset_folder import load_dataset_folder
 
 #: A window is skipped when more than this share of its pixels is nodata (by default).
 MAX_NODATA_FRACTION = 0.5
@@ -343,10 +344,7 @@ _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 def _load_dataset_rows(source: str, split: str, column: str) -> Any:
     import datasets
 
-    try:
-        dataset = datasets.load_dataset(source, split=split)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"dataset {source}: {error}") from None
+    dataset = load_dataset_folder(source, split)
     if column not in dataset.column_names:
         raise ValueError(f"dataset {source} has no column {column!r} (columns: {', '.join(dataset.column_names)}): "
                          "give --image-column")

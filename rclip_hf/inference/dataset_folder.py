@@ -1,0 +1,27 @@
+"""Reading a Hugging Face dataset folder given as a source: data files (Parquet/Arrow, as `load_dataset` reads
+them) or a folder written by `save_to_disk`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def load_dataset_folder(folder: str | Path, split: str) -> Any:
+    """The `split` of the dataset in `folder` as a `datasets.Dataset`: through `load_from_disk` for a folder written
+    by `save_to_disk` (a saved single `Dataset` is its one split), else through `load_dataset`. ValueError naming
+    the folder when it cannot be read or has no such split."""
+    import datasets
+
+    folder = Path(folder)
+    try:
+        if not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+            return datasets.load_dataset(str(folder), split=split)
+        saved = datasets.load_from_disk(str(folder))
+        if isinstance(saved, datasets.DatasetDict):
+            if split not in saved:
+                raise ValueError(f"no split {split!r} (splits: {', '.join(saved)}): give --split")
+            return saved[split]
+        return saved
+    except (OSError, ValueError) as error:
+        raise ValueError(f"dataset {folder}: {error}") from None
