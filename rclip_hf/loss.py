@@ -15,12 +15,33 @@ import math
 
 import torch
 import torch.distributed as dist
-import torch.distributed._functional_collectives as funcol
 import torch.nn.functional as F
 from torch import nn
 
 #: Upper bound of the learnable log-temperature: CLIP clamps `logit_scale` at ln(100).
 MAX_LOGIT_SCALE = math.log(100.0)
+
+
+class AllGatherWithGrad(torch.autograd.Function):
+    """(local_batch, dim) -> (world_size * local_batch, dim), rank-ordered, with blocking c10d collectives; the
+    backward is the gradient of this process's rows summed over processes (all-reduce, then its slice).
+
+    The functional collectives' `all_gather_single_autograd` corrupted the heap of DDP runs on gloo (CPU) within a
+    few thousand steps (`malloc(): unaligned tcache chunk detected`, SIGSEGV in the backward); this does not.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, features: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.world_size = dist.get_rank(), dist.get_world_size()
+        gathered = [torch.empty_like(features) for _ in range(ctx.world_size)]
+        dist.all_gather(gathered, features.contiguous())
+        return torch.cat(gathered, dim=0)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_all: torch.Tensor) -> torch.Tensor:
+        summed = grad_all.clone(memory_format=torch.contiguous_format)  # autograd's buffer is not ours to change
+        dist.all_reduce(summed)  # (world_size * local_batch, dim): every process's gradient, summed
+        return summed.chunk(ctx.world_size, dim=0)[ctx.rank]
 
 
 def gather_features(
@@ -34,17 +55,15 @@ def gather_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All-gathers (local_batch, dim) features from every process into (world_size * local_batch, dim), rank-ordered.
 
-    `gather_with_grad=True` uses the functional collective `all_gather_single_autograd` (the successor of
-    `torch.distributed.nn.functional.all_gather`, as in open_clip), whose backward sends each
-    process the gradient of its own rows summed over processes. Without it the gather carries no gradient and,
-    unless `local_loss`, this process's own rows are put back so that they keep theirs.
+    `gather_with_grad=True` gathers with `AllGatherWithGrad`, whose backward sends each process the gradient of
+    its own rows summed over processes (as open_clip's `torch.distributed.nn.functional.all_gather`). Without it
+    the gather carries no gradient and, unless `local_loss`, this process's own rows are put back so that they
+    keep theirs.
     """
     if world_size == 1:
         return image_features, text_features
     if gather_with_grad:
-        all_image = funcol.all_gather_single_autograd(image_features.contiguous(), 0, dist.group.WORLD)
-        all_text = funcol.all_gather_single_autograd(text_features.contiguous(), 0, dist.group.WORLD)
-        return funcol.wait_tensor(all_image), funcol.wait_tensor(all_text)
+        return AllGatherWithGrad.apply(image_features), AllGatherWithGrad.apply(text_features)
     gathered_image = [torch.zeros_like(image_features) for _ in range(world_size)]
     gathered_text = [torch.zeros_like(text_features) for _ in range(world_size)]
     dist.all_gather(gathered_image, image_features.contiguous())
