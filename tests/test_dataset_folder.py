@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from rclip_hf import cli
-from rclip_hf.inference.dataset_folder import load_dataset_folder
+from rclip_hf.inference.dataset_folder import ROW_BATCH, load_dataset_folder, numbered_rows
 from rclip_hf.inference.scenes import scene_files
 from rclip_hf.inference.search import EmbeddingIndex
 
@@ -74,3 +74,11 @@ def test_a_saved_dataset_is_indexed_as_images_and_as_scenes(folders: dict[str, P
                      str(tmp_path / "scenes.index"), "--window", "32"])
     assert code == 0, capsys.readouterr().err
     assert len(EmbeddingIndex.open(tmp_path / "scenes.index")) == 3 * 4  # 64 x 48 rows: 2 x 2 windows of 32 px
+
+
+def test_numbered_rows_count_on_across_batches() -> None:
+    count = 2 * ROW_BATCH + 7
+    dataset = datasets.Dataset.from_dict({"a": list(range(count)), "b": [f"v{i}" for i in range(count)]})
+    rows = list(numbered_rows(dataset))
+    assert [row for row, _ in rows] == list(range(count))
+    assert all(values == {"a": row, "b": f"v{row}"} for row, values in rows)

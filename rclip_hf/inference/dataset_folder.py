@@ -3,8 +3,12 @@ them) or a folder written by `save_to_disk`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+#: Dataset rows read at a time by `numbered_rows`.
+ROW_BATCH = 256
 
 
 def load_dataset_folder(folder: str | Path, split: str) -> Any:
@@ -25,3 +29,10 @@ def load_dataset_folder(folder: str | Path, split: str) -> Any:
         return saved
     except (OSError, ValueError) as error:
         raise ValueError(f"dataset {folder}: {error}") from None
+
+
+def numbered_rows(dataset: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, {column: value}) of every row of a `datasets.Dataset`, read `ROW_BATCH` rows at a time."""
+    for number, batch in enumerate(dataset.iter(batch_size=ROW_BATCH)):
+        for offset, values in enumerate(zip(*batch.values())):
+            yield number * ROW_BATCH + offset, dict(zip(batch, values))

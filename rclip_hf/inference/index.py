@@ -58,8 +58,6 @@ LOCK_FILE = "index.lock"
 SHARD_PREFIX = "shard-"
 #: Item-table columns that key an image file's content (bookkeeping of builds, not part of a hit)
 KEY_COLUMNS = ("size", "mtime_ns", "digest")
-#: Dataset rows whose undecoded image cells are read (and keyed) at a time.
-ROW_BATCH = 256
 #: Indexes with at least this many items get a FAISS file when `faiss="auto"` and faiss is installed.
 FAISS_MIN_ITEMS = 100_000
 #: Inverted lists probed per query by the FAISS backend (of `nlist` ~ sqrt(N)).
@@ -574,6 +572,6 @@ def _now() -> str:
 
 
 __all__ = ["FAILURES_FILE", "FAISS_MIN_ITEMS", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "LOCK_FILE", "MANIFEST_FILE",
-           "ROW_BATCH", "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
+           "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
            "atomic_write", "faiss_module", "file_digest", "file_key", "index_lock", "new_shard_name", "row_key",
            "shard_digests"]

@@ -53,10 +53,10 @@ from ..errors import UserError
 from ..images import IMAGE_SUFFIXES, image_files
 from ..loading import resolve_model
 from . import geo
+from .dataset_folder import ROW_BATCH, numbered_rows
 from .index import (
     FAILURES_FILE,
     MANIFEST_FILE,
-    ROW_BATCH,
     EmbeddingIndex,
     ItemKey,
     atomic_write,
@@ -477,13 +477,12 @@ def _row_keys(scenes: Sequence[str], recorded: dict[str, dict[str, Any]]) -> dic
     for (source, split, column), wanted in rows_of.items():
         dataset = dataset_rows(source, split, column)
         progress = tqdm(total=len(wanted), desc=f"key rows of {source}", unit="row", disable=len(wanted) <= ROW_BATCH)
-        for number, batch in enumerate(dataset.iter(batch_size=ROW_BATCH)):
-            for row, cell in enumerate(batch[column], start=number * ROW_BATCH):
-                if row in wanted:
-                    scene = wanted[row]
-                    old = ItemKey(**recorded[scene]) if scene in recorded else None
-                    keys[scene] = row_key(cell, old)[0]
-                    progress.update()
+        for row, values in numbered_rows(dataset):
+            if row in wanted:
+                scene = wanted[row]
+                old = ItemKey(**recorded[scene]) if scene in recorded else None
+                keys[scene] = row_key(values[column], old)[0]
+                progress.update()
         progress.close()
     return keys
 

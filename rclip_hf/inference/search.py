@@ -24,14 +24,13 @@ from transformers import CLIPModel, ProcessorMixin
 from ..embeddings import batched, encode_images, encode_texts
 from ..images import as_rgb_image, decode_dataset_image, image_files, load_image
 from ..loading import resolve_model
-from .dataset_folder import load_dataset_folder
+from .dataset_folder import load_dataset_folder, numbered_rows
 from .index import (
     FAILURES_FILE,
     FAISS_MIN_ITEMS,
     FAISS_NPROBE,
     INDEX_FORMAT,
     MANIFEST_FILE,
-    ROW_BATCH,
     Backend,
     EmbeddingIndex,
     ItemKey,
@@ -367,18 +366,14 @@ def _dataset_items(dataset: Any, name: str, image_column: str,
     seen: set[str] = set()
 
     def items() -> Iterator[_Item]:
-        for number, batch in enumerate(dataset.iter(batch_size=ROW_BATCH)):  # undecoded cells, a batch at a time
-            start = number * ROW_BATCH
-            cells = batch[image_column]
-            values = batch[id_column] if id_column else range(start, start + len(cells))
-            for row, (cell, value) in enumerate(zip(cells, values), start=start):
-                item_id = str(value)
-                if item_id in seen:
-                    raise ValueError(f"dataset {name}: id {item_id!r} (column {id_column!r}) repeats at row {row}; "
-                                     "ids must be unique")
-                seen.add(item_id)
-                yield _Item(id=item_id, path=(cell or {}).get("path") or "", row=row,
-                            load=lambda cell=cell: decode_dataset_image(cell), cell=cell)
+        for row, values in numbered_rows(dataset):  # undecoded cells
+            cell, item_id = values[image_column], str(values[id_column] if id_column else row)
+            if item_id in seen:
+                raise ValueError(f"dataset {name}: id {item_id!r} (column {id_column!r}) repeats at row {row}; "
+                                 "ids must be unique")
+            seen.add(item_id)
+            yield _Item(id=item_id, path=(cell or {}).get("path") or "", row=row,
+                        load=lambda cell=cell: decode_dataset_image(cell), cell=cell)
 
     return items(), len(dataset), name, seen
 
