@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-EXTRAS := data,eval,train,search,geo,cards,dev
+EXTRAS := data,eval,train,search,geo,cards,explore,stac,onnx,dev
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
