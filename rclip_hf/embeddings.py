@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._compat import projected_features
-from .images import as_rgb_image
+from .images import as_model_image
 from .loading import model_fingerprint
 
 #: How many (model, labels, templates) class-embedding matrices `class_embeddings` keeps in memory.
@@ -68,13 +68,14 @@ def encode_images(
 ) -> Tensor:
     """Embeddings (N, D) float32, L2-normalised, of ``images`` via ``model.get_image_features``.
 
-    Images are converted to RGB by the rule of `rclip_hf.images` (16-bit and float ones stretched) and processed
-    with ``processor(images=..., return_tensors="pt")``; ``dtype`` (e.g. ``torch.bfloat16``) enables autocast;
+    Images (PIL images or paths) reach ``processor(images=..., return_tensors="pt")`` in their own 8-bit mode, as
+    open_clip's transform takes them (`rclip_hf.images.as_model_image`: 16-bit and float ones stretched to RGB), so
+    that `RemoteCLIPProcessor` resizes and crops before dropping alpha, as open_clip does; ``dtype`` (e.g. ``torch.bfloat16``) enables autocast;
     ``num_images`` only sizes the progress bar.
     """
     device = torch.device(device) if device is not None else model_device(model)
     batches = (
-        processor(images=[as_rgb_image(image) for image in batch], return_tensors="pt")
+        processor(images=[as_model_image(image) for image in batch], return_tensors="pt")
         for batch in batched(images, batch_size)
     )
     total = None if num_images is None else -(-num_images // batch_size)

@@ -1,4 +1,4 @@
-"""Reading JPEG/PNG/TIFF/GeoTIFF images, whole or window by window, as 8-bit RGB `PIL.Image`s.
+"""Reading JPEG/PNG/TIFF/GeoTIFF images, whole or window by window, as 8-bit `PIL.Image`s.
 
 The one conversion rule of the package: the training corpus (`dataset_builders`), evaluation and inference all
 read images through this module, so one file gives the same pixels everywhere. For anything that is not already
@@ -16,6 +16,15 @@ read images through this module, so one file gives the same pixels everywhere. F
   mapping and a window equals the same crop of the whole image.
 - **Alpha** is dropped without compositing, as open_clip's `_convert_to_rgb` (`Image.convert("RGB")`) drops it.
   Palette, CMYK, YCbCr, 1-bit and grey images go through `Image.convert("RGB")`.
+- **What the model sees.** open_clip converts to RGB *after* its resize and crop, and Pillow resizes an image with
+  alpha premultiplied, a palette or 1-bit image with nearest neighbour, CMYK in CMYK. So every path to a model
+  (classify, count, search and index, heat maps, evaluation, training) takes the image in its own 8-bit mode
+  (`open_image`, `as_model_image`, `open_dataset_image`, `model_image`) and leaves the conversion to the processor,
+  which resizes, crops, then converts (`processing_remoteclip.open_clip_rgb`): a file gives open_clip's
+  `preprocess(Image.open(file))` exactly. Only data that is not 8-bit (16-bit, 32-bit, float, multi-band) is
+  converted before, by the stretch above, since `convert("RGB")` would clip it at 255. `load_image`,
+  `as_rgb_image` and `decode_dataset_image` give the RGB image, for pixels read outside the model (windows of
+  scenes, thumbnails, hashes).
 - **Readers.** `.tif`/`.tiff` files are read with rasterio (window by window, with georeference) when it is
   installed (`pip install rclip-hf[geo]`), everything else with Pillow. Search and heat maps read scenes of any
   format by rows of windows through `inference/windows.py`'s `Scene`, which applies this same rule (tested equal).
@@ -49,8 +58,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 STRETCH_PERCENTILES = (2.0, 98.0)
 #: Longest side of the decimated read used to estimate a whole scene's stretch.
 STRETCH_SAMPLE_SIZE = 1024
-#: Pillow modes converted with `Image.convert("RGB")`; other non-RGB modes (16/32-bit, float) are stretched.
-_PIL_CONVERTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+#: Pillow modes of 8-bit data, converted with `Image.convert("RGB")`; other modes (16/32-bit, float) are stretched.
+EIGHT_BIT_MODES = frozenset({"RGB", "1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
 #: Pillow's errors for a file that is not a readable image (UnidentifiedImageError is an OSError).
 _PIL_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -163,20 +172,9 @@ class RasterSource:
             self._open_pil()
 
     def _open_pil(self) -> None:
-        try:
-            image, limit = _open_header(self.path)
-            with image:
-                if not self.windowed:
-                    check_pixels(self.path, *image.size, limit)
-                image.load()
-                self.format, self.converted_from = str(image.format), "" if image.mode == "RGB" else image.mode
-                self._image = _pil_to_rgb(image)
-        except ImageTooLargeError:
-            raise
-        except _PIL_ERRORS as error:
-            hint = " (multi-band TIFFs need rasterio: pip install rclip-hf[geo])" if (
-                self.path.suffix.lower() in TIFF_SUFFIXES) else ""
-            raise ImageReadError(f"{self.path}: cannot read image: {error}{hint}") from None
+        image = _read_pil(self.path, check_size=not self.windowed)
+        self.format, self.converted_from = str(image.format), "" if image.mode == "RGB" else image.mode
+        self._image = _pil_to_rgb(image)
         self.width, self.height = self._image.size
 
     def _open_rasterio(self) -> None:
@@ -263,6 +261,34 @@ def load_image(path: str | Path) -> Image.Image:
         return source.read()
 
 
+def model_image(image: Image.Image) -> Image.Image:
+    """`image` as a model's processor takes it: 8-bit images in their own mode (the processor resizes and crops,
+    then converts to RGB, as open_clip does), other data (16-bit, 32-bit, float) stretched to RGB by the rule."""
+    if image.mode in EIGHT_BIT_MODES:
+        return image
+    return to_rgb(np.asarray(image)[None])  # I;16, I, F: one band, stretched
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """The whole image file at `path` as a model's processor takes it (`model_image`): `Image.open(path)` for
+    8-bit files Pillow reads, loaded; (Geo)TIFFs read with rasterio and non-8-bit data as RGB by the rule."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES and _rasterio() is not None:
+        return load_image(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    return model_image(_read_pil(path))
+
+
+def as_model_image(image: Image.Image | str | Path) -> Image.Image:
+    """A PIL image (`model_image`) or the image file at a path (`open_image`) as a model's processor takes it."""
+    if isinstance(image, (str, Path)):
+        return open_image(image)
+    if isinstance(image, Image.Image):
+        return model_image(image)
+    raise TypeError(f"expected a PIL image or a path, got {type(image).__name__}")
+
+
 def as_rgb_image(image: Image.Image | str | Path) -> Image.Image:
     """A PIL image converted to RGB by the module's rule, or the image file at a path read as RGB."""
     if isinstance(image, (str, Path)):
@@ -272,18 +298,24 @@ def as_rgb_image(image: Image.Image | str | Path) -> Image.Image:
     raise TypeError(f"expected a PIL image or a path, got {type(image).__name__}")
 
 
-def decode_dataset_image(encoded: dict[str, Any] | None) -> Image.Image:
-    """A Hugging Face dataset's undecoded image cell (`{"bytes", "path"}`) as 8-bit RGB by the module's rule."""
+def open_dataset_image(encoded: dict[str, Any] | None) -> Image.Image:
+    """A Hugging Face dataset's undecoded image cell (`{"bytes", "path"}`) as a model's processor takes it
+    (`model_image`)."""
     if not encoded or (encoded.get("bytes") is None and not encoded.get("path")):
         raise ImageReadError("the row has no image (empty cell)")
     if encoded.get("bytes") is not None:
         try:
             with Image.open(io.BytesIO(encoded["bytes"])) as image:
                 image.load()
-                return as_rgb_image(image)
+                return model_image(image)
         except _PIL_ERRORS as error:
             raise ImageReadError(f"cannot decode image bytes: {error}") from None
-    return load_image(encoded["path"])
+    return open_image(encoded["path"])
+
+
+def decode_dataset_image(encoded: dict[str, Any] | None) -> Image.Image:
+    """A Hugging Face dataset's undecoded image cell (`{"bytes", "path"}`) as 8-bit RGB by the module's rule."""
+    return _as_rgb(open_dataset_image(encoded))
 
 
 def dataset_image_size(encoded: dict[str, Any] | None) -> tuple[int, int]:
@@ -313,17 +345,45 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ImageReadError(f"{path}: cannot read image: {error}") from None
 
 
+def image_mode(path: str | Path) -> str:
+    """Pillow's mode of the image file at `path` ("RGB", "RGBA", "P", "I;16", ...) from its header only;
+    ImageReadError naming the file when Pillow cannot read it."""
+    try:
+        image, _ = _open_header(Path(path))
+        with image:
+            return image.mode
+    except _PIL_ERRORS as error:
+        raise ImageReadError(f"{path}: cannot read image: {error}") from None
+
+
 def image_files(folder: str | Path) -> list[Path]:
     """The image files (by `IMAGE_SUFFIXES`, any case) under `folder` and its sub-folders, sorted by path."""
     return sorted(path for path in Path(folder).rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
 
 
+def _read_pil(path: Path, check_size: bool = True) -> Image.Image:
+    """The image file at `path` decoded by Pillow in its own mode; over the pixel limit refused when `check_size`."""
+    try:
+        image, limit = _open_header(path)
+        with image:
+            if check_size:
+                check_pixels(path, *image.size, limit)
+            image.load()
+            return image
+    except ImageTooLargeError:
+        raise
+    except _PIL_ERRORS as error:
+        hint = " (multi-band TIFFs need rasterio: pip install rclip-hf[geo])" if (
+            path.suffix.lower() in TIFF_SUFFIXES) else ""
+        raise ImageReadError(f"{path}: cannot read image: {error}{hint}") from None
+
+
 def _pil_to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode in _PIL_CONVERTED_MODES:
-        return image.convert("RGB")
-    return to_rgb(np.asarray(image)[None])  # I;16, I, F: one band, stretched
+    return image if image.mode == "RGB" else _as_rgb(model_image(image))
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _rasterio() -> Any:
@@ -336,6 +396,7 @@ def _rasterio() -> Any:
     return rasterio
 
 
-__all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "ImageTooLargeError", "RasterSource",
-           "as_rgb_image", "check_pixels", "dataset_image_size", "decode_dataset_image", "image_files", "image_size",
-           "load_image", "select_bands", "stretch_limits", "to_rgb"]
+__all__ = ["EIGHT_BIT_MODES", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "ImageTooLargeError", "RasterSource",
+           "as_model_image", "as_rgb_image", "check_pixels", "dataset_image_size", "decode_dataset_image",
+           "image_files", "image_mode", "image_size", "load_image", "model_image", "open_dataset_image", "open_image",
+           "select_bands", "stretch_limits", "to_rgb"]

@@ -12,7 +12,7 @@ from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import class_embeddings, encode_images
 from ..errors import UserError
-from ..images import as_rgb_image
+from ..images import as_model_image
 from ..loading import resolve_model
 from ..prompts import BENCHMARK_PRESETS, PAPER_TEMPLATE, templates_for
 
@@ -89,7 +89,7 @@ def classify(
     model, processor = resolve_model(model, processor)
     class_names, templates = resolve_labels(labels, templates)
     single = isinstance(images, (Image.Image, str, Path))
-    image_list = [as_rgb_image(image) for image in ([images] if single else images)]
+    image_list = [as_model_image(image) for image in ([images] if single else images)]
     if not image_list:
         raise ValueError("classify: no images given")
     top_k = len(class_names) if top_k is None else top_k

@@ -9,7 +9,7 @@ from typing import Literal
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import class_embeddings, encode_images
-from ..images import as_rgb_image
+from ..images import as_model_image
 from ..loading import resolve_model
 from ..prompts import COUNT_WORDS, counting_prompt
 from .classify import ImageInput, score_images
@@ -48,7 +48,7 @@ def count(
     captions = [counting_prompt(object_name, number, style=style) for number in range(1, len(COUNT_WORDS) + 1)]
     model, processor = resolve_model(model, processor)
     caption_embeds = class_embeddings(model, processor, captions, ("{}",))  # (10, D)
-    image_embeds = encode_images(model, processor, [as_rgb_image(image)], batch_size=1, show_progress=False)  # (1, D)
+    image_embeds = encode_images(model, processor, [as_model_image(image)], batch_size=1, show_progress=False)  # (1, D)
     probabilities = score_images(model, image_embeds, caption_embeds).softmax(dim=-1)[0].cpu()  # (10,)
     return CountResult(count=int(probabilities.argmax()) + 1, probabilities=probabilities.tolist(), captions=captions)
 

@@ -12,6 +12,13 @@ embeddings, without reading or embedding it again (`heatmap_from_index`). Window
 - stride `s = max(1, round(w * (1 - overlap)))`; along each axis the windows start at 0, s, 2s, ... and a last
   window is aligned with the far edge, so the whole scene is covered.
 
+Each window reaches the model as open_clip's `preprocess(Image.open(file).crop(box))` would take it: a scene that
+Pillow reads in an 8-bit mode other than RGB and grey (alpha, palette, 1-bit, CMYK), and any in-memory image, is
+cropped in its own mode and the processor resizes, then drops alpha (resizing premultiplied, a palette by nearest
+neighbour, as open_clip does), so a window of a transparent PNG equals open_clip's transform of that crop. RGB and
+grey scenes give the same pixels either way and are read by the window reader; (Geo)TIFFs follow the raster rule
+(bands, nodata, stretch; alpha as a mask) and scenes over Pillow's pixel limit are read window by window as RGB.
+
 Outputs (`HeatmapResult.save`): `scores.npy` (queries, rows, cols) float32 cosine similarities of the windows,
 `heatmap.json` (queries, window geometry, file names), per query a PNG overlay of the scene (at most
 `overlay_size` px) with the per-pixel mean score of the windows covering each pixel, and, for a georeferenced
@@ -34,7 +41,15 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import class_embeddings, encode_images
-from ..images import Georeference
+from ..images import (
+    EIGHT_BIT_MODES,
+    TIFF_SUFFIXES,
+    Georeference,
+    ImageTooLargeError,
+    as_model_image,
+    image_mode,
+    open_image,
+)
 from ..loading import resolve_model
 from .index import EmbeddingIndex
 from .windows import ImageScene, Scene, open_scene, window_starts
@@ -155,7 +170,7 @@ def heatmap(
         scores = np.empty((len(geometry.boxes()), len(queries)), dtype=np.float32)  # (windows, Q), row-major
         progress = tqdm(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
         done = 0
-        for crops in _batches(source, geometry, batch_size):
+        for crops in _batches(source, geometry, batch_size, _own_mode_image(image)):
             embeds = encode_images(model, processor, crops, batch_size=len(crops), show_progress=False)  # (n, D)
             scores[done : done + len(crops)] = (embeds @ text_embeds.T).numpy()
             done += len(crops)
@@ -191,12 +206,31 @@ def _open(image: str | Path | Image.Image) -> Scene:
     return ImageScene(image) if isinstance(image, Image.Image) else Scene(image)
 
 
-def _batches(source: Scene, geometry: WindowGrid, batch_size: int) -> Iterator[list[Image.Image]]:
-    """The window images in row-major order, `batch_size` at a time, read one row of windows at a time."""
+def _own_mode_image(image: str | Path | Image.Image) -> Image.Image | None:
+    """The image whose crops are the windows when they keep a mode of their own (see the module docstring): an
+    in-memory image, or a file Pillow decodes whole in an 8-bit mode other than RGB and grey; else None."""
+    if isinstance(image, Image.Image):
+        return as_model_image(image)
+    if Path(image).suffix.lower() in TIFF_SUFFIXES or image_mode(image) not in EIGHT_BIT_MODES - {"RGB", "L"}:
+        return None
+    try:
+        return open_image(image)
+    except ImageTooLargeError:  # read window by window as RGB
+        return None
+
+
+def _batches(source: Scene, geometry: WindowGrid, batch_size: int,
+             image: Image.Image | None = None) -> Iterator[list[Image.Image]]:
+    """The window images in row-major order, `batch_size` at a time, read one row of windows at a time (crops of
+    `image` in its own mode when given)."""
     crops: list[Image.Image] = []
     for top in geometry.tops:
-        row, _ = source.read_row(top, geometry.lefts, geometry.window, max_nodata=1.0)  # keep every window
-        crops.extend(item.image for item in row)
+        if image is not None:
+            crops.extend(image.crop((left, top, left + geometry.window, top + geometry.window))
+                         for left in geometry.lefts)
+        else:
+            row, _ = source.read_row(top, geometry.lefts, geometry.window, max_nodata=1.0)  # keep every window
+            crops.extend(item.image for item in row)
         while len(crops) >= batch_size:
             yield crops[:batch_size]
             crops = crops[batch_size:]

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import batched, encode_images, encode_texts
-from ..images import as_rgb_image, decode_dataset_image, image_files, load_image
+from ..images import as_model_image, image_files, open_dataset_image, open_image
 from ..loading import resolve_model
 from .dataset_folder import load_dataset_folder, numbered_rows
 from .index import (
@@ -275,7 +275,7 @@ def encode_queries(model: CLIPModel, processor: ProcessorMixin, queries: Sequenc
         texts = encode_texts(model, processor, [queries[i] for i in text_positions], show_progress=False)
         parts.update(zip(text_positions, texts))
     if image_positions:
-        images = [as_rgb_image(queries[i]) for i in image_positions]
+        images = [as_model_image(queries[i]) for i in image_positions]
         parts.update(zip(image_positions, encode_images(model, processor, images, show_progress=False)))
     return torch.stack([parts[i] for i in range(len(queries))])
 
@@ -310,7 +310,7 @@ def _source_items(source: Any, split: str, image_column: str, id_column: str | N
             return _dataset_items(load_dataset_folder(path, split), str(path), image_column, id_column)
         files = [file for file in image_files(path) if not inside_index(file)]
         ids = [file.relative_to(path).as_posix() for file in files]
-        items = (_Item(id=item_id, path=str(file), row=-1, load=lambda file=file: load_image(file), file=file)
+        items = (_Item(id=item_id, path=str(file), row=-1, load=lambda file=file: open_image(file), file=file)
                  for item_id, file in zip(ids, files))
         return items, len(files), str(path), set(ids)
     name = getattr(getattr(source, "info", None), "dataset_name", None) or "dataset"
@@ -373,7 +373,7 @@ def _dataset_items(dataset: Any, name: str, image_column: str,
                                  "ids must be unique")
             seen.add(item_id)
             yield _Item(id=item_id, path=(cell or {}).get("path") or "", row=row,
-                        load=lambda cell=cell: decode_dataset_image(cell), cell=cell)
+                        load=lambda cell=cell: open_dataset_image(cell), cell=cell)
 
     return items(), len(dataset), name, seen
 
