@@ -1,6 +1,7 @@
 """Every entry point feeds the model open_clip's pixels for a file: `preprocess(Image.open(file))`, for transparent,
-grey+alpha, palette+transparency, 1-bit, CMYK and 16-bit files made from a real DOTA patch (a 16-bit file by the
-stretch rule: `preprocess` of its 8-bit stretch, since open_clip's `convert("RGB")` would clip it at 255)."""
+grey+alpha, palette+transparency, 1-bit, CMYK and 16-bit files made from a real transparent sample (a DOTA crop with
+a nodata collar, tests/data/make_transparent_sample.py; a 16-bit file by the stretch rule: `preprocess` of its 8-bit
+stretch, since open_clip's `convert("RGB")` would clip it at 255)."""
 
 from __future__ import annotations
 
@@ -20,19 +21,17 @@ pytest_plugins = ("inference_fixtures",)
 open_clip = pytest.importorskip("open_clip")
 
 MODES = ("RGBA", "LA", "P", "1", "CMYK", "I;16")
-
-
-def transparent_patch(shared_data: Path) -> Image.Image:
-    """The DOTA split patch (real pixels, 285x294) turned by 17 degrees: transparent corners, soft alpha edges."""
-    patch = Image.open(next((shared_data / "dota_split").rglob("*.png"))).convert("RGBA")
-    return patch.rotate(17, resample=Image.Resampling.BICUBIC, expand=True)
+TRANSPARENT_SAMPLE = Path(__file__).parent / "data" / "transparent" / "P1888_rotated.png"
 
 
 @pytest.fixture(scope="module")
-def mode_files(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One file per mode, all from the same real patch."""
+def mode_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One file per mode, all from the same real transparent sample (200 x 200)."""
     folder = tmp_path_factory.mktemp("modes")
-    rgba = transparent_patch(shared_data)
+    rgba = Image.open(TRANSPARENT_SAMPLE)
+    alpha = np.asarray(rgba)[..., 3]
+    assert rgba.mode == "RGBA" and (alpha == 0).mean() > 0.3 and ((alpha > 0) & (alpha < 255)).any()
+    rgba = rgba.crop((0, 0, 200, 170))  # not square: several windows along the longer side
     palette = rgba.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     palette.info["transparency"] = palette.getpixel((0, 0))  # the corners' colour, as a nodata index
     grey = np.asarray(rgba.convert("L"), dtype=np.uint16)

@@ -258,3 +258,46 @@ def test_a_batch_is_fetched_with_one_read_and_equals_the_pairs_fetched_one_by_on
     assert not torch.equal(batched[0][0], batched[3][0])  # the same row in another epoch: other draws
     loader = torch.utils.data.DataLoader(pairs, batch_size=4, sampler=keys, collate_fn=list)
     assert [caption for _, caption in next(iter(loader))] == [caption for _, caption in single]
+
+
+
+#: A real image with real transparent pixels: a DOTA crop with a nodata collar (tests/data/make_transparent_sample.py).
+TRANSPARENT_SAMPLE = REPO_ROOT / "tests" / "data" / "transparent" / "P1888_rotated.png"
+
+
+def test_sixteen_bit_png_is_stretched_as_inference_stretches_it(tmp_path):
+    """A 16-bit grey PNG gives inference's 256 grey levels (the stretch), not the few `convert("RGB")` leaves."""
+    from rclip_hf.images import open_image
+
+    grey = np.asarray(Image.open(TRANSPARENT_SAMPLE).convert("L"), dtype=np.uint16) * 200 + 300  # 300..51300
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey).save(path)
+    assert Image.open(path).mode == "I;16"
+    whole = TrainAugmentation(size=200, scale=(1.0, 1.0), ratio=(1.0, 1.0), horizontal_flip=False, rotation=False)
+    for image in (path.read_bytes(), Image.open(path)):
+        train = whole(image, np.random.default_rng(0)).permute(1, 2, 0).numpy()
+        assert np.array_equal(train, np.asarray(open_image(path).convert("RGB")))  # what inference reads
+        assert len(np.unique(train)) > 200
+    crop = TrainAugmentation(size=48, scale=(0.3, 1.0))
+    stretched = encoded(open_image(path), "PNG")  # the same draws on the stretched image: the same crops
+    for seed in range(3):
+        assert torch.equal(crop(path.read_bytes(), np.random.default_rng(seed)),
+                           crop(stretched, np.random.default_rng(seed))), seed
+
+
+def test_transparent_png_is_cropped_and_resized_before_alpha_is_dropped():
+    """As open_clip's train transform (PIL `RandomResizedCrop`, then `convert("RGB")`) and inference's processor do:
+    alpha dropped after a premultiplied resize, on a real sample with transparent corners and soft alpha edges."""
+    from rclip_hf.processing_remoteclip import open_clip_rgb
+
+    data = TRANSPARENT_SAMPLE.read_bytes()
+    whole = TrainAugmentation(size=64, scale=(1.0, 1.0), ratio=(1.0, 1.0), horizontal_flip=False, rotation=False)
+    inference = open_clip_rgb(Image.open(TRANSPARENT_SAMPLE), shortest_edge=64, crop_size=(64, 64))  # the processor's
+    assert np.array_equal(whole(data, np.random.default_rng(0)).permute(1, 2, 0).numpy(), np.asarray(inference))
+    augment = TrainAugmentation(size=48, scale=(0.3, 1.0), horizontal_flip=False, rotation=False)
+    for seed in range(5):
+        left, top, width, height = augment.crop_box(200, 200, np.random.default_rng(seed))
+        expected = Image.open(TRANSPARENT_SAMPLE).crop((left, top, left + width, top + height)).resize(
+            (48, 48), Image.Resampling.BICUBIC).convert("RGB")
+        assert np.array_equal(augment(data, np.random.default_rng(seed)).permute(1, 2, 0).numpy(),
+                              np.asarray(expected)), seed

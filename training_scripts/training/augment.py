@@ -10,6 +10,13 @@ resized as torchvision's `RandomResizedCrop` does on tensors (crop, then antiali
 torch's vectorised uint8 kernel, at a fraction of PIL's cost; a crop of a reduced decode, whose box falls between
 pixels, by PIL's box resize. Stored RGB JPEG and 8-bit PNG bytes are fully decoded by TorchCodec, whose
 libjpeg-turbo and libpng decoders give PIL's pixels in less time and straight into a tensor.
+
+Pixels follow inference's image rule (`rclip_hf.images.model_image`): 16-bit, 32-bit and float images are
+stretched to 8-bit RGB as inference stretches them (not clipped at 255 by `convert("RGB")`), and images with
+alpha, a palette, 1 bit or CMYK are cropped and resized in their own mode and converted to RGB last, as open_clip's
+train transform (`RandomResizedCrop` on PIL images, then `_convert_to_rgb`) and inference's processor do: alpha is
+dropped after a premultiplied resize, palette and 1-bit images are resized by nearest neighbour. RGB and grey
+images, for which the conversion commutes with the crop and resize, take the fast path above.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchcodec.decoders import decode_jpeg, decode_png
+
+from rclip_hf.images import EIGHT_BIT_MODES, model_image
 
 #: TorchCodec's decoder of each format whose RGB pixels it gives exactly as PIL does (libjpeg-turbo, libpng)
 TORCHCODEC_DECODERS = {"JPEG": decode_jpeg, "PNG": decode_png}
@@ -76,20 +85,26 @@ class TrainAugmentation:
             image = Image.open(io.BytesIO(encoded))
         width, height = image.size
         left, top, crop_width, crop_height = self.crop_box(width, height, rng)
+        if image.mode not in EIGHT_BIT_MODES:  # 16-bit, 32-bit, float: stretched to RGB as inference does
+            image, encoded = model_image(image), None
         # the largest JPEG DCT reduction that keeps the crop at least `size` pixels wide and high (None: not a
         # JPEG or already loaded)
         drafted = image.draft(None, (math.ceil(width * self.size / crop_width),
                                      math.ceil(height * self.size / crop_height)))
         reduction = width / drafted[1][2] if drafted is not None else 1.0
-        if reduction == 1:  # full size: crop, then torch's uint8 antialiased bicubic (PIL's kernel, vectorised)
+        if reduction == 1 and image.mode in ("RGB", "L"):  # full size: crop, then torch's uint8 antialiased
+            # bicubic (PIL's kernel, vectorised)
             crop = decode_rgb(image, encoded)[None, :, top:top + crop_height, left:left + crop_width]
             resized = F.interpolate(crop.contiguous(memory_format=torch.channels_last), size=(self.size, self.size),
                                     mode="bicubic", antialias=True)[0]  # (3, size, size) uint8, HWC in memory
             pixels_hwc = resized.permute(1, 2, 0).numpy()
+        elif reduction == 1:  # alpha, palette, 1-bit, CMYK: crop and resize in the image's own mode, then RGB
+            crop = image.crop((left, top, left + crop_width, top + crop_height))
+            pixels_hwc = np.array(crop.resize((self.size, self.size), Image.Resampling.BICUBIC).convert("RGB"))
         else:  # reduced decode: the crop box falls between pixels, which PIL's box resize keeps
             box = (left / reduction, top / reduction, (left + crop_width) / reduction, (top + crop_height) / reduction)
-            pixels_hwc = np.array(image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC,
-                                                              box=box))
+            pixels_hwc = np.array(image.resize((self.size, self.size), Image.Resampling.BICUBIC,
+                                               box=box).convert("RGB"))
         if self.horizontal_flip and rng.random() < 0.5:
             pixels_hwc = pixels_hwc[:, ::-1]
         if self.rotation:
