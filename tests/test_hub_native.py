@@ -29,6 +29,12 @@ TOWERS = {
 CAPTIONS = ["a satellite photo of an airport.", "many storage tanks next to a harbor.", "a dense forest."]
 #: Max-abs logits difference of plain CLIPProcessor vs RemoteCLIPProcessor on these tiny models (RGB images).
 PLAIN_PROCESSOR_LOGITS_BOUND = 0.02
+#: A real image with real transparent pixels: a DOTA crop with a nodata collar (tests/data/make_transparent_sample.py).
+TRANSPARENT_SAMPLE = Path(__file__).parent / "data" / "transparent" / "P1888_rotated.png"
+#: Captions that open_clip's cleaning changes: HTML entities (escaped once and twice) and mojibake (UTF-8 read as
+#: cp1252), which plain `CLIPTokenizer` tokenises as written.
+UNCLEAN_CAPTIONS = ["Cars &amp; trucks parked near the terminal.", "Storage tanks &amp;amp; a pier.",
+                    "Boats at the caf\u00c3\u00a9 by the harbour.", "A \u00e2\u20ac\u0153green\u00e2\u20ac\u009d roof."]
 
 
 def perturbed_model(tower: str, seed: int = 0) -> RemoteCLIPModel:
@@ -60,9 +66,9 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def image_paths(shared_data: Path) -> list[Path]:
-    """Real images: two RGB JPEGs and an RGBA PNG patch (DOTA split)."""
-    rgba = min(p for p in (shared_data / "dota_split").rglob("*.png"))
-    return [shared_data / "remoteclip" / "airport.jpg", shared_data / "dior" / "JPEGImages" / "00001.jpg", rgba]
+    """Real images: two RGB JPEGs and an RGBA PNG with transparent pixels."""
+    return [shared_data / "remoteclip" / "airport.jpg", shared_data / "dior" / "JPEGImages" / "00001.jpg",
+            TRANSPARENT_SAMPLE]
 
 
 def test_folder_files_say_what_they_are(folders):
@@ -262,7 +268,7 @@ def test_card_snippets_run_without_the_package(tower, folders, shared_data, tmp_
     transformers / remote-code / open_clip ones where rclip_hf cannot be imported, the package one with it."""
     from package_less import make_hub_cache
 
-    from model_cards.card import CardInputs, build_model_card
+    from model_cards.card import _USAGE_CAPTIONS, CardInputs, build_model_card
     from rclip_hf.export import export_open_clip
 
     folder = tmp_path / "folder"
@@ -272,6 +278,11 @@ def test_card_snippets_run_without_the_package(tower, folders, shared_data, tmp_
     card = build_model_card({"benchmarks": {}}, CardInputs(repo_id=repo_id, model_dir=str(folder), arch=None))
     usage = card.text.split("## How to use")[1].split("\n## ")[0]
     snippets = re.findall(r"```python\n(.*?)```", usage, flags=re.DOTALL)
+    assert all("truncation=True" in call for code in snippets for call in re.findall(r"processor\(text=[^\n]*\n.*", code))
+    # a caption over the text tower's 77 tokens is truncated, as open_clip's tokenizer does, not refused
+    long_caption = "a satellite photo of " + "many white storage tanks next to a harbor, " * 12
+    snippets = [code.replace(_USAGE_CAPTIONS, f"{_USAGE_CAPTIONS}\ncaptions.append({long_caption!r})")
+                for code in snippets]
     expected = ["CLIPModel.from_pretrained" if tower == "vit" else "trust_remote_code=True",
                 "open_clip.create_model_and_transforms", "from rclip_hf import"]
     assert [next(marker for marker in reversed(expected) if marker in code) for code in snippets] == expected
@@ -288,9 +299,11 @@ def test_card_snippets_run_without_the_package(tower, folders, shared_data, tmp_
 
 
 @pytest.mark.slow
-def test_plain_clip_preprocessing_difference_on_a_full_size_vit(shared_data, tmp_path):
-    """The numbers the README and the card quote: plain CLIPProcessor vs open_clip's transform (RemoteCLIPProcessor)
-    on real RGB images with a converted ViT-B/32 (random weights): pixels <= 0.03, logits <= 1e-3."""
+def test_plain_clip_preprocessing_difference_on_a_full_size_vit(shared_data, tmp_path, capsys):
+    """The numbers the README and the card quote: plain CLIPProcessor vs open_clip's transform and tokenizer
+    (RemoteCLIPProcessor) with a converted ViT-B/32 (random weights): on real RGB images, pixels <= 0.03 and logits
+    <= 1e-3; on the real transparent sample (composited on white there, alpha dropped after the resize here) and on
+    captions with HTML entities or mojibake (tokenised as written there, cleaned here), much more."""
     from transformers import CLIPModel, CLIPProcessor
 
     from rclip_hf.convert import build_model
@@ -306,8 +319,26 @@ def test_plain_clip_preprocessing_difference_on_a_full_size_vit(shared_data, tmp
                                             *sorted((shared_data / "rsscn7" / "gParking").glob("*.jpg"))[:3]]]
     plain, exact = CLIPProcessor.from_pretrained(tmp_path), RemoteCLIPProcessor.from_pretrained(tmp_path)
     model = CLIPModel.from_pretrained(tmp_path).eval()
-    inputs = [processor(text=CAPTIONS, images=images, return_tensors="pt", padding=True) for processor in (plain, exact)]
-    with torch.inference_mode():
-        logits = [model(**batch).logits_per_image for batch in inputs]
-    assert (inputs[0].pixel_values - inputs[1].pixel_values).abs().max() <= 0.03
-    assert (logits[0] - logits[1]).abs().max() <= 1e-3
+
+    def difference(images: list[Image.Image], captions: list[str]) -> tuple[float, float]:
+        """Max-abs (pixel values, logits) difference of the plain processor to the exact one."""
+        inputs = [processor(text=captions, images=images, return_tensors="pt", padding=True)
+                  for processor in (plain, exact)]
+        with torch.inference_mode():
+            logits = [model(**batch).logits_per_image for batch in inputs]
+        return (float((inputs[0].pixel_values - inputs[1].pixel_values).abs().max()),
+                float((logits[0] - logits[1]).abs().max()))
+
+    rgb_pixels, rgb_logits = difference(images, CAPTIONS)
+    rgba_pixels, rgba_logits = difference([Image.open(TRANSPARENT_SAMPLE)], CAPTIONS)
+    plain_ids = plain.tokenizer(UNCLEAN_CAPTIONS).input_ids
+    assert plain_ids != exact.tokenizer(UNCLEAN_CAPTIONS).input_ids  # not cleaned: other tokens
+    _, entity_logits = difference(images[:1], UNCLEAN_CAPTIONS[:2])
+    _, mojibake_logits = difference(images[:1], UNCLEAN_CAPTIONS[2:])
+    with capsys.disabled():
+        print(f"\nplain CLIPProcessor vs open_clip (ViT-B/32): RGB images: pixels {rgb_pixels:.3f}, logits "
+              f"{rgb_logits:.1e}; transparent sample: pixels {rgba_pixels:.2f}, logits {rgba_logits:.3f}; captions "
+              f"with HTML entities: logits {entity_logits:.2f}; with mojibake: logits {mojibake_logits:.2f}")
+    assert rgb_pixels <= 0.03 and rgb_logits <= 1e-3
+    assert rgba_pixels > 1.0 and rgba_logits > 10 * rgb_logits
+    assert min(entity_logits, mojibake_logits) > 10 * rgb_logits
