@@ -29,8 +29,19 @@ CAPTIONS = [
 
 
 def _open_clip_reference(arch: str, seed: int = 0) -> torch.nn.Module:
+    """open_clip's `arch` with every tensor of its state dict random: its init zeroes biases and each ResNet block's
+    last BatchNorm scale and leaves running statistics at 0 and 1, which would hide a tensor converted wrongly."""
     torch.manual_seed(seed)
-    return open_clip.create_model(f"{arch}-quickgelu", pretrained=None).eval()
+    model = open_clip.create_model(f"{arch}-quickgelu", pretrained=None).eval()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith("running_mean"):
+                tensor.normal_(0, 0.1)
+            elif tensor.is_floating_point():
+                tensor.add_(torch.randn_like(tensor) * 0.02)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +274,11 @@ def test_convert_push_to_hub_writes_a_card_and_uploads_the_remote_code(tmp_path,
     card = (tmp_path / "out" / "README.md").read_text()
     assert 'AutoModel.from_pretrained("me/rn50", trust_remote_code=True)' in card
     assert "RemoteCLIP RN50" in card
+
+
+def test_reference_models_have_no_constant_tensor():
+    """Every tensor of the equivalence tests' reference is random: no zero bias, BatchNorm scale or statistic."""
+    model = _open_clip_reference("RN50")
+    constant = [name for name, tensor in model.state_dict().items()
+                if tensor.is_floating_point() and tensor.numel() > 1 and bool((tensor == tensor.flatten()[0]).all())]
+    assert constant == []
