@@ -118,10 +118,22 @@ def _mode_images() -> dict[str, Image.Image]:
     rgba = Image.fromarray(np.dstack([rgb, alpha]))
     palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     palette.info["transparency"] = 3
-    grey16 = Image.fromarray(rng.integers(0, 65536, (301, 257), dtype=np.uint16))  # values above 255 clip in RGB
+    # log-uniform over 1..65535 with a 0 and a 65535: spans the 16-bit range, and half of it lies in 0..255, which
+    # RGB keeps (the rest clips)
+    grey16 = np.exp(rng.uniform(0, np.log(65535), (301, 257))).round().astype(np.uint16)
+    grey16.flat[:2] = 0, 65535
+    grey16 = Image.fromarray(grey16)
     return {"RGBA": rgba, "LA": rgba.convert("LA"), "P+transparency": palette, "CMYK": Image.fromarray(rgb).convert("CMYK"),
             "I;16": grey16.convert("I;16") if grey16.mode != "I;16" else grey16, "L": Image.fromarray(rgb).convert("L"),
             "1": Image.fromarray(rgb).convert("1"), "RGBA-small": rgba.resize((100, 150))}
+
+
+def test_sixteen_bit_image_spans_its_range_and_rgbs():
+    """The I;16 image exercises both: 16-bit values up to 65535 and a converted image with every 8-bit level."""
+    grey16 = _mode_images()["I;16"]
+    values, converted = np.asarray(grey16), np.asarray(grey16.convert("RGB"))[..., 0]
+    assert grey16.mode == "I;16" and values.min() == 0 and values.max() == 65535
+    assert 0.4 < (values <= 255).mean() < 0.6 and len(np.unique(converted)) == 256
 
 
 @pytest.mark.parametrize("mode", list(_mode_images()))
