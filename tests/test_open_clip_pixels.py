@@ -136,3 +136,12 @@ def test_evaluation_runner_feeds_open_clips_pixels(processor_kind, mode_files, t
     BenchmarkRunner(model, processor, args, "cpu").images(dataset)
     expected = torch.stack([open_clip_pixels(preprocess, Image.open(path)) for path in paths])
     assert_pixels(torch.cat(fed), expected)
+
+
+def test_open_image_keeps_eight_bit_modes_and_load_image_is_their_rgb(mode_files):
+    from rclip_hf.images import load_image, open_image
+
+    for mode, path in mode_files.items():
+        opened, rgb = open_image(path), load_image(path)
+        assert opened.mode == ("RGB" if mode == "I;16" else mode), mode  # 16-bit: stretched to RGB
+        assert rgb.mode == "RGB" and np.array_equal(np.asarray(rgb), np.asarray(opened.convert("RGB"))), mode

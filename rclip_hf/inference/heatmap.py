@@ -45,7 +45,7 @@ from ..images import (
     EIGHT_BIT_MODES,
     TIFF_SUFFIXES,
     Georeference,
-    ImageTooLargeError,
+    ImageReadError,
     as_model_image,
     image_mode,
     open_image,
@@ -211,11 +211,11 @@ def _own_mode_image(image: str | Path | Image.Image) -> Image.Image | None:
     in-memory image, or a file Pillow decodes whole in an 8-bit mode other than RGB and grey; else None."""
     if isinstance(image, Image.Image):
         return as_model_image(image)
-    if Path(image).suffix.lower() in TIFF_SUFFIXES or image_mode(image) not in EIGHT_BIT_MODES - {"RGB", "L"}:
+    if Path(image).suffix.lower() in TIFF_SUFFIXES:
         return None
     try:
-        return open_image(image)
-    except ImageTooLargeError:  # read window by window as RGB
+        return open_image(image) if image_mode(image) in EIGHT_BIT_MODES - {"RGB", "L"} else None
+    except ImageReadError:  # over the pixel limit (read window by window as RGB), or a format only GDAL reads
         return None
 
 
