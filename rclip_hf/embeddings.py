@@ -70,7 +70,8 @@ def encode_images(
 
     Images (PIL images or paths) reach ``processor(images=..., return_tensors="pt")`` in their own 8-bit mode, as
     open_clip's transform takes them (`rclip_hf.images.as_model_image`: 16-bit and float ones stretched to RGB), so
-    that `RemoteCLIPProcessor` resizes and crops before dropping alpha, as open_clip does; ``dtype`` (e.g. ``torch.bfloat16``) enables autocast;
+    that `RemoteCLIPProcessor` resizes and crops before dropping alpha, as open_clip does; ``dtype`` (e.g.
+    ``torch.bfloat16``) enables autocast;
     ``num_images`` only sizes the progress bar.
     """
     device = torch.device(device) if device is not None else model_device(model)
