@@ -81,6 +81,9 @@ class ModelOptions:
 
     model: str = field(metadata=_help("RemoteCLIP/CLIP model folder (from `rclip-hf convert` or save_pretrained) or Hub id"))
     device: str | None = field(default=None, metadata=_help("Device, e.g. cpu or cuda (default: cuda when available)"))
+    dtype: Literal["float32", "bfloat16", "float16"] | None = field(default=None, metadata=_help(
+        "Precision of the model's weights, in the names training's --mixed_precision and eval's --dtype take "
+        "(default: as saved)"))
     format: OutputFormat = field(default="table", metadata=_help("Output format"))
     max_pixels: int | None = field(default=None, metadata=_help(
         "Largest image read whole, in pixels (default: Pillow's limit, 89,478,485); heatmap reads larger scenes "
@@ -215,7 +218,7 @@ def _checked(options: _Args) -> _Args:
 def _load(options: ModelOptions) -> tuple[Any, Any]:
     from .loading import load_model, resolve_device
 
-    return load_model(options.model, device=resolve_device(options.device))
+    return load_model(options.model, dtype=options.dtype, device=resolve_device(options.device))
 
 
 # ----- output -------------------------------------------------------------------------------------------------------
@@ -352,7 +355,7 @@ def _index_scenes(options: IndexOptions) -> int:
         from .inference.scenes import launched_state
         from .loading import load_model
 
-        model, processor = load_model(options.model, device=str(launched_state().device))
+        model, processor = load_model(options.model, dtype=options.dtype, device=str(launched_state().device))
     else:
         model, processor = _load(options)
     report = build_scene_index(options.source, options.output, model, processor, options=windows,
@@ -472,9 +475,7 @@ def run_heatmap(argv: list[str]) -> int:
     from .inference.heatmap import heatmap, heatmap_from_index
 
     parser = DataclassArgumentParser(HeatmapOptions, prog="rclip-hf heatmap", description=COMMANDS["heatmap"].help)
-    options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    if any(word.startswith("-") for word in rest):
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)  # rest: queries
     options = _checked(options)
     queries = [*(options.queries or []), *rest]
     if not queries:

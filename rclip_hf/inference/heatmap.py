@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import class_embeddings, encode_images
 from ..images import Georeference
 from ..loading import resolve_model
+from ..progress import progress_bar
 from .index import EmbeddingIndex
 from .windows import ImageScene, Scene, open_scene, window_starts
 
@@ -153,7 +153,7 @@ def heatmap(
     with _open(image) as source:
         geometry = window_grid(source.width, source.height, grid=grid, window=window, overlap=overlap)
         scores = np.empty((len(geometry.boxes()), len(queries)), dtype=np.float32)  # (windows, Q), row-major
-        progress = tqdm(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
+        progress = progress_bar(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
         done = 0
         for crops in _batches(source, geometry, batch_size):
             embeds = encode_images(model, processor, crops, batch_size=len(crops), show_progress=False)  # (n, D)

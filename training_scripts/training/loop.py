@@ -15,9 +15,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from torch.distributed.tensor import DTensor
-from tqdm.auto import tqdm
 
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
+from rclip_hf.precision import accelerate_mixed_precision, precision_name
+from rclip_hf.progress import progress_bar
 
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .augment import TrainAugmentation
@@ -29,14 +30,13 @@ from .optim import build_optimizer_and_scheduler
 
 logger = logging.getLogger(__name__)
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
 TRAIN_LOG = "train_log.jsonl"
 
 
 def check_train_arguments(args: TrainArguments) -> None:
     """Value checks that need no process group; each message names the flag and the value."""
-    if args.mixed_precision is not None and args.mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"--mixed_precision {args.mixed_precision!r}: choose one of {MIXED_PRECISION}")
+    if args.mixed_precision is not None:  # the shared names (bfloat16, ...) become accelerate's (bf16, ...)
+        args.mixed_precision = accelerate_mixed_precision(args.mixed_precision)
     for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "logging_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -157,7 +157,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dynamo_backend="inductor" if model_args.torch_compile else None,
     )
-    args.mixed_precision = accelerator.mixed_precision  # the value in force, logged and saved in train_args.json
+    # the value in force, logged and saved in train_args.json in the shared vocabulary (bfloat16, not bf16)
+    args.mixed_precision = precision_name(accelerator.mixed_precision)
     logger.info("accelerate: %s on %d process(es), mixed precision %s", accelerator.distributed_type,
                 accelerator.num_processes, args.mixed_precision)
     per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, args.gradient_accumulation_steps)
@@ -211,7 +212,7 @@ def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: to
                 args: TrainArguments, output_dir: Path) -> None:
     """Optimiser steps until `max_steps`, each over `gradient_accumulation_steps` micro-batches (which may span an
     epoch's end); the data position (epoch, micro-batches into it) lives in `state`."""
-    progress = tqdm(total=args.max_steps, initial=state.step, desc="train", unit="step",
+    progress = progress_bar(total=args.max_steps, initial=state.step, desc="train", unit="step",
                     disable=not accelerator.is_local_main_process)
     window_loss = torch.zeros((), device=accelerator.device)
     window_steps = 0
