@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import importlib
 import importlib.util
 import io
@@ -557,8 +558,9 @@ def main(argv: list[str]) -> int:
         return 0 if argv else EXIT_BAD_INPUT
     name, rest = argv[0], argv[1:]
     if name not in commands:
-        print(f"rclip-hf: error: unknown command {name!r}\n\n{_usage(commands)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        close = difflib.get_close_matches(name, list(commands), n=1)
+        suggestion = f"did you mean {close[0]}? " if close else ""
+        raise UserError(f"unknown command {name!r} ({suggestion}commands: {', '.join(commands)})")
     from PIL import Image
 
     pixel_limit = Image.MAX_IMAGE_PIXELS  # --max-pixels changes it for one command

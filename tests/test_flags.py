@@ -74,6 +74,10 @@ def test_debug_shows_the_traceback_and_usage_errors_are_one_line(capsys) -> None
         err.count("\n") == 1
     assert cli.main(["export", "m", "--to", "onnx2", "--output", "o"]) == 2
     assert "invalid choice: 'onnx2'" in capsys.readouterr().err
+    assert cli.main(["clasify", "--model", "m"]) == 2  # a misspelt command, through the same one line
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown command 'clasify' (did you mean classify? commands: classify, index,") and \
+        err.count("\n") == 1
 
 
 def test_train_script_answers_a_misspelt_flag_and_version(capsys) -> None:
