@@ -154,8 +154,8 @@ class SearchOptions(ModelOptions):
     bbox_crs: str = field(default="EPSG:4326", metadata=_help("CRS of --bbox"))
     merge: bool = field(default=False, metadata=_help("Fuse overlapping hit windows of a scene into one region"))
     format: SearchFormat = field(default="table", metadata=_help(
-        "Output format; geojson = a FeatureCollection in EPSG:4326 (pixels for non-georeferenced scenes); parquet = "
-        "GeoParquet (needs --output)"))
+        "Output format; geojson = an RFC 7946 FeatureCollection in EPSG:4326 (hits on scenes without a CRS: in pixels, "
+        "to NAME.pixel.geojson beside --output NAME.geojson); parquet = GeoParquet (needs --output)"))
     output: str | None = field(default=None, metadata=_help("Write the results to this file instead of stdout"))
     html: str | None = field(default=None, metadata=_help("Also write a self-contained results page (HTML)"))
 
@@ -377,7 +377,13 @@ def run_search(argv: list[str]) -> int:
     from .inference.geo import parse_bbox
     from .inference.index import EmbeddingIndex
     from .inference.results_page import write_results_page
-    from .inference.scenes import hits_geojson, merge_hits, write_hits_parquet
+    from .inference.scenes import (
+        hits_geojson,
+        merge_hits,
+        pixel_geojson_path,
+        pixel_hits_geojson,
+        write_hits_parquet,
+    )
     from .inference.search import Examples, search
 
     options = _parse(SearchOptions, "search", argv)
@@ -409,6 +415,16 @@ def run_search(argv: list[str]) -> int:
     if options.format == "parquet":
         write_hits_parquet(all_hits, options.output)
         return 0
+    pixel_hits = pixel_hits_geojson(all_hits) if options.format == "geojson" else {"features": []}
+    if pixel_hits["features"]:  # RFC 7946 GeoJSON is EPSG:4326: hits without a CRS go to a file of their own
+        if options.output is None:
+            raise UserError("--format geojson", f"{len(pixel_hits['features'])} hit(s) lie on scenes without a CRS, "
+                            "which EPSG:4326 GeoJSON cannot hold", "give --output NAME.geojson: they are written "
+                            "to NAME.pixel.geojson")
+        pixel_path = pixel_geojson_path(options.output)
+        pixel_path.write_text(json.dumps(pixel_hits, indent=2))
+        print(f"rclip-hf search: {len(pixel_hits['features'])} hit(s) on scenes without a CRS written to "
+              f"{pixel_path} (pixel coordinates)", file=sys.stderr)
     with _output(options.output):
         if options.format == "geojson":
             print(json.dumps(hits_geojson(all_hits), indent=2))

@@ -124,16 +124,17 @@ def test_cli_index_search_geojson_merge_html_and_heatmap_of_dataset_rows(dataset
     assert json.loads(out)["scenes"] == 3 and json.loads(out)["added"] == 5 * 4 + 6 * 7 + 1
 
     search = ["search", "--model", str(tiny_model_dir), "--index", str(index), "--text", "many airplanes"]
-    code, out, _ = _run(search + ["--top_k", "63", "--format", "geojson"], capsys)
-    features = json.loads(out)["features"]
-    assert code == 0 and len(features) == 63
+    code, out, _ = _run(search + ["--top_k", "63", "--format", "geojson", "--output", str(tmp_path / "hits.geojson")],
+                        capsys)
+    features = json.loads((tmp_path / "hits.pixel.geojson").read_text())["features"]  # rows have no CRS
+    assert code == 0 and len(features) == 63 and json.loads((tmp_path / "hits.geojson").read_text())["features"] == []
     for feature in features:
         properties = feature["properties"]
         left, top, width, height = properties["window"]
         assert properties["coordinates"] == "pixel" and properties["crs"] is None
         assert properties["scene"].startswith(f"{dataset_folder}?split=train&image=image&row=")
-        assert feature["geometry"]["coordinates"] == [[[left, top], [left + width, top],
-                                                       [left + width, top + height], [left, top + height],
+        assert feature["geometry"]["coordinates"] == [[[left, top], [left + width, top],  # counter-clockwise by
+                                                       [left + width, top + height], [left, top + height],  # x, y
                                                        [left, top]]]
     small = next(f for f in features if f["properties"]["scene"].endswith("row=2"))
     assert small["properties"]["window"] == [0, 0, 200, 150]

@@ -644,25 +644,38 @@ def _region_geometry(best: dict[str, Any], box: PixelWindow) -> dict[str, Any]:
 
 
 def hits_geojson(hits: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of hits: longitude/latitude polygons for georeferenced windows, pixel polygons
-    (`"coordinates": "pixel"`) for the others; properties rank, score, scene, pixel window, id (and the hit's
-    `query` when it has one)."""
-    features = []
-    for hit in hits:
-        if hit.get("geometry") is not None:
-            ring, space = geo.wkb_ring(hit["geometry"]), geo.LONLAT
-        else:
-            ring, space = geo.pixel_ring(PixelWindow(hit.get("left") or 0, hit.get("top") or 0,
-                                                     hit.get("width") or 0, hit.get("height") or 0)), "pixel"
-        properties = {"rank": hit["rank"], "score": hit["score"], "scene": hit["path"], "id": hit["id"],
-                      "window": [hit.get("left"), hit.get("top"), hit.get("width"), hit.get("height")],
-                      "crs": hit.get("crs"), "coordinates": space}
-        if hit.get("query"):
-            properties["query"] = hit["query"]
-        if "merged" in hit:
-            properties["merged"] = hit["merged"]
-        features.append(geo.feature(ring, properties))
-    return geo.feature_collection(features)
+    """An RFC 7946 FeatureCollection (EPSG:4326, counter-clockwise rings) of the georeferenced hits only; the hits on
+    scenes without a CRS are in `pixel_hits_geojson`. Properties: rank, score, scene, pixel window, id, crs (and the
+    hit's `query` and `merged` when it has them)."""
+    return geo.feature_collection([_hit_feature(hit, geo.wkb_ring(hit["geometry"]), geo.LONLAT)
+                                   for hit in hits if hit.get("geometry") is not None])
+
+
+def pixel_hits_geojson(hits: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The hits on scenes without a CRS as a FeatureCollection of pixel polygons (x right, y down; `"coordinates":
+    "pixel"`): GeoJSON in shape, not in EPSG:4326, so kept apart from `hits_geojson` (`pixel_geojson_path`)."""
+    return geo.feature_collection([
+        _hit_feature(hit, geo.pixel_ring(PixelWindow(hit.get("left") or 0, hit.get("top") or 0,
+                                                     hit.get("width") or 0, hit.get("height") or 0)), "pixel")
+        for hit in hits if hit.get("geometry") is None])
+
+
+def pixel_geojson_path(output: str | Path) -> Path:
+    """Where the pixel hits of the GeoJSON file `output` go: `NAME.pixel.geojson` beside `NAME.geojson`."""
+    output = Path(output)
+    name = output.stem if output.suffix.lower() in (".geojson", ".json") else output.name
+    return output.with_name(f"{name}.pixel.geojson")
+
+
+def _hit_feature(hit: dict[str, Any], ring: geo.Ring, space: str) -> dict[str, Any]:
+    properties = {"rank": hit["rank"], "score": hit["score"], "scene": hit["path"], "id": hit["id"],
+                  "window": [hit.get("left"), hit.get("top"), hit.get("width"), hit.get("height")],
+                  "crs": hit.get("crs"), "coordinates": space}
+    if hit.get("query"):
+        properties["query"] = hit["query"]
+    if "merged" in hit:
+        properties["merged"] = hit["merged"]
+    return geo.feature(ring, properties)
 
 
 def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None:
@@ -680,5 +693,6 @@ def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None
 
 
 __all__ = ["PARTS_DIR", "SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
-           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "scene_files",
+           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "pixel_geojson_path",
+           "pixel_hits_geojson", "scene_files",
            "window_id", "window_record", "write_hits_parquet"]
