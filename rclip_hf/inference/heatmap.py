@@ -15,7 +15,8 @@ embeddings, without reading or embedding it again (`heatmap_from_index`). Window
 Outputs (`HeatmapResult.save`): `scores.npy` (queries, rows, cols) float32 cosine similarities of the windows,
 `heatmap.json` (queries, window geometry, file names), per query a PNG overlay of the scene (at most
 `overlay_size` px) with the per-pixel mean score of the windows covering each pixel, and, for a georeferenced
-input, a single-band float32 GeoTIFF of that per-pixel map with the input's CRS and (rescaled) transform.
+input, a single-band float32 Cloud Optimized GeoTIFF of that per-pixel map with the input's CRS and (rescaled)
+transform: tiled, DEFLATE-compressed, with overviews, NaN (pixels no window covers) as nodata.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ DEFAULT_GRID = 64
 DEFAULT_OVERLAP = 1 / 3
 #: Windows smaller than this are allowed but warned about (the model sees them upsampled).
 MIN_USEFUL_WINDOW = 32
+#: Creation options of the score-map GeoTIFFs (GDAL's COG driver): 256 px tiles, DEFLATE with the floating-point
+#: predictor, overviews (averaged) down to one tile; nodata NaN.
+COG_OPTIONS = {"blocksize": 256, "compress": "DEFLATE", "predictor": 3, "overviews": "AUTO",
+               "overview_resampling": "AVERAGE"}
 
 
 @dataclass(frozen=True)
@@ -301,16 +306,21 @@ def overlay(image: Image.Image, score_map: np.ndarray, alpha: float = 0.5, color
 
 
 def _write_geotiff(path: Path, score_map: np.ndarray, georeference: Georeference, width: int, height: int) -> None:
+    """`score_map` over a `width` x `height` scene as a Cloud Optimized GeoTIFF (GDAL's COG driver: `COG_OPTIONS`),
+    NaN (pixels no window covers) as nodata."""
     import rasterio
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
     from rasterio.transform import Affine
 
     map_height, map_width = score_map.shape
     transform = georeference.transform @ Affine.scale(width / map_width, height / map_height)
     profile = {"driver": "GTiff", "width": map_width, "height": map_height, "count": 1, "dtype": "float32",
-               "crs": georeference.crs, "transform": transform}
-    with rasterio.open(path, "w", **profile) as destination:
-        destination.write(score_map.astype(np.float32), 1)
-        destination.set_band_description(1, "cosine similarity (mean of covering windows)")
+               "crs": georeference.crs, "transform": transform, "nodata": float("nan")}
+    with MemoryFile() as memory, memory.open(**profile) as staging:
+        staging.write(score_map.astype(np.float32), 1)
+        staging.set_band_description(1, "cosine similarity (mean of covering windows)")
+        rasterio.shutil.copy(staging, path, driver="COG", **COG_OPTIONS)
 
 
 def _slugs(queries: Sequence[str]) -> list[str]:
