@@ -87,6 +87,12 @@ class ModelOptions:
         "window by window"))
 
 
+#: Help of every command's `--bands` (the rule: `images.colour_bands`).
+BANDS_HELP = ("Bands of (Geo)TIFF rasters as R,G,B (or one grey band), e.g. 3,2,1 (default: the colour "
+              "interpretation, else band descriptions such as red or B04, else 1,2,3); applied to each raster that "
+              "has them, other files are read by their colours with a one-line note")
+
+
 @dataclass(kw_only=True)
 class ClassifyOptions(ModelOptions):
     """Options of `rclip-hf classify`."""
@@ -99,6 +105,7 @@ class ClassifyOptions(ModelOptions):
     )
     top_k: int = field(default=5, metadata=_help("Labels shown per image"))
     batch_size: int = field(default=32, metadata=_help("Images per batch"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP))
 
 
 @dataclass(kw_only=True)
@@ -115,7 +122,7 @@ class IndexOptions(ModelOptions):
     window_metres: float | None = field(
         default=None, metadata=_help("Window side in metres, by each GeoTIFF's ground sample distance"))
     stride_metres: float | None = field(default=None, metadata=_help("Stride in metres (default: the window)"))
-    bands: str | None = field(default=None, metadata=_help("Bands of the scenes as R,G,B (or one grey band), e.g. 3,2,1"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP))
     max_nodata: float = field(default=0.5, metadata=_help("Skip windows with a larger share of nodata pixels"))
     num_processes: int = field(default=1, metadata=_help("Processes embedding windows (each loads the model)"))
     split: str = field(default="train", metadata=_help("Dataset split (dataset sources)"))
@@ -167,6 +174,7 @@ class CountOptions(ModelOptions):
     image: list[str] = field(metadata=_help("Image files", nargs="+"))
     object: str = field(metadata=_help("Object name, e.g. ship, plane, storage tank"))
     style: Literal["words", "digits"] = field(default="words", metadata=_help("Numbers in the captions: one / 1"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP))
 
 
 @dataclass(kw_only=True)
@@ -185,6 +193,7 @@ class HeatmapOptions(ModelOptions):
     overlap: float = field(default=1 / 3, metadata=_help("Overlap of neighbouring windows (the paper: 1/3)"))
     batch_size: int = field(default=64, metadata=_help("Windows per batch"))
     overlay_size: int = field(default=1024, metadata=_help("Longer side of the overlays and score maps, in pixels"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP + " (with --image; --index uses the index's)"))
 
 
 #: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
@@ -269,8 +278,10 @@ def _expand_images(paths: Sequence[str]) -> list[Path]:
 def run_classify(argv: list[str]) -> int:
     """`rclip-hf classify`: ranked labels with probabilities for each image."""
     from .inference.classify import classify, resolve_labels
+    from .inference.windows import parse_bands
 
     options = _parse(ClassifyOptions, "classify", argv)
+    parse_bands(options.bands)  # a bad --bands is refused before the model loads
     if (options.labels is None) == (options.preset is None):
         raise ValueError("give exactly one of --labels (class names) or --preset (e.g. aid, eurosat)")
     labels = options.preset if options.preset is not None else options.labels
@@ -280,7 +291,7 @@ def run_classify(argv: list[str]) -> int:
     model, processor = _load(options)
     top_k = min(options.top_k, len(resolve_labels(labels, templates)[0]))
     ranked = classify(images, labels, templates, model=model, processor=processor, top_k=top_k,
-                      batch_size=options.batch_size)
+                      batch_size=options.batch_size, bands=parse_bands(options.bands))
     rows = [{"image": str(image), "rank": rank, "label": hit["label"], "score": hit["score"]}
             for image, hits in zip(images, ranked) for rank, hit in enumerate(hits, start=1)]
     emit(rows, options.format)
@@ -292,6 +303,7 @@ def run_index(argv: list[str]) -> int:
     """`rclip-hf index`: embed a source into an index folder; prints what was added and what failed."""
     from .inference.index import FAILURES_FILE
     from .inference.search import build_index, verify_index
+    from .inference.windows import parse_bands
 
     options = _parse(IndexOptions, "index", argv)
     if options.verify:
@@ -323,7 +335,7 @@ def run_index(argv: list[str]) -> int:
                          shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
                          image_column=options.image_column, id_column=options.id_column, faiss=options.faiss,
                          commit_every=options.commit_every, commit_seconds=options.commit_seconds,
-                         prune=options.prune, wait=options.wait)
+                         prune=options.prune, wait=options.wait, bands=parse_bands(options.bands))
     rows = [{"index": report.index, "added": report.added, "changed": report.changed,
              "already_indexed": report.already_indexed, "pruned": report.pruned, "missing": report.missing,
              "total": report.total, "failed": len(report.failures), "faiss": report.faiss,
@@ -463,11 +475,13 @@ def _output(path: str | None) -> Iterator[None]:
 def run_count(argv: list[str]) -> int:
     """`rclip-hf count`: predicted count and the probability of each count, per image."""
     from .inference.count import count
+    from .inference.windows import parse_bands
 
     options = _parse(CountOptions, "count", argv)
+    bands = parse_bands(options.bands)
     images = _expand_images(options.image)
     model, processor = _load(options)
-    results = [count(image, options.object, model=model, processor=processor, style=options.style)
+    results = [count(image, options.object, model=model, processor=processor, style=options.style, bands=bands)
                for image in images]
     rows = [{"image": str(image), "count": number, "probability": probability, "predicted": number == result.count,
              "caption": caption}
@@ -486,6 +500,7 @@ def run_heatmap(argv: list[str]) -> int:
 
     from .arguments import DataclassArgumentParser
     from .inference.heatmap import heatmap, heatmap_from_index
+    from .inference.windows import parse_bands
 
     parser = DataclassArgumentParser(HeatmapOptions, prog="rclip-hf heatmap", description=COMMANDS["heatmap"].help)
     options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
@@ -499,6 +514,10 @@ def run_heatmap(argv: list[str]) -> int:
         raise ValueError("give either --image SCENE, or --index INDEX --scene SCENE (a scene indexed with --window)")
     if options.image is not None and not Path(options.image).is_file():
         raise FileNotFoundError(f"image file not found: {options.image}")
+    if options.index is not None and options.bands is not None:
+        raise UserError(f"--bands {options.bands}", "a map from --index uses the bands its windows were indexed with",
+                        "leave --bands out")
+    bands = parse_bands(options.bands)
     model, processor = _load(options)
     if options.index is not None:
         result = heatmap_from_index(options.index, options.scene, queries, model=model, processor=processor,
@@ -506,7 +525,7 @@ def run_heatmap(argv: list[str]) -> int:
     else:
         result = heatmap(options.image, queries, model=model, processor=processor, grid=options.grid,
                          window=options.window, overlap=options.overlap, batch_size=options.batch_size,
-                         overlay_size=options.overlay_size, output_dir=options.output_dir)
+                         overlay_size=options.overlay_size, output_dir=options.output_dir, bands=bands)
     rows = []
     for query, scores in zip(result.queries, result.scores):
         row, col = divmod(int(np.nanargmax(scores)), scores.shape[1])  # windows not indexed (nodata) are NaN

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -177,7 +178,8 @@ def _row_image(folder: Path, row: int) -> Image.Image:
     return Image.open(io.BytesIO(table.column("image")[row].as_py()["bytes"])).convert("RGB")
 
 
-def test_dataset_bad_input(dataset_folder: Path, tmp_path: Path, tiny_model_dir: Path, tiny_model, capsys) -> None:
+def test_dataset_bad_input(dataset_folder: Path, tmp_path: Path, tiny_model_dir: Path, tiny_model, capsys,
+                           caplog) -> None:
     base = ["index", "--model", str(tiny_model_dir), "--source", str(dataset_folder), "--output",
             str(tmp_path / "x"), "--window", "256"]
     code, _, err = _run(base + ["--image-column", "picture"], capsys)
@@ -187,10 +189,12 @@ def test_dataset_bad_input(dataset_folder: Path, tmp_path: Path, tiny_model_dir:
     code, _, err = _run(base + ["--id-column", "name"], capsys)
     assert code == 2 and "--id-column name: windows of dataset rows are named by the row number" in err
     model, processor = tiny_model
-    report = build_scene_index([dataset_folder], tmp_path / "y", model, processor,
-                               options=WindowOptions(window=256, bands=(1, 2, 3)))
-    assert report.added == 0 and len(report.failures) == 3
-    assert "--bands: " in report.failures[0]["reason"] and "is a dataset row" in report.failures[0]["reason"]
+    with caplog.at_level(logging.WARNING, logger="rclip_hf.images"):
+        report = build_scene_index([dataset_folder], tmp_path / "y", model, processor,
+                                   options=WindowOptions(window=256, bands=(3, 2, 1)))
+    assert report.added == 3 * 3 + 4 * 4 + 1 and report.failures == []  # rows are RGB: read by the image rule
+    notes = [record.getMessage() for record in caplog.records if "--bands" in record.getMessage()]
+    assert len(notes) == 3 and all("--bands 3,2,1 not applied (a dataset row is read as RGB" in note for note in notes)
 
 
 def test_rows_gone_from_a_dataset_are_pruned(dataset_folder: Path, tmp_path: Path, tiny_model) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_window_larger_than_the_scene_gives_one_padded_window(shared_data: Path)
     assert not pixels[557:].any() and not pixels[:, 712:].any()
 
 
-def test_band_selection_and_16_bit_stretch(shared_data: Path, tmp_path: Path) -> None:
+def test_band_selection_and_16_bit_stretch(shared_data: Path, tmp_path: Path, caplog) -> None:
     rgb = dota_pixels(shared_data)
     path = write_geotiff(tmp_path / "bgr.tif", rgb[::-1].copy())  # stored as B, G, R
     (item,) = scene_windows(path, 800, bands=(3, 2, 1))
@@ -90,8 +91,10 @@ def test_band_selection_and_16_bit_stretch(shared_data: Path, tmp_path: Path) ->
         (window,), _ = scene.read_row(0, (0,), 800)
     pixels = np.asarray(window.image)[:557, :712].astype(int)
     assert pixels.max() == 255 and pixels.min() == 0  # stretched 2nd..98th percentile, clipped
-    with pytest.raises(ValueError, match=r"--bands 4,2,1: scene .*bgr.tif has 3 band\(s\)"):
-        Scene(path, (4, 2, 1))
+    with caplog.at_level(logging.WARNING, logger="rclip_hf.images"), Scene(path, (4, 2, 1)) as scene:
+        assert scene.bands == [1, 2, 3]  # a scene with fewer bands is read by its default, with one note
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: --bands 4,2,1 not applied (it has 3 band(s)); read as bands 1,2,3 by the image rule"]
 
 
 def test_mostly_nodata_windows_are_skipped_and_counted(shared_data: Path, tmp_path: Path) -> None:

@@ -149,13 +149,15 @@ def heatmap(
     batch_size: int = 64,
     overlay_size: int = 1024,
     output_dir: str | Path | None = None,
+    bands: Sequence[int] | None = None,
 ) -> HeatmapResult:
     """Score every window of `image` against each query; `scores[q, r, c]` is the cosine similarity of window
-    (row r, column c) and query q (its templates' mean embedding). With `output_dir`, the files are written too."""
+    (row r, column c) and query q (its templates' mean embedding). With `output_dir`, the files are written too;
+    `bands` (1-based, one or three) picks the bands of a (Geo)TIFF scene, as `load_image` does."""
     queries = _query_list(queries)
     model, processor = resolve_model(model, processor)
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
-    with _open(image) as source:
+    with _open(image, bands) as source:
         geometry = window_grid(source.width, source.height, grid=grid, window=window, overlap=overlap)
         scores = np.empty((len(geometry.boxes()), len(queries)), dtype=np.float32)  # (windows, Q), row-major
         progress = tqdm(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
@@ -191,9 +193,9 @@ def _result(source: Scene, queries: list[str], geometry: WindowGrid, scores: np.
     return result
 
 
-def _open(image: str | Path | Image.Image) -> Scene:
+def _open(image: str | Path | Image.Image, bands: Sequence[int] | None = None) -> Scene:
     """A file through the window reader; an in-memory image as an `ImageScene` (crops of the decoded image)."""
-    return ImageScene(image) if isinstance(image, Image.Image) else Scene(image)
+    return ImageScene(image) if isinstance(image, Image.Image) else Scene(image, bands)
 
 
 def _batches(source: Scene, geometry: WindowGrid, batch_size: int) -> Iterator[list[Image.Image]]:
@@ -238,7 +240,7 @@ def heatmap_from_index(
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
     window_scores = (embeddings @ text_embeds.T).numpy()  # (n, Q)
     widths, heights = index.column("width"), index.column("height")
-    with open_scene(scene) as source:
+    with open_scene(scene, index.manifest.get("windows", {}).get("bands")) as source:  # the bands indexed
         side = max(max(widths[position], heights[position]) for position in positions)
         columns, rows = sorted({left for left, _ in windows}), sorted({top for _, top in windows})
         steps = [b - a for starts in (columns, rows) for a, b in itertools.pairwise(starts)]

@@ -16,11 +16,12 @@ at left edges 0, s, 2s, ... along each axis (`s` = stride), plus one aligned wit
 covered (the heat maps' tiling). Along an axis shorter than the window there is one window, the whole axis; such a
 window is padded with zeros on the right and bottom to a square, so the model sees it at the scale of the others.
 
-Pixels become RGB by the package's image rule (`images.to_rgb`): the selected bands (`bands`, 1-based, one or
-three; default: the red, green and blue bands, else the first three, else the first), non-8-bit data stretched with
-percentiles of the whole scene, nodata black (8-bit data is used as it is, alpha dropped). Palette images are expanded
-through their colour table. A window whose pixels are mostly nodata (the dataset mask: alpha or mask band, and the
-nodata value of data that is not 8-bit, as the image rule reads it) is skipped and counted.
+Pixels become RGB through the package's one raster reader (`images.RasterBands`): the selected bands (`bands`,
+1-based, one or three, for a (Geo)TIFF that has them; default: by colour interpretation, else band descriptions,
+else the first three, else the first), non-8-bit data stretched with percentiles of the whole scene, nodata black
+(8-bit data is used as it is, alpha dropped). Palette images are expanded through their colour table. A window whose
+pixels are mostly nodata (the image rule's one nodata rule, for every data type: GDAL's dataset mask, from the
+nodata value, an alpha band or a mask band) is skipped and counted.
 """
 
 from __future__ import annotations
@@ -36,14 +37,13 @@ import numpy as np
 from PIL import Image
 
 from ..images import (
-    STRETCH_SAMPLE_SIZE,
     ImageReadError,
+    RasterBands,
     as_rgb_image,
     dataset_image_size,
     decode_dataset_image,
     load_image,
-    select_bands,
-    stretch_limits,
+    note_bands,
     to_rgb,
 )
 from .dataset_folder import load_dataset_folder
@@ -137,30 +137,20 @@ class Scene:
             raise ImageReadError(f"cannot read scene {path}: {error}") from None
         dataset = self._dataset
         self.width, self.height = dataset.width, dataset.height
-        if bands is not None and max(bands) > dataset.count:
-            self.close()
-            raise ValueError(f"--bands {','.join(map(str, bands))}: scene {path} has {dataset.count} band(s)")
-        self.bands = list(bands) if bands else select_bands(dataset.colorinterp, dataset.count)
-        self._palette = _palette(dataset, self.bands)
         self._whole = _decoded_whole(self.path, self.width, self.height)
+        try:
+            self._raster = RasterBands(dataset, self.path, bands)  # the image rule's bands, nodata and stretch
+        except BaseException:
+            self.close()
+            raise
+        self.bands = self._raster.bands
+        self._palette = _palette(dataset, self.bands)
         self._decoded: np.ndarray | None = None  # (3, H, W) of a scene decoded whole, at its first read
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None
         self.transform = dataset.transform if georeferenced else None
         #: Rows of pixels that the file stores (and decompresses) together: a tile's height, a strip's, or 1.
         self.block_height = self.height if self._whole else dataset.block_shapes[self.bands[0] - 1][0]
-        # As the image rule: a nodata value counts for bands that are not 8-bit; alpha and mask bands for all.
-        flags = {flag.name for band_flags in dataset.mask_flag_enums for flag in band_flags}
-        eight_bit = dataset.dtypes[self.bands[0] - 1] == "uint8"
-        self._has_mask = bool(flags & {"alpha", "per_dataset"}) or ("nodata" in flags and not eight_bit)
-        self._masks_pixels = self._has_mask and not eight_bit  # 8-bit pixels are used as they are (alpha dropped)
-        self._limits = None
-        if not eight_bit:
-            scale = max(1, -(-max(self.width, self.height) // STRETCH_SAMPLE_SIZE))
-            shape = (len(self.bands), max(1, self.height // scale), max(1, self.width // scale))
-            sample = self._read(None, shape)
-            mask = dataset.dataset_mask(out_shape=shape[1:]) > 0 if self._has_mask else None
-            self._limits = stretch_limits(sample, mask)
 
     @property
     def gsd(self) -> float | None:
@@ -195,7 +185,7 @@ class Scene:
         height = min(window, self.height - top)
         strip_window = Window(0, top, self.width, height)
         strip = self._read(strip_window)  # (bands, height, width)
-        valid = self._dataset.dataset_mask(window=strip_window) > 0 if self._has_mask else None  # (height, width)
+        valid = self._valid(strip_window)  # (height, width), None without nodata
         windows, skipped = [], 0
         for left in lefts:
             width = min(window, self.width - left)
@@ -203,8 +193,7 @@ class Scene:
             if valid is not None and 1.0 - valid[cut].mean() > max_nodata:
                 skipped += 1
                 continue
-            bands = self._colour(strip[(slice(None), *cut)])
-            image = to_rgb(bands, self._limits, valid[cut] if self._masks_pixels else None)
+            image = self._rgb(strip[(slice(None), *cut)], None if valid is None else valid[cut])
             windows.append(SceneWindow(self.path, PixelWindow(left, top, width, height), _pad(image, window)))
         return windows, skipped
 
@@ -215,34 +204,31 @@ class Scene:
         scale = 1.0 if max_side is None else min(1.0, max_side / max(window.width, window.height))
         shape = (len(self.bands), max(1, round(window.height * scale)), max(1, round(window.width * scale)))
         area = Window(window.left, window.top, window.width, window.height)
-        bands = self._colour(self._read(area, shape))
-        valid = self._dataset.dataset_mask(window=area, out_shape=shape[1:]) > 0 if self._masks_pixels else None
-        return to_rgb(bands, self._limits, valid)
+        return self._rgb(self._read(area, shape), self._valid(area, shape[1:]))
 
     def overview(self, max_side: int) -> Image.Image:
         """The whole scene at most `max_side` px on its longer side (a decimated read)."""
         scale = min(1.0, max_side / max(self.width, self.height))
         size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
-        bands = self._colour(self._read(None, (len(self.bands), size[1], size[0])))
-        valid = self._dataset.dataset_mask(out_shape=(size[1], size[0])) > 0 if self._masks_pixels else None
-        return to_rgb(bands, self._limits, valid)
+        return self._rgb(self._read(None, (len(self.bands), size[1], size[0])), self._valid(None, (size[1], size[0])))
 
     def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
-        import rasterio.errors
-
         if self._whole:
             if self._decoded is None:
                 self._decoded = np.asarray(load_image(self.path)).transpose(2, 0, 1)
             return _crop(self._decoded[[band - 1 for band in self.bands]], window, out_shape)
 
-        try:
-            return self._dataset.read(self.bands, window=window, out_shape=out_shape)
-        except rasterio.errors.RasterioError as error:
-            raise ImageReadError(f"cannot read scene {self.path} (window {window}): {error}") from None
+        return self._raster.read(window, out_shape)
 
-    def _colour(self, bands: np.ndarray) -> np.ndarray:
-        """Palette indices (1, h, w) -> RGB (3, h, w) through the colour table; other bands unchanged."""
-        return bands if self._palette is None else self._palette[bands[0]].transpose(2, 0, 1)
+    def _valid(self, window: Any, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Bool (h, w): the pixels that are not nodata (the image rule's `RasterBands.valid`), None without nodata."""
+        return None if self._whole else self._raster.valid(window, shape)
+
+    def _rgb(self, bands: np.ndarray, valid: np.ndarray | None) -> Image.Image:
+        """Values read by `_read` -> RGB by the image rule (palette indices through the colour table first)."""
+        if self._palette is not None:
+            bands = self._palette[bands[0]].transpose(2, 0, 1)
+        return self._raster.to_rgb(bands, valid)
 
     def close(self) -> None:
         """Release the file and GDAL's settings."""
@@ -265,10 +251,9 @@ class ImageScene(Scene):
 
     def _init_rgb(self, path: str, width: int, height: int) -> None:
         self.path, self.width, self.height = path, width, height
-        self.bands, self._palette, self._limits = [1, 2, 3], None, None
+        self.bands, self._palette, self._whole = [1, 2, 3], None, True
         self.crs = self.transform = None
         self.block_height = height  # decoded whole: all its rows of windows go to one process
-        self._has_mask = self._masks_pixels = False
         self._decoded: np.ndarray | None = None
 
     def _decode(self) -> np.ndarray:
@@ -279,6 +264,9 @@ class ImageScene(Scene):
         if self._decoded is None:
             self._decoded = self._decode()
         return _crop(self._decoded, window, out_shape)
+
+    def _rgb(self, bands: np.ndarray, valid: np.ndarray | None) -> Image.Image:
+        return to_rgb(bands)  # 8-bit RGB already
 
     def close(self) -> None:
         """Nothing to release: the pixels are the caller's image."""
@@ -293,9 +281,8 @@ class DatasetRowScene(ImageScene):
         if parsed is None:
             raise ValueError(f"{path} does not name a dataset row (<folder>?split=S&image=COLUMN&row=N)")
         source, split, column, row = parsed
-        if bands is not None:
-            raise ValueError(f"--bands: {path} is a dataset row, read as RGB by the image rule; leave --bands out "
-                             "for dataset sources")
+        if bands:
+            note_bands(path, bands, "a dataset row is read as RGB by the image rule")
         rows = dataset_rows(source, split, column)
         if row >= len(rows):
             raise ValueError(f"{path}: the dataset has {len(rows)} rows in split {split!r}")
