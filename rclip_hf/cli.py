@@ -190,14 +190,19 @@ class HeatmapOptions(ModelOptions):
     output_dir: str = field(default="heatmap", metadata=_help("Folder for scores.npy, PNG overlays, GeoTIFFs"))
     grid: int = field(default=64, metadata=_help("Windows along the shorter side (the paper: 64)"))
     window: int | None = field(default=None, metadata=_help("Window side in pixels (overrides --grid)"))
-    overlap: float = field(default=1 / 3, metadata=_help("Overlap of neighbouring windows (the paper: 1/3)"))
+    stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: by --overlap)"))
+    window_metres: float | None = field(default=None, metadata=_help(
+        "Window side in metres, by the GeoTIFF's ground sample distance (overrides --grid)"))
+    stride_metres: float | None = field(default=None, metadata=_help("Stride in metres (default: by --overlap)"))
+    overlap: float = field(default=1 / 3, metadata=_help("Overlap of neighbouring windows without a stride (the paper: 1/3)"))
     batch_size: int = field(default=64, metadata=_help("Windows per batch"))
     overlay_size: int = field(default=1024, metadata=_help("Longer side of the overlays and score maps, in pixels"))
     bands: str | None = field(default=None, metadata=_help(BANDS_HELP + " (with --image; --index uses the index's)"))
 
 
 #: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
-POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "commit_every", "grid", "window", "overlay_size", "max_pixels")
+POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "commit_every", "grid", "window", "stride", "overlay_size",
+                    "max_pixels")
 
 
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
@@ -500,7 +505,7 @@ def run_heatmap(argv: list[str]) -> int:
 
     from .arguments import DataclassArgumentParser
     from .inference.heatmap import heatmap, heatmap_from_index
-    from .inference.windows import parse_bands
+    from .inference.windows import WindowGeometry, parse_bands
 
     parser = DataclassArgumentParser(HeatmapOptions, prog="rclip-hf heatmap", description=COMMANDS["heatmap"].help)
     options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
@@ -518,6 +523,7 @@ def run_heatmap(argv: list[str]) -> int:
         raise UserError(f"--bands {options.bands}", "a map from --index uses the bands its windows were indexed with",
                         "leave --bands out")
     bands = parse_bands(options.bands)
+    WindowGeometry(options.window, options.stride, options.window_metres, options.stride_metres)  # checked first
     model, processor = _load(options)
     if options.index is not None:
         result = heatmap_from_index(options.index, options.scene, queries, model=model, processor=processor,
@@ -525,7 +531,9 @@ def run_heatmap(argv: list[str]) -> int:
     else:
         result = heatmap(options.image, queries, model=model, processor=processor, grid=options.grid,
                          window=options.window, overlap=options.overlap, batch_size=options.batch_size,
-                         overlay_size=options.overlay_size, output_dir=options.output_dir, bands=bands)
+                         overlay_size=options.overlay_size, output_dir=options.output_dir, bands=bands,
+                         stride=options.stride, window_metres=options.window_metres,
+                         stride_metres=options.stride_metres)
     rows = []
     for query, scores in zip(result.queries, result.scores):
         row, col = divmod(int(np.nanargmax(scores)), scores.shape[1])  # windows not indexed (nodata) are NaN

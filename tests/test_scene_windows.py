@@ -18,6 +18,7 @@ from rclip_hf.inference.windows import (
     PixelWindow,
     Scene,
     WindowCounts,
+    WindowGeometry,
     parse_bands,
     scene_windows,
     window_starts,
@@ -111,7 +112,8 @@ def test_window_polygons_and_lonlat_corners_of_a_mercator_geotiff(shared_data: P
     origin = (1_000_000.0, 5_000_000.0)
     path = write_geotiff(tmp_path / "mercator.tif", dota_pixels(shared_data), origin=origin, gsd=2.0)
     with Scene(path) as scene:
-        assert scene.crs == CRS.from_epsg(3857) and scene.gsd == 2.0 and scene.window_size(None, 512.0) == 256
+        assert scene.crs == CRS.from_epsg(3857) and scene.gsd == 2.0
+        assert WindowGeometry(window_metres=512.0).resolve(scene) == (256, 256)
         window = PixelWindow(256, 256, 256, 256)
         ring = geo.window_ring(window, scene.transform)
         assert ring == [(1_000_512.0, 4_999_488.0), (1_001_024.0, 4_999_488.0), (1_001_024.0, 4_998_976.0),
@@ -139,7 +141,7 @@ def test_window_metres_needs_a_georeferenced_scene(shared_data: Path) -> None:
     with Scene(shared_data / "dota" / "images" / "P1888.png") as scene:
         assert scene.crs is None and scene.gsd is None
         with pytest.raises(ValueError, match=r"--window-metres needs a georeferenced scene; .*P1888.png"):
-            scene.window_size(None, 100.0)
+            WindowGeometry(window_metres=100.0).resolve(scene)
 
 
 def test_wkb_round_trip_and_bbox_parsing() -> None:

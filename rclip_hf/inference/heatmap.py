@@ -8,9 +8,10 @@ embeddings, without reading or embedding it again (`heatmap_from_index`). Window
 - `window=None` (default, as in the paper): a `grid` x `grid` tiling (64 x 64) with `overlap` (1/3) along the
   shorter side: window side `w = round(short_side / (1 + (grid - 1) * (1 - overlap)))`; the longer side gets as
   many windows as the same stride needs;
-- `window=W`: windows of W x W pixels (clipped to the shorter side);
-- stride `s = max(1, round(w * (1 - overlap)))`; along each axis the windows start at 0, s, 2s, ... and a last
-  window is aligned with the far edge, so the whole scene is covered.
+- `window=W` (or `window_metres=M`, by the scene's ground sample distance): windows of W x W pixels (clipped to
+  the shorter side), as `rclip-hf index --window` cuts them (`windows.WindowGeometry`, the same flags);
+- stride `s = stride` (or `stride_metres`), else `max(1, round(w * (1 - overlap)))`; along each axis the windows
+  start at 0, s, 2s, ... and a last window is aligned with the far edge, so the whole scene is covered.
 
 Outputs (`HeatmapResult.save`): `scores.npy` (queries, rows, cols) float32 cosine similarities of the windows,
 `heatmap.json` (queries, window geometry, file names), per query a PNG overlay of the scene (at most
@@ -38,7 +39,7 @@ from ..embeddings import class_embeddings, encode_images
 from ..images import Georeference
 from ..loading import resolve_model
 from .index import EmbeddingIndex
-from .windows import ImageScene, Scene, open_scene, window_starts
+from .windows import ImageScene, Scene, WindowGeometry, open_scene, window_starts, window_stride
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,9 @@ class WindowGrid:
 
 
 def window_grid(width: int, height: int, grid: int = DEFAULT_GRID, window: int | None = None,
-                overlap: float = DEFAULT_OVERLAP) -> WindowGrid:
-    """The window tiling of a `width` x `height` scene (see the module docstring)."""
+                overlap: float = DEFAULT_OVERLAP, stride: int | None = None) -> WindowGrid:
+    """The window tiling of a `width` x `height` scene (see the module docstring); `window` and `stride` in pixels
+    (`WindowGeometry.resolve` turns metres into them)."""
     if width < 1 or height < 1:
         raise ValueError(f"scene size must be positive, got {width}x{height}")
     if not 0 <= overlap < 1:
@@ -94,7 +96,7 @@ def window_grid(width: int, height: int, grid: int = DEFAULT_GRID, window: int |
     if side < MIN_USEFUL_WINDOW:
         logger.warning("heat-map windows are %d px (scene %dx%d, grid %s): the model sees them heavily upsampled; "
                        "pass a window size in pixels or a smaller grid", side, width, height, grid)
-    stride = max(1, round(side * (1 - overlap)))
+    stride = window_stride(side, stride, overlap)
     return WindowGrid(width=width, height=height, window=side, stride=stride,
                       lefts=window_starts(width, side, stride), tops=window_starts(height, side, stride))
 
@@ -150,15 +152,22 @@ def heatmap(
     overlay_size: int = 1024,
     output_dir: str | Path | None = None,
     bands: Sequence[int] | None = None,
+    stride: int | None = None,
+    window_metres: float | None = None,
+    stride_metres: float | None = None,
 ) -> HeatmapResult:
     """Score every window of `image` against each query; `scores[q, r, c]` is the cosine similarity of window
     (row r, column c) and query q (its templates' mean embedding). With `output_dir`, the files are written too;
-    `bands` (1-based, one or three) picks the bands of a (Geo)TIFF scene, as `load_image` does."""
+    `bands` (1-based, one or three) picks the bands of a (Geo)TIFF scene, as `load_image` does. The windows are
+    those of `rclip-hf index --window` in the same terms (`WindowGeometry`: `window`/`stride` in pixels or
+    `window_metres`/`stride_metres`); without a size, the `grid`; without a stride, `overlap` sets it."""
     queries = _query_list(queries)
+    sizes = WindowGeometry(window, stride, window_metres, stride_metres)
     model, processor = resolve_model(model, processor)
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
     with _open(image, bands) as source:
-        geometry = window_grid(source.width, source.height, grid=grid, window=window, overlap=overlap)
+        side, step = sizes.resolve(source, overlap) if sizes.given else (None, None)
+        geometry = window_grid(source.width, source.height, grid=grid, window=side, overlap=overlap, stride=step)
         scores = np.empty((len(geometry.boxes()), len(queries)), dtype=np.float32)  # (windows, Q), row-major
         progress = tqdm(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
         done = 0

@@ -72,6 +72,7 @@ from .windows import (
     PixelWindow,
     Scene,
     SceneWindow,
+    WindowGeometry,
     dataset_row_scene,
     dataset_rows,
     open_scene,
@@ -87,23 +88,16 @@ GEOMETRY_OPTIONS = ("window", "stride", "window_metres", "stride_metres", "bands
 
 
 @dataclass(frozen=True)
-class WindowOptions:
-    """How scenes are cut: window and stride in pixels, or in metres (by each scene's GSD), bands, nodata share."""
+class WindowOptions(WindowGeometry):
+    """How scenes are cut: the window geometry (pixels or metres, checked by `WindowGeometry`), bands, nodata share."""
 
-    window: int | None = None
-    stride: int | None = None
-    window_metres: float | None = None
-    stride_metres: float | None = None
     bands: tuple[int, ...] | None = None
     max_nodata: float = MAX_NODATA_FRACTION
 
     def __post_init__(self) -> None:
-        if self.window is None and self.window_metres is None:
+        super().__post_init__()
+        if not self.given:
             raise ValueError("give a window size: --window PX or --window-metres M")
-        for name in ("window", "stride", "window_metres", "stride_metres"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} {value}: must be > 0")
         if not 0 <= self.max_nodata <= 1:
             raise ValueError(f"--max-nodata {self.max_nodata}: must be in [0, 1]")
 
@@ -347,9 +341,7 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
             continue
         with scene:
             try:
-                side = scene.window_size(options.window, options.window_metres)
-                stride = (options.stride or side if options.window_metres is None
-                          else scene.window_size(None, options.stride_metres or options.window_metres))
+                side, stride = options.resolve(scene)
                 window_record(scene, PixelWindow(0, 0, 1, 1))  # a CRS that cannot be reprojected fails here, once
             except ValueError as error:
                 report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})

@@ -11,8 +11,9 @@ A row of a Hugging Face dataset folder is a scene too (`DatasetRowScene`, named 
 comes from the image's header, and its image is decoded whole by the image rule at the first read, one row at a time;
 it has no CRS and no nodata.
 
-Window geometry, per scene: square windows of `window` px (or `window_metres` / the scene's ground sample distance)
-at left edges 0, s, 2s, ... along each axis (`s` = stride), plus one aligned with the far edge, so the scene is
+Window geometry, per scene (`WindowGeometry`, the one place it is checked and resolved): square windows of `window`
+px (or `window_metres` over the scene's ground sample distance in metres, `Scene.gsd`) at left edges 0, s, 2s, ...
+along each axis (`s` = stride), plus one aligned with the far edge, so the scene is
 covered (the heat maps' tiling). Along an axis shorter than the window there is one window, the whole axis; such a
 window is padded with zeros on the right and bottom to a square, so the model sees it at the scale of the others.
 
@@ -26,6 +27,7 @@ nodata value, an alpha band or a mask band) is skipped and counted.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -100,6 +102,90 @@ def window_starts(length: int, window: int, stride: int) -> tuple[int, ...]:
     return tuple(starts)
 
 
+@dataclass(frozen=True)
+class WindowGeometry:
+    """The side and stride of square windows, in pixels or in metres (by each scene's ground sample distance): the
+    one place where window options are checked and resolved, for scene indexes and heat maps alike.
+
+    Pixels and metres are not mixed: `window` goes with `stride`, `window_metres` with `stride_metres`; a missing
+    stride is the window's side less the caller's overlap."""
+
+    window: int | None = None
+    stride: int | None = None
+    window_metres: float | None = None
+    stride_metres: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("window", "stride", "window_metres", "stride_metres"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: must be > 0")
+        given = [name for name in ("window", "window_metres", "stride", "stride_metres") if getattr(self, name)]
+        metres, pixels = [name for name in given if name.endswith("metres")], [name for name in given
+                                                                                if not name.endswith("metres")]
+        if metres and pixels or len([name for name in given if name.startswith("window")]) > 1:
+            first, second = (pixels[0], metres[0]) if metres and pixels else ("window", "window_metres")
+            raise ValueError(f"--{first.replace('_', '-')} {getattr(self, first):g} and --{second.replace('_', '-')} "
+                             f"{getattr(self, second):g}: give sizes all in pixels (--window, --stride) or all in "
+                             "metres (--window-metres, --stride-metres)")
+        if self.window is None and self.window_metres is None and (self.stride or self.stride_metres):
+            raise ValueError("--stride needs a window size: give --window PX (or --window-metres M with "
+                             "--stride-metres)")
+
+    @property
+    def given(self) -> bool:
+        """Whether a window size is given (else the caller's default applies, e.g. the heat map's grid)."""
+        return self.window is not None or self.window_metres is not None
+
+    def resolve(self, scene: Scene, overlap: float = 0.0) -> tuple[int, int]:
+        """(side, stride) in pixels on `scene`; without a stride, `round(side * (1 - overlap))`, at least 1."""
+        if not self.given:
+            raise ValueError("give a window size: --window PX or --window-metres M")
+        side = self.window or _metre_pixels(scene, self.window_metres, "--window-metres")
+        stride = (self.stride if self.window_metres is None
+                  else _metre_pixels(scene, self.stride_metres, "--stride-metres") if self.stride_metres else None)
+        return side, window_stride(side, stride, overlap)
+
+
+def window_stride(side: int, stride: int | None = None, overlap: float = 0.0) -> int:
+    """The stride of windows of `side` px: `stride` when given, else `round(side * (1 - overlap))`, at least 1."""
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap={overlap} must be in [0, 1)")
+    return stride or max(1, round(side * (1 - overlap)))
+
+
+def _metre_pixels(scene: Scene, metres: float, flag: str) -> int:
+    """`metres` on the ground as a whole number of pixels of `scene` (at least 1)."""
+    if scene.gsd is None:
+        raise ValueError(f"{flag} needs a georeferenced scene; {scene.path} has no CRS or transform (use --window PX)")
+    return max(1, round(metres / scene.gsd))
+
+
+def ground_sample_distance(transform: Any, crs: Any, width: int, height: int, path: str = "") -> float:
+    """Metres per pixel of a raster (the mean of the lengths of a pixel's two sides); ValueError naming `path` for a
+    CRS whose unit is not a length or degrees."""
+    from rasterio.errors import CRSError
+
+    x_side, y_side = (transform.a, transform.d), (transform.b, transform.e)  # map vectors of a pixel's sides
+    if crs.is_geographic:
+        _, latitude = transform * (width / 2, height / 2)
+        east, north = _metres_per_degree(latitude)
+        return (math.hypot(x_side[0] * east, x_side[1] * north) + math.hypot(y_side[0] * east, y_side[1] * north)) / 2
+    try:
+        _, metres_per_unit = crs.linear_units_factor
+    except CRSError as error:
+        raise ValueError(f"--window-metres: scene {path}: its CRS has no length unit ({error}); use --window PX") from None
+    return (math.hypot(*x_side) + math.hypot(*y_side)) / 2 * metres_per_unit
+
+
+def _metres_per_degree(latitude: float) -> tuple[float, float]:
+    """(east, north) metres per degree of longitude and latitude at `latitude` on the WGS 84 ellipsoid."""
+    a, e2 = 6378137.0, 0.00669437999014
+    phi = math.radians(latitude)
+    w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
+    return math.radians(a * math.cos(phi) / w), math.radians(a * (1 - e2) / w**3)
+
+
 def parse_bands(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
     """`"3,2,1"` (or a sequence of ints) -> (3, 2, 1): 1-based band numbers, one or three of them."""
     if text is None or text == "":
@@ -154,24 +240,13 @@ class Scene:
 
     @property
     def gsd(self) -> float | None:
-        """Ground sample distance (map units per pixel, the mean of x and y), None when not georeferenced."""
+        """Ground sample distance in metres per pixel (the mean of the pixel's two sides), None when not
+        georeferenced: rotated transforms are measured along the pixel's sides, a CRS in feet (or any linear unit)
+        is converted by its unit, a geographic CRS by the WGS 84 ellipsoid's metres per degree at the scene's
+        centre."""
         if self.transform is None:
             return None
-        return (abs(self.transform.a) + abs(self.transform.e)) / 2
-
-    def window_size(self, window: int | None, window_metres: float | None) -> int:
-        """The window side in pixels: `window`, or `window_metres` over the scene's ground sample distance."""
-        if window_metres is None:
-            if window is None:
-                raise ValueError("give a window size: --window PX or --window-metres M")
-            return window
-        if self.gsd is None:
-            raise ValueError(f"--window-metres needs a georeferenced scene; {self.path} has no CRS or transform "
-                             "(use --window PX)")
-        if self.crs is not None and self.crs.is_geographic:
-            raise ValueError(f"--window-metres: scene {self.path} is in degrees ({self.crs.to_string()}); "
-                             "use --window PX or reproject it to a metric CRS")
-        return max(1, round(window_metres / self.gsd))
+        return ground_sample_distance(self.transform, self.crs, self.width, self.height, self.path)
 
     def grid(self, window: int, stride: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(lefts, tops) of the windows of this scene."""
@@ -388,10 +463,10 @@ def scene_windows(path: str | Path, window: int | None, stride: int | None = Non
                   bands: Sequence[int] | None = None, max_nodata: float = MAX_NODATA_FRACTION,
                   counts: WindowCounts | None = None) -> Iterator[SceneWindow]:
     """Every window of the scene at `path`, row by row (see the module docstring); `counts` is updated as it goes."""
+    geometry = WindowGeometry(window, stride, window_metres, stride_metres)
     with open_scene(path, bands) as scene:
-        side = scene.window_size(window, window_metres)
-        step = stride if window_metres is None else (scene.window_size(None, stride_metres) if stride_metres else None)
-        lefts, tops = scene.grid(side, step or side)
+        side, step = geometry.resolve(scene)
+        lefts, tops = scene.grid(side, step)
         for top in tops:
             windows, skipped = scene.read_row(top, lefts, side, max_nodata)
             if counts is not None:
@@ -401,6 +476,6 @@ def scene_windows(path: str | Path, window: int | None, stride: int | None = Non
 
 
 __all__ = ["GDAL_CACHE_MB", "MAX_NODATA_FRACTION", "DatasetRowScene", "ImageScene", "PixelWindow", "Scene",
-           "SceneWindow",
-           "WindowCounts", "dataset_row_scene", "dataset_rows", "open_scene", "parse_bands", "parse_dataset_row",
-           "scene_windows", "window_starts"]
+           "SceneWindow", "WindowCounts", "WindowGeometry", "dataset_row_scene", "dataset_rows",
+           "ground_sample_distance", "open_scene", "parse_bands", "parse_dataset_row", "scene_windows",
+           "window_starts", "window_stride"]
