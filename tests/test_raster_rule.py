@@ -142,3 +142,18 @@ def test_bands_flag_on_classify_count_heatmap_and_index(shared_data: Path, tmp_p
               capsys)
     swapped, expected = (EmbeddingIndex.open(tmp_path / f"{name}.index") for name in ("swapped", "expected"))
     np.testing.assert_allclose(swapped.embeddings_of(["scene.tif"]), expected.embeddings_of(["scene.tif"]), atol=1e-6)
+
+
+def test_bands_on_a_dataset_index_are_noted(shared_data: Path, tmp_path: Path, tiny_model, caplog) -> None:
+    import datasets
+    from PIL import Image
+
+    from rclip_hf.inference.search import build_index
+
+    model, processor = tiny_model
+    rows = datasets.Dataset.from_dict({"image": [Image.open(shared_data / "dota" / "images" / "P1888.png")]},
+                                      features=datasets.Features({"image": datasets.Image()}))
+    with caplog.at_level(logging.WARNING, logger="rclip_hf.images"):
+        report = build_index(rows, tmp_path / "rows.index", model, processor, bands=(3, 2, 1))
+    assert report.added == 1 and [record.getMessage() for record in caplog.records] == [
+        "dataset: --bands 3,2,1 not applied (a dataset's rows are read as RGB); read as its colours by the image rule"]

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import batched, encode_images, encode_texts
-from ..images import as_rgb_image, decode_dataset_image, image_files, load_image
+from ..images import as_rgb_image, decode_dataset_image, image_files, load_image, note_bands
 from ..loading import resolve_model
 from .dataset_folder import load_dataset_folder, numbered_rows
 from .index import (
@@ -300,7 +300,9 @@ def _source_items(source: Any, split: str, image_column: str, id_column: str | N
                   bands: Sequence[int] | None = None) -> tuple[Iterator[_Item], int, str, set[str]]:
     """(items, their number, a name for the source, their ids: a dataset's complete once the items are consumed) of
     an image folder, a dataset folder or a Dataset; index folders inside the source (`output` among them) are left
-    out."""
+    out. `bands` apply to the (Geo)TIFF files of a folder; a dataset's rows are read as RGB (noted)."""
+    if bands and (not isinstance(source, (str, Path)) or is_dataset_folder(Path(source), output)):
+        note_bands(source if isinstance(source, (str, Path)) else "dataset", bands, "a dataset's rows are read as RGB")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
