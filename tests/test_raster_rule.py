@@ -17,7 +17,7 @@ from test_scene_windows import dota_pixels, write_geotiff
 from rclip_hf import cli
 from rclip_hf.images import load_image, select_bands
 from rclip_hf.inference.index import EmbeddingIndex
-from rclip_hf.inference.windows import Scene, WindowCounts, scene_windows
+from rclip_hf.inference.windows import PixelWindow, Scene, WindowCounts, scene_windows
 
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir
 
@@ -53,19 +53,12 @@ def test_mostly_nodata_windows_are_skipped_for_every_dtype(kind: str, shared_dat
         left, top, right, bottom = item.window.box
         np.testing.assert_array_equal(np.asarray(item.image)[: bottom - top, : right - left],
                                       whole[top:bottom, left:right])
-    with Scene(path) as scene:
-        np.testing.assert_array_equal(np.asarray(scene.read_window(scene_box := _box(scene))), whole)
-        assert scene_box.width == 712
+    with Scene(path) as scene:  # a window read whole, without skipping, is the whole image
+        np.testing.assert_array_equal(np.asarray(scene.read_window(PixelWindow(0, 0, 712, 557))), whole)
     if kind == "uint8_nodata":  # 8-bit pixels are used as stored, as Pillow reads them
         np.testing.assert_array_equal(whole, dota_pixels(shared_data).transpose(1, 2, 0) * (np.arange(712) >= 456)[:, None])
     if kind == "uint16_nodata":  # nodata is out of the stretch: the valid part spans 0..255, the empty part is 0
         assert whole[:, 456:].min() == 0 and whole[:, 456:].max() == 255 and not whole[:, :456].any()
-
-
-def _box(scene: Scene):
-    from rclip_hf.inference.windows import PixelWindow
-
-    return PixelWindow(0, 0, scene.width, scene.height)
 
 
 def _bgrn(shared_data: Path, tmp_path: Path, described: bool) -> tuple[Path, np.ndarray]:
@@ -135,6 +128,8 @@ def test_bands_flag_on_classify_count_heatmap_and_index(shared_data: Path, tmp_p
     swapped = _json([*heat, "--image", str(plain), "--bands", "3,2,1", "--output_dir", str(tmp_path / "a")], capsys)
     expected = _json([*heat, "--image", str(reference), "--output_dir", str(tmp_path / "b")], capsys)
     np.testing.assert_allclose(np.load(swapped["files"]["scores"]), np.load(expected["files"]["scores"]), atol=1e-6)
+    assert cli.main(["heatmap", *model, "--index", "any.index", "--scene", str(plain), "--bands", "3,2,1", "x"]) == 2
+    assert capsys.readouterr().err.startswith("error: --bands 3,2,1: a map from --index uses the bands its windows")
     for name, path, bands in (("swapped", plain, ["--bands", "3,2,1"]), ("expected", reference, [])):
         (tmp_path / name).mkdir()
         (tmp_path / name / "scene.tif").symlink_to(path)
