@@ -9,13 +9,13 @@ read images through this module, so one file gives the same pixels everywhere. F
   uses bands 1, 2, 3 in file order (alpha bands are never used as colour). One band, or two (grey + alpha or grey
   + an extra band), gives a grey image: band 1 copied to R, G and B. Explicit `bands` (`--bands`) apply to a
   (Geo)TIFF that has them all; any other file is read by the default, with a one-line note (`colour_bands`).
-- **Values.** 8-bit bands are used as they are. Any other type (16-bit, 32-bit, float) is stretched linearly
-  *per band* from its 2nd to its 98th percentile onto 0..255, rounded to the nearest integer and clipped (each
-  band of a multispectral sensor has its own gain, so one range for all bands would tint the image). Nodata
-  (GDAL's dataset mask: the nodata value, an alpha band or a mask band, for every data type; `RasterBands`) and
-  non-finite values are left out of the percentiles and become 0 (8-bit pixels are kept as stored). A constant band becomes 0. A window of a large raster uses the percentiles of the
-  whole scene (estimated on a decimated read of at most 1024 px on the longer side), so all windows share one
-  mapping and a window equals the same crop of the whole image.
+- **Values.** 8-bit bands are used as they are. Any other type (16-bit, 32-bit, float) is stretched linearly *per
+  band* from its 2nd to its 98th percentile onto 0..255, rounded to the nearest integer and clipped (each band of a
+  multispectral sensor has its own gain, so one range for all bands would tint the image). Nodata (GDAL's dataset
+  mask: the nodata value, an alpha band or a mask band, for every data type; `RasterBands`) and non-finite values are
+  left out of the percentiles and become 0 (8-bit pixels are kept as stored). A constant band becomes 0. A window of a
+  large raster uses the percentiles of the whole scene (estimated on a decimated read of at most 1024 px on the longer
+  side), so all windows share one mapping and a window equals the same crop of the whole image.
 - **Alpha** is dropped without compositing, as open_clip's `_convert_to_rgb` (`Image.convert("RGB")`) drops it.
   Palette, CMYK, YCbCr, 1-bit and grey images go through `Image.convert("RGB")`.
 - **Readers.** `.tif`/`.tiff` files are read with rasterio (window by window, with georeference) when it is
@@ -210,6 +210,11 @@ class RasterBands:
         """Values read by `read` (palette bands already expanded) and their `valid` mask -> 8-bit RGB."""
         return to_rgb(bands, self.limits, None if self.eight_bit else valid)
 
+    def read_rgb(self, window: Any = None, out_shape: tuple[int, int, int] | None = None) -> Image.Image:
+        """`read` as 8-bit RGB (the mask is read only for data that is stretched)."""
+        valid = None if self.eight_bit else self.valid(window, None if out_shape is None else out_shape[1:])
+        return self.to_rgb(self.read(window, out_shape), valid)
+
 
 class RasterSource:
     """An image file opened for reading windows as RGB.
@@ -294,7 +299,7 @@ class RasterSource:
                 return self._image
             return self._image.crop((left, top, left + width, top + height))
         window = _rasterio().windows.Window(left, top, width, height)
-        return self._raster.to_rgb(self._raster.read(window), self._raster.valid(window))
+        return self._raster.read_rgb(window)
 
     def overview(self, max_side: int) -> Image.Image:
         """The whole image resized so that its longer side is at most `max_side` (decimated read for rasters)."""
@@ -302,8 +307,7 @@ class RasterSource:
         size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
         if self._image is not None:
             return self._image.resize(size, Image.Resampling.BILINEAR) if scale < 1 else self._image.copy()
-        shape = (len(self._raster.bands), size[1], size[0])
-        return self._raster.to_rgb(self._raster.read(None, shape), self._raster.valid(None, shape[1:]))
+        return self._raster.read_rgb(None, (len(self._raster.bands), size[1], size[0]))
 
     def close(self) -> None:
         """Release the file handle."""
