@@ -308,7 +308,7 @@ def run_index(argv: list[str]) -> int:
     """`rclip-hf index`: embed a source into an index folder; prints what was added and what failed."""
     from .inference.index import FAILURES_FILE
     from .inference.search import build_index, verify_index
-    from .inference.windows import parse_bands
+    from .inference.windows import WindowGeometry, parse_bands
 
     options = _parse(IndexOptions, "index", argv)
     if options.verify:
@@ -328,8 +328,8 @@ def run_index(argv: list[str]) -> int:
     for source in options.source:
         if not Path(source).exists():
             raise FileNotFoundError(f"index source not found: {source}")
-    if options.window is not None or options.window_metres is not None:
-        return _index_scenes(options)
+    if WindowGeometry(options.window, options.stride, options.window_metres, options.stride_metres).given:
+        return _index_scenes(options)  # (a stride alone is refused by WindowGeometry, not ignored)
     if options.num_processes != 1:
         raise ValueError("--num-processes works on windows of scenes: give --window or --window-metres too")
     if len(options.source) > 1:  # item ids are paths relative to the source: two folders could share ids

@@ -50,6 +50,16 @@ def test_pixel_and_metre_flags_are_not_mixed(flags: dict, named: str, tiny_model
         assert err.count("\n") == 1 and err.startswith(f"error: {named}: give sizes all in pixels")
 
 
+def test_a_stride_without_a_window_size_is_refused(tiny_model_dir: Path, tmp_path: Path, shared_data: Path,
+                                                   capsys) -> None:
+    source = str(shared_data / "dota" / "images")
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", source, "--output", str(tmp_path / "i"),
+                     "--stride", "128"]) == 2  # not a whole-image index with the stride dropped
+    assert capsys.readouterr().err == "error: --stride 128 needs a window size: give --window PX too\n"
+    with pytest.raises(ValueError, match="^--stride-metres 50 needs a window size: give --window-metres M too$"):
+        WindowGeometry(stride_metres=50.0)
+
+
 def test_ground_sample_distance_of_rotated_feet_and_geographic_scenes(shared_data: Path, tmp_path: Path) -> None:
     pixels = dota_pixels(shared_data)[:, :64, :96]
     angle = math.radians(30)  # 2 m pixels, rotated by 30 degrees

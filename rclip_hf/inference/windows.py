@@ -128,9 +128,10 @@ class WindowGeometry:
             raise ValueError(f"--{first.replace('_', '-')} {getattr(self, first):g} and --{second.replace('_', '-')} "
                              f"{getattr(self, second):g}: give sizes all in pixels (--window, --stride) or all in "
                              "metres (--window-metres, --stride-metres)")
-        if self.window is None and self.window_metres is None and (self.stride or self.stride_metres):
-            raise ValueError("--stride needs a window size: give --window PX (or --window-metres M with "
-                             "--stride-metres)")
+        if not self.given and given:
+            flag = given[0]
+            raise ValueError(f"--{flag.replace('_', '-')} {getattr(self, flag):g} needs a window size: give "
+                             f"{'--window-metres M' if flag.endswith('metres') else '--window PX'} too")
 
     @property
     def given(self) -> bool:
