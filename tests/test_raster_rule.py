@@ -152,3 +152,19 @@ def test_bands_on_a_dataset_index_are_noted(shared_data: Path, tmp_path: Path, t
         report = build_index(rows, tmp_path / "rows.index", model, processor, bands=(3, 2, 1))
     assert report.added == 1 and [record.getMessage() for record in caplog.records] == [
         "dataset: --bands 3,2,1 not applied (a dataset's rows are read as RGB); read as its colours by the image rule"]
+
+
+def test_heatmap_from_an_index_reads_the_scene_with_the_indexed_bands(shared_data: Path, tmp_path: Path,
+                                                                     tiny_model) -> None:
+    from rclip_hf.inference.heatmap import heatmap, heatmap_from_index
+    from rclip_hf.inference.scenes import WindowOptions, build_scene_index
+
+    model, processor = tiny_model
+    plain, rgb = _bgrn(shared_data, tmp_path, described=False)
+    reference = write_geotiff(tmp_path / "rgb.tif", rgb)
+    build_scene_index([plain], tmp_path / "index", model, processor,
+                      options=WindowOptions(window=128, bands=(3, 2, 1)))
+    indexed = heatmap_from_index(tmp_path / "index", plain, ["planes"], model=model, processor=processor)
+    direct = heatmap(reference, ["planes"], model=model, processor=processor, window=128, overlap=0.0)
+    np.testing.assert_array_equal(np.asarray(indexed.overview), np.asarray(direct.overview))
+    np.testing.assert_allclose(indexed.scores, direct.scores, atol=1e-5)
