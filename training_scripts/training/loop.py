@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,20 @@ def check_train_arguments(args: TrainArguments) -> None:
     for name in ("checkpointing_steps", "eval_steps", "warmup_steps"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+
+
+def warn_on_precision_conflict(requested: str | None) -> str | None:
+    """Log a warning naming both values when an explicit `--mixed_precision` (flag or YAML) differs from the
+    launcher's (`accelerate launch --mixed_precision` or its config file, passed as ACCELERATE_MIXED_PRECISION); the
+    explicit value is used. Returns the warning, or None when they agree or either is unset."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if requested is None or not launcher or launcher == requested:
+        return None
+    message = (f"--mixed_precision {requested} (flag or YAML) overrides the launcher's mixed precision {launcher} "
+               "(accelerate launch --mixed_precision / its config file); leave --mixed_precision out to use the "
+               "launcher's")
+    logger.warning(message)
+    return message
 
 
 def per_device_batch_size(batch_size: int, num_processes: int, accumulation_steps: int) -> int:
@@ -150,6 +165,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
     check_model_arguments(model_args)
     output_dir = Path(args.output_dir)
     trackers = resolve_trackers(args.report_to)
+    warn_on_precision_conflict(args.mixed_precision)
     # accumulation is done by `training_step` itself (no `accumulate`: the loss spans every micro-batch of a step)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,  # None: `accelerate launch` / its config file decide
