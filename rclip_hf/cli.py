@@ -108,8 +108,8 @@ class IndexOptions(ModelOptions):
     model: str | None = field(default=None, metadata=_help("RemoteCLIP/CLIP model folder or Hub id (not with --verify)"))
     source: list[str] | None = field(default=None, metadata=_help(
         "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow files or save_to_disk); with "
-        "--window, scenes (repeatable), also COG URLs and STAC sources (see --asset); an index folder inside it is never "
-        "read", nargs="+", action="extend"))
+        "--window, scenes (repeatable), also COG URLs and STAC sources (see --asset); an index folder inside it is "
+        "never read", nargs="+", action="extend"))
     output: str = field(metadata=_help("Index folder (created, or resumed when it exists)"))
     window: int | None = field(default=None, metadata=_help("Cut each scene into windows of this many pixels"))
     stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: the window)"))

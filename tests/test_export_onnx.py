@@ -40,7 +40,8 @@ def pytorch_embeddings(model_dir: Path, image_paths: list[Path]) -> tuple[dict, 
                        padding=True)
     with torch.inference_mode():
         output = model(**inputs)
-    return {key: value.numpy() for key, value in inputs.items()}, output.image_embeds.numpy(), output.text_embeds.numpy()
+    arrays = {key: value.numpy() for key, value in inputs.items()}
+    return arrays, output.image_embeds.numpy(), output.text_embeds.numpy()
 
 
 def assert_onnx_equals_folder(model_dir: Path, output: Path, image_paths: list[Path], atol: float = 1e-4,

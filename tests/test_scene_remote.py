@@ -174,7 +174,8 @@ def test_stac_sources_record_item_collection_and_datetime(served, tiny_model_dir
     catalog.normalize_and_save(str(tmp_path / "catalog"), pystac.CatalogType.SELF_CONTAINED)
     from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
 
-    to_parquet(parse_stac_items_to_arrow([stac_item("parquet-1", str(local / "scene.tif"))]), tmp_path / "items.parquet")
+    items = parse_stac_items_to_arrow([stac_item("parquet-1", str(local / "scene.tif"))])
+    to_parquet(items, tmp_path / "items.parquet")
 
     index = tmp_path / "stac.index"
     sources = [tmp_path / "item.json", local / "search.json", tmp_path / "catalog" / "catalog.json",
@@ -201,6 +202,16 @@ def test_stac_sources_record_item_collection_and_datetime(served, tiny_model_dir
     table = pq.read_table(tmp_path / "hits.parquet")
     assert {"stac_item", "stac_collection", "stac_datetime"} <= set(table.column_names)
     assert set(table.column("stac_collection").to_pylist()) == {"dota-demo"}
+
+    # --bands maps the asset's bands as for files: band 2 as grey gives other embeddings of the same windows
+    grey = tmp_path / "grey.index"
+    code, report, err = _index(["--model", str(tiny_model_dir), "--output", str(grey), "--window", "512", "--stride",
+                                "4096", "--bands", "2", "--source", str(local / "search.json")], capsys)
+    assert code == 0 and report["added"] == 4, err
+    grey_items = EmbeddingIndex.open(grey)
+    assert grey_items.manifest["windows"]["bands"] == [2] and set(grey_items.column("stac_item")) == {"local-2"}
+    ids = grey_items.ids()
+    assert not np.allclose(grey_items.embeddings_of(ids).numpy(), items.embeddings_of(ids).numpy(), atol=1e-3)
 
 
 def test_stac_asset_choice_and_errors(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:

@@ -120,5 +120,5 @@ def download(url: str) -> str:
     return handle.name
 
 
-__all__ = ["HTTP_TIMEOUT", "RemoteSceneError", "check_remote", "download", "gdal_options", "head", "is_cog", "is_remote",
-           "not_cog_message", "remote_key"]
+__all__ = ["HTTP_TIMEOUT", "RemoteSceneError", "check_remote", "download", "gdal_options", "head", "is_cog",
+           "is_remote", "not_cog_message", "remote_key"]

@@ -16,10 +16,9 @@ item-table row holds:
 
 The manifest's `scenes` maps each scene to its key: a file's size, mtime and BLAKE2b digest, a dataset row's byte
 length and digest of its stored image (`row_key`, mtime -1), a remote COG's length, `Last-Modified` and `ETag`
-(`remote.py`) — and `windows` records the window options. A re-run
-embeds again the windows of a scene whose file or row changed (by the rule of image files and rows of image
-indexes), with `prune` removes those of scenes no longer in the sources, and refuses other window options than the
-index's.
+(`remote.py`) — and `windows` records the window options. A re-run embeds again the windows of a scene whose file,
+row or remote copy changed (by the rule of image files and rows of image indexes), with `prune` removes those of
+scenes no longer in the sources, and refuses other window options than the index's.
 
 Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`): the rows of windows of all
 scenes are grouped by the row of the raster's blocks (tiles or strips) their top lies in, so that two processes do
@@ -149,7 +148,7 @@ def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None
             for scene in stac_scenes(path, asset):
                 files.append(scene.href if is_remote(scene.href) else Path(scene.href))
                 if stac_columns is not None:
-                    stac_columns[scene.href] = scene.columns
+                    stac_columns[str(files[-1])] = scene.columns
         elif path.is_file():
             files.append(path)
         elif path.is_dir() and is_dataset_folder(path, excluded):
@@ -215,10 +214,10 @@ def build_scene_index(
     asset: str | None = None,
 ) -> SceneBuildReport:
     """Embed every window of the scenes of `sources` (raster files, folders of them, dataset folders: `split`,
-    `image_column`; remote COGs; STAC sources: their `asset`) into the index at `output` (resumed when it exists), on `num_processes` processes, or on the
-    processes of an `accelerate launch` (see the module docstring). The first process holds the index's lock
-    (`wait`: queue behind another build, else `IndexBusyError`), re-embeds the scenes whose file changed and, with
-    `prune`, removes the windows of scenes that are not in `sources` any more."""
+    `image_column`; remote COGs; STAC sources: their `asset`) into the index at `output` (resumed when it exists),
+    on `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring). The
+    first process holds the index's lock (`wait`: queue behind another build, else `IndexBusyError`), re-embeds the
+    scenes whose file changed and, with `prune`, removes the windows of scenes that are not in `sources` any more."""
     stac: dict[str, dict[str, Any]] = {}
     files = scene_files(sources, exclude=output, split=split, image_column=image_column, asset=asset, stac_columns=stac)
     rank, world = _launched_rank()
@@ -447,9 +446,10 @@ class _SceneSync:
 def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, shard_size: int,
                  stac: dict[str, dict[str, Any]] | None = None) -> _SceneSync:
     """Key the scenes of `files` (the manifest's `scenes`) as image files and dataset rows of image indexes are
-    keyed (remote COGs by `ETag` and `Last-Modified`), record the `stac` columns of STAC scenes; drop the windows of scenes whose file or row changed (the build re-embeds them), and with `prune` those
-    of scenes not in `files`, in one commit. Scenes indexed without a recorded key (older indexes, and dataset
-    rows before rows were keyed) keep their windows and get their key recorded."""
+    keyed (remote COGs by `ETag` and `Last-Modified`) and record the `stac` columns of STAC scenes (the manifest's
+    `stac`); drop the windows of scenes whose file, row or remote copy changed (the build re-embeds them), and with
+    `prune` those of scenes not in `files`, in one commit. Scenes indexed without a recorded key (older indexes,
+    and dataset rows before rows were keyed) keep their windows and get their key recorded."""
     windows_of: dict[str, list[str]] = {}
     for item_id, path in zip(index.ids(), index.column("path")):
         windows_of.setdefault(path, []).append(item_id)
