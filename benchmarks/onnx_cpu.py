@@ -5,6 +5,10 @@ text encoders are timed interleaved (PyTorch, onnxruntime, onnxruntime, PyTorch,
 images/s and texts/s and the median per-repeat ratio onnxruntime / PyTorch (the goal: >= 1.2 on images).
 
     python benchmarks/onnx_cpu.py --archs RN50 ViT-B-32 --batch-size 16 --threads 2
+
+On a machine whose cores other jobs share, give `--threads 1`: with more threads than free cores, PyTorch's OpenMP
+barriers wait for descheduled threads (measured: RN50 text encoder 8x slower with 2 threads than with 1 at load 9 on
+2 cores), which measures the load rather than either runtime.
 """
 
 from __future__ import annotations
