@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from .arguments import ArgumentParser
 from .convert import ConversionError, open_clip_model_config, to_open_clip_state_dict
+from .errors import entry_point
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPImageProcessor
 
@@ -81,25 +82,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; 0 on success, 2 with a message when the folder cannot be exported."""
+    """Entry point; 0 on success; a folder that cannot be exported is one `error:` line and 2."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from .hub import PublishError, check_write_access, publish
+    from .hub import check_write_access, publish
 
-    try:
-        api = check_write_access(args.push_to_hub, "--push-to-hub") if args.push_to_hub else None
-        if args.to == "onnx":
-            from .onnx_export import export_onnx
+    api = check_write_access(args.push_to_hub, "--push-to-hub") if args.push_to_hub else None
+    if args.to == "onnx":
+        from .onnx_export import export_onnx
 
-            files = export_onnx(args.model_dir, args.output, fp16=args.fp16)
-        else:
-            files = export_open_clip(args.model_dir, args.output)
-        if args.push_to_hub:
-            publish(args.output, args.push_to_hub, api=api, flag="--push-to-hub")
-    except (ConversionError, PublishError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        files = export_onnx(args.model_dir, args.output, fp16=args.fp16)
+    else:
+        files = export_open_clip(args.model_dir, args.output)
+    if args.push_to_hub:
+        publish(args.output, args.push_to_hub, api=api, flag="--push-to-hub")
     usage = (f"see {args.output}/README.md" if args.to == "onnx"
              else f"open_clip.create_model_and_transforms(\"local-dir:{args.output}\")")
     print(f"wrote {', '.join(str(path) for path in files)}: {usage}")

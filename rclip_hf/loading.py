@@ -19,7 +19,8 @@ from .processing_remoteclip import RemoteCLIPProcessor
 
 #: `model_type`s accepted by the inference API: RemoteCLIP and plain transformers CLIP.
 SUPPORTED_MODEL_TYPES = (RemoteCLIPConfig.model_type, CLIPConfig.model_type)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: A Hub repo id, owner/name.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Config keys that change with the saving environment, not with the model.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures")
 # Values hashed from the start of every weight tensor: any training step changes them.
@@ -67,7 +68,7 @@ def load_model(
             raise NotACLIPModelError(f"{path / 'config.json'}", f"not a JSON object ({error})",
                                      "re-save or re-convert the model") from None
         _check_model_type(config_model_type, name)
-    elif not _HUB_ID.match(name):
+    elif not HUB_ID.match(name):
         raise FileNotFoundError(f"model folder not found: {name}")
     config = AutoConfig.from_pretrained(name)
     _check_model_type(getattr(config, "model_type", None), name)
