@@ -2,7 +2,7 @@
 
 A remote scene is named by its URL. Before it is opened, one HEAD request checks that it answers (a 404 or a
 timeout is one line naming the URL) and gives its key: a re-run embeds the scene again only when its `ETag` or
-`Last-Modified` changed (`remote_key`; local files are keyed by mtime and digest). A GeoTIFF that is not a COG
+`Last-Modified` changed (`remote_stamp`; local files are keyed by mtime and digest). A GeoTIFF that is not a COG
 (no tiles, or no COG layout) would have to be read whole over HTTP: it is refused unless `allow_full_download`, which
 downloads it to a temporary file first.
 """
@@ -18,7 +18,6 @@ import urllib.request
 from typing import Any
 
 from ..images import ImageReadError
-from .index import ItemKey
 
 #: Seconds a remote server has to answer (HEAD, and GDAL's range requests).
 HTTP_TIMEOUT = 30.0
@@ -52,25 +51,18 @@ def head(url: str, timeout: float | None = None) -> dict[str, str]:
         raise RemoteSceneError(f"remote scene {url}: cannot connect ({reason})") from None
 
 
-def remote_key(url: str, old: ItemKey | None) -> tuple[ItemKey | None, str]:
-    """(key to store, "") for a remote scene that is new or whose `ETag`/`Last-Modified` changed since its `old` key,
-    (None, "") for one unchanged, (None, reason) when it does not answer. The key holds the length, the
-    `Last-Modified` time in ns (-1 without one) and `etag:<ETag>` (or a digest of the headers without one)."""
-    try:
-        headers = head(url)
-    except RemoteSceneError as error:
-        return None, str(error)
+def remote_stamp(url: str) -> tuple[int, int, str]:
+    """What keys a remote scene (`scenes.py` stores it as its `ItemKey`): its length, its `Last-Modified` time in ns
+    (-1 without one) and `etag:<ETag>` (or a digest of the other two headers without one); `RemoteSceneError` when it
+    does not answer."""
+    headers = head(url)
     modified = headers.get("last-modified")
-    mtime_ns = -1
-    if modified:
-        parsed = email.utils.parsedate_to_datetime(modified)
-        mtime_ns = int(parsed.timestamp()) * 1_000_000_000
+    mtime_ns = int(email.utils.parsedate_to_datetime(modified).timestamp()) * 1_000_000_000 if modified else -1
     etag = headers.get("etag")
     digest = (f"etag:{etag}" if etag else
               "headers:" + hashlib.blake2b(f"{modified}|{headers.get('content-length')}".encode(), digest_size=16)
               .hexdigest())
-    key = ItemKey(int(headers.get("content-length", -1)), mtime_ns, digest)
-    return (None, "") if key == old else (key, "")
+    return int(headers.get("content-length", -1)), mtime_ns, digest
 
 
 def gdal_options(url: str) -> dict[str, Any]:
@@ -121,4 +113,4 @@ def download(url: str) -> str:
 
 
 __all__ = ["HTTP_TIMEOUT", "RemoteSceneError", "check_remote", "download", "gdal_options", "head", "is_cog",
-           "is_remote", "not_cog_message", "remote_key"]
+           "is_remote", "not_cog_message", "remote_stamp"]

@@ -68,7 +68,7 @@ from .index import (
     row_key,
     shard_digests,
 )
-from .remote import is_remote, remote_key
+from .remote import RemoteSceneError, is_remote, remote_stamp
 from .search import COMMIT_EVERY, COMMIT_SECONDS, BuildReport, build_faiss_if_wanted, is_dataset_folder
 from .stac import STAC_COLUMNS, is_stac_source, stac_scenes
 from .windows import (
@@ -453,7 +453,7 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
         old = ItemKey(**recorded[name]) if name in recorded else None
         # an unreadable file, row or URL is reported when it is opened
         if is_remote(file):
-            key = remote_key(name, old)[0]
+            key = _remote_key(name, old)
         else:
             key = row_keys[name] if isinstance(file, str) else file_key(file, old)[0]
         if key is None:
@@ -482,6 +482,16 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
     if not remove:
         index._write_manifest()
     return sync
+
+
+def _remote_key(url: str, old: ItemKey | None) -> ItemKey | None:
+    """The new key of a remote scene (`remote_stamp`: length, `Last-Modified`, `ETag`), None when unchanged since
+    its `old` key or when it does not answer (reported when it is opened)."""
+    try:
+        key = ItemKey(*remote_stamp(url))
+    except RemoteSceneError:
+        return None
+    return None if key == old else key
 
 
 def _row_keys(scenes: Sequence[str], recorded: dict[str, dict[str, Any]]) -> dict[str, ItemKey | None]:
