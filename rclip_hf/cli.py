@@ -119,7 +119,8 @@ class IndexOptions(ModelOptions):
     model: str | None = field(default=None, metadata=_help("RemoteCLIP/CLIP model folder or Hub id (not with --verify)"))
     source: list[str] | None = field(default=None, metadata=_help(
         "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow files or save_to_disk); with "
-        "--window, scenes (repeatable); an index folder inside it is never read", nargs="+", action="extend"))
+        "--window, scenes (repeatable), also COG URLs and STAC sources (see --asset); an index folder inside it is "
+        "never read", nargs="+", action="extend"))
     output: str = field(metadata=_help("Index folder (created, or resumed when it exists)"))
     window: int | None = field(default=None, metadata=_help("Cut each scene into windows of this many pixels"))
     stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: the window)"))
@@ -127,6 +128,11 @@ class IndexOptions(ModelOptions):
         default=None, metadata=_help("Window side in metres, by each GeoTIFF's ground sample distance"))
     stride_metres: float | None = field(default=None, metadata=_help("Stride in metres (default: the window)"))
     bands: str | None = field(default=None, metadata=_help(BANDS_HELP))
+    asset: str | None = field(default=None, metadata=_help(
+        "STAC sources (Item, ItemCollection, Catalog/Collection JSON, stac-geoparquet): the asset of each item "
+        "(default: visual, else the first RGB COG)"))
+    allow_full_download: bool = field(default=False, metadata=_help(
+        "Read a remote scene that is not a COG by downloading it whole (else refused)"))
     max_nodata: float = field(default=0.5, metadata=_help("Skip windows with a larger share of nodata pixels"))
     num_processes: int = field(default=1, metadata=_help("Processes embedding windows (each loads the model)"))
     split: str = field(default="train", metadata=_help("Dataset split (dataset sources)"))
@@ -329,11 +335,20 @@ def run_index(argv: list[str]) -> int:
             raise UserError(f"--{flag}", "required to build an index", "or pass --verify to check one")
     if options.commit_seconds <= 0:
         raise UserError(f"--commit_seconds {options.commit_seconds}", "must be positive")
+    from .inference.remote import check_remote, is_remote
+    from .inference.stac import is_stac_source
+
     for source in options.source:
-        if not Path(source).exists():
+        if is_remote(source):
+            check_remote(source, options.allow_full_download)  # a 404, a timeout, not a COG: one line
+        elif not Path(source).exists():
             raise FileNotFoundError(f"index source not found: {source}")
     if WindowGeometry(options.window, options.stride, options.window_metres, options.stride_metres).given:
         return _index_scenes(options)  # (a stride alone is refused by WindowGeometry, not ignored)
+    scene_only = [source for source in options.source if is_remote(source) or is_stac_source(source)]
+    if scene_only or options.asset is not None:
+        raise UserError(f"--source {scene_only[0] if scene_only else options.source[0]}", "STAC sources and remote "
+                        "COGs are scenes", "give --window PX or --window-metres M")
     if options.num_processes != 1:
         raise ValueError("--num-processes works on windows of scenes: give --window or --window-metres too")
     if len(options.source) > 1:  # item ids are paths relative to the source: two folders could share ids
@@ -361,7 +376,7 @@ def _index_scenes(options: IndexOptions) -> int:
 
     windows = WindowOptions(window=options.window, stride=options.stride, window_metres=options.window_metres,
                             stride_metres=options.stride_metres, bands=parse_bands(options.bands),
-                            max_nodata=options.max_nodata)
+                            max_nodata=options.max_nodata, allow_full_download=options.allow_full_download)
     if options.num_processes < 1:
         raise ValueError(f"--num-processes {options.num_processes}: must be >= 1")
     if options.id_column is not None:
@@ -381,7 +396,7 @@ def _index_scenes(options: IndexOptions) -> int:
                                num_processes=options.num_processes, device=options.device, faiss=options.faiss,
                                commit_every=options.commit_every, commit_seconds=options.commit_seconds,
                                wait=options.wait, prune=options.prune, split=options.split,
-                               image_column=options.image_column)
+                               image_column=options.image_column, asset=options.asset)
     rows = [{"index": report.index, "scenes": report.scenes, "added": report.added,
              "already_indexed": report.already_indexed, "nodata_windows": report.nodata_windows,
              "changed_scenes": report.changed_scenes, "pruned_windows": report.pruned,

@@ -1,4 +1,5 @@
-"""Export a RemoteCLIP/CLIP folder back to open_clip: `rclip-hf export MODEL_DIR --to open_clip --output OUT`.
+"""Export a RemoteCLIP/CLIP folder back to open_clip: `rclip-hf export MODEL_DIR --to open_clip --output OUT`
+(or to ONNX with `--to onnx`, see `rclip_hf.onnx_export`).
 
 OUT gets `open_clip_config.json` (`model_cfg` with `quick_gelu`, and `preprocess_cfg`) and
 `open_clip_model.safetensors`, which `open_clip.create_model_and_transforms("local-dir:OUT")` (or `hf-hub:` once
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 OPEN_CLIP_CONFIG_FILE = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS_FILE = "open_clip_model.safetensors"
 #: Export targets accepted by `--to`.
-TARGETS = ("open_clip",)
+TARGETS = ("open_clip", "onnx")
 
 
 def open_clip_preprocess_config(image_processor: RemoteCLIPImageProcessor, image_size: int) -> dict[str, Any]:
@@ -68,10 +69,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="RemoteCLIP/CLIP folder (converted, trained or downloaded)")
     parser.add_argument("--to", required=True, choices=TARGETS, help="export format")
-    parser.add_argument("--output", required=True, help="folder for open_clip_config.json + open_clip_model.safetensors")
+    parser.add_argument("--output", required=True, help="folder for open_clip_config.json + open_clip_model.safetensors"
+                        " (--to onnx: image_encoder.onnx, text_encoder.onnx, processor files, README.md)")
+    parser.add_argument("--fp16", action="store_true", help="--to onnx: float16 weights and pixel_values")
     parser.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", metavar="REPO_ID", default=None,
                         help="also upload OUT to this Hub repo (the `rclip-hf push` allow-list; a card is written)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.to != "onnx" and args.fp16:
+        parser.error("--fp16 applies to --to onnx only")
+    if args.to == "onnx" and args.push_to_hub:
+        parser.error("--push-to-hub uploads open_clip exports only (.onnx files are not on the upload allow-list)")
+    return args
 
 
 @entry_point
@@ -82,11 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .hub import check_write_access, publish
 
     api = check_write_access(args.push_to_hub, "--push-to-hub") if args.push_to_hub else None
-    files = export_open_clip(args.model_dir, args.output)
+    if args.to == "onnx":
+        from .onnx_export import export_onnx
+
+        files = export_onnx(args.model_dir, args.output, fp16=args.fp16)
+    else:
+        files = export_open_clip(args.model_dir, args.output)
     if args.push_to_hub:
         publish(args.output, args.push_to_hub, api=api, flag="--push-to-hub")
-    print(f"wrote {', '.join(str(path) for path in files)}: open_clip.create_model_and_transforms"
-          f"(\"local-dir:{args.output}\")")
+    usage = (f"see {args.output}/README.md" if args.to == "onnx"
+             else f"open_clip.create_model_and_transforms(\"local-dir:{args.output}\")")
+    print(f"wrote {', '.join(str(path) for path in files)}: {usage}")
     return 0
 
 

@@ -110,8 +110,9 @@ def test_export_push_to_hub_publishes_with_the_push_rules(tmp_path, monkeypatch)
 
 
 def test_train_py_folder_exports(shared_data, tmp_path, images):
-    """A `final/` folder written by train.py (tiny.yaml, 2 steps) is Hub-native and exports to open_clip."""
+    """A `final/` folder written by train.py (tiny.yaml, 2 steps) is Hub-native and exports to open_clip and ONNX."""
     sys.path.insert(0, str(Path(__file__).parent))
+    from test_export_onnx import assert_onnx_equals_folder
     from training_corpus import build_scene_corpus
 
     build_scene_corpus(shared_data, tmp_path / "corpus", per_class=4)
@@ -126,6 +127,8 @@ def test_train_py_folder_exports(shared_data, tmp_path, images):
     assert json.loads((final / "config.json").read_text())["model_type"] == "clip"
     assert export_open_clip(final, tmp_path / "oc")
     assert_open_clip_equals_folder(final, tmp_path / "oc", images)
+    assert cli.main(["export", str(final), "--to", "onnx", "--output", str(tmp_path / "onnx")]) == 0
+    assert_onnx_equals_folder(final, tmp_path / "onnx", [Path(image.filename) for image in images])
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ Ring = list[tuple[float, float]]
 #: The CRS of the `geometry` column of item tables and of GeoJSON output.
 LONLAT = "EPSG:4326"
 #: Item-table columns of windows of scenes, after `id`, `path`, `row` (see `scenes.py`).
-SCENE_COLUMNS = ("left", "top", "width", "height", "crs", "scene_geometry", "geometry", "bbox")
+SCENE_COLUMNS = ("left", "top", "width", "height", "crs", "scene_geometry", "geometry", "bbox", "stac_item",
+                 "stac_collection", "stac_datetime")
 #: GeoParquet version written in the `geo` metadata.
 GEOPARQUET_VERSION = "1.1.0"
 
@@ -142,7 +143,8 @@ def scene_columns(table: Any, records: Sequence[dict[str, Any]]) -> Any:
 
     types = {"left": pa.int64(), "top": pa.int64(), "width": pa.int64(), "height": pa.int64(), "crs": pa.string(),
              "scene_geometry": pa.binary(), "geometry": pa.binary(),
-             "bbox": pa.struct([(key, pa.float64()) for key in ("xmin", "ymin", "xmax", "ymax")])}
+             "bbox": pa.struct([(key, pa.float64()) for key in ("xmin", "ymin", "xmax", "ymax")]),
+             "stac_item": pa.string(), "stac_collection": pa.string(), "stac_datetime": pa.string()}
     for name in SCENE_COLUMNS:
         table = table.append_column(name, pa.array([record.get(name) for record in records], types[name]))
     boxes = [None if record.get("bbox") is None else list(record["bbox"].values()) for record in records]

@@ -10,13 +10,15 @@ item-table row holds:
 - `crs`: the scene's CRS (`EPSG:n` or WKT), null when the scene is not georeferenced;
 - `scene_geometry`: WKB Polygon of the window in the scene's CRS (null when not georeferenced);
 - `geometry`: WKB Polygon of the window in longitude/latitude (EPSG:4326), and `bbox` its extent (GeoParquet 1.1
-  covering), so each shard's table is GeoParquet that geopandas, QGIS and DuckDB read as it is.
+  covering), so each shard's table is GeoParquet that geopandas, QGIS and DuckDB read as it is;
+- `stac_item`, `stac_collection`, `stac_datetime`: the STAC item of a scene from a STAC source (`stac.py`; null for
+  other scenes), which the manifest's `stac` maps each such scene to.
 
 The manifest's `scenes` maps each scene to its key: a file's size, mtime and BLAKE2b digest, a dataset row's byte
-length and digest of its stored image (`row_key`, mtime -1) — and `windows` records the window options. A re-run
-embeds again the windows of a scene whose file or row changed (by the rule of image files and rows of image
-indexes), with `prune` removes those of scenes no longer in the sources, and refuses other window options than the
-index's.
+length and digest of its stored image (`row_key`, mtime -1), a remote COG's length, `Last-Modified` and `ETag`
+(`remote.py`) — and `windows` records the window options. A re-run embeds again the windows of a scene whose file,
+row or remote copy changed (by the rule of image files and rows of image indexes), with `prune` removes those of
+scenes no longer in the sources, and refuses other window options than the index's.
 
 Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`): the rows of windows of all
 scenes are grouped by the row of the raster's blocks (tiles or strips) their top lies in, so that two processes do
@@ -66,7 +68,9 @@ from .index import (
     row_key,
     shard_digests,
 )
+from .remote import RemoteSceneError, is_remote, remote_stamp
 from .search import COMMIT_EVERY, COMMIT_SECONDS, BuildReport, build_faiss_if_wanted, is_dataset_folder
+from .stac import STAC_COLUMNS, is_stac_source, stac_scenes
 from .windows import (
     MAX_NODATA_FRACTION,
     PixelWindow,
@@ -93,6 +97,7 @@ class WindowOptions(WindowGeometry):
 
     bands: tuple[int, ...] | None = None
     max_nodata: float = MAX_NODATA_FRACTION
+    allow_full_download: bool = False  # remote scenes that are not COGs: download them whole (else refused)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,15 +126,24 @@ class SceneBuildReport(BuildReport):
 
 
 def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None, split: str = "train",
-                image_column: str = "image") -> list[Path | str]:
+                image_column: str = "image", asset: str | None = None,
+                stac_columns: dict[str, dict[str, Any]] | None = None) -> list[Path | str]:
     """The scenes of `sources`: raster files (files, and folders scanned recursively, sorted, without those in
-    `exclude`), and the rows of dataset folders (their `split`, images in `image_column`) as `dataset_row_scene`
-    names."""
+    `exclude`), the rows of dataset folders (their `split`, images in `image_column`) as `dataset_row_scene`
+    names, URLs of remote COGs, and the `asset` of each item of STAC sources (`stac.py`; their `STAC_COLUMNS` go
+    to `stac_columns`, by scene)."""
     excluded = Path(exclude).resolve() if exclude is not None else None
     files: list[Path | str] = []
     for source in sources:
         path = Path(source)
-        if path.is_file():
+        if is_remote(str(source)):
+            files.append(str(source))
+        elif is_stac_source(path):
+            for scene in stac_scenes(path, asset):
+                files.append(scene.href if is_remote(scene.href) else Path(scene.href))
+                if stac_columns is not None:
+                    stac_columns[str(files[-1])] = scene.columns
+        elif path.is_file():
             files.append(path)
         elif path.is_dir() and is_dataset_folder(path, excluded):
             files.extend(dataset_row_scene(source, split, image_column, row)
@@ -142,7 +156,7 @@ def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None
             files.extend(found)
         else:
             raise FileNotFoundError(f"index source not found: {path}")
-    return files
+    return list(dict.fromkeys(files))  # a scene listed twice (STAC items sharing an asset) is read once
 
 
 def window_id(scene: str, window: PixelWindow) -> str:
@@ -150,11 +164,11 @@ def window_id(scene: str, window: PixelWindow) -> str:
     return f"{scene}#{window.left},{window.top},{window.width},{window.height}"
 
 
-def window_record(scene: Scene, window: PixelWindow) -> dict[str, Any]:
-    """The scene columns of one window (see the module docstring)."""
+def window_record(scene: Scene, window: PixelWindow, stac: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scene columns of one window (see the module docstring); `stac`: its scene's `STAC_COLUMNS`."""
     record: dict[str, Any] = {"left": window.left, "top": window.top, "width": window.width,
                               "height": window.height, "crs": None, "scene_geometry": None, "geometry": None,
-                              "bbox": None}
+                              "bbox": None, **dict.fromkeys(STAC_COLUMNS), **(stac or {})}
     if scene.crs is not None:
         native = geo.window_ring(window, scene.transform)
         lonlat = geo.to_lonlat(native, scene.crs, scene.path)
@@ -191,24 +205,28 @@ def build_scene_index(
     prune: bool = False,
     split: str = "train",
     image_column: str = "image",
+    asset: str | None = None,
 ) -> SceneBuildReport:
     """Embed every window of the scenes of `sources` (raster files, folders of them, dataset folders: `split`,
-    `image_column`) into the index at `output` (resumed when it exists), on `num_processes` processes, or on the
-    processes of an `accelerate launch` (see the module docstring). The first process holds the index's lock
-    (`wait`: queue behind another build, else `IndexBusyError`), re-embeds the scenes whose file changed and, with
-    `prune`, removes the windows of scenes that are not in `sources` any more."""
-    files = scene_files(sources, exclude=output, split=split, image_column=image_column)
+    `image_column`; remote COGs; STAC sources: their `asset`) into the index at `output` (resumed when it exists),
+    on `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring). The
+    first process holds the index's lock (`wait`: queue behind another build, else `IndexBusyError`), re-embeds the
+    scenes whose file changed and, with `prune`, removes the windows of scenes that are not in `sources` any more."""
+    stac: dict[str, dict[str, Any]] = {}
+    files = scene_files(sources, exclude=output, split=split, image_column=image_column, asset=asset, stac_columns=stac)
     rank, world = _launched_rank()
     with index_lock(output, wait=wait) if rank == 0 else contextlib.nullcontext():
         return _build_scene_index(sources, files, output, model, processor, options, batch_size, shard_size,
-                                  num_processes, device, faiss, (commit_every, commit_seconds), rank, world, prune)
+                                  num_processes, device, faiss, (commit_every, commit_seconds), rank, world, prune,
+                                  stac)
 
 
 def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output: str | Path,
                        model: CLIPModel | str | Path, processor: ProcessorMixin | None, options: WindowOptions,
                        batch_size: int, shard_size: int, num_processes: int, device: str | None,
                        faiss: Literal["auto", "yes", "no"], commits: tuple[int, float], rank: int,
-                       world: int, prune: bool = False) -> SceneBuildReport:
+                       world: int, prune: bool = False, stac: dict[str, dict[str, Any]] | None = None
+                       ) -> SceneBuildReport:
     """`build_scene_index` once its lock is held (by the first process)."""
     if num_processes > 1 and world > 1:
         raise ValueError("--num-processes spawns processes itself: do not combine it with accelerate launch")
@@ -223,7 +241,7 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
             index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)))
             _record_options(index, options)
             merge_parts(output)  # the parts of a killed many-process build join the index before scenes are compared
-            sync = _sync_scenes(EmbeddingIndex.open(output), files, prune, shard_size)
+            sync = _sync_scenes(EmbeddingIndex.open(output), files, prune, shard_size, stac)
     except BaseException:
         for worker in workers:
             worker.terminate()
@@ -276,6 +294,7 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
     index = main if world == 1 else EmbeddingIndex.open_or_create(_part_dir(output, rank, world), model)
     done = set(main.ids()) | set(index.ids()) | _ids_in_parts(output)
     keys = main.manifest.get("scenes", {})
+    stac = main.manifest.get("stac", {})
     report = SceneBuildReport(index=str(index.directory), added=0, already_indexed=0, total=0, scenes=len(files),
                               threads=torch.get_num_threads())
     batch: list[tuple[Scene, SceneWindow]] = []
@@ -291,7 +310,7 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
         index.add([window_id(item.scene, item.window) for _, item in batch], [item.scene for _, item in batch],
                   [_row(item.scene) for _, item in batch], embeddings,
                   keys=[ItemKey(**keys.get(item.scene, {})) for _, item in batch],
-                  extra=[window_record(scene, item.window) for scene, item in batch])
+                  extra=[window_record(scene, item.window, stac.get(item.scene)) for scene, item in batch])
         report.added += len(batch)
         batch.clear()
         if (index.queued >= min(commit_every, shard_size)
@@ -334,7 +353,7 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
     group = 0
     for path in files:
         try:
-            scene = open_scene(path, options.bands)
+            scene = open_scene(path, options.bands, options.allow_full_download)
         except (OSError, ValueError) as error:
             report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
             logger.warning("skipped scene %s: %s", path, error)
@@ -416,22 +435,27 @@ class _SceneSync:
     missing_scenes: int = 0
 
 
-def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, shard_size: int) -> _SceneSync:
+def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, shard_size: int,
+                 stac: dict[str, dict[str, Any]] | None = None) -> _SceneSync:
     """Key the scenes of `files` (the manifest's `scenes`) as image files and dataset rows of image indexes are
-    keyed; drop the windows of scenes whose file or row changed (the build re-embeds them), and with `prune` those
-    of scenes not in `files`, in one commit. Scenes indexed without a recorded key (older indexes, and dataset
-    rows before rows were keyed) keep their windows and get their key recorded."""
+    keyed (remote COGs by `ETag` and `Last-Modified`) and record the `stac` columns of STAC scenes (the manifest's
+    `stac`); drop the windows of scenes whose file, row or remote copy changed (the build re-embeds them), and with
+    `prune` those of scenes not in `files`, in one commit. Scenes indexed without a recorded key (older indexes,
+    and dataset rows before rows were keyed) keep their windows and get their key recorded."""
     windows_of: dict[str, list[str]] = {}
     for item_id, path in zip(index.ids(), index.column("path")):
         windows_of.setdefault(path, []).append(item_id)
     recorded: dict[str, dict[str, Any]] = dict(index.manifest.get("scenes", {}))
     sync, remove = _SceneSync(), set()
-    row_keys = _row_keys([file for file in files if isinstance(file, str)], recorded)
+    row_keys = _row_keys([file for file in files if isinstance(file, str) and not is_remote(file)], recorded)
     for file in files:
         name = str(file)
         old = ItemKey(**recorded[name]) if name in recorded else None
-        # an unreadable file or row is reported when it is opened
-        key = row_keys[name] if isinstance(file, str) else file_key(file, old)[0]
+        # an unreadable file, row or URL is reported when it is opened
+        if is_remote(file):
+            key = _remote_key(name, old)
+        else:
+            key = row_keys[name] if isinstance(file, str) else file_key(file, old)[0]
         if key is None:
             continue
         recorded[name] = asdict(key)
@@ -452,10 +476,22 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
         logger.warning("%d indexed scene(s) are not in the sources (e.g. %s): pass --prune to remove their windows",
                        len(gone), gone[0])
     index.manifest["scenes"] = recorded
+    kept = {scene: columns for scene, columns in index.manifest.get("stac", {}).items() if scene in recorded}
+    index.manifest["stac"] = {**kept, **(stac or {})}
     index.commit(shard_size, remove=remove)  # the new keys and the removals in one manifest update
     if not remove:
         index._write_manifest()
     return sync
+
+
+def _remote_key(url: str, old: ItemKey | None) -> ItemKey | None:
+    """The new key of a remote scene (`remote_stamp`: length, `Last-Modified`, `ETag`), None when unchanged since
+    its `old` key or when it does not answer (reported when it is opened)."""
+    try:
+        key = ItemKey(*remote_stamp(url))
+    except RemoteSceneError:
+        return None
+    return None if key == old else key
 
 
 def _row_keys(scenes: Sequence[str], recorded: dict[str, dict[str, Any]]) -> dict[str, ItemKey | None]:
@@ -663,6 +699,7 @@ def _hit_feature(hit: dict[str, Any], ring: geo.Ring, space: str) -> dict[str, A
     properties = {"rank": hit["rank"], "score": hit["score"], "scene": hit["path"], "id": hit["id"],
                   "window": [hit.get("left"), hit.get("top"), hit.get("width"), hit.get("height")],
                   "crs": hit.get("crs"), "coordinates": space}
+    properties.update({name: hit[name] for name in STAC_COLUMNS if hit.get(name) is not None})
     if hit.get("query"):
         properties["query"] = hit["query"]
     if "merged" in hit:

@@ -49,6 +49,7 @@ from ..images import (
     to_rgb,
 )
 from .dataset_folder import load_dataset_folder
+from .remote import RemoteSceneError, download, gdal_options, head, is_cog, is_remote, not_cog_message
 
 #: A window is skipped when more than this share of its pixels is nodata (by default).
 MAX_NODATA_FRACTION = 0.5
@@ -201,9 +202,12 @@ def parse_bands(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
 
 
 class Scene:
-    """A raster opened for window reads: `width`, `height`, `crs` and `transform` (None when not georeferenced)."""
+    """A raster opened for window reads: `width`, `height`, `crs` and `transform` (None when not georeferenced).
 
-    def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
+    `path` may be an HTTP(S) URL of a COG (`remote.py`), read window by window with range requests; another remote
+    raster is read only with `allow_full_download` (downloaded to a temporary file)."""
+
+    def __init__(self, path: str | Path, bands: Sequence[int] | None = None, allow_full_download: bool = False):
         try:
             import rasterio
             import rasterio.errors
@@ -211,9 +215,12 @@ class Scene:
             raise ImportError("reading windows of scenes needs rasterio: pip install rasterio (or rclip-hf[geo])") from None
 
         self.path = str(path)
-        if not Path(path).is_file():
+        self.remote, self._download = is_remote(self.path), None
+        if self.remote:
+            head(self.path)  # a 404 or a timeout is one line here, not GDAL's message
+        elif not Path(path).is_file():
             raise FileNotFoundError(f"image file not found: {path}")
-        self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+        self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, **(gdal_options(self.path) if self.remote else {}))
         self._env.__enter__()
         try:
             with warnings.catch_warnings():  # PNG/JPEG have no georeference: expected, recorded as crs None
@@ -222,9 +229,11 @@ class Scene:
         except rasterio.errors.RasterioError as error:
             self._env.__exit__(None, None, None)
             raise ImageReadError(f"cannot read scene {path}: {error}") from None
+        if self.remote and not is_cog(self._dataset):
+            self._open_downloaded(allow_full_download)
         dataset = self._dataset
         self.width, self.height = dataset.width, dataset.height
-        self._whole = _decoded_whole(self.path, self.width, self.height)
+        self._whole = _decoded_whole(self._download or self.path, self.width, self.height)
         try:
             self._raster = RasterBands(dataset, self.path, bands)  # the image rule's bands, nodata and stretch
         except BaseException:
@@ -238,6 +247,17 @@ class Scene:
         self.transform = dataset.transform if georeferenced else None
         #: Rows of pixels that the file stores (and decompresses) together: a tile's height, a strip's, or 1.
         self.block_height = self.height if self._whole else dataset.block_shapes[self.bands[0] - 1][0]
+
+    def _open_downloaded(self, allow_full_download: bool) -> None:
+        """Replace the remote dataset (not a COG) by a downloaded copy, or refuse without `allow_full_download`."""
+        import rasterio
+
+        self._dataset.close()
+        if not allow_full_download:
+            self._env.__exit__(None, None, None)
+            raise RemoteSceneError(not_cog_message(self.path))
+        self._download = download(self.path)
+        self._dataset = rasterio.open(self._download)
 
     @property
     def gsd(self) -> float | None:
@@ -259,17 +279,21 @@ class Scene:
         from rasterio.windows import Window
 
         height = min(window, self.height - top)
-        strip_window = Window(0, top, self.width, height)
-        strip = self._read(strip_window)  # (bands, height, width)
-        valid = self._valid(strip_window)  # (height, width), None without nodata
+        if self.remote:  # over HTTP, each window is read on its own: only its tiles are fetched
+            reads = (Window(left, top, min(window, self.width - left), height) for left in lefts)
+            parts = ((int(area.col_off), self._read(area), self._valid(area)) for area in reads)
+        else:  # one read of the strip (bands, height, width), cut into windows
+            strip_window = Window(0, top, self.width, height)
+            strip, strip_valid = self._read(strip_window), self._valid(strip_window)  # valid: None without nodata
+            parts = ((left, strip[:, :, left : left + window],
+                      None if strip_valid is None else strip_valid[:, left : left + window]) for left in lefts)
         windows, skipped = [], 0
-        for left in lefts:
-            width = min(window, self.width - left)
-            cut = np.s_[:, left : left + width]
-            if valid is not None and 1.0 - valid[cut].mean() > max_nodata:
+        for left, pixels, valid in parts:
+            width = pixels.shape[2]
+            if valid is not None and 1.0 - valid.mean() > max_nodata:
                 skipped += 1
                 continue
-            image = self._rgb(strip[(slice(None), *cut)], None if valid is None else valid[cut])
+            image = self._rgb(pixels, valid)
             windows.append(SceneWindow(self.path, PixelWindow(left, top, width, height), _pad(image, window)))
         return windows, skipped
 
@@ -291,7 +315,7 @@ class Scene:
     def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
         if self._whole:
             if self._decoded is None:
-                self._decoded = np.asarray(load_image(self.path)).transpose(2, 0, 1)
+                self._decoded = np.asarray(load_image(self._download or self.path)).transpose(2, 0, 1)
             return _crop(self._decoded[[band - 1 for band in self.bands]], window, out_shape)
 
         return self._raster.read(window, out_shape)
@@ -307,9 +331,11 @@ class Scene:
         return self._raster.to_rgb(bands, valid)
 
     def close(self) -> None:
-        """Release the file and GDAL's settings."""
+        """Release the file (and a downloaded copy) and GDAL's settings."""
         self._dataset.close()
         self._env.__exit__(None, None, None)
+        if self._download is not None:
+            Path(self._download).unlink(missing_ok=True)
 
     def __enter__(self) -> Scene:  # noqa: PYI034
         return self
@@ -327,6 +353,7 @@ class ImageScene(Scene):
 
     def _init_rgb(self, path: str, width: int, height: int) -> None:
         self.path, self.width, self.height = path, width, height
+        self.remote, self._download = False, None
         self.bands, self._palette, self._whole = [1, 2, 3], None, True
         self.crs = self.transform = None
         self.block_height = height  # decoded whole: all its rows of windows go to one process
@@ -414,9 +441,11 @@ def _load_dataset_rows(source: str, split: str, column: str) -> Any:
     return dataset.select_columns([column]).cast_column(column, datasets.Image(decode=False))
 
 
-def open_scene(path: str | Path, bands: Sequence[int] | None = None) -> Scene:
-    """A scene opened for window reads: a dataset row (`dataset_row_scene`) or a raster file."""
-    return DatasetRowScene(str(path), bands) if parse_dataset_row(str(path)) else Scene(path, bands)
+def open_scene(path: str | Path, bands: Sequence[int] | None = None, allow_full_download: bool = False) -> Scene:
+    """A scene opened for window reads: a dataset row (`dataset_row_scene`), a raster file or a remote COG."""
+    if parse_dataset_row(str(path)):
+        return DatasetRowScene(str(path), bands)
+    return Scene(path, bands, allow_full_download)
 
 
 def _palette(dataset: Any, bands: Sequence[int]) -> np.ndarray | None:
