@@ -476,7 +476,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
 
     scanned: list[tuple[int, Item | Skipped]] = []
     for source_index, reader in enumerate(readers):
-        for entry in tqdm(reader.scan(), desc=f"scan {reader.name}", unit="file"):
+        for entry in tqdm(reader.checked_scan(), desc=f"scan {reader.name}", unit="file"):
             scanned.append((source_index, entry))
     digest = fingerprint(config, [entry for _, entry in scanned])
     report_path = output / REPORT_NAME
