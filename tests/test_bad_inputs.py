@@ -481,3 +481,149 @@ def test_float_geotiff_with_nodata_keeps_its_grey_levels_in_the_corpus(bad_image
 
     stored = np.asarray(Image.open(io.BytesIO(image_cell(bad_images["float_nodata_tiff"], "f.tif")["bytes"])))
     assert (stored[:16] == 0).all() and len(np.unique(stored[16:, :, 0])) > 100  # not a 2-colour image
+
+
+# ----- nothing outside its folder, nothing lost silently (issue 27) --------------------------------------------------
+def _dota(root: Path, labels: dict[str, str]) -> Path:
+    """A DOTA folder: one copy of good.png per label file."""
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    for stem, text in labels.items():
+        shutil.copy(BAD / "good.png", root / "images" / f"{stem}.png")
+        (root / "labelTxt" / f"{stem}.txt").write_text(text)
+    return root
+
+
+def test_a_symlink_out_of_a_source_is_refused_and_recorded(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    secret = Path(shutil.copy(BAD / "rgba.png", tmp_path / "outside.png"))
+    (root / "images" / "b.png").symlink_to(secret)
+    (root / "labelTxt" / "b.txt").write_text("4 4 40 4 40 40 4 40 ship 0\n")
+    (root / "images" / "c.png").symlink_to(root / "images" / "a.png")  # a link that stays inside is read
+    (root / "labelTxt" / "c.txt").write_text("4 4 40 4 40 40 4 40 ship 0\n")
+    code, _, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    refused = [entry for entry in report["sources"]["dota"]["skipped"] if "leaves the source folder" in entry["reason"]]
+    assert [Path(entry["path"]).name for entry in refused] == ["b.png"]
+    assert str(secret) in refused[0]["reason"]
+    assert report["totals"]["read"] == report["totals"]["kept"] + report["totals"]["skipped"] + \
+        report["totals"]["duplicates"]
+
+
+@pytest.mark.parametrize("line", ["4 4 40 nan 40 40 4 40 plane 0", "4 4 40 4 40 40 4 nan plane 0",
+                                  "4 4 40 4 40 40 4 40 7 0", "4 4 40 4 40 40 4 40 1.5e3 0"])
+def test_dota_rows_with_nan_or_a_number_as_class_are_skipped_and_recorded(tmp_path: Path, line: str) -> None:
+    from dataset_builders.sources import read_source
+
+    root = _dota(tmp_path / "dota", {"a": f"4 4 40 4 40 40 4 40 plane 0\n{line}\n"})
+    records, skipped = read_source("dota", root)
+    assert [(box.label, box.x_min) for box in records[0].boxes] == [("plane", 4.0)]
+    assert [(entry.line, "dropped box" in entry.reason) for entry in skipped] == [(2, True)]
+
+
+def _rn50_checkpoint(path: Path) -> Path:
+    import open_clip
+
+    torch.save(open_clip.create_model("RN50", pretrained=None).state_dict(), path)
+    return path
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every safetensors write fails as Rust's writer fails on a full disk, after the file was opened."""
+    import safetensors.torch
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    from rclip_hf import export
+
+    def full(tensors, filename, *args, **kwargs) -> None:
+        Path(filename).write_bytes(b"\0" * 64)
+        raise SafetensorError('Error while serializing: I/O error: No space left on device (os error 28)')
+
+    for module in (safetensors.torch, transformers.modeling_utils, export):
+        for name in ("save_file", "safe_save_file"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, full)
+
+
+def test_convert_refuses_a_non_empty_output_and_a_full_disk_keeps_the_previous(tmp_path: Path, capsys,
+                                                                                monkeypatch) -> None:
+    checkpoint = _rn50_checkpoint(tmp_path / "rn50.pt")
+    output = tmp_path / "hf"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    argv = ["convert", "--checkpoint", str(checkpoint), "--arch", "RN50", "--output", str(output), "--no-verify"]
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT and f"--output {output}: exists and is not empty" in _one_error_line(err)
+    assert "--overwrite" in err and (output / "notes.txt").read_text() == "mine"
+    assert cli.main([*argv, "--overwrite"]) == 0
+    before = {path.name: path.stat().st_mtime_ns for path in output.iterdir()}
+    assert "model.safetensors" in before and "notes.txt" not in before
+    capsys.readouterr()
+    _full_disk(monkeypatch)
+    code, _, err = _run(cli.main, [*argv, "--overwrite"], capsys)
+    line = _one_error_line(err)
+    assert code == EXIT_BAD_INPUT and line.startswith(f"error: {output}: writing failed") and "MB free" in line
+    assert f"it needs about {(output / 'model.safetensors').stat().st_size / 2**20:,.0f} MB" in line
+    assert {path.name: path.stat().st_mtime_ns for path in output.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["hf", "rn50.pt"]  # no partial folder left
+
+
+def test_export_full_disk_keeps_the_previous_export(tiny_model_dir: Path, tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    output = tmp_path / "oc"
+    argv = ["export", str(tiny_model_dir), "--to", "open_clip", "--output", str(output)]
+    assert cli.main(argv) == 0
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    capsys.readouterr()
+    _full_disk(monkeypatch)
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT and f"error: {output}: writing failed" in _one_error_line(err)
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["oc"]
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("truncated_weights", "model.safetensors: the weights do not load (SafetensorError"),
+    ("code_pickle", "pytorch_model.bin: the weights do not load (UnpicklingError"),
+    ("config_not_an_object", "config.json: not a JSON object"),
+    ("config_field_of_the_wrong_type", "config.json: not a valid model config"),
+])
+def test_export_of_a_bad_model_folder_is_one_line(tiny_model_dir: Path, tmp_path: Path, capsys, kind: str,
+                                                  message: str) -> None:
+    import os
+    import pickle
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / kind))
+    weights, config = folder / "model.safetensors", folder / "config.json"
+    marker = tmp_path / "ran"
+    if kind == "truncated_weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif kind == "code_pickle":
+        class Payload:
+            def __reduce__(self):
+                return os.system, (f"touch {marker}",)
+
+        weights.unlink()
+        (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}))
+    elif kind == "config_not_an_object":
+        config.write_text("[1, 2]")
+    else:
+        values = json.loads(config.read_text())
+        values["vision_config"]["hidden_size"] = "wide"
+        config.write_text(json.dumps(values))
+    code, _, err = _run(cli.main, ["export", str(folder), "--to", "open_clip", "--output", str(tmp_path / "oc")],
+                        capsys)
+    assert code == EXIT_BAD_INPUT and message in _one_error_line(err)
+    assert not marker.exists() and not (tmp_path / "oc").exists()
+
+
+def test_convert_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.pt").write_text("hello, not a checkpoint\n")
+    code, _, err = _run(cli.main, ["convert", "--checkpoint", str(tmp_path / "notes.pt"), "--arch", "RN50",
+                                   "--output", str(tmp_path / "hf")], capsys)
+    assert code == EXIT_BAD_INPUT and "notes.pt is truncated or not a PyTorch checkpoint" in _one_error_line(err)
+    assert not (tmp_path / "hf").exists()
