@@ -627,3 +627,53 @@ def test_convert_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path: Path, cap
                                    "--output", str(tmp_path / "hf")], capsys)
     assert code == EXIT_BAD_INPUT and "notes.pt is truncated or not a PyTorch checkpoint" in _one_error_line(err)
     assert not (tmp_path / "hf").exists()
+
+
+def _train(corpus: Path, output_dir: Path, *extra: str) -> int:
+    from train import main
+
+    return main(["--config", str(TINY_TRAIN), "--dataset", str(corpus), "--output_dir", str(output_dir),
+                 "--batch_size", "8", "--max_steps", "4", "--checkpointing_steps", "2", "--warmup_steps", "1",
+                 "--logging_steps", "1", "--report_to", "none", *extra])
+
+
+def test_train_final_save_is_whole_and_a_resume_logs_each_step_once(shared_data: Path, tmp_path: Path, capsys,
+                                                                     monkeypatch) -> None:
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+    from training_corpus import build_scene_corpus
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training_scripts"))
+    build_scene_corpus(shared_data, tmp_path / "corpus", per_class=2, size=64)
+    run = tmp_path / "run"
+    assert _train(tmp_path / "corpus", run) == 0
+    log = (run / "train_log.jsonl").read_text().splitlines()
+    final = {path.name: path.read_bytes() for path in (run / "final").iterdir()}
+    shutil.rmtree(run / "checkpoints" / "step-0000004")  # killed after step 4 was logged, before its checkpoint
+
+    def full(tensors, filename, *args, **kwargs) -> None:
+        Path(filename).write_bytes(b"\0" * 64)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)  # save_pretrained's writer only
+    capsys.readouterr()
+    code, _, err = _run(lambda argv: _train(tmp_path / "corpus", run, *argv), ["--resume", "latest"], capsys)
+    line = _one_error_line(err)
+    assert code == EXIT_BAD_INPUT and line.startswith(f"error: {run / 'final'}: writing failed") and "MB free" in line
+    assert {path.name: path.read_bytes() for path in (run / "final").iterdir()} == final  # the previous final/
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+    assert sorted(path.name for path in run.iterdir() if path.name.startswith(".")) == []
+    assert (run / "train_log.jsonl").read_text().splitlines() == log  # steps 3 and 4 redone, logged once, the same
+
+
+def test_train_on_a_corpus_without_rows_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    import datasets
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training_scripts"))
+    features = datasets.Features({"image": datasets.Image(), "captions": datasets.List(datasets.Value("string"))})
+    (tmp_path / "corpus").mkdir()
+    datasets.Dataset.from_dict({"image": [], "captions": []}, features=features).to_parquet(
+        str(tmp_path / "corpus" / "train-00000-of-00001.parquet"))
+    code, _, err = _run(lambda argv: _train(tmp_path / "corpus", tmp_path / "run"), [], capsys)
+    assert code == EXIT_BAD_INPUT and f"--dataset {tmp_path / 'corpus'}: " in _one_error_line(err)
+    assert not (tmp_path / "run" / "final").exists()
