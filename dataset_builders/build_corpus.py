@@ -12,6 +12,7 @@ from dataset_builders.corpus import CorpusConfig, build_corpus
 from dataset_builders.publish import PublishError
 from rclip_hf.arguments import parse_with_yaml_defaults
 from rclip_hf.errors import entry_point
+from rclip_hf.images import pixel_limit
 
 
 def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
@@ -34,8 +35,10 @@ def _yaml_values(values: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus and print its totals."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = parse_config(argv)
     try:
-        report = build_corpus(parse_config(argv))
+        with pixel_limit(config.max_pixels):
+            report = build_corpus(config)
     except PublishError as error:  # no token / no write access: found before building
         print(f"error: {error}", file=sys.stderr)
         return 2

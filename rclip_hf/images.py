@@ -32,6 +32,8 @@ import io
 import logging
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,20 @@ def _open_header(path: Path) -> tuple[Image.Image, int | None]:
             return Image.open(path), limit
         finally:
             Image.MAX_IMAGE_PIXELS = limit
+
+
+@contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Within the block, the pixel limit is `max_pixels` (None: unchanged); restored after it."""
+    previous = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        if max_pixels < 1:
+            raise ValueError(f"--max-pixels {max_pixels}: must be at least 1")
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def check_pixels(path: Path, width: int, height: int, limit: int | None) -> None:
@@ -338,4 +354,4 @@ def _rasterio() -> Any:
 
 __all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "ImageTooLargeError", "RasterSource",
            "as_rgb_image", "check_pixels", "dataset_image_size", "decode_dataset_image", "image_files", "image_size",
-           "load_image", "select_bands", "stretch_limits", "to_rgb"]
+           "load_image", "pixel_limit", "select_bands", "stretch_limits", "to_rgb"]

@@ -7,7 +7,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +36,11 @@ def resolves_inside(folder: Path, path: Path) -> bool:
         return path.resolve().is_relative_to(folder.resolve())
     except (OSError, RuntimeError):  # a symlink loop
         return False
+
+
+def printable_path(path: Path | str) -> str:
+    """``path`` as text; bytes of a file name that are not UTF-8 (held as surrogates) shown as ``\\udcXX``."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _link_target(path: Path) -> str:
@@ -145,17 +150,27 @@ class SourceReader(ABC):
 
     def checked_scan(self) -> Iterator[Item | Skipped]:
         """``scan``, with every item whose image or annotation file resolves outside the source (a symlink out of
-        it) turned into a Skipped naming the link: nothing outside the dataset enters a corpus."""
-        roots = self.roots()
+        it), or whose file name is not UTF-8, turned into a Skipped saying so: nothing outside the dataset enters
+        a corpus, and every name in the report can be written."""
         for item in self.scan():
-            if isinstance(item, Item):
-                outside = [path for path in (item.image_path, item.annotation_path)
-                           if path is not None and not any(resolves_inside(root, path) for root in roots)]
-                if outside:
-                    yield self.skip(outside[0], f"leaves the source folder {roots[0]} (a symlink to "
-                                                f"{_link_target(outside[0])}): not read")
-                    continue
-            yield item
+            if isinstance(item, Skipped):
+                yield replace(item, path=printable_path(item.path))
+            else:
+                yield self._refusal(item) or item
+
+    def _refusal(self, item: Item) -> Skipped | None:
+        """Why ``checked_scan`` does not read ``item``, or None."""
+        roots = self.roots()
+        for path in (item.image_path, item.annotation_path):
+            if path is None:
+                continue
+            if printable_path(path) != str(path):
+                return self.skip(printable_path(path), "the file name is not valid UTF-8 (it cannot be stored in "
+                                 "the corpus): rename the file to read it")
+            if not any(resolves_inside(root, path) for root in roots):
+                return self.skip(path, f"leaves the source folder {roots[0]} (a symlink to {_link_target(path)}): "
+                                       "not read")
+        return None
 
     def read(self) -> Iterator[Record | Skipped]:
         """Scan and load serially: every record, every skipped image and every annotation note."""
