@@ -677,3 +677,136 @@ def test_train_on_a_corpus_without_rows_is_one_line(tmp_path: Path, capsys, monk
     code, _, err = _run(lambda argv: _train(tmp_path / "corpus", tmp_path / "run"), [], capsys)
     assert code == EXIT_BAD_INPUT and f"--dataset {tmp_path / 'corpus'}: " in _one_error_line(err)
     assert not (tmp_path / "run" / "final").exists()
+
+
+def test_build_corpus_records_a_non_utf8_file_name_and_goes_on(tmp_path: Path, capsys) -> None:
+    import os
+
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    name = os.fsdecode(b"b\xff")
+    shutil.copy(BAD / "rgba.png", root / "images" / f"{name}.png")
+    (root / "labelTxt" / f"{name}.txt").write_text("4 4 40 4 40 40 4 40 ship 0\n")
+    code, out, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert json.loads(out) == {"read": 2, "kept": 1, "skipped": 1, "duplicates": 0, "excluded": 0}
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text(encoding="utf-8"))
+    (skipped,) = report["sources"]["dota"]["skipped"]
+    assert skipped["path"].endswith("b\\udcff.png") and "not valid UTF-8" in skipped["reason"]
+
+
+def test_a_corpus_that_keeps_no_image_is_an_error_with_its_report(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    shutil.copy(BAD / "corrupt.jpg", root / "images" / "a.png")
+    code, _, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out")], capsys)
+    line = _one_error_line(err)
+    assert code == EXIT_BAD_INPUT and f"--output {tmp_path / 'out'}: no image was kept (read 1, skipped 1" in line
+    assert "a.png: cannot read image" in line and f"see {tmp_path / 'out.build_report.json'}" in line
+    report = json.loads((tmp_path / "out.build_report.json").read_text())
+    assert report["totals"] == {"read": 1, "kept": 0, "skipped": 1, "duplicates": 0, "excluded": 0}
+    assert not (tmp_path / "out").exists()
+
+
+def test_builders_accept_max_pixels_as_their_skip_message_says(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main as build_corpus
+    from dataset_builders.build_remotecount import main as build_remotecount
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n", "b": "4 4 40 4 40 40 4 40 ship 0\n"})
+    Image.open(BAD / "good.png").resize((30, 30)).save(root / "images" / "b.png")
+    code, _, err = _run(build_corpus, ["--source", f"dota={root}", "--output", str(tmp_path / "out"),
+                                       "--max-pixels", "1000"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    (skipped,) = report["sources"]["dota"]["skipped"]
+    assert skipped["path"].endswith("a.png") and "over the limit of 1,000" in skipped["reason"]
+    assert "--max-pixels" in skipped["reason"] and Image.MAX_IMAGE_PIXELS != 1000  # for that build only
+    release = tmp_path / "release"
+    (release / "images").mkdir(parents=True)
+    shutil.copy(root / "images" / "a.png", release / "images" / "a.png")
+    (release / "counts.jsonl").write_text(json.dumps({"image": "a.png", "caption": "There is one ship."}) + "\n")
+    code, _, err = _run(build_remotecount, ["--release", str(release), "--output", str(tmp_path / "rc"),
+                                            "--max_pixels", "1000"], capsys)
+    report = json.loads((tmp_path / "rc" / "build_report.json").read_text())
+    assert code == 0, err
+    assert "over the limit of 1,000" in report["skipped"][0]["reason"]
+
+
+def test_exclude_near_a_damaged_dataset_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    (tmp_path / "bench" / "data").mkdir(parents=True)
+    (tmp_path / "bench" / "data" / "test-00000-of-00001.parquet").write_bytes(b"PAR1 this is not parquet")
+    code, _, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out"), "--exclude-near",
+                               str(tmp_path / "bench")], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"--exclude-near {tmp_path / 'bench'}: not a readable dataset folder" in _one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("builder", ["corpus", "remotecount"])
+def test_a_rebuild_never_deletes_files_the_build_did_not_write(tmp_path: Path, capsys, builder: str) -> None:
+    from dataset_builders.build_corpus import main as build_corpus
+    from dataset_builders.build_remotecount import main as build_remotecount
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    output = tmp_path / "out"
+    if builder == "corpus":
+        main, argv = build_corpus, ["--source", f"dota={root}", "--output", str(output)]
+    else:
+        release = tmp_path / "release"
+        (release / "images").mkdir(parents=True)
+        shutil.copy(BAD / "good.png", release / "images" / "a.png")
+        (release / "counts.jsonl").write_text(json.dumps({"image": "a.png", "caption": "There is one ship."}) + "\n")
+        main, argv = build_remotecount, ["--release", str(release), "--output", str(output)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (output / "data" / "shard-mine.tmp").write_text("the user's")
+    (output / "notes.tmp").write_text("the user's too")
+    code, _, err = _run(main, [*argv, "--seed", "5"] if builder == "corpus" else argv, capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"{output} holds data/shard-mine.tmp and 1 more, which its build did not write" in _one_error_line(err)
+    assert (output / "data" / "shard-mine.tmp").read_text() == "the user's"
+    assert (output / "notes.tmp").read_text() == "the user's too"
+    (output / "data" / "shard-mine.tmp").unlink()
+    (output / "notes.tmp").unlink()
+    assert main([*argv, "--seed", "5"] if builder == "corpus" else argv) == 0  # a folder of its own files is rebuilt
+
+
+def _page_thumbnails(page: Path) -> list[np.ndarray]:
+    import base64
+    import io
+    import re
+
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+            for data in re.findall(r"class='thumbnail'[^>]*src='data:image/jpeg;base64,([^']+)'", page.read_text())]
+
+
+def test_the_html_page_shows_only_the_index_own_images_found_relative_to_where_it_was_built(
+        tiny_model_dir: Path, bad_images: dict[str, Path], tmp_path: Path, capsys, monkeypatch, caplog) -> None:
+    from rclip_hf.inference.index import EmbeddingIndex
+    from rclip_hf.inference.results_page import write_results_page
+
+    (tmp_path / "work" / "tiles").mkdir(parents=True)
+    for name in ("a", "b"):
+        shutil.copy(bad_images["png_renamed_jpg"], tmp_path / "work" / "tiles" / f"{name}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", "tiles", "--output", "idx"]) == 0
+    monkeypatch.chdir(tmp_path)  # the stored paths (tiles/a.png) are relative to work/, beside the index
+    page = tmp_path / "hits.html"
+    code, _, err = _run(cli.main, ["search", "--model", str(tiny_model_dir), "--index", "work/idx", "--text", "x",
+                                   "--html", str(page)], capsys)
+    assert code == 0, err
+    thumbnails = _page_thumbnails(page)
+    assert len(thumbnails) == 2 and all(thumbnail.std() > 10 for thumbnail in thumbnails)  # the tiles, not grey
+
+    index = EmbeddingIndex.open(tmp_path / "work" / "idx")
+    secret = Path(shutil.copy(bad_images["cmyk_jpeg"], tmp_path / "secret.jpg"))
+    received = [{"rank": 1, "id": "a.png", "path": str(secret), "row": -1, "score": 0.5},
+                {"rank": 2, "id": "b.png", "path": "tiles/b.png", "row": -1, "score": 0.4}]
+    write_results_page(page, [("x", received)], index)
+    assert len(_page_thumbnails(page)) == 1 and "image not shown: not found as indexed" in page.read_text()
+    assert "1 image(s) of the index not shown" in caplog.text and str(secret) in caplog.text
