@@ -43,6 +43,14 @@ def printable_path(path: Path | str) -> str:
     return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _resolved(path: Path) -> Path | None:
+    """``path`` with symlinks and ``..`` resolved; None for a symlink loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
 def _link_target(path: Path) -> str:
     """Where a path that leaves its folder leads (its resolved target), for messages."""
     try:
@@ -152,24 +160,25 @@ class SourceReader(ABC):
         """``scan``, with every item whose image or annotation file resolves outside the source (a symlink out of
         it), or whose file name is not UTF-8, turned into a Skipped saying so: nothing outside the dataset enters
         a corpus, and every name in the report can be written."""
+        roots = [root.resolve() for root in self.roots()]
         for item in self.scan():
             if isinstance(item, Skipped):
                 yield replace(item, path=printable_path(item.path))
             else:
-                yield self._refusal(item) or item
+                yield self._refusal(item, roots) or item
 
-    def _refusal(self, item: Item) -> Skipped | None:
-        """Why ``checked_scan`` does not read ``item``, or None."""
-        roots = self.roots()
+    def _refusal(self, item: Item, roots: list[Path]) -> Skipped | None:
+        """Why ``checked_scan`` does not read ``item`` (its files must resolve inside one of ``roots``), or None."""
         for path in (item.image_path, item.annotation_path):
             if path is None:
                 continue
             if printable_path(path) != str(path):
                 return self.skip(printable_path(path), "the file name is not valid UTF-8 (it cannot be stored in "
                                  "the corpus): rename the file to read it")
-            if not any(resolves_inside(root, path) for root in roots):
-                return self.skip(path, f"leaves the source folder {roots[0]} (a symlink to {_link_target(path)}): "
-                                       "not read")
+            resolved = _resolved(path)
+            if resolved is None or not any(resolved.is_relative_to(root) for root in roots):
+                return self.skip(path, f"leaves the source folder {self.roots()[0]} (a symlink to "
+                                       f"{_link_target(path)}): not read")
         return None
 
     def read(self) -> Iterator[Record | Skipped]:
