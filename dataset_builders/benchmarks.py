@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from tqdm.auto import tqdm
 
 from dataset_builders.hf_folder import (
     LICENSE_NAME,
@@ -28,6 +27,7 @@ from dataset_builders.sources.captions import find_caption_json, find_image_dir,
 from dataset_builders.sources.images import image_cell
 from rclip_hf.benchmarks import BENCHMARKS, names_for
 from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_files
+from rclip_hf.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _check_name(name: str, known: tuple[str, ...]) -> None:
 
 def _rows(entries: list[tuple[Path, dict[str, Any]]], skipped: list[dict[str, str]], desc: str) -> Iterator[dict[str, Any]]:
     """Rows with the image cell added; unreadable images are recorded in ``skipped`` and left out."""
-    for path, row in tqdm(entries, desc=desc, unit="img"):
+    for path, row in progress_bar(entries, desc=desc, unit="img"):
         try:
             yield {"image": image_cell(path, row["filename"]), **row}
         except ImageReadError as error:

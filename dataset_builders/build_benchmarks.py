@@ -86,12 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(config.output)
     jobs = [("retrieval", *parse_pair(entry, "retrieval")) for entry in config.retrieval]
     jobs += [("classification", *parse_pair(entry, "classification")) for entry in config.classification]
-    try:
-        pushes = {name: repo_for(push, name, len(jobs)) for _, name, _ in jobs}
-        apis = {name: check_push(options) for name, options in pushes.items()}  # every repo, before building
-    except PublishError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    pushes = {name: repo_for(push, name, len(jobs)) for _, name, _ in jobs}
+    apis = {name: check_push(options) for name, options in pushes.items()}  # every repo, before building
     for kind, name, path in jobs:
         with pixel_limit(limit.max_pixels):
             if kind == "retrieval":

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
+from dataset_builders.publish import PushConfig, check_push, push_dataset
 from dataset_builders.remotecount import from_dota, from_release
 from dataset_builders.sources.images import PixelLimitConfig
 from rclip_hf.arguments import DataclassArgumentParser
@@ -37,11 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, push, limit = parser.parse_args_into_dataclasses(args=argv)
     if (config.dota is None) == (config.release is None):
         raise ValueError("pass exactly one of --dota DIR and --release DIR")
-    try:
-        api = check_push(push)
-    except PublishError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    api = check_push(push)
     with pixel_limit(limit.max_pixels):
         report = (from_dota(config.dota, config.output, config.seed) if config.dota
                   else from_release(config.release, config.output))

@@ -37,7 +37,6 @@ import datasets
 import numpy as np
 from datasets.exceptions import DatasetGenerationError
 from PIL import Image
-from tqdm.auto import tqdm
 
 from dataset_builders import b2c, dedup, lanczos
 from dataset_builders.hf_folder import (
@@ -67,6 +66,7 @@ from dataset_builders.sources.images import (
 )
 from rclip_hf.errors import UserError
 from rclip_hf.images import ImageReadError, image_files
+from rclip_hf.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def _run(tasks: list[tuple[int, int, Item]], readers: list[SourceReader], config
          converted_dir: Path) -> Iterator[Processed]:
     """Process every task, in order, in ``config.num_proc`` processes, with a progress bar."""
     initargs = (readers, tasks, config.seed, str(converted_dir), config.max_side)
-    with tqdm(total=len(tasks), desc="decode, hash, caption", unit="img") as progress, lanczos.single_threaded_blas():
+    with progress_bar(total=len(tasks), desc="decode, hash, caption", unit="img") as progress, lanczos.single_threaded_blas():
         if config.num_proc <= 1 or len(tasks) < 2:
             _init_worker(*initargs)
             for position in range(len(tasks)):
@@ -385,7 +385,7 @@ def test_image_hashes(path: Path, num_proc: int = 1) -> tuple[np.ndarray, list[s
                             "give a folder of images or a dataset folder built by build_benchmarks") from None
         hashes, names = [], []
         for split, dataset in loaded.items():
-            for row_index, row in enumerate(tqdm(dataset, desc=f"p-Hash {path.name}/{split}", unit="img")):
+            for row_index, row in enumerate(progress_bar(dataset, desc=f"p-Hash {path.name}/{split}", unit="img")):
                 hashes.append(dedup.phash_value(row["image"]))
                 names.append(f"{path.name}/{split}[{row_index}]" + (f" {row['filename']}" if "filename" in row else ""))
         return np.array(hashes, dtype=np.uint64), names
@@ -490,7 +490,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
 
     scanned: list[tuple[int, Item | Skipped]] = []
     for source_index, reader in enumerate(readers):
-        for entry in tqdm(reader.checked_scan(), desc=f"scan {reader.name}", unit="file"):
+        for entry in progress_bar(reader.checked_scan(), desc=f"scan {reader.name}", unit="file"):
             scanned.append((source_index, entry))
     digest = fingerprint(config, [entry for _, entry in scanned])
     report_path = output / REPORT_NAME

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import scipy.fftpack
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from dataset_builders.lanczos import resize_gray, single_threaded_blas
 from dataset_builders.records import Skipped
 from rclip_hf.images import load_image
+from rclip_hf.progress import progress_bar
 
 __all__ = [
     "DEFAULT_MAX_DISTANCE",
@@ -97,11 +97,11 @@ def phash_images(paths: Sequence[Path], num_proc: int = 1) -> tuple[np.ndarray, 
     with single_threaded_blas():
         if num_proc == 1 or len(names) < 2:
             results: Iterator[tuple[int | None, str]] = map(_phash_or_reason, names)
-            return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
+            return _collect_hashes(names, progress_bar(results, total=len(names), desc="p-Hash", unit="img"))
         chunksize = max(1, min(64, len(names) // (4 * num_proc)))
         with ProcessPoolExecutor(max_workers=num_proc) as pool:
             results = pool.map(_phash_or_reason, names, chunksize=chunksize)
-            return _collect_hashes(names, tqdm(results, total=len(names), desc="p-Hash", unit="img"))
+            return _collect_hashes(names, progress_bar(results, total=len(names), desc="p-Hash", unit="img"))
 
 
 def _collect_hashes(names: list[str], results: Iterator[tuple[int | None, str]]) -> tuple[np.ndarray, list[Skipped]]:

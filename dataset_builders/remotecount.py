@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from tqdm.auto import tqdm
 
 from dataset_builders.b2c import normalize_class_name
 from dataset_builders.hf_folder import LICENSE_NAME, card_text, licence_text, write_dataset_folder
@@ -37,6 +36,7 @@ from dataset_builders.sources.dota import DotaReader
 from dataset_builders.sources.images import image_cell
 from rclip_hf.benchmarks import BENCHMARKS
 from rclip_hf.images import ImageReadError
+from rclip_hf.progress import progress_bar
 from rclip_hf.prompts import COUNT_WORDS, COUNTING_TEMPLATES, counting_caption
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def write_remotecount(samples: list[tuple[Path, dict[str, Any]]], output: Path, 
     skipped: list[dict[str, str]] = []
 
     def rows() -> Iterator[dict[str, Any]]:
-        for path, row in tqdm(samples, desc="remotecount", unit="img"):
+        for path, row in progress_bar(samples, desc="remotecount", unit="img"):
             try:
                 yield {"image": image_cell(path, path.name), **row}
             except (ImageReadError, FileNotFoundError) as error:

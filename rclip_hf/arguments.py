@@ -7,12 +7,19 @@ spellings of every long option (`--flag_name` and `--flag-name`).
   on the command line override them.
 - `ArgumentParser`: `argparse.ArgumentParser` for the scripts that do not parse dataclasses; each long option also
   gets its other spelling.
+
+Both parsers answer bad usage with one line: an unknown or misspelt flag raises `UnknownFlagError` ("unknown flag
+--batchsize (did you mean --batch_size?)"), any other usage error (a missing or invalid value) a `UserError`; the
+entry point (`errors.entry_point`) prints it as `error: ...` and exits with 2 (`--debug`: the traceback). Both also
+answer `--version`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,21 +42,101 @@ def _both_spellings(option_strings: Sequence[str]) -> list[str]:
     return names
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """`argparse.ArgumentParser` whose long options accept both `--flag_name` and `--flag-name`."""
+class UnknownFlagError(UserError):
+    """A flag the command does not have, with the closest one it has: "unknown flag --batchsize (did you mean
+    --batch_size?)"."""
+
+    def __init__(self, flags: Sequence[str], known: Sequence[str]):
+        described = []
+        for flag in flags:
+            name = flag.partition("=")[0]
+            close = difflib.get_close_matches(name, [option for option in known if option.startswith("--")], n=1)
+            described.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        super().__init__(f"unknown flag{'s' if len(flags) > 1 else ''} {', '.join(described)}")
+        self.flags = list(flags)
+
+
+class _OneLineUsage:
+    """Mixin for `argparse.ArgumentParser`s: `--version`, and usage errors raised as one-line `UserError`s instead
+    of argparse's usage text and `SystemExit(2)`."""
+
+    def _add_version_flag(self) -> None:
+        from . import __version__
+
+        if "--version" not in self._option_string_actions:  # type: ignore[attr-defined]
+            argparse.ArgumentParser.add_argument(self, "--version", action="version",  # type: ignore[arg-type]
+                                                 version=f"rclip-hf {__version__}", help="print the version and exit")
+
+    def known_flags(self) -> list[str]:
+        """Every option string the parser accepts."""
+        return list(self._option_string_actions)  # type: ignore[attr-defined]
+
+    def reject_unknown(self, remaining: Sequence[str]) -> None:
+        """Raise for the arguments parsing left over: `UnknownFlagError` for flags, `UserError` for other words."""
+        flags = [word for word in remaining if word.startswith("-") and word != "-"]
+        if flags:
+            raise UnknownFlagError(flags, self.known_flags())
+        if remaining:
+            raise UserError(f"unexpected argument{'s' if len(remaining) > 1 else ''} {' '.join(remaining)}",
+                            fix=f"see {self.prog} --help")  # type: ignore[attr-defined]
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        """As `argparse.ArgumentParser.parse_known_args`; remembers `args` so that a usage error can first name an
+        unknown flag among them (a misspelt required flag is reported as misspelt, not as missing)."""
+        self._arguments = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)  # type: ignore[misc]
+
+    def _unknown_flags(self) -> list[str]:
+        known = self.known_flags()
+        return [word for word in getattr(self, "_arguments", []) if word.startswith("--")
+                and word.partition("=")[0] not in known]
+
+    def error(self, message: str) -> None:  # argparse's hook for every usage error; must not return
+        """Raise a bad-usage `message` of argparse as a one-line `UserError`; an unknown flag is named first."""
+        unknown = self._unknown_flags()
+        if unknown:
+            raise UnknownFlagError(unknown, self.known_flags())
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            self.reject_unknown(message[len(prefix):].split())
+        raise UserError(f"{self.prog}: {message}", fix=f"see {self.prog} --help")  # type: ignore[attr-defined]
+
+
+class ArgumentParser(_OneLineUsage, argparse.ArgumentParser):
+    """`argparse.ArgumentParser` whose long options accept both `--flag_name` and `--flag-name`, which answers
+    `--version`, and whose usage errors are one-line `UserError`s."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)  # with two spellings of each flag, a prefix is ambiguous anyway
+        super().__init__(*args, **kwargs)
+        self._add_version_flag()
 
     def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
         """As `argparse.ArgumentParser.add_argument`, with the other spelling of each long option added."""
         return super().add_argument(*_both_spellings(name_or_flags), **kwargs)
 
 
-class DataclassArgumentParser(HfArgumentParser):
+class DataclassArgumentParser(_OneLineUsage, HfArgumentParser):
     """`HfArgumentParser` with truthful help: no "(default: None)" on required options, and boolean fields shown
-    as switches ("--flag" turns it on, "--no_flag" off) with their real default."""
+    as switches ("--flag" turns it on, "--no_flag" off) with their real default. It answers `--version`, and an
+    unknown flag or other usage error is a one-line `UserError` (not `HfArgumentParser`'s ValueError)."""
 
     def __init__(self, dataclass_types: Any, **kwargs: Any):
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # with two spellings of each flag, a prefix is ambiguous anyway
         super().__init__(dataclass_types, **kwargs)
+        self._add_version_flag()
+
+    def parse_args_into_dataclasses(self, args: Sequence[str] | None = None, return_remaining_strings: bool = False,
+                                    **kwargs: Any) -> tuple[Any, ...]:
+        """As `HfArgumentParser.parse_args_into_dataclasses`; arguments left over raise `UnknownFlagError` (a flag)
+        or `UserError`. With `return_remaining_strings`, words that are not flags are returned, flags still raise."""
+        *parsed, remaining = super().parse_args_into_dataclasses(args=args, return_remaining_strings=True, **kwargs)
+        if return_remaining_strings:
+            self.reject_unknown([word for word in remaining if word.startswith("-") and word != "-"])
+            return (*parsed, remaining)
+        self.reject_unknown(remaining)
+        return tuple(parsed)
 
     def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action:
         """Registers an option; boolean switches get a help text that says what the switch does."""
@@ -105,7 +192,7 @@ def parse_with_yaml_defaults(
 
     A dataclass may declare `config` itself (to record it); otherwise `--config` is added here.
     """
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", type=Path, default=None)
     known, remaining = pre.parse_known_args(argv)
     names = [item.name for cls in dataclass_types for item in dataclasses.fields(cls)]
@@ -121,4 +208,5 @@ def parse_with_yaml_defaults(
     return tuple(parsed[: len(dataclass_types)])
 
 
-__all__ = ["ArgumentParser", "DataclassArgumentParser", "load_yaml_defaults", "parse_with_yaml_defaults"]
+__all__ = ["ArgumentParser", "DataclassArgumentParser", "UnknownFlagError", "load_yaml_defaults",
+           "parse_with_yaml_defaults"]

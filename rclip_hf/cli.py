@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import importlib
 import importlib.util
 import io
@@ -81,10 +82,19 @@ class ModelOptions:
 
     model: str = field(metadata=_help("RemoteCLIP/CLIP model folder (from `rclip-hf convert` or save_pretrained) or Hub id"))
     device: str | None = field(default=None, metadata=_help("Device, e.g. cpu or cuda (default: cuda when available)"))
+    dtype: Literal["float32", "bfloat16", "float16"] | None = field(default=None, metadata=_help(
+        "Precision of the model's weights, in the names training's --mixed_precision and eval's --dtype take "
+        "(default: as saved)"))
     format: OutputFormat = field(default="table", metadata=_help("Output format"))
     max_pixels: int | None = field(default=None, metadata=_help(
         "Largest image read whole, in pixels (default: Pillow's limit, 89,478,485); heatmap reads larger scenes "
         "window by window"))
+
+
+#: Help of every command's `--bands` (the rule: `images.colour_bands`).
+BANDS_HELP = ("Bands of (Geo)TIFF rasters as R,G,B (or one grey band), e.g. 3,2,1 (default: the colour "
+              "interpretation, else band descriptions such as red or B04, else 1,2,3); applied to each raster that "
+              "has them, other files are read by their colours with a one-line note")
 
 
 @dataclass(kw_only=True)
@@ -99,6 +109,7 @@ class ClassifyOptions(ModelOptions):
     )
     top_k: int = field(default=5, metadata=_help("Labels shown per image"))
     batch_size: int = field(default=32, metadata=_help("Images per batch"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP))
 
 
 @dataclass(kw_only=True)
@@ -115,7 +126,7 @@ class IndexOptions(ModelOptions):
     window_metres: float | None = field(
         default=None, metadata=_help("Window side in metres, by each GeoTIFF's ground sample distance"))
     stride_metres: float | None = field(default=None, metadata=_help("Stride in metres (default: the window)"))
-    bands: str | None = field(default=None, metadata=_help("Bands of the scenes as R,G,B (or one grey band), e.g. 3,2,1"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP))
     max_nodata: float = field(default=0.5, metadata=_help("Skip windows with a larger share of nodata pixels"))
     num_processes: int = field(default=1, metadata=_help("Processes embedding windows (each loads the model)"))
     split: str = field(default="train", metadata=_help("Dataset split (dataset sources)"))
@@ -154,8 +165,8 @@ class SearchOptions(ModelOptions):
     bbox_crs: str = field(default="EPSG:4326", metadata=_help("CRS of --bbox"))
     merge: bool = field(default=False, metadata=_help("Fuse overlapping hit windows of a scene into one region"))
     format: SearchFormat = field(default="table", metadata=_help(
-        "Output format; geojson = a FeatureCollection in EPSG:4326 (pixels for non-georeferenced scenes); parquet = "
-        "GeoParquet (needs --output)"))
+        "Output format; geojson = an RFC 7946 FeatureCollection in EPSG:4326 (hits on scenes without a CRS: in pixels, "
+        "to NAME.pixel.geojson beside --output NAME.geojson); parquet = GeoParquet (needs --output)"))
     output: str | None = field(default=None, metadata=_help("Write the results to this file instead of stdout"))
     html: str | None = field(default=None, metadata=_help("Also write a self-contained results page (HTML)"))
 
@@ -167,6 +178,7 @@ class CountOptions(ModelOptions):
     image: list[str] = field(metadata=_help("Image files", nargs="+"))
     object: str = field(metadata=_help("Object name, e.g. ship, plane, storage tank"))
     style: Literal["words", "digits"] = field(default="words", metadata=_help("Numbers in the captions: one / 1"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP))
 
 
 @dataclass(kw_only=True)
@@ -182,13 +194,19 @@ class HeatmapOptions(ModelOptions):
     output_dir: str = field(default="heatmap", metadata=_help("Folder for scores.npy, PNG overlays, GeoTIFFs"))
     grid: int = field(default=64, metadata=_help("Windows along the shorter side (the paper: 64)"))
     window: int | None = field(default=None, metadata=_help("Window side in pixels (overrides --grid)"))
-    overlap: float = field(default=1 / 3, metadata=_help("Overlap of neighbouring windows (the paper: 1/3)"))
+    stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: by --overlap)"))
+    window_metres: float | None = field(default=None, metadata=_help(
+        "Window side in metres, by the GeoTIFF's ground sample distance (overrides --grid)"))
+    stride_metres: float | None = field(default=None, metadata=_help("Stride in metres (default: by --overlap)"))
+    overlap: float = field(default=1 / 3, metadata=_help("Overlap of neighbouring windows without a stride (the paper: 1/3)"))
     batch_size: int = field(default=64, metadata=_help("Windows per batch"))
     overlay_size: int = field(default=1024, metadata=_help("Longer side of the overlays and score maps, in pixels"))
+    bands: str | None = field(default=None, metadata=_help(BANDS_HELP + " (with --image; --index uses the index's)"))
 
 
 #: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
-POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "commit_every", "grid", "window", "overlay_size", "max_pixels")
+POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "commit_every", "grid", "window", "stride", "overlay_size",
+                    "max_pixels")
 
 
 def _parse(options_class: type[_Args], name: str, argv: list[str]) -> _Args:
@@ -215,7 +233,7 @@ def _checked(options: _Args) -> _Args:
 def _load(options: ModelOptions) -> tuple[Any, Any]:
     from .loading import load_model, resolve_device
 
-    return load_model(options.model, device=resolve_device(options.device))
+    return load_model(options.model, dtype=options.dtype, device=resolve_device(options.device))
 
 
 # ----- output -------------------------------------------------------------------------------------------------------
@@ -269,8 +287,10 @@ def _expand_images(paths: Sequence[str]) -> list[Path]:
 def run_classify(argv: list[str]) -> int:
     """`rclip-hf classify`: ranked labels with probabilities for each image."""
     from .inference.classify import classify, resolve_labels
+    from .inference.windows import parse_bands
 
     options = _parse(ClassifyOptions, "classify", argv)
+    parse_bands(options.bands)  # a bad --bands is refused before the model loads
     if (options.labels is None) == (options.preset is None):
         raise ValueError("give exactly one of --labels (class names) or --preset (e.g. aid, eurosat)")
     labels = options.preset if options.preset is not None else options.labels
@@ -280,7 +300,7 @@ def run_classify(argv: list[str]) -> int:
     model, processor = _load(options)
     top_k = min(options.top_k, len(resolve_labels(labels, templates)[0]))
     ranked = classify(images, labels, templates, model=model, processor=processor, top_k=top_k,
-                      batch_size=options.batch_size)
+                      batch_size=options.batch_size, bands=parse_bands(options.bands))
     rows = [{"image": str(image), "rank": rank, "label": hit["label"], "score": hit["score"]}
             for image, hits in zip(images, ranked) for rank, hit in enumerate(hits, start=1)]
     emit(rows, options.format)
@@ -292,6 +312,7 @@ def run_index(argv: list[str]) -> int:
     """`rclip-hf index`: embed a source into an index folder; prints what was added and what failed."""
     from .inference.index import FAILURES_FILE
     from .inference.search import build_index, verify_index
+    from .inference.windows import WindowGeometry, parse_bands
 
     options = _parse(IndexOptions, "index", argv)
     if options.verify:
@@ -311,8 +332,8 @@ def run_index(argv: list[str]) -> int:
     for source in options.source:
         if not Path(source).exists():
             raise FileNotFoundError(f"index source not found: {source}")
-    if options.window is not None or options.window_metres is not None:
-        return _index_scenes(options)
+    if WindowGeometry(options.window, options.stride, options.window_metres, options.stride_metres).given:
+        return _index_scenes(options)  # (a stride alone is refused by WindowGeometry, not ignored)
     if options.num_processes != 1:
         raise ValueError("--num-processes works on windows of scenes: give --window or --window-metres too")
     if len(options.source) > 1:  # item ids are paths relative to the source: two folders could share ids
@@ -323,7 +344,7 @@ def run_index(argv: list[str]) -> int:
                          shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
                          image_column=options.image_column, id_column=options.id_column, faiss=options.faiss,
                          commit_every=options.commit_every, commit_seconds=options.commit_seconds,
-                         prune=options.prune, wait=options.wait)
+                         prune=options.prune, wait=options.wait, bands=parse_bands(options.bands))
     rows = [{"index": report.index, "added": report.added, "changed": report.changed,
              "already_indexed": report.already_indexed, "pruned": report.pruned, "missing": report.missing,
              "total": report.total, "failed": len(report.failures), "faiss": report.faiss,
@@ -352,7 +373,7 @@ def _index_scenes(options: IndexOptions) -> int:
         from .inference.scenes import launched_state
         from .loading import load_model
 
-        model, processor = load_model(options.model, device=str(launched_state().device))
+        model, processor = load_model(options.model, dtype=options.dtype, device=str(launched_state().device))
     else:
         model, processor = _load(options)
     report = build_scene_index(options.source, options.output, model, processor, options=windows,
@@ -377,7 +398,13 @@ def run_search(argv: list[str]) -> int:
     from .inference.geo import parse_bbox
     from .inference.index import EmbeddingIndex
     from .inference.results_page import write_results_page
-    from .inference.scenes import hits_geojson, merge_hits, write_hits_parquet
+    from .inference.scenes import (
+        hits_geojson,
+        merge_hits,
+        pixel_geojson_path,
+        pixel_hits_geojson,
+        write_hits_parquet,
+    )
     from .inference.search import Examples, search
 
     options = _parse(SearchOptions, "search", argv)
@@ -409,6 +436,16 @@ def run_search(argv: list[str]) -> int:
     if options.format == "parquet":
         write_hits_parquet(all_hits, options.output)
         return 0
+    pixel_hits = pixel_hits_geojson(all_hits) if options.format == "geojson" else {"features": []}
+    if pixel_hits["features"]:  # RFC 7946 GeoJSON is EPSG:4326: hits without a CRS go to a file of their own
+        if options.output is None:
+            raise UserError("--format geojson", f"{len(pixel_hits['features'])} hit(s) lie on scenes without a CRS, "
+                            "which EPSG:4326 GeoJSON cannot hold", "give --output NAME.geojson: they are written "
+                            "to NAME.pixel.geojson")
+        pixel_path = pixel_geojson_path(options.output)
+        pixel_path.write_text(json.dumps(pixel_hits, indent=2))
+        print(f"rclip-hf search: {len(pixel_hits['features'])} hit(s) on scenes without a CRS written to "
+              f"{pixel_path} (pixel coordinates)", file=sys.stderr)
     with _output(options.output):
         if options.format == "geojson":
             print(json.dumps(hits_geojson(all_hits), indent=2))
@@ -447,11 +484,13 @@ def _output(path: str | None) -> Iterator[None]:
 def run_count(argv: list[str]) -> int:
     """`rclip-hf count`: predicted count and the probability of each count, per image."""
     from .inference.count import count
+    from .inference.windows import parse_bands
 
     options = _parse(CountOptions, "count", argv)
+    bands = parse_bands(options.bands)
     images = _expand_images(options.image)
     model, processor = _load(options)
-    results = [count(image, options.object, model=model, processor=processor, style=options.style)
+    results = [count(image, options.object, model=model, processor=processor, style=options.style, bands=bands)
                for image in images]
     rows = [{"image": str(image), "count": number, "probability": probability, "predicted": number == result.count,
              "caption": caption}
@@ -470,11 +509,10 @@ def run_heatmap(argv: list[str]) -> int:
 
     from .arguments import DataclassArgumentParser
     from .inference.heatmap import heatmap, heatmap_from_index
+    from .inference.windows import WindowGeometry, parse_bands
 
     parser = DataclassArgumentParser(HeatmapOptions, prog="rclip-hf heatmap", description=COMMANDS["heatmap"].help)
-    options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    if any(word.startswith("-") for word in rest):
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    options, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)  # rest: queries
     options = _checked(options)
     queries = [*(options.queries or []), *rest]
     if not queries:
@@ -483,6 +521,11 @@ def run_heatmap(argv: list[str]) -> int:
         raise ValueError("give either --image SCENE, or --index INDEX --scene SCENE (a scene indexed with --window)")
     if options.image is not None and not Path(options.image).is_file():
         raise FileNotFoundError(f"image file not found: {options.image}")
+    if options.index is not None and options.bands is not None:
+        raise UserError(f"--bands {options.bands}", "a map from --index uses the bands its windows were indexed with",
+                        "leave --bands out")
+    bands = parse_bands(options.bands)
+    WindowGeometry(options.window, options.stride, options.window_metres, options.stride_metres)  # checked first
     model, processor = _load(options)
     if options.index is not None:
         result = heatmap_from_index(options.index, options.scene, queries, model=model, processor=processor,
@@ -490,7 +533,9 @@ def run_heatmap(argv: list[str]) -> int:
     else:
         result = heatmap(options.image, queries, model=model, processor=processor, grid=options.grid,
                          window=options.window, overlap=options.overlap, batch_size=options.batch_size,
-                         overlay_size=options.overlay_size, output_dir=options.output_dir)
+                         overlay_size=options.overlay_size, output_dir=options.output_dir, bands=bands,
+                         stride=options.stride, window_metres=options.window_metres,
+                         stride_metres=options.stride_metres)
     rows = []
     for query, scores in zip(result.queries, result.scores):
         row, col = divmod(int(np.nanargmax(scores)), scores.shape[1])  # windows not indexed (nodata) are NaN
@@ -556,8 +601,9 @@ def main(argv: list[str]) -> int:
         return 0 if argv else EXIT_BAD_INPUT
     name, rest = argv[0], argv[1:]
     if name not in commands:
-        print(f"rclip-hf: error: unknown command {name!r}\n\n{_usage(commands)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        close = difflib.get_close_matches(name, list(commands), n=1)
+        suggestion = f"did you mean {close[0]}? " if close else ""
+        raise UserError(f"unknown command {name!r} ({suggestion}commands: {', '.join(commands)})")
     from PIL import Image
 
     pixel_limit = Image.MAX_IMAGE_PIXELS  # --max-pixels changes it for one command

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 
 from .arguments import ArgumentParser
 from .configuration_remoteclip import PRESETS, RemoteCLIPConfig
-from .errors import entry_point
+from .errors import UserError, entry_point
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPProcessor, build_processor
 from .staging import check_output_free, staged_folder, state_dict_bytes
@@ -97,8 +97,10 @@ _IGNORED_KEYS = re.compile(r"^(attn_mask|visual\.attn_mask)$")
 _IN_PROJ = re.compile(r"^(?P<prefix>(?:visual\.)?transformer\.resblocks\.\d+)\.attn\.in_proj_(?P<kind>weight|bias)$")
 
 
-class ConversionError(ValueError):
-    """The checkpoint cannot be converted to the requested architecture; the message says why."""
+class ConversionError(UserError, ValueError):
+    """The checkpoint cannot be converted to the requested architecture; the message says why (and may list keys)."""
+
+    listing = True
 
 
 def load_open_clip_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
@@ -392,8 +394,8 @@ def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, pu
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line arguments of `python -m rclip_hf.convert`."""
-    parser = ArgumentParser(prog="python -m rclip_hf.convert", description=__doc__,
+    """Command-line arguments of `rclip-hf convert` (also `python -m rclip_hf.convert`)."""
+    parser = ArgumentParser(prog="rclip-hf convert", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="open_clip .pt/.bin/.safetensors file or folder, Hub file 'owner/repo/file.pt', or "
@@ -411,15 +413,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (0 on success, 2 with a message on a bad checkpoint)."""
+    """Entry point; returns the process exit code (0 on success; a bad checkpoint is one `error:` line and 2)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        _, verification = convert_checkpoint(args.checkpoint, args.arch, args.output, push_to_hub=args.push_to_hub,
-                                             verify=args.verify, overwrite=args.overwrite)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    _, verification = convert_checkpoint(args.checkpoint, args.arch, args.output, push_to_hub=args.push_to_hub,
+                                         verify=args.verify, overwrite=args.overwrite)
     checked = ("not compared with open_clip" if verification is None else
                f"equal to open_clip within {verification.max_abs:.2g} max-abs (image embeddings "
                f"{verification.image_embeds:.2g}, text embeddings {verification.text_embeds:.2g}, logits "

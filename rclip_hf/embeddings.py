@@ -6,17 +6,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ._compat import projected_features
 from .images import as_rgb_image
 from .loading import model_fingerprint
+from .progress import progress_bar
 
 #: How many (model, labels, templates) class-embedding matrices `class_embeddings` keeps in memory.
 CLASS_EMBEDDING_CACHE_SIZE = 32
@@ -47,7 +47,7 @@ def _encode(model, batches: Iterable[dict], encode_fn, device, dtype, total, des
     """Run ``encode_fn(model, **batch)`` over processed batches; return the L2-normalised float32 rows on CPU."""
     outputs = []
     with torch.inference_mode(), _autocast(device, dtype):
-        for inputs in tqdm(batches, total=total, desc=desc, disable=not show_progress, unit="batch"):
+        for inputs in progress_bar(batches, total=total, desc=desc, disable=not show_progress, unit="batch"):
             inputs = {key: value.to(device) for key, value in inputs.items()}
             outputs.append(F.normalize(projected_features(encode_fn(model, **inputs)).float(), dim=-1).cpu())
     if not outputs:
@@ -70,13 +70,15 @@ def encode_images(
 
     Images are converted to RGB by the rule of `rclip_hf.images` (16-bit and float ones stretched) and processed
     with ``processor(images=..., return_tensors="pt")``; ``dtype`` (e.g. ``torch.bfloat16``) enables autocast;
-    ``num_images`` only sizes the progress bar.
+    ``num_images`` only sizes the progress bar (default: ``len(images)`` when ``images`` has a length).
     """
     device = torch.device(device) if device is not None else model_device(model)
     batches = (
         processor(images=[as_rgb_image(image) for image in batch], return_tensors="pt")
         for batch in batched(images, batch_size)
     )
+    if num_images is None and isinstance(images, Sized):
+        num_images = len(images)
     total = None if num_images is None else -(-num_images // batch_size)
 
     def encode_fn(module, pixel_values, **_):

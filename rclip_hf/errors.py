@@ -27,7 +27,11 @@ _debug = contextvars.ContextVar("rclip_hf_debug", default=False)
 
 
 class UserError(Exception):
-    """Bad input the user can fix: `UserError(where, what, fix)` reads `where: what (fix)`; one string works too."""
+    """Bad input the user can fix: `UserError(where, what, fix)` reads `where: what (fix)`; one string works too.
+    A subclass whose first line is followed by a listing the user needs (e.g. mismatched keys) sets `listing`."""
+
+    #: Print the lines after the first too (indented details), not the first line alone.
+    listing = False
 
     def __init__(self, where: str, what: str | None = None, fix: str | None = None):
         message = where if what is None else f"{where}: {what}" + (f" ({fix})" if fix else "")
@@ -62,7 +66,10 @@ def is_user_error(error: BaseException) -> bool:
 
 
 def user_message(error: BaseException) -> str:
-    """The one line printed for a bad-input `error`, without the `error: ` prefix."""
+    """The one line printed for a bad-input `error`, without the `error: ` prefix (a `UserError` with `listing`:
+    that line and the listing under it)."""
+    if isinstance(error, UserError) and error.listing:
+        return str(error).strip()
     if isinstance(error, KeyError) and error.args:
         return str(error.args[0])
     if isinstance(error, OSError) and error.strerror:

@@ -73,19 +73,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; 0 on success, 2 with a message when the folder cannot be exported."""
+    """Entry point; 0 on success; a folder that cannot be exported is one `error:` line and 2."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from .hub import PublishError, check_write_access, publish
+    from .hub import check_write_access, publish
 
-    try:
-        api = check_write_access(args.push_to_hub, "--push-to-hub") if args.push_to_hub else None
-        files = export_open_clip(args.model_dir, args.output)
-        if args.push_to_hub:
-            publish(args.output, args.push_to_hub, api=api, flag="--push-to-hub")
-    except (ConversionError, PublishError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    api = check_write_access(args.push_to_hub, "--push-to-hub") if args.push_to_hub else None
+    files = export_open_clip(args.model_dir, args.output)
+    if args.push_to_hub:
+        publish(args.output, args.push_to_hub, api=api, flag="--push-to-hub")
     print(f"wrote {', '.join(str(path) for path in files)}: open_clip.create_model_and_transforms"
           f"(\"local-dir:{args.output}\")")
     return 0

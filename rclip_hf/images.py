@@ -4,21 +4,24 @@ The one conversion rule of the package: the training corpus (`dataset_builders`)
 read images through this module, so one file gives the same pixels everywhere. For anything that is not already
 8-bit RGB it follows the display conventions of rasterio, QGIS and torchgeo's plots:
 
-- **Bands.** A raster whose colour interpretation names red, green and blue bands uses those; otherwise a raster
-  with three or more bands uses bands 1, 2, 3 in file order (alpha bands are never used as colour). One band,
-  or two (grey + alpha or grey + an extra band), gives a grey image: band 1 copied to R, G and B.
-- **Values.** 8-bit bands are used as they are. Any other type (16-bit, 32-bit, float) is stretched linearly
-  *per band* from its 2nd to its 98th percentile onto 0..255, rounded to the nearest integer and clipped (each
-  band of a multispectral sensor has its own gain, so one range for all bands would tint the image). Nodata
-  (a pixel whose selected bands all equal the raster's nodata value) and non-finite values are left out of the
-  percentiles and become 0. A constant band becomes 0. A window of a large raster uses the percentiles of the
-  whole scene (estimated on a decimated read of at most 1024 px on the longer side), so all windows share one
-  mapping and a window equals the same crop of the whole image.
+- **Bands.** A raster whose colour interpretation names red, green and blue bands uses those; else one whose band
+  descriptions name them (`COLOUR_DESCRIPTIONS`: "red", "B04", ...); otherwise a raster with three or more bands
+  uses bands 1, 2, 3 in file order (alpha bands are never used as colour). One band, or two (grey + alpha or grey
+  + an extra band), gives a grey image: band 1 copied to R, G and B. Explicit `bands` (`--bands`) apply to a
+  (Geo)TIFF that has them all; any other file is read by the default, with a one-line note (`colour_bands`).
+- **Values.** 8-bit bands are used as they are. Any other type (16-bit, 32-bit, float) is stretched linearly *per
+  band* from its 2nd to its 98th percentile onto 0..255, rounded to the nearest integer and clipped (each band of a
+  multispectral sensor has its own gain, so one range for all bands would tint the image). Nodata (GDAL's dataset
+  mask: the nodata value, an alpha band or a mask band, for every data type; `RasterBands`) and non-finite values are
+  left out of the percentiles and become 0 (8-bit pixels are kept as stored). A constant band becomes 0. A window of a
+  large raster uses the percentiles of the whole scene (estimated on a decimated read of at most 1024 px on the longer
+  side), so all windows share one mapping and a window equals the same crop of the whole image.
 - **Alpha** is dropped without compositing, as open_clip's `_convert_to_rgb` (`Image.convert("RGB")`) drops it.
   Palette, CMYK, YCbCr, 1-bit and grey images go through `Image.convert("RGB")`.
 - **Readers.** `.tif`/`.tiff` files are read with rasterio (window by window, with georeference) when it is
   installed (`pip install rclip-hf[geo]`), everything else with Pillow. Search and heat maps read scenes of any
-  format by rows of windows through `inference/windows.py`'s `Scene`, which applies this same rule (tested equal).
+  format by rows of windows through `inference/windows.py`'s `Scene`. Both read rasterio datasets through the one
+  `RasterBands` (bands, nodata, stretch), so a window equals the same crop of the whole image (tested).
 - **Huge scenes.** One pixel limit for every reader, Pillow's `PIL.Image.MAX_IMAGE_PIXELS` (default 89,478,485;
   the CLI's `--max-pixels` sets it): an image over it is refused with `ImageTooLargeError`, naming its size, the
   limit and `--max-pixels`, unless it is opened for windows (`RasterSource(path, windowed=True)`, as the dataset
@@ -30,9 +33,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +55,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 STRETCH_PERCENTILES = (2.0, 98.0)
 #: Longest side of the decimated read used to estimate a whole scene's stretch.
 STRETCH_SAMPLE_SIZE = 1024
+#: Words of band descriptions read as colours (a description's words, lower case): names and the band names of
+#: Sentinel-2 and Landsat 8/9 (B02/B2 blue, B03/B3 green, B04/B4 red).
+COLOUR_DESCRIPTIONS = {"red": ("red", "b04", "b4"), "green": ("green", "b03", "b3"), "blue": ("blue", "b02", "b2")}
 #: Pillow modes converted with `Image.convert("RGB")`; other non-RGB modes (16/32-bit, float) are stretched.
 _PIL_CONVERTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
 #: Pillow's errors for a file that is not a readable image (UnidentifiedImageError is an OSError).
@@ -142,13 +149,86 @@ def to_rgb(bands: np.ndarray, limits: np.ndarray | None = None, valid: np.ndarra
     return Image.fromarray(np.ascontiguousarray(out.transpose(1, 2, 0)), mode="RGB")
 
 
-def select_bands(colorinterp: tuple[Any, ...], count: int) -> list[int]:
-    """1-based band numbers used as colour: red/green/blue by colour interpretation, else the first 3 (or 1)."""
+def select_bands(colorinterp: tuple[Any, ...], count: int, descriptions: Sequence[str | None] = ()) -> list[int]:
+    """1-based band numbers used as colour: red/green/blue by colour interpretation, else by band description
+    (`COLOUR_DESCRIPTIONS`: "red", "B04", ...), else the first 3 non-alpha bands (or the first)."""
     names = [getattr(interp, "name", str(interp)) for interp in colorinterp]
     if all(colour in names for colour in ("red", "green", "blue")):
         return [names.index(colour) + 1 for colour in ("red", "green", "blue")]
-    colour_bands = [index + 1 for index, name in enumerate(names) if name != "alpha"]
-    return colour_bands[:3] if len(colour_bands) >= 3 else colour_bands[:1] or [1]
+    described = [[index + 1 for index, text in enumerate(descriptions)
+                  if set(re.split(r"[^a-z0-9]+", (text or "").lower())) & set(COLOUR_DESCRIPTIONS[colour])]
+                 for colour in ("red", "green", "blue")]
+    if all(len(matches) == 1 for matches in described) and len({matches[0] for matches in described}) == 3:
+        return [matches[0] for matches in described]
+    not_alpha = [index + 1 for index, name in enumerate(names) if name != "alpha"]
+    return not_alpha[:3] if len(not_alpha) >= 3 else not_alpha[:1] or [1]
+
+
+def colour_bands(dataset: Any, path: str | Path, bands: Sequence[int] | None = None) -> list[int]:
+    """The bands of an open rasterio `dataset` read as colour: `bands` (1-based, one or three) for a (Geo)TIFF that
+    has them all, else `select_bands`' default; `bands` that do not apply are noted in one line (`note_bands`)."""
+    default = select_bands(dataset.colorinterp, dataset.count, dataset.descriptions)
+    if not bands:
+        return default
+    if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        note_bands(path, bands, "--bands applies to (Geo)TIFF rasters", default)
+        return default
+    if max(bands) > dataset.count:
+        note_bands(path, bands, f"it has {dataset.count} band(s)", default)
+        return default
+    return list(bands)
+
+
+def note_bands(path: str | Path, bands: Sequence[int], reason: str, used: Sequence[int] | None = None) -> None:
+    """Log the one line saying that `bands` were not applied to the image at `path`, why, and what was read."""
+    read_as = f"bands {','.join(map(str, used))}" if used else "its colours"
+    logger.warning("%s: --bands %s not applied (%s); read as %s by the image rule", path, ",".join(map(str, bands)),
+                   reason, read_as)
+
+
+class RasterBands:
+    """The colour bands of an open rasterio dataset read by the image rule: the package's one raster reader, used
+    for whole images (`RasterSource`) and for windows of scenes (`inference/windows.py`'s `Scene`).
+
+    The one nodata rule: a pixel is nodata where GDAL's dataset mask says so (the nodata value, an alpha band or a
+    mask band), for every data type. Nodata is left out of the stretch's percentiles, makes a window "mostly
+    nodata" (skipped by scene readers), and becomes 0 in data that is stretched; 8-bit pixels are used as stored
+    (as Pillow reads them). `has_mask` is False when every pixel is valid.
+    """
+
+    def __init__(self, dataset: Any, path: str | Path, bands: Sequence[int] | None = None):
+        self.dataset, self.path = dataset, Path(path)
+        self.bands = colour_bands(dataset, path, bands)
+        self.eight_bit = dataset.dtypes[self.bands[0] - 1] == "uint8"
+        flags = {flag.name for band_flags in dataset.mask_flag_enums for flag in band_flags}
+        self.has_mask = bool(flags & {"alpha", "per_dataset", "nodata"})
+        self.limits: np.ndarray | None = None
+        if not self.eight_bit:
+            scale = max(1, -(-max(dataset.width, dataset.height) // STRETCH_SAMPLE_SIZE))
+            shape = (len(self.bands), max(1, dataset.height // scale), max(1, dataset.width // scale))
+            self.limits = stretch_limits(self.read(None, shape), self.valid(None, shape[1:]))
+
+    def read(self, window: Any = None, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+        """(bands, h, w) values of the selected bands in a rasterio `window` (None: all), resampled to `out_shape`."""
+        try:
+            return self.dataset.read(self.bands, window=window, out_shape=out_shape)
+        except _rasterio().errors.RasterioError as error:
+            raise ImageReadError(f"{self.path}: cannot read image (window {window}): {error}") from None
+
+    def valid(self, window: Any = None, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Bool (h, w): the pixels that are not nodata; None when the raster has no nodata."""
+        if not self.has_mask:
+            return None
+        return self.dataset.dataset_mask(window=window, out_shape=shape) > 0
+
+    def to_rgb(self, bands: np.ndarray, valid: np.ndarray | None) -> Image.Image:
+        """Values read by `read` (palette bands already expanded) and their `valid` mask -> 8-bit RGB."""
+        return to_rgb(bands, self.limits, None if self.eight_bit else valid)
+
+    def read_rgb(self, window: Any = None, out_shape: tuple[int, int, int] | None = None) -> Image.Image:
+        """`read` as 8-bit RGB (the mask is read only for data that is stretched)."""
+        valid = None if self.eight_bit else self.valid(window, None if out_shape is None else out_shape[1:])
+        return self.to_rgb(self.read(window, out_shape), valid)
 
 
 class RasterSource:
@@ -159,9 +239,10 @@ class RasterSource:
     else the layout converted by the module's rule, e.g. "RGBA", "I;16", "5-band uint16").
     """
 
-    def __init__(self, path: str | Path | Image.Image, windowed: bool = False):
+    def __init__(self, path: str | Path | Image.Image, windowed: bool = False, bands: Sequence[int] | None = None):
         self.windowed = windowed
         self._dataset = None
+        self._raster: RasterBands | None = None
         self._image: Image.Image | None = None
         self.georeference: Georeference | None = None
         if isinstance(path, Image.Image):
@@ -174,8 +255,10 @@ class RasterSource:
         if not self.path.is_file():
             raise FileNotFoundError(f"image file not found: {self.path}")
         if self.path.suffix.lower() in TIFF_SUFFIXES and _rasterio() is not None:
-            self._open_rasterio()
+            self._open_rasterio(bands)
         else:
+            if bands:
+                note_bands(self.path, bands, "--bands applies to (Geo)TIFF rasters")
             self._open_pil()
 
     def _open_pil(self) -> None:
@@ -195,7 +278,7 @@ class RasterSource:
             raise ImageReadError(f"{self.path}: cannot read image: {error}{hint}") from None
         self.width, self.height = self._image.size
 
-    def _open_rasterio(self) -> None:
+    def _open_rasterio(self, bands: Sequence[int] | None) -> None:
         rasterio = _rasterio()
         try:
             with warnings.catch_warnings():  # a plain (non-geo) TIFF is fine: georeference stays None
@@ -205,37 +288,19 @@ class RasterSource:
             raise ImageReadError(f"{self.path}: cannot read image: {error}") from None
         dataset = self._dataset
         self.width, self.height = dataset.width, dataset.height
-        if not self.windowed:
-            try:
+        try:
+            if not self.windowed:
                 check_pixels(self.path, self.width, self.height, Image.MAX_IMAGE_PIXELS)
-            except ImageTooLargeError:
-                dataset.close()
-                raise
+            self._raster = RasterBands(dataset, self.path, bands)
+        except BaseException:
+            dataset.close()
+            raise
         self.format = "TIFF"
-        self._bands = select_bands(dataset.colorinterp, dataset.count)
-        dtype = dataset.dtypes[self._bands[0] - 1]
-        rgb_as_stored = dtype == "uint8" and len(self._bands) == 3 and dataset.count == 3
+        dtype = dataset.dtypes[self._raster.bands[0] - 1]
+        rgb_as_stored = dtype == "uint8" and len(self._raster.bands) == 3 and dataset.count == 3
         self.converted_from = "" if rgb_as_stored else f"{dataset.count}-band {dtype}"
-        self._limits = None
-        if dtype != "uint8":
-            scale = max(1, -(-max(self.width, self.height) // STRETCH_SAMPLE_SIZE))
-            out_shape = (len(self._bands), max(1, self.height // scale), max(1, self.width // scale))
-            sample = self._read_bands(None, out_shape)
-            self._limits = stretch_limits(sample, self._valid(sample))
         if dataset.crs is not None and not dataset.transform.is_identity:
             self.georeference = Georeference(crs=dataset.crs, transform=dataset.transform)
-
-    def _read_bands(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
-        try:
-            return self._dataset.read(self._bands, window=window, out_shape=out_shape)
-        except _rasterio().errors.RasterioError as error:
-            raise ImageReadError(f"{self.path}: cannot read image (window {window}): {error}") from None
-
-    def _valid(self, bands: np.ndarray) -> np.ndarray | None:
-        nodata = self._dataset.nodata
-        if nodata is None or self._dataset.dtypes[self._bands[0] - 1] == "uint8":
-            return None
-        return ~np.all(bands == nodata, axis=0)
 
     def read(self, left: int = 0, top: int = 0, width: int | None = None, height: int | None = None) -> Image.Image:
         """The window of `width` x `height` pixels at (`left`, `top`) (default: the whole image) as RGB."""
@@ -249,8 +314,7 @@ class RasterSource:
                 return self._image
             return self._image.crop((left, top, left + width, top + height))
         window = _rasterio().windows.Window(left, top, width, height)
-        bands = self._read_bands(window)
-        return to_rgb(bands, self._limits, self._valid(bands))
+        return self._raster.read_rgb(window)
 
     def overview(self, max_side: int) -> Image.Image:
         """The whole image resized so that its longer side is at most `max_side` (decimated read for rasters)."""
@@ -258,8 +322,7 @@ class RasterSource:
         size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
         if self._image is not None:
             return self._image.resize(size, Image.Resampling.BILINEAR) if scale < 1 else self._image.copy()
-        bands = self._read_bands(None, (len(self._bands), size[1], size[0]))
-        return to_rgb(bands, self._limits, self._valid(bands))
+        return self._raster.read_rgb(None, (len(self._raster.bands), size[1], size[0]))
 
     def close(self) -> None:
         """Release the file handle."""
@@ -273,16 +336,18 @@ class RasterSource:
         self.close()
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """The whole image file at `path` as 8-bit RGB (see the module docstring for the conversion rule)."""
-    with RasterSource(path) as source:
+def load_image(path: str | Path, bands: Sequence[int] | None = None) -> Image.Image:
+    """The whole image file at `path` as 8-bit RGB (see the module docstring for the conversion rule); `bands`
+    (1-based, one or three) picks a (Geo)TIFF's bands instead of its colour interpretation."""
+    with RasterSource(path, bands=bands) as source:
         return source.read()
 
 
-def as_rgb_image(image: Image.Image | str | Path) -> Image.Image:
-    """A PIL image converted to RGB by the module's rule, or the image file at a path read as RGB."""
+def as_rgb_image(image: Image.Image | str | Path, bands: Sequence[int] | None = None) -> Image.Image:
+    """A PIL image converted to RGB by the module's rule, or the image file at a path read as RGB (`bands`: as
+    `load_image`'s)."""
     if isinstance(image, (str, Path)):
-        return load_image(image)
+        return load_image(image, bands)
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
     raise TypeError(f"expected a PIL image or a path, got {type(image).__name__}")
@@ -352,6 +417,7 @@ def _rasterio() -> Any:
     return rasterio
 
 
-__all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError", "ImageTooLargeError", "RasterSource",
-           "as_rgb_image", "check_pixels", "dataset_image_size", "decode_dataset_image", "image_files", "image_size",
-           "load_image", "pixel_limit", "select_bands", "stretch_limits", "to_rgb"]
+__all__ = ["COLOUR_DESCRIPTIONS", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference", "ImageReadError",
+           "ImageTooLargeError", "RasterBands", "RasterSource", "as_rgb_image", "check_pixels", "colour_bands",
+           "dataset_image_size", "decode_dataset_image", "image_files", "image_size", "load_image", "note_bands", "pixel_limit",
+           "select_bands", "stretch_limits", "to_rgb"]

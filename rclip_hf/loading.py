@@ -23,7 +23,8 @@ from .processing_remoteclip import RemoteCLIPProcessor
 
 #: `model_type`s accepted by the inference API: RemoteCLIP and plain transformers CLIP.
 SUPPORTED_MODEL_TYPES = (RemoteCLIPConfig.model_type, CLIPConfig.model_type)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: A Hub repo id, owner/name.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Weight files transformers reads from a folder, in the order it prefers them.
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 # Config keys that change with the saving environment, not with the model.
@@ -92,7 +93,7 @@ def checked_model_source(name_or_path: str | Path) -> str:
             raise NotACLIPModelError(f"{path / 'config.json'}", f"not a JSON object ({error})",
                                      "re-save or re-convert the model") from None
         _check_model_type(config_model_type, name)
-    elif not _HUB_ID.match(name):
+    elif not HUB_ID.match(name):
         raise FileNotFoundError(f"model folder not found: {name}")
     try:
         config = AutoConfig.from_pretrained(name)

@@ -10,7 +10,15 @@ import pytest
 import torch
 
 import rclip_hf
-from rclip_hf.evaluation.runner import EvalArguments, load_model, main, markdown_report, run_evaluation
+from rclip_hf.errors import UserError
+from rclip_hf.evaluation.runner import (
+    BenchmarkRunner,
+    EvalArguments,
+    load_model,
+    main,
+    markdown_report,
+    run_evaluation,
+)
 
 IMAGES_PER_CLASS = 4
 
@@ -297,3 +305,46 @@ def test_runner_reports_validation_split_and_split_definition(
     assert entry["validation"]["num_samples"] == halves["train"].num_rows == 10
     assert set(entry["validation"]["metrics"]) == {"top1", "top5", "mean_per_class_recall"}
     assert entry["linear_probe"]["search_split"] == "validation" and len(entry["linear_probe"]["search"]) == 5
+
+
+def _cache_as_hub_dataset(folder: Path, repo_id: str) -> None:
+    """Put the dataset of `folder` in the datasets cache as `load_dataset(repo_id)` leaves it after a download
+    (OWNER___NAME/default/0.0.0/HASH, prepared by the same Parquet builder), so that it loads offline."""
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    owner, name = repo_id.split("/")
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    data_files = {path.name.split("-")[0]: str(path) for path in folder.glob("*.parquet")}
+    Parquet(cache_dir=str(cache), dataset_name=name, config_id="default", data_files=data_files,
+            hash="0000offline").download_and_prepare()  # a builder given repo_id insists on hf:// data files
+    (cache / name).rename(cache / f"{owner}___{name}")
+
+
+def test_hub_dataset_ids_load_from_the_offline_cache(data_dir: Path, tiny_model_dir: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    for name in ("ucm", "remotecount"):
+        _cache_as_hub_dataset(data_dir / name, f"offline-owner/rs-{name}")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    common = {"model": str(tiny_model_dir), "benchmarks": "ucm,remotecount", "show_progress": False}
+    from_hub = run_evaluation(EvalArguments(data_dir="offline-owner/rs-{name}", output=str(tmp_path / "hub.json"),
+                                            **common))
+    from_folders = run_evaluation(EvalArguments(data_dir=str(data_dir), output=str(tmp_path / "dir.json"), **common))
+    for name in ("ucm", "remotecount"):
+        assert from_hub["benchmarks"][name]["metrics"] == from_folders["benchmarks"][name]["metrics"]
+    with pytest.raises(UserError, match=r"--data-dir offline-owner/rs-ucm: 2 benchmarks need one Hub dataset each"):
+        run_evaluation(EvalArguments(data_dir="offline-owner/rs-ucm", **common))
+    with pytest.raises(UserError, match=r"--data-dir offline-owner/rs-eurosat: no such local folder, and not "
+                                        r"loadable as a Hub dataset id"):
+        run_evaluation(EvalArguments(**{**common, "benchmarks": "eurosat"}, data_dir="offline-owner/rs-{name}"))
+
+
+def test_a_streaming_dataset_is_refused_in_one_line(data_dir: Path, tiny_model_dir: Path) -> None:
+    args = EvalArguments(model=str(tiny_model_dir), benchmarks="ucm", data_dir=str(data_dir))
+    model, processor, _ = load_model(str(tiny_model_dir), "cpu")
+    streamed = datasets.load_dataset(str(data_dir / "ucm"), streaming=True)
+    with pytest.raises(UserError, match=r"benchmark 'ucm': a streaming \(iterable\) dataset cannot be evaluated"):
+        BenchmarkRunner(model, processor, args, "cpu").run("ucm", streamed)

@@ -93,3 +93,21 @@ def test_bad_queries(tiny_model, shared_data: Path) -> None:
         heatmap(shared_data / "neon_trees" / "OSBS_029.png", [], model=model, processor=processor)
     with pytest.raises(FileNotFoundError, match="image file not found"):
         heatmap(shared_data / "missing.png", QUERIES, model=model, processor=processor)
+
+
+def test_score_map_geotiff_is_a_valid_cog_with_overviews_and_nodata(tiny_model, shared_data: Path, tmp_path: Path):
+    from rio_cogeo.cogeo import cog_validate
+
+    model, processor = tiny_model
+    scene = shutil.copy(shared_data / "neon_trees" / "OSBS_029.tif", tmp_path / "scene.tif")
+    result = heatmap(scene, QUERIES[:1], model=model, processor=processor, window=200, overlay_size=600,
+                     output_dir=tmp_path / "maps")
+    path = result.files["geotiff:many airplanes"]
+    valid, errors, warnings = cog_validate(path, strict=True)
+    assert valid and errors == [] and warnings == []
+    with rasterio.open(path) as scores:
+        assert scores.profile["tiled"] and scores.block_shapes == [(256, 256)]
+        assert scores.compression == rasterio.enums.Compression.deflate
+        assert (scores.width, scores.overviews(1)) == (400, [2]) and np.isnan(scores.nodata)  # down to one tile
+        assert scores.descriptions == ("cosine similarity (mean of covering windows)",)
+        np.testing.assert_allclose(scores.read(1), result.maps[0])

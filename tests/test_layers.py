@@ -1,11 +1,36 @@
-"""The layers of docs/architecture.md, checked on the source: imports only run downwards."""
+"""The layers of docs/architecture.md, checked on the source: imports only run downwards, and never in a circle.
+
+Every top-level package is covered: `rclip_hf` (the library, in its own layers), `dataset_builders`, `model_cards`
+and `training_scripts` (which may import `rclip_hf`, never the reverse), and `metrics` (Spaces that import no
+project code). Lazy imports inside functions count as much as those at the top of a file.
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("rclip_hf", "dataset_builders", "model_cards", "training_scripts", "metrics")
+#: What each top-level package must not import (demo and benchmarks are scripts: nothing imports them).
+FORBIDDEN = {
+    "rclip_hf": ("dataset_builders", "training_scripts", "model_cards", "metrics", "demo", "benchmarks"),
+    "dataset_builders": ("training_scripts", "model_cards", "metrics", "demo", "benchmarks"),
+    "model_cards": ("dataset_builders", "training_scripts", "metrics", "demo", "benchmarks"),
+    "training_scripts": ("dataset_builders", "metrics", "demo", "benchmarks"),
+    "metrics": ("rclip_hf", "dataset_builders", "model_cards", "training_scripts", "demo", "benchmarks"),
+}
+#: Known back-arrows and circles that other work removes (issue 28, item 9); each fails today, named here.
+KNOWN_BACK_ARROWS = {"rclip_hf/hub.py imports model_cards"}
+KNOWN_CIRCLES = {frozenset({"rclip_hf/inference/search.py", "rclip_hf/inference/scenes.py"}),
+                 frozenset({"rclip_hf", "model_cards"})}
+
+
+def _sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
 
 
 def _imported(path: Path) -> set[str]:
@@ -23,13 +48,97 @@ def _imported(path: Path) -> set[str]:
     return names
 
 
+def _module_file(name: str, near: Path, exact: bool = False) -> Path | None:
+    """The project file of module `name`, or (unless `exact`) of its longest prefix that is one; a name that does
+    not resolve from the root is tried from `near`'s folder, as a script run from there sees it (`training.loop`)."""
+    for base in (ROOT, near.parent):
+        parts = name.split(".")
+        while parts:
+            stem = base.joinpath(*parts)
+            for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
+                if candidate.is_file():
+                    return candidate if candidate != near else None
+            if exact:
+                break
+            parts.pop()
+    return None
+
+
+def _imported_files(path: Path) -> set[Path]:
+    """The project files `path` imports: for `from a import b`, a/b.py when b is a module, else a's file."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    files = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            files.update(_module_file(alias.name, path) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            for alias in node.names:
+                files.add(_module_file(f"{module}.{alias.name}", path, exact=True) or _module_file(module, path))
+    return files - {None}
+
+
+def _edges() -> Iterator[tuple[Path, Path]]:
+    """(importer, imported) for every import between two project files."""
+    for package in PACKAGES:
+        for path in _sources(package):
+            for target in _imported_files(path):
+                yield path, target
+
+
+def _circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one node (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for successor in graph.get(node, ()):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
 def _offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(f"{path.relative_to(ROOT)} imports {name}" for path in (ROOT / folder).rglob("*.py")
-                  for name in _imported(path) if name.startswith(forbidden))
+    """"FILE imports PREFIX" for each file under `folder` importing a module of a `forbidden` prefix."""
+    return sorted({f"{path.relative_to(ROOT)} imports {prefix}" for path in _sources(folder)
+                   for name in _imported(path) for prefix in forbidden
+                   if name == prefix or name.startswith(f"{prefix}.")})
 
 
-def test_rclip_hf_never_imports_builders_or_scripts() -> None:
-    assert _offenders("rclip_hf", ("dataset_builders", "training_scripts", "demo")) == []
+def _strict_unless_known(found: set, known: set, what: str) -> None:
+    """`found` must be empty; while it holds only known items the test is an xfail that names them."""
+    shown = sorted(" <-> ".join(sorted(item)) if isinstance(item, frozenset) else item for item in found - known)
+    assert not shown, f"{what}: {shown}"
+    if found:
+        known_found = sorted(" <-> ".join(sorted(item)) if isinstance(item, frozenset) else item for item in found)
+        pytest.xfail(f"known {what}, removed by other work on issue 28: {known_found}")
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_top_level_packages_import_only_what_they_may(package: str) -> None:
+    found = set(_offenders(package, FORBIDDEN[package]))
+    _strict_unless_known(found, KNOWN_BACK_ARROWS, "back-arrows")
 
 
 def test_inference_and_evaluation_are_siblings() -> None:
@@ -40,7 +149,30 @@ def test_inference_and_evaluation_are_siblings() -> None:
 def test_ground_floor_imports_nothing_above_it() -> None:
     above = ("rclip_hf.evaluation", "rclip_hf.inference", "rclip_hf.cli", "rclip_hf.embeddings", "rclip_hf.loading",
              "rclip_hf.modeling_remoteclip")
-    for name in ("images", "benchmarks", "prompts", "topk", "arguments", "_compat"):
-        offenders = [f"{name}.py imports {module}" for module in _imported(ROOT / "rclip_hf" / f"{name}.py")
-                     if module.startswith(above)]
-        assert offenders == [], offenders
+    for name in ("images", "benchmarks", "prompts", "topk", "arguments", "_compat", "progress", "precision"):
+        path = ROOT / "rclip_hf" / f"{name}.py"
+        if path.is_file():
+            offenders = [f"{name}.py imports {module}" for module in _imported(path) if module.startswith(above)]
+            assert offenders == [], offenders
+
+
+def test_no_import_circle_among_files() -> None:
+    graph: dict[str, set[str]] = {}
+    for importer, imported in _edges():
+        graph.setdefault(str(importer.relative_to(ROOT)), set()).add(str(imported.relative_to(ROOT)))
+    _strict_unless_known(set(_circles(graph)), KNOWN_CIRCLES, "import circles among files")
+
+
+def test_no_import_circle_among_packages() -> None:
+    graph: dict[str, set[str]] = {}
+    for importer, imported in _edges():
+        source, target = importer.relative_to(ROOT).parts[0], imported.relative_to(ROOT).parts[0]
+        if source != target:
+            graph.setdefault(source, set()).add(target)
+    _strict_unless_known(set(_circles(graph)), KNOWN_CIRCLES, "import circles among packages")
+
+
+def test_the_circle_finder_finds_circles_and_only_those() -> None:
+    graph = {"a.py": {"b.py"}, "b.py": {"c.py"}, "c.py": {"a.py"}, "d.py": {"a.py", "e.py"}, "e.py": {"f.py"}}
+    assert _circles(graph) == [frozenset({"a.py", "b.py", "c.py"})]
+    assert _circles({"a.py": {"b.py"}, "b.py": set()}) == []

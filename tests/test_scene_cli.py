@@ -10,8 +10,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import geopandas
 import pyarrow.parquet as pq
 import pytest
+import shapely
 import torch
 from test_scene_windows import dota_pixels, write_geotiff
 
@@ -51,25 +53,43 @@ def test_search_formats_geojson_parquet_merge_and_examples(scene_index: Path, ti
                                                             capsys) -> None:
     base = ["search", "--model", str(tiny_model_dir), "--index", str(scene_index), "--text", "many airplanes",
             "--top_k", "10"]
-    code, out, _ = _run(base + ["--format", "geojson"], capsys)
-    collection = json.loads(out)
-    assert code == 0 and collection["type"] == "FeatureCollection" and len(collection["features"]) == 10
-    first = collection["features"][0]["properties"]
-    assert first["rank"] == 1 and first["query"] == "many airplanes" and len(first["window"]) == 4
+    every = [*base[:-1], "92"]  # all 5 x 4 georeferenced and 8 x 9 pixel windows
+    code, out, err = _run(every + ["--format", "geojson"], capsys)  # pixel hits have no place in EPSG:4326 GeoJSON
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert re.fullmatch(r"error: --format geojson: 72 hit\(s\) lie on scenes without a CRS, .*NAME\.pixel\.geojson\)",
+                        err.splitlines()[-1])
+    code, out, err = _run(every + ["--format", "geojson", "--output", str(tmp_path / "all.geojson")], capsys)
+    assert code == 0 and out == "" and str(tmp_path / "all.pixel.geojson") in err
+    placed = geopandas.read_file(tmp_path / "all.geojson")  # RFC 7946: EPSG:4326, georeferenced hits only
+    assert placed.crs == "EPSG:4326" and len(placed) == 20 and set(placed["coordinates"]) == {"EPSG:4326"}
+    assert placed.geometry.is_valid.all() and placed.total_bounds[3] < 90 and placed.total_bounds[1] > -90
+    assert all(shapely.LinearRing(polygon.exterior.coords).is_ccw for polygon in placed.geometry)
+    pixels = json.loads((tmp_path / "all.pixel.geojson").read_text())["features"]
+    assert len(pixels) == 72 and {f["properties"]["scene"] for f in pixels} == {str(scene_index.parent / "scenes" / "p0706.png")}
+    assert all(shapely.LinearRing(f["geometry"]["coordinates"][0]).is_ccw for f in pixels)
+    assert sorted(placed["rank"].tolist() + [f["properties"]["rank"] for f in pixels]) == list(range(1, 93))
+
     code, out, _ = _run(base + ["--format", "geojson", "--output", str(tmp_path / "hits.geojson")], capsys)
-    assert code == 0 and out == "" and json.loads((tmp_path / "hits.geojson").read_text()) == collection
+    collection = json.loads((tmp_path / "hits.geojson").read_text())
+    placed_ranks = [feature["properties"]["rank"] for feature in collection["features"]]
+    assert code == 0 and out == "" and placed_ranks == sorted(placed_ranks) and len(placed_ranks) <= 10
+    if collection["features"]:
+        first = collection["features"][0]["properties"]
+        assert first["query"] == "many airplanes" and len(first["window"]) == 4
 
     code, _, _ = _run(base + ["--format", "parquet", "--output", str(tmp_path / "hits.parquet")], capsys)
     table = pq.read_table(tmp_path / "hits.parquet")
     assert code == 0 and table.num_rows == 10 and b"geo" in table.schema.metadata
-    assert table.column("id").to_pylist() == [f["properties"]["id"] for f in collection["features"]]
+    assert [item for item in table.column("id").to_pylist()
+            if not item.startswith(str(scene_index.parent / "scenes" / "p0706.png"))] == [
+        f["properties"]["id"] for f in collection["features"]]
 
     code, out, _ = _run(base + ["--merge", "--format", "json"], capsys)
     regions = json.loads(out)
     assert code == 0 and sum(region["merged"] for region in regions) == 10 and len(regions) < 10
     assert [region["rank"] for region in regions] == list(range(1, len(regions) + 1))
 
-    ids = [feature["properties"]["id"] for feature in collection["features"]]
+    ids = table.column("id").to_pylist()
     code, out, _ = _run(["search", "--model", str(tiny_model_dir), "--index", str(scene_index), "--positive", ids[0],
                          ids[1], "--negative", ids[-1], "--top-k", "3", "--format", "csv"], capsys)
     lines = out.splitlines()

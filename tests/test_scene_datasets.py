@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -124,16 +125,17 @@ def test_cli_index_search_geojson_merge_html_and_heatmap_of_dataset_rows(dataset
     assert json.loads(out)["scenes"] == 3 and json.loads(out)["added"] == 5 * 4 + 6 * 7 + 1
 
     search = ["search", "--model", str(tiny_model_dir), "--index", str(index), "--text", "many airplanes"]
-    code, out, _ = _run(search + ["--top_k", "63", "--format", "geojson"], capsys)
-    features = json.loads(out)["features"]
-    assert code == 0 and len(features) == 63
+    code, out, _ = _run(search + ["--top_k", "63", "--format", "geojson", "--output", str(tmp_path / "hits.geojson")],
+                        capsys)
+    features = json.loads((tmp_path / "hits.pixel.geojson").read_text())["features"]  # rows have no CRS
+    assert code == 0 and len(features) == 63 and json.loads((tmp_path / "hits.geojson").read_text())["features"] == []
     for feature in features:
         properties = feature["properties"]
         left, top, width, height = properties["window"]
         assert properties["coordinates"] == "pixel" and properties["crs"] is None
         assert properties["scene"].startswith(f"{dataset_folder}?split=train&image=image&row=")
-        assert feature["geometry"]["coordinates"] == [[[left, top], [left + width, top],
-                                                       [left + width, top + height], [left, top + height],
+        assert feature["geometry"]["coordinates"] == [[[left, top], [left + width, top],  # counter-clockwise by
+                                                       [left + width, top + height], [left, top + height],  # x, y
                                                        [left, top]]]
     small = next(f for f in features if f["properties"]["scene"].endswith("row=2"))
     assert small["properties"]["window"] == [0, 0, 200, 150]
@@ -176,7 +178,8 @@ def _row_image(folder: Path, row: int) -> Image.Image:
     return Image.open(io.BytesIO(table.column("image")[row].as_py()["bytes"])).convert("RGB")
 
 
-def test_dataset_bad_input(dataset_folder: Path, tmp_path: Path, tiny_model_dir: Path, tiny_model, capsys) -> None:
+def test_dataset_bad_input(dataset_folder: Path, tmp_path: Path, tiny_model_dir: Path, tiny_model, capsys,
+                           caplog) -> None:
     base = ["index", "--model", str(tiny_model_dir), "--source", str(dataset_folder), "--output",
             str(tmp_path / "x"), "--window", "256"]
     code, _, err = _run(base + ["--image-column", "picture"], capsys)
@@ -186,10 +189,12 @@ def test_dataset_bad_input(dataset_folder: Path, tmp_path: Path, tiny_model_dir:
     code, _, err = _run(base + ["--id-column", "name"], capsys)
     assert code == 2 and "--id-column name: windows of dataset rows are named by the row number" in err
     model, processor = tiny_model
-    report = build_scene_index([dataset_folder], tmp_path / "y", model, processor,
-                               options=WindowOptions(window=256, bands=(1, 2, 3)))
-    assert report.added == 0 and len(report.failures) == 3
-    assert "--bands: " in report.failures[0]["reason"] and "is a dataset row" in report.failures[0]["reason"]
+    with caplog.at_level(logging.WARNING, logger="rclip_hf.images"):
+        report = build_scene_index([dataset_folder], tmp_path / "y", model, processor,
+                                   options=WindowOptions(window=256, bands=(3, 2, 1)))
+    assert report.added == 3 * 3 + 4 * 4 + 1 and report.failures == []  # rows are RGB: read by the image rule
+    notes = [record.getMessage() for record in caplog.records if "--bands" in record.getMessage()]
+    assert len(notes) == 3 and all("--bands 3,2,1 not applied (a dataset row is read as RGB" in note for note in notes)
 
 
 def test_rows_gone_from_a_dataset_are_pruned(dataset_folder: Path, tmp_path: Path, tiny_model) -> None:

@@ -80,8 +80,9 @@ def test_lonlat_geometry_equals_the_geojson_corners_and_the_mercator_formula(ind
     features = {feature["properties"]["id"]: feature for feature in hits_geojson(hits)["features"]}
     placed = table[table["crs"].notna()]
     for item_id, polygon in zip(placed["id"], placed.geometry):
-        corners = np.asarray(features[item_id]["geometry"]["coordinates"][0])
-        np.testing.assert_allclose(shapely.get_coordinates(polygon), corners, atol=1e-9, rtol=0)
+        corners = np.asarray(features[item_id]["geometry"]["coordinates"][0])  # counter-clockwise (RFC 7946)
+        np.testing.assert_allclose(shapely.get_coordinates(shapely.geometry.polygon.orient(polygon, 1.0)), corners,
+                                   atol=1e-9, rtol=0)
     radius = 6378137.0  # EPSG:3857 by hand: lon = x / R, lat = atan(sinh(y / R))
     item = placed[placed["id"].str.endswith("mercator.tif#256,256,256,256")].iloc[0]
     x, y = MERCATOR[0] + 256 * 2.0, MERCATOR[1] - 256 * 2.0

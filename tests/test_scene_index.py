@@ -27,6 +27,7 @@ from rclip_hf.inference.scenes import (
     hits_geojson,
     merge_hits,
     merge_parts,
+    pixel_hits_geojson,
     write_hits_parquet,
 )
 from rclip_hf.inference.search import EmbeddingIndex, Examples, search
@@ -130,11 +131,12 @@ def test_search_text_bbox_examples_geojson_and_parquet(scenes: Path, tmp_path: P
     with pytest.raises(KeyError, match="no item with id 'nope'"):
         search(index, Examples(["nope"]), k=5, model=model, processor=processor)
 
-    collection = hits_geojson([{**hit, "query": "many airplanes"} for hit in hits])
-    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 25
-    by_scene = {feature["properties"]["coordinates"] for feature in collection["features"]}
-    assert by_scene == {"EPSG:4326", "pixel"}
-    pixel = next(f for f in collection["features"] if f["properties"]["coordinates"] == "pixel")
+    labelled = [{**hit, "query": "many airplanes"} for hit in hits]
+    collection, pixels = hits_geojson(labelled), pixel_hits_geojson(labelled)
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) + len(pixels["features"]) == 25
+    assert {feature["properties"]["coordinates"] for feature in collection["features"]} == {"EPSG:4326"}
+    assert {feature["properties"]["coordinates"] for feature in pixels["features"]} == {"pixel"}
+    pixel = pixels["features"][0]
     left, top, width, height = pixel["properties"]["window"]
     assert pixel["geometry"]["coordinates"][0][2] == [left + width, top + height]
     assert {feature["properties"]["query"] for feature in collection["features"]} == {"many airplanes"}

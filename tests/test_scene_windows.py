@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rclip_hf.inference.windows import (
     PixelWindow,
     Scene,
     WindowCounts,
+    WindowGeometry,
     parse_bands,
     scene_windows,
     window_starts,
@@ -80,7 +82,7 @@ def test_window_larger_than_the_scene_gives_one_padded_window(shared_data: Path)
     assert not pixels[557:].any() and not pixels[:, 712:].any()
 
 
-def test_band_selection_and_16_bit_stretch(shared_data: Path, tmp_path: Path) -> None:
+def test_band_selection_and_16_bit_stretch(shared_data: Path, tmp_path: Path, caplog) -> None:
     rgb = dota_pixels(shared_data)
     path = write_geotiff(tmp_path / "bgr.tif", rgb[::-1].copy())  # stored as B, G, R
     (item,) = scene_windows(path, 800, bands=(3, 2, 1))
@@ -90,8 +92,10 @@ def test_band_selection_and_16_bit_stretch(shared_data: Path, tmp_path: Path) ->
         (window,), _ = scene.read_row(0, (0,), 800)
     pixels = np.asarray(window.image)[:557, :712].astype(int)
     assert pixels.max() == 255 and pixels.min() == 0  # stretched 2nd..98th percentile, clipped
-    with pytest.raises(ValueError, match=r"--bands 4,2,1: scene .*bgr.tif has 3 band\(s\)"):
-        Scene(path, (4, 2, 1))
+    with caplog.at_level(logging.WARNING, logger="rclip_hf.images"), Scene(path, (4, 2, 1)) as scene:
+        assert scene.bands == [1, 2, 3]  # a scene with fewer bands is read by its default, with one note
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: --bands 4,2,1 not applied (it has 3 band(s)); read as bands 1,2,3 by the image rule"]
 
 
 def test_mostly_nodata_windows_are_skipped_and_counted(shared_data: Path, tmp_path: Path) -> None:
@@ -108,7 +112,8 @@ def test_window_polygons_and_lonlat_corners_of_a_mercator_geotiff(shared_data: P
     origin = (1_000_000.0, 5_000_000.0)
     path = write_geotiff(tmp_path / "mercator.tif", dota_pixels(shared_data), origin=origin, gsd=2.0)
     with Scene(path) as scene:
-        assert scene.crs == CRS.from_epsg(3857) and scene.gsd == 2.0 and scene.window_size(None, 512.0) == 256
+        assert scene.crs == CRS.from_epsg(3857) and scene.gsd == 2.0
+        assert WindowGeometry(window_metres=512.0).resolve(scene) == (256, 256)
         window = PixelWindow(256, 256, 256, 256)
         ring = geo.window_ring(window, scene.transform)
         assert ring == [(1_000_512.0, 4_999_488.0), (1_001_024.0, 4_999_488.0), (1_001_024.0, 4_998_976.0),
@@ -136,7 +141,7 @@ def test_window_metres_needs_a_georeferenced_scene(shared_data: Path) -> None:
     with Scene(shared_data / "dota" / "images" / "P1888.png") as scene:
         assert scene.crs is None and scene.gsd is None
         with pytest.raises(ValueError, match=r"--window-metres needs a georeferenced scene; .*P1888.png"):
-            scene.window_size(None, 100.0)
+            WindowGeometry(window_metres=100.0).resolve(scene)
 
 
 def test_wkb_round_trip_and_bbox_parsing() -> None:

@@ -1,7 +1,7 @@
 """Evaluate a RemoteCLIP / CLIP / open_clip model on the paper's benchmarks.
 
 python training_scripts/evaluate.py --model DIR_OR_HUB_ID --benchmarks rsitmd,rsicd,ucm,eurosat,remotecount \
-    --data-dir DIR --output results.json [--templates paper|ensemble] [--linear_probe] [--knn] [--few_shot] [--bf16]
+    --data-dir DIR --output results.json [--templates paper|ensemble] [--linear_probe] [--knn] [--few_shot] [--dtype bfloat16]
 """
 
 import sys

@@ -10,7 +10,8 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from ..progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _hits_by_rank(
     device = queries.device
     rows = _rows_per_chunk(chunk_size, num_gallery)
     hits = {k: torch.zeros(num_queries, dtype=torch.bool, device=device) for k in ks}
-    for start in tqdm(range(0, num_queries, rows), desc="retrieval", unit="block", leave=False, disable=None):
+    for start in progress_bar(range(0, num_queries, rows), desc="retrieval", unit="block", leave=False, disable=None):
         chunk = queries[start : start + rows]
         scores = (gallery @ chunk.T).T if transpose else chunk @ gallery.T  # (rows, G)
         lo, hi = int(offsets[start]), int(offsets[start + chunk.shape[0]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,8 +15,9 @@ import torch
 
 from ..benchmarks import display_name, sort_paper_first
 from ..embeddings import encode_images, encode_texts, zero_shot_classifier
-from ..errors import UserError, entry_point
-from ..loading import resolve_device
+from ..errors import UserError, dataset_not_found, entry_point
+from ..loading import HUB_ID, resolve_device
+from ..precision import precision_name, torch_dtype
 from ..prompts import MAX_COUNT, class_names_for, count_caption_variants, templates_for
 from .classification import classification_metrics
 from .counting import counting_metrics
@@ -40,7 +42,10 @@ class EvalArguments:
     benchmarks: str = field(
         metadata={"help": "Comma-separated benchmark names, e.g. rsitmd,rsicd,ucm,eurosat,remotecount"}
     )
-    data_dir: str = field(metadata={"help": "Folder holding one Hugging Face dataset folder per benchmark"})
+    data_dir: str = field(metadata={"help": (
+        "Folder holding one Hugging Face dataset folder per benchmark, or Hub dataset ids: OWNER/NAME for one "
+        "benchmark, OWNER/rs-{name} for several ({name} is replaced by each benchmark's name, as "
+        "build_benchmarks --push-to-hub names them)")})
     output: str = field(
         default="results.json", metadata={"help": "Results JSON path (the markdown table goes next to it)"}
     )
@@ -53,7 +58,9 @@ class EvalArguments:
     device: str | None = field(
         default=None, metadata={"help": "Device (default: cuda when available, else cpu)"}
     )
-    bf16: bool = field(default=False, metadata={"help": "Encode under bfloat16 autocast"})
+    dtype: str = field(default="float32", metadata={
+        "help": "Precision of the encoding (autocast): float32, bfloat16 or float16"})
+    bf16: bool = field(default=False, metadata={"help": "Deprecated: use --dtype bfloat16"})
     templates: str = field(
         default="paper", metadata={"help": "Zero-shot templates: 'paper' (one) or 'ensemble'"}
     )
@@ -92,7 +99,7 @@ class BenchmarkRunner:
 
     def __init__(self, model: torch.nn.Module, processor, args: EvalArguments, device: str):
         self.model, self.processor, self.args, self.device = model, processor, args, device
-        self.dtype = torch.bfloat16 if args.bf16 else None
+        self.dtype = None if args.dtype == "float32" else torch_dtype(args.dtype)
 
     def images(self, dataset) -> torch.Tensor:
         """Embeddings (N, D) of the ``image`` column."""
@@ -231,15 +238,28 @@ class BenchmarkRunner:
             entry["few_shot"] = {"task": "few_shot", **common, "metrics": results}
         return entry
 
-    def run(self, name: str, dataset_dir: Path) -> dict:
-        """Load ``dataset_dir`` and evaluate it according to its columns."""
+    def run(self, name: str, dataset_dir: Path | str | Any) -> dict:
+        """Evaluate benchmark ``name`` according to its columns: ``dataset_dir`` is a dataset folder, a Hub dataset
+        id (through ``load_dataset``, so a cached copy works offline) or a loaded ``DatasetDict``. A streaming
+        (iterable) dataset is refused: the metrics need whole splits."""
         import datasets
 
-        if not dataset_dir.is_dir():
-            raise FileNotFoundError(
-                f"benchmark {name!r}: dataset folder {dataset_dir} not found (--data-dir)"
-            )
-        splits = datasets.load_dataset(str(dataset_dir))
+        if isinstance(dataset_dir, Path):
+            if not dataset_dir.is_dir():
+                raise FileNotFoundError(
+                    f"benchmark {name!r}: dataset folder {dataset_dir} not found (--data-dir)"
+                )
+            splits = datasets.load_dataset(str(dataset_dir))
+        elif isinstance(dataset_dir, str):
+            try:
+                splits = datasets.load_dataset(dataset_dir)
+            except OSError as error:  # not on the Hub, not cached offline, no access
+                raise dataset_not_found("--data-dir", dataset_dir, error) from None
+        else:
+            splits = dataset_dir
+        if isinstance(splits, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+            raise UserError(f"benchmark {name!r}", "a streaming (iterable) dataset cannot be evaluated: the metrics "
+                            "need whole splits", "load it without streaming=True, or download it first")
         if self.args.split not in splits:
             raise ValueError(
                 f"benchmark {name!r}: no split {self.args.split!r} in {dataset_dir} (found {sorted(splits)})"
@@ -256,10 +276,24 @@ class BenchmarkRunner:
                 f"benchmark {name!r}: {dataset_dir} has columns {sorted(columns)}; expected 'captions' (retrieval), "
                 "'caption'+'count' (counting) or 'label' (classification)"
             )
-        report = dataset_dir / "build_report.json"  # the builders record which split definition they used
-        if report.is_file() and "split_definition" in (built := json.loads(report.read_text(encoding="utf-8"))):
+        # the builders record which split definition they used
+        report = dataset_dir / "build_report.json" if isinstance(dataset_dir, Path) else None
+        if report is not None and report.is_file() and "split_definition" in (
+                built := json.loads(report.read_text(encoding="utf-8"))):
             entry["split_definition"] = built["split_definition"]
         return {"task": entry.pop("task"), "split": self.args.split, **entry}
+
+
+def benchmark_source(data_dir: str, name: str, count: int) -> Path | str:
+    """Where benchmark ``name`` is: ``DATA_DIR/name`` when ``data_dir`` is a folder, else the Hub dataset id
+    ``data_dir`` with ``{name}`` replaced (needed when ``count`` benchmarks share the flag)."""
+    folder = Path(data_dir).expanduser()
+    if folder.is_dir() or not HUB_ID.match(data_dir.replace("{name}", name)):
+        return folder / name
+    if "{name}" not in data_dir and count > 1:
+        raise UserError(f"--data-dir {data_dir}", f"{count} benchmarks need one Hub dataset each",
+                        "put {name} in the id, e.g. OWNER/rs-{name}, as build_benchmarks --push-to-hub names them")
+    return data_dir.replace("{name}", name)
 
 
 def run_evaluation(args: EvalArguments) -> dict:
@@ -270,6 +304,11 @@ def run_evaluation(args: EvalArguments) -> dict:
     if not names:
         raise ValueError(f"--benchmarks {args.benchmarks!r}: no benchmark names given")
     templates_for(args.templates)  # validate before loading anything
+    args.dtype = precision_name(args.dtype)
+    if args.bf16:
+        warnings.warn("--bf16 is deprecated: use --dtype bfloat16 (one precision vocabulary with training and "
+                      "inference)", FutureWarning, stacklevel=2)
+        args.dtype = "bfloat16"
     for option in ("batch_size", "text_batch_size", "probe_epochs", "chunk_size"):
         if getattr(args, option) < 1:
             raise UserError(f"--{option} {getattr(args, option)}", "must be at least 1")
@@ -279,14 +318,14 @@ def run_evaluation(args: EvalArguments) -> dict:
     results = {
         "model": args.model,
         **info,
-        "dtype": "bfloat16" if args.bf16 else "float32",
+        "dtype": args.dtype,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rclip_hf_version": __version__,
         "benchmarks": {},
     }
     for name in names:
         logger.info("evaluating %s on %s", args.model, name)
-        results["benchmarks"][name] = runner.run(name, Path(args.data_dir) / name)
+        results["benchmarks"][name] = runner.run(name, benchmark_source(args.data_dir, name, len(names)))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")

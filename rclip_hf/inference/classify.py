@@ -78,18 +78,20 @@ def classify(
     processor: ProcessorMixin | None = None,
     top_k: int | None = None,
     batch_size: int = 32,
+    bands: Sequence[int] | None = None,
 ) -> list[dict[str, float | str]] | list[list[dict[str, float | str]]]:
     """Rank `labels` (class names, or a preset name) for each image: `[{"label", "score"}, ...]` best first.
 
     Scores are softmax probabilities over the labels of `exp(logit_scale) * cosine` between the image and each
     class embedding (the mean of its templates' normalised text embeddings, renormalised). One image (a PIL
     image or a path) gives one ranked list, like `pipeline("zero-shot-image-classification")`; a sequence of
-    images gives one list per image.
+    images gives one list per image. `bands` (1-based, one or three) picks the bands of (Geo)TIFF files, as
+    `load_image` does.
     """
     model, processor = resolve_model(model, processor)
     class_names, templates = resolve_labels(labels, templates)
     single = isinstance(images, (Image.Image, str, Path))
-    image_list = [as_rgb_image(image) for image in ([images] if single else images)]
+    image_list = [as_rgb_image(image, bands) for image in ([images] if single else images)]
     if not image_list:
         raise ValueError("classify: no images given")
     top_k = len(class_names) if top_k is None else top_k

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,19 +37,21 @@ def count(
     model: CLIPModel | str | Path,
     processor: ProcessorMixin | None = None,
     style: Literal["words", "digits"] = "words",
+    bands: Sequence[int] | None = None,
 ) -> CountResult:
     """How many `object_name`s the image shows, from 1 to 10 (RemoteCount protocol).
 
     The ten captions are `counting_prompt(object_name, n, style)` for n = 1..10 ("There are three ships in
     the image."; `style="digits"` writes "1" ... "10"). Each caption is scored against the image as in
-    `classify` (one caption per class, no template); the count is the argmax.
+    `classify` (one caption per class, no template); the count is the argmax. `bands` picks the bands of a
+    (Geo)TIFF file, as `load_image` does.
     """
     if not object_name or not object_name.strip():
         raise ValueError(f"count: object_name must be a non-empty name such as 'ship', got {object_name!r}")
     captions = [counting_prompt(object_name, number, style=style) for number in range(1, len(COUNT_WORDS) + 1)]
     model, processor = resolve_model(model, processor)
     caption_embeds = class_embeddings(model, processor, captions, ("{}",))  # (10, D)
-    image_embeds = encode_images(model, processor, [as_rgb_image(image)], batch_size=1, show_progress=False)  # (1, D)
+    image_embeds = encode_images(model, processor, [as_rgb_image(image, bands)], batch_size=1, show_progress=False)  # (1, D)
     probabilities = score_images(model, image_embeds, caption_embeds).softmax(dim=-1)[0].cpu()  # (10,)
     return CountResult(count=int(probabilities.argmax()) + 1, probabilities=probabilities.tolist(), captions=captions)
 

@@ -1,4 +1,4 @@
-"""Where windows lie: polygons in a scene's CRS and in longitude/latitude, WKB, GeoParquet metadata, GeoJSON.
+"""Where windows lie: polygons in a scene's CRS and in longitude/latitude, WKB, GeoParquet metadata, GeoJSON (RFC 7946).
 
 Polygons are lists of (x, y) corners, closed (the first corner repeated last), in the order top-left, top-right,
 bottom-right, bottom-left of the pixel window. Longitude/latitude is EPSG:4326 in GIS axis order (x = longitude,
@@ -9,6 +9,7 @@ table's scene columns and GeoParquet `geo` metadata to a pyarrow table.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -154,10 +155,17 @@ def feature_collection(features: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
+def counter_clockwise(ring: Ring) -> Ring:
+    """`ring` running counter-clockwise (positive shoelace area, x right and y up), as RFC 7946 wants exterior rings;
+    a clockwise ring is reversed, keeping its first corner."""
+    area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in itertools.pairwise(ring))
+    return ring if area >= 0 else ring[::-1]
+
+
 def feature(ring: Ring, properties: dict[str, Any]) -> dict[str, Any]:
-    """A GeoJSON Polygon Feature."""
-    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[list(point) for point in ring]]},
-            "properties": properties}
+    """A GeoJSON Polygon Feature, its exterior ring counter-clockwise (RFC 7946, section 3.1.6)."""
+    coordinates = [[list(point) for point in counter_clockwise(ring)]]
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": coordinates}, "properties": properties}
 
 
 def _short(crs: Any) -> str:
@@ -165,6 +173,6 @@ def _short(crs: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-__all__ = ["GEOPARQUET_VERSION", "LONLAT", "SCENE_COLUMNS", "ReprojectionError", "bbox_to_lonlat", "crs_string",
+__all__ = ["GEOPARQUET_VERSION", "LONLAT", "SCENE_COLUMNS", "ReprojectionError", "bbox_to_lonlat", "counter_clockwise", "crs_string",
            "envelope", "feature", "feature_collection", "geo_metadata", "intersects", "parse_bbox", "pixel_ring",
            "polygon_wkb", "scene_columns", "to_lonlat", "window_ring", "wkb_ring"]

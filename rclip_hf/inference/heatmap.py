@@ -8,14 +8,16 @@ embeddings, without reading or embedding it again (`heatmap_from_index`). Window
 - `window=None` (default, as in the paper): a `grid` x `grid` tiling (64 x 64) with `overlap` (1/3) along the
   shorter side: window side `w = round(short_side / (1 + (grid - 1) * (1 - overlap)))`; the longer side gets as
   many windows as the same stride needs;
-- `window=W`: windows of W x W pixels (clipped to the shorter side);
-- stride `s = max(1, round(w * (1 - overlap)))`; along each axis the windows start at 0, s, 2s, ... and a last
-  window is aligned with the far edge, so the whole scene is covered.
+- `window=W` (or `window_metres=M`, by the scene's ground sample distance): windows of W x W pixels (clipped to
+  the shorter side), as `rclip-hf index --window` cuts them (`windows.WindowGeometry`, the same flags);
+- stride `s = stride` (or `stride_metres`), else `max(1, round(w * (1 - overlap)))`; along each axis the windows
+  start at 0, s, 2s, ... and a last window is aligned with the far edge, so the whole scene is covered.
 
 Outputs (`HeatmapResult.save`): `scores.npy` (queries, rows, cols) float32 cosine similarities of the windows,
 `heatmap.json` (queries, window geometry, file names), per query a PNG overlay of the scene (at most
 `overlay_size` px) with the per-pixel mean score of the windows covering each pixel, and, for a georeferenced
-input, a single-band float32 GeoTIFF of that per-pixel map with the input's CRS and (rescaled) transform.
+input, a single-band float32 Cloud Optimized GeoTIFF of that per-pixel map with the input's CRS and (rescaled)
+transform: tiled, DEFLATE-compressed, with overviews, NaN (pixels no window covers) as nodata.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import class_embeddings, encode_images
 from ..images import Georeference
 from ..loading import resolve_model
+from ..progress import progress_bar
 from .index import EmbeddingIndex
-from .windows import ImageScene, Scene, open_scene, window_starts
+from .windows import ImageScene, Scene, WindowGeometry, open_scene, window_starts, window_stride
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ DEFAULT_GRID = 64
 DEFAULT_OVERLAP = 1 / 3
 #: Windows smaller than this are allowed but warned about (the model sees them upsampled).
 MIN_USEFUL_WINDOW = 32
+#: Creation options of the score-map GeoTIFFs (GDAL's COG driver): 256 px tiles, DEFLATE with the floating-point
+#: predictor, overviews (averaged) down to one tile; nodata NaN.
+COG_OPTIONS = {"blocksize": 256, "compress": "DEFLATE", "predictor": 3, "overviews": "AUTO",
+               "overview_resampling": "AVERAGE"}
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,9 @@ class WindowGrid:
 
 
 def window_grid(width: int, height: int, grid: int = DEFAULT_GRID, window: int | None = None,
-                overlap: float = DEFAULT_OVERLAP) -> WindowGrid:
-    """The window tiling of a `width` x `height` scene (see the module docstring)."""
+                overlap: float = DEFAULT_OVERLAP, stride: int | None = None) -> WindowGrid:
+    """The window tiling of a `width` x `height` scene (see the module docstring); `window` and `stride` in pixels
+    (`WindowGeometry.resolve` turns metres into them)."""
     if width < 1 or height < 1:
         raise ValueError(f"scene size must be positive, got {width}x{height}")
     if not 0 <= overlap < 1:
@@ -89,7 +96,7 @@ def window_grid(width: int, height: int, grid: int = DEFAULT_GRID, window: int |
     if side < MIN_USEFUL_WINDOW:
         logger.warning("heat-map windows are %d px (scene %dx%d, grid %s): the model sees them heavily upsampled; "
                        "pass a window size in pixels or a smaller grid", side, width, height, grid)
-    stride = max(1, round(side * (1 - overlap)))
+    stride = window_stride(side, stride, overlap)
     return WindowGrid(width=width, height=height, window=side, stride=stride,
                       lefts=window_starts(width, side, stride), tops=window_starts(height, side, stride))
 
@@ -144,16 +151,25 @@ def heatmap(
     batch_size: int = 64,
     overlay_size: int = 1024,
     output_dir: str | Path | None = None,
+    bands: Sequence[int] | None = None,
+    stride: int | None = None,
+    window_metres: float | None = None,
+    stride_metres: float | None = None,
 ) -> HeatmapResult:
     """Score every window of `image` against each query; `scores[q, r, c]` is the cosine similarity of window
-    (row r, column c) and query q (its templates' mean embedding). With `output_dir`, the files are written too."""
+    (row r, column c) and query q (its templates' mean embedding). With `output_dir`, the files are written too;
+    `bands` (1-based, one or three) picks the bands of a (Geo)TIFF scene, as `load_image` does. The windows are
+    those of `rclip-hf index --window` in the same terms (`WindowGeometry`: `window`/`stride` in pixels or
+    `window_metres`/`stride_metres`); without a size, the `grid`; without a stride, `overlap` sets it."""
     queries = _query_list(queries)
+    sizes = WindowGeometry(window, stride, window_metres, stride_metres)
     model, processor = resolve_model(model, processor)
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
-    with _open(image) as source:
-        geometry = window_grid(source.width, source.height, grid=grid, window=window, overlap=overlap)
+    with _open(image, bands) as source:
+        side, step = sizes.resolve(source, overlap) if sizes.given else (None, None)
+        geometry = window_grid(source.width, source.height, grid=grid, window=side, overlap=overlap, stride=step)
         scores = np.empty((len(geometry.boxes()), len(queries)), dtype=np.float32)  # (windows, Q), row-major
-        progress = tqdm(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
+        progress = progress_bar(total=len(scores), desc="heat map", unit="window", disable=len(scores) <= batch_size)
         done = 0
         for crops in _batches(source, geometry, batch_size):
             embeds = encode_images(model, processor, crops, batch_size=len(crops), show_progress=False)  # (n, D)
@@ -186,9 +202,9 @@ def _result(source: Scene, queries: list[str], geometry: WindowGrid, scores: np.
     return result
 
 
-def _open(image: str | Path | Image.Image) -> Scene:
+def _open(image: str | Path | Image.Image, bands: Sequence[int] | None = None) -> Scene:
     """A file through the window reader; an in-memory image as an `ImageScene` (crops of the decoded image)."""
-    return ImageScene(image) if isinstance(image, Image.Image) else Scene(image)
+    return ImageScene(image) if isinstance(image, Image.Image) else Scene(image, bands)
 
 
 def _batches(source: Scene, geometry: WindowGrid, batch_size: int) -> Iterator[list[Image.Image]]:
@@ -233,7 +249,7 @@ def heatmap_from_index(
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
     window_scores = (embeddings @ text_embeds.T).numpy()  # (n, Q)
     widths, heights = index.column("width"), index.column("height")
-    with open_scene(scene) as source:
+    with open_scene(scene, index.manifest.get("windows", {}).get("bands")) as source:  # the bands indexed
         side = max(max(widths[position], heights[position]) for position in positions)
         columns, rows = sorted({left for left, _ in windows}), sorted({top for _, top in windows})
         steps = [b - a for starts in (columns, rows) for a, b in itertools.pairwise(starts)]
@@ -301,16 +317,21 @@ def overlay(image: Image.Image, score_map: np.ndarray, alpha: float = 0.5, color
 
 
 def _write_geotiff(path: Path, score_map: np.ndarray, georeference: Georeference, width: int, height: int) -> None:
+    """`score_map` over a `width` x `height` scene as a Cloud Optimized GeoTIFF (GDAL's COG driver: `COG_OPTIONS`),
+    NaN (pixels no window covers) as nodata."""
     import rasterio
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
     from rasterio.transform import Affine
 
     map_height, map_width = score_map.shape
     transform = georeference.transform @ Affine.scale(width / map_width, height / map_height)
     profile = {"driver": "GTiff", "width": map_width, "height": map_height, "count": 1, "dtype": "float32",
-               "crs": georeference.crs, "transform": transform}
-    with rasterio.open(path, "w", **profile) as destination:
-        destination.write(score_map.astype(np.float32), 1)
-        destination.set_band_description(1, "cosine similarity (mean of covering windows)")
+               "crs": georeference.crs, "transform": transform, "nodata": float("nan")}
+    with MemoryFile() as memory, memory.open(**profile) as staging:
+        staging.write(score_map.astype(np.float32), 1)
+        staging.set_band_description(1, "cosine similarity (mean of covering windows)")
+        rasterio.shutil.copy(staging, path, driver="COG", **COG_OPTIONS)
 
 
 def _slugs(queries: Sequence[str]) -> list[str]:

@@ -72,6 +72,7 @@ from .windows import (
     PixelWindow,
     Scene,
     SceneWindow,
+    WindowGeometry,
     dataset_row_scene,
     dataset_rows,
     open_scene,
@@ -87,23 +88,16 @@ GEOMETRY_OPTIONS = ("window", "stride", "window_metres", "stride_metres", "bands
 
 
 @dataclass(frozen=True)
-class WindowOptions:
-    """How scenes are cut: window and stride in pixels, or in metres (by each scene's GSD), bands, nodata share."""
+class WindowOptions(WindowGeometry):
+    """How scenes are cut: the window geometry (pixels or metres, checked by `WindowGeometry`), bands, nodata share."""
 
-    window: int | None = None
-    stride: int | None = None
-    window_metres: float | None = None
-    stride_metres: float | None = None
     bands: tuple[int, ...] | None = None
     max_nodata: float = MAX_NODATA_FRACTION
 
     def __post_init__(self) -> None:
-        if self.window is None and self.window_metres is None:
+        super().__post_init__()
+        if not self.given:
             raise ValueError("give a window size: --window PX or --window-metres M")
-        for name in ("window", "stride", "window_metres", "stride_metres"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} {value}: must be > 0")
         if not 0 <= self.max_nodata <= 1:
             raise ValueError(f"--max-nodata {self.max_nodata}: must be in [0, 1]")
 
@@ -347,9 +341,7 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
             continue
         with scene:
             try:
-                side = scene.window_size(options.window, options.window_metres)
-                stride = (options.stride or side if options.window_metres is None
-                          else scene.window_size(None, options.stride_metres or options.window_metres))
+                side, stride = options.resolve(scene)
                 window_record(scene, PixelWindow(0, 0, 1, 1))  # a CRS that cannot be reprojected fails here, once
             except ValueError as error:
                 report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
@@ -644,25 +636,38 @@ def _region_geometry(best: dict[str, Any], box: PixelWindow) -> dict[str, Any]:
 
 
 def hits_geojson(hits: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of hits: longitude/latitude polygons for georeferenced windows, pixel polygons
-    (`"coordinates": "pixel"`) for the others; properties rank, score, scene, pixel window, id (and the hit's
-    `query` when it has one)."""
-    features = []
-    for hit in hits:
-        if hit.get("geometry") is not None:
-            ring, space = geo.wkb_ring(hit["geometry"]), geo.LONLAT
-        else:
-            ring, space = geo.pixel_ring(PixelWindow(hit.get("left") or 0, hit.get("top") or 0,
-                                                     hit.get("width") or 0, hit.get("height") or 0)), "pixel"
-        properties = {"rank": hit["rank"], "score": hit["score"], "scene": hit["path"], "id": hit["id"],
-                      "window": [hit.get("left"), hit.get("top"), hit.get("width"), hit.get("height")],
-                      "crs": hit.get("crs"), "coordinates": space}
-        if hit.get("query"):
-            properties["query"] = hit["query"]
-        if "merged" in hit:
-            properties["merged"] = hit["merged"]
-        features.append(geo.feature(ring, properties))
-    return geo.feature_collection(features)
+    """An RFC 7946 FeatureCollection (EPSG:4326, counter-clockwise rings) of the georeferenced hits only; the hits on
+    scenes without a CRS are in `pixel_hits_geojson`. Properties: rank, score, scene, pixel window, id, crs (and the
+    hit's `query` and `merged` when it has them)."""
+    return geo.feature_collection([_hit_feature(hit, geo.wkb_ring(hit["geometry"]), geo.LONLAT)
+                                   for hit in hits if hit.get("geometry") is not None])
+
+
+def pixel_hits_geojson(hits: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The hits on scenes without a CRS as a FeatureCollection of pixel polygons (x right, y down; `"coordinates":
+    "pixel"`): GeoJSON in shape, not in EPSG:4326, so kept apart from `hits_geojson` (`pixel_geojson_path`)."""
+    return geo.feature_collection([
+        _hit_feature(hit, geo.pixel_ring(PixelWindow(hit.get("left") or 0, hit.get("top") or 0,
+                                                     hit.get("width") or 0, hit.get("height") or 0)), "pixel")
+        for hit in hits if hit.get("geometry") is None])
+
+
+def pixel_geojson_path(output: str | Path) -> Path:
+    """Where the pixel hits of the GeoJSON file `output` go: `NAME.pixel.geojson` beside `NAME.geojson`."""
+    output = Path(output)
+    name = output.stem if output.suffix.lower() in (".geojson", ".json") else output.name
+    return output.with_name(f"{name}.pixel.geojson")
+
+
+def _hit_feature(hit: dict[str, Any], ring: geo.Ring, space: str) -> dict[str, Any]:
+    properties = {"rank": hit["rank"], "score": hit["score"], "scene": hit["path"], "id": hit["id"],
+                  "window": [hit.get("left"), hit.get("top"), hit.get("width"), hit.get("height")],
+                  "crs": hit.get("crs"), "coordinates": space}
+    if hit.get("query"):
+        properties["query"] = hit["query"]
+    if "merged" in hit:
+        properties["merged"] = hit["merged"]
+    return geo.feature(ring, properties)
 
 
 def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None:
@@ -680,5 +685,6 @@ def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None
 
 
 __all__ = ["PARTS_DIR", "SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
-           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "scene_files",
+           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "pixel_geojson_path",
+           "pixel_hits_geojson", "scene_files",
            "window_id", "window_record", "write_hits_parquet"]

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import batched, encode_images, encode_texts
-from ..images import as_rgb_image, decode_dataset_image, image_files, load_image
+from ..images import as_rgb_image, decode_dataset_image, image_files, load_image, note_bands
 from ..loading import resolve_model
 from .dataset_folder import load_dataset_folder, numbered_rows
 from .index import (
@@ -106,6 +106,7 @@ def build_index(
     commit_seconds: float = COMMIT_SECONDS,
     prune: bool = False,
     wait: bool = False,
+    bands: Sequence[int] | None = None,
 ) -> BuildReport:
     """Embed every image of `source` (an image folder, a saved HF dataset folder or a `datasets.Dataset`) into the
     index at `output`, holding its lock (`wait`: queue behind another build, else `IndexBusyError`).
@@ -117,12 +118,13 @@ def build_index(
     without a digest, are kept as they are and their digest is recorded, so later changes are seen. Progress is
     committed every `commit_every` items or `commit_seconds`, whichever comes first, so a killed build keeps what
     it committed. Unreadable images (including ones over the pixel limit) are skipped and listed in `failures.json`
-    and the report. The index folder is never read as input.
+    and the report. The index folder is never read as input. `bands` picks the bands of (Geo)TIFF files, as
+    `load_image` does.
     """
     model, processor = resolve_model(model, processor)
     output = Path(output)
     with index_lock(output, wait=wait):
-        items, total, source_name, listed = _source_items(source, split, image_column, id_column, output)
+        items, total, source_name, listed = _source_items(source, split, image_column, id_column, output, bands)
         index = EmbeddingIndex.open_or_create(output, model, source=source_name)
         known = index.item_keys()
         failures: list[dict[str, str]] = []
@@ -294,11 +296,13 @@ def example_query(index: EmbeddingIndex, examples: Examples) -> Tensor:
 
 
 # ----- sources --------------------------------------------------------------------------------------------------
-def _source_items(source: Any, split: str, image_column: str, id_column: str | None,
-                  output: Path) -> tuple[Iterator[_Item], int, str, set[str]]:
+def _source_items(source: Any, split: str, image_column: str, id_column: str | None, output: Path,
+                  bands: Sequence[int] | None = None) -> tuple[Iterator[_Item], int, str, set[str]]:
     """(items, their number, a name for the source, their ids: a dataset's complete once the items are consumed) of
     an image folder, a dataset folder or a Dataset; index folders inside the source (`output` among them) are left
-    out."""
+    out. `bands` apply to the (Geo)TIFF files of a folder; a dataset's rows are read as RGB (noted)."""
+    if bands and (not isinstance(source, (str, Path)) or is_dataset_folder(Path(source), output)):
+        note_bands(source if isinstance(source, (str, Path)) else "dataset", bands, "a dataset's rows are read as RGB")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -310,7 +314,7 @@ def _source_items(source: Any, split: str, image_column: str, id_column: str | N
             return _dataset_items(load_dataset_folder(path, split), str(path), image_column, id_column)
         files = [file for file in image_files(path) if not inside_index(file)]
         ids = [file.relative_to(path).as_posix() for file in files]
-        items = (_Item(id=item_id, path=str(file), row=-1, load=lambda file=file: load_image(file), file=file)
+        items = (_Item(id=item_id, path=str(file), row=-1, load=lambda file=file: load_image(file, bands), file=file)
                  for item_id, file in zip(ids, files))
         return items, len(files), str(path), set(ids)
     name = getattr(getattr(source, "info", None), "dataset_name", None) or "dataset"

@@ -11,20 +11,23 @@ A row of a Hugging Face dataset folder is a scene too (`DatasetRowScene`, named 
 comes from the image's header, and its image is decoded whole by the image rule at the first read, one row at a time;
 it has no CRS and no nodata.
 
-Window geometry, per scene: square windows of `window` px (or `window_metres` / the scene's ground sample distance)
-at left edges 0, s, 2s, ... along each axis (`s` = stride), plus one aligned with the far edge, so the scene is
+Window geometry, per scene (`WindowGeometry`, the one place it is checked and resolved): square windows of `window`
+px (or `window_metres` over the scene's ground sample distance in metres, `Scene.gsd`) at left edges 0, s, 2s, ...
+along each axis (`s` = stride), plus one aligned with the far edge, so the scene is
 covered (the heat maps' tiling). Along an axis shorter than the window there is one window, the whole axis; such a
 window is padded with zeros on the right and bottom to a square, so the model sees it at the scale of the others.
 
-Pixels become RGB by the package's image rule (`images.to_rgb`): the selected bands (`bands`, 1-based, one or
-three; default: the red, green and blue bands, else the first three, else the first), non-8-bit data stretched with
-percentiles of the whole scene, nodata black (8-bit data is used as it is, alpha dropped). Palette images are expanded
-through their colour table. A window whose pixels are mostly nodata (the dataset mask: alpha or mask band, and the
-nodata value of data that is not 8-bit, as the image rule reads it) is skipped and counted.
+Pixels become RGB through the package's one raster reader (`images.RasterBands`): the selected bands (`bands`,
+1-based, one or three, for a (Geo)TIFF that has them; default: by colour interpretation, else band descriptions,
+else the first three, else the first), non-8-bit data stretched with percentiles of the whole scene, nodata black
+(8-bit data is used as it is, alpha dropped). Palette images are expanded through their colour table. A window whose
+pixels are mostly nodata (the image rule's one nodata rule, for every data type: GDAL's dataset mask, from the
+nodata value, an alpha band or a mask band) is skipped and counted.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -36,14 +39,13 @@ import numpy as np
 from PIL import Image
 
 from ..images import (
-    STRETCH_SAMPLE_SIZE,
     ImageReadError,
+    RasterBands,
     as_rgb_image,
     dataset_image_size,
     decode_dataset_image,
     load_image,
-    select_bands,
-    stretch_limits,
+    note_bands,
     to_rgb,
 )
 from .dataset_folder import load_dataset_folder
@@ -100,6 +102,91 @@ def window_starts(length: int, window: int, stride: int) -> tuple[int, ...]:
     return tuple(starts)
 
 
+@dataclass(frozen=True)
+class WindowGeometry:
+    """The side and stride of square windows, in pixels or in metres (by each scene's ground sample distance): the
+    one place where window options are checked and resolved, for scene indexes and heat maps alike.
+
+    Pixels and metres are not mixed: `window` goes with `stride`, `window_metres` with `stride_metres`; a missing
+    stride is the window's side less the caller's overlap."""
+
+    window: int | None = None
+    stride: int | None = None
+    window_metres: float | None = None
+    stride_metres: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("window", "stride", "window_metres", "stride_metres"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: must be > 0")
+        given = [name for name in ("window", "window_metres", "stride", "stride_metres") if getattr(self, name)]
+        metres, pixels = [name for name in given if name.endswith("metres")], [name for name in given
+                                                                                if not name.endswith("metres")]
+        if metres and pixels or len([name for name in given if name.startswith("window")]) > 1:
+            first, second = (pixels[0], metres[0]) if metres and pixels else ("window", "window_metres")
+            raise ValueError(f"--{first.replace('_', '-')} {getattr(self, first):g} and --{second.replace('_', '-')} "
+                             f"{getattr(self, second):g}: give sizes all in pixels (--window, --stride) or all in "
+                             "metres (--window-metres, --stride-metres)")
+        if not self.given and given:
+            flag = given[0]
+            raise ValueError(f"--{flag.replace('_', '-')} {getattr(self, flag):g} needs a window size: give "
+                             f"{'--window-metres M' if flag.endswith('metres') else '--window PX'} too")
+
+    @property
+    def given(self) -> bool:
+        """Whether a window size is given (else the caller's default applies, e.g. the heat map's grid)."""
+        return self.window is not None or self.window_metres is not None
+
+    def resolve(self, scene: Scene, overlap: float = 0.0) -> tuple[int, int]:
+        """(side, stride) in pixels on `scene`; without a stride, `round(side * (1 - overlap))`, at least 1."""
+        if not self.given:
+            raise ValueError("give a window size: --window PX or --window-metres M")
+        side = self.window or _metre_pixels(scene, self.window_metres, "--window-metres")
+        stride = (self.stride if self.window_metres is None
+                  else _metre_pixels(scene, self.stride_metres, "--stride-metres") if self.stride_metres else None)
+        return side, window_stride(side, stride, overlap)
+
+
+def window_stride(side: int, stride: int | None = None, overlap: float = 0.0) -> int:
+    """The stride of windows of `side` px: `stride` when given, else `round(side * (1 - overlap))`, at least 1."""
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap={overlap} must be in [0, 1)")
+    return stride or max(1, round(side * (1 - overlap)))
+
+
+def _metre_pixels(scene: Scene, metres: float, flag: str) -> int:
+    """`metres` on the ground as a whole number of pixels of `scene` (at least 1)."""
+    if scene.gsd is None:
+        raise ValueError(f"{flag} needs a georeferenced scene; {scene.path} has no CRS or transform (use --window PX)")
+    return max(1, round(metres / scene.gsd))
+
+
+def ground_sample_distance(transform: Any, crs: Any, width: int, height: int, path: str = "") -> float:
+    """Metres per pixel of a raster (the mean of the lengths of a pixel's two sides); ValueError naming `path` for a
+    CRS whose unit is not a length or degrees."""
+    from rasterio.errors import CRSError
+
+    x_side, y_side = (transform.a, transform.d), (transform.b, transform.e)  # map vectors of a pixel's sides
+    if crs.is_geographic:
+        _, latitude = transform * (width / 2, height / 2)
+        east, north = _metres_per_degree(latitude)
+        return (math.hypot(x_side[0] * east, x_side[1] * north) + math.hypot(y_side[0] * east, y_side[1] * north)) / 2
+    try:
+        _, metres_per_unit = crs.linear_units_factor
+    except CRSError as error:
+        raise ValueError(f"--window-metres: scene {path}: its CRS has no length unit ({error}); use --window PX") from None
+    return (math.hypot(*x_side) + math.hypot(*y_side)) / 2 * metres_per_unit
+
+
+def _metres_per_degree(latitude: float) -> tuple[float, float]:
+    """(east, north) metres per degree of longitude and latitude at `latitude` on the WGS 84 ellipsoid."""
+    a, e2 = 6378137.0, 0.00669437999014
+    phi = math.radians(latitude)
+    w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
+    return math.radians(a * math.cos(phi) / w), math.radians(a * (1 - e2) / w**3)
+
+
 def parse_bands(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
     """`"3,2,1"` (or a sequence of ints) -> (3, 2, 1): 1-based band numbers, one or three of them."""
     if text is None or text == "":
@@ -137,51 +224,30 @@ class Scene:
             raise ImageReadError(f"cannot read scene {path}: {error}") from None
         dataset = self._dataset
         self.width, self.height = dataset.width, dataset.height
-        if bands is not None and max(bands) > dataset.count:
-            self.close()
-            raise ValueError(f"--bands {','.join(map(str, bands))}: scene {path} has {dataset.count} band(s)")
-        self.bands = list(bands) if bands else select_bands(dataset.colorinterp, dataset.count)
-        self._palette = _palette(dataset, self.bands)
         self._whole = _decoded_whole(self.path, self.width, self.height)
+        try:
+            self._raster = RasterBands(dataset, self.path, bands)  # the image rule's bands, nodata and stretch
+        except BaseException:
+            self.close()
+            raise
+        self.bands = self._raster.bands
+        self._palette = _palette(dataset, self.bands)
         self._decoded: np.ndarray | None = None  # (3, H, W) of a scene decoded whole, at its first read
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None
         self.transform = dataset.transform if georeferenced else None
         #: Rows of pixels that the file stores (and decompresses) together: a tile's height, a strip's, or 1.
         self.block_height = self.height if self._whole else dataset.block_shapes[self.bands[0] - 1][0]
-        # As the image rule: a nodata value counts for bands that are not 8-bit; alpha and mask bands for all.
-        flags = {flag.name for band_flags in dataset.mask_flag_enums for flag in band_flags}
-        eight_bit = dataset.dtypes[self.bands[0] - 1] == "uint8"
-        self._has_mask = bool(flags & {"alpha", "per_dataset"}) or ("nodata" in flags and not eight_bit)
-        self._masks_pixels = self._has_mask and not eight_bit  # 8-bit pixels are used as they are (alpha dropped)
-        self._limits = None
-        if not eight_bit:
-            scale = max(1, -(-max(self.width, self.height) // STRETCH_SAMPLE_SIZE))
-            shape = (len(self.bands), max(1, self.height // scale), max(1, self.width // scale))
-            sample = self._read(None, shape)
-            mask = dataset.dataset_mask(out_shape=shape[1:]) > 0 if self._has_mask else None
-            self._limits = stretch_limits(sample, mask)
 
     @property
     def gsd(self) -> float | None:
-        """Ground sample distance (map units per pixel, the mean of x and y), None when not georeferenced."""
+        """Ground sample distance in metres per pixel (the mean of the pixel's two sides), None when not
+        georeferenced: rotated transforms are measured along the pixel's sides, a CRS in feet (or any linear unit)
+        is converted by its unit, a geographic CRS by the WGS 84 ellipsoid's metres per degree at the scene's
+        centre."""
         if self.transform is None:
             return None
-        return (abs(self.transform.a) + abs(self.transform.e)) / 2
-
-    def window_size(self, window: int | None, window_metres: float | None) -> int:
-        """The window side in pixels: `window`, or `window_metres` over the scene's ground sample distance."""
-        if window_metres is None:
-            if window is None:
-                raise ValueError("give a window size: --window PX or --window-metres M")
-            return window
-        if self.gsd is None:
-            raise ValueError(f"--window-metres needs a georeferenced scene; {self.path} has no CRS or transform "
-                             "(use --window PX)")
-        if self.crs is not None and self.crs.is_geographic:
-            raise ValueError(f"--window-metres: scene {self.path} is in degrees ({self.crs.to_string()}); "
-                             "use --window PX or reproject it to a metric CRS")
-        return max(1, round(window_metres / self.gsd))
+        return ground_sample_distance(self.transform, self.crs, self.width, self.height, self.path)
 
     def grid(self, window: int, stride: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(lefts, tops) of the windows of this scene."""
@@ -195,7 +261,7 @@ class Scene:
         height = min(window, self.height - top)
         strip_window = Window(0, top, self.width, height)
         strip = self._read(strip_window)  # (bands, height, width)
-        valid = self._dataset.dataset_mask(window=strip_window) > 0 if self._has_mask else None  # (height, width)
+        valid = self._valid(strip_window)  # (height, width), None without nodata
         windows, skipped = [], 0
         for left in lefts:
             width = min(window, self.width - left)
@@ -203,8 +269,7 @@ class Scene:
             if valid is not None and 1.0 - valid[cut].mean() > max_nodata:
                 skipped += 1
                 continue
-            bands = self._colour(strip[(slice(None), *cut)])
-            image = to_rgb(bands, self._limits, valid[cut] if self._masks_pixels else None)
+            image = self._rgb(strip[(slice(None), *cut)], None if valid is None else valid[cut])
             windows.append(SceneWindow(self.path, PixelWindow(left, top, width, height), _pad(image, window)))
         return windows, skipped
 
@@ -215,34 +280,31 @@ class Scene:
         scale = 1.0 if max_side is None else min(1.0, max_side / max(window.width, window.height))
         shape = (len(self.bands), max(1, round(window.height * scale)), max(1, round(window.width * scale)))
         area = Window(window.left, window.top, window.width, window.height)
-        bands = self._colour(self._read(area, shape))
-        valid = self._dataset.dataset_mask(window=area, out_shape=shape[1:]) > 0 if self._masks_pixels else None
-        return to_rgb(bands, self._limits, valid)
+        return self._rgb(self._read(area, shape), self._valid(area, shape[1:]))
 
     def overview(self, max_side: int) -> Image.Image:
         """The whole scene at most `max_side` px on its longer side (a decimated read)."""
         scale = min(1.0, max_side / max(self.width, self.height))
         size = (max(1, round(self.width * scale)), max(1, round(self.height * scale)))
-        bands = self._colour(self._read(None, (len(self.bands), size[1], size[0])))
-        valid = self._dataset.dataset_mask(out_shape=(size[1], size[0])) > 0 if self._masks_pixels else None
-        return to_rgb(bands, self._limits, valid)
+        return self._rgb(self._read(None, (len(self.bands), size[1], size[0])), self._valid(None, (size[1], size[0])))
 
     def _read(self, window: Any, out_shape: tuple[int, int, int] | None = None) -> np.ndarray:
-        import rasterio.errors
-
         if self._whole:
             if self._decoded is None:
                 self._decoded = np.asarray(load_image(self.path)).transpose(2, 0, 1)
             return _crop(self._decoded[[band - 1 for band in self.bands]], window, out_shape)
 
-        try:
-            return self._dataset.read(self.bands, window=window, out_shape=out_shape)
-        except rasterio.errors.RasterioError as error:
-            raise ImageReadError(f"cannot read scene {self.path} (window {window}): {error}") from None
+        return self._raster.read(window, out_shape)
 
-    def _colour(self, bands: np.ndarray) -> np.ndarray:
-        """Palette indices (1, h, w) -> RGB (3, h, w) through the colour table; other bands unchanged."""
-        return bands if self._palette is None else self._palette[bands[0]].transpose(2, 0, 1)
+    def _valid(self, window: Any, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Bool (h, w): the pixels that are not nodata (the image rule's `RasterBands.valid`), None without nodata."""
+        return None if self._whole else self._raster.valid(window, shape)
+
+    def _rgb(self, bands: np.ndarray, valid: np.ndarray | None) -> Image.Image:
+        """Values read by `_read` -> RGB by the image rule (palette indices through the colour table first)."""
+        if self._palette is not None:
+            bands = self._palette[bands[0]].transpose(2, 0, 1)
+        return self._raster.to_rgb(bands, valid)
 
     def close(self) -> None:
         """Release the file and GDAL's settings."""
@@ -265,10 +327,9 @@ class ImageScene(Scene):
 
     def _init_rgb(self, path: str, width: int, height: int) -> None:
         self.path, self.width, self.height = path, width, height
-        self.bands, self._palette, self._limits = [1, 2, 3], None, None
+        self.bands, self._palette, self._whole = [1, 2, 3], None, True
         self.crs = self.transform = None
         self.block_height = height  # decoded whole: all its rows of windows go to one process
-        self._has_mask = self._masks_pixels = False
         self._decoded: np.ndarray | None = None
 
     def _decode(self) -> np.ndarray:
@@ -279,6 +340,9 @@ class ImageScene(Scene):
         if self._decoded is None:
             self._decoded = self._decode()
         return _crop(self._decoded, window, out_shape)
+
+    def _rgb(self, bands: np.ndarray, valid: np.ndarray | None) -> Image.Image:
+        return to_rgb(bands)  # 8-bit RGB already
 
     def close(self) -> None:
         """Nothing to release: the pixels are the caller's image."""
@@ -293,9 +357,8 @@ class DatasetRowScene(ImageScene):
         if parsed is None:
             raise ValueError(f"{path} does not name a dataset row (<folder>?split=S&image=COLUMN&row=N)")
         source, split, column, row = parsed
-        if bands is not None:
-            raise ValueError(f"--bands: {path} is a dataset row, read as RGB by the image rule; leave --bands out "
-                             "for dataset sources")
+        if bands:
+            note_bands(path, bands, "a dataset row is read as RGB by the image rule")
         rows = dataset_rows(source, split, column)
         if row >= len(rows):
             raise ValueError(f"{path}: the dataset has {len(rows)} rows in split {split!r}")
@@ -401,10 +464,10 @@ def scene_windows(path: str | Path, window: int | None, stride: int | None = Non
                   bands: Sequence[int] | None = None, max_nodata: float = MAX_NODATA_FRACTION,
                   counts: WindowCounts | None = None) -> Iterator[SceneWindow]:
     """Every window of the scene at `path`, row by row (see the module docstring); `counts` is updated as it goes."""
+    geometry = WindowGeometry(window, stride, window_metres, stride_metres)
     with open_scene(path, bands) as scene:
-        side = scene.window_size(window, window_metres)
-        step = stride if window_metres is None else (scene.window_size(None, stride_metres) if stride_metres else None)
-        lefts, tops = scene.grid(side, step or side)
+        side, step = geometry.resolve(scene)
+        lefts, tops = scene.grid(side, step)
         for top in tops:
             windows, skipped = scene.read_row(top, lefts, side, max_nodata)
             if counts is not None:
@@ -414,6 +477,6 @@ def scene_windows(path: str | Path, window: int | None, stride: int | None = Non
 
 
 __all__ = ["GDAL_CACHE_MB", "MAX_NODATA_FRACTION", "DatasetRowScene", "ImageScene", "PixelWindow", "Scene",
-           "SceneWindow",
-           "WindowCounts", "dataset_row_scene", "dataset_rows", "open_scene", "parse_bands", "parse_dataset_row",
-           "scene_windows", "window_starts"]
+           "SceneWindow", "WindowCounts", "WindowGeometry", "dataset_row_scene", "dataset_rows",
+           "ground_sample_distance", "open_scene", "parse_bands", "parse_dataset_row", "scene_windows",
+           "window_starts", "window_stride"]

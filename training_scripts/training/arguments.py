@@ -66,7 +66,8 @@ class TrainArguments:
     warmup_steps: int = field(default=2000, metadata={"help": "linear warm-up steps before the cosine decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm; 0 = off"})
     mixed_precision: str | None = field(default=None, metadata={
-        "help": "no, fp16 or bf16 (AMP); unset: `accelerate launch --mixed_precision` or its config file decides"})
+        "help": "float32, bfloat16 or float16 (AMP; accelerate's no, bf16, fp16 also work); unset: `accelerate "
+                "launch --mixed_precision` or its config file decides"})
     local_loss: bool = field(default=True, metadata={"help": "each process scores its rows against all columns"})
     checkpointing_steps: int = field(default=1000, metadata={"help": "save_state every N steps; 0 = off"})
     checkpoints_total_limit: int | None = field(default=3, metadata={"help": "keep the newest N checkpoints"})

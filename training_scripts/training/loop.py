@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from torch.distributed.tensor import DTensor
-from tqdm.auto import tqdm
 
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
+from rclip_hf.precision import accelerate_mixed_precision, precision_name
+from rclip_hf.progress import progress_bar
 from rclip_hf.staging import staged_folder, state_dict_bytes
 
 from .arguments import DataArguments, ModelArguments, TrainArguments
@@ -30,20 +32,33 @@ from .optim import build_optimizer_and_scheduler
 
 logger = logging.getLogger(__name__)
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
 TRAIN_LOG = "train_log.jsonl"
 
 
 def check_train_arguments(args: TrainArguments) -> None:
     """Value checks that need no process group; each message names the flag and the value."""
-    if args.mixed_precision is not None and args.mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"--mixed_precision {args.mixed_precision!r}: choose one of {MIXED_PRECISION}")
+    if args.mixed_precision is not None:  # the shared names (bfloat16, ...) become accelerate's (bf16, ...)
+        args.mixed_precision = accelerate_mixed_precision(args.mixed_precision)
     for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "logging_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
     for name in ("checkpointing_steps", "eval_steps", "warmup_steps"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+
+
+def warn_on_precision_conflict(requested: str | None) -> str | None:
+    """Log a warning naming both values when an explicit `--mixed_precision` (flag or YAML) differs from the
+    launcher's (`accelerate launch --mixed_precision` or its config file, passed as ACCELERATE_MIXED_PRECISION); the
+    explicit value is used. Returns the warning, or None when they agree or either is unset."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if requested is None or not launcher or launcher == requested:
+        return None
+    message = (f"--mixed_precision {requested} (flag or YAML) overrides the launcher's mixed precision {launcher} "
+               "(accelerate launch --mixed_precision / its config file); leave --mixed_precision out to use the "
+               "launcher's")
+    logger.warning(message)
+    return message
 
 
 def per_device_batch_size(batch_size: int, num_processes: int, accumulation_steps: int) -> int:
@@ -153,6 +168,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
     check_model_arguments(model_args)
     output_dir = Path(args.output_dir)
     trackers = resolve_trackers(args.report_to)
+    warn_on_precision_conflict(args.mixed_precision)
     # accumulation is done by `training_step` itself (no `accumulate`: the loss spans every micro-batch of a step)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,  # None: `accelerate launch` / its config file decide
@@ -160,7 +176,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dynamo_backend="inductor" if model_args.torch_compile else None,
     )
-    args.mixed_precision = accelerator.mixed_precision  # the value in force, logged and saved in train_args.json
+    # the value in force, logged and saved in train_args.json in the shared vocabulary (bfloat16, not bf16)
+    args.mixed_precision = precision_name(accelerator.mixed_precision)
     logger.info("accelerate: %s on %d process(es), mixed precision %s", accelerator.distributed_type,
                 accelerator.num_processes, args.mixed_precision)
     per_device = per_device_batch_size(args.batch_size, accelerator.num_processes, args.gradient_accumulation_steps)
@@ -216,7 +233,7 @@ def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: to
                 args: TrainArguments, output_dir: Path) -> None:
     """Optimiser steps until `max_steps`, each over `gradient_accumulation_steps` micro-batches (which may span an
     epoch's end); the data position (epoch, micro-batches into it) lives in `state`."""
-    progress = tqdm(total=args.max_steps, initial=state.step, desc="train", unit="step",
+    progress = progress_bar(total=args.max_steps, initial=state.step, desc="train", unit="step",
                     disable=not accelerator.is_local_main_process)
     window_loss = torch.zeros((), device=accelerator.device)
     window_steps = 0
