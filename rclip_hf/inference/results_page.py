@@ -106,10 +106,20 @@ def _digest(name: str) -> str | None:
         if parsed is None:
             return file_digest(name) if Path(name).is_file() else None
         source, split, column, row = parsed
+        if not _holds_a_dataset(Path(source)):  # never walk a folder such as / that a received index names
+            return None
         key, _ = row_key(dataset_rows(source, split, column)[row][column], None)
     except (OSError, ValueError, KeyError, IndexError, UserError):  # no such file, dataset folder, split or row
         return None
     return key.digest if key is not None else None
+
+
+def _holds_a_dataset(folder: Path) -> bool:
+    """Whether a folder holds a dataset at its top or one level down (a card, a saved dataset's JSON, shards)."""
+    markers = ("README.md", "dataset_dict.json", "state.json", "dataset_info.json")
+    return folder.is_dir() and (any((folder / name).is_file() for name in markers)
+                                or any(next(folder.glob(pattern), None) for pattern in
+                                       ("*.parquet", "*.arrow", "*/*.parquet", "*/*.arrow")))
 
 
 def _query_section(query: str, hits: Sequence[dict[str, Any]], images: _IndexImages) -> str:
