@@ -217,7 +217,7 @@ def decoded_files(sources: list[str], names: set[str]) -> tuple[list[str], list[
     for source in sources:
         reader = get_reader(*source.split("=", 1))
         base = source_base(reader.root)
-        for item in reader.scan():
+        for item in reader.checked_scan():
             if isinstance(item, Skipped) or f"{reader.name}/{relative_name(item.image_path, base)}" not in names:
                 continue
             images.append(str(item.image_path))

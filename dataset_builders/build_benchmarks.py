@@ -23,8 +23,10 @@ from dataset_builders.benchmarks import (
     build_retrieval,
 )
 from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
+from dataset_builders.sources.images import PixelLimitConfig
 from rclip_hf.arguments import DataclassArgumentParser
 from rclip_hf.errors import entry_point
+from rclip_hf.images import pixel_limit
 
 
 @dataclass
@@ -76,9 +78,9 @@ def repo_for(push: PushConfig, name: str, count: int) -> PushConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build every requested benchmark (and push it) and print one JSON line of row counts per benchmark."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = DataclassArgumentParser((BenchmarksConfig, PushConfig), prog="python -m dataset_builders.build_benchmarks",
-                                     description=__doc__)
-    config, push = parser.parse_args_into_dataclasses(args=argv)
+    parser = DataclassArgumentParser((BenchmarksConfig, PushConfig, PixelLimitConfig),
+                                     prog="python -m dataset_builders.build_benchmarks", description=__doc__)
+    config, push, limit = parser.parse_args_into_dataclasses(args=argv)
     if not config.retrieval and not config.classification:
         raise ValueError("nothing to build: pass --retrieval NAME=PATH and/or --classification NAME=DIR")
     output = Path(config.output)
@@ -87,11 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pushes = {name: repo_for(push, name, len(jobs)) for _, name, _ in jobs}
     apis = {name: check_push(options) for name, options in pushes.items()}  # every repo, before building
     for kind, name, path in jobs:
-        if kind == "retrieval":
-            report = build_retrieval(path, output / name, name)
-        else:
-            report = build_classification(path, output / name, name, config.test_fraction, config.seed,
-                                          Path(config.split_files) if config.split_files else None)
+        with pixel_limit(limit.max_pixels):
+            if kind == "retrieval":
+                report = build_retrieval(path, output / name, name)
+            else:
+                report = build_classification(path, output / name, name, config.test_fraction, config.seed,
+                                              Path(config.split_files) if config.split_files else None)
         print(json.dumps({name: report["rows"]}))
         if pushes[name].push_to_hub:
             root = path.parent if path.is_file() else path

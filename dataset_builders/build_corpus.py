@@ -11,6 +11,7 @@ from typing import Any
 from dataset_builders.corpus import CorpusConfig, build_corpus
 from rclip_hf.arguments import parse_with_yaml_defaults
 from rclip_hf.errors import entry_point
+from rclip_hf.images import pixel_limit
 
 
 def parse_config(argv: Sequence[str] | None = None) -> CorpusConfig:
@@ -33,7 +34,9 @@ def _yaml_values(values: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus and print its totals."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = build_corpus(parse_config(argv))  # no token / no write access: a PublishError before building
+    config = parse_config(argv)
+    with pixel_limit(config.max_pixels):
+        report = build_corpus(config)  # no token / no write access: a PublishError before building
     print(json.dumps(report["totals"]))
     return 0
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from dataset_builders.publish import PushConfig, check_push, push_dataset
 from dataset_builders.remotecount import from_dota, from_release
+from dataset_builders.sources.images import PixelLimitConfig
 from rclip_hf.arguments import DataclassArgumentParser
 from rclip_hf.errors import entry_point
+from rclip_hf.images import pixel_limit
 
 
 @dataclass
@@ -30,13 +32,15 @@ class RemoteCountConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Build RemoteCount (and push it) and print its row counts."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = DataclassArgumentParser((RemoteCountConfig, PushConfig), prog="python -m dataset_builders.build_remotecount",
-                                     description=__doc__)
-    config, push = parser.parse_args_into_dataclasses(args=argv)
+    parser = DataclassArgumentParser((RemoteCountConfig, PushConfig, PixelLimitConfig),
+                                     prog="python -m dataset_builders.build_remotecount", description=__doc__)
+    config, push, limit = parser.parse_args_into_dataclasses(args=argv)
     if (config.dota is None) == (config.release is None):
         raise ValueError("pass exactly one of --dota DIR and --release DIR")
     api = check_push(push)
-    report = from_dota(config.dota, config.output, config.seed) if config.dota else from_release(config.release, config.output)
+    with pixel_limit(limit.max_pixels):
+        report = (from_dota(config.dota, config.output, config.seed) if config.dota
+                  else from_release(config.release, config.output))
     print(json.dumps(report["rows"]))
     if push.push_to_hub:
         root = Path(config.dota or config.release)

@@ -35,6 +35,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+from datasets.exceptions import DatasetGenerationError
 from PIL import Image
 
 from dataset_builders import b2c, dedup, lanczos
@@ -56,7 +57,14 @@ from dataset_builders.hf_folder import (
 from dataset_builders.publish import PushConfig, check_push, push_dataset
 from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
-from dataset_builders.sources.images import DecodedImage, decode_rgb, decoded_whole, encode_png
+from dataset_builders.sources.images import (
+    DecodedImage,
+    PixelLimitConfig,
+    decode_rgb,
+    decoded_whole,
+    encode_png,
+)
+from rclip_hf.errors import UserError
 from rclip_hf.images import ImageReadError, image_files
 from rclip_hf.progress import progress_bar
 
@@ -89,7 +97,7 @@ CORPUS_FEATURES = datasets.Features({
 
 
 @dataclass
-class CorpusConfig(PushConfig):
+class CorpusConfig(PixelLimitConfig, PushConfig):
     """Options of ``python -m dataset_builders.build_corpus`` (also readable from ``--config YAML``); the Hub
     options (``--push-to-hub``, ``--private``, ``--dry-run``) are those of every builder (``PushConfig``)."""
 
@@ -368,7 +376,13 @@ def test_image_hashes(path: Path, num_proc: int = 1) -> tuple[np.ndarray, list[s
     """p-Hashes and names of benchmark test images: an HF dataset folder (every split, column ``image``) or
     any folder of image files (searched recursively)."""
     if (path / "README.md").is_file() or any(path.rglob("*.parquet")):
-        loaded = datasets.load_dataset(str(path))
+        try:
+            loaded = datasets.load_dataset(str(path))
+        except (DatasetGenerationError, ValueError, OSError) as error:  # a damaged shard, a malformed card
+            cause = error.__cause__ or error
+            raise UserError(f"--exclude-near {path}", f"not a readable dataset folder ({type(cause).__name__}: "
+                            f"{(str(cause).splitlines() or [''])[0][:200]})",
+                            "give a folder of images or a dataset folder built by build_benchmarks") from None
         hashes, names = [], []
         for split, dataset in loaded.items():
             for row_index, row in enumerate(progress_bar(dataset, desc=f"p-Hash {path.name}/{split}", unit="img")):
@@ -476,7 +490,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
 
     scanned: list[tuple[int, Item | Skipped]] = []
     for source_index, reader in enumerate(readers):
-        for entry in progress_bar(reader.scan(), desc=f"scan {reader.name}", unit="file"):
+        for entry in progress_bar(reader.checked_scan(), desc=f"scan {reader.name}", unit="file"):
             scanned.append((source_index, entry))
     digest = fingerprint(config, [entry for _, entry in scanned])
     report_path = output / REPORT_NAME
@@ -540,6 +554,8 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
             accounted = stats["kept"] + sum(stats["counts"][key] for key in ("skipped", "duplicates", "excluded"))
             if accounted != stats["read"]:
                 raise RuntimeError(f"report of source {name}: read {stats['read']} != accounted {accounted}")
+        if report["totals"]["kept"] == 0:
+            raise empty_corpus(output, report)
         report["shards"] = shard_digests(folder)
         write_json(folder / REPORT_NAME, report)
         (folder / "README.md").write_text(corpus_card(report, card_metadata({"train": shards}, folder, CORPUS_FEATURES)),
@@ -549,6 +565,22 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
     logger.info("corpus %s: %s", output, report["totals"])
     _push(config, api)
     return report
+
+
+def empty_corpus(output: Path, report: dict[str, Any]) -> UserError:
+    """The error of a build that kept no image (a corpus no loader can read): its report is written beside
+    ``output`` (left as it was) and named, with the first reason an image was skipped."""
+    report_path = output.parent / f"{output.name}.{REPORT_NAME}"
+    write_json(report_path, report)
+    skipped = [entry for stats in report["sources"].values() for entry in stats["skipped"]]
+    first = ""
+    if skipped:
+        path, reason = skipped[0]["path"], skipped[0]["reason"]
+        first = f"; first: {reason if reason.startswith(path) else f'{path}: {reason}'}"
+    return UserError(f"--output {output}", f"no image was kept (read {report['totals']['read']}, skipped "
+                     f"{report['totals']['skipped']}, duplicates {report['totals']['duplicates']}, excluded "
+                     f"{report['totals']['excluded']}{first}); nothing was written",
+                     f"see {report_path} for every skipped file")
 
 
 def _push(config: CorpusConfig, api: Any) -> None:

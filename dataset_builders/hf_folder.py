@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -302,16 +303,69 @@ def shards_problem(folder: Path, recorded: Mapping[str, str] | None) -> str | No
     return f"shard {extra[0]} is not in the build report" if extra else None
 
 
+#: Shard names ``ShardWriter.close`` gives (the files of a folder whose report predates recorded shard lists)
+_SHARD_NAME = re.compile(r"^data/[\w.-]+-\d{5}-of-\d{5}-[0-9a-f]{12}\.parquet$")
+#: The files and folders every dataset folder built here holds besides its shards
+_OWN_ENTRIES = ("README.md", LICENSE_NAME, REPORT_NAME, "data")
+
+
+def check_output_is_ours(output: Path) -> None:
+    """``FileExistsError`` (one line naming the folder and what is in the way) unless ``output`` is missing, an
+    empty folder, or a dataset folder built here holding nothing but what its build report records: the card,
+    licence, report and the shards listed (by name pattern for a report without a list)."""
+    if not output.exists() and not output.is_symlink():
+        return
+    if output.is_symlink() or not output.is_dir():
+        raise FileExistsError(f"{output} exists and is not a folder; refusing to replace it: choose a new or empty "
+                              "output folder")
+    entries = sorted(entry.relative_to(output).as_posix() for entry in _entries(output))
+    if not entries:
+        return
+    recorded = _recorded_entries(output)
+    if recorded is None:
+        raise FileExistsError(f"{output} exists and is not a dataset folder built here (no readable {REPORT_NAME}); "
+                              "refusing to replace it: choose a new or empty output folder")
+    foreign = [entry for entry in entries if not _is_recorded(entry, recorded)]
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise FileExistsError(f"{output} holds {foreign[0]}{more}, which its build did not write; refusing to replace "
+                              "the folder: move them out or choose another output folder")
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    """Every file, folder and link under ``folder`` (links not followed)."""
+    for directory, names, files in os.walk(folder):
+        for name in (*names, *files):
+            yield Path(directory) / name
+
+
+def _recorded_entries(output: Path) -> set[str] | None:
+    """What the build report of ``output`` records as written by its build (empty: a report without a shard
+    list), or None when there is no readable report."""
+    try:
+        report = json.loads((output / REPORT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    shards = report.get("shards")
+    return set(shards) if isinstance(shards, dict) else set()
+
+
+def _is_recorded(entry: str, recorded: set[str]) -> bool:
+    if entry in _OWN_ENTRIES or entry in recorded:
+        return True
+    return not recorded and bool(_SHARD_NAME.match(entry))
+
+
 @contextmanager
 def atomic_folder(output: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``output``; on success it replaces ``output``, on error it is removed.
 
-    An existing ``output`` is only replaced when it is empty or holds a ``build_report.json`` (a folder built by
-    these builders): a mistyped ``--output`` never deletes unrelated files."""
+    An existing ``output`` is only replaced when ``check_output_is_ours`` finds nothing in it that a build did not
+    write: a mistyped ``--output`` never deletes unrelated files."""
     output = Path(output)
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / REPORT_NAME).is_file())):
-        raise FileExistsError(f"{output} exists and is not a dataset folder built here (no {REPORT_NAME}); "
-                              "refusing to replace it: choose a new or empty output folder")
+    check_output_is_ours(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(output)
     partial = output.parent / f".{output.name}.partial-{os.getpid()}"
@@ -363,5 +417,8 @@ def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapp
         if licence is not None:
             (folder / LICENSE_NAME).write_text(licence, encoding="utf-8")
         if report is not None:
-            write_json(folder / REPORT_NAME, report(counts))
+            written = report(counts)
+            if isinstance(written, dict):  # the files this build owns: a rebuild replaces only a folder of them
+                written = {**written, "shards": shard_digests(folder)}
+            write_json(folder / REPORT_NAME, written)
     return counts

@@ -270,13 +270,13 @@ def build_random_model_folder(arch: str, output: Path, seed: int) -> None:
 def convert(args: DemoArguments, arch: str, target: Path) -> None:
     """Convert `--checkpoint` (or a random-weight one made on the spot) to a transformers folder."""
     if args.checkpoint != RANDOM_CHECKPOINT:
-        convert_checkpoint(args.checkpoint, arch, target)
+        convert_checkpoint(args.checkpoint, arch, target, overwrite=True)  # a folder of the demo's own output
         print(f"      {args.checkpoint} -> {target}")
         return
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / f"random-{arch}.pt"
         if make_random_checkpoint(arch, checkpoint, args.seed):
-            convert_checkpoint(checkpoint, arch, target)
+            convert_checkpoint(checkpoint, arch, target, overwrite=True)
             print(f"      random open_clip {arch}-quickgelu state dict -> transformers folder {target}")
             return
     build_random_model_folder(arch, target, args.seed)

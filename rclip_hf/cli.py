@@ -446,7 +446,7 @@ def run_search(argv: list[str]) -> int:
     if bbox is not None and not any(hits for _, hits in labelled):
         print(f"rclip-hf search: no indexed window meets --bbox {options.bbox} ({options.bbox_crs})", file=sys.stderr)
     if options.html:
-        write_results_page(options.html, labelled)
+        write_results_page(options.html, labelled, index)
     all_hits = [{**hit, "query": label} for label, hits in labelled for hit in hits]
     if options.format == "parquet":
         write_hits_parquet(all_hits, options.output)

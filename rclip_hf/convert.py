@@ -33,6 +33,7 @@ from .configuration_remoteclip import PRESETS, RemoteCLIPConfig
 from .errors import UserError, entry_point
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPProcessor, build_processor
+from .staging import check_output_free, staged_folder, state_dict_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,11 @@ def load_open_clip_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]
                 f"{path} is not a plain tensor state dict: unpickling it would need arbitrary code, which is refused "
                 f"({str(error).splitlines()[0]})"
             ) from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-            raise ConversionError(f"{path} is truncated or not a PyTorch checkpoint ({error})") from None
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError,
+                IndexError, AttributeError) as error:  # what a damaged or non-pickle file makes the unpickler raise
+            raise ConversionError(f"{path} is truncated or not a PyTorch checkpoint "
+                                  f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+                                  ) from None
     if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -361,12 +365,14 @@ def resolve_checkpoint(checkpoint: str, download: Callable[..., str] | None = No
 
 
 def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, push_to_hub: str | None = None,
-                       verify: bool = True) -> tuple[RemoteCLIPModel, Verification | None]:
+                       verify: bool = True, overwrite: bool = False) -> tuple[RemoteCLIPModel, Verification | None]:
     """Convert `checkpoint` (local path or Hub reference), compare it with open_clip (when `verify` and open_clip is
-    installed), save model + processor to `output` and, with `push_to_hub`, publish it as `rclip-hf push` does (the
-    token's write access checked before converting)."""
+    installed), save model + processor to `output` (written whole; an existing non-empty `output` is replaced only
+    with `overwrite`) and, with `push_to_hub`, publish it as `rclip-hf push` does (the token's write access checked
+    before converting)."""
     from .hub import check_write_access, publish
 
+    check_output_free(Path(output), "--output", overwrite)
     api = check_write_access(push_to_hub, "--push-to-hub") if push_to_hub else None
     path = resolve_checkpoint(str(checkpoint))
     logger.info("converting %s as %s", path, arch)
@@ -379,8 +385,9 @@ def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, pu
     elif verify:
         logger.warning("open_clip is not installed: the conversion is saved without comparing it to open_clip")
     output = Path(output)
-    model.save_pretrained(output)
-    processor.save_pretrained(output)
+    with staged_folder(output, state_dict_bytes(model.state_dict())) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
     if push_to_hub:
         publish(output, push_to_hub, api=api, flag="--push-to-hub")
     return model, verification
@@ -399,6 +406,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="also upload to this Hub repo (the `rclip-hf push` allow-list; a card is written)")
     parser.add_argument("--no-verify", "--no_verify", dest="verify", action="store_false",
                         help="skip the comparison with open_clip before saving")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing non-empty --output folder (refused otherwise)")
     return parser.parse_args(argv)
 
 
@@ -408,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     _, verification = convert_checkpoint(args.checkpoint, args.arch, args.output, push_to_hub=args.push_to_hub,
-                                         verify=args.verify)
+                                         verify=args.verify, overwrite=args.overwrite)
     checked = ("not compared with open_clip" if verification is None else
                f"equal to open_clip within {verification.max_abs:.2g} max-abs (image embeddings "
                f"{verification.image_embeds:.2g}, text embeddings {verification.text_embeds:.2g}, logits "

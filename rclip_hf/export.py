@@ -21,8 +21,9 @@ from safetensors.torch import save_file
 from .arguments import ArgumentParser
 from .convert import ConversionError, open_clip_model_config, to_open_clip_state_dict
 from .errors import entry_point
-from .modeling_remoteclip import RemoteCLIPModel
+from .loading import load_weights
 from .processing_remoteclip import RemoteCLIPImageProcessor
+from .staging import staged_folder, state_dict_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,9 @@ def open_clip_preprocess_config(image_processor: RemoteCLIPImageProcessor, image
 def export_open_clip(model_dir: str | Path, output: str | Path) -> list[Path]:
     """Write `open_clip_config.json` and `open_clip_model.safetensors` of the model in `model_dir` to `output`."""
     model_dir, output = Path(model_dir), Path(output)
-    if not (model_dir / "config.json").is_file():
-        raise ConversionError(f"{model_dir} has no config.json: not a transformers model folder")
-    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
-    if model_type not in ("clip", "remoteclip"):
-        raise ConversionError(f"{model_dir} holds a model of type {model_type!r}; export needs a CLIP or RemoteCLIP "
-                              "folder (model_type clip or remoteclip)")
-    model = RemoteCLIPModel.from_pretrained(model_dir)
+    if not model_dir.is_dir():
+        raise ConversionError(f"model folder not found: {model_dir}")
+    model = load_weights(model_dir)
     try:
         image_processor = RemoteCLIPImageProcessor.from_pretrained(model_dir)
     except OSError:
@@ -57,9 +54,9 @@ def export_open_clip(model_dir: str | Path, output: str | Path) -> list[Path]:
     config = {"model_cfg": open_clip_model_config(model.config),
               "preprocess_cfg": open_clip_preprocess_config(image_processor, model.config.image_size)}
     state_dict = to_open_clip_state_dict(model)
-    output.mkdir(parents=True, exist_ok=True)
-    save_file(state_dict, output / OPEN_CLIP_WEIGHTS_FILE, metadata={"format": "pt"})
-    (output / OPEN_CLIP_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    with staged_folder(output, state_dict_bytes(state_dict), merge=True) as staging:  # OUT may be MODEL_DIR itself
+        save_file(state_dict, staging / OPEN_CLIP_WEIGHTS_FILE, metadata={"format": "pt"})
+        (staging / OPEN_CLIP_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return [output / OPEN_CLIP_CONFIG_FILE, output / OPEN_CLIP_WEIGHTS_FILE]
 
 

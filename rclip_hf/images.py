@@ -45,7 +45,8 @@ import logging
 import re
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,20 @@ def _open_header(path: Path) -> tuple[Image.Image, int | None]:
             return Image.open(path), limit
         finally:
             Image.MAX_IMAGE_PIXELS = limit
+
+
+@contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Within the block, the pixel limit is `max_pixels` (None: unchanged); restored after it."""
+    previous = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        if max_pixels < 1:
+            raise ValueError(f"--max-pixels {max_pixels}: must be at least 1")
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def check_pixels(path: Path, width: int, height: int, limit: int | None) -> None:
@@ -469,5 +484,5 @@ def _rasterio() -> Any:
 __all__ = ["COLOUR_DESCRIPTIONS", "EIGHT_BIT_MODES", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "Georeference",
            "ImageReadError", "ImageTooLargeError", "RasterBands", "RasterSource", "as_model_image", "as_rgb_image",
            "check_pixels", "colour_bands", "dataset_image_size", "decode_dataset_image", "image_files", "image_mode",
-           "image_size", "load_image", "model_image", "note_bands", "open_dataset_image", "open_image",
+           "image_size", "load_image", "model_image", "note_bands", "open_dataset_image", "open_image", "pixel_limit",
            "select_bands", "stretch_limits", "to_rgb"]

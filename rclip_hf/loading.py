@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from transformers import AutoConfig, CLIPConfig, CLIPModel, ProcessorMixin
 
@@ -21,6 +25,8 @@ from .processing_remoteclip import RemoteCLIPProcessor
 SUPPORTED_MODEL_TYPES = (RemoteCLIPConfig.model_type, CLIPConfig.model_type)
 #: A Hub repo id, owner/name.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Weight files transformers reads from a folder, in the order it prefers them.
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 # Config keys that change with the saving environment, not with the model.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures")
 # Values hashed from the start of every weight tensor: any training step changes them.
@@ -54,6 +60,25 @@ def load_model(
     Every such folder (ViT saved as plain CLIP, ResNet with remote code, legacy `remoteclip`, OpenAI CLIP) loads as
     `RemoteCLIPModel` with a `RemoteCLIPProcessor`, whose image transform is open_clip's exactly.
     """
+    name = checked_model_source(name_or_path)
+    with _loading(name):
+        model = RemoteCLIPModel.from_pretrained(name, dtype=dtype if dtype is not None else "auto")
+        processor = RemoteCLIPProcessor.from_pretrained(name)
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), processor
+
+
+def load_weights(name_or_path: str | Path) -> RemoteCLIPModel:
+    """The model of a RemoteCLIP/CLIP folder or Hub id (no processor), with `load_model`'s errors."""
+    name = checked_model_source(name_or_path)
+    with _loading(name):
+        return RemoteCLIPModel.from_pretrained(name)
+
+
+def checked_model_source(name_or_path: str | Path) -> str:
+    """The name to load a model from, once the folder (or Hub id) is known to hold a RemoteCLIP/CLIP config:
+    `NotACLIPModelError` naming the folder or file otherwise."""
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.exists():
@@ -70,18 +95,36 @@ def load_model(
         _check_model_type(config_model_type, name)
     elif not HUB_ID.match(name):
         raise FileNotFoundError(f"model folder not found: {name}")
-    config = AutoConfig.from_pretrained(name)
-    _check_model_type(getattr(config, "model_type", None), name)
     try:
-        model = RemoteCLIPModel.from_pretrained(name, dtype=dtype if dtype is not None else "auto")
-        processor = RemoteCLIPProcessor.from_pretrained(name)
-    except (SafetensorError, RuntimeError, ValueError, KeyError) as error:  # truncated weights, other shapes
-        raise NotACLIPModelError(name, f"the weights do not load ({type(error).__name__}: "
-                                 f"{str(error).strip().splitlines()[0][:200]})",
+        config = AutoConfig.from_pretrained(name)
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as error:  # fields of the wrong type or value
+        raise NotACLIPModelError(f"{Path(name) / 'config.json'}", f"not a valid model config "
+                                 f"({type(error).__name__}: {_first_line(error)})",
+                                 "re-save or re-convert the model") from None
+    _check_model_type(getattr(config, "model_type", None), name)
+    return name
+
+
+@contextmanager
+def _loading(name: str) -> Iterator[None]:
+    """Weights that do not load (truncated, other shapes, a pickle that would run code) -> `NotACLIPModelError`."""
+    try:
+        yield
+    except (SafetensorError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError,
+            StrictDataclassError) as error:
+        raise NotACLIPModelError(_weights_file(name), f"the weights do not load ({type(error).__name__}: "
+                                 f"{_first_line(error)})",
                                  "re-convert or re-download the model; its config and weights must match") from None
-    if device is not None:
-        model = model.to(device)
-    return model.eval(), processor
+
+
+def _weights_file(name: str) -> str:
+    """The weights file of a local model folder (for messages), else the folder or Hub id itself."""
+    found = [Path(name) / file for file in _WEIGHT_FILES if (Path(name) / file).is_file()]
+    return str(found[0]) if found else name
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:200]
 
 
 def _check_model_type(model_type: str | None, name: str) -> None:
@@ -144,8 +187,10 @@ def describe(model: CLIPModel) -> dict[str, Any]:
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
     "NotACLIPModelError",
+    "checked_model_source",
     "describe",
     "load_model",
+    "load_weights",
     "model_fingerprint",
     "model_name",
     "resolve_model",

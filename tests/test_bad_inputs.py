@@ -481,3 +481,332 @@ def test_float_geotiff_with_nodata_keeps_its_grey_levels_in_the_corpus(bad_image
 
     stored = np.asarray(Image.open(io.BytesIO(image_cell(bad_images["float_nodata_tiff"], "f.tif")["bytes"])))
     assert (stored[:16] == 0).all() and len(np.unique(stored[16:, :, 0])) > 100  # not a 2-colour image
+
+
+# ----- nothing outside its folder, nothing lost silently (issue 27) --------------------------------------------------
+def _dota(root: Path, labels: dict[str, str]) -> Path:
+    """A DOTA folder: one copy of good.png per label file."""
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    for stem, text in labels.items():
+        shutil.copy(BAD / "good.png", root / "images" / f"{stem}.png")
+        (root / "labelTxt" / f"{stem}.txt").write_text(text)
+    return root
+
+
+def test_a_symlink_out_of_a_source_is_refused_and_recorded(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    secret = Path(shutil.copy(BAD / "rgba.png", tmp_path / "outside.png"))
+    (root / "images" / "b.png").symlink_to(secret)
+    (root / "labelTxt" / "b.txt").write_text("4 4 40 4 40 40 4 40 ship 0\n")
+    (root / "images" / "c.png").symlink_to(root / "images" / "a.png")  # a link that stays inside is read
+    (root / "labelTxt" / "c.txt").write_text("4 4 40 4 40 40 4 40 ship 0\n")
+    code, _, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    refused = [entry for entry in report["sources"]["dota"]["skipped"] if "leaves the source folder" in entry["reason"]]
+    assert [Path(entry["path"]).name for entry in refused] == ["b.png"]
+    assert str(secret) in refused[0]["reason"]
+    assert report["totals"]["read"] == report["totals"]["kept"] + report["totals"]["skipped"] + \
+        report["totals"]["duplicates"]
+
+
+@pytest.mark.parametrize("line", ["4 4 40 nan 40 40 4 40 plane 0", "4 4 40 4 40 40 4 nan plane 0",
+                                  "4 4 40 4 40 40 4 40 7 0", "4 4 40 4 40 40 4 40 1.5e3 0"])
+def test_dota_rows_with_nan_or_a_number_as_class_are_skipped_and_recorded(tmp_path: Path, line: str) -> None:
+    from dataset_builders.sources import read_source
+
+    root = _dota(tmp_path / "dota", {"a": f"4 4 40 4 40 40 4 40 plane 0\n{line}\n"})
+    records, skipped = read_source("dota", root)
+    assert [(box.label, box.x_min) for box in records[0].boxes] == [("plane", 4.0)]
+    assert [(entry.line, "dropped box" in entry.reason) for entry in skipped] == [(2, True)]
+
+
+def _rn50_checkpoint(path: Path) -> Path:
+    import open_clip
+
+    torch.save(open_clip.create_model("RN50", pretrained=None).state_dict(), path)
+    return path
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every safetensors write fails as Rust's writer fails on a full disk, after the file was opened."""
+    import safetensors.torch
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    from rclip_hf import export
+
+    def full(tensors, filename, *args, **kwargs) -> None:
+        Path(filename).write_bytes(b"\0" * 64)
+        raise SafetensorError('Error while serializing: I/O error: No space left on device (os error 28)')
+
+    for module in (safetensors.torch, transformers.modeling_utils, export):
+        for name in ("save_file", "safe_save_file"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, full)
+
+
+def test_convert_refuses_a_non_empty_output_and_a_full_disk_keeps_the_previous(tmp_path: Path, capsys,
+                                                                                monkeypatch) -> None:
+    checkpoint = _rn50_checkpoint(tmp_path / "rn50.pt")
+    output = tmp_path / "hf"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    argv = ["convert", "--checkpoint", str(checkpoint), "--arch", "RN50", "--output", str(output), "--no-verify"]
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT and f"--output {output}: exists and is not empty" in _one_error_line(err)
+    assert "--overwrite" in err and (output / "notes.txt").read_text() == "mine"
+    assert cli.main([*argv, "--overwrite"]) == 0
+    before = {path.name: path.stat().st_mtime_ns for path in output.iterdir()}
+    assert "model.safetensors" in before and "notes.txt" not in before
+    capsys.readouterr()
+    _full_disk(monkeypatch)
+    code, _, err = _run(cli.main, [*argv, "--overwrite"], capsys)
+    line = _one_error_line(err)
+    assert code == EXIT_BAD_INPUT and line.startswith(f"error: {output}: writing failed") and "MB free" in line
+    assert f"it needs about {(output / 'model.safetensors').stat().st_size / 2**20:,.0f} MB" in line
+    assert {path.name: path.stat().st_mtime_ns for path in output.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["hf", "rn50.pt"]  # no partial folder left
+
+
+def test_export_full_disk_keeps_the_previous_export(tiny_model_dir: Path, tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    output = tmp_path / "oc"
+    argv = ["export", str(tiny_model_dir), "--to", "open_clip", "--output", str(output)]
+    assert cli.main(argv) == 0
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    capsys.readouterr()
+    _full_disk(monkeypatch)
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT and f"error: {output}: writing failed" in _one_error_line(err)
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["oc"]
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("truncated_weights", "model.safetensors: the weights do not load (SafetensorError"),
+    ("code_pickle", "pytorch_model.bin: the weights do not load (UnpicklingError"),
+    ("config_not_an_object", "config.json: not a JSON object"),
+    ("config_field_of_the_wrong_type", "config.json: not a valid model config"),
+])
+def test_export_of_a_bad_model_folder_is_one_line(tiny_model_dir: Path, tmp_path: Path, capsys, kind: str,
+                                                  message: str) -> None:
+    import os
+    import pickle
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / kind))
+    weights, config = folder / "model.safetensors", folder / "config.json"
+    marker = tmp_path / "ran"
+    if kind == "truncated_weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif kind == "code_pickle":
+        class Payload:
+            def __reduce__(self):
+                return os.system, (f"touch {marker}",)
+
+        weights.unlink()
+        (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}))
+    elif kind == "config_not_an_object":
+        config.write_text("[1, 2]")
+    else:
+        values = json.loads(config.read_text())
+        values["vision_config"]["hidden_size"] = "wide"
+        config.write_text(json.dumps(values))
+    code, _, err = _run(cli.main, ["export", str(folder), "--to", "open_clip", "--output", str(tmp_path / "oc")],
+                        capsys)
+    assert code == EXIT_BAD_INPUT and message in _one_error_line(err)
+    assert not marker.exists() and not (tmp_path / "oc").exists()
+
+
+def test_convert_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.pt").write_text("hello, not a checkpoint\n")
+    code, _, err = _run(cli.main, ["convert", "--checkpoint", str(tmp_path / "notes.pt"), "--arch", "RN50",
+                                   "--output", str(tmp_path / "hf")], capsys)
+    assert code == EXIT_BAD_INPUT and "notes.pt is truncated or not a PyTorch checkpoint" in _one_error_line(err)
+    assert not (tmp_path / "hf").exists()
+
+
+def _train(corpus: Path, output_dir: Path, *extra: str) -> int:
+    from train import main
+
+    return main(["--config", str(TINY_TRAIN), "--dataset", str(corpus), "--output_dir", str(output_dir),
+                 "--batch_size", "8", "--max_steps", "4", "--checkpointing_steps", "2", "--warmup_steps", "1",
+                 "--logging_steps", "1", "--report_to", "none", *extra])
+
+
+def test_train_final_save_is_whole_and_a_resume_logs_each_step_once(shared_data: Path, tmp_path: Path, capsys,
+                                                                     monkeypatch) -> None:
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+    from training_corpus import build_scene_corpus
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training_scripts"))
+    build_scene_corpus(shared_data, tmp_path / "corpus", per_class=2, size=64)
+    run = tmp_path / "run"
+    assert _train(tmp_path / "corpus", run) == 0
+    log = (run / "train_log.jsonl").read_text().splitlines()
+    final = {path.name: path.read_bytes() for path in (run / "final").iterdir()}
+    shutil.rmtree(run / "checkpoints" / "step-0000004")  # killed after step 4 was logged, before its checkpoint
+
+    def full(tensors, filename, *args, **kwargs) -> None:
+        Path(filename).write_bytes(b"\0" * 64)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)  # save_pretrained's writer only
+    capsys.readouterr()
+    code, _, err = _run(lambda argv: _train(tmp_path / "corpus", run, *argv), ["--resume", "latest"], capsys)
+    line = _one_error_line(err)
+    assert code == EXIT_BAD_INPUT and line.startswith(f"error: {run / 'final'}: writing failed") and "MB free" in line
+    assert {path.name: path.read_bytes() for path in (run / "final").iterdir()} == final  # the previous final/
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+    assert sorted(path.name for path in run.iterdir() if path.name.startswith(".")) == []
+    assert (run / "train_log.jsonl").read_text().splitlines() == log  # steps 3 and 4 redone, logged once, the same
+
+
+def test_train_on_a_corpus_without_rows_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    import datasets
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training_scripts"))
+    features = datasets.Features({"image": datasets.Image(), "captions": datasets.List(datasets.Value("string"))})
+    (tmp_path / "corpus").mkdir()
+    datasets.Dataset.from_dict({"image": [], "captions": []}, features=features).to_parquet(
+        str(tmp_path / "corpus" / "train-00000-of-00001.parquet"))
+    code, _, err = _run(lambda argv: _train(tmp_path / "corpus", tmp_path / "run"), [], capsys)
+    assert code == EXIT_BAD_INPUT and f"--dataset {tmp_path / 'corpus'}: " in _one_error_line(err)
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_build_corpus_records_a_non_utf8_file_name_and_goes_on(tmp_path: Path, capsys) -> None:
+    import os
+
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    name = os.fsdecode(b"b\xff")
+    shutil.copy(BAD / "rgba.png", root / "images" / f"{name}.png")
+    (root / "labelTxt" / f"{name}.txt").write_text("4 4 40 4 40 40 4 40 ship 0\n")
+    code, out, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert json.loads(out) == {"read": 2, "kept": 1, "skipped": 1, "duplicates": 0, "excluded": 0}
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text(encoding="utf-8"))
+    (skipped,) = report["sources"]["dota"]["skipped"]
+    assert skipped["path"].endswith("b\\udcff.png") and "not valid UTF-8" in skipped["reason"]
+
+
+def test_a_corpus_that_keeps_no_image_is_an_error_with_its_report(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    shutil.copy(BAD / "corrupt.jpg", root / "images" / "a.png")
+    code, _, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out")], capsys)
+    line = _one_error_line(err)
+    assert code == EXIT_BAD_INPUT and f"--output {tmp_path / 'out'}: no image was kept (read 1, skipped 1" in line
+    assert "a.png: cannot read image" in line and f"see {tmp_path / 'out.build_report.json'}" in line
+    report = json.loads((tmp_path / "out.build_report.json").read_text())
+    assert report["totals"] == {"read": 1, "kept": 0, "skipped": 1, "duplicates": 0, "excluded": 0}
+    assert not (tmp_path / "out").exists()
+
+
+def test_builders_accept_max_pixels_as_their_skip_message_says(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main as build_corpus
+    from dataset_builders.build_remotecount import main as build_remotecount
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n", "b": "4 4 40 4 40 40 4 40 ship 0\n"})
+    Image.open(BAD / "good.png").resize((30, 30)).save(root / "images" / "b.png")
+    code, _, err = _run(build_corpus, ["--source", f"dota={root}", "--output", str(tmp_path / "out"),
+                                       "--max-pixels", "1000"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    (skipped,) = report["sources"]["dota"]["skipped"]
+    assert skipped["path"].endswith("a.png") and "over the limit of 1,000" in skipped["reason"]
+    assert "--max-pixels" in skipped["reason"] and Image.MAX_IMAGE_PIXELS != 1000  # for that build only
+    release = tmp_path / "release"
+    (release / "images").mkdir(parents=True)
+    shutil.copy(root / "images" / "a.png", release / "images" / "a.png")
+    (release / "counts.jsonl").write_text(json.dumps({"image": "a.png", "caption": "There is one ship."}) + "\n")
+    code, _, err = _run(build_remotecount, ["--release", str(release), "--output", str(tmp_path / "rc"),
+                                            "--max_pixels", "1000"], capsys)
+    report = json.loads((tmp_path / "rc" / "build_report.json").read_text())
+    assert code == 0, err
+    assert "over the limit of 1,000" in report["skipped"][0]["reason"]
+
+
+def test_exclude_near_a_damaged_dataset_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    from dataset_builders.build_corpus import main
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    (tmp_path / "bench" / "data").mkdir(parents=True)
+    (tmp_path / "bench" / "data" / "test-00000-of-00001.parquet").write_bytes(b"PAR1 this is not parquet")
+    code, _, err = _run(main, ["--source", f"dota={root}", "--output", str(tmp_path / "out"), "--exclude-near",
+                               str(tmp_path / "bench")], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"--exclude-near {tmp_path / 'bench'}: not a readable dataset folder" in _one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("builder", ["corpus", "remotecount"])
+def test_a_rebuild_never_deletes_files_the_build_did_not_write(tmp_path: Path, capsys, builder: str) -> None:
+    from dataset_builders.build_corpus import main as build_corpus
+    from dataset_builders.build_remotecount import main as build_remotecount
+
+    root = _dota(tmp_path / "dota", {"a": "4 4 40 4 40 40 4 40 plane 0\n"})
+    output = tmp_path / "out"
+    if builder == "corpus":
+        main, argv = build_corpus, ["--source", f"dota={root}", "--output", str(output)]
+    else:
+        release = tmp_path / "release"
+        (release / "images").mkdir(parents=True)
+        shutil.copy(BAD / "good.png", release / "images" / "a.png")
+        (release / "counts.jsonl").write_text(json.dumps({"image": "a.png", "caption": "There is one ship."}) + "\n")
+        main, argv = build_remotecount, ["--release", str(release), "--output", str(output)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (output / "data" / "shard-mine.tmp").write_text("the user's")
+    (output / "notes.tmp").write_text("the user's too")
+    code, _, err = _run(main, [*argv, "--seed", "5"] if builder == "corpus" else argv, capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"{output} holds data/shard-mine.tmp and 1 more, which its build did not write" in _one_error_line(err)
+    assert (output / "data" / "shard-mine.tmp").read_text() == "the user's"
+    assert (output / "notes.tmp").read_text() == "the user's too"
+    (output / "data" / "shard-mine.tmp").unlink()
+    (output / "notes.tmp").unlink()
+    assert main([*argv, "--seed", "5"] if builder == "corpus" else argv) == 0  # a folder of its own files is rebuilt
+
+
+def _page_thumbnails(page: Path) -> list[np.ndarray]:
+    import base64
+    import io
+    import re
+
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+            for data in re.findall(r"class='thumbnail'[^>]*src='data:image/jpeg;base64,([^']+)'", page.read_text())]
+
+
+def test_the_html_page_shows_only_the_index_own_images_found_relative_to_where_it_was_built(
+        tiny_model_dir: Path, bad_images: dict[str, Path], tmp_path: Path, capsys, monkeypatch, caplog) -> None:
+    from rclip_hf.inference.index import EmbeddingIndex
+    from rclip_hf.inference.results_page import write_results_page
+
+    (tmp_path / "work" / "tiles").mkdir(parents=True)
+    for name in ("a", "b"):
+        shutil.copy(bad_images["png_renamed_jpg"], tmp_path / "work" / "tiles" / f"{name}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", "tiles", "--output", "idx"]) == 0
+    monkeypatch.chdir(tmp_path)  # the stored paths (tiles/a.png) are relative to work/, beside the index
+    page = tmp_path / "hits.html"
+    code, _, err = _run(cli.main, ["search", "--model", str(tiny_model_dir), "--index", "work/idx", "--text", "x",
+                                   "--html", str(page)], capsys)
+    assert code == 0, err
+    thumbnails = _page_thumbnails(page)
+    assert len(thumbnails) == 2 and all(thumbnail.std() > 10 for thumbnail in thumbnails)  # the tiles, not grey
+
+    index = EmbeddingIndex.open(tmp_path / "work" / "idx")
+    secret = Path(shutil.copy(bad_images["cmyk_jpeg"], tmp_path / "secret.jpg"))
+    received = [{"rank": 1, "id": "a.png", "path": str(secret), "row": -1, "score": 0.5},
+                {"rank": 2, "id": "b.png", "path": "tiles/b.png", "row": -1, "score": 0.4}]
+    write_results_page(page, [("x", received)], index)
+    assert len(_page_thumbnails(page)) == 1 and "image not shown: not found as indexed" in page.read_text()
+    assert "1 image(s) of the index not shown" in caplog.text and str(secret) in caplog.text

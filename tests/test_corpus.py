@@ -289,7 +289,8 @@ def test_refuses_to_replace_a_folder_it_did_not_build(tmp_path: Path) -> None:
 
 
 def test_unforeseen_reader_error_skips_the_image(tmp_path: Path) -> None:
-    root = write_dota(tmp_path / "dota", {"a.png": DATA / "bad_images" / "good.png"}, {"a": BOX})
+    good = DATA / "bad_images" / "good.png"
+    root = write_dota(tmp_path / "dota", {"a.png": good, "b.png": good}, {"a": BOX, "b": BOX})
     (root / "labelTxt" / "a.txt").unlink()
     (root / "labelTxt" / "a.txt").mkdir()  # a folder where the label file should be: read_text raises OSError
     report = build_corpus(CorpusConfig(source=[f"dota={root}"], output=str(tmp_path / "out")))

@@ -84,11 +84,11 @@ def test_export_refuses_what_open_clip_cannot_build(tmp_path, capsys):
     with pytest.raises(ConversionError, match=r"open_clip has no architecture with activations \['quick_gelu', 'relu'\]"):
         export_open_clip(tmp_path / "model", tmp_path / "oc")
     assert cli.main(["export", str(tmp_path / "nope"), "--to", "open_clip", "--output", str(tmp_path / "oc")]) == 2
-    assert "has no config.json" in capsys.readouterr().err
+    assert "model folder not found" in capsys.readouterr().err
     (tmp_path / "bert").mkdir()
     (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
     assert cli.main(["export", str(tmp_path / "bert"), "--to", "open_clip", "--output", str(tmp_path / "oc")]) == 2
-    assert "holds a model of type 'bert'; export needs a CLIP or RemoteCLIP folder" in capsys.readouterr().err
+    assert "holds a model of type 'bert', not a RemoteCLIP/CLIP model" in capsys.readouterr().err
 
 
 def test_export_push_to_hub_publishes_with_the_push_rules(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,11 +27,36 @@ def path_inside(folder: Path, name: str) -> Path | None:
     if not name or Path(name).is_absolute():
         return None
     candidate = folder / name
+    return candidate if resolves_inside(folder, candidate) else None
+
+
+def resolves_inside(folder: Path, path: Path) -> bool:
+    """Whether ``path`` stays inside ``folder`` once symlinks and ``..`` are resolved (False for a symlink loop)."""
     try:
-        inside = candidate.resolve().is_relative_to(folder.resolve())
+        return path.resolve().is_relative_to(folder.resolve())
     except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def printable_path(path: Path | str) -> str:
+    """``path`` as text; bytes of a file name that are not UTF-8 (held as surrogates) shown as ``\\udcXX``."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` with symlinks and ``..`` resolved; None for a symlink loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
         return None
-    return candidate if inside else None
+
+
+def _link_target(path: Path) -> str:
+    """Where a path that leaves its folder leads (its resolved target), for messages."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return "a symlink loop"
 
 
 def read_annotation_text(path: Path) -> tuple[str, str | None]:
@@ -126,10 +151,40 @@ class SourceReader(ABC):
             return self.skip(where, f"path {name!r} leaves the source folder {folder}: row skipped", line)
         return path
 
+    def roots(self) -> tuple[Path, ...]:
+        """The folders this source's files may come from: the source folder (a file's folder), and for readers that
+        extract files themselves, the folder they extract to."""
+        return (self.root if self.root.is_dir() else self.root.parent,)
+
+    def checked_scan(self) -> Iterator[Item | Skipped]:
+        """``scan``, with every item whose image or annotation file resolves outside the source (a symlink out of
+        it), or whose file name is not UTF-8, turned into a Skipped saying so: nothing outside the dataset enters
+        a corpus, and every name in the report can be written."""
+        roots = [root.resolve() for root in self.roots()]
+        for item in self.scan():
+            if isinstance(item, Skipped):
+                yield replace(item, path=printable_path(item.path))
+            else:
+                yield self._refusal(item, roots) or item
+
+    def _refusal(self, item: Item, roots: list[Path]) -> Skipped | None:
+        """Why ``checked_scan`` does not read ``item`` (its files must resolve inside one of ``roots``), or None."""
+        for path in (item.image_path, item.annotation_path):
+            if path is None:
+                continue
+            if printable_path(path) != str(path):
+                return self.skip(printable_path(path), "the file name is not valid UTF-8 (it cannot be stored in "
+                                 "the corpus): rename the file to read it")
+            resolved = _resolved(path)
+            if resolved is None or not any(resolved.is_relative_to(root) for root in roots):
+                return self.skip(path, f"leaves the source folder {self.roots()[0]} (a symlink to "
+                                       f"{_link_target(path)}): not read")
+        return None
+
     def read(self) -> Iterator[Record | Skipped]:
         """Scan and load serially: every record, every skipped image and every annotation note."""
         try:
-            for item in self.scan():
+            for item in self.checked_scan():
                 if isinstance(item, Skipped):
                     yield item
                     continue
@@ -169,6 +224,10 @@ class BoxCollector:
         if not label.strip():
             self.note(f"dropped box {coords}: empty class name", line, where)
             return
+        if _is_number(label):
+            self.note(f"dropped box {coords}: class name {label!r} is a number, not a name (a misplaced column?)",
+                      line, where)
+            return
         if not SAFE_CLASS_NAME.fullmatch(label):
             self.note(f"dropped box {coords}: class name {label!r} is not a plain name ({SAFE_CLASS_NAME.pattern})",
                       line, where)
@@ -190,6 +249,9 @@ class BoxCollector:
     def add_polygon(self, label: str, xs: Iterable[float], ys: Iterable[float], line: int | None) -> None:
         """Add the horizontal box enclosing a polygon (oriented box corners)."""
         xs, ys = list(xs), list(ys)
+        if not all(math.isfinite(value) for value in (*xs, *ys)):  # min/max would pass a nan that is not first
+            self.note(f"dropped box {label!r}: non-finite coordinate in {[*zip(xs, ys)]}", line)
+            return
         self.add(label, min(xs), min(ys), max(xs), max(ys), line)
 
     def loaded(self, item: Item) -> Loaded:

@@ -6,13 +6,23 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from rclip_hf.images import ImageReadError, RasterSource
+
+
+@dataclass
+class PixelLimitConfig:
+    """The builders' ``--max-pixels``: the largest image read whole (larger ones are skipped and recorded)."""
+
+    max_pixels: int | None = field(default=None, metadata={
+        "help": "largest image read whole, in pixels (default: Pillow's limit, 89,478,485); larger ones are "
+                "skipped and recorded in the build report"})
+
 
 #: formats whose original bytes are stored unchanged in the corpus when the image is 8-bit RGB
 PASSTHROUGH_FORMATS = ("JPEG", "PNG")

@@ -56,12 +56,19 @@ class StanfordDroneReader(SourceReader):
     def option_names(cls) -> tuple[str, ...]:
         return ("frame_stride", "frames_dir")
 
+    def roots(self) -> tuple[Path, ...]:
+        return (*super().roots(), self.frames_dir())
+
+    def frames_dir(self) -> Path:
+        """Where the sampled frames are extracted (``frames_dir`` option)."""
+        return Path(self.options.get("frames_dir", DEFAULT_FRAMES_DIR))
+
     def scan(self) -> Iterator[Item | Skipped]:
         tables = sorted((self.root / "annotations").glob("*/*/annotations.txt"))
         if not tables:
             raise FileNotFoundError(f"stanford_drone: no annotations/<scene>/<video>/annotations.txt under {self.root}")
         stride = int(self.options.get("frame_stride", 300))
-        frames_dir = Path(self.options.get("frames_dir", DEFAULT_FRAMES_DIR))
+        frames_dir = self.frames_dir()
         for table in tables:
             scene, video_name = table.parent.parent.name, table.parent.name
             video = self.root / "videos" / scene / video_name / "video.mov"

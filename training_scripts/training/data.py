@@ -17,10 +17,11 @@ import datasets
 import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
+from datasets.exceptions import DatasetGenerationError
 from PIL import Image
 from torch.utils.data import Sampler
 
-from rclip_hf.errors import dataset_not_found
+from rclip_hf.errors import UserError, dataset_not_found
 
 from .arguments import DataArguments
 from .augment import TrainAugmentation
@@ -58,6 +59,14 @@ def load_caption_corpus(data_args: DataArguments) -> Dataset | IterableDataset:
                                        streaming=data_args.streaming)
     except (FileNotFoundError, ConnectionError) as error:
         raise dataset_not_found("--dataset", data_args.dataset, error) from None
+    except (DatasetGenerationError, ValueError) as error:  # a shard that does not read (damaged, another schema), no rows
+        cause = error.__cause__ or error
+        raise UserError(f"--dataset {data_args.dataset}", f"its files do not read as a dataset "
+                        f"({type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''})",
+                        "rebuild it, or check that its build kept images") from None
+    if not data_args.streaming and len(corpus) == 0:
+        raise UserError(f"--dataset {data_args.dataset}", f"split {data_args.split!r} holds no rows",
+                        "rebuild it from sources that keep images")
     check_corpus_features(corpus.features, data_args.dataset)
     corpus = corpus.select_columns(list(REQUIRED_COLUMNS))
     if data_args.max_train_samples is not None:

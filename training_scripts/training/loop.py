@@ -20,6 +20,7 @@ from torch.distributed.tensor import DTensor
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
 from rclip_hf.precision import accelerate_mixed_precision, precision_name
 from rclip_hf.progress import progress_bar
+from rclip_hf.staging import staged_folder, state_dict_bytes
 
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .augment import TrainAugmentation
@@ -153,8 +154,10 @@ def save_final_model(accelerator: Accelerator, model: torch.nn.Module, processor
     if accelerator.is_main_process:
         state_dict = {key.removeprefix("model."): value for key, value in wrapped_state.items()}
         state_dict["logit_scale"] = state_dict["logit_scale"].reshape(())  # a scalar, as the model defines it
-        inner.save_pretrained(final, state_dict=state_dict, safe_serialization=True)
-        processor.save_pretrained(final)
+        # written whole: a previous final/ and the checkpoints stay until the new final/ is complete
+        with staged_folder(final, state_dict_bytes(state_dict)) as staging:
+            inner.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
+            processor.save_pretrained(staging)
     accelerator.wait_for_everyone()
     return final
 
@@ -208,6 +211,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
     if resume_path is not None:
         logger.info("resuming from %s", resume_path)
         load_checkpoint(accelerator, resume_path, state, scheduler)
+        if accelerator.is_main_process:
+            forget_logged_steps_after(output_dir / TRAIN_LOG, state.step)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_args.json").write_text(json.dumps(
@@ -278,6 +283,27 @@ def _train_loop(accelerator: Accelerator, module: torch.nn.Module, optimizer: to
     progress.close()
     if evaluator is not None and not (args.eval_steps and state.step % args.eval_steps == 0):
         _evaluate(accelerator, module, evaluator, state.step)
+
+
+def forget_logged_steps_after(log: Path, step: int) -> None:
+    """Drop the records of steps after `step` from the training log (a resumed run redoes them and logs them
+    again: each step is recorded once); rewritten atomically."""
+    if not log.is_file():
+        return
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if len(kept) < len(lines):
+        partial = log.with_name(f".{log.name}.partial")
+        partial.write_text("".join(kept), encoding="utf-8")
+        partial.replace(log)
+
+
+def _logged_step(line: str) -> int:
+    """The step of one log record (a line that does not parse, such as one cut by a kill, counts as after all)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62
 
 
 def _log(accelerator: Accelerator, module: torch.nn.Module, scheduler: torch.optim.lr_scheduler.LRScheduler,
