@@ -4,8 +4,9 @@ A push uploads exactly the files of ``PUBLISHED_FILES`` (the card, the licence f
 the build report), in one commit that also deletes the previous build's shards (``delete_patterns``: shard
 names carry a content digest, so a rebuild's shards never overwrite the old ones). The build report goes up
 with every local path made relative to its ``--source`` root. The token and its write access to the repo are
-checked before anything is built; a dry run needs no token, builds, lists files, sizes and card metadata and
-uploads nothing. The token check and the commit are the model push's (`rclip_hf.hub`).
+checked before anything is built; a dry run needs no token, checks the repo id, builds, lists files, sizes and card
+metadata and uploads nothing. The token check, the commit and the options (``--token``, ``--revision``,
+``--commit-message``, ``--create-pr``, ``--private``) are the model push's (`rclip_hf.hub`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import yaml
 from huggingface_hub import HfApi, metadata_load
 
 from dataset_builders.hf_folder import LICENSE_NAME, REPORT_NAME
-from rclip_hf.hub import PublishError, check_write_access, commit_files, matches
+from rclip_hf.hub import HubOptions, PublishError, check_repo_id, check_write_access, commit_files, matches
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +35,18 @@ _ABSOLUTE = re.compile(r"(?:^|[\s'\"(=])(/[^\s'\"]+)")
 
 
 @dataclass
-class PushConfig:
-    """Hub options shared by the dataset builders."""
+class PushConfig(HubOptions):
+    """Hub options shared by the dataset builders: the repo, a dry run, and the model push's `HubOptions`."""
 
     push_to_hub: str | None = field(default=None, metadata={
         "help": "Hub dataset repo (OWNER/NAME) to upload the built folder to (token checked before building)"})
-    private: bool = field(default=False, metadata={"help": "create the Hub repo as private"})
     dry_run: bool = field(default=False, metadata={
         "help": "with --push-to-hub: build, then list the files, sizes and card metadata a push would upload; "
                 "upload nothing (no token needed)"})
+
+
+#: Options that change where a build goes, not what it is (never in a fingerprint or a published report).
+PUSH_KEYS = tuple(option.name for option in fields(PushConfig))
 
 
 @dataclass
@@ -66,9 +70,12 @@ def check_push(config: PushConfig, api: HfApi | None = None) -> HfApi | None:
     write to ``config.push_to_hub``. Raises ``PublishError`` with one line saying what to do."""
     if config.dry_run and not config.push_to_hub:
         raise PublishError("--dry-run needs --push-to-hub REPO_ID (the repo the dry run plans a push to)")
-    if not config.push_to_hub or config.dry_run:
+    if not config.push_to_hub:
         return None
-    return check_write_access(config.push_to_hub, "--push-to-hub", api)
+    if config.dry_run:
+        check_repo_id(config.push_to_hub, "--push-to-hub")
+        return None
+    return check_write_access(config.push_to_hub, "--push-to-hub", api, config.token)
 
 
 def relative_report(report: Any, roots: Mapping[str, Path]) -> Any:
@@ -138,7 +145,7 @@ def push_dataset(folder: Path, config: PushConfig, roots: Mapping[str, Path], ap
     if api is None:
         raise PublishError("push_dataset: call check_push before building (it checks the token)")
     files = {path: upload.report.encode() if path == REPORT_NAME else folder / path for path in upload.paths}
-    commit_files(api, upload.repo_id, "dataset", files, private=config.private, commit_message=commit_message,
+    commit_files(api, upload.repo_id, "dataset", files, options=config, commit_message=commit_message,
                  delete_patterns=DELETE_PATTERNS)
     logger.info("uploaded %d files to dataset repo %s", len(upload.files), upload.repo_id)
     return upload

@@ -15,12 +15,11 @@ from pathlib import Path
 
 from rclip_hf.arguments import DataclassArgumentParser
 from rclip_hf.errors import entry_point
+from rclip_hf.usage import arch_of_model_dir, architecture_summary
 
 from .card import (
     CardInputs,
     ResultsFormatError,
-    arch_of_model_dir,
-    architecture_summary,
     build_model_card,
     check_card_offline,
     load_results,

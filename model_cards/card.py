@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from rclip_hf.evaluation.tables import (
     per_benchmark_table,
     retrieval_table,
 )
+from rclip_hf.usage import CODE_URL, usage_kinds, usage_section
 
 from .paper import (
     PAPER_ARCH_LABELS,
@@ -194,27 +195,6 @@ def _arch(results: Mapping[str, Any], inputs: CardInputs) -> str | None:
     return inputs.arch or results.get("arch")
 
 
-def arch_of_model_dir(model_dir: str | Path) -> str | None:
-    """The rclip_hf preset whose architecture a saved RemoteCLIP folder has, or None (e.g. a small custom model)."""
-    from rclip_hf import RemoteCLIPConfig
-
-    return RemoteCLIPConfig.from_pretrained(model_dir).matching_preset()
-
-
-def architecture_summary(model_dir: str | Path) -> str:
-    """One line describing a saved RemoteCLIP folder's towers (sizes, layers, input size, embedding size)."""
-    from rclip_hf import RemoteCLIPConfig
-
-    config = RemoteCLIPConfig.from_pretrained(model_dir)
-    vision, text = config.vision_config, config.text_config
-    if config.uses_resnet_tower:
-        tower = f"modified ResNet (stages {list(vision.layers)}, width {vision.width})"
-    else:
-        tower = (f"ViT (width {vision.hidden_size}, {vision.num_hidden_layers} layers, patch {vision.patch_size})")
-    return (f"image tower: {tower}, {vision.image_size} px; text tower: width {text.hidden_size}, "
-            f"{text.num_hidden_layers} layers; embedding size {config.projection_dim}")
-
-
 def _model_rows(results: Mapping[str, Any], inputs: CardInputs) -> list[tuple[str, Mapping[str, Any]]]:
     """(row label, results dict) for this model and, when given, its starting point."""
     rows = [("**this model**", results)]
@@ -345,100 +325,6 @@ def licence_text(inputs: CardInputs) -> str:
             "and may restrict uses of models trained on it.")
 
 
-#: "How to use" snippets: name -> (when it applies, code). `{repo_id}` is the card's repo id.
-_USAGE_CAPTIONS = 'captions = ["a satellite photo of an airport.", "a satellite photo of a forest."]'
-USAGE_SNIPPETS: dict[str, tuple[str, str]] = {
-    "transformers": ("transformers only (no remote code: this folder is a plain CLIP model)", f"""import torch
-from PIL import Image
-from transformers import CLIPModel, CLIPProcessor
-
-model = CLIPModel.from_pretrained("{{repo_id}}").eval()
-processor = CLIPProcessor.from_pretrained("{{repo_id}}")
-{_USAGE_CAPTIONS}
-inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True)
-with torch.inference_mode():
-    probs = model(**inputs).logits_per_image.softmax(dim=-1)  # (1, len(captions))
-print(dict(zip(captions, probs[0].tolist())))"""),
-    "remote_code": (("transformers with `trust_remote_code=True` (the modified-ResNet tower is code shipped in this "
-                     "repo: `modeling_remoteclip.py` and its siblings, which import only torch and transformers)"),
-                    f"""import torch
-from PIL import Image
-from transformers import AutoModel, AutoProcessor, pipeline
-
-model = AutoModel.from_pretrained("{{repo_id}}", trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained("{{repo_id}}", trust_remote_code=True)
-{_USAGE_CAPTIONS}
-inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True)
-with torch.inference_mode():
-    probs = model(**inputs).logits_per_image.softmax(dim=-1)  # (1, len(captions))
-classifier = pipeline("zero-shot-image-classification", model="{{repo_id}}", trust_remote_code=True)
-print(classifier("scene.jpg", candidate_labels=["airport", "forest"]))"""),
-    "open_clip": ("open_clip (`open_clip_config.json` + `open_clip_model.safetensors` in this repo)", f"""import open_clip
-import torch
-from PIL import Image
-
-model, _, preprocess = open_clip.create_model_and_transforms("hf-hub:{{repo_id}}")
-tokenizer = open_clip.get_tokenizer("hf-hub:{{repo_id}}")
-{_USAGE_CAPTIONS}
-with torch.inference_mode():
-    image_features = model.encode_image(preprocess(Image.open("scene.jpg")).unsqueeze(0), normalize=True)
-    text_features = model.encode_text(tokenizer(captions), normalize=True)
-    probs = (model.logit_scale.exp() * image_features @ text_features.T).softmax(dim=-1)
-print(dict(zip(captions, probs[0].tolist())))"""),
-    "package": ("the rclip-hf package (open_clip's exact preprocessing, the CLI, evaluation)", f"""import torch
-from PIL import Image
-
-from rclip_hf import RemoteCLIPModel, RemoteCLIPProcessor
-
-model = RemoteCLIPModel.from_pretrained("{{repo_id}}").eval()
-processor = RemoteCLIPProcessor.from_pretrained("{{repo_id}}")
-{_USAGE_CAPTIONS}
-inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True)
-with torch.inference_mode():
-    probs = model(**inputs).logits_per_image.softmax(dim=-1)
-print(dict(zip(captions, probs[0].tolist())))"""),
-}
-_INSTALL = {"transformers": "pip install torch transformers pillow", "remote_code": "pip install torch transformers pillow",
-            "open_clip": "pip install torch open_clip_torch pillow",
-            "package": "pip install -e . (from a checkout of the rclip-hf repository)"}
-#: Measured difference of plain transformers CLIP preprocessing to open_clip's (converted ViT-B/32, see README).
-PLAIN_PREPROCESSING_NOTE = (
-    "Plain `CLIPProcessor` preprocessing differs slightly from open_clip's, with which RemoteCLIP was trained: "
-    "transformers' resize and centre crop round differently, and it composites transparent images on white where "
-    "open_clip drops the alpha channel. Measured on real images with a converted ViT-B/32: up to 0.015 in normalised "
-    "pixel values and 3e-4 in logits on RGB images; 2.8 and 0.08 on an RGBA patch with transparent pixels. "
-    "`RemoteCLIPProcessor` (rclip-hf) and open_clip give identical pixels.")
-
-
-def usage_kinds(model_dir: str | Path | None, arch: str | None) -> list[str]:
-    """The snippets that apply to a folder: its config's `auto_map` means remote code (ResNet), else plain CLIP;
-    open_clip when the folder holds `open_clip_config.json`; the package always. Without a folder, by `arch`."""
-    if model_dir is not None and not (Path(model_dir) / "config.json").is_file() and (
-            Path(model_dir) / "open_clip_config.json").is_file():
-        return ["open_clip"]
-    if model_dir is not None and (Path(model_dir) / "config.json").is_file():
-        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-        kinds = ["remote_code" if "auto_map" in config else "transformers"]
-        kinds += ["open_clip"] if (Path(model_dir) / "open_clip_config.json").is_file() else []
-    else:
-        kinds = ["remote_code" if (arch or "").startswith("RN") else "transformers"]
-    return kinds + ["package"]
-
-
-def usage_section(repo_id: str, kinds: Sequence[str]) -> str:
-    """The card's "How to use": which ways apply to this folder, the install line and a runnable snippet each."""
-    lines = ["This folder loads " + "; ".join(f"with {USAGE_SNIPPETS[kind][0]}" for kind in kinds) + ". "
-             + ("A plain `CLIPModel.from_pretrained` of it fails: transformers has no ResNet CLIP tower."
-                if "remote_code" in kinds else "")]
-    for kind in kinds:
-        title, code = USAGE_SNIPPETS[kind]
-        lines.append(f"**{title[0].upper()}{title[1:]}**\n\n```bash\n{_INSTALL[kind]}\n```\n\n"
-                     f"```python\n{code.format(repo_id=repo_id)}\n```")
-    if "transformers" in kinds:
-        lines.append(PLAIN_PREPROCESSING_NOTE)
-    return "\n\n".join(lines)
-
-
 def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCard:
     """The model card (YAML metadata with `model-index` + Markdown body) for `results`."""
     check_results(results, source=inputs.results_file)
@@ -469,7 +355,7 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
         evaluated_on=", ".join(display_name(name) for name in results["benchmarks"]) or "nothing yet",
         results_file=inputs.results_file, created=results.get("created", "unknown"),
         rclip_hf_version=results.get("rclip_hf_version", "unknown"), dtype=results.get("dtype", "float32"),
-        paper_url=PAPER_URL, paper_source=PAPER_SOURCE, repo_id=inputs.repo_id or model_name,
+        paper_url=PAPER_URL, paper_source=PAPER_SOURCE, code_url=CODE_URL, repo_id=inputs.repo_id or model_name,
         usage=usage_section(inputs.repo_id or model_name, usage_kinds(inputs.model_dir, arch)),
         training_section=training_section(inputs),
         baseline_name=inputs.baseline_name if inputs.baseline is not None else "",

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from .arguments import ArgumentParser
 from .convert import ConversionError, open_clip_model_config, to_open_clip_state_dict
+from .hub import PublishError, add_hub_arguments, check_write_access, hub_options, publish
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPImageProcessor
 
@@ -70,6 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder for open_clip_config.json + open_clip_model.safetensors")
     parser.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", metavar="REPO_ID", default=None,
                         help="also upload OUT to this Hub repo (the `rclip-hf push` allow-list; a card is written)")
+    add_hub_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -77,13 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; 0 on success, 2 with a message when the folder cannot be exported."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from .hub import PublishError, check_write_access, publish
-
+    options = hub_options(args)
     try:
-        api = check_write_access(args.push_to_hub, "--push-to-hub") if args.push_to_hub else None
+        api = check_write_access(args.push_to_hub, "--push-to-hub", token=options.token) if args.push_to_hub else None
         files = export_open_clip(args.model_dir, args.output)
         if args.push_to_hub:
-            publish(args.output, args.push_to_hub, api=api, flag="--push-to-hub")
+            publish(args.output, args.push_to_hub, options, api=api, flag="--push-to-hub")
     except (ConversionError, PublishError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -187,9 +187,39 @@ def test_push_without_token_fails_before_building(tmp_path: Path, monkeypatch: p
     for main, args in ((build_corpus, ["--source", f"dota={root}"]), (build_remotecount, ["--dota", str(root)])):
         assert main(args + ["--output", str(tmp_path / "out"), "--push-to-hub", "me/x"]) == 2
         err = capsys.readouterr().err
-        assert err == ("error: --push-to-hub me/x: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
-                       "(or add --dry-run to see what would be uploaded)\n")
+        assert err == ("error: --push-to-hub me/x: no Hugging Face token; run `hf auth login`, set HF_TOKEN or pass "
+                       "--token (or add --dry-run to see what would be uploaded)\n")
         assert not (tmp_path / "out").exists()
+
+
+def test_corpus_push_passes_token_revision_message_and_pull_request_and_publishes_no_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, made = FakeHub(), []
+    monkeypatch.setattr(rclip_hub, "get_token", lambda: None)  # only --token authorises the push
+    monkeypatch.setattr(rclip_hub, "HfApi", lambda **kwargs: made.append(kwargs) or fake)
+    root = write_dota(tmp_path / "dota", ["good.png"])
+    args = ["--source", f"dota={root}", "--output", str(tmp_path / "corpus"), "--push-to-hub", "me/corpus",
+            "--token", "hf_given_secret", "--revision", "v1", "--commit-message", "first build"]
+    assert build_corpus(args) == 0
+    assert made == [{"token": "hf_given_secret"}]
+    commit = fake.commits()[-1]
+    assert (commit["revision"], commit["commit_message"], commit["create_pr"]) == ("v1", "first build", False)
+    assert sorted(fake.refs[("me/corpus", "v1")]) == sorted(fake.uploaded()) and fake.repos["me/corpus"] == {}
+    assert all(b"hf_given_secret" not in data for data in fake.refs[("me/corpus", "v1")].values())
+    assert "hf_given_secret" not in (tmp_path / "corpus" / "build_report.json").read_text()
+    assert build_corpus(args[:-4] + ["--create_pr", "--commit_message", "proposal"]) == 0
+    commit = fake.commits()[-1]
+    assert (commit["revision"], commit["commit_message"], commit["create_pr"]) == (None, "proposal", True)
+    assert ("me/corpus", "refs/pr/1") in fake.refs
+
+
+def test_a_dry_run_refuses_an_invalid_repo_id_before_building(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = write_dota(tmp_path / "dota", ["good.png"])
+    assert build_remotecount(["--dota", str(root), "--output", str(tmp_path / "rc"), "--push-to-hub", "me/bad id",
+                              "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --push-to-hub 'me/bad id': not a Hub repo id") and len(err.splitlines()) == 1
+    assert not (tmp_path / "rc").exists()
 
 
 def test_relative_report_rewrites_roots_and_refuses_other_local_paths(tmp_path: Path) -> None:

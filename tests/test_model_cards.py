@@ -20,9 +20,10 @@ from model_cards import (
     load_results,
 )
 from model_cards.build import main as build_main
-from model_cards.card import arch_of_model_dir, check_card_offline, describe_metric
+from model_cards.card import check_card_offline, describe_metric
 from model_cards.paper import PAPER_ZERO_SHOT
 from model_cards.plots import make_plots
+from rclip_hf.usage import arch_of_model_dir
 
 RETRIEVAL = {"i2t_R@1": 10.0, "i2t_R@5": 30.0, "i2t_R@10": 50.0, "t2i_R@1": 5.0, "t2i_R@5": 25.0,
              "t2i_R@10": 45.0, "mean_recall": 27.5}
