@@ -89,7 +89,8 @@ class Plot:
 class CardInputs:
     """Everything the card shows besides the results JSON itself."""
 
-    base_model: str | None = None
+    base_model: str | None = None  # Hub id of the starting point (card metadata)
+    starting_point: str | None = None  # where training started, in words (a folder, a Hub id, a random init)
     arch: str | None = None  # overrides the results' "arch" (e.g. found from the folder's config)
     arch_description: str | None = None  # e.g. from `architecture_summary`; default: the arch name
     summary: str | None = None  # the card's opening sentence; default from the arch and the training summary
@@ -295,7 +296,8 @@ def training_section(inputs: CardInputs) -> str:
                 "(`python -m rclip_hf.convert`, outputs equal to open_clip's within 1e-4), trained as follows.\n\n"
                 + paper)
     rows = [[f"`{key}`", f"`{value}`"] for key, value in inputs.training.items()]
-    return ("Trained with rclip-hf (`training_scripts/train.py`, accelerate):\n\n"
+    start = f" from {inputs.starting_point}" if inputs.starting_point else ""
+    return (f"Trained with rclip-hf (`training_scripts/train.py`, accelerate){start}:\n\n"
             + markdown_table(["setting", "value"], rows) + "\n\nFor comparison, " + paper[0].lower() + paper[1:])
 
 
@@ -344,15 +346,18 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
     if inputs.summary:
         summary = inputs.summary
     elif inputs.training:
-        summary = f"A RemoteCLIP-style model (`{arch}`) trained with rclip-hf; see the training section and limitations."
+        summary = (f"A RemoteCLIP-style model ({f'`{arch}`' if arch else 'a custom architecture'}) trained with "
+                   "rclip-hf; see the training section and limitations.")
     else:
         summary = f"RemoteCLIP {label or arch}, the remote-sensing CLIP of Liu et al. (2024), in transformers format."
     return ModelCard.from_template(
         card_data, template_path=str(TEMPLATE),
         model_name=model_name, summary=summary,
         arch_description=inputs.arch_description or (
-            f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label else f"`{arch}`"),
-        evaluated_on=", ".join(display_name(name) for name in results["benchmarks"]) or "nothing yet",
+            f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label
+            else f"`{arch}`" if arch else "not one of rclip-hf's presets (see `config.json`)"),
+        evaluated_on=", ".join(display_name(name) for name in results["benchmarks"]),
+        starting_point=inputs.starting_point or (f"`{inputs.base_model}`" if inputs.base_model else ""),
         results_file=inputs.results_file, created=results.get("created", "unknown"),
         rclip_hf_version=results.get("rclip_hf_version", "unknown"), dtype=results.get("dtype", "float32"),
         paper_url=PAPER_URL, paper_source=PAPER_SOURCE, code_url=CODE_URL, repo_id=inputs.repo_id or model_name,

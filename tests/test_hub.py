@@ -289,3 +289,38 @@ def test_convert_push_to_hub_checks_the_token_before_converting(tmp_path, monkey
                     "--push-to-hub", "me/rn50"]) == 2
     assert capsys.readouterr().err.startswith("error: --push-to-hub me/rn50: no Hugging Face token")
     assert not output.exists()
+
+
+TINY = Path(__file__).resolve().parents[1] / "training_scripts" / "configs" / "tiny.yaml"
+
+
+def test_train_push_to_hub_uploads_final_with_a_card_of_its_architecture_start_and_training(
+        tmp_path, monkeypatch, shared_data):
+    """`train.py --push_to_hub --hub_model_id` goes through the push path, with the same Hub options."""
+    from training_corpus import build_scene_corpus
+
+    from training_scripts.train import main as train
+
+    corpus = tmp_path / "corpus"
+    build_scene_corpus(shared_data, corpus, per_class=4, size=64)
+    api, made = FakeHub(), []
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    monkeypatch.setattr(hub, "HfApi", lambda **kwargs: made.append(kwargs) or api)
+    common = ["--config", str(TINY), "--dataset", str(corpus), "--batch_size", "8", "--max_steps", "2",
+              "--checkpointing_steps", "0", "--warmup_steps", "1", "--report_to", "none"]
+    assert train([*common, "--output_dir", str(tmp_path / "nope"), "--push_to_hub"]) == 2  # no repo: before training
+    assert not (tmp_path / "nope").exists() and api.calls == []
+    assert train([*common, "--output_dir", str(tmp_path / "run"), "--push_to_hub", "--hub_model_id", "me/tiny-rs",
+                  "--token", "hf_given", "--revision", "run1", "--commit_message", "two steps"]) == 0
+    assert made == [{"token": "hf_given"}]
+    commit = api.commits()[-1]
+    assert (commit["revision"], commit["commit_message"]) == ("run1", "two steps")
+    final = tmp_path / "run" / "final"
+    assert api.uploaded() == plan_upload(final).paths and "README.md" in api.uploaded()
+    card = (final / "README.md").read_text()
+    assert api.refs[("me/tiny-rs", "run1")]["README.md"] == card.encode()
+    assert "- **Architecture:** image tower: ViT (width 64, 2 layers, patch 16), 64 px" in card
+    assert "- **Starting point:** random initialisation of an inline `--model_config`" in card
+    assert "| `steps` | `2` |" in card and "| `global batch` | `8` |" in card and f"| `dataset` | `{corpus}` |" in card
+    assert "this folder is a conversion" not in card and "None" not in card.split("## Intended use")[0]
+    assert "hf_given" not in (tmp_path / "run" / "train_args.json").read_text()
