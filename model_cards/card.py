@@ -10,10 +10,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
+import yaml
+from huggingface_hub import (
+    EvalResult,
+    EvalResultEntry,
+    ModelCard,
+    ModelCardData,
+    eval_result_entries_to_yaml,
+    metadata_load,
+)
+from huggingface_hub.constants import EVAL_RESULTS_FOLDER
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from rclip_hf.benchmarks import REMOTECLIP_BIBTEX, display_name, paper_order
+from rclip_hf.benchmarks import (
+    REMOTECLIP_BIBTEX,
+    benchmark_of_repo_id,
+    benchmark_repo_id,
+    display_name,
+    paper_order,
+)
 from rclip_hf.evaluation.tables import (
     COUNT_STYLES,
     PERCENT_DECIMALS,
@@ -38,15 +53,19 @@ from .paper import (
 logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
-#: Hub task type and readable name of each results-JSON task.
+#: Hub task id (huggingface.co/tasks) and readable name of each results-JSON task; retrieval metrics take the task
+#: of their direction (`RETRIEVAL_TASKS`).
 TASKS = {
-    "retrieval": ("image-text-retrieval", "Zero-shot image-text retrieval"),
+    "retrieval": ("image-feature-extraction", "Zero-shot image-text retrieval (both directions)"),
     "zero_shot_classification": ("zero-shot-image-classification", "Zero-shot classification"),
-    "counting": ("zero-shot-object-counting", "Zero-shot object counting (caption scoring)"),
+    "counting": ("zero-shot-image-classification", "Zero-shot object counting (caption scoring)"),
     "linear_probe": ("image-classification", "Linear probe on frozen image features"),
-    "knn": ("knn-image-classification", "k-NN on frozen image features"),
-    "few_shot": ("few-shot-image-classification", "Few-shot linear probe"),
+    "knn": ("image-classification", "k-NN on frozen image features"),
+    "few_shot": ("image-classification", "Few-shot linear probe"),
 }
+#: Hub task id and readable name of each retrieval direction.
+RETRIEVAL_TASKS = {"i2t": ("image-to-text", "Zero-shot image-to-text retrieval"),
+                   "t2i": ("text-to-image", "Zero-shot text-to-image retrieval")}
 #: Metric groups of a results-JSON entry: the main one and the counting digit variant.
 METRIC_GROUPS = ("metrics", "metrics_digits")
 _TOPK = re.compile(r"^top(?P<k>\d+)$")
@@ -98,6 +117,7 @@ class CardInputs:
     model_name: str | None = None
     license: str = "apache-2.0"
     datasets: list[str] = field(default_factory=list)
+    benchmarks_owner: str | None = None  # Hub owner of the benchmark datasets (default: the repo's owner)
     training: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
     baseline_name: str = "starting point"
@@ -177,19 +197,52 @@ def describe_metric(entry: MetricEntry) -> tuple[str, str, dict[str, Any] | None
     return entry.key, f"{entry.key}{variant}", style or None
 
 
-def eval_results_from_results(results: Mapping[str, Any]) -> list[EvalResult]:
-    """One `EvalResult` per scalar metric; `metric_config` holds its results-JSON path (`metrics/top1`)."""
+def metric_task(entry: MetricEntry) -> tuple[str, str]:
+    """(Hub task id, readable name) of one metric: its task's, or its direction's for retrieval recall."""
+    match = _RECALL.match(entry.key) if entry.task == "retrieval" else None
+    return RETRIEVAL_TASKS[match["direction"]] if match else TASKS[entry.task]
+
+
+def benchmarks_owner(inputs: CardInputs) -> str | None:
+    """The Hub owner of the benchmark datasets a card links: `inputs.benchmarks_owner`, else the repo's owner."""
+    if inputs.benchmarks_owner:
+        return inputs.benchmarks_owner
+    return inputs.repo_id.split("/")[0] if inputs.repo_id and "/" in inputs.repo_id else None
+
+
+def eval_results_from_results(results: Mapping[str, Any], owner: str | None = None) -> list[EvalResult]:
+    """One `EvalResult` per scalar metric, its dataset the benchmark's Hub id under `owner` (`OWNER/rs-{name}`, as
+    `build_benchmarks --push-to-hub` publishes it); `metric_config` holds its results-JSON path (`metrics/top1`)."""
     eval_results = []
     for entry in iter_metrics(results):
-        task_type, task_name = TASKS[entry.task]
+        task_type, task_name = metric_task(entry)
         metric_type, metric_name, metric_args = describe_metric(entry)
         eval_results.append(EvalResult(
-            task_type=task_type, task_name=task_name, dataset_type=entry.benchmark,
+            task_type=task_type, task_name=task_name, dataset_type=benchmark_repo_id(entry.benchmark, owner),
             dataset_name=display_name(entry.benchmark), dataset_split=entry.split,
             metric_type=metric_type, metric_name=metric_name, metric_args=metric_args,
             metric_config=f"{entry.group}/{entry.key}", metric_value=entry.shown,
         ))
     return eval_results
+
+
+def eval_results_files(results: Mapping[str, Any], inputs: CardInputs) -> dict[str, str]:
+    """The Hub's `.eval_results/` files (huggingface.co/docs/hub/eval-results): one YAML list per benchmark
+    (`.eval_results/<benchmark>.yaml`), one entry per metric: dataset id and task id (the results-JSON path),
+    value, date, source (the model repo) and a readable note."""
+    owner = benchmarks_owner(inputs)
+    source = {"source_url": f"https://huggingface.co/{inputs.repo_id}", "source_name": "Model card"} \
+        if inputs.repo_id else {}
+    entries: dict[str, list[EvalResultEntry]] = {}
+    for entry in iter_metrics(results):
+        _, task_name = metric_task(entry)
+        _, metric_name, _ = describe_metric(entry)
+        entries.setdefault(entry.benchmark, []).append(EvalResultEntry(
+            dataset_id=benchmark_repo_id(entry.benchmark, owner), task_id=f"{entry.group}/{entry.key}",
+            value=entry.shown, date=results.get("created"), notes=f"{task_name}: {metric_name} (percent)", **source))
+    return {f"{EVAL_RESULTS_FOLDER}/{benchmark}.yaml": yaml.safe_dump(eval_result_entries_to_yaml(values),
+                                                                      sort_keys=False, allow_unicode=True)
+            for benchmark, values in entries.items()}
 
 
 def _arch(results: Mapping[str, Any], inputs: CardInputs) -> str | None:
@@ -338,7 +391,8 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
         model_name=model_name, base_model=inputs.base_model, license=inputs.license,
         datasets=inputs.datasets or None, library_name="transformers", pipeline_tag="zero-shot-image-classification",
         tags=["remote-sensing", "clip", "remoteclip", "vision-language", "rclip-hf"],
-        metrics=["recall", "accuracy"], eval_results=eval_results_from_results(results) or None,
+        metrics=["recall", "accuracy"],
+        eval_results=eval_results_from_results(results, benchmarks_owner(inputs)) or None,
     )
     tables = [section for section in (retrieval_section(results, inputs), zero_shot_section(results, inputs),
                                       counting_section(results, inputs), other_tasks_section(results)) if section]
@@ -372,7 +426,7 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
 
 def card_metrics(card: ModelCard) -> dict[tuple[str, str], float]:
     """{(benchmark, results-JSON path): value} read back from a card's `model-index` (the inverse of the card)."""
-    return {(result.dataset_type, result.metric_config): result.metric_value
+    return {(benchmark_of_repo_id(result.dataset_type), result.metric_config): result.metric_value
             for result in card.data.eval_results or []}
 
 
@@ -386,7 +440,8 @@ def check_card_offline(readme: str | Path, results: Mapping[str, Any]) -> None:
     model_name, read_back = model_index_to_eval_results(metadata.get("model-index", []) or [{"name": "", "results": []}])
     ModelCardData(**metadata)  # raises ValueError on an invalid model-index
     expected = {(entry.benchmark, f"{entry.group}/{entry.key}"): entry.shown for entry in iter_metrics(results)}
-    found = {(result.dataset_type, result.metric_config): result.metric_value for result in read_back}
+    found = {(benchmark_of_repo_id(result.dataset_type), result.metric_config): result.metric_value
+             for result in read_back}
     if found != expected:
         differing = sorted(set(found.items()) ^ set(expected.items()))[:6]
         raise ValueError(f"{readme}: model-index of {model_name!r} differs from the results JSON: {differing}")

@@ -324,3 +324,54 @@ def test_train_push_to_hub_uploads_final_with_a_card_of_its_architecture_start_a
     assert "| `steps` | `2` |" in card and "| `global batch` | `8` |" in card and f"| `dataset` | `{corpus}` |" in card
     assert "this folder is a conversion" not in card and "None" not in card.split("## Intended use")[0]
     assert "hf_given" not in (tmp_path / "run" / "train_args.json").read_text()
+
+
+def _tiny_resnet_dir(folder: Path) -> Path:
+    from rclip_hf import RemoteCLIPConfig, RemoteCLIPModel, build_processor
+
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2}
+    tower = {"model_type": "remoteclip_resnet_vision", "layers": [1, 1, 1, 1], "width": 8, "num_attention_heads": 4,
+             "projection_dim": 16, "image_size": 64}
+    RemoteCLIPModel(RemoteCLIPConfig(text_config=text, vision_config=tower, projection_dim=16)).save_pretrained(folder)
+    build_processor(image_size=64).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["vit", "resnet", "open_clip"])
+def test_each_card_kind_has_its_loaders_runnable_install_lines_and_architecture(tmp_path, kind):
+    """The card a push writes names this folder's loaders only, each with an install line that runs: the package
+    from its code repo (setup.cfg `url`, not on PyPI), `transformers>=5` wherever remote code is used."""
+    import configparser
+
+    from inference_models import make_tiny_model_dir
+
+    from rclip_hf.export import export_open_clip
+
+    folder = tmp_path / f"{kind}-model"
+    if kind == "resnet":
+        _tiny_resnet_dir(folder)
+    else:
+        make_tiny_model_dir(folder)
+    if kind == "open_clip":
+        export_open_clip(folder, tmp_path / "open_clip")
+        folder = tmp_path / "open_clip"
+    assert hub.ensure_card(folder, "me/rs") == folder / "README.md"
+    card = (folder / "README.md").read_text()
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    url = setup["metadata"]["url"]
+    assert url.startswith("https://github.com/") and url in setup["metadata"]["project_urls"]
+    installs = [block.split("\n")[0] for block in card.split("```bash\n")[1:]]
+    expected = {"vit": ["pip install torch transformers pillow", f'pip install "rclip-hf @ git+{url}"'],
+                "resnet": ['pip install torch "transformers>=5" pillow', f'pip install "rclip-hf @ git+{url}"'],
+                "open_clip": ["pip install torch open_clip_torch pillow"]}[kind]
+    assert installs == expected
+    assert ("trust_remote_code=True" in card) == (kind == "resnet")
+    assert ('open_clip.create_model_and_transforms("hf-hub:me/rs")' in card) == (kind == "open_clip")
+    assert f"[rclip-hf]({url})" in card and "@article{remoteclip," in card
+    if kind != "open_clip":
+        assert "(image tower: " + ("modified ResNet" if kind == "resnet" else "ViT") in card
+        assert "None" not in card and "truncation=True" in card
+    metadata = plan_upload(folder).metadata
+    assert metadata["library_name"] == ("open_clip" if kind == "open_clip" else "transformers")
+    assert metadata["pipeline_tag"] == "zero-shot-image-classification"
