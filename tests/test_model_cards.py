@@ -281,3 +281,32 @@ def test_card_numbers_are_rounded_to_two_decimals_results_keep_full_precision(tm
     assert card_metrics(ModelCard.load(model_dir / "README.md"))[("rsscn7", "metrics/top1")] == 14.29
     assert json.loads(results_path.read_text())["benchmarks"]["rsscn7"]["metrics"]["top1"] == noisy
     check_card_offline(model_dir / "README.md", results)  # compares against the rounded values
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("rclip_hf", "dataset_builders", "model_cards", "training_scripts", "metrics")
+
+
+def test_one_bibtex_key_and_one_text_everywhere():
+    """Cards, metric Spaces and the README cite RemoteCLIP with one BibTeX entry (the Spaces hold copies)."""
+    import re
+
+    from rclip_hf.benchmarks import REMOTECLIP_BIBTEX
+
+    files = [ROOT / "README.md", *(path for folder in (*SHIPPED, "docs") for pattern in ("*.py", "*.md")
+                                   for path in (ROOT / folder).rglob(pattern))]
+    keys = {match for path in files for match in re.findall(r"@\w+\{([^,\s]+),", path.read_text(encoding="utf-8"))}
+    assert keys == {"remoteclip"}
+    copies = [path for path in files if "@article{remoteclip," in path.read_text(encoding="utf-8")
+              and path.name != "benchmarks.py"]
+    assert {path.parent.name for path in copies} >= {"rs_counting", "rs_knn", "rs_linear_probe", "rs_retrieval",
+                                                      "rs_zero_shot"}
+    for path in copies:
+        assert REMOTECLIP_BIBTEX in path.read_text(encoding="utf-8"), path
+
+
+def test_shipped_code_cites_the_paper_not_an_outside_document():
+    offenders = [str(path.relative_to(ROOT)) for folder in SHIPPED for path in (ROOT / folder).rglob("*.py")
+                 if "shared/docs" in path.read_text(encoding="utf-8")]
+    assert offenders == []
+    assert "doi:10.1109/TGRS.2024.3390838" in (ROOT / "dataset_builders" / "b2c.py").read_text(encoding="utf-8")
