@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -199,18 +196,23 @@ def test_token_revision_commit_message_and_pull_request_reach_the_hub(tmp_path, 
     assert "as a pull request" in capsys.readouterr().out
 
 
-def test_the_package_never_imports_model_cards_even_when_writing_a_card(tmp_path):
-    """The layers run one way: `rclip_hf` writes its own card (`rclip_hf.usage` snippets), `model_cards` builds on it."""
+def test_export_push_to_hub_takes_the_same_hub_options(tmp_path, monkeypatch):
     from inference_models import make_tiny_model_dir
 
-    folder = make_tiny_model_dir(tmp_path / "tiny")
-    code = ("import sys\nfrom rclip_hf import cli, convert, export, hub\n"
-            f"assert hub.main([{str(folder)!r}, '--repo-id', 'me/tiny', '--dry-run']) == 0\n"
-            "assert not [name for name in sys.modules if name.startswith('model_cards')], 'model_cards imported'\n")
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""}, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (folder / "README.md").is_file()
+    from rclip_hf.export import main as export
+
+    api, made = FakeHub(), []
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    monkeypatch.setattr(hub, "HfApi", lambda **kwargs: made.append(kwargs) or api)
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    assert export([str(model), "--to", "open_clip", "--output", str(tmp_path / "oc"), "--push-to-hub", "me/oc",
+                   "--token", "hf_given", "--create-pr", "--commit_message", "open_clip files", "--private"]) == 0
+    assert made == [{"token": "hf_given"}]
+    assert ("create_repo", {"repo_id": "me/oc", "repo_type": "model", "private": True, "exist_ok": True}) in api.calls
+    commit = api.commits()[-1]
+    assert (commit["create_pr"], commit["commit_message"]) == (True, "open_clip files")
+    assert sorted(api.refs[("me/oc", "refs/pr/1")]) == ["README.md", "open_clip_config.json",
+                                                        "open_clip_model.safetensors"]
 
 
 def test_remote_code_and_open_clip_files_are_on_the_allow_list(tmp_path):
