@@ -24,7 +24,7 @@ import fnmatch
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,7 +317,10 @@ def push(model_dir: str | Path, repo_id: str, options: HubOptions | None = None,
     if dry_run:
         if api is not None or (options.token or get_token()) is not None:
             api = api or HfApi(token=options.token)
-            plan.deletions = remote_deletions(api, repo_id, "model", plan.paths, delete_patterns, options.revision)
+            try:
+                plan.deletions = remote_deletions(api, repo_id, "model", plan.paths, delete_patterns, options.revision)
+            except Exception as error:  # noqa: BLE001 -- offline, 401, 5xx: the dry run says the deletions are unknown
+                logger.warning("could not read %s to list the deletions (%s)", repo_id, error)
         return plan
     api = check_write_access(repo_id, flag, api, options.token)
     plan.deletions = commit_files(api, repo_id, "model", {path: plan.sources[path] for path in plan.paths},
@@ -332,7 +335,7 @@ def write_new_file(path: Path, data: bytes) -> None:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise PublishError(f"{path} is a symlink; a card is never written through one (remove the link)") from None
+            raise PublishError(f"{path} is a symlink; nothing is written through one (remove the link)") from None
         raise
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
@@ -361,14 +364,9 @@ def bare_card(model_dir: str | Path, repo_id: str) -> ModelCard:
                      f"{REMOTECLIP_BIBTEX}\n```\n")
 
 
-#: Writes a card for a folder without one: (model folder, repo id) -> card. `bare_card` unless a caller injects
-#: a richer one (`train.py` passes its training summary through `model_cards`).
-CardWriter = Callable[[Path, str], ModelCard]
-
-
-def ensure_card(model_dir: str | Path, repo_id: str, write_card: CardWriter = bare_card) -> Path | None:
-    """Write `write_card`'s card (its snippets naming `repo_id`) when `model_dir` has no `README.md`; returns the
-    new card's path. A `README.md` symlink, dangling or not, is refused: nothing is written through it."""
+def ensure_card(model_dir: str | Path, repo_id: str) -> Path | None:
+    """Write the `bare_card` (its snippets naming `repo_id`) when `model_dir` has no `README.md`; returns the new
+    card's path. A `README.md` symlink to nothing is refused: nothing is written through a link."""
     model_dir = Path(model_dir)
     readme = model_dir / "README.md"
     if readme.is_symlink() and not readme.exists():
@@ -376,17 +374,17 @@ def ensure_card(model_dir: str | Path, repo_id: str, write_card: CardWriter = ba
                            "(remove it or replace it with the card)")
     if readme.exists() or not model_dir.is_dir():
         return None
-    write_new_file(readme, str(write_card(model_dir, repo_id)).encode())
+    write_new_file(readme, str(bare_card(model_dir, repo_id)).encode())
     logger.info("wrote a card without results to %s", readme)
     return readme
 
 
 def publish(model_dir: str | Path, repo_id: str, options: HubOptions | None = None, *, dry_run: bool = False,
-            api: HfApi | None = None, flag: str = "--repo-id", write_card: CardWriter = bare_card) -> UploadPlan:
+            api: HfApi | None = None, flag: str = "--repo-id") -> UploadPlan:
     """What `rclip-hf push`, `convert --push-to-hub`, `export --push-to-hub` and `train.py --push_to_hub` do: the
     repo id checked, a card if missing, then [`push`] (`flag` names the repo option in messages)."""
     check_repo_id(repo_id, flag)
-    ensure_card(model_dir, repo_id, write_card)
+    ensure_card(model_dir, repo_id)
     return push(model_dir, repo_id, options, dry_run=dry_run, api=api, flag=flag)
 
 

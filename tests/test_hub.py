@@ -174,6 +174,19 @@ def test_a_re_push_deletes_the_earlier_uploads_files_no_longer_planned_and_the_d
     assert sorted(api.repos["me/x"]) == sorted([".gitattributes", "notes/by-hand.md", *plan.paths])
 
 
+def test_a_dry_run_that_cannot_read_the_repo_says_the_deletions_are_unknown(tmp_path, monkeypatch, capsys):
+    api = FakeHub()
+
+    def offline(**_):
+        raise ConnectionError("Name or service not known")
+
+    api.list_repo_files = offline
+    monkeypatch.setattr(hub, "get_token", lambda: "hf_saved")
+    monkeypatch.setattr(hub, "HfApi", lambda **_: api)
+    assert hub.main([str(make_folder(tmp_path)), "--repo-id", "me/x", "--dry-run"]) == 0
+    assert "the repo was not read: no token, or offline" in capsys.readouterr().out
+
+
 def test_token_revision_commit_message_and_pull_request_reach_the_hub(tmp_path, monkeypatch, capsys):
     folder = make_folder(tmp_path)
     api = FakeHub()
