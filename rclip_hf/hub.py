@@ -24,10 +24,10 @@ import fnmatch
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from huggingface_hub import (
     CommitOperationAdd,
@@ -105,9 +105,10 @@ class HubOptions:
 
 def add_hub_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The `HubOptions` flags on an argparse parser, each as `--a-b` and `--a_b`."""
+    types = get_type_hints(HubOptions)  # not `field.type`: HfArgumentParser rewrites it in place
     for option in dataclasses.fields(HubOptions):
         flags = dict.fromkeys([f"--{option.name.replace('_', '-')}", f"--{option.name}"])
-        if option.type == "bool":
+        if types[option.name] is bool:
             parser.add_argument(*flags, dest=option.name, action="store_true", help=option.metadata["help"])
         else:
             parser.add_argument(*flags, dest=option.name, default=None, help=option.metadata["help"])
@@ -214,27 +215,28 @@ def _kind(relative: str) -> str | None:
     return next((kind for pattern, kind in ALLOWED_FILES.items() if matches(relative, pattern)), None)
 
 
-def _walk(model_dir: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]], dict[str, str]]:
-    """(relative path, file to read) of every file under `model_dir`, the entries refused, and the symlinks
-    followed (relative path -> target's relative path). A symlink is followed only when its target is a file inside
-    the folder whose own name is on the allow-list; symlinked folders are never followed."""
-    root = model_dir.resolve()
+def walk_folder(folder: Path, allowed: Callable[[str], bool]) -> tuple[list[tuple[str, Path]], list[tuple[str, str]],
+                                                                    dict[str, str]]:
+    """(relative path, file to read) of every file under `folder`, the entries refused (with the reason), and the
+    symlinks followed (relative path -> target's relative path). A symlink is followed only when its target is a
+    file inside the folder whose own relative path is `allowed`; symlinked folders are never followed."""
+    root = folder.resolve()
     files, refused, links = [], [], {}
-    for directory, folders, names in os.walk(model_dir):
+    for directory, folders, names in os.walk(folder):
         for name in sorted(folders):
             if (Path(directory) / name).is_symlink():
-                refused.append(((Path(directory) / name).relative_to(model_dir).as_posix(),
+                refused.append(((Path(directory) / name).relative_to(folder).as_posix(),
                                 "symlinked folder: not followed, never uploaded"))
         for name in names:
             path = Path(directory) / name
-            relative = path.relative_to(model_dir).as_posix()
+            relative = path.relative_to(folder).as_posix()
             target = path.resolve()
             if not path.is_symlink():
                 if target.is_file():
                     files.append((relative, target))
             elif not target.is_relative_to(root) or not target.is_file():
                 refused.append((relative, "symlink to a file outside the folder (or to nothing): never uploaded"))
-            elif _kind(target.relative_to(root).as_posix()) is None:
+            elif not allowed(target.relative_to(root).as_posix()):
                 reason = f"symlink to {target.relative_to(root).as_posix()}, not on the upload allow-list: never uploaded"
                 refused.append((relative, reason))
             else:
@@ -250,7 +252,7 @@ def plan_upload(model_dir: str | Path) -> UploadPlan:
     if not model_dir.is_dir():
         raise PublishError(f"model folder {model_dir} does not exist")
     plan = UploadPlan(model_dir=model_dir)
-    files, plan.skipped, links = _walk(model_dir)
+    files, plan.skipped, links = walk_folder(model_dir, lambda relative: _kind(relative) is not None)
     for relative, source in files:
         kind = _kind(relative)
         if kind is None:

@@ -213,6 +213,33 @@ def test_corpus_push_passes_token_revision_message_and_pull_request_and_publishe
     assert ("me/corpus", "refs/pr/1") in fake.refs
 
 
+def test_dataset_push_follows_a_symlink_only_to_a_published_file_inside_the_folder(tmp_path: Path,
+                                                                                 hub: FakeHub) -> None:
+    root = write_dota(tmp_path / "dota", ["good.png"])
+    output = tmp_path / "rc"
+    assert build_remotecount(["--dota", str(root), "--output", str(output)]) == 0
+    shard = next((output / "data").glob("*.parquet")).name
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_secret")
+    (output / "data" / "leak-00000.parquet").symlink_to(secret)  # a published name pointing outside
+    (output / ".env").write_text("HF_TOKEN=hf_inside")
+    (output / "data" / "inside-00000.parquet").symlink_to(output / ".env")  # inside, to a file never published
+    (output / "data" / "copy-00000.parquet").symlink_to(shard)  # inside, to a published shard: followed
+    upload = publish.plan_push(output, "me/rc", {"dota": root})
+    assert "data/leak-00000.parquet" not in upload.paths and "data/inside-00000.parquet" not in upload.paths
+    assert upload.links == {"data/copy-00000.parquet": f"data/{shard}"}
+    assert dict(upload.refused) == {
+        "data/leak-00000.parquet": "symlink to a file outside the folder (or to nothing): never uploaded",
+        "data/inside-00000.parquet": "symlink to .env, not on the upload allow-list: never uploaded"}
+    text = publish.describe_push(upload, private=False)
+    assert f"(link -> data/{shard})" in text and "refused (2):" in text
+    api = FakeHub()
+    publish.push_dataset(output, publish.PushConfig(push_to_hub="me/rc"), {"dota": root}, api, "test")
+    sent = api.repos["me/rc"]
+    assert not any(b"hf_secret" in data or b"hf_inside" in data for data in sent.values())
+    assert sent["data/copy-00000.parquet"] == (output / "data" / shard).read_bytes()
+
+
 def test_a_dry_run_refuses_an_invalid_repo_id_before_building(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_dota(tmp_path / "dota", ["good.png"])
     assert build_remotecount(["--dota", str(root), "--output", str(tmp_path / "rc"), "--push-to-hub", "me/bad id",
