@@ -1,18 +1,20 @@
 """Box-to-Caption (B2C): the boxes of one image -> exactly five rule-based captions (RemoteCLIP §III-B).
 
-Rules (paper, with the project's Decisions in ``shared/docs/remoteclip.md`` §2):
+Rules of the paper (Liu et al., "RemoteCLIP: A Vision Language Foundation Model for Remote Sensing", IEEE TGRS 62,
+2024, doi:10.1109/TGRS.2024.3390838, §III-B and its Box-to-Caption figure). Where the paper leaves a detail open,
+the rule below says what this module chooses, marked "(our choice)":
 
-1. caption 1 describes the objects whose box centre lies in the centre region of the image, the middle half
-   on each axis: ``x in [W/4, 3W/4]`` and ``y in [H/4, 3H/4]`` (bounds included);
+1. caption 1 describes the objects whose box centre lies in the centre region of the image; (our choice) the
+   middle half on each axis, ``x in [W/4, 3W/4]`` and ``y in [H/4, 3H/4]`` (bounds included);
 2. caption 2 describes the objects outside it;
-3. captions 3-5 are counting captions: three objects are drawn at random (with replacement) from the
-   annotation list and each gets a caption counting ALL the instances of its category in the image;
+3. captions 3-5 are counting captions: three objects are drawn at random ((our choice) with replacement) from
+   the annotation list and each gets a caption counting ALL the instances of its category in the image;
 4. a count above ten is written with a general term (``MANY_TERMS``: "many", "a lot of", "lots of");
    counts of one to ten are written as words (``rclip_hf.prompts.COUNT_WORDS``) or digits, one as "a"/"an"/"one";
    plurals come from ``rclip_hf.prompts.pluralize``, the one the counting prompts and RemoteCount use.
 
-An empty side (nothing in the centre, or nothing outside it) gets a sentence about the objects of the
-other side (``CENTRE_EMPTY_TEMPLATES``, ``OUTSIDE_EMPTY_TEMPLATES``), never an empty string. Object lists
+(Our choice) An empty side (nothing in the centre, or nothing outside it) gets a sentence about the objects of
+the other side (``CENTRE_EMPTY_TEMPLATES``, ``OUTSIDE_EMPTY_TEMPLATES``), never an empty string. Object lists
 name every category of that side, most numerous first (ties: first appearance), e.g. "4 large vehicles,
 a small vehicle and 5 planes". Phrasings, number style and drawn objects come from a ``random.Random``
 seeded with a SHA-256 of ``(seed, image_id)``: the same image and seed always give the same captions.

@@ -25,6 +25,7 @@ from dataset_builders.benchmarks import (
 from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
 from dataset_builders.sources.images import PixelLimitConfig
 from rclip_hf.arguments import DataclassArgumentParser
+from rclip_hf.benchmarks import BENCHMARK_REPO_NAME
 from rclip_hf.errors import entry_point
 from rclip_hf.images import pixel_limit
 
@@ -70,7 +71,7 @@ def repo_for(push: PushConfig, name: str, count: int) -> PushConfig:
         return push
     if "{name}" not in push.push_to_hub and count > 1:
         raise PublishError(f"--push-to-hub {push.push_to_hub}: {count} benchmarks need one repo each; put {{name}} "
-                           "in the repo id, e.g. OWNER/rs-{name}")
+                           f"in the repo id, e.g. OWNER/{BENCHMARK_REPO_NAME} (the ids the model cards link)")
     return replace(push, push_to_hub=push.push_to_hub.replace("{name}", name))
 
 

@@ -54,7 +54,7 @@ from dataset_builders.hf_folder import (
     shards_problem,
     write_json,
 )
-from dataset_builders.publish import PushConfig, check_push, push_dataset
+from dataset_builders.publish import PUSH_KEYS, PushConfig, check_push, push_dataset
 from dataset_builders.records import Skipped
 from dataset_builders.sources import READERS, Item, SourceReader, get_reader
 from dataset_builders.sources.images import (
@@ -76,7 +76,6 @@ TRAINING_JPEG = {"format": "JPEG", "quality": 95, "subsampling": 0}
 # images per worker task: few messages between processes for small images; big images go one per task, so
 # the results (consumed in order) never wait long behind one slow task while the other workers run ahead
 _MAX_CHUNK = 16
-PUSH_KEYS = ("push_to_hub", "private", "dry_run")  # options that change where the corpus goes, not what it is
 _MAX_CHUNK_BYTES = 2 * 1024 * 1024
 # candidates de-duplicated and written together while the workers go on decoding: up to this many images or
 # this many bytes of stored image files, so that writing large images overlaps decoding the next ones

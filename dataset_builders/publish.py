@@ -3,9 +3,11 @@
 A push uploads exactly the files of ``PUBLISHED_FILES`` (the card, the licence file, the Parquet shards and
 the build report), in one commit that also deletes the previous build's shards (``delete_patterns``: shard
 names carry a content digest, so a rebuild's shards never overwrite the old ones). The build report goes up
-with every local path made relative to its ``--source`` root. The token and its write access to the repo are
-checked before anything is built; a dry run needs no token, builds, lists files, sizes and card metadata and
-uploads nothing. The token check and the commit are the model push's (`rclip_hf.hub`).
+with every local path made relative to its ``--source`` root. A symlink in the folder is followed only to a
+published file inside it (as for models; the listing marks it). The token and its write access to the repo are
+checked before anything is built; a dry run needs no token, checks the repo id, builds, lists files, sizes and card
+metadata and uploads nothing. The token check, the commit and the options (``--token``, ``--revision``,
+``--commit-message``, ``--create-pr``, ``--private``) are the model push's (`rclip_hf.hub`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,15 @@ import yaml
 from huggingface_hub import HfApi, metadata_load
 
 from dataset_builders.hf_folder import LICENSE_NAME, REPORT_NAME
-from rclip_hf.hub import PublishError, check_write_access, commit_files, matches
+from rclip_hf.hub import (
+    HubOptions,
+    PublishError,
+    check_repo_id,
+    check_write_access,
+    commit_files,
+    matches,
+    walk_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +44,18 @@ _ABSOLUTE = re.compile(r"(?:^|[\s'\"(=])(/[^\s'\"]+)")
 
 
 @dataclass
-class PushConfig:
-    """Hub options shared by the dataset builders."""
+class PushConfig(HubOptions):
+    """Hub options shared by the dataset builders: the repo, a dry run, and the model push's `HubOptions`."""
 
     push_to_hub: str | None = field(default=None, metadata={
         "help": "Hub dataset repo (OWNER/NAME) to upload the built folder to (token checked before building)"})
-    private: bool = field(default=False, metadata={"help": "create the Hub repo as private"})
     dry_run: bool = field(default=False, metadata={
         "help": "with --push-to-hub: build, then list the files, sizes and card metadata a push would upload; "
                 "upload nothing (no token needed)"})
+
+
+#: Options that change where a build goes, not what it is (never in a fingerprint or a published report).
+PUSH_KEYS = tuple(option.name for option in fields(PushConfig))
 
 
 @dataclass
@@ -54,6 +67,9 @@ class DatasetUpload:
     files: list[tuple[str, int]] = field(default_factory=list)
     report: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)  # relative path -> file read (a symlink's target)
+    links: dict[str, str] = field(default_factory=dict)  # relative path of a followed symlink -> its target's
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason): links never followed
 
     @property
     def paths(self) -> list[str]:
@@ -61,14 +77,22 @@ class DatasetUpload:
         return [path for path, _ in self.files]
 
 
+def published(relative: str) -> bool:
+    """Whether a dataset folder's file (path relative to the folder) is one a push uploads."""
+    return any(matches(relative, pattern) for pattern in PUBLISHED_FILES)
+
+
 def check_push(config: PushConfig, api: HfApi | None = None) -> HfApi | None:
     """Before building: None when nothing is pushed or for a dry run; otherwise an ``HfApi`` whose token may
     write to ``config.push_to_hub``. Raises ``PublishError`` with one line saying what to do."""
     if config.dry_run and not config.push_to_hub:
         raise PublishError("--dry-run needs --push-to-hub REPO_ID (the repo the dry run plans a push to)")
-    if not config.push_to_hub or config.dry_run:
+    if not config.push_to_hub:
         return None
-    return check_write_access(config.push_to_hub, "--push-to-hub", api)
+    if config.dry_run:
+        check_repo_id(config.push_to_hub, "--push-to-hub")
+        return None
+    return check_write_access(config.push_to_hub, "--push-to-hub", api, config.token)
 
 
 def relative_report(report: Any, roots: Mapping[str, Path]) -> Any:
@@ -101,15 +125,16 @@ def plan_push(folder: Path, repo_id: str, roots: Mapping[str, Path]) -> DatasetU
     """The files of ``folder`` a push uploads (``PUBLISHED_FILES``), its card metadata and relativised report."""
     folder = Path(folder)
     upload = DatasetUpload(folder=folder, repo_id=repo_id)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if any(matches(relative, pattern) for pattern in PUBLISHED_FILES):
-            upload.files.append((relative, path.stat().st_size))
-    if not (folder / "README.md").is_file():
+    files, upload.refused, upload.links = walk_folder(folder, published)
+    for relative, source in files:
+        if published(relative):
+            upload.files.append((relative, source.stat().st_size))
+            upload.sources[relative] = source
+    if "README.md" not in upload.sources:
         raise PublishError(f"{folder}: no README.md card; not a dataset folder built by these builders")
-    upload.metadata = metadata_load(folder / "README.md") or {}
-    if (folder / REPORT_NAME).is_file():
-        report = relative_report(json.loads((folder / REPORT_NAME).read_text(encoding="utf-8")),
+    upload.metadata = metadata_load(upload.sources["README.md"]) or {}
+    if REPORT_NAME in upload.sources:
+        report = relative_report(json.loads(upload.sources[REPORT_NAME].read_text(encoding="utf-8")),
                                  {".": folder, **roots})
         upload.report = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
         upload.files = [(path, len(upload.report.encode()) if path == REPORT_NAME else size)
@@ -122,7 +147,11 @@ def describe_push(upload: DatasetUpload, private: bool) -> str:
     total = sum(size for _, size in upload.files)
     lines = [(f"{'private' if private else 'public'} dataset repo {upload.repo_id}: {len(upload.files)} files "
              f"({total / 1e6:.1f} MB) from {upload.folder}, deleting other data/*.parquet there:")]
-    lines += [f"  {path:<50} {size:>14,} bytes" for path, size in upload.files]
+    lines += [f"  {path:<50} {size:>14,} bytes" + (f"  (link -> {upload.links[path]})" if path in upload.links else "")
+              for path, size in upload.files]
+    if upload.refused:
+        lines.append(f"refused ({len(upload.refused)}):")
+        lines += [f"  {path:<50} {reason}" for path, reason in upload.refused]
     lines.append("card metadata:")
     lines += [f"  {line}" for line in yaml.safe_dump(upload.metadata, sort_keys=False, allow_unicode=True).splitlines()]
     return "\n".join(lines)
@@ -137,8 +166,8 @@ def push_dataset(folder: Path, config: PushConfig, roots: Mapping[str, Path], ap
         return upload
     if api is None:
         raise PublishError("push_dataset: call check_push before building (it checks the token)")
-    files = {path: upload.report.encode() if path == REPORT_NAME else folder / path for path in upload.paths}
-    commit_files(api, upload.repo_id, "dataset", files, private=config.private, commit_message=commit_message,
+    files = {path: upload.report.encode() if path == REPORT_NAME else upload.sources[path] for path in upload.paths}
+    commit_files(api, upload.repo_id, "dataset", files, options=config, commit_message=commit_message,
                  delete_patterns=DELETE_PATTERNS)
     logger.info("uploaded %d files to dataset repo %s", len(upload.files), upload.repo_id)
     return upload

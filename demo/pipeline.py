@@ -356,9 +356,9 @@ def run(args: DemoArguments) -> dict[str, Any]:
         write_model_folder(model_dir, model_folder, output / "results.json", baseline_path, training, card_summary,
                            env)
         print(check_model_folder(model_folder, results))
-        from rclip_hf.hub import describe_plan, plan_upload
+        from rclip_hf.hub import HubOptions, describe_plan, plan_upload
 
-        print("      dry-run push: " + describe_plan(plan_upload(model_folder), "YOUR_NAME/remoteclip-demo", False)
+        print("      dry-run push: " + describe_plan(plan_upload(model_folder), "YOUR_NAME/remoteclip-demo", HubOptions())
               .replace("\n", "\n      "))
     with clock.stage(f"zero-shot: {DEMO_IMAGE.name} against the authors' demo captions"):
         percentages = classify_image(model_folder, DEMO_IMAGE, DEMO_CAPTIONS)

@@ -1,7 +1,9 @@
-"""Write a model folder's card: `DIR/README.md` (metadata + results tables) and `DIR/plots/*.png`.
+"""Write a model folder's card: `DIR/README.md` (metadata + results tables), `DIR/plots/*.png` and the Hub's
+`DIR/.eval_results/<benchmark>.yaml` files (never through a symlink).
 
     python -m model_cards.build --results results.json --model-dir DIR [--base-model ID]
         [--baseline_results untrained.json] [--training_summary training.json] [--repo_id OWNER/NAME]
+        [--benchmarks_owner OWNER]
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huggingface_hub.constants import EVAL_RESULTS_FOLDER
+
 from rclip_hf.arguments import DataclassArgumentParser
 from rclip_hf.errors import entry_point
+from rclip_hf.hub import PublishError, write_new_file
+from rclip_hf.usage import arch_of_model_dir, architecture_summary
 
 from .card import (
     CardInputs,
     ResultsFormatError,
-    arch_of_model_dir,
-    architecture_summary,
     build_model_card,
     check_card_offline,
+    eval_results_files,
     load_results,
 )
 from .paper import PAPER_ARCH_LABELS
@@ -49,6 +54,17 @@ class CardArguments:
     summary: str | None = field(default=None, metadata={"help": "opening sentence of the card (default: from arch)"})
     license: str = field(default="apache-2.0", metadata={"help": "licence identifier of the card's metadata"})
     datasets: list[str] = field(default_factory=list, metadata={"help": "Hub dataset ids used for training"})
+    benchmarks_owner: str | None = field(default=None, metadata={
+        "help": "Hub owner of the benchmark datasets (OWNER/rs-{name}, as build_benchmarks --push-to-hub names "
+                "them) that model-index and .eval_results link (default: the owner of --repo_id)"})
+
+
+def refuse_links(model_dir: Path, names: list[str]) -> None:
+    """`PublishError` when a folder or file the card writes (`names`, relative to `model_dir`) is a symlink."""
+    for name in names:
+        if (model_dir / name).is_symlink():
+            raise PublishError(f"{model_dir / name} is a symlink; the card is never written through one "
+                               "(remove the link)")
 
 
 def write_model_card(args: CardArguments) -> Path:
@@ -70,6 +86,8 @@ def write_model_card(args: CardArguments) -> Path:
     arch = results.get("arch")
     if arch not in PAPER_ARCH_LABELS and has_config:
         arch = arch_of_model_dir(model_dir) or arch
+    refuse_links(model_dir, ["README.md", PLOT_DIR, EVAL_RESULTS_FOLDER]
+                 + [path.relative_to(model_dir).as_posix() for path in (model_dir / PLOT_DIR).glob("*.png")])
     plots = make_plots(results, model_dir / PLOT_DIR, arch, baseline, args.baseline_name)
     description = architecture_summary(model_dir) if arch not in PAPER_ARCH_LABELS and has_config else None
     inputs = CardInputs(base_model=args.base_model, arch=arch, arch_description=description, summary=args.summary,
@@ -77,11 +95,17 @@ def write_model_card(args: CardArguments) -> Path:
                         model_name=args.model_name or model_dir.resolve().name, license=args.license,
                         datasets=list(args.datasets), training=training, baseline=baseline,
                         baseline_name=args.baseline_name, results_file=Path(args.results).name, plots=plots,
-                        model_dir=str(model_dir))
+                        model_dir=str(model_dir), benchmarks_owner=args.benchmarks_owner,
+                        starting_point=f"`{args.base_model}`" if args.base_model else None)
     readme = model_dir / "README.md"
-    build_model_card(results, inputs).save(readme)
+    write_new_file(readme, str(build_model_card(results, inputs)).encode())
     check_card_offline(readme, results)
-    logger.info("wrote %s with %d plots", readme, len(plots))
+    files = eval_results_files(results, inputs)
+    if files:
+        (model_dir / EVAL_RESULTS_FOLDER).mkdir(exist_ok=True)
+    for name, text in files.items():
+        write_new_file(model_dir / name, text.encode())
+    logger.info("wrote %s with %d plots and %d %s files", readme, len(plots), len(files), EVAL_RESULTS_FOLDER)
     return readme
 
 
@@ -93,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     try:
         readme = write_model_card(args)
-    except (ResultsFormatError, FileNotFoundError, ValueError) as error:
+    except (ResultsFormatError, FileNotFoundError, ValueError) as error:  # PublishError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {readme}")

@@ -5,15 +5,30 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
+import yaml
+from huggingface_hub import (
+    EvalResult,
+    EvalResultEntry,
+    ModelCard,
+    ModelCardData,
+    eval_result_entries_to_yaml,
+    metadata_load,
+)
+from huggingface_hub.constants import EVAL_RESULTS_FOLDER
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from rclip_hf.benchmarks import REMOTECLIP_BIBTEX, display_name, paper_order
+from rclip_hf.benchmarks import (
+    REMOTECLIP_BIBTEX,
+    benchmark_of_repo_id,
+    benchmark_repo_id,
+    display_name,
+    paper_order,
+)
 from rclip_hf.evaluation.tables import (
     COUNT_STYLES,
     PERCENT_DECIMALS,
@@ -23,6 +38,7 @@ from rclip_hf.evaluation.tables import (
     per_benchmark_table,
     retrieval_table,
 )
+from rclip_hf.usage import CODE_URL, usage_kinds, usage_section
 
 from .paper import (
     PAPER_ARCH_LABELS,
@@ -37,15 +53,19 @@ from .paper import (
 logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
-#: Hub task type and readable name of each results-JSON task.
+#: Hub task id (huggingface.co/tasks) and readable name of each results-JSON task; retrieval metrics take the task
+#: of their direction (`RETRIEVAL_TASKS`).
 TASKS = {
-    "retrieval": ("image-text-retrieval", "Zero-shot image-text retrieval"),
+    "retrieval": ("image-feature-extraction", "Zero-shot image-text retrieval (both directions)"),
     "zero_shot_classification": ("zero-shot-image-classification", "Zero-shot classification"),
-    "counting": ("zero-shot-object-counting", "Zero-shot object counting (caption scoring)"),
+    "counting": ("zero-shot-image-classification", "Zero-shot object counting (caption scoring)"),
     "linear_probe": ("image-classification", "Linear probe on frozen image features"),
-    "knn": ("knn-image-classification", "k-NN on frozen image features"),
-    "few_shot": ("few-shot-image-classification", "Few-shot linear probe"),
+    "knn": ("image-classification", "k-NN on frozen image features"),
+    "few_shot": ("image-classification", "Few-shot linear probe"),
 }
+#: Hub task id and readable name of each retrieval direction.
+RETRIEVAL_TASKS = {"i2t": ("image-to-text", "Zero-shot image-to-text retrieval"),
+                   "t2i": ("text-to-image", "Zero-shot text-to-image retrieval")}
 #: Metric groups of a results-JSON entry: the main one and the counting digit variant.
 METRIC_GROUPS = ("metrics", "metrics_digits")
 _TOPK = re.compile(r"^top(?P<k>\d+)$")
@@ -88,7 +108,8 @@ class Plot:
 class CardInputs:
     """Everything the card shows besides the results JSON itself."""
 
-    base_model: str | None = None
+    base_model: str | None = None  # Hub id of the starting point (card metadata)
+    starting_point: str | None = None  # where training started, in words (a folder, a Hub id, a random init)
     arch: str | None = None  # overrides the results' "arch" (e.g. found from the folder's config)
     arch_description: str | None = None  # e.g. from `architecture_summary`; default: the arch name
     summary: str | None = None  # the card's opening sentence; default from the arch and the training summary
@@ -96,6 +117,7 @@ class CardInputs:
     model_name: str | None = None
     license: str = "apache-2.0"
     datasets: list[str] = field(default_factory=list)
+    benchmarks_owner: str | None = None  # Hub owner of the benchmark datasets (default: the repo's owner)
     training: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
     baseline_name: str = "starting point"
@@ -175,14 +197,28 @@ def describe_metric(entry: MetricEntry) -> tuple[str, str, dict[str, Any] | None
     return entry.key, f"{entry.key}{variant}", style or None
 
 
-def eval_results_from_results(results: Mapping[str, Any]) -> list[EvalResult]:
-    """One `EvalResult` per scalar metric; `metric_config` holds its results-JSON path (`metrics/top1`)."""
+def metric_task(entry: MetricEntry) -> tuple[str, str]:
+    """(Hub task id, readable name) of one metric: its task's, or its direction's for retrieval recall."""
+    match = _RECALL.match(entry.key) if entry.task == "retrieval" else None
+    return RETRIEVAL_TASKS[match["direction"]] if match else TASKS[entry.task]
+
+
+def benchmarks_owner(inputs: CardInputs) -> str | None:
+    """The Hub owner of the benchmark datasets a card links: `inputs.benchmarks_owner`, else the repo's owner."""
+    if inputs.benchmarks_owner:
+        return inputs.benchmarks_owner
+    return inputs.repo_id.split("/")[0] if inputs.repo_id and "/" in inputs.repo_id else None
+
+
+def eval_results_from_results(results: Mapping[str, Any], owner: str | None = None) -> list[EvalResult]:
+    """One `EvalResult` per scalar metric, its dataset the benchmark's Hub id under `owner` (`OWNER/rs-{name}`, as
+    `build_benchmarks --push-to-hub` publishes it); `metric_config` holds its results-JSON path (`metrics/top1`)."""
     eval_results = []
     for entry in iter_metrics(results):
-        task_type, task_name = TASKS[entry.task]
+        task_type, task_name = metric_task(entry)
         metric_type, metric_name, metric_args = describe_metric(entry)
         eval_results.append(EvalResult(
-            task_type=task_type, task_name=task_name, dataset_type=entry.benchmark,
+            task_type=task_type, task_name=task_name, dataset_type=benchmark_repo_id(entry.benchmark, owner),
             dataset_name=display_name(entry.benchmark), dataset_split=entry.split,
             metric_type=metric_type, metric_name=metric_name, metric_args=metric_args,
             metric_config=f"{entry.group}/{entry.key}", metric_value=entry.shown,
@@ -190,29 +226,27 @@ def eval_results_from_results(results: Mapping[str, Any]) -> list[EvalResult]:
     return eval_results
 
 
+def eval_results_files(results: Mapping[str, Any], inputs: CardInputs) -> dict[str, str]:
+    """The Hub's `.eval_results/` files (huggingface.co/docs/hub/eval-results): one YAML list per benchmark
+    (`.eval_results/<benchmark>.yaml`), one entry per metric: dataset id and task id (the results-JSON path),
+    value, date, source (the model repo) and a readable note."""
+    owner = benchmarks_owner(inputs)
+    source = {"source_url": f"https://huggingface.co/{inputs.repo_id}", "source_name": "Model card"} \
+        if inputs.repo_id else {}
+    entries: dict[str, list[EvalResultEntry]] = {}
+    for entry in iter_metrics(results):
+        _, task_name = metric_task(entry)
+        _, metric_name, _ = describe_metric(entry)
+        entries.setdefault(entry.benchmark, []).append(EvalResultEntry(
+            dataset_id=benchmark_repo_id(entry.benchmark, owner), task_id=f"{entry.group}/{entry.key}",
+            value=entry.shown, date=results.get("created"), notes=f"{task_name}: {metric_name} (percent)", **source))
+    return {f"{EVAL_RESULTS_FOLDER}/{benchmark}.yaml": yaml.safe_dump(eval_result_entries_to_yaml(values),
+                                                                      sort_keys=False, allow_unicode=True)
+            for benchmark, values in entries.items()}
+
+
 def _arch(results: Mapping[str, Any], inputs: CardInputs) -> str | None:
     return inputs.arch or results.get("arch")
-
-
-def arch_of_model_dir(model_dir: str | Path) -> str | None:
-    """The rclip_hf preset whose architecture a saved RemoteCLIP folder has, or None (e.g. a small custom model)."""
-    from rclip_hf import RemoteCLIPConfig
-
-    return RemoteCLIPConfig.from_pretrained(model_dir).matching_preset()
-
-
-def architecture_summary(model_dir: str | Path) -> str:
-    """One line describing a saved RemoteCLIP folder's towers (sizes, layers, input size, embedding size)."""
-    from rclip_hf import RemoteCLIPConfig
-
-    config = RemoteCLIPConfig.from_pretrained(model_dir)
-    vision, text = config.vision_config, config.text_config
-    if config.uses_resnet_tower:
-        tower = f"modified ResNet (stages {list(vision.layers)}, width {vision.width})"
-    else:
-        tower = (f"ViT (width {vision.hidden_size}, {vision.num_hidden_layers} layers, patch {vision.patch_size})")
-    return (f"image tower: {tower}, {vision.image_size} px; text tower: width {text.hidden_size}, "
-            f"{text.num_hidden_layers} layers; embedding size {config.projection_dim}")
 
 
 def _model_rows(results: Mapping[str, Any], inputs: CardInputs) -> list[tuple[str, Mapping[str, Any]]]:
@@ -315,7 +349,8 @@ def training_section(inputs: CardInputs) -> str:
                 "(`python -m rclip_hf.convert`, outputs equal to open_clip's within 1e-4), trained as follows.\n\n"
                 + paper)
     rows = [[f"`{key}`", f"`{value}`"] for key, value in inputs.training.items()]
-    return ("Trained with rclip-hf (`training_scripts/train.py`, accelerate):\n\n"
+    start = f" from {inputs.starting_point}" if inputs.starting_point else ""
+    return (f"Trained with rclip-hf (`training_scripts/train.py`, accelerate){start}:\n\n"
             + markdown_table(["setting", "value"], rows) + "\n\nFor comparison, " + paper[0].lower() + paper[1:])
 
 
@@ -345,104 +380,6 @@ def licence_text(inputs: CardInputs) -> str:
             "and may restrict uses of models trained on it.")
 
 
-#: "How to use" snippets: name -> (when it applies, code). `{repo_id}` is the card's repo id.
-_USAGE_CAPTIONS = 'captions = ["a satellite photo of an airport.", "a satellite photo of a forest."]'
-USAGE_SNIPPETS: dict[str, tuple[str, str]] = {
-    "transformers": ("transformers only (no remote code: this folder is a plain CLIP model)", f"""import torch
-from PIL import Image
-from transformers import CLIPModel, CLIPProcessor
-
-model = CLIPModel.from_pretrained("{{repo_id}}").eval()
-processor = CLIPProcessor.from_pretrained("{{repo_id}}")
-{_USAGE_CAPTIONS}
-inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True,
-                   truncation=True)
-with torch.inference_mode():
-    probs = model(**inputs).logits_per_image.softmax(dim=-1)  # (1, len(captions))
-print(dict(zip(captions, probs[0].tolist())))"""),
-    "remote_code": (("transformers with `trust_remote_code=True` (the modified-ResNet tower is code shipped in this "
-                     "repo: `modeling_remoteclip.py` and its siblings, which import only torch and transformers)"),
-                    f"""import torch
-from PIL import Image
-from transformers import AutoModel, AutoProcessor, pipeline
-
-model = AutoModel.from_pretrained("{{repo_id}}", trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained("{{repo_id}}", trust_remote_code=True)
-{_USAGE_CAPTIONS}
-inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True,
-                   truncation=True)
-with torch.inference_mode():
-    probs = model(**inputs).logits_per_image.softmax(dim=-1)  # (1, len(captions))
-classifier = pipeline("zero-shot-image-classification", model="{{repo_id}}", trust_remote_code=True)
-print(classifier("scene.jpg", candidate_labels=["airport", "forest"]))"""),
-    "open_clip": ("open_clip (`open_clip_config.json` + `open_clip_model.safetensors` in this repo)", f"""import open_clip
-import torch
-from PIL import Image
-
-model, _, preprocess = open_clip.create_model_and_transforms("hf-hub:{{repo_id}}")
-tokenizer = open_clip.get_tokenizer("hf-hub:{{repo_id}}")
-{_USAGE_CAPTIONS}
-with torch.inference_mode():
-    image_features = model.encode_image(preprocess(Image.open("scene.jpg")).unsqueeze(0), normalize=True)
-    text_features = model.encode_text(tokenizer(captions), normalize=True)
-    probs = (model.logit_scale.exp() * image_features @ text_features.T).softmax(dim=-1)
-print(dict(zip(captions, probs[0].tolist())))"""),
-    "package": ("the rclip-hf package (open_clip's exact preprocessing, the CLI, evaluation)", f"""import torch
-from PIL import Image
-
-from rclip_hf import RemoteCLIPModel, RemoteCLIPProcessor
-
-model = RemoteCLIPModel.from_pretrained("{{repo_id}}").eval()
-processor = RemoteCLIPProcessor.from_pretrained("{{repo_id}}")
-{_USAGE_CAPTIONS}
-inputs = processor(text=captions, images=[Image.open("scene.jpg")], return_tensors="pt", padding=True,
-                   truncation=True)
-with torch.inference_mode():
-    probs = model(**inputs).logits_per_image.softmax(dim=-1)
-print(dict(zip(captions, probs[0].tolist())))"""),
-}
-_INSTALL = {"transformers": "pip install torch transformers pillow", "remote_code": "pip install torch transformers pillow",
-            "open_clip": "pip install torch open_clip_torch pillow",
-            "package": "pip install -e . (from a checkout of the rclip-hf repository)"}
-#: Measured difference of plain transformers CLIP preprocessing to open_clip's (converted ViT-B/32, see README).
-PLAIN_PREPROCESSING_NOTE = (
-    "Plain `CLIPProcessor` preprocessing differs slightly from open_clip's, with which RemoteCLIP was trained: "
-    "transformers' resize and centre crop round differently, and it composites transparent images on white where "
-    "open_clip drops the alpha channel. Measured on real images with a converted ViT-B/32: up to 0.015 in normalised "
-    "pixel values and 4e-4 in logits on RGB images; 3.8 and 0.93 on a real image with transparent pixels. Its "
-    "tokenizer neither unescapes HTML entities nor repairs mojibake as open_clip's does: 0.32 and 0.51 in logits on "
-    "such captions. `RemoteCLIPProcessor` (rclip-hf) and open_clip give identical pixels and token ids.")
-
-
-def usage_kinds(model_dir: str | Path | None, arch: str | None) -> list[str]:
-    """The snippets that apply to a folder: its config's `auto_map` means remote code (ResNet), else plain CLIP;
-    open_clip when the folder holds `open_clip_config.json`; the package always. Without a folder, by `arch`."""
-    if model_dir is not None and not (Path(model_dir) / "config.json").is_file() and (
-            Path(model_dir) / "open_clip_config.json").is_file():
-        return ["open_clip"]
-    if model_dir is not None and (Path(model_dir) / "config.json").is_file():
-        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-        kinds = ["remote_code" if "auto_map" in config else "transformers"]
-        kinds += ["open_clip"] if (Path(model_dir) / "open_clip_config.json").is_file() else []
-    else:
-        kinds = ["remote_code" if (arch or "").startswith("RN") else "transformers"]
-    return kinds + ["package"]
-
-
-def usage_section(repo_id: str, kinds: Sequence[str]) -> str:
-    """The card's "How to use": which ways apply to this folder, the install line and a runnable snippet each."""
-    lines = ["This folder loads " + "; ".join(f"with {USAGE_SNIPPETS[kind][0]}" for kind in kinds) + ". "
-             + ("A plain `CLIPModel.from_pretrained` of it fails: transformers has no ResNet CLIP tower."
-                if "remote_code" in kinds else "")]
-    for kind in kinds:
-        title, code = USAGE_SNIPPETS[kind]
-        lines.append(f"**{title[0].upper()}{title[1:]}**\n\n```bash\n{_INSTALL[kind]}\n```\n\n"
-                     f"```python\n{code.format(repo_id=repo_id)}\n```")
-    if "transformers" in kinds:
-        lines.append(PLAIN_PREPROCESSING_NOTE)
-    return "\n\n".join(lines)
-
-
 def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCard:
     """The model card (YAML metadata with `model-index` + Markdown body) for `results`."""
     check_results(results, source=inputs.results_file)
@@ -454,7 +391,8 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
         model_name=model_name, base_model=inputs.base_model, license=inputs.license,
         datasets=inputs.datasets or None, library_name="transformers", pipeline_tag="zero-shot-image-classification",
         tags=["remote-sensing", "clip", "remoteclip", "vision-language", "rclip-hf"],
-        metrics=["recall", "accuracy"], eval_results=eval_results_from_results(results) or None,
+        metrics=["recall", "accuracy"],
+        eval_results=eval_results_from_results(results, benchmarks_owner(inputs)) or None,
     )
     tables = [section for section in (retrieval_section(results, inputs), zero_shot_section(results, inputs),
                                       counting_section(results, inputs), other_tasks_section(results)) if section]
@@ -462,18 +400,21 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
     if inputs.summary:
         summary = inputs.summary
     elif inputs.training:
-        summary = f"A RemoteCLIP-style model (`{arch}`) trained with rclip-hf; see the training section and limitations."
+        summary = (f"A RemoteCLIP-style model ({f'`{arch}`' if arch else 'a custom architecture'}) trained with "
+                   "rclip-hf; see the training section and limitations.")
     else:
         summary = f"RemoteCLIP {label or arch}, the remote-sensing CLIP of Liu et al. (2024), in transformers format."
     return ModelCard.from_template(
         card_data, template_path=str(TEMPLATE),
         model_name=model_name, summary=summary,
         arch_description=inputs.arch_description or (
-            f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label else f"`{arch}`"),
-        evaluated_on=", ".join(display_name(name) for name in results["benchmarks"]) or "nothing yet",
+            f"`{arch}` (QuickGELU, as the official open_clip checkpoints)" if label
+            else f"`{arch}`" if arch else "not one of rclip-hf's presets (see `config.json`)"),
+        evaluated_on=", ".join(display_name(name) for name in results["benchmarks"]),
+        starting_point=inputs.starting_point or (f"`{inputs.base_model}`" if inputs.base_model else ""),
         results_file=inputs.results_file, created=results.get("created", "unknown"),
         rclip_hf_version=results.get("rclip_hf_version", "unknown"), dtype=results.get("dtype", "float32"),
-        paper_url=PAPER_URL, paper_source=PAPER_SOURCE, repo_id=inputs.repo_id or model_name,
+        paper_url=PAPER_URL, paper_source=PAPER_SOURCE, code_url=CODE_URL, repo_id=inputs.repo_id or model_name,
         usage=usage_section(inputs.repo_id or model_name, usage_kinds(inputs.model_dir, arch)),
         training_section=training_section(inputs),
         baseline_name=inputs.baseline_name if inputs.baseline is not None else "",
@@ -485,7 +426,7 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
 
 def card_metrics(card: ModelCard) -> dict[tuple[str, str], float]:
     """{(benchmark, results-JSON path): value} read back from a card's `model-index` (the inverse of the card)."""
-    return {(result.dataset_type, result.metric_config): result.metric_value
+    return {(benchmark_of_repo_id(result.dataset_type), result.metric_config): result.metric_value
             for result in card.data.eval_results or []}
 
 
@@ -499,7 +440,8 @@ def check_card_offline(readme: str | Path, results: Mapping[str, Any]) -> None:
     model_name, read_back = model_index_to_eval_results(metadata.get("model-index", []) or [{"name": "", "results": []}])
     ModelCardData(**metadata)  # raises ValueError on an invalid model-index
     expected = {(entry.benchmark, f"{entry.group}/{entry.key}"): entry.shown for entry in iter_metrics(results)}
-    found = {(result.dataset_type, result.metric_config): result.metric_value for result in read_back}
+    found = {(benchmark_of_repo_id(result.dataset_type), result.metric_config): result.metric_value
+             for result in read_back}
     if found != expected:
         differing = sorted(set(found.items()) ^ set(expected.items()))[:6]
         raise ValueError(f"{readme}: model-index of {model_name!r} differs from the results JSON: {differing}")

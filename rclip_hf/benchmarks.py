@@ -196,6 +196,23 @@ def paper_order(task: Task) -> tuple[str, ...]:
     return tuple(name for name in names_for(task) if BENCHMARKS[name].paper_order is not None)
 
 
+#: Name of a benchmark's Hub dataset repo, as `build_benchmarks --push-to-hub OWNER/rs-{name}` publishes it.
+BENCHMARK_REPO_NAME = "rs-{name}"
+
+
+def benchmark_repo_id(name: str, owner: str | None) -> str:
+    """Hub dataset id of benchmark `name` published under `owner` (`OWNER/rs-{name}`; without owner, the name)."""
+    repo = BENCHMARK_REPO_NAME.format(name=name)
+    return f"{owner}/{repo}" if owner else repo
+
+
+def benchmark_of_repo_id(repo_id: str) -> str:
+    """The benchmark name of a Hub dataset id from `benchmark_repo_id` (other ids as they are)."""
+    prefix, _, suffix = BENCHMARK_REPO_NAME.partition("{name}")
+    repo = repo_id.split("/")[-1]
+    return repo[len(prefix):len(repo) - len(suffix)] if repo.startswith(prefix) and repo.endswith(suffix) else repo_id
+
+
 def display_name(name: str) -> str:
     """Display name of a benchmark (`rsitmd` -> `RSITMD`); unknown names as they are."""
     benchmark = BENCHMARKS.get(name)
@@ -209,4 +226,4 @@ def sort_paper_first(names: list[str] | tuple[str, ...]) -> list[str]:
     return known + [name for name in names if name not in order]
 
 
-__all__ = ["BENCHMARKS", "REMOTECLIP_BIBTEX", "REMOTECLIP_CITATION", "Benchmark", "Task", "display_name", "names_for", "paper_order", "sort_paper_first"]
+__all__ = ["BENCHMARKS", "BENCHMARK_REPO_NAME", "REMOTECLIP_BIBTEX", "REMOTECLIP_CITATION", "Benchmark", "Task", "benchmark_of_repo_id", "benchmark_repo_id", "display_name", "names_for", "paper_order", "sort_paper_first"]

@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from .arguments import ArgumentParser
 from .configuration_remoteclip import PRESETS, RemoteCLIPConfig
 from .errors import UserError, entry_point
+from .hub import HubOptions, add_hub_arguments, check_write_access, hub_options, publish
 from .modeling_remoteclip import RemoteCLIPModel
 from .processing_remoteclip import RemoteCLIPProcessor, build_processor
 from .staging import check_output_free, staged_folder, state_dict_bytes
@@ -365,15 +366,15 @@ def resolve_checkpoint(checkpoint: str, download: Callable[..., str] | None = No
 
 
 def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, push_to_hub: str | None = None,
-                       verify: bool = True, overwrite: bool = False) -> tuple[RemoteCLIPModel, Verification | None]:
+                       verify: bool = True, overwrite: bool = False,
+                       hub: HubOptions | None = None) -> tuple[RemoteCLIPModel, Verification | None]:
     """Convert `checkpoint` (local path or Hub reference), compare it with open_clip (when `verify` and open_clip is
     installed), save model + processor to `output` (written whole; an existing non-empty `output` is replaced only
     with `overwrite`) and, with `push_to_hub`, publish it as `rclip-hf push` does (the token's write access checked
-    before converting)."""
-    from .hub import check_write_access, publish
-
+    before converting; `hub`: its token, branch, commit message, pull request)."""
+    hub = hub or HubOptions()
     check_output_free(Path(output), "--output", overwrite)
-    api = check_write_access(push_to_hub, "--push-to-hub") if push_to_hub else None
+    api = check_write_access(push_to_hub, "--push-to-hub", token=hub.token) if push_to_hub else None
     path = resolve_checkpoint(str(checkpoint))
     logger.info("converting %s as %s", path, arch)
     state_dict = load_open_clip_state_dict(path)
@@ -389,7 +390,7 @@ def convert_checkpoint(checkpoint: str | Path, arch: str, output: str | Path, pu
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
     if push_to_hub:
-        publish(output, push_to_hub, api=api, flag="--push-to-hub")
+        publish(output, push_to_hub, hub, api=api, flag="--push-to-hub")
     return model, verification
 
 
@@ -404,6 +405,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder to write the transformers model to")
     parser.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", metavar="REPO_ID", default=None,
                         help="also upload to this Hub repo (the `rclip-hf push` allow-list; a card is written)")
+    add_hub_arguments(parser)
     parser.add_argument("--no-verify", "--no_verify", dest="verify", action="store_false",
                         help="skip the comparison with open_clip before saving")
     parser.add_argument("--overwrite", action="store_true",
@@ -417,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     _, verification = convert_checkpoint(args.checkpoint, args.arch, args.output, push_to_hub=args.push_to_hub,
-                                         verify=args.verify, overwrite=args.overwrite)
+                                         verify=args.verify, overwrite=args.overwrite, hub=hub_options(args))
     checked = ("not compared with open_clip" if verification is None else
                f"equal to open_clip within {verification.max_abs:.2g} max-abs (image embeddings "
                f"{verification.image_embeds:.2g}, text embeddings {verification.text_embeds:.2g}, logits "

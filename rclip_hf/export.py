@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from .arguments import ArgumentParser
 from .convert import ConversionError, open_clip_model_config, to_open_clip_state_dict
 from .errors import entry_point
+from .hub import add_hub_arguments, check_write_access, hub_options, publish
 from .loading import load_weights
 from .processing_remoteclip import RemoteCLIPImageProcessor
 from .staging import staged_folder, state_dict_bytes
@@ -71,6 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fp16", action="store_true", help="--to onnx: float16 weights and pixel_values")
     parser.add_argument("--push-to-hub", "--push_to_hub", dest="push_to_hub", metavar="REPO_ID", default=None,
                         help="also upload OUT to this Hub repo (the `rclip-hf push` allow-list; a card is written)")
+    add_hub_arguments(parser)
     args = parser.parse_args(argv)
     if args.to != "onnx" and args.fp16:
         parser.error("--fp16 applies to --to onnx only")
@@ -84,9 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; 0 on success; a folder that cannot be exported is one `error:` line and 2."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from .hub import check_write_access, publish
-
-    api = check_write_access(args.push_to_hub, "--push-to-hub") if args.push_to_hub else None
+    options = hub_options(args)
+    api = check_write_access(args.push_to_hub, "--push-to-hub", token=options.token) if args.push_to_hub else None
     if args.to == "onnx":
         from .onnx_export import export_onnx
 
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         files = export_open_clip(args.model_dir, args.output)
     if args.push_to_hub:
-        publish(args.output, args.push_to_hub, api=api, flag="--push-to-hub")
+        publish(args.output, args.push_to_hub, options, api=api, flag="--push-to-hub")
     usage = (f"see {args.output}/README.md" if args.to == "onnx"
              else f"open_clip.create_model_and_transforms(\"local-dir:{args.output}\")")
     print(f"wrote {', '.join(str(path) for path in files)}: {usage}")

@@ -187,9 +187,66 @@ def test_push_without_token_fails_before_building(tmp_path: Path, monkeypatch: p
     for main, args in ((build_corpus, ["--source", f"dota={root}"]), (build_remotecount, ["--dota", str(root)])):
         assert main(args + ["--output", str(tmp_path / "out"), "--push-to-hub", "me/x"]) == 2
         err = capsys.readouterr().err
-        assert err == ("error: --push-to-hub me/x: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
-                       "(or add --dry-run to see what would be uploaded)\n")
+        assert err == ("error: --push-to-hub me/x: no Hugging Face token; run `hf auth login`, set HF_TOKEN or pass "
+                       "--token (or add --dry-run to see what would be uploaded)\n")
         assert not (tmp_path / "out").exists()
+
+
+def test_corpus_push_passes_token_revision_message_and_pull_request_and_publishes_no_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, made = FakeHub(), []
+    monkeypatch.setattr(rclip_hub, "get_token", lambda: None)  # only --token authorises the push
+    monkeypatch.setattr(rclip_hub, "HfApi", lambda **kwargs: made.append(kwargs) or fake)
+    root = write_dota(tmp_path / "dota", ["good.png"])
+    args = ["--source", f"dota={root}", "--output", str(tmp_path / "corpus"), "--push-to-hub", "me/corpus",
+            "--token", "hf_given_secret", "--revision", "v1", "--commit-message", "first build"]
+    assert build_corpus(args) == 0
+    assert made == [{"token": "hf_given_secret"}]
+    commit = fake.commits()[-1]
+    assert (commit["revision"], commit["commit_message"], commit["create_pr"]) == ("v1", "first build", False)
+    assert sorted(fake.refs[("me/corpus", "v1")]) == sorted(fake.uploaded()) and fake.repos["me/corpus"] == {}
+    assert all(b"hf_given_secret" not in data for data in fake.refs[("me/corpus", "v1")].values())
+    assert "hf_given_secret" not in (tmp_path / "corpus" / "build_report.json").read_text()
+    assert build_corpus(args[:-4] + ["--create_pr", "--commit_message", "proposal"]) == 0
+    commit = fake.commits()[-1]
+    assert (commit["revision"], commit["commit_message"], commit["create_pr"]) == (None, "proposal", True)
+    assert ("me/corpus", "refs/pr/1") in fake.refs
+
+
+def test_dataset_push_follows_a_symlink_only_to_a_published_file_inside_the_folder(tmp_path: Path,
+                                                                                 hub: FakeHub) -> None:
+    root = write_dota(tmp_path / "dota", ["good.png"])
+    output = tmp_path / "rc"
+    assert build_remotecount(["--dota", str(root), "--output", str(output)]) == 0
+    shard = next((output / "data").glob("*.parquet")).name
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_secret")
+    (output / "data" / "leak-00000.parquet").symlink_to(secret)  # a published name pointing outside
+    (output / ".env").write_text("HF_TOKEN=hf_inside")
+    (output / "data" / "inside-00000.parquet").symlink_to(output / ".env")  # inside, to a file never published
+    (output / "data" / "copy-00000.parquet").symlink_to(shard)  # inside, to a published shard: followed
+    upload = publish.plan_push(output, "me/rc", {"dota": root})
+    assert "data/leak-00000.parquet" not in upload.paths and "data/inside-00000.parquet" not in upload.paths
+    assert upload.links == {"data/copy-00000.parquet": f"data/{shard}"}
+    assert dict(upload.refused) == {
+        "data/leak-00000.parquet": "symlink to a file outside the folder (or to nothing): never uploaded",
+        "data/inside-00000.parquet": "symlink to .env, not on the upload allow-list: never uploaded"}
+    text = publish.describe_push(upload, private=False)
+    assert f"(link -> data/{shard})" in text and "refused (2):" in text
+    api = FakeHub()
+    publish.push_dataset(output, publish.PushConfig(push_to_hub="me/rc"), {"dota": root}, api, "test")
+    sent = api.repos["me/rc"]
+    assert not any(b"hf_secret" in data or b"hf_inside" in data for data in sent.values())
+    assert sent["data/copy-00000.parquet"] == (output / "data" / shard).read_bytes()
+
+
+def test_a_dry_run_refuses_an_invalid_repo_id_before_building(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = write_dota(tmp_path / "dota", ["good.png"])
+    assert build_remotecount(["--dota", str(root), "--output", str(tmp_path / "rc"), "--push-to-hub", "me/bad id",
+                              "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --push-to-hub 'me/bad id': not a Hub repo id") and len(err.splitlines()) == 1
+    assert not (tmp_path / "rc").exists()
 
 
 def test_relative_report_rewrites_roots_and_refuses_other_local_paths(tmp_path: Path) -> None:

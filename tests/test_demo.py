@@ -64,9 +64,10 @@ def test_quick_demo_dry_run_push_lists_no_stray_files(quick_demo):
     from rclip_hf.hub import plan_upload
 
     plan = plan_upload(quick_demo / "model")
-    assert plan.paths == ["README.md", "config.json", "model.safetensors", "plots/recall_at_k.png",
-                          "plots/remotecount_confusion.png", "plots/zero_shot_accuracy.png", "processor_config.json",
-                          "results.json", "tokenizer.json", "tokenizer_config.json"]
+    assert plan.paths == [".eval_results/remotecount.yaml", ".eval_results/rsscn7.yaml",
+                          ".eval_results/rsscn7_captions.yaml", "README.md", "config.json", "model.safetensors",
+                          "plots/recall_at_k.png", "plots/remotecount_confusion.png", "plots/zero_shot_accuracy.png",
+                          "processor_config.json", "results.json", "tokenizer.json", "tokenizer_config.json"]
     assert plan.skipped == []
     assert plan.metadata["pipeline_tag"] == "zero-shot-image-classification"
 

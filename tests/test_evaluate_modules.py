@@ -1,6 +1,7 @@
 """The `evaluate` modules in metrics/ work as Hub Spaces: each folder, copied alone and loaded with
 ``evaluate.load(path)`` in a process where rclip_hf cannot be imported, returns what the rclip_hf library returns
-on random and tied inputs (one truth, tested twice); its app.py serves evaluate's gradio widget."""
+on random and tied inputs (one truth, tested twice); its app.py's function, given those inputs as the uploaded file
+a Space user sends, returns the same (gradio itself is needed only to serve it: ``python app.py``)."""
 
 from __future__ import annotations
 
@@ -33,37 +34,43 @@ SPACE_FILES = ("README.md", "app.py", "requirements.txt")
 
 # Runs in a fresh interpreter: rclip_hf is unimportable, each metric folder is copied alone and loaded by path.
 SPACE_RUNNER = textwrap.dedent('''
-    import importlib.abc, json, runpy, shutil, sys
+    import importlib.abc, inspect, json, runpy, shutil, sys
     from pathlib import Path
 
     class NoRclipHf(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name == "rclip_hf" or name.startswith("rclip_hf."):
-                raise ImportError(f"{name} is not importable in a Hub Space")
+            if name == "rclip_hf" or name.startswith("rclip_hf.") or name == "gradio":
+                raise ImportError(f"{name} is not importable here")
 
     sys.meta_path.insert(0, NoRclipHf())
     import evaluate
-    import evaluate.utils
     import numpy as np
 
     metrics, work = Path(sys.argv[1]), Path(sys.argv[2])
     cases = json.loads((work / "cases.json").read_text())
     arrays = np.load(work / "inputs.npz")
-    results, apps = {}, {}
-    widgets = []
-    evaluate.utils.launch_gradio_widget = widgets.append
+    results, app_results, apps, namespaces = {}, {}, {}, {}
     for name in sorted({case["module"] for case in cases.values()}):
         space = work / "spaces" / name
         shutil.copytree(metrics / name, space)
-        runpy.run_path(str(space / "app.py"))
-        info = widgets[-1].info
-        apps[name] = {"name": widgets[-1].name, "homepage": info.homepage, "license": info.license,
+        namespaces[name] = runpy.run_path(str(space / "app.py"))  # not __main__: gradio is not started
+        info = namespaces[name]["MODULE"].info
+        apps[name] = {"name": namespaces[name]["MODULE"].name, "homepage": info.homepage, "license": info.license,
                       "codebase_urls": info.codebase_urls}
     for key, case in cases.items():
         module = evaluate.load(str(work / "spaces" / case["module"]))
         kwargs = {k: (arrays[v[1:]] if isinstance(v, str) and v.startswith("@") else v) for k, v in case["kwargs"].items()}
         results[key] = module.compute(**kwargs)
-    print(json.dumps({"results": results, "apps": apps}))
+        app = namespaces[case["module"]]
+        upload = work / f"{key}.npz"  # the file a Space user uploads: the metric's arrays by name
+        np.savez(upload, **{name: kwargs[name] for name in app["ARRAYS"]})
+        fields = inspect.signature(app["compute"]).parameters
+        options = {k: v for k, v in kwargs.items() if k not in app["ARRAYS"]}
+        given = {k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in options.items() if k in fields}
+        if "options" in fields:
+            given["options"] = json.dumps({k: v for k, v in options.items() if k not in fields})
+        app_results[key] = app["compute"](str(upload), **given)
+    print(json.dumps({"results": results, "app_results": app_results, "apps": apps}))
 ''')
 
 
@@ -147,7 +154,14 @@ def test_space_modules_equal_the_library_on_random_and_tied_inputs(space_run) ->
     assert tied[0] != tied[1]  # the tied case exercises the tie rules: they differ, and each side matches
 
 
-def test_space_apps_serve_the_widget_with_hub_metadata(space_run) -> None:
+def test_space_apps_compute_the_library_results_from_an_uploaded_file(space_run) -> None:
+    outputs, expected = space_run
+    assert sorted(outputs["app_results"]) == sorted(expected)
+    for key, value in expected.items():
+        assert outputs["app_results"][key] == json.loads(json.dumps(value)), key
+
+
+def test_space_apps_carry_hub_metadata(space_run) -> None:
     apps = space_run[0]["apps"]
     assert sorted(apps) == list(NAMES)
     for name, info in apps.items():
@@ -163,12 +177,29 @@ def test_space_folder_is_complete_and_self_contained(name: str) -> None:
     assert card["sdk"] == "gradio" and card["app_file"] == "app.py" and card["title"] == name
     assert {"evaluate", "metric"} <= set(card["tags"]) and card["license"] == "apache-2.0"
     requirements = (folder / "requirements.txt").read_text().split()
-    assert {line.split(">=")[0] for line in requirements} == {"evaluate", "datasets", "numpy", "torch"}
+    assert {line.split(">=")[0].split("==")[0] for line in requirements} == {
+        "evaluate", "datasets", "numpy", "torch", "gradio"}
+    gradio = next(line for line in requirements if line.startswith("gradio"))
+    assert gradio == f"gradio=={card['sdk_version']}" and int(card["sdk_version"].split(".")[0]) >= 5
     tree = ast.parse((folder / f"{name}.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"datasets", "evaluate", "numpy", "torch", "math", "dataclasses"}, imported
-    assert "launch_gradio_widget(module)" in (folder / "app.py").read_text()
+    app = ast.parse((folder / "app.py").read_text())
+    functions = {node.name: node for node in app.body if isinstance(node, ast.FunctionDef)}
+    assert {"compute", "build_demo", "read_arrays"} <= set(functions)
+    top_level = {alias.name for node in app.body if isinstance(node, ast.Import | ast.ImportFrom)
+                 for alias in node.names}
+    assert "gradio" not in top_level  # compute runs without gradio; build_demo imports it
+    assert "launch_gradio_widget" not in (folder / "app.py").read_text()  # evaluate's widget needs gradio 3
+
+
+def test_space_apps_share_one_upload_reader() -> None:
+    """Each Space is copied alone, so each app.py holds its reader: the five copies are one text."""
+    readers = {ast.get_source_segment(text, node) for name in NAMES
+               for text in [(METRICS / name / "app.py").read_text()] for node in ast.parse(text).body
+               if isinstance(node, ast.FunctionDef) and node.name == "read_arrays"}
+    assert len(readers) == 1 and "allow_pickle=False" in readers.pop()
 
 
 def test_local_load_matches_with_streaming_batches() -> None:

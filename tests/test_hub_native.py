@@ -268,8 +268,9 @@ def test_card_snippets_run_without_the_package(tower, folders, shared_data, tmp_
     transformers / remote-code / open_clip ones where rclip_hf cannot be imported, the package one with it."""
     from package_less import make_hub_cache
 
-    from model_cards.card import _USAGE_CAPTIONS, CardInputs, build_model_card
+    from model_cards.card import CardInputs, build_model_card
     from rclip_hf.export import export_open_clip
+    from rclip_hf.usage import _CAPTIONS as _USAGE_CAPTIONS
 
     folder = tmp_path / "folder"
     shutil.copytree(folders[tower], folder)

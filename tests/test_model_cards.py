@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from huggingface_hub import ModelCard, metadata_load
 from PIL import Image
 
@@ -20,9 +21,10 @@ from model_cards import (
     load_results,
 )
 from model_cards.build import main as build_main
-from model_cards.card import arch_of_model_dir, check_card_offline, describe_metric
+from model_cards.card import check_card_offline, describe_metric
 from model_cards.paper import PAPER_ZERO_SHOT
 from model_cards.plots import make_plots
+from rclip_hf.usage import arch_of_model_dir
 
 RETRIEVAL = {"i2t_R@1": 10.0, "i2t_R@5": 30.0, "i2t_R@10": 50.0, "t2i_R@1": 5.0, "t2i_R@5": 25.0,
              "t2i_R@10": 45.0, "mean_recall": 27.5}
@@ -70,6 +72,30 @@ def test_model_index_holds_every_scalar_metric_with_its_results_path():
     assert numbers == {(e.benchmark, f"{e.group}/{e.key}"): e.shown for e in iter_metrics(results)}
     assert card.data.model_name == "demo"
     assert card.data.pipeline_tag == "zero-shot-image-classification"
+
+
+def test_model_index_uses_hub_task_ids_and_the_benchmark_repos_build_benchmarks_pushes():
+    from datasets.utils.metadata import known_task_ids
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    from dataset_builders.build_benchmarks import repo_for
+    from dataset_builders.publish import PushConfig
+
+    card = build_model_card(make_results(), CardInputs(model_name="demo", repo_id="team/demo"))
+    results = card.data.eval_results
+    assert {result.task_type for result in results} <= set(known_task_ids) | set(SUPPORTED_TASKS)
+    tasks = {(result.dataset_type, result.metric_config): result.task_type for result in results}
+    assert tasks[("team/rs-rsitmd", "metrics/i2t_R@1")] == "image-to-text"
+    assert tasks[("team/rs-rsitmd", "metrics/t2i_R@5")] == "text-to-image"
+    assert tasks[("team/rs-eurosat", "metrics/top1")] == "zero-shot-image-classification"
+    assert tasks[("team/rs-eurosat", "linear_probe/metrics/top1")] == "image-classification"
+    pushed = {repo_for(PushConfig(push_to_hub="team/rs-{name}"), name, 4).push_to_hub
+              for name in ("rsitmd", "eurosat", "rsscn7", "remotecount")}
+    assert {result.dataset_type for result in results} == pushed
+    assert card_metrics(card)[("rsitmd", "metrics/i2t_R@10")] == 50.0  # read back by benchmark name
+    other = build_model_card(make_results(), CardInputs(repo_id="team/demo", benchmarks_owner="rs-bench"))
+    assert {result.dataset_type for result in other.data.eval_results} == {
+        name.replace("team/", "rs-bench/") for name in pushed}
 
 
 def test_metric_descriptions():
@@ -137,6 +163,48 @@ def test_cli_writes_card_that_round_trips_offline(tmp_path):
     assert "![Counting confusion matrix](plots/remotecount_confusion.png)" in card.text
     assert sorted(p.name for p in (model_dir / "plots").iterdir()) == [
         "recall_at_k.png", "remotecount_confusion.png", "zero_shot_accuracy.png"]
+
+
+def test_cli_writes_eval_results_files_in_the_hubs_format_and_push_uploads_them(tmp_path):
+    from fake_hub import FakeHub
+    from huggingface_hub import parse_eval_result_entries
+
+    from rclip_hf.hub import push
+
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(make_results()))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    (model_dir / "model.safetensors").write_bytes(b"x")
+    assert build_main(["--results", str(results_path), "--model-dir", str(model_dir), "--repo_id", "team/demo"]) == 0
+    files = sorted(path.name for path in (model_dir / ".eval_results").iterdir())
+    assert files == ["eurosat.yaml", "remotecount.yaml", "rsitmd.yaml", "rsscn7.yaml"]
+    entries = parse_eval_result_entries(yaml.safe_load((model_dir / ".eval_results" / "rsitmd.yaml").read_text()))
+    assert len(entries) == 7 and {entry.dataset_id for entry in entries} == {"team/rs-rsitmd"}
+    first = entries[0]
+    assert (first.task_id, first.value, first.date) == ("metrics/i2t_R@1", 10.0, "2025-01-02T03:04:05+00:00")
+    assert (first.source_url, first.source_name) == ("https://huggingface.co/team/demo", "Model card")
+    assert first.notes == "Zero-shot image-to-text retrieval: image-to-text R@1 (percent)"
+    every = [entry for name in files for entry in parse_eval_result_entries(
+        yaml.safe_load((model_dir / ".eval_results" / name).read_text()))]
+    assert {(entry.dataset_id.removeprefix("team/rs-"), entry.task_id): entry.value for entry in every} == {
+        (e.benchmark, f"{e.group}/{e.key}"): e.shown for e in iter_metrics(make_results())}
+    api = FakeHub(name="team")
+    push(model_dir, "team/demo", api=api)
+    assert {f".eval_results/{name}" for name in files} <= set(api.uploaded())
+
+
+def test_cli_never_writes_through_a_symlink(tmp_path, capsys):
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(make_results()))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    outside = tmp_path / "outside.md"
+    (model_dir / "README.md").symlink_to(outside)
+    assert build_main(["--results", str(results_path), "--model-dir", str(model_dir)]) == 2
+    assert "README.md is a symlink; the card is never written through one" in capsys.readouterr().err
+    assert not outside.exists() and not (model_dir / "plots").exists()
 
 
 def test_offline_check_catches_a_changed_number(tmp_path):
@@ -213,3 +281,32 @@ def test_card_numbers_are_rounded_to_two_decimals_results_keep_full_precision(tm
     assert card_metrics(ModelCard.load(model_dir / "README.md"))[("rsscn7", "metrics/top1")] == 14.29
     assert json.loads(results_path.read_text())["benchmarks"]["rsscn7"]["metrics"]["top1"] == noisy
     check_card_offline(model_dir / "README.md", results)  # compares against the rounded values
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("rclip_hf", "dataset_builders", "model_cards", "training_scripts", "metrics")
+
+
+def test_one_bibtex_key_and_one_text_everywhere():
+    """Cards, metric Spaces and the README cite RemoteCLIP with one BibTeX entry (the Spaces hold copies)."""
+    import re
+
+    from rclip_hf.benchmarks import REMOTECLIP_BIBTEX
+
+    files = [ROOT / "README.md", *(path for folder in (*SHIPPED, "docs") for pattern in ("*.py", "*.md")
+                                   for path in (ROOT / folder).rglob(pattern))]
+    keys = {match for path in files for match in re.findall(r"@\w+\{([^,\s]+),", path.read_text(encoding="utf-8"))}
+    assert keys == {"remoteclip"}
+    copies = [path for path in files if "@article{remoteclip," in path.read_text(encoding="utf-8")
+              and path.name != "benchmarks.py"]
+    assert {path.parent.name for path in copies} >= {"rs_counting", "rs_knn", "rs_linear_probe", "rs_retrieval",
+                                                      "rs_zero_shot"}
+    for path in copies:
+        assert REMOTECLIP_BIBTEX in path.read_text(encoding="utf-8"), path
+
+
+def test_shipped_code_cites_the_paper_not_an_outside_document():
+    offenders = [str(path.relative_to(ROOT)) for folder in SHIPPED for path in (ROOT / folder).rglob("*.py")
+                 if "shared/docs" in path.read_text(encoding="utf-8")]
+    assert offenders == []
+    assert "doi:10.1109/TGRS.2024.3390838" in (ROOT / "dataset_builders" / "b2c.py").read_text(encoding="utf-8")

@@ -1,9 +1,53 @@
-"""The Space app of rs_knn: evaluate's gradio widget over the module beside this file."""
+"""The Space app of rs_knn: upload training and test features with their labels, get weighted k-NN accuracy.
 
+`compute` is the app's function (importable without gradio); `python app.py` serves it with gradio.
+"""
+
+import json
 from pathlib import Path
 
 import evaluate
-from evaluate.utils import launch_gradio_widget
+import numpy as np
 
-module = evaluate.load(str(Path(__file__).with_name("rs_knn.py")))
-launch_gradio_widget(module)
+MODULE = evaluate.load(str(Path(__file__).with_name("rs_knn.py")))
+#: Arrays the uploaded file holds (the metric's arguments).
+ARRAYS = ("predictions", "references", "train_features", "train_labels")
+
+
+def read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `names` of an uploaded `.npz` (no pickles) or `.json` object of lists; ValueError naming the file
+    and what it lacks."""
+    if Path(path).suffix == ".json":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    else:
+        with np.load(path, allow_pickle=False) as arrays:
+            data = {name: arrays[name] for name in arrays.files}
+    missing = [name for name in names if name not in data]
+    if missing:
+        raise ValueError(f"{Path(path).name} lacks {missing}: it must hold the arrays {list(names)}")
+    return {name: np.asarray(data[name]) for name in names}
+
+
+def compute(path: str, num_classes: int, k: int = 20, temperature: float = 0.07) -> dict:
+    """Top-1/5 accuracy and mean per-class recall (percent) of weighted k-NN: test features (N, D) and labels
+    (N,) as `predictions` / `references`, the training set as `train_features` / `train_labels`, in `path`."""
+    return MODULE.compute(**read_arrays(path, ARRAYS), num_classes=int(num_classes), k=int(k),
+                          temperature=float(temperature))
+
+
+def build_demo():
+    """The gradio app: the file upload and the options of `compute`, the metrics as JSON."""
+    import gradio as gr
+
+    inputs = [gr.File(label=f"arrays {', '.join(ARRAYS)} (.npz or .json)", file_types=[".npz", ".json"],
+                      type="filepath"),
+              gr.Number(value=10, precision=0, label="num_classes"),
+              gr.Number(value=20, precision=0, label="k"),
+              gr.Number(value=0.07, label="temperature")]
+    card = Path(__file__).with_name("README.md").read_text(encoding="utf-8").split("---", 2)[-1]
+    return gr.Interface(fn=compute, inputs=inputs, outputs=gr.JSON(label="rs_knn"), title="rs_knn",
+                        description=MODULE.info.description, article=card)
+
+
+if __name__ == "__main__":
+    build_demo().launch()

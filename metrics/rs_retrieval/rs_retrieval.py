@@ -30,10 +30,23 @@ Example:
     {'i2t_R@1': 100.0, 't2i_R@1': 100.0, 'mean_recall': 100.0}
 """
 
-_CITATION = """@article{liu2024remoteclip,
-  title={RemoteCLIP: A Vision Language Foundation Model for Remote Sensing},
-  author={Liu, Fan and Chen, Delong and Guan, Zhangqingyun and Zhou, Xiaocong and Zhu, Jiale and Ye, Qiaolin and Fu, Liyong and Zhou, Jun},
-  journal={IEEE Transactions on Geoscience and Remote Sensing}, year={2024}}
+_CITATION = """@article{remoteclip,
+  author       = {Fan Liu and
+                  Delong Chen and
+                  Zhangqingyun Guan and
+                  Xiaocong Zhou and
+                  Jiale Zhu and
+                  Qiaolin Ye and
+                  Liyong Fu and
+                  Jun Zhou},
+  title        = {RemoteCLIP: {A} Vision Language Foundation Model for Remote Sensing},
+  journal      = {{IEEE} Transactions on Geoscience and Remote Sensing},
+  volume       = {62},
+  pages        = {1--16},
+  year         = {2024},
+  url          = {https://doi.org/10.1109/TGRS.2024.3390838},
+  doi          = {10.1109/TGRS.2024.3390838},
+}
 """
 QUERY_CHUNK = 1024  # queries scored at once: memory QUERY_CHUNK x gallery
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from rclip_hf.arguments import parse_with_yaml_defaults
 from rclip_hf.configuration_remoteclip import PRESETS
+from rclip_hf.hub import HubOptions
 
 
 @dataclass
@@ -81,10 +82,25 @@ class TrainArguments:
     project_name: str = field(default="rclip-hf", metadata={"help": "tracker project / run group name"})
 
 
-ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainArguments)
+@dataclass
+class HubArguments(HubOptions):
+    """Publishing the final model: `--push_to_hub --hub_model_id OWNER/NAME` and the Hub options of `rclip-hf push`
+    (kept apart from `TrainArguments`, which are logged and saved: the token never is)."""
+
+    push_to_hub: bool = field(default=False, metadata={"help": "upload final/ (and its card) when training ends"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub model repo of --push_to_hub, OWNER/NAME"})
 
 
-def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainArguments, HubArguments)
+
+
+def parse_command_line(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments,
+                                                               HubArguments]:
     """Parses `--config FILE` then the dataclass flags; command-line values override the YAML."""
     return parse_with_yaml_defaults(ARGUMENT_CLASSES, argv, prog="training_scripts/train.py",
                                     description="Continual pre-training of RemoteCLIP with accelerate.")
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
+    """The training options of `parse_command_line` (without the Hub options)."""
+    return parse_command_line(argv)[:3]

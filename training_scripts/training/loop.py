@@ -22,13 +22,14 @@ from rclip_hf.precision import accelerate_mixed_precision, precision_name
 from rclip_hf.progress import progress_bar
 from rclip_hf.staging import staged_folder, state_dict_bytes
 
-from .arguments import DataArguments, ModelArguments, TrainArguments
+from .arguments import DataArguments, HubArguments, ModelArguments, TrainArguments
 from .augment import TrainAugmentation
 from .checkpoint import TrainState, check_output_dir, load_checkpoint, resolve_resume, save_checkpoint
 from .data import PixelNormalizer, build_train_dataloader, load_caption_corpus
 from .evaluation_hook import RetrievalEvaluator
 from .model import ContrastiveModule, build_model_and_processor, check_model_arguments
 from .optim import build_optimizer_and_scheduler
+from .publish import check_hub_arguments, training_card, write_card_and_push
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +163,13 @@ def save_final_model(accelerator: Accelerator, model: torch.nn.Module, processor
     return final
 
 
-def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArguments) -> Path:
-    """Trains and returns the folder of the final model."""
+def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArguments,
+        hub: HubArguments | None = None) -> Path:
+    """Trains and returns the folder of the final model (with its card; uploaded with `hub.push_to_hub`)."""
+    hub = hub or HubArguments()
     check_train_arguments(args)
     check_model_arguments(model_args)
+    api = check_hub_arguments(hub)  # before any work: a push without a token or write access fails here
     output_dir = Path(args.output_dir)
     trackers = resolve_trackers(args.report_to)
     warn_on_precision_conflict(args.mixed_precision)
@@ -223,6 +227,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: TrainArgumen
     _train_loop(accelerator, module, optimizer, scheduler, dataloader, loss_fn, normalize, state, evaluator, args,
                 output_dir)
     final = save_final_model(accelerator, module, processor, output_dir)
+    if accelerator.is_main_process:
+        card = training_card(final, model_args, data_args, args, accelerator.num_processes, hub.hub_model_id)
+        write_card_and_push(final, card, hub, api)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
 
