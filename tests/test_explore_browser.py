@@ -1,7 +1,7 @@
 """End to end: `rclip-hf explore` started on a free port, driven in Debian's chromium by pytest-playwright (no browser
 download): a text query, boxes on the map, two positives and a negative labelled by clicking, training, detections,
 the threshold slider, a GeoJSON export equal to the API's, a scene named as HTML that runs nothing, and the labels
-found again after a restart. Set `RCLIP_EXPLORE_SCREENSHOT=docs/assets/explore.png` to refresh the README's
+found again after a restart. Set `RCLIP_EXPLORE_SCREENSHOT=docs/assets/explore.jpg` to refresh the README's
 screenshot."""
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def test_query_label_train_review_export_and_restart(page, index_copy: Path, tin
         expect(page.locator("path.heat-cell")).to_have_count(9)
         expect(page.locator("img.leaflet-tile-loaded").first).to_be_visible()  # the GeoTIFF's web-mercator tiles
         screenshot = os.environ.get("RCLIP_EXPLORE_SCREENSHOT")
-        page.screenshot(path=str(REPO_ROOT / screenshot) if screenshot else str(tmp_path / "explore.png"))
+        page.screenshot(path=str(REPO_ROOT / screenshot) if screenshot else str(tmp_path / "explore.jpg"), type="jpeg",
+                        quality=80)
     assert not outside  # everything came from the app itself
 
     with explore_server(index_copy, tiny_model_dir) as url:  # a restart finds the labels again
