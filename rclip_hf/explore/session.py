@@ -53,7 +53,7 @@ class Explorer:
         self.labels = LabelStore(index_directory, label_set)
         self.negative_weight = negative_weight
         self._lock = threading.Lock()
-        self._query: torch.Tensor | None = None  # (D,) embedding of the latest query
+        self._query: str | Image.Image | Examples | None = None  # the latest query
         self._query_scores: np.ndarray | None = None
         self.hits: list[dict[str, Any]] = []  # the latest search's hits
         self.probabilities: np.ndarray | None = None  # (N,) classifier probability of every window
@@ -72,19 +72,19 @@ class Explorer:
             raise ExploreError("the query text is empty")
         hits = search(self.index, query, k=max(1, min(k, len(self.index))), model=self.model,
                       processor=self.processor)
-        embedding = encode_queries(self.model, self.processor, [query], self.index)[0]
         with self._lock:
-            self._query, self._query_scores = embedding, None
+            self._query, self._query_scores = query, None
             self.hits = merge_hits(hits) if merge else hits
         return self.hits
 
     def query_scores(self) -> np.ndarray:
-        """(N,) cosine similarity of every window to the latest query."""
+        """(N,) cosine similarity of every window to the latest query (encoded as `search` encodes it)."""
         with self._lock:
             if self._query is None:
                 raise ExploreError("no query yet: search first")
             if self._query_scores is None:
-                self._query_scores = self._score_all(lambda embeddings: embeddings @ self._query)
+                embedding = encode_queries(self.model, self.processor, [self._query], self.index)[0]  # (D,)
+                self._query_scores = self._score_all(lambda embeddings: embeddings @ embedding)
             return self._query_scores
 
     # ----- classifier ---------------------------------------------------------------------------------------------
