@@ -302,3 +302,27 @@ def test_a_moved_scene_file_gives_404_with_the_reason_and_the_rest_works(client:
         assert len(client.get("/api/scenes").json()) == 3
     finally:
         (tmp_path / "elsewhere.png").rename(explore_scenes / HTML_NAME)
+
+
+def test_an_image_index_is_explored_in_pixels(shared_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from inference_models import copy_images
+
+    from rclip_hf.inference import build_index
+
+    images = copy_images(shared_data, tmp_path / "tiles", per_class=2)
+    build_index(tmp_path / "tiles", tmp_path / "images.index", tiny_model_dir)
+    client = _client(tmp_path / "images.index", tiny_model_dir)
+    scenes = client.get("/api/scenes").json()
+    assert sorted(scene["name"] for scene in scenes) == sorted(image.name for image in images)
+    assert {(scene["space"], scene["windows"], scene["width"]) for scene in scenes} == {("pixel", 1, None)}
+    scene = scenes[0]
+    assert client.get(f"/api/scenes/{scene['id']}/size").json() == {"width": 400, "height": 400}
+    tile = _png_pixels(client.get(f"/api/scenes/{scene['id']}/tiles/0/0/0.png").content)
+    original = np.asarray(Image.open(next(image for image in images if image.name == scene["name"])).convert("RGB"))
+    assert np.abs(tile[:256, :256, :3].astype(int) - original[:256, :256]).max() <= 2  # JPEG: GDAL vs Pillow
+    hits = client.post("/api/search", json={"text": "grass", "k": 4}).json()["hits"]
+    assert [hit["id"] for hit in hits] == [hit["id"] for hit in search(tmp_path / "images.index", "grass", k=4,
+                                                                          model=tiny_model_dir)]
+    assert all(hit["window"] is None and hit["ring"] is None for hit in hits)
+    thumbnail = Image.open(io.BytesIO(client.get(f"/api/windows/{hits[0]['position']}/thumbnail.png").content))
+    assert thumbnail.size == (128, 128)
