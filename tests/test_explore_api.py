@@ -15,6 +15,7 @@ from explore_fixtures import HTML_NAME
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from rclip_hf.errors import UserError
 from rclip_hf.explore import create_app
 from rclip_hf.inference import EmbeddingIndex, Examples, search
 from rclip_hf.inference.scenes import merge_hits
@@ -243,6 +244,8 @@ def test_exports(client: TestClient, index_copy: Path, explore_index: Path, tmp_
 
 
 def test_token_guards_every_request(index_copy: Path, tiny_model_dir: Path) -> None:
+    with pytest.raises(UserError, match="--token: give at least 16 URL-safe characters"):
+        create_app(index_copy, tiny_model_dir, token="short; Path=/x")
     app = create_app(index_copy, tiny_model_dir)
     token = app.state.token
     assert len(token) >= 32 and create_app(index_copy, tiny_model_dir).state.token != token
@@ -257,6 +260,9 @@ def test_token_guards_every_request(index_copy: Path, tiny_model_dir: Path) -> N
     assert "httponly" in first.headers["set-cookie"].lower() and "samesite=strict" in first.headers["set-cookie"].lower()
     assert client.get("/api/scenes").status_code == 200  # the cookie now
     assert client.get("/static/leaflet/LICENSE").status_code == 200 and client.get("/openapi.json").status_code == 200
+    docs = client.get("/docs").text  # FastAPI's Swagger page, its script and style from the package
+    assert "static/swagger-ui/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert "/api/search" in client.get("/openapi.json").json()["paths"]
     client.cookies.clear()
     assert client.get("/api/scenes").status_code == 403
 

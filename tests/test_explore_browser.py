@@ -116,6 +116,9 @@ def test_query_label_train_review_export_and_restart(page, index_copy: Path, tin
         screenshot = os.environ.get("RCLIP_EXPLORE_SCREENSHOT")
         page.screenshot(path=str(REPO_ROOT / screenshot) if screenshot else str(tmp_path / "explore.jpg"), type="jpeg",
                         quality=80)
+        page.goto(f"{base}/docs")  # the API's Swagger page renders offline (the cookie carries the token)
+        expect(page.locator(".opblock").first).to_be_visible()
+        assert page.locator(".opblock").count() >= 12
     assert not outside  # everything came from the app itself
 
     with explore_server(index_copy, tiny_model_dir) as url:  # a restart finds the labels again

@@ -31,6 +31,8 @@ def test_bad_input_is_one_line_and_exit_2(explore_index: Path, tiny_model_dir: P
                                                    capsys)
     err = _fails(["--index", str(explore_index), *model, "--host", "0.0.0.0"], capsys)
     assert "--host 0.0.0.0: not a loopback address" in err and "give --token" in err
+    assert "--token: give at least 16 URL-safe" in _fails(["--index", str(explore_index), *model, "--token", "a b"],
+                                                        capsys)
     assert "not a label-set name" in _fails(["--index", str(explore_index), *model, "--labels", "../x"], capsys)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

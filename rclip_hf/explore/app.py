@@ -1,4 +1,5 @@
-"""The web app of `rclip-hf explore`: a FastAPI JSON API (documented at `/docs`) and a Leaflet page over it.
+"""The web app of `rclip-hf explore`: a FastAPI JSON API (documented at `/docs`, FastAPI's Swagger page with Swagger UI
+5.36.0 shipped in `static/swagger-ui/`, Apache-2.0) and a page over it with Leaflet 1.9.4 (`static/leaflet/`, BSD-2).
 
 Every request needs the app's token: `?token=...` in the URL (which then sets a cookie, as Jupyter does), the
 cookie, or an `Authorization: token ...` header. Scenes are addressed by their id in the index (`catalog.scene_id`),
@@ -9,16 +10,21 @@ chooses. The page renders every name as text, and its Content-Security-Policy al
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
 from transformers import CLIPModel, ProcessorMixin
 
+from ..errors import UserError
 from ..images import ImageReadError, decode_dataset_image
 from ..inference import EmbeddingIndex
 from ..loading import resolve_model
@@ -65,30 +71,15 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
     model, processor = resolve_model(model, processor)
     explorer = Explorer(index, model, processor, directory, labels, negative_weight)
     tiles = TileReader()
-    token = token or secrets.token_urlsafe(32)
-    cookie = f"rclip_explore_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+    token = check_token(token) if token is not None else secrets.token_urlsafe(32)
     app = FastAPI(title="rclip-hf explore", summary="Find things in imagery: query, label, train, review, export.",
-                  on_shutdown=[tiles.close])
+                  docs_url=None, redoc_url=None, on_shutdown=[tiles.close])
     app.state.token, app.state.explorer = token, explorer
     policy = "default-src 'self'; img-src 'self' data: blob:" + (f" {_origin(basemap)}" if basemap else "") + \
              "; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'" \
              "; frame-ancestors 'none'"
 
-    @app.middleware("http")
-    async def check_token(request: Request, call_next: Any) -> Response:
-        given = request.query_params.get("token")
-        header = request.headers.get("authorization", "")
-        candidates = [given, request.cookies.get(cookie), header[6:] if header.startswith("token ") else None]
-        if not any(candidate and secrets.compare_digest(candidate, token) for candidate in candidates):
-            return PlainTextResponse("403 forbidden: open the URL that `rclip-hf explore` printed (it carries the "
-                                     "token)", status_code=403)
-        response = await call_next(request)
-        if given:
-            response.set_cookie(cookie, token, httponly=True, samesite="strict")
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        if not request.url.path.startswith(("/docs", "/redoc")):  # FastAPI's pages load their scripts from a CDN
-            response.headers["Content-Security-Policy"] = policy
-        return response
+    app.add_middleware(TokenGuard, token=token, policy=policy)
 
     @app.exception_handler(ExploreError)
     async def bad_request(request: Request, error: ExploreError) -> JSONResponse:
@@ -97,6 +88,12 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:  # FastAPI's page, with Swagger UI from the package instead of a CDN
+        return get_swagger_ui_html(openapi_url="openapi.json", title="rclip-hf explore API",
+                                   swagger_js_url="static/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="static/swagger-ui/swagger-ui.css", swagger_favicon_url="data:,")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -231,6 +228,54 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
         return {"files": explorer.export(request.path, request.format, hits)}
 
     return app
+
+
+class TokenGuard:
+    """ASGI middleware: a request without the token (query `token`, the cookie it sets, or an `Authorization: token`
+    header) gets 403; answers get `nosniff` and, but for the Swagger page (inline script), the page's policy."""
+
+    def __init__(self, app: Any, token: str, policy: str):
+        self.app, self.token, self.policy = app, token, policy
+        self.cookie = f"rclip_explore_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):  # lifespan
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        given = connection.query_params.get("token")
+        header = connection.headers.get("authorization", "")
+        candidates = (given, connection.cookies.get(self.cookie), header[6:] if header.startswith("token ") else None)
+        if not any(candidate and secrets.compare_digest(candidate.encode(), self.token.encode())
+                   for candidate in candidates):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            response = PlainTextResponse("403 forbidden: open the URL that `rclip-hf explore` printed (it carries "
+                                         "the token)", status_code=403)
+            await response(scope, receive, send)
+            return
+        policy = scope["path"] != "/docs"
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.append("X-Content-Type-Options", "nosniff")
+                if policy:
+                    headers.append("Content-Security-Policy", self.policy)
+                if given:
+                    headers.append("Set-Cookie", f"{self.cookie}={self.token}; HttpOnly; Path=/; SameSite=Strict")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def check_token(token: str) -> str:
+    """`token` when it is at least 16 URL-safe characters (letters, digits, '-', '_', '.', '~'), else `UserError`."""
+    if not re.fullmatch(r"[A-Za-z0-9_.~-]{16,}", token):
+        raise UserError("--token", "give at least 16 URL-safe characters (letters, digits, '-', '_', '.', '~')",
+                        "or leave it out for a random one")
+    return token
 
 
 def _origin(template: str) -> str:

@@ -69,14 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..inference import EmbeddingIndex
     from ..loading import load_model, resolve_device
-    from .app import create_app
+    from .app import check_token, create_app
 
     parser = DataclassArgumentParser(ExploreOptions, prog="rclip-hf explore", description=__doc__.split("\n\n")[0])
     (options,) = parser.parse_args_into_dataclasses(args=list(sys.argv[1:] if argv is None else argv))
     if not _loopback(options.host) and not options.token:
         raise UserError(f"--host {options.host}", "not a loopback address: anyone who reaches it could use the app",
                         "give --token SECRET too, or keep the default 127.0.0.1")
-    labels_path(".", options.labels)  # the label-set name, checked before anything is loaded
+    labels_path(".", options.labels)  # the label-set name and the token, checked before anything is loaded
+    if options.token is not None:
+        check_token(options.token)
     try:
         index = EmbeddingIndex.open(options.index)
     except FileNotFoundError as error:
