@@ -289,6 +289,8 @@ def test_path_and_html_injection_and_bad_uploads(client: TestClient, index_copy:
     small = _client(index_copy, client.app.state.explorer.model, max_upload_bytes=1000)
     big = small.post("/api/search/image", files={"image": ("x.png", b"\x89PNG" + b"0" * 2000, "image/png")})
     assert big.status_code == 400 and big.json()["detail"] == "the image is larger than 1000 bytes"
+    huge = small.post("/api/search/image", files={"image": ("x.png", b"0" * 100_000, "image/png")})
+    assert huge.status_code == 400 and huge.json()["detail"] == "the image is larger than 1000 bytes"  # unread
 
 
 def test_a_moved_scene_file_gives_404_with_the_reason_and_the_rest_works(client: TestClient, explore_scenes: Path,

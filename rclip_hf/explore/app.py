@@ -35,6 +35,8 @@ from .tiles import SceneUnavailable, TileReader
 STATIC = Path(__file__).parent / "static"
 #: Largest image upload accepted by the image query (bytes).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: Room for the multipart form's own bytes around the image.
+MULTIPART_SLACK = 64 * 1024
 
 
 class SearchRequest(BaseModel):
@@ -79,7 +81,8 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
              "; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'" \
              "; frame-ancestors 'none'"
 
-    app.add_middleware(TokenGuard, token=token, policy=policy)
+    app.add_middleware(UploadLimit, path="/api/search/image", limit=max_upload_bytes + MULTIPART_SLACK)
+    app.add_middleware(TokenGuard, token=token, policy=policy)  # the outer one: first to see a request
 
     @app.exception_handler(ExploreError)
     async def bad_request(request: Request, error: ExploreError) -> JSONResponse:
@@ -268,6 +271,24 @@ class TokenGuard:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class UploadLimit:
+    """ASGI middleware: a request to `path` must declare its size (Content-Length) and stay within `limit` bytes,
+    checked before its body is read (FastAPI parses a form before the endpoint runs); else 400."""
+
+    def __init__(self, app: Any, path: str, limit: int):
+        self.app, self.path, self.limit = app, path, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            length = HTTPConnection(scope).headers.get("content-length", "")
+            if not length.isdigit() or int(length) > self.limit:
+                reason = ("the upload has no Content-Length" if not length.isdigit()
+                          else f"the image is larger than {self.limit - MULTIPART_SLACK} bytes")
+                await JSONResponse({"detail": reason}, status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def check_token(token: str) -> str:
