@@ -334,3 +334,20 @@ def test_an_image_index_is_explored_in_pixels(shared_data: Path, tiny_model_dir:
     assert all(hit["window"] is None and hit["ring"] is None for hit in hits)
     thumbnail = Image.open(io.BytesIO(client.get(f"/api/windows/{hits[0]['position']}/thumbnail.png").content))
     assert thumbnail.size == (128, 128)
+
+
+def test_tiles_of_data_that_is_not_8_bit_are_stretched(shared_data: Path, tmp_path: Path) -> None:
+    from morecantile import tms
+    from test_scene_windows import dota_pixels, write_geotiff
+
+    from rclip_hf.explore.tiles import mercator_tile
+
+    pixels = dota_pixels(shared_data).astype(np.uint16) * 40 + 1000  # 12-bit-like data: 1000..11200
+    path = write_geotiff(tmp_path / "deep.tif", pixels, origin=(1_000_000.0, 5_000_000.0), gsd=2.0)
+    from rasterio.warp import transform
+
+    (lon,), (lat,) = transform("EPSG:3857", "EPSG:4326", [1_000_000.0 + 712], [5_000_000.0 - 557])  # the centre
+    tile = tms.get("WebMercatorQuad").tile(lon, lat, 15)
+    image = Image.open(io.BytesIO(mercator_tile(str(path), tile.z, tile.x, tile.y)))
+    values = np.asarray(image)[..., :3]
+    assert values.dtype == np.uint8 and values.min() == 0 and values.max() == 255  # stretched, clipped

@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ..inference.windows import PixelWindow, Scene, open_scene, parse_dataset_row
@@ -42,7 +43,8 @@ def _check_file(info: SceneInfo) -> None:
 
 
 def mercator_tile(path: str, z: int, x: int, y: int) -> bytes:
-    """The web-mercator tile (z, x, y) of a georeferenced raster as PNG, by rio-tiler (first three bands, or one)."""
+    """The web-mercator tile (z, x, y) of a georeferenced raster as PNG, by rio-tiler (first three bands, or one);
+    data that is not 8-bit is stretched from each band's 2nd-98th percentile (of the whole scene) to 0-255."""
     from rio_tiler.errors import TileOutsideBounds
     from rio_tiler.io import Reader
 
@@ -52,7 +54,17 @@ def mercator_tile(path: str, z: int, x: int, y: int) -> bytes:
             image = source.tile(x, y, z, indexes=indexes)
         except TileOutsideBounds:
             raise SceneUnavailable(f"tile {z}/{x}/{y} lies outside the scene") from None
+        if image.data.dtype != np.uint8:
+            key = (path, Path(path).stat().st_mtime_ns)
+            if key not in _STRETCH:
+                statistics = source.statistics(indexes=indexes, percentiles=[2, 98])
+                _STRETCH[key] = [(band.percentile_2, band.percentile_98) for band in statistics.values()]
+            image = image.rescale(in_range=_STRETCH[key])
     return image.render(img_format="PNG")
+
+
+#: (path, mtime) of a scene that is not 8-bit -> the 2nd and 98th percentiles of its bands.
+_STRETCH: dict[tuple[str, int], list[tuple[float, float]]] = {}
 
 
 class TileReader:
