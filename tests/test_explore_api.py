@@ -286,6 +286,9 @@ def test_path_and_html_injection_and_bad_uploads(client: TestClient, index_copy:
     bad = client.post("/api/search/image", files={"image": ("x.png", b"not an image at all", "image/png")})
     assert bad.status_code == 400 and bad.json()["detail"].startswith("not an image: cannot decode image bytes")
     assert "\n" not in bad.json()["detail"]
+    basemap = _client(index_copy, client.app.state.explorer.model, basemap="https://{s}.tile.example.org/{z}/{x}/{y}.png")
+    assert basemap.get("/api/info").json()["basemap"] == "https://{s}.tile.example.org/{z}/{x}/{y}.png"
+    assert "img-src 'self' data: blob: https://*.tile.example.org;" in basemap.get("/").headers["content-security-policy"]
     small = _client(index_copy, client.app.state.explorer.model, max_upload_bytes=1000)
     big = small.post("/api/search/image", files={"image": ("x.png", b"\x89PNG" + b"0" * 2000, "image/png")})
     assert big.status_code == 400 and big.json()["detail"] == "the image is larger than 1000 bytes"

@@ -89,6 +89,17 @@ def test_query_label_train_review_export_and_restart(page, index_copy: Path, tin
         expect(page.locator("body")).to_have_attribute("data-labels", json.dumps(expected_labels).replace(", ", ","))
         assert sorted([row["id"], row["label"]] for row in api.get("/api/labels").json()["labels"]) == expected_labels
         expect(rows.nth(0)).to_have_class(re.compile(r"\bpositive\b"))
+        rows.nth(2).click()  # select, then the keyboard: p labels, x clears, j moves down
+        page.keyboard.press("p")
+        expect(rows.nth(2)).to_have_class(re.compile(r"\bpositive\b"))
+        page.keyboard.press("x")
+        expect(rows.nth(2)).not_to_have_class(re.compile(r"\bpositive\b"))
+        page.keyboard.press("j")
+        expect(rows.nth(3)).to_have_class(re.compile(r"\bselected\b"))
+        for label in ("positive", "negative", "unlabelled"):  # a click on a box cycles its label
+            page.locator("path.hit-box.selected").click()
+            expect(page.locator("path.hit-box.selected")).to_have_class(re.compile(rf"\b{label}\b"))
+        expect(page.locator("body")).to_have_attribute("data-labels", json.dumps(expected_labels).replace(", ", ","))
 
         page.click("#train")
         expect(page.locator("#train-status")).to_contain_text("trained on 2 positive, 1 negative")

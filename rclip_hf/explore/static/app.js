@@ -85,10 +85,12 @@ async function showScene(id) {
 function drawBoxes() {
   if (!state.boxes) return;
   state.boxes.clearLayers();
+  let front = null;
   state.list.forEach((hit, number) => {
     if (hit.scene !== state.scene.id) return;
     const colour = COLOURS[hit.label || "none"];
-    const layer = windowLayer(hit, { className: `hit-box ${hit.label || "unlabelled"}`, color: colour,
+    const selected = number === state.selected ? " selected" : "";
+    const layer = windowLayer(hit, { className: `hit-box ${hit.label || "unlabelled"}${selected}`, color: colour,
                                      weight: number === state.selected ? 4 : 2, fillOpacity: 0.08 });
     layer.bindTooltip(element("span", `#${hit.rank} ${hit.score.toFixed(3)} ${hit.scene_name}`));
     layer.on("click", () => run(async () => {
@@ -96,7 +98,9 @@ function drawBoxes() {
       if (hit.position !== null) await setLabel(hit, nextLabel(hit.label));
     }));
     state.boxes.addLayer(layer);
+    if (selected) front = layer;
   });
+  front?.bringToFront();  // the selected box over the boxes it overlaps, so a click reaches it
   document.body.dataset.boxes = String(state.boxes.getLayers().length);
 }
 
