@@ -37,7 +37,7 @@ NUM_SCENES = 1000
 WINDOW = 100
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "benchmark-token"
+TOKEN = "explore-benchmark-token"
 GOALS = {"search": 150.0, "train": 3.0, "tile": 50.0, "tile_ratio": 1.3, "rss": 2048.0}
 
 
@@ -155,8 +155,11 @@ def main() -> None:
         start = time.perf_counter()
         server = subprocess.Popen([sys.executable, "-m", "rclip_hf.cli", "explore", "--index", str(index_dir),
                                    "--model", str(model_dir), "--port", "0", "--token", TOKEN],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)
-        url = next(line.split()[1] for line in server.stdout if line.startswith("open http"))
+                                  stdout=subprocess.PIPE, stderr=(root / "server.log").open("w"), text=True,
+                                  env=environment)
+        url = next((line.split()[1] for line in server.stdout if line.startswith("open http")), None)
+        if url is None:
+            raise SystemExit(f"rclip-hf explore did not start: {(root / 'server.log').read_text()[-2000:]}")
         client = httpx.Client(base_url=url.split("/?token=")[0], headers={"Authorization": f"token {TOKEN}"},
                               timeout=600)
         client.get("/api/info").raise_for_status()
