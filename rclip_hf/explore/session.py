@@ -24,7 +24,7 @@ from PIL import Image
 from transformers import CLIPModel, ProcessorMixin
 
 from ..errors import UserError
-from ..inference import EmbeddingIndex, Examples, search
+from ..inference import EmbeddingIndex, Examples, scenes, search
 from ..inference.geo import wkb_ring
 from ..inference.scenes import hits_geojson, merge_hits, write_hits_parquet
 from ..inference.search import encode_queries
@@ -221,7 +221,12 @@ def export_geojson(hits: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict
         ring = feature["geometry"]["coordinates"][0]
         if _signed_area(ring) < 0:
             feature["geometry"]["coordinates"][0] = ring[::-1]
-    return lonlat, hits_geojson([hit for hit in hits if hit.get("geometry") is None])
+    return lonlat, _pixel_geojson([hit for hit in hits if hit.get("geometry") is None])
+
+
+#: The pixel-space FeatureCollection of hits without a CRS: `scenes.pixel_hits_geojson` where `hits_geojson` keeps
+#: to RFC 7946 and leaves them out, else `hits_geojson` itself (which then draws them in pixels).
+_pixel_geojson = getattr(scenes, "pixel_hits_geojson", hits_geojson)
 
 
 def _signed_area(ring: Sequence[Sequence[float]]) -> float:
