@@ -237,6 +237,10 @@ def test_exports(client: TestClient, index_copy: Path, explore_index: Path, tmp_
         [(ids[0], "positive"), (ids[10], "positive"), (ids[30], "negative")])
     assert all(len(row["window"]) == 4 for row in labels)
 
+    for path, file_format in (("x.sh", "geojson"), ("x.geojson", "parquet"), (".bashrc", "labels")):
+        refused = client.post("/api/export", json={"path": str(tmp_path / path), "format": file_format})
+        assert refused.status_code == 400 and f"a {file_format} export ends with" in refused.json()["detail"]
+        assert not (tmp_path / path).exists()
     missing = client.post("/api/export", json={"path": str(tmp_path / "no" / "such" / "x.geojson")})
     assert missing.status_code == 400 and "its folder does not exist" in missing.json()["detail"]
     built = {file.name for file in explore_index.iterdir()}

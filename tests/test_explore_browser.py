@@ -119,6 +119,11 @@ def test_query_label_train_review_export_and_restart(page, index_copy: Path, tin
         expect(page.locator("#export-status")).to_contain_text("wrote")
         exported = json.loads((tmp_path / "found.geojson").read_text())
         assert exported == api.get("/api/export/geojson", params={"threshold": 0.2}).json()["lonlat"]
+        page.click("#export-parquet")
+        expect(page.locator("#export-status")).to_contain_text("found.parquet")
+        page.click("#export-labels")
+        expect(page.locator("#export-status")).to_contain_text("found.labels.parquet")
+        assert (tmp_path / "found.parquet").is_file() and (tmp_path / "found.labels.parquet").is_file()
 
         names.filter(has_text="p1888.tif").click()
         page.select_option("#heat", "classifier")

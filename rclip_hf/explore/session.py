@@ -31,6 +31,8 @@ from ..inference.search import encode_queries
 from .catalog import SceneCatalog
 from .labels import LabelStore
 
+#: The file name endings each export format may write.
+EXPORT_SUFFIXES = {"geojson": (".geojson", ".json"), "parquet": (".parquet",), "labels": (".parquet",)}
 #: Most detections returned (and merged) at once; the total above the threshold is counted over all windows.
 MAX_DETECTIONS = 2000
 
@@ -157,6 +159,11 @@ class Explorer:
     def export(self, path: str | Path, file_format: str, hits: Sequence[dict[str, Any]]) -> list[str]:
         """Write `hits` (GeoJSON or GeoParquet) or the labels (`labels`: Parquet) to `path`; the files written."""
         path = Path(path).expanduser()
+        if file_format not in EXPORT_SUFFIXES:
+            raise ExploreError(f"export format {file_format!r}: use geojson, parquet or labels")
+        if path.suffix.lower() not in EXPORT_SUFFIXES[file_format]:  # no other kind of file is ever overwritten
+            raise ExploreError(f"export path {path}: a {file_format} export ends with "
+                               f"{' or '.join(EXPORT_SUFFIXES[file_format])}")
         if not path.parent.is_dir():
             raise ExploreError(f"export path {path}: its folder does not exist")
         if file_format == "geojson":
@@ -170,19 +177,17 @@ class Explorer:
         if file_format == "parquet":
             write_hits_parquet(list(hits), path)
             return [str(path)]
-        if file_format == "labels":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-            rows = self.labels.rows()
-            windows = [self.catalog.window(self.catalog.position_of[row["id"]])
-                       if row["id"] in self.catalog.position_of else None for row in rows]
-            table = pa.table({"id": [row["id"] for row in rows], "label": [row["label"] for row in rows],
-                              "label_set": [row["label_set"] for row in rows], "time": [row["time"] for row in rows],
-                              "window": pa.array(windows, pa.list_(pa.int64()))})
-            pq.write_table(table, path)
-            return [str(path)]
-        raise ExploreError(f"export format {file_format!r}: use geojson, parquet or labels")
+        rows = self.labels.rows()
+        windows = [self.catalog.window(self.catalog.position_of[row["id"]])
+                   if row["id"] in self.catalog.position_of else None for row in rows]
+        table = pa.table({"id": [row["id"] for row in rows], "label": [row["label"] for row in rows],
+                          "label_set": [row["label_set"] for row in rows], "time": [row["time"] for row in rows],
+                          "window": pa.array(windows, pa.list_(pa.int64()))})
+        pq.write_table(table, path)
+        return [str(path)]
 
     # ----- JSON -------------------------------------------------------------------------------------------------
     def hit_json(self, hit: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +215,7 @@ def _finite(value: float) -> float | None:
 
 def pixel_path(path: Path) -> Path:
     """`NAME.pixel.geojson` beside `NAME.geojson`: where hits on scenes without a CRS go."""
-    return path.with_name(f"{path.name.removesuffix('.geojson')}.pixel.geojson")
+    return path.with_name(f"{path.stem}.pixel.geojson")
 
 
 def export_geojson(hits: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

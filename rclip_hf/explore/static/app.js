@@ -258,7 +258,9 @@ async function detections() {
 }
 
 async function exportAs(format) {
-  const body = { path: $("export-path").value, format, source: state.mode === "detections" ? "detections" : "hits",
+  const base = $("export-path").value.replace(/(\.labels)?\.(geojson|json|parquet)$/i, "");
+  const path = base + { geojson: ".geojson", parquet: ".parquet", labels: ".labels.parquet" }[format];
+  const body = { path, format, source: state.mode === "detections" ? "detections" : "hits",
                  threshold: Number($("threshold").value), merge: $("merge").checked };
   const result = await api("api/export", { method: "POST", headers: { "Content-Type": "application/json" },
                                            body: JSON.stringify(body) });
