@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 EXTRAS := data,eval,train,search,geo,cards,explore,stac,onnx,dev
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+EXPLORE_ARGS ?=
 
-.PHONY: demo test lint clean
+.PHONY: demo explore test lint clean
 
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,11 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 
 demo: $(STAMP)
 	$(PY) demo/run.py --output demo_output $(DEMO_ARGS)
+
+# The explore web app on the demo's scene index (runs `make demo` first when there is none).
+explore: $(STAMP)
+	test -f demo_output/scenes.index/index.json || $(MAKE) demo
+	$(VENV)/bin/rclip-hf explore --index demo_output/scenes.index --model demo_output/model $(EXPLORE_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

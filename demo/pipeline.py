@@ -318,7 +318,7 @@ def run(args: DemoArguments) -> dict[str, Any]:
     env = offline_environment(output)
     os.environ.update({key: env[key] for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_DATASETS_CACHE")})
     trained = args.checkpoint is None
-    clock = StageClock(total=6 if trained else 5)
+    clock = StageClock(total=7 if trained else 6)
     benchmarks = output / "benchmarks"
     model_folder = output / "model"
     summary: dict[str, Any] = {"mode": "train" if trained else "convert", "output": str(output)}
@@ -365,14 +365,28 @@ def run(args: DemoArguments) -> dict[str, Any]:
         print(format_scores(DEMO_CAPTIONS, percentages))
         print(f"      chance is {100 / len(DEMO_CAPTIONS):.0f} %; with the official RN50 weights "
               "(--checkpoint RemoteCLIP-RN50.pt --arch RN50) the first caption scores about 100 %")
+    with clock.stage("scene index for `rclip-hf explore`: 128 px windows of the DOTA scenes"):
+        scene_index = build_demo_scene_index(model_folder, output / "scenes.index")
     if trained or args.checkpoint == RANDOM_CHECKPOINT:
         print("\n" + HONEST_NOTE if trained else "\nRandom weights: near-chance numbers are the expected result.")
     print("\nstage timings:\n" + clock.report())
     print(f"\nmodel folder with card: {model_folder / 'README.md'}")
+    print(f"\nquery, label, train and export on a map (a local web app):\n"
+          f"  rclip-hf explore --index {scene_index} --model {model_folder}")
     summary.update({"model_folder": str(model_folder), "results": str(output / "results.json"),
                     "airport_scores_percent": dict(zip(DEMO_CAPTIONS, percentages)), "timings_s": clock.timings})
     (output / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def build_demo_scene_index(model_folder: Path, output: Path) -> Path:
+    """Index 128 px windows of the DOTA scenes of demo/data with the demo's model, for `rclip-hf explore`."""
+    from rclip_hf.inference import WindowOptions, build_scene_index
+
+    report = build_scene_index([DEMO_DATA / "dota" / "images"], output, model_folder,
+                               options=WindowOptions(window=128, stride=128))
+    print(f"      {report.total} windows of {report.scenes} scenes in {output}")
+    return output
 
 
 def main(argv: Sequence[str] | None = None) -> int:

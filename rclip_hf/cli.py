@@ -58,6 +58,7 @@ DELEGATED_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("rclip_hf.export", "export a model folder back to open_clip (open_clip_config.json + safetensors)"),
     "eval": ("rclip_hf.evaluation.runner", "evaluate a model on benchmark datasets (results JSON + table)"),
     "push": ("rclip_hf.hub", "upload a model folder and its card to the Hugging Face Hub"),
+    "explore": ("rclip_hf.explore.cli", "a local web app: query, label, train, review and export on a map"),
 }
 
 

@@ -28,11 +28,12 @@ def quick_demo(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage(quick_demo):
     out = (quick_demo / "stdout.txt").read_text()
-    for index in range(1, 7):
-        assert f"[{index}/6] " in out
+    for index in range(1, 8):
+        assert f"[{index}/7] " in out
     summary = json.loads((quick_demo / "demo_summary.json").read_text())
-    assert summary["mode"] == "train" and len(summary["timings_s"]) == 6
+    assert summary["mode"] == "train" and len(summary["timings_s"]) == 7
     assert abs(sum(summary["airport_scores_percent"].values()) - 100.0) < 1e-3
+    assert out.rstrip().endswith(f"rclip-hf explore --index {quick_demo / 'scenes.index'} --model {quick_demo / 'model'}")
     report = json.loads(next((quick_demo / "corpus").glob("*report*.json")).read_text())
     assert report["totals"]["excluded"] >= 1  # RemoteCount's DOTA images are kept out of training
 
