@@ -76,7 +76,7 @@ with torch.inference_mode():
     probs = model(**inputs).logits_per_image.softmax(dim=-1)
 print(dict(zip(captions, probs[0].tolist())))"""),
 }
-#: Measured difference of plain transformers CLIP preprocessing to open_clip's (converted ViT-B/32, see README).
+#: Measured difference of plain transformers CLIP preprocessing to open_clip's (converted ViT-B/32, see docs/models.md).
 PLAIN_PREPROCESSING_NOTE = (
     "Plain `CLIPProcessor` preprocessing differs slightly from open_clip's, with which RemoteCLIP was trained: "
     "transformers' resize and centre crop round differently, and it composites transparent images on white where "

@@ -1,6 +1,6 @@
 """The README and docs examples run: every ```python block, and every `rclip-hf` line of the ```bash blocks.
 
-Each Markdown file's examples run in order, in one namespace, in a temporary folder that holds what the examples
+Each Markdown file's examples run in order, in a namespace of their own, in a temporary folder that holds what the examples
 name: a model folder `remoteclip-vit-b-32/` (a tiny random-weight RemoteCLIP), also given as the variable and
 environment variable `MODEL_DIR`, `airport.jpg`, `tiles/` (RSSCN7 images), `dota.png` (a DOTA scene), `scene.tif`
 (a NEON GeoTIFF) and `demo/` (a link to the repository's demo folder, for repository-relative paths).
@@ -26,6 +26,7 @@ DOC_FILES = sorted([REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]
 FENCE = re.compile(r"^```(?P<lang>\w*)[^\n]*\n(?P<body>.*?)^```", re.MULTILINE | re.DOTALL)
 NOT_RUN_COMMANDS = ("convert", "eval", "push", "demo")
 SKIP_MARK = "# doc-test: skip"
+LINK = re.compile(r"\]\((?!https?:)(?P<path>[^)#\s]*)(?:#(?P<anchor>[^)\s]+))?\)")
 
 
 def blocks(path: Path) -> list[tuple[str, str, int]]:
@@ -47,9 +48,31 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 
 
 def test_docs_have_examples() -> None:
-    usage = REPO_ROOT / "README.md"
-    languages = [language for language, _, _ in blocks(usage)]
-    assert languages.count("python") >= 5 and languages.count("bash") >= 4
+    """The front page has its quickstarts and links every docs page; the pages hold the rest of the examples."""
+    front_page = (REPO_ROOT / "README.md").read_text()
+    languages = [language for language, _, _ in blocks(REPO_ROOT / "README.md")]
+    assert languages.count("python") >= 2 and languages.count("bash") >= 4
+    pages = [path for path in DOC_FILES if path.parent.name == "docs"]
+    assert [path.name for path in pages if f"](docs/{path.name})" not in front_page] == []
+    languages = [language for page in pages for language, _, _ in blocks(page)]
+    assert languages.count("python") >= 10 and languages.count("bash") >= 10
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=lambda path: path.relative_to(REPO_ROOT).as_posix())
+def test_links_resolve(doc: Path) -> None:
+    """Every relative link of the front page and the docs pages names a file that exists, and a heading of it."""
+    broken = []
+    for match in LINK.finditer(FENCE.sub("", doc.read_text())):
+        target = (doc.parent / match["path"]).resolve() if match["path"] else doc
+        if not target.exists() or (match["anchor"] and match["anchor"] not in _anchors(target)):
+            broken.append(match[0])
+    assert broken == []
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", FENCE.sub("", path.read_text()), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
 
 @pytest.mark.parametrize("doc", DOC_FILES, ids=lambda path: path.relative_to(REPO_ROOT).as_posix())
@@ -71,6 +94,9 @@ def test_examples_run(doc: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
                 assert cli.main(command) == 0, f"{where}: rclip-hf {shlex.join(command)} failed"
                 ran += 1
     if doc.name == "README.md":
+        assert ran >= 7
+        assert (workspace / "quickstart.index" / "index.json").is_file() and (workspace / "quickstart-maps").is_dir()
+    if doc.name == "inference.md":
         assert ran >= 12
         assert (workspace / "tiles.index" / "index.json").is_file() and (workspace / "scene-maps").is_dir()
     assert os.getcwd() == str(workspace)

@@ -1,4 +1,4 @@
-"""The YAML recipes of `training_scripts/configs`: the paper's starting points named as the README names them, what
+"""The YAML recipes of `training_scripts/configs`: the paper's starting points named as the docs name them, what
 they name accepted by `convert` and `train.py`, and precision left to the launcher."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from training_scripts.training.model import check_model_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "training_scripts" / "configs"
-README = (REPO_ROOT / "README.md").read_text()
-#: The paper's recipes: (starting point, learning rate, global batch, output folder of the README's train command).
+#: The docs pages that name the recipes' commands: the train commands and the conversion of the RN50 starting point.
+DOCS = (REPO_ROOT / "docs" / "training.md").read_text() + (REPO_ROOT / "docs" / "models.md").read_text()
+#: The paper's recipes: (starting point, learning rate, global batch, output folder of the docs' train command).
 PAPER = {"rn50.yaml": ("openai-rn50", 7e-5, 256, "runs/rn50"),
          "vit-b-32.yaml": ("openai/clip-vit-base-patch32", 4e-5, 256, "runs/vit-b-32"),
          "vit-l-14.yaml": ("openai/clip-vit-large-patch14", 1e-4, 28, "runs/vit-l-14")}
@@ -54,17 +55,17 @@ def test_recipe_commands_are_accepted_by_convert_and_train(name, tmp_path):
     assert len(launches) == 1
     train_argv = launches[0][launches[0].index("training_scripts/train.py") + 1:]
     _, _, args = parse_arguments([token.replace("CORPUS_DIR", "corpus") for token in train_argv])
-    assert args.output_dir == output_dir and output_dir in README  # the README's output paths
+    assert args.output_dir == output_dir and output_dir in DOCS  # the docs' output paths
     assert f"--config training_scripts/configs/{name}" in " ".join(train_argv)
     if "/" in start:  # a transformers Hub id, loaded as it is: no conversion
-        assert not converts and start in README
+        assert not converts and start in DOCS
         model_args, _, _ = parse_arguments(["--config", str(CONFIGS / name)])
         check_model_arguments(model_args)
         return
     (convert,) = converts
     convert_args = parse_args(convert)
     assert convert_args.arch in ARCHS and convert_args.output == start
-    assert f"--checkpoint {convert_args.checkpoint} --arch {convert_args.arch} --output {start}" in README
+    assert f"--checkpoint {convert_args.checkpoint} --arch {convert_args.arch} --output {start}" in DOCS
     fetched = []
     resolve_checkpoint(convert_args.checkpoint, download=lambda **kwargs: fetched.append(kwargs) or "weights")
     assert fetched == [{"repo_id": "timm/resnet50_clip.openai", "filename": "open_clip_model.safetensors"}]
