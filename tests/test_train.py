@@ -18,6 +18,7 @@ from PIL import Image
 from training_corpus import TEMPLATES, build_scene_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+from rclip_hf.errors import UserError
 from training_scripts.training.arguments import parse_arguments
 from training_scripts.training.augment import TrainAugmentation
 from training_scripts.training.checkpoint import list_checkpoints, resolve_resume
@@ -258,7 +259,7 @@ def test_missing_columns_fail_before_compute(tmp_path):
 
 
 def test_bad_mixed_precision_and_resume_path_fail(tmp_path):
-    with pytest.raises(ValueError, match=r"--mixed_precision 'fp8': choose one of \('no', 'fp16', 'bf16'\)"):
+    with pytest.raises(UserError, match=r"--mixed_precision fp8: choose one of float32, bfloat16, float16"):
         run(*_run_args("--dataset", "unused", "--mixed_precision", "fp8"))
     with pytest.raises(FileNotFoundError, match="--resume .*nowhere: not a complete checkpoint folder"):
         resolve_resume(str(tmp_path / "nowhere"), tmp_path)
@@ -340,13 +341,13 @@ def test_mixed_precision_is_left_to_accelerate_unless_given(corpus, tmp_path, mo
                              str(tmp_path / "launcher"), *common], capture_output=True, text=True, timeout=600,
                             env={**_env(), "ACCELERATE_MIXED_PRECISION": "bf16"}, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "mixed precision bf16" in result.stderr
+    assert "mixed precision bfloat16" in result.stderr  # recorded in the shared vocabulary
     saved = json.loads((tmp_path / "launcher" / "train_args.json").read_text())
-    assert saved["train"]["mixed_precision"] == "bf16" and sorted(_losses(tmp_path / "launcher")) == [1, 2]
+    assert saved["train"]["mixed_precision"] == "bfloat16" and sorted(_losses(tmp_path / "launcher")) == [1, 2]
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # an explicit flag wins over the launcher
     run(*parse_arguments(["--config", str(config), "--output_dir", str(tmp_path / "flag"), "--mixed_precision", "no",
                           *common]))
-    assert json.loads((tmp_path / "flag" / "train_args.json").read_text())["train"]["mixed_precision"] == "no"
+    assert json.loads((tmp_path / "flag" / "train_args.json").read_text())["train"]["mixed_precision"] == "float32"
 
 
 def test_dataset_smaller_than_a_batch_fails_instead_of_looping_forever(corpus, tmp_path):
