@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from explore_fixtures import HTML_NAME
+from explore_fixtures import HTML_NAME, STAC_ITEM
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -118,6 +119,33 @@ def test_search_is_search(client: TestClient, index_copy: Path, tiny_model_dir: 
 
     assert client.post("/api/search", json={"text": "  "}).status_code == 400
     assert client.post("/api/search", json={}).json()["detail"] == "give either a query text or examples: true"
+
+
+def test_hits_carry_their_stac_item_collection_and_datetime(stac_explore_index: Path, tiny_model_dir: Path,
+                                                            tmp_path: Path) -> None:
+    index = Path(shutil.copytree(stac_explore_index, tmp_path / "stac.index"))
+    client = _client(index, tiny_model_dir)
+    scenes = {scene["id"]: Path(scene["name"]).name for scene in client.get("/api/scenes").json()}
+    no_stac = dict.fromkeys(STAC_ITEM)
+
+    def check(hits: list[dict]) -> None:
+        assert {scenes[hit["scene"]] for hit in hits} == {"item.tif", "plain.tif"}
+        for hit in hits:
+            assert {name: hit[name] for name in STAC_ITEM} == (STAC_ITEM if scenes[hit["scene"]] == "item.tif"
+                                                                else no_stac), hit
+
+    hits = client.post("/api/search", json={"text": "many airplanes", "k": 8}).json()["hits"]
+    assert len(hits) == 8
+    check(hits)
+    check(client.post("/api/search", json={"text": "many airplanes", "k": 8, "merge": True}).json()["hits"])
+    stac_hit = next(hit for hit in hits if hit["stac_item"])
+    plain_hit = next(hit for hit in hits if not hit["stac_item"])
+    for hit, label in ((stac_hit, "positive"), (plain_hit, "negative")):
+        assert client.post("/api/labels", json={"id": hit["id"], "label": label}).status_code == 200
+    assert client.post("/api/train").status_code == 200
+    detections = client.get("/api/detections", params={"threshold": 0.0}).json()
+    assert detections["total"] == 8
+    check(detections["hits"])
 
 
 def test_labels_round_trip_and_restart(client: TestClient, index_copy: Path, tiny_model_dir: Path) -> None:

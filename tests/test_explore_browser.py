@@ -1,14 +1,15 @@
 """End to end: `rclip-hf explore` started on a free port, driven in Debian's chromium by pytest-playwright (no browser
 download): a text query, boxes on the map, two positives and a negative labelled by clicking, training, detections,
-the threshold slider, a GeoJSON export equal to the API's, a scene named as HTML that runs nothing, and the labels
-found again after a restart. Set `RCLIP_EXPLORE_SCREENSHOT=docs/assets/explore.jpg` to refresh the README's
-screenshot."""
+the threshold slider, a GeoJSON export equal to the API's, a scene named as HTML that runs nothing, the labels
+found again after a restart, and hits of a STAC item showing its id, collection and datetime as text. Set
+`RCLIP_EXPLORE_SCREENSHOT=docs/assets/explore.jpg` to refresh the README's screenshot."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from explore_fixtures import HTML_NAME
+from explore_fixtures import HTML_NAME, STAC_ITEM
 from test_scene_cli import CHROMIUM
 
 pytest_plugins = ("inference_fixtures", "explore_fixtures")
@@ -144,3 +145,21 @@ def test_query_label_train_review_export_and_restart(page, index_copy: Path, tin
         page.press("#query", "Enter")
         expect(page.locator("#hit-list li.hit.positive")).to_have_count(2)
         expect(page.locator("#hit-list li.hit.negative")).to_have_count(1)
+
+
+def test_hits_of_stac_items_show_item_collection_and_datetime_as_text(page, stac_explore_index: Path,
+                                                                      tiny_model_dir: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    index = Path(shutil.copytree(stac_explore_index, tmp_path / "stac.index"))
+    with explore_server(index, tiny_model_dir) as url:
+        page.goto(url)
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        page.fill("#query", "many airplanes")
+        page.press("#query", "Enter")
+        expect(page.locator("#hit-list li.hit")).to_have_count(8)
+        stac = page.locator("#hit-list li.hit .stac")
+        expect(stac).to_have_count(4)  # the 4 windows of the STAC item's scene; the plain scene's show none
+        shown = f"{STAC_ITEM['stac_collection']} / {STAC_ITEM['stac_item']} · {STAC_ITEM['stac_datetime']}"
+        expect(stac).to_have_text([shown] * 4)  # the item id's HTML, as text ...
+        assert page.title() == "rclip-hf explore" and page.locator("img[src='x']").count() == 0  # ... ran nothing

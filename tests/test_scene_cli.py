@@ -3,6 +3,8 @@ and the results page rendered in headless Chromium."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -11,14 +13,18 @@ import subprocess
 from pathlib import Path
 
 import geopandas
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
 import torch
+from PIL import Image
 from test_scene_windows import dota_pixels, write_geotiff
 
 from rclip_hf import cli
 from rclip_hf.inference.index import EmbeddingIndex
+from rclip_hf.inference.results_page import OVERVIEW_SIZE, THUMBNAIL_SIZE
+from rclip_hf.inference.windows import PixelWindow, open_scene
 
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir
 
@@ -154,3 +160,49 @@ def test_results_page_renders_thumbnails_and_boxes_offline(scene_index: Path, ti
     rendered = json.loads(re.search(r'data-rendered="([^"]*)"', dom)[1].replace("&quot;", '"'))
     overviews = text.count("class='overview-image'")
     assert rendered == {"thumbnails": 12, "overviews": overviews, "boxes": 12} and overviews >= 2
+
+
+def _page_images(page: str) -> tuple[list[Image.Image], dict[tuple[int, int, int, int], Image.Image]]:
+    """(the page's scene overviews, its window thumbnails by their window (left, top, width, height))."""
+    def decode(uri: str) -> Image.Image:
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+
+    overviews = [decode(uri) for uri in re.findall(r"class='overview-image' alt='overview' src='([^']+)'", page)]
+    thumbnails = {tuple(int(value) for value in window): decode(uri) for uri, *window in re.findall(
+        r"class='thumbnail' alt='hit \d+' src='([^']+)'><figcaption>[^<]*<br>[^<]* \((\d+), (\d+), (\d+)&times;(\d+)\)",
+        page)}
+    return overviews, thumbnails
+
+
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two images at 1/8 of their size (where JPEG's noise averages out)."""
+    assert a.size == b.size
+    size = (max(1, a.width // 8), max(1, a.height // 8))
+    a, b = (np.asarray(image.resize(size, Image.BOX), dtype=np.float32) for image in (a, b))
+    return float(np.abs(a - b).mean())
+
+
+def test_results_page_draws_scenes_with_the_indexed_bands(tmp_path: Path, shared_data: Path, tiny_model_dir: Path,
+                                                           capsys) -> None:
+    """A B,G,R GeoTIFF indexed with `--bands 3,2,1`: the page's overview and thumbnails are the true-colour ones."""
+    pixels = dota_pixels(shared_data)  # (3, H, W) R,G,B
+    scene = write_geotiff(tmp_path / "bgr.tif", pixels[::-1].copy(), origin=(1_000_000.0, 5_000_000.0))
+    true_colour = write_geotiff(tmp_path / "rgb.tif", pixels, origin=(1_000_000.0, 5_000_000.0))
+    index = tmp_path / "bgr.index"
+    code, _, err = _run(["index", "--model", str(tiny_model_dir), "--source", str(scene), "--output", str(index),
+                         "--window", "256", "--bands", "3,2,1"], capsys)
+    assert code == 0, err
+    page = tmp_path / "results.html"
+    code, _, err = _run(["search", "--model", str(tiny_model_dir), "--index", str(index), "--text", "airplanes",
+                         "--top_k", "9", "--html", str(page)], capsys)
+    assert code == 0, err
+    overviews, thumbnails = _page_images(page.read_text())
+    assert len(overviews) == 1 and len(thumbnails) == 9  # 3 x 3 windows
+    with open_scene(true_colour) as expected, open_scene(scene) as swapped:
+        pairs = [(overviews[0], expected.overview(OVERVIEW_SIZE), swapped.overview(OVERVIEW_SIZE))]
+        for (left, top, width, height), thumbnail in thumbnails.items():
+            window = PixelWindow(left, top, width, height)
+            pairs.append((thumbnail, expected.read_window(window, THUMBNAIL_SIZE),
+                          swapped.read_window(window, THUMBNAIL_SIZE)))
+    for shown, right, wrong in pairs:  # JPEG's error (< 1.5 of 255), not red for blue (> 4)
+        assert _difference(shown, right) < 1.5 and _difference(shown, wrong) > 4

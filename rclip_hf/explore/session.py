@@ -33,6 +33,7 @@ from ..inference.scenes import (
     write_hits_parquet,
 )
 from ..inference.search import encode_queries
+from ..inference.stac import STAC_COLUMNS
 from .catalog import SceneCatalog
 from .labels import LabelStore
 
@@ -196,14 +197,16 @@ class Explorer:
 
     # ----- JSON -------------------------------------------------------------------------------------------------
     def hit_json(self, hit: dict[str, Any]) -> dict[str, Any]:
-        """A hit as the app shows it: scene id and name, pixel window, lon/lat ring, position, label."""
+        """A hit as the app shows it: scene id and name, pixel window, lon/lat ring, position, label, and its STAC
+        item id, collection and datetime (`STAC_COLUMNS`; null for scenes not read from STAC)."""
         position = self.catalog.position_of.get(hit["id"])
         scene = self.catalog.scenes[_scene_key(self.catalog, hit, position)]
         window = [hit["left"], hit["top"], hit["width"], hit["height"]] if hit.get("left") is not None else None
         return {"rank": hit["rank"], "score": _finite(hit["score"]), "id": hit["id"], "position": position,
                 "scene": scene.id, "scene_name": scene.name, "window": window,
                 "ring": None if hit.get("geometry") is None else wkb_ring(hit["geometry"]),
-                "merged": hit.get("merged", 1), "label": self.labels.get().get(hit["id"])}
+                "merged": hit.get("merged", 1), "label": self.labels.get().get(hit["id"]),
+                **{name: hit.get(name) for name in STAC_COLUMNS}}
 
 
 def _scene_key(catalog: SceneCatalog, hit: dict[str, Any], position: int | None) -> str:

@@ -9,7 +9,8 @@ The page shows only the index's own images, read through the index: a hit's file
 when its bytes have the digest the index recorded for it, so a received index that names other local files cannot
 pull them into the page. A stored path that is relative (to where the index was built) is looked for from the
 current folder, then beside the index folder and inside it. A hit whose image is not found this way gets a tile
-saying so, and is logged as a warning: never a silent grey tile.
+saying so, and is logged as a warning: never a silent grey tile. Scenes are drawn with the bands the index was built
+with (`index --window --bands`), so the page shows what the model saw.
 """
 
 from __future__ import annotations
@@ -69,11 +70,17 @@ def write_results_page(path: str | Path, results: Sequence[tuple[str, Sequence[d
     return path
 
 
+def _indexed_bands(index: EmbeddingIndex) -> list[int] | None:
+    """The bands (1-based) the index's scene windows were read with (`index --window --bands`); None: the default."""
+    return index.manifest.get("windows", {}).get("bands")
+
+
 class _IndexImages:
     """The images of an index's hits, found and checked against the digests the index recorded for them."""
 
     def __init__(self, index: EmbeddingIndex):
         self.index = index
+        self.bands = _indexed_bands(index)
         self.keys = index.item_keys()
         self.found: dict[str, str | None] = {}  # stored scene name -> the name it was found under (None: not)
         self.unresolved: set[str] = set()
@@ -131,7 +138,7 @@ def _query_section(query: str, hits: Sequence[dict[str, Any]], images: _IndexIma
         if hit.get("left") is not None and images.scene(hit) is not None:
             scenes.setdefault(images.scene(hit), []).append(hit)
     for scene_path, scene_hits in scenes.items():
-        parts.append(_overview(scene_path, scene_hits))
+        parts.append(_overview(scene_path, scene_hits, images.bands))
     figures = []
     for hit in hits:
         caption = f"#{hit['rank']} &middot; {hit['score']:.4f}<br>{html.escape(Path(hit['path']).name)}"
@@ -142,14 +149,14 @@ def _query_section(query: str, hits: Sequence[dict[str, Any]], images: _IndexIma
             caption += "<br><b>image not shown: not found as indexed</b>"
             image = f"<div class='missing' title='{html.escape(hit['path'])}'>not found</div>"
         else:
-            image = f"<img class='thumbnail' alt='hit {hit['rank']}' src='{_data_uri(_thumbnail(scene, hit))}'>"
+            image = f"<img class='thumbnail' alt='hit {hit['rank']}' src='{_data_uri(_thumbnail(scene, hit, images.bands))}'>"
         figures.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")
     parts.append(f"<div class='grid'>{''.join(figures)}</div></section>\n")
     return "".join(parts)
 
 
-def _overview(scene_path: str, hits: Sequence[dict[str, Any]]) -> str:
-    with open_scene(scene_path) as scene:
+def _overview(scene_path: str, hits: Sequence[dict[str, Any]], bands: Sequence[int] | None) -> str:
+    with open_scene(scene_path, bands) as scene:
         image = scene.overview(OVERVIEW_SIZE)
         scale = image.width / scene.width
         size = f"{scene.width}&times;{scene.height} px" + (f", {html.escape(scene.crs.to_string())}"
@@ -166,10 +173,10 @@ def _overview(scene_path: str, hits: Sequence[dict[str, Any]]) -> str:
             f"{''.join(boxes)}</svg></div><p>{html.escape(scene_path)} ({size})</p></div>")
 
 
-def _thumbnail(scene_path: str, hit: dict[str, Any]) -> Image.Image:
-    """The hit's window of its scene, or its whole image, at thumbnail size."""
+def _thumbnail(scene_path: str, hit: dict[str, Any], bands: Sequence[int] | None) -> Image.Image:
+    """The hit's window of its scene (read with `bands`), or its whole image, at thumbnail size."""
     if hit.get("left") is not None:
-        with open_scene(scene_path) as scene:
+        with open_scene(scene_path, bands) as scene:
             return scene.read_window(PixelWindow(hit["left"], hit["top"], hit["width"], hit["height"]),
                                      THUMBNAIL_SIZE)
     image = load_image(scene_path)

@@ -92,7 +92,8 @@ function drawBoxes() {
     const selected = number === state.selected ? " selected" : "";
     const layer = windowLayer(hit, { className: `hit-box ${hit.label || "unlabelled"}${selected}`, color: colour,
                                      weight: number === state.selected ? 4 : 2, fillOpacity: 0.08 });
-    layer.bindTooltip(element("span", `#${hit.rank} ${hit.score.toFixed(3)} ${hit.scene_name}`));
+    const stac = stacText(hit) ? ` (${stacText(hit)})` : "";
+    layer.bindTooltip(element("span", `#${hit.rank} ${hit.score.toFixed(3)} ${hit.scene_name}${stac}`));
     layer.on("click", () => run(async () => {
       select(number);
       if (hit.position !== null) await setLabel(hit, nextLabel(hit.label));
@@ -151,6 +152,8 @@ function hitRow(hit, number, onSelect = () => select(number)) {
   const text = element("div", undefined, "text");
   text.append(element("span", `#${hit.rank} `), element("span", hit.score.toFixed(3), "score"),
               element("div", hit.scene_name, "scene-name"));
+  const stac = stacText(hit);
+  if (stac) text.append(element("div", stac, "stac"));
   if (hit.merged > 1) text.append(element("div", `${hit.merged} windows`));
   row.append(text);
   if (hit.position !== null) {
@@ -164,6 +167,12 @@ function hitRow(hit, number, onSelect = () => select(number)) {
   }
   row.addEventListener("click", () => run(onSelect));
   return row;
+}
+
+function stacText(hit) {  // "collection / item · datetime" of a window of a STAC item, else ""
+  if (!hit.stac_item) return "";
+  return [hit.stac_collection ? `${hit.stac_collection} / ${hit.stac_item}` : hit.stac_item, hit.stac_datetime]
+    .filter(Boolean).join(" · ");
 }
 
 async function select(number) {
