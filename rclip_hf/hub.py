@@ -47,7 +47,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .arguments import ArgumentParser
-from .benchmarks import REMOTECLIP_BIBTEX
+from .benchmark_registry import REMOTECLIP_BIBTEX
 from .errors import entry_point
 from .usage import CODE_URL, arch_of_model_dir, architecture_summary, usage_kinds, usage_section
 

@@ -291,14 +291,14 @@ def test_one_bibtex_key_and_one_text_everywhere():
     """Cards, metric Spaces and the README cite RemoteCLIP with one BibTeX entry (the Spaces hold copies)."""
     import re
 
-    from rclip_hf.benchmarks import REMOTECLIP_BIBTEX
+    from rclip_hf.benchmark_registry import REMOTECLIP_BIBTEX
 
     files = [ROOT / "README.md", *(path for folder in (*SHIPPED, "docs") for pattern in ("*.py", "*.md")
                                    for path in (ROOT / folder).rglob(pattern))]
     keys = {match for path in files for match in re.findall(r"@\w+\{([^,\s]+),", path.read_text(encoding="utf-8"))}
     assert keys == {"remoteclip"}
     copies = [path for path in files if "@article{remoteclip," in path.read_text(encoding="utf-8")
-              and path.name != "benchmarks.py"]
+              and path.name != "benchmark_registry.py"]
     assert {path.parent.name for path in copies} >= {"rs_counting", "rs_knn", "rs_linear_probe", "rs_retrieval",
                                                       "rs_zero_shot"}
     for path in copies:
