@@ -29,6 +29,7 @@ from rclip_hf.benchmark_registry import (
     display_name,
     paper_order,
 )
+from rclip_hf.errors import UserError
 from rclip_hf.evaluation.tables import (
     COUNT_STYLES,
     PERCENT_DECIMALS,
@@ -74,7 +75,7 @@ _SHOTS = re.compile(r"^(?P<shots>\d+)-shot\.top1_(?P<statistic>mean|std)$")
 _DIRECTIONS = {"i2t": "image-to-text", "t2i": "text-to-image"}
 
 
-class ResultsFormatError(ValueError):
+class ResultsFormatError(UserError, ValueError):
     """The results JSON is not in the layout `rclip_hf.evaluation.runner` writes; the message names file and key."""
 
 

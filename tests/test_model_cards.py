@@ -238,8 +238,12 @@ def test_bad_results_are_rejected_with_file_and_key(tmp_path):
 
 def test_cli_exit_code_on_bad_input(tmp_path, capsys):
     (tmp_path / "results.json").write_text("[]")
-    assert build_main(["--results", str(tmp_path / "results.json"), "--model-dir", str(tmp_path)]) == 2
-    assert "key 'benchmarks'" in capsys.readouterr().err
+    argv = ["--results", str(tmp_path / "results.json"), "--model-dir", str(tmp_path)]
+    assert build_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "key 'benchmarks'" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ResultsFormatError, match="key 'benchmarks'"):  # the shared --debug: the traceback
+        build_main([*argv, "--debug"])
 
 
 def test_arch_of_model_dir(tmp_path):
