@@ -24,8 +24,8 @@ done
 CORES="$(nproc)"
 # name | seconds allowed | command (each stays well inside its share of the 8 minutes)
 CHECKS=(
-  "train ViT-B/32 bf16 batch 256|120|$PYTHON $HERE/train_throughput.py --arch ViT-B-32 --batch-size 256 --precision bf16 --device cuda --steps 10 --warmup 3"
-  "train ViT-L/14 bf16 batch 64|150|$PYTHON $HERE/train_throughput.py --arch ViT-L-14 --batch-size 64 --precision bf16 --device cuda --steps 10 --warmup 3"
+  "train ViT-B/32 bf16 batch 256|120|$PYTHON $HERE/train_throughput.py --arch ViT-B-32 --batch-size 256 --precision bfloat16 --device cuda --steps 10 --warmup 3"
+  "train ViT-L/14 bf16 batch 64|150|$PYTHON $HERE/train_throughput.py --arch ViT-L-14 --batch-size 64 --precision bfloat16 --device cuda --steps 10 --warmup 3"
   "inference bf16 batch 256|60|$PYTHON $HERE/inference_throughput.py --archs ViT-B-32 ViT-L-14 --batch-size 256 --device cuda --dtype bfloat16 --repeats 10"
   "train input, $CORES cores|130|$PYTHON $HERE/train_input.py --samples 128 --epochs 2 --workers 1 $CORES"
 )

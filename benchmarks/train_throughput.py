@@ -21,7 +21,7 @@ FLOP/s, the peak being the datasheet dense bf16/fp32 figure on known GPUs, else 
 with each row's steps (so a shared machine's load affects both alike). `--profile N` prints the N most expensive operators of one step of each implementation (torch.profiler).
 
     python benchmarks/train_throughput.py --arch ViT-B-32 --batch-size 8 --steps 7            # CPU
-    python benchmarks/train_throughput.py --arch ViT-L-14 --batch-size 128 --precision bf16 --device cuda
+    python benchmarks/train_throughput.py --arch ViT-L-14 --batch-size 128 --precision bfloat16 --device cuda
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ import rclip_hf
 from rclip_hf.arguments import ArgumentParser
 from rclip_hf.convert import build_model
 from rclip_hf.loss import MAX_LOGIT_SCALE, ClipLoss
+from rclip_hf.precision import ALIASES, accelerate_mixed_precision, torch_dtype
 from rclip_hf.processing_remoteclip import CONTEXT_LENGTH
 from training_scripts.training.data import PixelNormalizer
 from training_scripts.training.loop import clamp_logit_scale, training_step
@@ -95,7 +96,7 @@ def ours(reference: torch.nn.Module, arch: str, pixels: torch.Tensor, captions: 
     """rclip-hf's training step (RemoteCLIPModel + ContrastiveModule + ClipLoss + accelerate) with `reference`'s
     weights on uint8 `pixels`, the batch in `accumulation` micro-batches; returns the step, which returns the
     detached loss."""
-    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=device.type == "cpu")
+    accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(precision), cpu=device.type == "cpu")
     model = build_model(reference.state_dict(), arch).train()
     padding = {"padding": "max_length", "max_length": CONTEXT_LENGTH} if pad_to_context else {"padding": "longest"}
     tokens = rclip_hf.build_tokenizer()(captions, return_tensors="pt", **padding)
@@ -131,7 +132,7 @@ def plain_open_clip(reference: torch.nn.Module, pixels: torch.Tensor, captions: 
     loss_fn = open_clip.loss.ClipLoss()
 
     def step() -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             image_features, text_features, logit_scale = model(images, text)
             loss = loss_fn(image_features, text_features, logit_scale)
         loss.backward()
@@ -178,13 +179,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=7, help="timed steps per implementation and row, interleaved")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation and row first")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        type=lambda value: ALIASES.get(value, value), help="training precision (AMP); fp32, bf16 also work")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest operators")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--accumulation", type=int, default=4, help="micro-batches of the accumulation row")
     parser.add_argument("--loss-tolerance", "--loss_tolerance", type=float, default=None,
-                        help="largest first-step loss difference allowed (default 1e-4 fp32, 2e-2 bf16)")
+                        help="largest first-step loss difference allowed (default 1e-4 float32, 2e-2 bfloat16)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     pixels = torch.randint(0, 256, (args.batch_size, 3, image_size, image_size), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     captions = [CAPTIONS[index % len(CAPTIONS)] for index in range(args.batch_size)]
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    dtype = torch_dtype(args.precision)
     datasheet_peak = datasheet_peak_tflops(device, dtype)
     peak_call, peak_flops = matmul(device, dtype) if datasheet_peak is None else (None, 0)
 
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         del steps, calls, step  # every reference to this row's models
         free(device)
 
-    tolerance = args.loss_tolerance or (2e-2 if args.precision == "bf16" else 1e-4)
+    tolerance = args.loss_tolerance or (2e-2 if args.precision == "bfloat16" else 1e-4)
     # a ResNet's BatchNorm normalises each micro-batch with its own statistics: accumulation is exact for ViTs only
     differences = {name: abs(loss - first_losses[BASELINE]) for name, loss in first_losses.items()
                    if name != BASELINE and (name != accumulated or args.arch.startswith("ViT"))}

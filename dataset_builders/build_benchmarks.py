@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dataset_builders.benchmarks import (
+from dataset_builders.benchmark_datasets import (
     CLASSIFICATION_NAMES,
     RETRIEVAL_NAMES,
     build_classification,
@@ -25,7 +25,7 @@ from dataset_builders.benchmarks import (
 from dataset_builders.publish import PublishError, PushConfig, check_push, push_dataset
 from dataset_builders.sources.images import PixelLimitConfig
 from rclip_hf.arguments import DataclassArgumentParser
-from rclip_hf.benchmarks import BENCHMARK_REPO_NAME
+from rclip_hf.benchmark_registry import BENCHMARK_REPO_NAME
 from rclip_hf.errors import entry_point
 from rclip_hf.images import pixel_limit
 

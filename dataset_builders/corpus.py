@@ -49,8 +49,8 @@ from dataset_builders.hf_folder import (
     card_metadata,
     card_text,
     licence_text,
+    parquet_shard_digests,
     remove_stale_partials,
-    shard_digests,
     shards_problem,
     write_json,
 )
@@ -555,7 +555,7 @@ def build_corpus(config: CorpusConfig) -> dict[str, Any]:
                 raise RuntimeError(f"report of source {name}: read {stats['read']} != accounted {accounted}")
         if report["totals"]["kept"] == 0:
             raise empty_corpus(output, report)
-        report["shards"] = shard_digests(folder)
+        report["shards"] = parquet_shard_digests(folder)
         write_json(folder / REPORT_NAME, report)
         (folder / "README.md").write_text(corpus_card(report, card_metadata({"train": shards}, folder, CORPUS_FEATURES)),
                                           encoding="utf-8")

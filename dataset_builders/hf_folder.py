@@ -277,7 +277,7 @@ def remove_stale_partials(output: Path) -> list[str]:
     return removed
 
 
-def shard_digests(folder: Path) -> dict[str, str]:
+def parquet_shard_digests(folder: Path) -> dict[str, str]:
     """``{shard path relative to folder: XXH3-128 hex digest}`` of every Parquet shard under ``folder/data``."""
     digests = {}
     for path in sorted((Path(folder) / "data").glob("*.parquet")):
@@ -293,7 +293,7 @@ def shards_problem(folder: Path, recorded: Mapping[str, str] | None) -> str | No
     """Why the shards of ``folder`` differ from the ``recorded`` digests (missing, extra, changed), or None."""
     if not recorded:
         return "its build report records no shard digests"
-    found = shard_digests(folder)
+    found = parquet_shard_digests(folder)
     for name, digest in recorded.items():
         if name not in found:
             return f"shard {name} is missing"
@@ -419,6 +419,6 @@ def write_dataset_folder(output: Path, features: datasets.Features, splits: Mapp
         if report is not None:
             written = report(counts)
             if isinstance(written, dict):  # the files this build owns: a rebuild replaces only a folder of them
-                written = {**written, "shards": shard_digests(folder)}
+                written = {**written, "shards": parquet_shard_digests(folder)}
             write_json(folder / REPORT_NAME, written)
     return counts

@@ -34,7 +34,7 @@ from dataset_builders.sources import read_source
 from dataset_builders.sources.base import path_inside, read_annotation_text, read_json_file
 from dataset_builders.sources.dota import DotaReader
 from dataset_builders.sources.images import image_cell
-from rclip_hf.benchmarks import BENCHMARKS
+from rclip_hf.benchmark_registry import BENCHMARKS
 from rclip_hf.images import ImageReadError
 from rclip_hf.progress import progress_bar
 from rclip_hf.prompts import COUNT_WORDS, COUNTING_TEMPLATES, counting_caption

@@ -1,6 +1,6 @@
 """Model cards for RemoteCLIP folders: metadata (`model-index`), results tables next to the paper's, plots."""
 
-from rclip_hf.benchmarks import REMOTECLIP_BIBTEX
+from rclip_hf.benchmark_registry import REMOTECLIP_BIBTEX
 
 from .card import (
     CardInputs,

@@ -111,15 +111,11 @@ def write_model_card(args: CardArguments) -> Path:
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; 0 on success, 2 with a message on bad input (`--debug`: the traceback)."""
+    """Entry point; 0 on success; bad input is one `error:` line and 2 (`--debug`: the traceback)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     parser = DataclassArgumentParser(CardArguments, prog="python -m model_cards.build", description=__doc__)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
-    try:
-        readme = write_model_card(args)
-    except (ResultsFormatError, FileNotFoundError, ValueError) as error:  # PublishError is a ValueError
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    readme = write_model_card(args)
     print(f"wrote {readme}")
     return 0
 

@@ -22,13 +22,14 @@ from huggingface_hub import (
 from huggingface_hub.constants import EVAL_RESULTS_FOLDER
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from rclip_hf.benchmarks import (
+from rclip_hf.benchmark_registry import (
     REMOTECLIP_BIBTEX,
     benchmark_of_repo_id,
     benchmark_repo_id,
     display_name,
     paper_order,
 )
+from rclip_hf.errors import UserError
 from rclip_hf.evaluation.tables import (
     COUNT_STYLES,
     PERCENT_DECIMALS,
@@ -74,7 +75,7 @@ _SHOTS = re.compile(r"^(?P<shots>\d+)-shot\.top1_(?P<statistic>mean|std)$")
 _DIRECTIONS = {"i2t": "image-to-text", "t2i": "text-to-image"}
 
 
-class ResultsFormatError(ValueError):
+class ResultsFormatError(UserError, ValueError):
     """The results JSON is not in the layout `rclip_hf.evaluation.runner` writes; the message names file and key."""
 
 
@@ -373,7 +374,7 @@ def limitations_text(results: Mapping[str, Any], inputs: CardInputs) -> str:
     return "\n".join(lines)
 
 
-def licence_text(inputs: CardInputs) -> str:
+def licence_paragraph(inputs: CardInputs) -> str:
     """Licence paragraph: the card's licence and the terms of the data behind the weights."""
     return (f"Released under `{inputs.license}`. The training and evaluation datasets (DOTA, DIOR, iSAID, AID, "
             "RSSCN7, RSICD, RSITMD, UCM, …) are academic datasets for research use; their terms apply to the data "
@@ -419,7 +420,7 @@ def build_model_card(results: Mapping[str, Any], inputs: CardInputs) -> ModelCar
         training_section=training_section(inputs),
         baseline_name=inputs.baseline_name if inputs.baseline is not None else "",
         results_tables="\n\n".join(tables) or "No benchmark results yet.",
-        plots=inputs.plots, limitations=limitations_text(results, inputs), licence_text=licence_text(inputs),
+        plots=inputs.plots, limitations=limitations_text(results, inputs), licence_paragraph=licence_paragraph(inputs),
         bibtex=REMOTECLIP_BIBTEX,
     )
 

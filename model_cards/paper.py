@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rclip_hf.benchmarks import REMOTECLIP_CITATION
+from rclip_hf.benchmark_registry import REMOTECLIP_CITATION
 
 #: Where every number in this module comes from.
 PAPER_SOURCE = REMOTECLIP_CITATION
@@ -32,7 +32,7 @@ PAPER_RETRIEVAL: dict[str, dict[str, tuple[float, ...]]] = {
     },
 }
 
-#: Table III: zero-shot top-1 accuracy in `rclip_hf.benchmarks.paper_order("zero_shot_classification")`, then
+#: Table III: zero-shot top-1 accuracy in `rclip_hf.benchmark_registry.paper_order("zero_shot_classification")`, then
 #: the paper's average.
 PAPER_ZERO_SHOT: dict[str, tuple[float, ...]] = {
     "CLIP RN50": (26.56, 34.24, 40.42, 42.02, 45.54, 46.96, 53.57, 57.35, 62.14, 64.52, 64.54, 69.42, 50.61),

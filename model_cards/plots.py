@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rclip_hf.benchmarks import display_name, paper_order
+from rclip_hf.benchmark_registry import display_name, paper_order
 from rclip_hf.evaluation.tables import RETRIEVAL_COLUMNS
 
 from .card import Plot

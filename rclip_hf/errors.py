@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 DEBUG_FLAG = "--debug"
 
 _PROJECT_ROOTS = tuple(str(Path(__file__).resolve().parents[1] / name) for name in
-                       ("rclip_hf", "dataset_builders", "training_scripts"))
+                       ("rclip_hf", "dataset_builders", "training_scripts", "model_cards"))
 _debug = contextvars.ContextVar("rclip_hf_debug", default=False)
 
 

@@ -47,8 +47,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .arguments import ArgumentParser
-from .benchmarks import REMOTECLIP_BIBTEX
-from .errors import entry_point
+from .benchmark_registry import REMOTECLIP_BIBTEX
+from .errors import UserError, entry_point
 from .usage import CODE_URL, arch_of_model_dir, architecture_summary, usage_kinds, usage_section
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
 WRITE_ROLES = ("admin", "write", "contributor")
 
 
-class PublishError(ValueError):
+class PublishError(UserError, ValueError):
     """The folder cannot be published as it is; the message says what is missing."""
 
 
@@ -401,13 +401,9 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def run_push(args: argparse.Namespace) -> int:
-    """Run a parsed `push` command; returns the exit code (2 with a message when the folder is not publishable)."""
+    """Run a parsed `push` command; returns the exit code (a folder that is not publishable: `PublishError`)."""
     options = hub_options(args)
-    try:
-        plan = publish(args.model_dir, args.repo_id, options, dry_run=args.dry_run)
-    except PublishError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    plan = publish(args.model_dir, args.repo_id, options, dry_run=args.dry_run)
     print(("dry run: " if args.dry_run else "done: ") + describe_plan(plan, args.repo_id, options))
     return 0
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from .benchmarks import BENCHMARKS
+from .benchmark_registry import BENCHMARKS
 
 logger = logging.getLogger(__name__)
 

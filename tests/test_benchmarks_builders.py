@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataset_builders.benchmarks import (
+from dataset_builders.benchmark_datasets import (
     build_classification,
     build_retrieval,
     find_class_root,
-    stratified_split,
+    splits_by_fraction,
 )
 from dataset_builders.build_benchmarks import main
 
@@ -98,9 +98,9 @@ def test_official_train_test_folders_wrapper_dirs_and_bad_images(tmp_path: Path)
 
 def test_split_rules_and_name_errors(tmp_path: Path, capsys) -> None:
     per_class = {"a": [Path(f"a{i}.png") for i in range(5)], "b": [Path("b0.png")]}
-    split = stratified_split(per_class, 0.4, seed=1)
+    split = splits_by_fraction(per_class, 0.4, seed=1)
     assert [len(split["test"]["a"]), len(split["train"]["a"]), len(split["test"]["b"]), len(split["train"]["b"])] == [2, 3, 1, 0]
-    assert stratified_split(per_class, 0.4, seed=1) == split
+    assert splits_by_fraction(per_class, 0.4, seed=1) == split
     with pytest.raises(ValueError, match="must be lower-case"):
         build_classification(tmp_path, tmp_path / "o", "RSSCN7")
     with pytest.raises(ValueError, match=r"test_fraction must be in \(0, 1\]"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from dataset_builders.benchmarks import build_retrieval
+from dataset_builders.benchmark_datasets import build_retrieval
 from dataset_builders.corpus import REPORT_NAME, CorpusConfig, build_corpus
 from dataset_builders.remotecount import from_release
 from dataset_builders.sources import read_source

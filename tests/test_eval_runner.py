@@ -14,7 +14,7 @@ from rclip_hf.errors import UserError
 from rclip_hf.evaluation.runner import (
     BenchmarkRunner,
     EvalArguments,
-    load_model,
+    load_eval_model,
     main,
     markdown_report,
     run_evaluation,
@@ -205,7 +205,7 @@ def test_runner_matches_direct_computation(data_dir: Path, tiny_model_dir: Path,
         show_progress=False,
     )
     results = run_evaluation(args)
-    model, processor, _ = load_model(str(tiny_model_dir), "cpu")
+    model, processor, _ = load_eval_model(str(tiny_model_dir), "cpu")
     test = datasets.load_dataset(str(data_dir / "aid150"))["test"]
     prompts = [
         f"a satellite photo of {name}." for name in ("airport", "bare land", "beach", "forest", "port")
@@ -256,7 +256,7 @@ def test_runner_errors(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> 
     with pytest.raises(ValueError, match="no split 'validation'"):
         run_evaluation(args)
     with pytest.raises(ValueError, match="open_clip:ARCH"):
-        load_model("open_clip:", "cpu")
+        load_eval_model("open_clip:", "cpu")
 
 
 def test_markdown_report_layout() -> None:
@@ -344,7 +344,7 @@ def test_hub_dataset_ids_load_from_the_offline_cache(data_dir: Path, tiny_model_
 
 def test_a_streaming_dataset_is_refused_in_one_line(data_dir: Path, tiny_model_dir: Path) -> None:
     args = EvalArguments(model=str(tiny_model_dir), benchmarks="ucm", data_dir=str(data_dir))
-    model, processor, _ = load_model(str(tiny_model_dir), "cpu")
+    model, processor, _ = load_eval_model(str(tiny_model_dir), "cpu")
     streamed = datasets.load_dataset(str(data_dir / "ucm"), streaming=True)
     with pytest.raises(UserError, match=r"benchmark 'ucm': a streaming \(iterable\) dataset cannot be evaluated"):
         BenchmarkRunner(model, processor, args, "cpu").run("ucm", streamed)

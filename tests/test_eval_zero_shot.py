@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, top_k_accuracy_score
 
 import rclip_hf
-from rclip_hf.benchmarks import BENCHMARKS
+from rclip_hf.benchmark_registry import BENCHMARKS
 from rclip_hf.embeddings import encode_texts, zero_shot_classifier
 from rclip_hf.evaluation import classification_metrics, zero_shot_metrics
 from rclip_hf.prompts import (

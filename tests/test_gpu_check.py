@@ -35,7 +35,7 @@ def test_commands_use_flags_the_benchmarks_accept():
     scripts = [Path(words[3]).name for words in commands]
     assert scripts == ["train_throughput.py", "train_throughput.py", "inference_throughput.py", "train_input.py"]
     assert sum(int(words[1]) for words in commands) <= 8 * 60  # the time limits fit the 8 minutes
-    assert "--batch-size 256 --precision bf16" in " ".join(commands[0])
+    assert "--batch-size 256 --precision bfloat16" in " ".join(commands[0])
     assert "--arch ViT-L-14 --batch-size 64" in " ".join(commands[1])
     assert "--dtype bfloat16" in " ".join(commands[2]) and commands[3][-1] == str(len(os.sched_getaffinity(0)))
     for words in commands:  # each flag is declared by the script's argparse parser

@@ -238,8 +238,12 @@ def test_bad_results_are_rejected_with_file_and_key(tmp_path):
 
 def test_cli_exit_code_on_bad_input(tmp_path, capsys):
     (tmp_path / "results.json").write_text("[]")
-    assert build_main(["--results", str(tmp_path / "results.json"), "--model-dir", str(tmp_path)]) == 2
-    assert "key 'benchmarks'" in capsys.readouterr().err
+    argv = ["--results", str(tmp_path / "results.json"), "--model-dir", str(tmp_path)]
+    assert build_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "key 'benchmarks'" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ResultsFormatError, match="key 'benchmarks'"):  # the shared --debug: the traceback
+        build_main([*argv, "--debug"])
 
 
 def test_arch_of_model_dir(tmp_path):
@@ -291,14 +295,14 @@ def test_one_bibtex_key_and_one_text_everywhere():
     """Cards, metric Spaces and the README cite RemoteCLIP with one BibTeX entry (the Spaces hold copies)."""
     import re
 
-    from rclip_hf.benchmarks import REMOTECLIP_BIBTEX
+    from rclip_hf.benchmark_registry import REMOTECLIP_BIBTEX
 
     files = [ROOT / "README.md", *(path for folder in (*SHIPPED, "docs") for pattern in ("*.py", "*.md")
                                    for path in (ROOT / folder).rglob(pattern))]
     keys = {match for path in files for match in re.findall(r"@\w+\{([^,\s]+),", path.read_text(encoding="utf-8"))}
     assert keys == {"remoteclip"}
     copies = [path for path in files if "@article{remoteclip," in path.read_text(encoding="utf-8")
-              and path.name != "benchmarks.py"]
+              and path.name != "benchmark_registry.py"]
     assert {path.parent.name for path in copies} >= {"rs_counting", "rs_knn", "rs_linear_probe", "rs_retrieval",
                                                       "rs_zero_shot"}
     for path in copies:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from dataset_builders import b2c, remotecount
-from rclip_hf.benchmarks import BENCHMARKS, display_name, names_for, paper_order, sort_paper_first
+from rclip_hf.benchmark_registry import BENCHMARKS, display_name, names_for, paper_order, sort_paper_first
 from rclip_hf.prompts import COUNTING_TEMPLATES, counting_caption, counting_prompt, pluralize
 
 

@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 import rclip_hf
 from training_scripts.training import augment as augment_module
-from training_scripts.training.augment import TrainAugmentation, decode_rgb
+from training_scripts.training.augment import TrainAugmentation, rgb_tensor
 from training_scripts.training.data import PairCollator, PixelNormalizer, stored_image
 
 #: PIL transposes of the reference, as in the paper's augmentation.
@@ -212,7 +212,7 @@ def test_rgb_jpeg_and_png_bytes_decode_with_torchcodec_to_pils_pixels_and_the_re
         monkeypatch.setitem(augment_module.TORCHCODEC_DECODERS, name, spy(decoder))
     for name, (data, by_torchcodec) in cases.items():
         decoded.clear()
-        pixels = decode_rgb(Image.open(io.BytesIO(data)), data)
+        pixels = rgb_tensor(Image.open(io.BytesIO(data)), data)
         assert any(tensor is pixels for tensor in decoded) == by_torchcodec, name
         expected = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
         assert pixels.dtype == torch.uint8 and np.array_equal(pixels.permute(1, 2, 0).numpy(), expected), name

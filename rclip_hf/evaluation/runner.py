@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..benchmarks import display_name, sort_paper_first
+from ..benchmark_registry import display_name, sort_paper_first
 from ..embeddings import encode_images, encode_texts, zero_shot_classifier
 from ..errors import UserError, dataset_not_found, entry_point
 from ..loading import HUB_ID, resolve_device
@@ -77,7 +77,7 @@ class EvalArguments:
     show_progress: bool = field(default=True, metadata={"help": "Show progress bars"})
 
 
-def load_model(spec: str, device: str) -> tuple[torch.nn.Module, Any, dict[str, str]]:
+def load_eval_model(spec: str, device: str) -> tuple[torch.nn.Module, Any, dict[str, str]]:
     """(model in eval mode on ``device``, processor, info) for a folder / Hub id or ``open_clip:ARCH[:weights]``."""
     if spec.startswith("open_clip:"):
         from .open_clip_adapter import load_open_clip
@@ -85,9 +85,9 @@ def load_model(spec: str, device: str) -> tuple[torch.nn.Module, Any, dict[str, 
         model, processor, arch = load_open_clip(spec)
         info = {"model_type": "open_clip", "arch": arch}
     else:
-        from ..loading import load_model as load_clip_model
+        from ..loading import load_model
 
-        model, processor = load_clip_model(spec, dtype=torch.float32)
+        model, processor = load_model(spec, dtype=torch.float32)
         config = model.config
         preset = config.matching_preset() if hasattr(config, "matching_preset") else None
         info = {"model_type": config.model_type, "arch": preset or config.model_type}
@@ -313,7 +313,7 @@ def run_evaluation(args: EvalArguments) -> dict:
         if getattr(args, option) < 1:
             raise UserError(f"--{option} {getattr(args, option)}", "must be at least 1")
     device = resolve_device(args.device)
-    model, processor, info = load_model(args.model, device)
+    model, processor, info = load_eval_model(args.model, device)
     runner = BenchmarkRunner(model, processor, args, device)
     results = {
         "model": args.model,
@@ -381,4 +381,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return 0
 
 
-__all__ = ["BenchmarkRunner", "EvalArguments", "load_model", "main", "markdown_report", "run_evaluation"]
+__all__ = ["BenchmarkRunner", "EvalArguments", "load_eval_model", "main", "markdown_report", "run_evaluation"]

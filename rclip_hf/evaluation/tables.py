@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..benchmarks import display_name
+from ..benchmark_registry import display_name
 from ..prompts import MAX_COUNT
 
 #: Retrieval metric keys of the results JSON, in the paper's column order (Table II).

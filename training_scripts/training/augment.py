@@ -94,7 +94,7 @@ class TrainAugmentation:
         reduction = width / drafted[1][2] if drafted is not None else 1.0
         if reduction == 1 and image.mode in ("RGB", "L"):  # full size: crop, then torch's uint8 antialiased
             # bicubic (PIL's kernel, vectorised)
-            crop = decode_rgb(image, encoded)[None, :, top:top + crop_height, left:left + crop_width]
+            crop = rgb_tensor(image, encoded)[None, :, top:top + crop_height, left:left + crop_width]
             resized = F.interpolate(crop.contiguous(memory_format=torch.channels_last), size=(self.size, self.size),
                                     mode="bicubic", antialias=True)[0]  # (3, size, size) uint8, HWC in memory
             pixels_hwc = resized.permute(1, 2, 0).numpy()
@@ -113,7 +113,7 @@ class TrainAugmentation:
         return torch.from_numpy(np.ascontiguousarray(pixels_hwc.transpose(2, 0, 1)))
 
 
-def decode_rgb(image: Image.Image, encoded: bytes | None) -> torch.Tensor:
+def rgb_tensor(image: Image.Image, encoded: bytes | None) -> torch.Tensor:
     """(3, H, W) uint8 pixels of `image` as `convert("RGB")` gives them, held HWC in memory (channels last):
     `encoded`, its stored bytes when it is an RGB JPEG or PNG, is decoded by TorchCodec, the rest by PIL."""
     decoder = TORCHCODEC_DECODERS.get(image.format) if encoded is not None and image.mode == "RGB" else None

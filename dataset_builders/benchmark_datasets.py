@@ -1,5 +1,5 @@
 """Benchmark datasets as Hugging Face folders: retrieval test splits from Karpathy-style caption JSON (RSITMD,
-RSICD, UCM-captions) and classification sets from folder-per-class layouts, named as in `rclip_hf.benchmarks`.
+RSICD, UCM-captions) and classification sets from folder-per-class layouts, named as in `rclip_hf.benchmark_registry`.
 
 Images are stored like the corpus does (original bytes for 8-bit RGB JPEG/PNG, lossless PNG otherwise, e.g.
 the UC Merced TIFFs). Unreadable images are left out and listed in ``build_report.json`` beside the data.
@@ -25,7 +25,7 @@ from dataset_builders.hf_folder import (
 from dataset_builders.sources.base import path_inside
 from dataset_builders.sources.captions import find_caption_json, find_image_dir, load_karpathy_json
 from dataset_builders.sources.images import image_cell
-from rclip_hf.benchmarks import BENCHMARKS, names_for
+from rclip_hf.benchmark_registry import BENCHMARKS, names_for
 from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_files
 from rclip_hf.progress import progress_bar
 
@@ -123,7 +123,7 @@ def class_images(root: Path) -> dict[str, list[Path]]:
     return images
 
 
-def stratified_split(per_class: dict[str, list[Path]], test_fraction: float, seed: int) -> dict[str, dict[str, list[Path]]]:
+def splits_by_fraction(per_class: dict[str, list[Path]], test_fraction: float, seed: int) -> dict[str, dict[str, list[Path]]]:
     """Seeded per-class split: round(test_fraction * n) images of each class go to ``test`` (at least one)."""
     splits: dict[str, dict[str, list[Path]]] = {"train": {}, "test": {}}
     for label, paths in per_class.items():
@@ -179,12 +179,12 @@ def splits_from_lists(per_class: dict[str, list[Path]], lists: dict[str, Path]
 
 
 def _full_name(name: str) -> str:
-    """The dataset's own name, as its Hub card shows it (from `rclip_hf.benchmarks`; an unknown name as it is)."""
+    """The dataset's own name, as its Hub card shows it (from `rclip_hf.benchmark_registry`; an unknown name as it is)."""
     return BENCHMARKS[name].full_name if name in BENCHMARKS else name
 
 
 def _citation_of(name: str) -> str:
-    """The source's citation (from `rclip_hf.benchmarks`; empty for an unknown name)."""
+    """The source's citation (from `rclip_hf.benchmark_registry`; empty for an unknown name)."""
     return BENCHMARKS[name].citation if name in BENCHMARKS else ""
 
 
@@ -247,7 +247,7 @@ def build_classification(source: Path, output: Path, name: str, test_fraction: f
         if split_files is not None:
             logger.warning("%s: no %s-{train,val,test}.txt in %s; using the seeded fallback split",
                            name, SPLIT_FILE_PREFIXES.get(name, name), split_files)
-        splits = stratified_split(class_images(source), test_fraction, seed)
+        splits = splits_by_fraction(class_images(source), test_fraction, seed)
         definition = {"kind": "seeded_fallback", "seed": seed, "test_fraction": test_fraction,
                       "description": f"the seeded fallback split (no published split lists given): seed {seed}, "
                                      f"{test_fraction:g} of each class in `test`, the rest in `train`"}
