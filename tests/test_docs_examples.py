@@ -72,7 +72,7 @@ def test_examples_run(doc: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
                 ran += 1
     if doc.name == "README.md":
         assert ran >= 12
-        assert (workspace / "tiles.index" / "index.json").is_file() and (workspace / "scene-maps").is_dir()
+        assert (workspace / "tiles.index" / "items.lance").is_dir() and (workspace / "scene-maps").is_dir()
     assert os.getcwd() == str(workspace)
 
 
