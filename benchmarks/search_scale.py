@@ -170,6 +170,8 @@ def measure_store(size: int, root: str, repeats: int, queue) -> None:
         q, K, backend="ann")[1]), exact)
     row["lance_ann_bbox_recall"] = recall(timed("lance_ann_bbox", lambda q=queries: index.search_embeddings(
         q, K, backend="ann", where=where)[1]), exact_box)
+    row["lance_auto_bbox_recall"] = recall(timed("lance_auto_bbox", lambda q=queries: index.search_embeddings(
+        q, K, allowed=allowed, where=where)[1]), exact_box)
     import faiss
 
     start = time.perf_counter()
@@ -243,6 +245,8 @@ def main() -> None:
             for name, label, recall in [("lance_flat", "Lance flat", 1.0), ("lance_flat_bbox", "Lance flat, bbox", 1.0),
                                         ("lance_ann", "Lance ANN", row["lance_ann_recall"]),
                                         ("lance_ann_bbox", "Lance ANN, bbox", row["lance_ann_bbox_recall"]),
+                                        ("lance_auto_bbox", "Lance auto, bbox (exact over the 1 %)",
+                                         row["lance_auto_bbox_recall"]),
                                         ("old_exact", "old exact (in memory)", row["old_exact_recall"]),
                                         ("faiss", "old FAISS IVFFlat", row["faiss_recall"])]:
                 print(" | ".join([label, f"{row[name + '_p50_ms']:.2f}", f"{row[name + '_p99_ms']:.2f}",

@@ -145,8 +145,8 @@ def test_exact_search_over_50k_equals_brute_force(synthetic_index) -> None:
 
 
 def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model) -> None:
-    """IVF-PQ at the defaults (partitions ~ sqrt(N), probes, refine) finds >= 95 % of the exact top 10 on clustered
-    vectors, with and without a prefilter; `auto` uses it once it is built."""
+    """IVF-HNSW-SQ at the defaults (partitions ~ sqrt(N), probes, refine) finds >= 95 % of the exact top 10 on
+    clustered vectors, with and without a prefilter; `auto` searches exactly below `ANN_MIN_ITEMS` items."""
     model, _ = tiny_model
     generator = torch.Generator().manual_seed(3)
     centres = torch.randn(64, TINY_EMBED_DIM, generator=generator)
@@ -160,7 +160,8 @@ def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model) -> None:
     queries = torch.nn.functional.normalize(
         centres[:16] + 0.3 * torch.randn(16, TINY_EMBED_DIM, generator=generator), dim=-1)
     _, exact = index.search_embeddings(queries, k=10, backend="exact")
-    scores, approx = index.search_embeddings(queries, k=10, backend="auto")
+    scores, approx = index.search_embeddings(queries, k=10, backend="ann")
+    assert torch.equal(index.search_embeddings(queries, k=10, backend="auto")[1], exact)  # < ANN_MIN_ITEMS: exact
     recall = sum(len(set(a) & set(b)) for a, b in zip(exact.tolist(), approx.tolist())) / exact.numel()
     assert recall >= 0.95
     torch.testing.assert_close(scores[:, 0], (queries * gallery[approx[:, 0]]).sum(1), atol=1e-4, rtol=0)

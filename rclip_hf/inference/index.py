@@ -62,6 +62,9 @@ ANN_NPROBES = 32
 ANN_REFINE = 10
 #: Items read per batch by exact search and the embedding scans.
 SCAN_BATCH = 65536
+#: Exact search keeps the embeddings of an index in memory (per table version) up to this size; a larger index is
+#: read batch by batch for each search (benchmarks/search_scale.py: reading the table dominates a flat query).
+EXACT_CACHE_BYTES = 512 * 2**20
 #: Field metadata that makes a column the table's primary key: concurrent `merge_insert`s of one new key then
 #: conflict (and Lance retries one of them) instead of both inserting it.
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key:position": "1"}
@@ -238,6 +241,8 @@ class EmbeddingIndex:
         index of the format before LanceDB."""
         uri = str(uri)
         _refuse_old_format(uri)
+        if is_local(uri) and not (Path(uri.removeprefix("file://")) / f"{ITEMS_TABLE}.lance").is_dir():
+            raise FileNotFoundError(f"no embedding index at {uri} (no table {ITEMS_TABLE!r})")  # nothing created
         try:
             db = _connect(uri, storage_options)
             table = db.open_table(ITEMS_TABLE)
@@ -605,15 +610,12 @@ class EmbeddingIndex:
         if backend == "ann" and not self.has_ann():
             raise ValueError(f"the index at {self.uri} has no ANN index: build it with `rclip-hf index "
                              "--build-ann yes` (EmbeddingIndex.build_ann()) or use backend='exact'")
-        if backend == "ann" or (backend == "auto" and self.has_ann()):
+        # a prefilter that leaves few items is answered exactly: reading them is cheaper than probing the ANN index
+        if backend == "ann" or (backend == "auto" and self.has_ann() and available >= ANN_MIN_ITEMS):
             return self._search_ann(queries, k, where, nprobes, refine)
         queries = queries.float().cpu()
         batch_scores, batch_positions = [], []  # per batch: (Q, <=k) best of that batch
-        for offset, embeddings in self.shard_embeddings():
-            local = torch.arange(offset, offset + len(embeddings))
-            if allowed is not None:
-                local = local[allowed[offset : offset + len(embeddings)]]
-                embeddings = embeddings[local - offset]
+        for local, embeddings in self._exact_batches(allowed):
             if len(local) == 0:
                 continue
             scores, positions = chunked_topk(queries, embeddings, min(k, len(embeddings)), chunk_size=chunk_size)
@@ -622,6 +624,29 @@ class EmbeddingIndex:
         # Batches come in position order, so "lower column first" among ties is "lower position first".
         scores, columns = topk_lowest_index(torch.cat(batch_scores, dim=1), k)  # (Q, k)
         return scores, torch.cat(batch_positions, dim=1).gather(1, columns)
+
+    def _exact_batches(self, allowed: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
+        """(positions (n,), embeddings (n, D)) of the `allowed` items (None: all), in position order: from memory
+        for an index up to `EXACT_CACHE_BYTES`, else read batch by batch (only the allowed rows when a filter
+        leaves fewer than a tenth of them)."""
+        if len(self) * self.dim * 4 <= EXACT_CACHE_BYTES:
+            embeddings = self._cached("embeddings", lambda: torch.cat(
+                [batch for _, batch in self.shard_embeddings()] or [torch.empty(0, self.dim)]))
+            positions = torch.arange(len(embeddings)) if allowed is None else allowed.nonzero().flatten()
+            yield positions, embeddings if allowed is None else embeddings[positions]
+        elif allowed is not None and int(allowed.sum()) * 10 < len(self):
+            wanted = allowed.nonzero().flatten()
+            for start in range(0, len(wanted), SCAN_BATCH):
+                positions = wanted[start:start + SCAN_BATCH]
+                table = self._table.take_offsets(positions.tolist()).select(["embedding"]).to_arrow()
+                yield positions, _embedding_tensor(table.column("embedding"), self.dim)
+        else:
+            for offset, embeddings in self.shard_embeddings():
+                positions = torch.arange(offset, offset + len(embeddings))
+                if allowed is not None:
+                    positions = positions[allowed[offset : offset + len(embeddings)]]
+                    embeddings = embeddings[positions - offset]
+                yield positions, embeddings
 
     def _search_ann(self, queries: Tensor, k: int, where: str | None, nprobes: int,
                     refine: int) -> tuple[Tensor, Tensor]:
