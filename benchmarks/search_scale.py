@@ -151,7 +151,7 @@ def measure_store(size: int, root: str, repeats: int, queue) -> None:
         row[f"{name}_p50_ms"] = timings[len(timings) // 2] * 1000
         row[f"{name}_p99_ms"] = timings[min(len(timings) - 1, int(len(timings) * 0.99))] * 1000
         row[f"{name}_mib"] = memory.growth_mib
-        return torch.cat([search(query[None]) for query in queries])
+        return search()  # all queries at once
 
     def recall(found: torch.Tensor, truth: torch.Tensor) -> float:
         return sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), truth.tolist())) / truth.numel()
