@@ -288,3 +288,42 @@ def test_scene_index_stores_every_column_a_window_record_carries(tmp_path: Path,
     index = EmbeddingIndex.open(tmp_path / "idx")
     assert sorted(index.column("stac_item")) == ["item-0", "item-64"]
     assert {hit["stac_item"] for hit in index.items(range(2))} == {"item-0", "item-64"}
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 4 MiB tmpfs (needs root and mount; skipped otherwise), unmounted afterwards."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True,
+                             check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_finishes_exactly(small_disk: Path, tmp_path: Path, tiny_model,
+                                                              monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    model, processor = tiny_model
+    ids = _images(tmp_path / "src", 8)
+    filler = small_disk / "filler"
+    with filler.open("wb", buffering=0) as handle:  # leave the index no room
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+    output = small_disk / "idx"
+    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    code = cli.main(["index", "--model", "m", "--source", str(tmp_path / "src"), "--output", str(output),
+                     "--batch_size", "2", "--commit_every", "2"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and line.startswith(f"error: {output}"), line
+    assert "no space left on device" in line.lower() or "No space" in line
+    filler.unlink()
+    report = build_index(tmp_path / "src", output, model, processor)
+    index = EmbeddingIndex.open(output)
+    assert sorted(index.ids()) == ids and index.verify() == [] and report.total == 8
