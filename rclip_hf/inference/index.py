@@ -28,7 +28,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -298,6 +298,12 @@ class EmbeddingIndex:
         field_metadata = self._table.schema.field("embedding").metadata or {}
         return json.loads(field_metadata.get(METADATA_KEY.encode(), b"{}"))
 
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """Read-only view in the shape of the format before LanceDB's `index.json`: the metadata (model, `windows`)
+        and `scenes` (scene -> its key as a dict); writes go through `update_metadata` and `record_scenes`."""
+        return {**self.metadata, "scenes": {scene: asdict(key) for scene, key in self.scene_keys().items()}}
+
     def update_metadata(self, **values: Any) -> None:
         """Set entries of the index's metadata (one commit)."""
         metadata = {**self.metadata, **values}
@@ -382,6 +388,14 @@ class EmbeddingIndex:
 
         return self._cached(f"numeric:{name}", lambda: np.asarray(
             self._scan([name]).column(name).to_numpy(zero_copy_only=False), dtype=np.float64))
+
+    def bbox_mask(self, box: Sequence[float]) -> Tensor:
+        """Bool (N,): the items whose longitude/latitude extent meets `box` (minx, miny, maxx, maxy in
+        longitude/latitude; touching counts); none for an index without extents."""
+        if "xmin" not in self.column_names:
+            return torch.zeros(len(self), dtype=torch.bool)
+        xmin, ymin, xmax, ymax = (self.numeric_column(name) for name in BBOX_COLUMNS)  # NaN: not georeferenced
+        return torch.from_numpy((xmin <= box[2]) & (xmax >= box[0]) & (ymin <= box[3]) & (ymax >= box[1]))
 
     def embeddings_of(self, ids: Sequence[str]) -> Tensor:
         """Embeddings (n, D) of the items with the given ids; `KeyError` naming an id that is not in the index."""

@@ -52,7 +52,7 @@ from ..images import IMAGE_SUFFIXES, image_files
 from ..loading import resolve_model
 from . import geo
 from .dataset_folder import ROW_BATCH, numbered_rows
-from .index import BBOX_COLUMNS, EmbeddingIndex, ItemKey, file_key, is_local, row_key, write_failures
+from .index import EmbeddingIndex, ItemKey, file_key, is_local, row_key, write_failures
 from .search import (
     COMMIT_EVERY,
     COMMIT_SECONDS,
@@ -164,12 +164,7 @@ def window_record(scene: Scene, window: PixelWindow) -> dict[str, Any]:
 
 def bbox_mask(index: EmbeddingIndex, bbox: Sequence[float], bbox_crs: str = geo.LONLAT) -> torch.Tensor:
     """Bool (N,): the items whose longitude/latitude extent meets `bbox` (in `bbox_crs`; touching counts)."""
-    query = geo.bbox_to_lonlat(bbox, bbox_crs)
-    if "xmin" not in index.column_names:
-        return torch.zeros(len(index), dtype=torch.bool)
-    xmin, ymin, xmax, ymax = (index.numeric_column(name) for name in BBOX_COLUMNS)  # NaN: not georeferenced
-    inside = (xmin <= query[2]) & (xmax >= query[0]) & (ymin <= query[3]) & (ymax >= query[1])
-    return torch.from_numpy(inside)
+    return index.bbox_mask(geo.bbox_to_lonlat(bbox, bbox_crs))
 
 
 # ----- building ------------------------------------------------------------------------------------------------

@@ -217,10 +217,9 @@ def search(
     allowed, where = None, None
     if bbox is not None:
         from .geo import bbox_to_lonlat
-        from .scenes import bbox_mask
 
-        allowed = bbox_mask(index, bbox, bbox_crs)
-        where = bbox_filter(bbox_to_lonlat(bbox, bbox_crs))
+        box = bbox_to_lonlat(bbox, bbox_crs)
+        allowed, where = index.bbox_mask(box), bbox_filter(box)
         if not allowed.any():
             logger.warning("no indexed window meets --bbox %s (%s): no hits", ",".join(map(str, bbox)), bbox_crs)
             return [] if single else [[] for _ in query_list]
