@@ -133,6 +133,8 @@ class IndexOptions(ModelOptions):
         "not in --source)"))
     verify: bool = field(default=False, metadata=_help(
         "Only check the index (unique ids, unit-length embeddings of the model's size, metadata)"))
+    add_source: bool = field(default=False, metadata=_help("Add a --source the index was not built from"))
+    force: bool = field(default=False, metadata=_help("Let --prune remove more than half of the index"))
     storage_option: list[str] | None = field(default=None, metadata=_help(
         "Object-store option KEY=VALUE (repeatable), e.g. endpoint=http://127.0.0.1:9000 or region=eu-west-1; "
         "credentials come from the usual AWS environment and config", nargs="+", action="extend"))
@@ -331,7 +333,8 @@ def run_index(argv: list[str]) -> int:
                          num_workers=options.num_workers, split=options.split,
                          image_column=options.image_column, id_column=options.id_column, ann=options.build_ann,
                          commit_every=options.commit_every, commit_seconds=options.commit_seconds,
-                         prune=options.prune, storage_options=storage)
+                         prune=options.prune, storage_options=storage, add_source=options.add_source,
+                         force=options.force)
     rows = [{"index": report.index, "added": report.added, "changed": report.changed,
              "already_indexed": report.already_indexed, "pruned": report.pruned, "missing": report.missing,
              "total": report.total, "failed": len(report.failures), "ann": report.ann,
@@ -367,7 +370,7 @@ def _index_scenes(options: IndexOptions) -> int:
                                device=options.device, ann=options.build_ann, commit_every=options.commit_every,
                                commit_seconds=options.commit_seconds, prune=options.prune, split=options.split,
                                image_column=options.image_column, storage_options=storage_options(
-                                   options.storage_option))
+                                   options.storage_option), add_source=options.add_source, force=options.force)
     rows = [{"index": report.index, "scenes": report.scenes, "added": report.added,
              "already_indexed": report.already_indexed, "nodata_windows": report.nodata_windows,
              "changed_scenes": report.changed_scenes, "pruned_windows": report.pruned,

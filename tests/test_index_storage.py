@@ -327,3 +327,53 @@ def test_a_full_disk_is_one_line_and_a_rerun_finishes_exactly(small_disk: Path, 
     report = build_index(tmp_path / "src", output, model, processor)
     index = EmbeddingIndex.open(output)
     assert sorted(index.ids()) == ids and index.verify() == [] and report.total == 8
+
+
+# ----- sources and output folders (issue 27 on the LanceDB index) ------------------------------------------------
+def test_an_index_remembers_its_source_and_guards_its_folder(tmp_path: Path, tiny_model, tiny_model_dir: Path,
+                                                             capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, processor = tiny_model
+    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    ids = _images(tmp_path / "fx", 4)
+    _images(tmp_path / "fy", 1)
+    (tmp_path / "empty").mkdir()
+    index = str(tmp_path / "fx.index")
+    build = ["index", "--model", "m", "--output", index]
+    assert cli.main([*build, "--source", str(tmp_path / "fx")]) == 0
+    capsys.readouterr()
+    cases = [
+        (["--source", str(tmp_path / "fy")], f"error: --source {tmp_path / 'fy'}: the index at {index} was built from"),
+        (["--source", str(tmp_path / "empty"), "--prune"], "holds no items, and an empty source never prunes"),
+        (["--source", index], "is the --output index itself"),
+    ]
+    for argv, message in cases:
+        assert cli.main([*build, *argv]) == 2
+        assert message in _one_error_line(capsys.readouterr().err)
+    assert sorted(EmbeddingIndex.open(index).ids()) == ids  # nothing replaced or pruned
+
+    for name in ids[:3]:
+        (tmp_path / "fx" / name).unlink()
+    assert cli.main([*build, "--source", str(tmp_path / "fx"), "--prune"]) == 2
+    assert "would remove 3 of the 4 items" in _one_error_line(capsys.readouterr().err)
+    assert cli.main([*build, "--source", str(tmp_path / "fx"), "--prune", "--force"]) == 0
+    assert EmbeddingIndex.open(index).ids() == ids[3:]
+    assert cli.main([*build, "--source", str(tmp_path / "fy"), "--add-source"]) == 0
+    assert sorted(EmbeddingIndex.open(index).metadata["sources"]) == sorted(
+        str((tmp_path / name).resolve()) for name in ("fx", "fy"))
+    capsys.readouterr()
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own file")
+    assert cli.main(["index", "--model", "m", "--output", str(mine), "--source", str(tmp_path / "fx")]) == 2
+    assert "an existing folder with files that are not an index's" in _one_error_line(capsys.readouterr().err)
+    assert sorted(path.name for path in mine.iterdir()) == ["notes.txt"]
+
+
+def test_a_scene_given_twice_is_indexed_once(tmp_path: Path, tiny_model) -> None:
+    model, processor = tiny_model
+    scene = tmp_path / "scene.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 128, 3), dtype=np.uint8)).save(scene)
+    report = build_scene_index([scene, tmp_path / "." / "scene.png"], tmp_path / "idx", model, processor,
+                               options=WindowOptions(window=64))
+    assert report.scenes == 1 and report.total == 2 and EmbeddingIndex.open(tmp_path / "idx").verify() == []

@@ -95,8 +95,13 @@ def test_prune_removes_the_windows_of_scenes_gone_from_the_sources(scenes: Path,
     (scenes / "b.png").unlink()
     kept = _build(scenes, tmp_path / "index", model, processor)
     assert (kept.missing_scenes, kept.missing, kept.pruned, kept.total) == (1, 16, 0, 25)
-    code = cli.main(["index", "--model", str(tiny_model_dir), "--source", str(scenes), "--output",
-                     str(tmp_path / "index"), "--window", "256", "--prune", "--format", "json"])
+    argv = ["index", "--model", str(tiny_model_dir), "--source", str(scenes), "--output", str(tmp_path / "index"),
+            "--window", "256", "--prune", "--format", "json"]
+    capsys.readouterr()
+    assert cli.main(argv) == 2  # 16 of 25 windows: more than half
+    assert "would remove 16 of the 25 items" in capsys.readouterr().err
+    assert len(EmbeddingIndex.open(tmp_path / "index")) == 25
+    code = cli.main([*argv, "--force"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and (report["pruned"], report["pruned_scenes"], report["total"]) == (16, 1, 9)
     index = EmbeddingIndex.open(tmp_path / "index")

@@ -153,7 +153,28 @@ def is_local(uri: str | Path) -> bool:
 
 def is_index_folder(folder: Path) -> bool:
     """Whether a local `folder` holds an index (of this format or the old one)."""
-    return (folder / f"{ITEMS_TABLE}.lance").is_dir() or (folder / OLD_MANIFEST_FILE).is_file()
+    return (any((folder / f"{table}.lance").is_dir() for table in (ITEMS_TABLE, SCENES_TABLE))
+            or (folder / OLD_MANIFEST_FILE).is_file())  # scenes.lance is created first: an interrupted creation
+
+
+def check_output_folder(uri: str) -> None:
+    """Refuse a local output that exists and is not an index of ours: a file, or a folder holding other files (the
+    user's files are never mixed with an index's)."""
+    if not is_local(uri):
+        return
+    folder = Path(uri.removeprefix("file://"))
+    if folder.is_file():
+        raise UserError(uri, "a file, not an index folder", "give a new folder for the index")
+    if folder.is_dir() and any(folder.iterdir()) and not is_index_folder(folder):
+        raise UserError(uri, "an existing folder with files that are not an index's",
+                        "give a new or empty folder, or an index made by `rclip-hf index`")
+
+
+def check_prune(index: EmbeddingIndex, count: int, force: bool) -> None:
+    """Refuse a prune of more than half of the index unless `force`."""
+    if count * 2 > len(index) and not force:
+        raise UserError("--prune", f"would remove {count} of the {len(index)} items of {index.uri}, more than half",
+                        "check --source (a folder empty for a moment?), or pass --force to prune them")
 
 
 def _refuse_old_format(uri: str) -> None:
@@ -268,7 +289,7 @@ class EmbeddingIndex:
         try:
             return cls._open_checked(uri, model, storage_options)
         except FileNotFoundError:
-            pass
+            check_output_folder(uri)
         import pyarrow as pa
 
         now = _now()
@@ -304,10 +325,32 @@ class EmbeddingIndex:
         and `scenes` (scene -> its key as a dict); writes go through `update_metadata` and `record_scenes`."""
         return {**self.metadata, "scenes": {scene: asdict(key) for scene, key in self.scene_keys().items()}}
 
+    def check_sources(self, sources: Sequence[str], add: bool = False) -> None:
+        """Remember the index's sources (resolved paths or URLs); a source it was not built from is refused (one
+        line naming it) unless `add`."""
+        remembered = list(self.metadata.get("sources") or [])
+        new = [source for source in dict.fromkeys(sources) if source not in remembered]
+        if not new:
+            return
+        if remembered and not add:
+            raise UserError(f"--source {new[0]}", f"the index at {self.uri} was built from {', '.join(remembered)}",
+                            "pass --add-source to add this source to it, or build into a new --output")
+        self.update_metadata(sources=remembered + new)
+
     def update_metadata(self, **values: Any) -> None:
         """Set entries of the index's metadata (one commit)."""
-        metadata = {**self.metadata, **values}
-        self._table.update_field_metadata({"path": "embedding", "metadata": {METADATA_KEY: json.dumps(metadata)}})
+        for attempt in range(8):
+            metadata = self.metadata
+            if all(metadata.get(key) == value for key, value in values.items()):
+                return
+            try:
+                self._table.update_field_metadata(
+                    {"path": "embedding", "metadata": {METADATA_KEY: json.dumps({**metadata, **values})}})
+                break
+            except (OSError, RuntimeError) as error:  # another writer committed first: read its version, again
+                if attempt == 7 or not any(word in str(error).lower() for word in ("conflict", "incompatible")):
+                    raise storage_error(self.uri, error) from None
+                self._table.checkout_latest()
         self._cache.clear()
 
     def check_model(self, model: CLIPModel) -> None:
@@ -815,6 +858,6 @@ def _now() -> str:
 
 __all__ = ["ANN_MIN_ITEMS", "BBOX_COLUMNS", "FAILURES_FILE", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "ITEMS_TABLE",
            "OLD_MANIFEST_FILE", "Backend", "EmbeddingIndex", "IndexEntry", "IndexModelMismatchError", "ItemKey",
-           "OldIndexFormatError", "file_digest", "file_key", "is_index_folder", "is_local", "migrate_index",
+           "OldIndexFormatError", "check_output_folder", "check_prune", "file_digest", "file_key", "is_index_folder", "is_local", "migrate_index",
            "row_key", "scene_schema", "storage_error", "write_failures"]
 

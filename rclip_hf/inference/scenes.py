@@ -52,14 +52,16 @@ from ..images import IMAGE_SUFFIXES, image_files
 from ..loading import resolve_model
 from . import geo
 from .dataset_folder import ROW_BATCH, numbered_rows
-from .index import EmbeddingIndex, ItemKey, file_key, is_local, row_key, write_failures
+from .index import EmbeddingIndex, ItemKey, check_prune, file_key, is_local, row_key, write_failures
 from .search import (
     COMMIT_EVERY,
     COMMIT_SECONDS,
     AnnChoice,
     BuildReport,
     build_ann_if_wanted,
+    check_not_output,
     is_dataset_folder,
+    resolved_source,
 )
 from .windows import (
     MAX_NODATA_FRACTION,
@@ -185,12 +187,22 @@ def build_scene_index(
     split: str = "train",
     image_column: str = "image",
     storage_options: dict[str, str] | None = None,
+    add_source: bool = False,
+    force: bool = False,
 ) -> SceneBuildReport:
     """Embed every window of the scenes of `sources` (raster files, folders of them, dataset folders: `split`,
     `image_column`) into the index at `output` (a folder or object-store URI, resumed when it exists), on
     `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring). The first
     process re-embeds the scenes whose file changed and, with `prune`, removes the windows of scenes that are not in
-    `sources` any more; then every process upserts its windows straight into the index."""
+    `sources` any more; then every process upserts its windows straight into the index. Sources are deduplicated
+    by their resolved path and remembered by the index (another source needs `add_source`); a prune of more than
+    half of the index needs `force`."""
+    unique: dict[str, str | Path] = {}
+    for source in sources:
+        unique.setdefault(resolved_source(source), source)
+    sources = list(unique.values())  # by resolved path: a file given twice is read once
+    for source in sources:
+        check_not_output(source, str(output))
     files = scene_files(sources, exclude=output if is_local(output) else None, split=split,
                         image_column=image_column)
     rank, world = _launched_rank()
@@ -208,7 +220,8 @@ def build_scene_index(
             index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)),
                                                   storage_options=storage_options, scenes=True)
             _record_options(index, options)
-            sync = _sync_scenes(index, files, prune)
+            index.check_sources([resolved_source(source) for source in sources], add_source)
+            sync = _sync_scenes(index, files, prune, force)
     except BaseException:
         for worker in workers:
             worker.terminate()
@@ -392,7 +405,7 @@ class _SceneSync:
     missing_scenes: int = 0
 
 
-def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool) -> _SceneSync:
+def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, force: bool = False) -> _SceneSync:
     """Key the scenes of `files` (the index's `scenes` table) as image files and dataset rows of image indexes are
     keyed; drop the windows of scenes whose file or row changed (the build re-embeds them), and with `prune` those
     of scenes not in `files`, in one commit; then record the new keys (a kill in between re-embeds those scenes).
@@ -419,6 +432,7 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
     listed = {str(file) for file in files}
     gone = sorted(set(windows_of) - listed)
     if gone and prune:
+        check_prune(index, sum(len(windows_of[scene]) for scene in gone), force)
         sync.pruned_scenes, sync.pruned = len(gone), sum(len(windows_of[scene]) for scene in gone)
         remove.update(item_id for scene in gone for item_id in windows_of[scene])
         logger.info("removed %d window(s) of %d scene(s) no longer in the sources", sync.pruned, len(gone))

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import batched, encode_images, encode_texts
+from ..errors import UserError
 from ..images import as_rgb_image, decode_dataset_image, image_files, load_image
 from ..loading import resolve_model
 from .dataset_folder import load_dataset_folder, numbered_rows
@@ -31,6 +32,7 @@ from .index import (
     Backend,
     EmbeddingIndex,
     ItemKey,
+    check_prune,
     file_key,
     is_index_folder,
     is_local,
@@ -103,6 +105,8 @@ def build_index(
     commit_seconds: float = COMMIT_SECONDS,
     prune: bool = False,
     storage_options: dict[str, str] | None = None,
+    add_source: bool = False,
+    force: bool = False,
 ) -> BuildReport:
     """Embed every image of `source` (an image folder, a saved HF dataset folder or a `datasets.Dataset`) into the
     index at `output` (a folder or an object-store URI, with `storage_options`), upserting by id: several builds
@@ -116,12 +120,20 @@ def build_index(
     committed every `commit_every` items or `commit_seconds`, whichever comes first, so a killed build keeps what
     it committed. Unreadable images (including ones over the pixel limit) are skipped and listed in `failures.json`
     and the report. The index folder is never read as input. An ANN index is built for `ann="yes"`, or for "auto"
-    when the index holds `ANN_MIN_ITEMS` items or more.
+    when the index holds `ANN_MIN_ITEMS` items or more. The index remembers its source: another one is refused
+    unless `add_source`; an empty source never prunes, and a prune of more than half of the index needs `force`.
     """
     model, processor = resolve_model(model, processor)
     output = str(output)
+    if isinstance(source, (str, Path)):
+        check_not_output(source, output)
     items, total, source_name, listed = _source_items(source, split, image_column, id_column, output)
+    if prune and total == 0:
+        raise UserError(f"--source {source_name}", "holds no items, and an empty source never prunes",
+                        "check the source, or leave --prune out")
     index = EmbeddingIndex.open_or_create(output, model, source=source_name, storage_options=storage_options)
+    if isinstance(source, (str, Path)):
+        index.check_sources([resolved_source(source)], add_source)
     known = index.item_keys()
     failures: list[dict[str, str]] = []
     added = skipped = changed = 0
@@ -161,6 +173,8 @@ def build_index(
             progress.update(len(batch))
     progress.close()
     gone = sorted(set(known) - listed)
+    if prune:
+        check_prune(index, len(gone), force)
     index.commit(remove=replaced | (set(gone) if prune else set()), rekey=rekeyed)
     write_failures(index, failures)
     for failure in failures:
@@ -172,6 +186,17 @@ def build_index(
     return BuildReport(index=index.uri, added=added, already_indexed=skipped, total=len(index),
                        failures=failures, ann=index.has_ann(), changed=changed,
                        pruned=len(gone) if prune else 0, missing=0 if prune else len(gone))
+
+
+def resolved_source(source: str | Path) -> str:
+    """A source as the index remembers it: its resolved path (a URL as it is)."""
+    return str(Path(source).resolve()) if is_local(source) else str(source)
+
+
+def check_not_output(source: str | Path, output: str) -> None:
+    """Refuse a source that is the index's own folder."""
+    if is_local(output) and Path(source).resolve() == Path(output.removeprefix("file://")).resolve():
+        raise UserError(f"--source {source}", "is the --output index itself", "give the folder of the images")
 
 
 def verify_index(uri: str | Path, storage_options: dict[str, str] | None = None) -> list[str]:
@@ -389,5 +414,5 @@ def _try_load(item: _Item) -> tuple[Image.Image | None, str]:
 
 
 __all__ = ["COMMIT_EVERY", "COMMIT_SECONDS", "AnnChoice", "BuildReport", "Examples", "bbox_filter",
-           "build_ann_if_wanted", "build_index", "encode_queries", "example_query", "is_dataset_folder", "search",
-           "verify_index"]
+           "build_ann_if_wanted", "build_index", "check_not_output", "encode_queries", "example_query",
+           "is_dataset_folder", "resolved_source", "search", "verify_index"]
