@@ -120,7 +120,7 @@ def run_ours(scene: Path, output: Path, model: str, window: int, processes: int,
     loaded, processor = load_model(model) if processes == 1 else (model, None)
     start = time.perf_counter()
     report = build_scene_index([scene], output, loaded, processor, options=WindowOptions(window=window),
-                               batch_size=batch_size, num_processes=processes, faiss="no")
+                               batch_size=batch_size, num_processes=processes, ann="no")
     return {"windows": report.added, "seconds": time.perf_counter() - start, "threads": report.threads,
             "steady_seconds": max(report.part_seconds), "part_seconds": report.part_seconds}
 
@@ -140,7 +140,7 @@ def run_baseline(scene: Path, output: Path, model: str, window: int, processes: 
         for top in tops:
             for left in lefts:
                 source.read_window(PixelWindow(left, top, window, window)).save(folder / f"{top:06d}_{left:06d}.png")
-    report = build_index(folder, output, loaded, processor, batch_size=batch_size, faiss="no")
+    report = build_index(folder, output, loaded, processor, batch_size=batch_size, ann="no")
     return {"windows": report.added, "seconds": time.perf_counter() - start}
 
 

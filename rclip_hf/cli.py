@@ -122,7 +122,8 @@ class IndexOptions(ModelOptions):
         "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow files or save_to_disk); with "
         "--window, scenes (repeatable), also COG URLs and STAC sources (see --asset); an index folder inside it is "
         "never read", nargs="+", action="extend"))
-    output: str = field(metadata=_help("Index folder (created, or resumed when it exists)"))
+    output: str = field(metadata=_help(
+        "Index folder or object-store URI such as s3://bucket/prefix (created, or resumed when it exists)"))
     window: int | None = field(default=None, metadata=_help("Cut each scene into windows of this many pixels"))
     stride: int | None = field(default=None, metadata=_help("Pixels between windows (default: the window)"))
     window_metres: float | None = field(
@@ -140,34 +141,39 @@ class IndexOptions(ModelOptions):
     image_column: str = field(default="image", metadata=_help("Image column (dataset sources)"))
     id_column: str | None = field(default=None, metadata=_help("Id column (dataset sources; default: row number)"))
     batch_size: int = field(default=32, metadata=_help("Images per batch"))
-    shard_size: int = field(default=16384, metadata=_help("Embeddings per shard file"))
     num_workers: int = field(default=2, metadata=_help("Image-decoding threads"))
-    faiss: Literal["auto", "yes", "no"] = field(
-        default="auto", metadata=_help("Build a FAISS file: auto = when faiss is installed and the index is large")
-    )
+    build_ann: Literal["auto", "yes", "no"] = field(default="auto", metadata=_help(
+        "Build the ANN (IVF-HNSW-SQ) index of the embeddings: auto = when the index holds 200,000 items or more"))
     commit_every: int = field(default=COMMIT_EVERY, metadata=_help("Commit progress every N embedded items"))
     commit_seconds: float = field(default=COMMIT_SECONDS, metadata=_help("... or every T seconds, whichever first"))
     prune: bool = field(default=False, metadata=_help(
         "Remove the items of image files and dataset rows that no longer exist (with --window: the windows of scenes "
         "not in --source)"))
-    wait: bool = field(default=False, metadata=_help("Queue behind another build of the same index instead of failing"))
-    verify: bool = field(default=False, metadata=_help("Only check the index's shards against its manifest"))
+    verify: bool = field(default=False, metadata=_help(
+        "Only check the index (unique ids, unit-length embeddings of the model's size, metadata)"))
+    add_source: bool = field(default=False, metadata=_help("Add a --source the index was not built from"))
+    force: bool = field(default=False, metadata=_help("Let --prune remove more than half of the index"))
+    storage_option: list[str] | None = field(default=None, metadata=_help(
+        "Object-store option KEY=VALUE (repeatable), e.g. endpoint=http://127.0.0.1:9000 or region=eu-west-1; "
+        "credentials come from the usual AWS environment and config", nargs="+", action="extend"))
 
 
 @dataclass(kw_only=True)
 class SearchOptions(ModelOptions):
     """Options of `rclip-hf search`."""
 
-    index: str = field(metadata=_help("Index folder made by `rclip-hf index`"))
+    index: str = field(metadata=_help("Index folder or object-store URI made by `rclip-hf index`"))
     text: list[str] | None = field(default=None, metadata=_help("Text queries"))
     image: list[str] | None = field(default=None, metadata=_help("Image files used as queries"))
     positive: list[str] | None = field(default=None, metadata=_help("Item ids of examples to find more of"))
     negative: list[str] | None = field(default=None, metadata=_help("Item ids of examples to avoid (with --positive)"))
     negative_weight: float = field(default=0.5, metadata=_help("Share of the negatives' mean taken off the query"))
     top_k: int = field(default=10, metadata=_help("Hits per query"))
-    backend: Literal["auto", "exact", "faiss"] = field(
-        default="auto", metadata=_help("exact = chunked brute force; faiss = the index's FAISS file; auto = FAISS if built")
+    backend: Literal["auto", "exact", "ann"] = field(
+        default="auto", metadata=_help("exact = chunked brute force; ann = the IVF-HNSW-SQ index; auto = ANN if built")
     )
+    storage_option: list[str] | None = field(default=None, metadata=_help(
+        "Object-store option KEY=VALUE (repeatable), as for `rclip-hf index`", nargs="+", action="extend"))
     bbox: str | None = field(default=None, metadata=_help("Keep windows meeting minx,miny,maxx,maxy (see --bbox-crs)"))
     bbox_crs: str = field(default="EPSG:4326", metadata=_help("CRS of --bbox"))
     merge: bool = field(default=False, metadata=_help("Fuse overlapping hit windows of a scene into one region"))
@@ -212,7 +218,7 @@ class HeatmapOptions(ModelOptions):
 
 
 #: Options that count something and must be at least 1 (0 would loop forever or divide by zero)
-POSITIVE_OPTIONS = ("batch_size", "top_k", "shard_size", "commit_every", "grid", "window", "stride", "overlay_size",
+POSITIVE_OPTIONS = ("batch_size", "top_k", "commit_every", "grid", "window", "stride", "overlay_size",
                     "max_pixels")
 
 
@@ -316,14 +322,18 @@ def run_classify(argv: list[str]) -> int:
 
 @command("index", "build (or resume) an embedding index over an image folder or a dataset")
 def run_index(argv: list[str]) -> int:
-    """`rclip-hf index`: embed a source into an index folder; prints what was added and what failed."""
-    from .inference.index import FAILURES_FILE
+    """`rclip-hf index`: embed a source into an index; prints what was added and what failed. `rclip-hf index
+    migrate OLD NEW` converts an index of the format before LanceDB, `rclip-hf index export INDEX --output F`
+    writes its items as GeoParquet."""
     from .inference.search import build_index, verify_index
     from .inference.windows import WindowGeometry, parse_bands
 
+    if argv and argv[0] in ("migrate", "export"):
+        return _index_tool(argv)
     options = _parse(IndexOptions, "index", argv)
+    storage = storage_options(options.storage_option)
     if options.verify:
-        problems = verify_index(options.output)
+        problems = verify_index(options.output, storage)
         for problem in problems:
             print(f"{options.output}: {problem}", file=sys.stderr)
         if problems:
@@ -357,21 +367,21 @@ def run_index(argv: list[str]) -> int:
                          "or dataset per index (several sources work with --window)")
     model, processor = _load(options)
     report = build_index(options.source[0], options.output, model, processor, batch_size=options.batch_size,
-                         shard_size=options.shard_size, num_workers=options.num_workers, split=options.split,
-                         image_column=options.image_column, id_column=options.id_column, faiss=options.faiss,
+                         num_workers=options.num_workers, split=options.split,
+                         image_column=options.image_column, id_column=options.id_column, ann=options.build_ann,
                          commit_every=options.commit_every, commit_seconds=options.commit_seconds,
-                         prune=options.prune, wait=options.wait, bands=parse_bands(options.bands))
+                         prune=options.prune, storage_options=storage, add_source=options.add_source,
+                         force=options.force, bands=parse_bands(options.bands))
     rows = [{"index": report.index, "added": report.added, "changed": report.changed,
              "already_indexed": report.already_indexed, "pruned": report.pruned, "missing": report.missing,
-             "total": report.total, "failed": len(report.failures), "faiss": report.faiss,
-             "failure_report": str(Path(report.index) / FAILURES_FILE)}]
+             "total": report.total, "failed": len(report.failures), "ann": report.ann,
+             "failure_report": _failure_report(report.index)}]
     emit(rows, options.format, document=asdict(report))
     return 0
 
 
 def _index_scenes(options: IndexOptions) -> int:
     """`rclip-hf index --window ...`: windows of scenes, on one or many processes."""
-    from .inference.index import FAILURES_FILE
     from .inference.scenes import WindowOptions, build_scene_index
     from .inference.windows import parse_bands
 
@@ -393,18 +403,66 @@ def _index_scenes(options: IndexOptions) -> int:
     else:
         model, processor = _load(options)
     report = build_scene_index(options.source, options.output, model, processor, options=windows,
-                               batch_size=options.batch_size, shard_size=options.shard_size,
-                               num_processes=options.num_processes, device=options.device, faiss=options.faiss,
-                               commit_every=options.commit_every, commit_seconds=options.commit_seconds,
-                               wait=options.wait, prune=options.prune, split=options.split,
-                               image_column=options.image_column, asset=options.asset)
+                               batch_size=options.batch_size, num_processes=options.num_processes,
+                               device=options.device, ann=options.build_ann, commit_every=options.commit_every,
+                               commit_seconds=options.commit_seconds, prune=options.prune, split=options.split,
+                               image_column=options.image_column, asset=options.asset,
+                               storage_options=storage_options(options.storage_option),
+                               add_source=options.add_source, force=options.force)
     rows = [{"index": report.index, "scenes": report.scenes, "added": report.added,
              "already_indexed": report.already_indexed, "nodata_windows": report.nodata_windows,
              "changed_scenes": report.changed_scenes, "pruned_windows": report.pruned,
              "missing_scenes": report.missing_scenes,
              "total": report.total, "failed": len(report.failures), "processes": report.processes,
-             "threads": report.threads, "faiss": report.faiss, "failure_report": str(Path(report.index) / FAILURES_FILE)}]
+             "threads": report.threads, "ann": report.ann, "failure_report": _failure_report(report.index)}]
     emit(rows, options.format, document=asdict(report))
+    return 0
+
+
+def _failure_report(index: str) -> str:
+    """Where a build's failures are: `failures.json` of a local index; the printed report for object storage."""
+    from .inference.index import FAILURES_FILE, is_local
+
+    return str(Path(index) / FAILURES_FILE) if is_local(index) else "(this report: --format json lists them)"
+
+
+def storage_options(values: list[str] | None) -> dict[str, str]:
+    """`--storage-option KEY=VALUE ...` as a dict."""
+    options = {}
+    for value in values or []:
+        key, equals, setting = value.partition("=")
+        if not equals or not key:
+            raise UserError(f"--storage-option {value}", "expected KEY=VALUE", "e.g. endpoint=http://127.0.0.1:9000")
+        options[key] = setting
+    return options
+
+
+def _index_tool(argv: list[str]) -> int:
+    """`rclip-hf index migrate OLD NEW` and `rclip-hf index export INDEX --output FILE.parquet`."""
+    import argparse
+
+    from .inference.index import EmbeddingIndex, migrate_index
+
+    parser = argparse.ArgumentParser(prog=f"rclip-hf index {argv[0]}")
+    if argv[0] == "migrate":
+        parser.description = "convert an index of the format before LanceDB (index.json and shards) into a new index"
+        parser.add_argument("old", help="index folder of the old format")
+        parser.add_argument("new", help="new index folder or object-store URI")
+    else:
+        parser.description = "write an index's items (without embeddings) as GeoParquet 1.1"
+        parser.add_argument("index", help="index folder or object-store URI")
+        parser.add_argument("--output", required=True, help="GeoParquet file to write")
+    parser.add_argument("--storage-option", "--storage_option", dest="storage_option", nargs="+", action="extend",
+                        help="object-store option KEY=VALUE (repeatable)")
+    options = parser.parse_args(argv[1:])
+    storage = storage_options(options.storage_option)
+    if argv[0] == "migrate":
+        rows = [{"index": options.new, "migrated_from": options.old,
+                 "items": migrate_index(options.old, options.new, storage)}]
+    else:
+        rows = [{"index": options.index, "output": options.output,
+                 "items": EmbeddingIndex.open(options.index, storage).export(options.output)}]
+    emit(rows, "table")
     return 0
 
 
@@ -431,7 +489,7 @@ def run_search(argv: list[str]) -> int:
     if options.format == "parquet" and not options.output:
         raise ValueError("--format parquet writes a file: give --output FILE.parquet")
     bbox = parse_bbox(options.bbox) if options.bbox else None
-    index = EmbeddingIndex.open(options.index)
+    index = EmbeddingIndex.open(options.index, storage_options(options.storage_option))
     if len(index) == 0:
         raise UserError(f"--index {options.index}", "the index holds no items yet",
                         "run `rclip-hf index` on a folder with images first")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -222,7 +223,7 @@ def test_bad_model_folder_is_one_line(tiny_model_dir: Path, bad_images: dict[str
     (["classify", "--images", "{image}", "--labels", "a", "--device", "bogus"], "--device bogus: not a device name"),
     (["classify", "--images", "{image}", "--labels", "a", "--device", "cuda:99"], "--device cuda:99: this machine has"),
     (["heatmap", "--image", "{image}", "--queries", "a", "--grid", "0"], "--grid 0: must be at least 1"),
-    (["index", "--source", "{folder}", "--output", "{tmp}/i", "--shard_size", "0"], "--shard_size 0: must be at least"),
+    (["index", "--source", "{folder}", "--output", "{tmp}/i", "--commit_every", "0"], "--commit_every 0: must be at"),
     (["eval", "--benchmarks", "rsitmd", "--data_dir", "{tmp}", "--batch_size", "0"], "--batch_size 0: must be at"),
     (["eval", "--benchmarks", "rsitmd", "--data_dir", "{tmp}", "--device", "bogus"], "--device bogus: not a device"),
 ])
@@ -277,19 +278,20 @@ def test_full_disk_while_indexing_is_one_line_and_keeps_the_index(tiny_model_dir
     output = tmp_path / "idx"
     assert cli.main(["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output", str(output)]) == 0
     capsys.readouterr()
-    manifest = (output / "index.json").read_text()
+    before = index_module.EmbeddingIndex.open(output).ids()
     for number in range(3, 6):
         shutil.copy(bad_images["png_renamed_jpg"], folder / f"{number}.png")
 
-    def full(path: Path, write: Callable[[Path], object]) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def full(self, remove: set, rekey: dict | None) -> None:  # as Lance reports it from its object store
+        raise OSError(f"LanceError(IO): Generic LocalFileSystem error: {os.strerror(errno.ENOSPC)} (os error 28)")
 
-    monkeypatch.setattr(index_module, "atomic_write", full)
+    monkeypatch.setattr(index_module.EmbeddingIndex, "_write", full)
     code, _, err = _run(cli.main, ["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output",
                                    str(output)], capsys)
     assert code == EXIT_BAD_INPUT
-    assert "No space left on device (free space on that disk or write elsewhere)" in _one_error_line(err)
-    assert (output / "index.json").read_text() == manifest
+    line = _one_error_line(err)
+    assert line.startswith(f"error: {output}: no space left on device") and "free space" in line
+    assert index_module.EmbeddingIndex.open(output).ids() == before
 
 
 def test_full_disk_while_building_a_corpus_is_one_line_and_keeps_the_previous(tmp_path: Path, capsys,
@@ -390,7 +392,7 @@ def test_an_image_over_the_pixel_limit_is_refused_naming_size_limit_and_flag(
 
         index = EmbeddingIndex.open_or_create(tmp_path / "idx", load_model(tiny_model_dir)[0])
         index.add(["a"], [""], [-1], torch.eye(1, index.dim))
-        index.commit(shard_size=8)
+        index.commit()
         argv = ["search", "--model", str(tiny_model_dir), "--index", str(tmp_path / "idx"), "--image", str(scene)]
     else:
         argv = _image_command(command, tiny_model_dir, scene, tmp_path)

@@ -16,14 +16,14 @@ from rclip_hf.arguments import UnknownFlagError
 from rclip_hf.evaluation import runner
 
 ROOT = Path(__file__).resolve().parents[1]
-MISSPELT = {"--batchsize", "--shardsize", "--topk", "--objcet", "--no-verfy", "--push-to-hb", "--dryrun", "--outptu",
+MISSPELT = {"--batchsize", "--commitevery", "--topk", "--objcet", "--no-verfy", "--push-to-hb", "--dryrun", "--outptu",
             "--dry_rnu", "--linearprobe", "--max_sidee", "--sed", "--test_fracton", "--repoid"}
 
 #: (entry point, arguments with one misspelt flag, the flag it suggests); the other arguments make a valid command,
 #: so that only the misspelling can be reported.
 IN_PROCESS = [
     (cli.main, ["classify", "--model", "m", "--images", "a.png", "--labels", "x", "--batchsize", "4"], "--batch_size"),
-    (cli.main, ["index", "--model", "m", "--source", "s", "--output", "o", "--shardsize", "8"], "--shard_size"),
+    (cli.main, ["index", "--model", "m", "--source", "s", "--output", "o", "--commitevery", "8"], "--commit_every"),
     (cli.main, ["search", "--model", "m", "--index", "i", "--text", "a", "--topk", "3"], "--top_k"),
     (cli.main, ["count", "--model", "m", "--image", "a.png", "--objcet", "ship"], "--object"),
     (cli.main, ["heatmap", "--model", "m", "--image", "a.png", "--batchsize", "4", "--queries", "q"], "--batch_size"),

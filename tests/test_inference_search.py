@@ -1,4 +1,4 @@
-"""Tests of the embedding index: build, resume, failure report, model checks, exact and FAISS search."""
+"""Tests of the embedding index: build, resume, failure report, model checks, exact and ANN search."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from PIL import Image
 
 from rclip_hf.embeddings import encode_images
 from rclip_hf.inference import EmbeddingIndex, IndexModelMismatchError, build_index, load_model, search
-from rclip_hf.inference.index import FAILURES_FILE, MANIFEST_FILE
+from rclip_hf.inference.index import FAILURES_FILE, ITEMS_TABLE
+from rclip_hf.loading import model_fingerprint
 
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
 
@@ -30,7 +31,7 @@ def folder(tmp_path: Path, shared_data: Path) -> Path:
 
 def test_build_round_trip_and_failure_report(folder: Path, tmp_path: Path, tiny_model) -> None:
     model, processor = tiny_model
-    report = build_index(folder, tmp_path / "index", model, processor, batch_size=4, shard_size=4)
+    report = build_index(folder, tmp_path / "index", model, processor, batch_size=4, commit_every=4)
     assert (report.added, report.already_indexed, report.total) == (6, 0, 6)
     assert [failure["id"] for failure in report.failures] == ["broken.jpg"]
     assert "cannot read image" in report.failures[0]["reason"]
@@ -38,10 +39,10 @@ def test_build_round_trip_and_failure_report(folder: Path, tmp_path: Path, tiny_
 
     index = EmbeddingIndex.open(tmp_path / "index")
     expected_ids = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg") if p.name != "broken.jpg")
-    assert index.ids() == expected_ids and len(index) == 6
-    assert [shard["count"] for shard in index.manifest["shards"]] == [4, 2]
-    stored = torch.cat([embeddings for _, embeddings in index.shard_embeddings()])
-    fresh = encode_images(model, processor, [Image.open(folder / item_id) for item_id in expected_ids],
+    assert sorted(index.ids()) == expected_ids and len(index) == 6
+    assert index.metadata["fingerprint"] == model_fingerprint(model) and index.dim == TINY_EMBED_DIM
+    stored = torch.cat([embeddings for _, embeddings in index.shard_embeddings(batch_size=4)])
+    fresh = encode_images(model, processor, [Image.open(folder / item_id) for item_id in index.ids()],
                           show_progress=False)
     assert stored.shape == (6, TINY_EMBED_DIM)
     torch.testing.assert_close(stored, fresh, atol=1e-5, rtol=1e-5)
@@ -49,9 +50,9 @@ def test_build_round_trip_and_failure_report(folder: Path, tmp_path: Path, tiny_
 
 def test_resume_adds_only_new_images(folder: Path, tmp_path: Path, tiny_model, shared_data: Path) -> None:
     model, processor = tiny_model
-    build_index(folder, tmp_path / "index", model, processor, shard_size=4)
+    build_index(folder, tmp_path / "index", model, processor)
     copy_images(shared_data, folder, per_class=1, classes=("eForest",))
-    report = build_index(folder, tmp_path / "index", model, processor, shard_size=4)
+    report = build_index(folder, tmp_path / "index", model, processor)
     assert (report.added, report.already_indexed, report.total) == (1, 6, 7)
     ids = EmbeddingIndex.open(tmp_path / "index").ids()
     assert len(ids) == len(set(ids)) == 7 and ids[-1].startswith("eForest/")
@@ -69,7 +70,7 @@ def test_refuses_another_model(folder: Path, tmp_path: Path, tiny_model, other_m
 
 def test_text_and_image_queries(folder: Path, tmp_path: Path, tiny_model) -> None:
     model, processor = tiny_model
-    build_index(folder, tmp_path / "index", model, processor, shard_size=4)
+    build_index(folder, tmp_path / "index", model, processor, commit_every=4)
     query_image = folder / "gParking" / "g002.jpg"
     by_image, by_text = search(tmp_path / "index", [query_image, "a parking lot"], k=3, model=model,
                                processor=processor)
@@ -93,11 +94,12 @@ def test_dataset_source_with_ids_and_a_bad_row(tmp_path: Path, tiny_model, share
     report = build_index(dataset, tmp_path / "index", model, processor, id_column="filename")
     assert report.added == 4 and [failure["id"] for failure in report.failures] == ["junk.jpg"]
     index = EmbeddingIndex.open(tmp_path / "index")
-    assert index.ids() == [path.name for path in files]
-    assert index.items([3]) == [{"id": files[3].name, "path": "", "row": 3}]
+    assert sorted(index.ids()) == sorted(path.name for path in files)
+    position = index.ids().index(files[3].name)
+    assert index.items([position]) == [{"id": files[3].name, "path": "", "row": 3}]
     dataset.to_parquet(str(tmp_path / "saved" / "data" / "train-00000.parquet"))
     from_folder = build_index(tmp_path / "saved", tmp_path / "index2", model, processor)
-    assert from_folder.added == 4 and EmbeddingIndex.open(tmp_path / "index2").ids() == ["0", "1", "2", "3"]
+    assert from_folder.added == 4 and sorted(EmbeddingIndex.open(tmp_path / "index2").ids()) == ["0", "1", "2", "3"]
     with pytest.raises(KeyError, match="has no column 'name'"):
         build_index(dataset, tmp_path / "index3", model, processor, id_column="name")
 
@@ -106,13 +108,13 @@ def test_bad_sources(tmp_path: Path, tiny_model) -> None:
     model, processor = tiny_model
     with pytest.raises(FileNotFoundError, match="index source not found: .*nowhere"):
         build_index(tmp_path / "nowhere", tmp_path / "index", model, processor)
-    with pytest.raises(FileNotFoundError, match=f"no embedding index at .*nothing .*{MANIFEST_FILE}"):
+    with pytest.raises(FileNotFoundError, match=f"no embedding index at .*nothing .*{ITEMS_TABLE}"):
         EmbeddingIndex.open(tmp_path / "nothing")
 
 
 @pytest.fixture(scope="module")
 def synthetic_index(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> tuple[EmbeddingIndex, torch.Tensor]:
-    """50,000 random unit vectors in shards of 8,192, with planted exact duplicates across shards."""
+    """50,000 random unit vectors in commits of 10,000, with planted exact duplicates in other commits."""
     model, _ = tiny_model
     generator = torch.Generator().manual_seed(0)
     gallery = torch.nn.functional.normalize(torch.randn(50_000, TINY_EMBED_DIM, generator=generator), dim=-1)
@@ -122,7 +124,7 @@ def synthetic_index(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> tup
     for start in range(0, len(gallery), 10_000):
         block = range(start, min(start + 10_000, len(gallery)))
         index.add([f"item-{i}" for i in block], [""] * len(block), list(block), gallery[start : block.stop])
-    index.commit(shard_size=8192)
+        index.commit()
     return index, gallery
 
 
@@ -131,6 +133,7 @@ def test_exact_search_over_50k_equals_brute_force(synthetic_index) -> None:
     queries = torch.nn.functional.normalize(torch.randn(64, TINY_EMBED_DIM, generator=torch.Generator().manual_seed(1)),
                                             dim=-1)
     queries[0] = gallery[100]
+    assert index.ids() == [f"item-{i}" for i in range(len(gallery))]  # appended in order: positions are rows
     scores, positions = index.search_embeddings(queries, k=25, backend="exact", chunk_size=1000)
     brute = queries @ gallery.T  # (64, 50000)
     expected_scores, expected_positions = brute.topk(25, dim=1)
@@ -141,16 +144,29 @@ def test_exact_search_over_50k_equals_brute_force(synthetic_index) -> None:
     assert index.items([20_000])[0]["id"] == "item-20000"
 
 
-def test_faiss_with_every_list_probed_equals_brute_force(synthetic_index) -> None:
-    pytest.importorskip("faiss")
-    index, gallery = synthetic_index
-    index.build_faiss(nlist=16)
-    assert index.faiss_is_current()
-    queries = torch.nn.functional.normalize(torch.randn(8, TINY_EMBED_DIM, generator=torch.Generator().manual_seed(2)),
-                                            dim=-1)
-    scores, positions = index.search_embeddings(queries, k=10, backend="faiss", nprobe=16)
-    expected_scores, expected_positions = (queries @ gallery.T).topk(10, dim=1)
-    assert torch.equal(positions, expected_positions)
-    torch.testing.assert_close(scores, expected_scores, atol=1e-4, rtol=0)
-    _, auto_positions = index.search_embeddings(queries, k=10, backend="auto", nprobe=16)
-    assert torch.equal(auto_positions, positions)
+def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model) -> None:
+    """IVF-HNSW-SQ at the defaults (partitions ~ sqrt(N), probes, refine) finds >= 95 % of the exact top 10 on
+    clustered vectors, with and without a prefilter; `auto` searches exactly below `ANN_MIN_ITEMS` items."""
+    model, _ = tiny_model
+    generator = torch.Generator().manual_seed(3)
+    centres = torch.randn(64, TINY_EMBED_DIM, generator=generator)
+    gallery = centres[torch.randint(0, 64, (20_000,), generator=generator)]
+    gallery = torch.nn.functional.normalize(gallery + 0.3 * torch.randn(gallery.shape, generator=generator), dim=-1)
+    index = EmbeddingIndex.open_or_create(tmp_path / "index", model)
+    index.add([f"item-{i}" for i in range(len(gallery))], [""] * len(gallery), list(range(len(gallery))), gallery)
+    index.commit()
+    index.build_ann()
+    assert index.has_ann()
+    queries = torch.nn.functional.normalize(
+        centres[:16] + 0.3 * torch.randn(16, TINY_EMBED_DIM, generator=generator), dim=-1)
+    _, exact = index.search_embeddings(queries, k=10, backend="exact")
+    scores, approx = index.search_embeddings(queries, k=10, backend="ann")
+    assert torch.equal(index.search_embeddings(queries, k=10, backend="auto")[1], exact)  # < ANN_MIN_ITEMS: exact
+    recall = sum(len(set(a) & set(b)) for a, b in zip(exact.tolist(), approx.tolist())) / exact.numel()
+    assert recall >= 0.95
+    torch.testing.assert_close(scores[:, 0], (queries * gallery[approx[:, 0]]).sum(1), atol=1e-4, rtol=0)
+    allowed = torch.arange(len(gallery)) % 7 == 0
+    _, exact = index.search_embeddings(queries, k=10, backend="exact", allowed=allowed)
+    _, approx = index.search_embeddings(queries, k=10, backend="ann", where="row % 7 = 0")
+    assert (approx % 7 == 0).all()
+    assert sum(len(set(a) & set(b)) for a, b in zip(exact.tolist(), approx.tolist())) / exact.numel() >= 0.95

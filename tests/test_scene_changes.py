@@ -16,7 +16,7 @@ from PIL import Image
 
 from rclip_hf import cli
 from rclip_hf.errors import UserError
-from rclip_hf.inference.index import EmbeddingIndex, file_digest
+from rclip_hf.inference.index import EmbeddingIndex, ItemKey, file_digest
 from rclip_hf.inference.scenes import WindowOptions, build_scene_index
 
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, tiny_model
@@ -39,28 +39,27 @@ def _build(scenes: Path, index: Path, model, processor, **kwargs):
 
 
 def _rows(index: Path) -> list[dict]:
-    manifest = EmbeddingIndex.open(index).manifest
-    return [row for shard in manifest["shards"] for row in pq.read_table(index / f"{shard['name']}.parquet").to_pylist()]
+    EmbeddingIndex.open(index).export(index.parent / "items.parquet")
+    return pq.read_table(index.parent / "items.parquet").to_pylist()
 
 
 def test_unchanged_and_touched_scenes_add_nothing(scenes: Path, tmp_path: Path, tiny_model) -> None:
     model, processor = tiny_model
     first = _build(scenes, tmp_path / "index", model, processor)
     assert (first.added, first.total) == (25, 25)
-    manifest = EmbeddingIndex.open(tmp_path / "index").manifest
+    keys = EmbeddingIndex.open(tmp_path / "index").scene_keys()
     stat = (scenes / "a.png").stat()
-    assert manifest["scenes"][str(scenes / "a.png")] == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                                                         "digest": file_digest(scenes / "a.png")}
+    assert keys[str(scenes / "a.png")] == ItemKey(stat.st_size, stat.st_mtime_ns, file_digest(scenes / "a.png"))
     digests = {row["path"]: row["digest"] for row in _rows(tmp_path / "index")}  # each window keeps its scene's key
     assert digests == {str(scenes / name): file_digest(scenes / name) for name in ("a.png", "b.png")}
-    shards = manifest["shards"]
+    version = EmbeddingIndex.open(tmp_path / "index")._table.version
 
     again = _build(scenes, tmp_path / "index", model, processor)
     assert (again.added, again.already_indexed, again.changed, again.total) == (0, 25, 0, 25)
     os.utime(scenes / "a.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes
     touched = _build(scenes, tmp_path / "index", model, processor)
     assert (touched.added, touched.changed, touched.changed_scenes, touched.total) == (0, 0, 0, 25)
-    assert EmbeddingIndex.open(tmp_path / "index").manifest["shards"] == shards  # nothing rewritten
+    assert EmbeddingIndex.open(tmp_path / "index")._table.version == version  # nothing rewritten
 
 
 def test_a_changed_scene_is_embedded_again(scenes: Path, shared_data: Path, tmp_path: Path, tiny_model) -> None:
@@ -96,13 +95,18 @@ def test_prune_removes_the_windows_of_scenes_gone_from_the_sources(scenes: Path,
     (scenes / "b.png").unlink()
     kept = _build(scenes, tmp_path / "index", model, processor)
     assert (kept.missing_scenes, kept.missing, kept.pruned, kept.total) == (1, 16, 0, 25)
-    code = cli.main(["index", "--model", str(tiny_model_dir), "--source", str(scenes), "--output",
-                     str(tmp_path / "index"), "--window", "256", "--prune", "--format", "json"])
+    argv = ["index", "--model", str(tiny_model_dir), "--source", str(scenes), "--output", str(tmp_path / "index"),
+            "--window", "256", "--prune", "--format", "json"]
+    capsys.readouterr()
+    assert cli.main(argv) == 2  # 16 of 25 windows: more than half
+    assert "would remove 16 of the 25 items" in capsys.readouterr().err
+    assert len(EmbeddingIndex.open(tmp_path / "index")) == 25
+    code = cli.main([*argv, "--force"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and (report["pruned"], report["pruned_scenes"], report["total"]) == (16, 1, 9)
     index = EmbeddingIndex.open(tmp_path / "index")
     assert {item_id.split("#")[0] for item_id in index.ids()} == {str(scenes / "a.png")}
-    assert list(index.manifest["scenes"]) == [str(scenes / "a.png")] and index.verify() == []
+    assert list(index.scene_keys()) == [str(scenes / "a.png")] and index.verify() == []
     again = _build(scenes, tmp_path / "index", model, processor, prune=True)
     assert (again.added, again.pruned, again.missing, again.total) == (0, 0, 0, 9)
 

@@ -69,8 +69,7 @@ def test_dataset_rows_are_cut_into_windows(dataset_folder: Path, tmp_path: Path,
     assert (report.scenes, report.added, report.total, report.failures) == (3, 9 + 16 + 1, 26, [])
     index = EmbeddingIndex.open(tmp_path / "index")
     assert set(index.ids()) == _expected_windows(dataset_folder) and len(index.ids()) == 26
-    rows = [row for shard in index.manifest["shards"]
-            for row in pq.read_table(tmp_path / "index" / f"{shard['name']}.parquet").to_pylist()]
+    rows = index.items(range(len(index)))
     assert {row["row"] for row in rows} == {0, 1, 2}
     assert all(row["path"].endswith(f"&row={row['row']}") and row["crs"] is None and row["geometry"] is None
                for row in rows)
@@ -94,12 +93,12 @@ def test_dataset_rows_split_across_processes_by_dataset_row(dataset_folder: Path
                                                             tiny_model) -> None:
     model, processor = tiny_model
     options = WindowOptions(window=256)
-    EmbeddingIndex.open_or_create(tmp_path / "index", model)
+    EmbeddingIndex.open_or_create(tmp_path / "index", model, scenes=True)
     files = scene_files([dataset_folder], exclude=tmp_path / "index")
-    part = index_part(files, tmp_path / "index", model, processor, options, 8, 64, 1, 2)
+    part = index_part(files, str(tmp_path / "index"), model, processor, options, 8, 1, 2)
     # a dataset image is decoded whole, so all its rows of windows go to one process: rows 0 and 2 to process 0,
     # row 1 (tops 0, 256, 512, 721, four windows each) to process 1
-    done = EmbeddingIndex.open(tmp_path / "index" / "parts" / "rank-00001-of-00002").ids()
+    done = EmbeddingIndex.open(tmp_path / "index").ids()
     assert {(item_id.split("row=")[1].split("#")[0], int(item_id.split(",")[1])) for item_id in done} == {
         ("1", 0), ("1", 256), ("1", 512), ("1", 721)}
     assert part.added == len(done) == 4 * 4
@@ -226,8 +225,8 @@ def test_a_changed_row_is_embedded_again(dataset_folder: Path, tmp_path: Path, t
     index_dir = tmp_path / "index"
     build_scene_index([dataset_folder], index_dir, model, processor, options=WindowOptions(window=256))
     scenes = [dataset_row_scene(dataset_folder, "train", "image", row) for row in range(3)]
-    keys = EmbeddingIndex.open(index_dir).manifest["scenes"]
-    assert [keys[scene]["digest"] for scene in scenes] == [
+    keys = EmbeddingIndex.open(index_dir).scene_keys()
+    assert [keys[scene].digest for scene in scenes] == [
         row_key(pq.read_table(dataset_folder / "data" / "train-00000.parquet").column("image")[row].as_py(),
                 None)[0].digest for row in range(3)]
     before = EmbeddingIndex.open(index_dir)
@@ -256,9 +255,8 @@ def test_rows_of_older_scene_indexes_keep_their_windows_and_get_keys(dataset_fol
                                                                      tiny_model) -> None:
     model, processor = tiny_model
     build_scene_index([dataset_folder], tmp_path / "index", model, processor, options=WindowOptions(window=256))
-    manifest = json.loads((tmp_path / "index" / "index.json").read_text())
-    (tmp_path / "index" / "index.json").write_text(json.dumps({**manifest, "scenes": {}}))  # as older builds left it
     older = EmbeddingIndex.open(tmp_path / "index")
+    older.record_scenes({}, remove=older.scene_keys())  # no scene keys: as older builds left it (migrated)
     before = older.embeddings_of(older.ids())
     _replace_row_image(dataset_folder, 2, ImageOps.mirror(_row_image(dataset_folder, 2)))  # not seen: no key
     kept = build_scene_index([dataset_folder], tmp_path / "index", model, processor,
@@ -266,7 +264,7 @@ def test_rows_of_older_scene_indexes_keep_their_windows_and_get_keys(dataset_fol
     assert (kept.changed_scenes, kept.added, kept.already_indexed) == (0, 0, 26)
     index = EmbeddingIndex.open(tmp_path / "index")
     assert torch.equal(index.embeddings_of(older.ids()), before)
-    assert len(index.manifest["scenes"]) == 3  # recorded now, so the next change is seen
+    assert len(index.scene_keys()) == 3  # recorded now, so the next change is seen
     _replace_row_image(dataset_folder, 2, _row_image(dataset_folder, 0).crop(SMALL))
     report = build_scene_index([dataset_folder], tmp_path / "index", model, processor,
                                options=WindowOptions(window=256))

@@ -33,12 +33,13 @@ def index(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, tiny_mode
               write_geotiff(folder / "mercator.tif", pixels, crs="EPSG:3857", origin=MERCATOR, gsd=2.0),
               folder / "p0005.png"]
     shutil.copy(shared_data / "isaid" / "train" / "images" / "P0005.png", scenes[2])
-    build_scene_index(scenes, folder / "index", model, processor, options=WindowOptions(window=256), shard_size=8)
+    build_scene_index(scenes, folder / "index", model, processor, options=WindowOptions(window=256))
+    EmbeddingIndex.open(folder / "index").export(folder / "items.parquet")
     return folder / "index"
 
 
 def _shards(index: Path) -> list[Path]:
-    return [index / f"{shard['name']}.parquet" for shard in EmbeddingIndex.open(index).manifest["shards"]]
+    return [index.parent / "items.parquet"]
 
 
 def _read(index: Path) -> geopandas.GeoDataFrame:
@@ -102,7 +103,7 @@ def test_hits_parquet_is_geoparquet_for_geopandas(index: Path, tiny_model, tmp_p
 
 
 def test_duckdb_reads_the_item_tables_geometry_and_geo_metadata(index: Path) -> None:
-    pattern = str(index / "shard-*.parquet")
+    pattern = str(index.parent / "items.parquet")
     connection = duckdb.connect()
     rows = connection.execute(
         "SELECT id, crs, ST_AsWKB(geometry), scene_geometry, ST_AsText(geometry) FROM read_parquet(?) ORDER BY id",

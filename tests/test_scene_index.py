@@ -1,5 +1,5 @@
-"""Tests of windowed indexing of scenes and search with places: item tables, GeoParquet, GeoJSON, bbox, examples,
-merged hits, FAISS returning fewer than k, and many processes."""
+"""Tests of windowed indexing of scenes and search with places: item tables, GeoParquet, GeoJSON, bbox (exact and
+as an ANN prefilter), examples, merged hits, and many processes writing into one table."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from rclip_hf.inference.scenes import (
     build_scene_index,
     hits_geojson,
     merge_hits,
-    merge_parts,
     pixel_hits_geojson,
     write_hits_parquet,
 )
@@ -51,18 +50,17 @@ def scenes(shared_data: Path, tmp_path: Path) -> Path:
 def test_items_hold_windows_crs_and_polygons_as_geoparquet(scenes: Path, tmp_path: Path, tiny_model) -> None:
     model, processor = tiny_model
     report = build_scene_index([scenes], tmp_path / "index", model, processor,
-                               options=WindowOptions(window=256, stride=256), batch_size=8, shard_size=10)
+                               options=WindowOptions(window=256, stride=256), batch_size=8, commit_every=10)
     assert report.scenes == 2 and report.added == 9 + 16 == report.total and report.failures == []
     index = EmbeddingIndex.open(tmp_path / "index")
     geotiff = str(scenes / "p1888.tif")
-    shards = [shard["name"] for shard in index.manifest["shards"]]
-    assert all(shard["count"] <= 10 for shard in index.manifest["shards"])
-    table = pq.read_table(tmp_path / "index" / f"{shards[0]}.parquet")
+    assert index.export(tmp_path / "items.parquet") == 25
+    table = pq.read_table(tmp_path / "items.parquet")
     metadata = json.loads(table.schema.metadata[b"geo"])
     assert metadata["primary_column"] == "geometry" and metadata["columns"]["geometry"]["encoding"] == "WKB"
-    rows = {row["id"]: row for shard in shards
-            for row in pq.read_table(tmp_path / "index" / f"{shard}.parquet").to_pylist()}
-    assert len(rows) == 25
+    rows = {row["id"]: row for row in table.to_pylist()}
+    assert len(rows) == 25 and rows == {item["id"]: {**item, **{key: rows[item["id"]][key] for key in (
+        "size", "mtime_ns", "digest")}} for item in index.items(range(25))}
     item = rows[f"{geotiff}#256,256,256,256"]
     assert (item["path"], item["left"], item["top"], item["crs"]) == (geotiff, 256, 256, "EPSG:3857")
     assert geo.wkb_ring(item["scene_geometry"]) == [(1_000_512.0, 4_999_488.0), (1_001_024.0, 4_999_488.0),
@@ -76,7 +74,7 @@ def test_items_hold_windows_crs_and_polygons_as_geoparquet(scenes: Path, tmp_pat
     assert png["crs"] is None and png["geometry"] is None and png["width"] == 256
 
     again = build_scene_index([scenes], tmp_path / "index", model, processor,
-                              options=WindowOptions(window=256, stride=256), batch_size=8, shard_size=10)
+                              options=WindowOptions(window=256, stride=256), batch_size=8)
     assert (again.added, again.already_indexed, again.total) == (0, 25, 25)
     assert len(index.ids()) == len(set(EmbeddingIndex.open(tmp_path / "index").ids())) == 25
 
@@ -170,16 +168,19 @@ def _transform():
     return from_origin(0.0, 0.0, 2.0, 2.0)
 
 
-def test_faiss_probed_too_narrowly_gives_the_hits_it_has(scenes: Path, tmp_path: Path, tiny_model) -> None:
-    pytest.importorskip("faiss")
+def test_ann_search_takes_the_bbox_as_a_prefilter(scenes: Path, tmp_path: Path, tiny_model) -> None:
     model, processor = tiny_model
     build_scene_index([scenes], tmp_path / "index", model, processor, options=WindowOptions(window=128))
     index = EmbeddingIndex.open(tmp_path / "index")
-    index.build_faiss(nlist=20)
-    hits = search(index, "a harbour", k=len(index), model=model, processor=processor, backend="faiss", nprobe=1)
-    assert 0 < len(hits) < len(index)  # one list of 20 probed: FAISS filled the rest with -1
-    assert [hit["rank"] for hit in hits] == list(range(1, len(hits) + 1))
-    assert len({hit["id"] for hit in hits}) == len(hits)
+    index.build_ann(num_partitions=4)
+    bbox = (ORIGIN[0], ORIGIN[1] - 600.0, ORIGIN[0] + 600.0, ORIGIN[1])  # the top-left 300 x 300 px of the GeoTIFF
+    exact = search(index, "a harbour", k=5, model=model, processor=processor, bbox=bbox, bbox_crs="EPSG:3857",
+                   backend="exact")
+    ann = search(index, "a harbour", k=5, model=model, processor=processor, bbox=bbox, bbox_crs="EPSG:3857",
+                 backend="ann")
+    assert len(exact) == 5 and {hit["left"] for hit in exact} | {hit["top"] for hit in exact} <= {0, 128, 256}
+    assert [hit["id"] for hit in ann] == [hit["id"] for hit in exact]  # 9 windows pass: all re-scored exactly
+    assert [hit["score"] for hit in ann] == pytest.approx([hit["score"] for hit in exact], abs=1e-4)
 
 
 def test_scenes_in_different_crss_share_an_index(shared_data: Path, tmp_path: Path, tiny_model) -> None:
@@ -214,11 +215,12 @@ def test_processes_get_rows_that_share_no_block_and_equal_shares(scenes: Path, t
 
     model, processor = tiny_model
     options = WindowOptions(window=128, stride=64)  # p1888.tif has 128 px tiles: two rows of windows per tile row
-    EmbeddingIndex.open_or_create(tmp_path / "index", model)
     tops = {}
     for rank in (0, 1):
-        report = index_part([scenes / "p1888.tif"], tmp_path / "index", model, processor, options, 16, 1024, rank, 2)
-        part = EmbeddingIndex.open(tmp_path / "index" / "parts" / f"rank-0000{rank}-of-00002")
+        EmbeddingIndex.open_or_create(tmp_path / f"index{rank}", model, scenes=True)
+        report = index_part([scenes / "p1888.tif"], str(tmp_path / f"index{rank}"), model, processor, options, 16,
+                            rank, 2)
+        part = EmbeddingIndex.open(tmp_path / f"index{rank}")
         tops[rank] = sorted({int(item_id.split(",")[1]) for item_id in part.ids()})
         assert report.added == 4 * 11 and len(report.part_seconds) == 1  # 11 windows a row, 4 rows each
     assert tops == {0: [0, 64, 256, 320], 1: [128, 192, 384, 429]}  # tile rows 0 and 2 / 1 and 3
@@ -236,7 +238,6 @@ def test_spawned_processes_end_when_the_index_cannot_be_opened(scenes: Path, tmp
         build_scene_index([scenes], tmp_path / "index", tiny_model_dir, options=WindowOptions(window=256),
                           num_processes=2)
     assert multiprocessing.active_children() == []  # started before the check, ended by it
-    assert not (tmp_path / "index" / "parts").exists()
 
 
 def test_a_jpeg_decoded_whole_goes_to_one_process_and_only_it_decodes(shared_data: Path, tmp_path: Path, tiny_model,
@@ -251,9 +252,9 @@ def test_a_jpeg_decoded_whole_goes_to_one_process_and_only_it_decodes(shared_dat
         image.save(scene, quality=90)
     decoded = []
     monkeypatch.setattr(windows, "load_image", lambda path: decoded.append(Path(path).name) or Image.open(path))
-    EmbeddingIndex.open_or_create(tmp_path / "index", model)
-    index_part(scenes, tmp_path / "index", model, processor, WindowOptions(window=256), 16, 1024, 1, 2)
-    ids = EmbeddingIndex.open(tmp_path / "index" / "parts" / "rank-00001-of-00002").ids()
+    EmbeddingIndex.open_or_create(tmp_path / "index", model, scenes=True)
+    index_part(scenes, str(tmp_path / "index"), model, processor, WindowOptions(window=256), 16, 1, 2)
+    ids = EmbeddingIndex.open(tmp_path / "index").ids()
     assert {Path(item_id.split("#")[0]).name for item_id in ids} == {"b.jpg"} and len(ids) == 3 * 3
     assert decoded == ["b.jpg"]  # a.jpg (process 0's) was opened for its grid, not decoded
 
@@ -278,28 +279,24 @@ def test_two_processes_finish_a_killed_build_without_duplicates(scenes: Path, tm
     single = build_scene_index([scenes], tmp_path / "one", model, processor, options=options)
     one = EmbeddingIndex.open(tmp_path / "one")
 
-    # A killed 2-process run: rank 1 wrote one shard of 16 windows and died; rank 0 wrote nothing; no merge.
-    EmbeddingIndex.open_or_create(tmp_path / "two", model)
-    index_part(scene_files([scenes]), tmp_path / "two", model, processor, options, 8, 16, 1, 2)
-    part = tmp_path / "two" / "parts" / "rank-00001-of-00002"
-    manifest = json.loads((part / "index.json").read_text())
-    rows = {(Path(item_id.split("#")[0]).name, int(item_id.split(",")[1])) for item_id in EmbeddingIndex.open(part).ids()}
+    # A killed 2-process run: rank 1 committed its windows into the table and rank 0 nothing.
+    EmbeddingIndex.open_or_create(tmp_path / "two", model, scenes=True)
+    index_part(scene_files([scenes]), str(tmp_path / "two"), model, processor, options, 8, 1, 2)
+    rows = {(Path(item_id.split("#")[0]).name, int(item_id.split(",")[1]))
+            for item_id in EmbeddingIndex.open(tmp_path / "two").ids()}
     # groups of rows sharing a row of blocks, in order: p0005.png (a PNG: one pixel row a block) tops 0, 128, ...,
     # 768, 849 (groups 0-7), p1888.tif (128 px tiles) tops 0, 128, 256 (groups 8-10) and 384 with 429 (group 11)
     assert rows == {("p0005.png", 128), ("p0005.png", 384), ("p0005.png", 640), ("p0005.png", 849),
                     ("p1888.tif", 128), ("p1888.tif", 384), ("p1888.tif", 429)}  # rank 1 of 2: the odd groups
-    manifest["shards"], manifest["num_items"] = manifest["shards"][:1], 16
-    (part / "index.json").write_text(json.dumps(manifest))
+    written = len(EmbeddingIndex.open(tmp_path / "two"))
 
-    report = build_scene_index([scenes], tmp_path / "two", tiny_model_dir, options=options, num_processes=2,
-                               shard_size=16)
-    assert report.processes == 2 and report.already_indexed == 16 and len(report.part_seconds) == 2
+    report = build_scene_index([scenes], tmp_path / "two", tiny_model_dir, options=options, num_processes=2)
+    assert report.processes == 2 and report.already_indexed == written and len(report.part_seconds) == 2
     assert report.threads == max(1, len(os.sched_getaffinity(0)) // 2)
-    assert report.added == single.total - 16 and report.total == single.total
+    assert report.added == single.total - written and report.total == single.total
     two = EmbeddingIndex.open(tmp_path / "two")
-    assert sorted(two.ids()) == sorted(one.ids()) and not (tmp_path / "two" / "parts").exists()
+    assert sorted(two.ids()) == sorted(one.ids()) and len(set(two.ids())) == len(two)
     torch.testing.assert_close(two.embeddings_of(one.ids()), one.embeddings_of(one.ids()), atol=1e-5, rtol=0)
-    assert merge_parts(tmp_path / "two").manifest["num_items"] == single.total  # merging again adds nothing
 
 
 @pytest.mark.slow
@@ -309,35 +306,29 @@ def test_sigkill_of_a_two_process_build_then_a_rerun_gives_every_window_once(sce
     options = WindowOptions(window=128, stride=128)
     expected = build_scene_index([scenes], tmp_path / "one", model, processor, options=options)
     command = [sys.executable, "-m", "rclip_hf.cli", "index", "--model", str(tiny_model_dir), "--source", str(scenes),
-               "--output", str(tmp_path / "two"), "--window", "128", "--num-processes", "2", "--shard-size", "8",
+               "--output", str(tmp_path / "two"), "--window", "128", "--num-processes", "2", "--commit-every", "8",
                "--batch-size", "4"]
     build = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while not _committed_shards(tmp_path / "two") and build.poll() is None:
+    while not _committed(tmp_path / "two") and build.poll() is None:
         if time.monotonic() > deadline:
             os.killpg(build.pid, signal.SIGKILL)
-            pytest.fail("no shard written within 240 s")
-        time.sleep(0.02)
+            pytest.fail("no windows committed within 240 s")
+        time.sleep(0.05)
     os.killpg(build.pid, signal.SIGKILL)  # the parent and both workers, mid-build
     build.wait()
-    written = sum(len(EmbeddingIndex.open(part).ids()) for part in (tmp_path / "two" / "parts").iterdir()
-                  if (part / "index.json").is_file())
-    assert 0 < written < expected.total  # killed in the middle: some shards kept, not all windows
-    # The re-run here is one process (the test above re-runs with two): the parts are finished and merged either way.
-    report = build_scene_index([scenes], tmp_path / "two", model, processor, options=options, shard_size=8)
+    written = len(EmbeddingIndex.open(tmp_path / "two"))
+    assert 0 < written < expected.total  # killed in the middle: some commits kept, not all windows
+    report = build_scene_index([scenes], tmp_path / "two", model, processor, options=options)
     assert report.already_indexed == written and report.total == expected.total
-    assert not (tmp_path / "two" / "parts").exists()
     ids = EmbeddingIndex.open(tmp_path / "two").ids()
     assert len(ids) == len(set(ids)) == expected.total
     assert set(ids) == set(EmbeddingIndex.open(tmp_path / "one").ids())
 
 
-def _committed_shards(index: Path) -> int:
-    """Shards the part manifests of a many-process build list (written after the shard files)."""
-    count = 0
-    for manifest in index.glob("parts/*/index.json"):
-        try:
-            count += len(json.loads(manifest.read_text())["shards"])
-        except (OSError, ValueError):  # replaced while read: counted at the next poll
-            continue
-    return count
+def _committed(index: Path) -> int:
+    """Windows committed into the index so far (0 while it does not exist)."""
+    try:
+        return len(EmbeddingIndex.open(index))
+    except (FileNotFoundError, ValueError, OSError):
+        return 0

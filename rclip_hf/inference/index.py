@@ -1,46 +1,39 @@
-"""The on-disk embedding index format and its search: shards of embeddings + item tables, and FAISS.
+"""The embedding index: a LanceDB table of items with their embeddings, in a local folder or object storage.
 
-Layout of an index folder (all files written atomically, so an interrupted build resumes cleanly):
+An index is a LanceDB database (a folder, or an `s3://`, `gs://`, `az://` URI) holding:
 
-- `index.json`: format version, the model that made the embeddings (name, `model_type`, projection size and
-  `model_fingerprint`), the source, the shards (name, size, BLAKE2b digests of both files), and the FAISS file
-  when there is one. It is the one commit point: a shard not listed there does not exist (files left by a killed
-  build are removed by the next one);
-- `shard-<random>.safetensors` (`embeddings`, float32 (n, D), L2-normalised) + `shard-<random>.parquet` (`id`,
-  `path`, `row`, `size`, `mtime_ns`, `digest` — the BLAKE2b of an image file or of a dataset row's stored image,
-  that tell a changed one —
-  and for windows of scenes the columns of `scenes.py`, as GeoParquet): at most `shard_size` items each, committed
-  as the build goes; random names never collide;
-- `index.lock`: held (an exclusive `flock`) by the process writing the index, with its PID and start time;
-- `parts/` (many-process scene builds only): the processes' part indexes, merged into the index when all are done;
-- `failures.json`: the items of the latest build that could not be read (`id`, `path`, `reason`); they are
-  retried by the next build;
-- `faiss.index` (optional): an inverted-file FAISS index over all shards for large indexes.
+- the table `items`: `id`, `path`, `row` (the dataset row, -1 for files), the item's key (`size`, `mtime_ns`,
+  `digest`: the BLAKE2b of an image file or of a dataset row's stored image, that tell a changed one), for windows of
+  scenes the scene columns of `scenes.py` (pixel window, `crs`, `scene_geometry`, `geometry`, and the window's
+  longitude/latitude extent as `xmin`, `ymin`, `xmax`, `ymax`, which bbox prefilters read) and any other column a
+  window record carries, and `embedding` (float32 (D,), L2-normalised). The model that made the embeddings (name,
+  `model_type`, projection size, `model_fingerprint`) and the build options are the `embedding` column's metadata;
+- the table `scenes` (windows of scenes only): each scene's key, so a re-run embeds a changed scene again;
+- `failures.json` (local folders): the items of the latest build that could not be read (`id`, `path`, `reason`);
+  the next build retries them.
 
-Search is exact by default (`chunked_topk` shard by shard: memory bounded by one shard, not the archive) and uses
-the FAISS file (approximate, much faster on millions of items) when it exists and is up to date.
+Builds upsert by `id` (`merge_insert`): every commit is a Lance version, so a killed build loses at most the batch
+being written, and writers on several processes or machines commit into one table (Lance retries a commit that
+conflicts with another writer's). Search is exact (`chunked_topk` over batches of the table: memory bounded by one
+batch) below `ANN_MIN_ITEMS` items; above, an IVF-HNSW-SQ index (`build_ann`) answers, with filters as prefilters.
+
+An index of the format before LanceDB (`index.json` + shards) is refused with the command that converts it,
+`rclip-hf index migrate OLD NEW` (`migrate_index`).
 """
 
 from __future__ import annotations
 
-import bisect
-import fcntl
 import hashlib
 import json
+import logging
 import math
-import os
-import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 from transformers import CLIPModel
 
@@ -50,28 +43,44 @@ from ..loading import describe, model_fingerprint
 from ..topk import chunked_topk, topk_lowest_index
 
 INDEX_FORMAT = "rclip-hf-embedding-index"
-INDEX_FORMAT_VERSION = 1
-MANIFEST_FILE = "index.json"
+INDEX_FORMAT_VERSION = 2
+ITEMS_TABLE = "items"
+SCENES_TABLE = "scenes"
 FAILURES_FILE = "failures.json"
-FAISS_FILE = "faiss.index"
-LOCK_FILE = "index.lock"
-SHARD_PREFIX = "shard-"
+#: The manifest of an index of the format before LanceDB (version 1); `migrate_index` converts such an index.
+OLD_MANIFEST_FILE = "index.json"
+#: Key of the index's metadata (JSON) in the `embedding` column's field metadata.
+METADATA_KEY = "rclip_hf"
 #: Item-table columns that key an image file's content (bookkeeping of builds, not part of a hit)
 KEY_COLUMNS = ("size", "mtime_ns", "digest")
-#: Indexes with at least this many items get a FAISS file when `faiss="auto"` and faiss is installed.
-FAISS_MIN_ITEMS = 100_000
-#: Inverted lists probed per query by the FAISS backend (of `nlist` ~ sqrt(N)).
-FAISS_NPROBE = 32
+#: The window's longitude/latitude extent, which bbox prefilters read; a hit shows them as its `bbox`.
+BBOX_COLUMNS = ("xmin", "ymin", "xmax", "ymax")
+#: Indexes with at least this many items get an ANN index when `ann="auto"` (benchmarks/search_scale.py).
+ANN_MIN_ITEMS = 200_000
+#: IVF partitions probed per query, and the refine factor (candidates re-scored exactly) of ANN search.
+ANN_NPROBES = 32
+ANN_REFINE = 10
+#: Items read per batch by exact search and the embedding scans.
+SCAN_BATCH = 65536
+#: Exact search keeps the embeddings of an index in memory (per table version) up to this size; a larger index is
+#: read batch by batch for each search (benchmarks/search_scale.py: reading the table dominates a flat query).
+EXACT_CACHE_BYTES = 512 * 2**20
+#: Field metadata that makes a column the table's primary key: concurrent `merge_insert`s of one new key then
+#: conflict (and Lance retries one of them) instead of both inserting it.
+PRIMARY_KEY = {"lance-schema:unenforced-primary-key:position": "1"}
+#: Ids per `id IN (...)` filter.
+ID_BATCH = 1000
 
-Backend = Literal["auto", "exact", "faiss"]
+Backend = Literal["auto", "exact", "ann"]
+logger = logging.getLogger(__name__)
 
 
 class IndexModelMismatchError(UserError, ValueError):
     """Embeddings of one model are being mixed or compared with another model's; the message names both."""
 
 
-class IndexBusyError(UserError):
-    """Another process is writing the index; the message names its PID and since when."""
+class OldIndexFormatError(UserError):
+    """An index of the format before LanceDB; the message names the command that converts it."""
 
 
 @dataclass(frozen=True)
@@ -95,33 +104,6 @@ class IndexEntry:
     key: ItemKey
     embedding: Tensor
     extra: dict[str, Any] = field(default_factory=dict)  # scene columns of a window (`scenes.py`)
-
-
-@contextmanager
-def index_lock(directory: str | Path, wait: bool = False) -> Iterator[None]:
-    """Hold the index's `index.lock` while writing: an exclusive `flock`, released by the kernel even when the
-    holder is killed. With `wait`, queue behind the holder; else `IndexBusyError` names it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / LOCK_FILE).open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise IndexBusyError(str(directory), f"index in use by {holder}",
-                                 "wait until it is done, or pass --wait to queue behind it") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"PID {os.getpid()} since {_now()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def file_digest(path: str | Path) -> str:
@@ -163,143 +145,339 @@ def row_key(cell: dict[str, Any] | None, old: ItemKey | None) -> tuple[ItemKey |
     return (None, "") if old is not None and old.digest == key.digest else (key, "")
 
 
-class EmbeddingIndex:
-    """An index folder: its manifest, shard-by-shard embeddings and item table, and search over them."""
+# ----- storage --------------------------------------------------------------------------------------------------
+def is_local(uri: str | Path) -> bool:
+    """Whether `uri` is a local folder (not `scheme://...`)."""
+    return "://" not in str(uri) or str(uri).startswith("file://")
 
-    def __init__(self, directory: str | Path, manifest: dict[str, Any]):
-        self.directory = Path(directory)
-        self.manifest = manifest
+
+def is_index_folder(folder: Path) -> bool:
+    """Whether a local `folder` holds an index (of this format or the old one)."""
+    return (any((folder / f"{table}.lance").is_dir() for table in (ITEMS_TABLE, SCENES_TABLE))
+            or (folder / OLD_MANIFEST_FILE).is_file())  # scenes.lance is created first: an interrupted creation
+
+
+def check_output_folder(uri: str) -> None:
+    """Refuse a local output that exists and is not an index of ours: a file, or a folder holding other files (the
+    user's files are never mixed with an index's)."""
+    if not is_local(uri):
+        return
+    folder = Path(uri.removeprefix("file://"))
+    if folder.is_file():
+        raise UserError(uri, "a file, not an index folder", "give a new folder for the index")
+    if folder.is_dir() and any(folder.iterdir()) and not is_index_folder(folder):
+        raise UserError(uri, "an existing folder with files that are not an index's",
+                        "give a new or empty folder, or an index made by `rclip-hf index`")
+
+
+def check_prune(index: EmbeddingIndex, count: int, force: bool) -> None:
+    """Refuse a prune of more than half of the index unless `force`."""
+    if count * 2 > len(index) and not force:
+        raise UserError("--prune", f"would remove {count} of the {len(index)} items of {index.uri}, more than half",
+                        "check --source (a folder empty for a moment?), or pass --force to prune them")
+
+
+def _refuse_old_format(uri: str) -> None:
+    if is_local(uri) and (Path(uri) / OLD_MANIFEST_FILE).is_file():
+        raise OldIndexFormatError(uri, "an index of the format before LanceDB (index.json and shard files)",
+                                  f"convert it once: rclip-hf index migrate {uri} NEW_INDEX")
+
+
+def storage_error(uri: str, error: Exception) -> UserError:
+    """One line for a storage failure at `uri` (unreachable endpoint, missing credentials, denied access...)."""
+    text = " ".join(str(error).split())
+    lowered = text.lower()
+    if "no space left" in lowered or "os error 28" in lowered:
+        what = "no space left on device"
+        fix = "free space on that disk or write elsewhere; re-run to resume: committed items are kept"
+    elif any(word in lowered for word in ("credential", "accessdenied", "access denied", "forbidden", "403",
+                                        "invalidaccesskeyid", "signature")):
+        what = "access refused: missing or wrong credentials"
+        fix = "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile), or pass --storage-option KEY=VALUE"
+    elif any(word in lowered for word in ("connect", "dns", "timed out", "timeout", "unreachable", "refused",
+                                          "error sending request", "nosuchbucket", "no such bucket")):
+        what = "storage unreachable"
+        fix = "check the URI, the endpoint (--storage-option endpoint=...) and the network; re-run to resume"
+    else:
+        what = "storage failed"
+        fix = "check the URI and --storage-option values; re-run to resume"
+    return UserError(uri, f"{what} ({text[:300]})", fix)
+
+
+def _connect(uri: str, storage_options: Mapping[str, str] | None) -> Any:
+    import lancedb
+
+    return lancedb.connect(uri, storage_options=dict(storage_options or {}) or None)
+
+
+def _items_schema(dim: int, metadata: dict[str, Any]) -> Any:
+    import pyarrow as pa
+
+    embedding = pa.field("embedding", pa.list_(pa.float32(), dim),
+                         metadata={METADATA_KEY: json.dumps(metadata)})
+    return pa.schema([pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY), pa.field("path", pa.string()), pa.field("row", pa.int64()),
+                      pa.field("size", pa.int64()), pa.field("mtime_ns", pa.int64()), pa.field("digest", pa.string()),
+                      embedding])
+
+
+def scene_schema() -> Any:
+    """The scene columns of windows as they are stored (`window_record` gives them; bbox as four columns)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, pa.int64()) for name in ("left", "top", "width", "height")]
+                     + [pa.field("crs", pa.string()), pa.field("scene_geometry", pa.binary()),
+                        pa.field("geometry", pa.binary())]
+                     + [pa.field(name, pa.float64()) for name in BBOX_COLUMNS])
+
+
+def _scenes_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([pa.field("scene", pa.string(), nullable=False, metadata=PRIMARY_KEY), pa.field("size", pa.int64()),
+                      pa.field("mtime_ns", pa.int64()), pa.field("digest", pa.string())])
+
+
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+
+
+class EmbeddingIndex:
+    """An index: its LanceDB tables and metadata, its items in a stable order (positions), and search over them.
+
+    Positions are the order of the items in the table's version this object reads; they stay the same until this
+    object writes or `refresh`es."""
+
+    def __init__(self, uri: str | Path, table: Any, storage_options: Mapping[str, str] | None = None):
+        self.uri = str(uri)
+        self.directory = Path(uri) if is_local(uri) else self.uri
+        self.storage_options = dict(storage_options or {})
+        self._table = table
         self._buffer: list[IndexEntry] = []
+        self._cache: dict[tuple[int, str], Any] = {}
 
     # ----- opening and identity -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, directory: str | Path) -> EmbeddingIndex:
-        """Open an existing index folder; raises `FileNotFoundError` / `ValueError` naming the folder."""
-        directory = Path(directory)
-        manifest_path = directory / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"no embedding index at {directory} ({MANIFEST_FILE} not found)")
+    def open(cls, uri: str | Path, storage_options: Mapping[str, str] | None = None) -> EmbeddingIndex:
+        """Open an existing index; `FileNotFoundError` naming it when there is none, `OldIndexFormatError` for an
+        index of the format before LanceDB."""
+        uri = str(uri)
+        _refuse_old_format(uri)
+        if is_local(uri) and not (Path(uri.removeprefix("file://")) / f"{ITEMS_TABLE}.lance").is_dir():
+            raise FileNotFoundError(f"no embedding index at {uri} (no table {ITEMS_TABLE!r})")  # nothing created
         try:
-            manifest = json.loads(manifest_path.read_text())
+            db = _connect(uri, storage_options)
+            table = db.open_table(ITEMS_TABLE)
         except ValueError as error:
-            raise ValueError(f"{manifest_path}: not valid JSON ({error}); the index is damaged: build it again "
-                             "into a new folder") from None
-        if (not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT
-                or manifest.get("version") != INDEX_FORMAT_VERSION):
-            raise ValueError(f"{manifest_path} is not an {INDEX_FORMAT} v{INDEX_FORMAT_VERSION} manifest "
-                             f"(format={manifest.get('format')!r}, version={manifest.get('version')!r})")
-        return cls(directory, manifest)
+            if "not found" in str(error) or "does not exist" in str(error):
+                raise FileNotFoundError(f"no embedding index at {uri} (no table {ITEMS_TABLE!r})") from None
+            raise storage_error(uri, error) from None
+        except (OSError, RuntimeError) as error:
+            raise storage_error(uri, error) from None
+        index = cls(uri, table, storage_options)
+        if index.metadata.get("format") != INDEX_FORMAT:
+            raise UserError(uri, f"table {ITEMS_TABLE!r} is not an {INDEX_FORMAT} table",
+                            "give an index made by `rclip-hf index`")
+        return index
 
     @classmethod
-    def open_or_create(cls, directory: str | Path, model: CLIPModel, source: str = "") -> EmbeddingIndex:
-        """Open the index at `directory` (checking it was made by `model`) or start an empty one there. Call it
-        holding `index_lock`: files of a killed build that the manifest does not list are removed."""
-        directory = Path(directory)
-        if (directory / MANIFEST_FILE).is_file():
-            index = cls.open(directory)
-            index.check_model(model)
-            index._remove_unlisted_files()
-            return index
-        directory.mkdir(parents=True, exist_ok=True)
+    def open_or_create(cls, uri: str | Path, model: CLIPModel, source: str = "",
+                       storage_options: Mapping[str, str] | None = None, scenes: bool = False) -> EmbeddingIndex:
+        """Open the index at `uri` (checking it was made by `model`) or create an empty one there (with the scene
+        columns of windows when `scenes`). Safe when several writers do it at once."""
+        uri = str(uri)
+        _refuse_old_format(uri)
+        try:
+            return cls._open_checked(uri, model, storage_options)
+        except FileNotFoundError:
+            check_output_folder(uri)
+        import pyarrow as pa
+
         now = _now()
-        manifest = {"format": INDEX_FORMAT, "version": INDEX_FORMAT_VERSION, **describe(model), "source": source,
-                    "num_items": 0, "shards": [], "faiss": None, "created": now, "updated": now,
-                    "rclip_hf_version": __version__}
-        index = cls(directory, manifest)
-        index._write_manifest()
+        metadata = {"format": INDEX_FORMAT, "version": INDEX_FORMAT_VERSION, **describe(model), "source": source,
+                    "created": now, "rclip_hf_version": __version__}
+        schema = _items_schema(model.config.projection_dim, metadata)
+        if scenes:
+            schema = pa.schema(list(schema)[:-1] + list(scene_schema()) + [schema.field("embedding")])
+        try:
+            db = _connect(uri, storage_options)
+            db.create_table(SCENES_TABLE, schema=_scenes_schema(), exist_ok=True)
+            db.create_table(ITEMS_TABLE, schema=schema, exist_ok=True)
+        except (OSError, RuntimeError, ValueError) as error:
+            raise storage_error(uri, error) from None
+        return cls._open_checked(uri, model, storage_options)  # another writer may have created it first
+
+    @classmethod
+    def _open_checked(cls, uri: str, model: CLIPModel, storage_options: Mapping[str, str] | None) -> EmbeddingIndex:
+        index = cls.open(uri, storage_options)
+        index.check_model(model)
         return index
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The index's metadata: format, model (name, `model_type`, `projection_dim`, `fingerprint`), source,
+        creation time, and build options (`windows` for windows of scenes)."""
+        field_metadata = self._table.schema.field("embedding").metadata or {}
+        return json.loads(field_metadata.get(METADATA_KEY.encode(), b"{}"))
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """Read-only view in the shape of the format before LanceDB's `index.json`: the metadata (model, `windows`)
+        and `scenes` (scene -> its key as a dict); writes go through `update_metadata` and `record_scenes`."""
+        return {**self.metadata, "scenes": {scene: asdict(key) for scene, key in self.scene_keys().items()}}
+
+    def check_sources(self, sources: Sequence[str], add: bool = False) -> None:
+        """Remember the index's sources (resolved paths or URLs); a source it was not built from is refused (one
+        line naming it) unless `add`."""
+        remembered = list(self.metadata.get("sources") or [])
+        new = [source for source in dict.fromkeys(sources) if source not in remembered]
+        if not new:
+            return
+        if remembered and not add:
+            raise UserError(f"--source {new[0]}", f"the index at {self.uri} was built from {', '.join(remembered)}",
+                            "pass --add-source to add this source to it, or build into a new --output")
+        self.update_metadata(sources=remembered + new)
+
+    def update_metadata(self, **values: Any) -> None:
+        """Set entries of the index's metadata (one commit)."""
+        for attempt in range(8):
+            metadata = self.metadata
+            if all(metadata.get(key) == value for key, value in values.items()):
+                return
+            try:
+                self._table.update_field_metadata(
+                    {"path": "embedding", "metadata": {METADATA_KEY: json.dumps({**metadata, **values})}})
+                break
+            except (OSError, RuntimeError) as error:  # another writer committed first: read its version, again
+                if attempt == 7 or not any(word in str(error).lower() for word in ("conflict", "incompatible")):
+                    raise storage_error(self.uri, error) from None
+                self._table.checkout_latest()
+        self._cache.clear()
 
     def check_model(self, model: CLIPModel) -> None:
         """Raise `IndexModelMismatchError` unless `model` is the model whose embeddings the index holds."""
         fingerprint = model_fingerprint(model)
-        if fingerprint != self.manifest["fingerprint"]:
+        metadata = self.metadata
+        if fingerprint != metadata["fingerprint"]:
             raise IndexModelMismatchError(
-                f"the index at {self.directory} holds embeddings of model {self.manifest['model']!r} "
-                f"(fingerprint {self.manifest['fingerprint'][:12]}), but the given model "
+                f"the index at {self.uri} holds embeddings of model {metadata['model']!r} "
+                f"(fingerprint {metadata['fingerprint'][:12]}), but the given model "
                 f"{getattr(model, 'name_or_path', '') or '<in memory>'!r} has fingerprint {fingerprint[:12]}: "
                 "embeddings of different models cannot be mixed or compared; use the index's model or a new folder"
             )
 
+    def refresh(self) -> None:
+        """Read the table's latest version (other writers' commits); positions may change."""
+        self._table.checkout_latest()
+        self._cache.clear()
+
     def __len__(self) -> int:
-        return int(self.manifest["num_items"])
+        return self._cached("count", self._table.count_rows)
 
     @property
     def dim(self) -> int:
         """Embedding size D."""
-        return int(self.manifest["projection_dim"])
+        return int(self.metadata["projection_dim"])
+
+    @property
+    def column_names(self) -> list[str]:
+        """The item table's columns."""
+        return self._table.schema.names
 
     # ----- reading ---------------------------------------------------------------------------------------------
-    def shard_embeddings(self) -> Iterator[tuple[int, Tensor]]:
-        """(offset of the shard's first item, embeddings (n, D) float32), one shard in memory at a time."""
+    def _cached(self, name: str, read: Any) -> Any:
+        key = (self._table.version, name)
+        if key not in self._cache:
+            self._cache[key] = read()
+        return self._cache[key]
+
+    def _scan(self, columns: Sequence[str], where: str | None = None) -> Any:
+        query = self._table.search().select(list(columns)).limit(None)
+        return (query.where(where) if where else query).to_arrow()
+
+    def shard_embeddings(self, batch_size: int = SCAN_BATCH) -> Iterator[tuple[int, Tensor]]:
+        """(offset of the batch's first item, embeddings (n, D) float32), one batch in memory at a time, in
+        position order."""
         offset = 0
-        for shard in self.manifest["shards"]:
-            with safe_open(self.directory / f"{shard['name']}.safetensors", framework="pt") as handle:
-                embeddings = handle.get_tensor("embeddings")
+        for batch in self._table.search().select(["embedding"]).limit(None).to_batches(batch_size):
+            if batch.num_rows == 0:
+                continue
+            embeddings = _embedding_tensor(batch.column("embedding"), self.dim)
             yield offset, embeddings
-            offset += shard["count"]
+            offset += len(embeddings)
 
     def ids(self) -> list[str]:
-        """All item ids, in index order."""
+        """All item ids, in position order."""
         return self.column("id")
 
+    def positions_of(self) -> dict[str, int]:
+        """Id -> position of every item."""
+        return self._cached("positions", lambda: {item_id: position for position, item_id in enumerate(self.ids())})
+
     def column(self, name: str) -> list[Any]:
-        """One column of the item table over all shards, in index order (None where a shard lacks it)."""
-        values: list[Any] = []
-        for shard in self.manifest["shards"]:
-            table = self._table(shard["name"])
-            values.extend(table[name] if name in table else [None] * shard["count"])
-        return values
+        """One column of the item table, in position order (None where the table lacks it; `bbox` is the dict of
+        the window's longitude/latitude extent, as in a hit)."""
+        def read() -> list[Any]:
+            if name == "bbox":
+                return _bboxes(self._scan(BBOX_COLUMNS)) if "xmin" in self.column_names else [None] * len(self)
+            if name not in self.column_names:
+                return [None] * len(self)
+            return self._scan([name]).column(name).to_pylist()
+
+        return self._cached(f"column:{name}", read)
+
+    def numeric_column(self, name: str) -> Any:
+        """A numeric column as a float64 numpy array (NaN for nulls), in position order."""
+        import numpy as np
+
+        return self._cached(f"numeric:{name}", lambda: np.asarray(
+            self._scan([name]).column(name).to_numpy(zero_copy_only=False), dtype=np.float64))
+
+    def bbox_mask(self, box: Sequence[float]) -> Tensor:
+        """Bool (N,): the items whose longitude/latitude extent meets `box` (minx, miny, maxx, maxy in
+        longitude/latitude; touching counts); none for an index without extents."""
+        if "xmin" not in self.column_names:
+            return torch.zeros(len(self), dtype=torch.bool)
+        xmin, ymin, xmax, ymax = (self.numeric_column(name) for name in BBOX_COLUMNS)  # NaN: not georeferenced
+        return torch.from_numpy((xmin <= box[2]) & (xmax >= box[0]) & (ymin <= box[3]) & (ymax >= box[1]))
 
     def embeddings_of(self, ids: Sequence[str]) -> Tensor:
         """Embeddings (n, D) of the items with the given ids; `KeyError` naming an id that is not in the index."""
-        positions = {item_id: position for position, item_id in enumerate(self.ids())}
-        missing = [item_id for item_id in ids if item_id not in positions]
+        found: dict[str, Tensor] = {}
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), ID_BATCH):
+            table = self._scan(["id", "embedding"], f"id IN ({_quoted(wanted[start:start + ID_BATCH])})")
+            found.update(zip(table.column("id").to_pylist(), _embedding_tensor(table.column("embedding"), self.dim)))
+        missing = [item_id for item_id in ids if item_id not in found]
         if missing:
-            raise KeyError(f"no item with id {missing[0]!r} in the index at {self.directory}")
-        wanted = torch.tensor([positions[item_id] for item_id in ids], dtype=torch.long)
-        out = torch.empty(len(ids), self.dim)
-        for offset, embeddings in self.shard_embeddings():
-            inside = (wanted >= offset) & (wanted < offset + len(embeddings))
-            out[inside] = embeddings[wanted[inside] - offset]
-        return out
+            raise KeyError(f"no item with id {missing[0]!r} in the index at {self.uri}")
+        return torch.stack([found[item_id] for item_id in ids]) if ids else torch.empty(0, self.dim)
 
     def items(self, positions: Iterable[int]) -> list[dict[str, Any]]:
-        """The item-table row (`id`, `path`, `row`, and any scene columns; not the file keys) of the items at the
-        given positions."""
-        starts, names = [], []
-        offset = 0
-        for shard in self.manifest["shards"]:
-            starts.append(offset)
-            names.append(shard["name"])
-            offset += shard["count"]
-        found = []
+        """The item-table row (`id`, `path`, `row`, and any scene columns with the extent as `bbox`; not the file
+        keys nor the embedding) of the items at the given positions."""
+        positions = list(positions)
+        size = len(self)
         for position in positions:
-            if not 0 <= position < offset:
-                raise IndexError(f"position {position} is outside the index at {self.directory} ({offset} items)")
-            shard_index = bisect.bisect_right(starts, position) - 1
-            table = self._table(names[shard_index])
-            local = position - starts[shard_index]
-            found.append({column: values[local] for column, values in table.items() if column not in KEY_COLUMNS})
-        return found
-
-    def _table(self, name: str) -> dict[str, list]:
-        return _read_table(self.directory / f"{name}.parquet")
+            if not 0 <= position < size:
+                raise IndexError(f"position {position} is outside the index at {self.uri} ({size} items)")
+        if not positions:
+            return []
+        columns = [name for name in self.column_names if name not in (*KEY_COLUMNS, "embedding")]
+        unique = sorted(set(positions))  # take_offsets gives rows in position order
+        rows = dict(zip(unique, self._table.take_offsets(unique).select(columns).to_arrow().to_pylist()))
+        return [_hit_row(dict(rows[position])) for position in positions]
 
     # ----- writing ---------------------------------------------------------------------------------------------
     def item_keys(self) -> dict[str, ItemKey]:
-        """Id -> `ItemKey` of every item (tables written before keys were stored give `ItemKey()`)."""
-        keys = {}
-        for shard in self.manifest["shards"]:
-            table = self._table(shard["name"])
-            columns = [table.get(name, [default] * len(table["id"]))
-                       for name, default in zip(KEY_COLUMNS, (-1, -1, ""))]
-            keys.update((item_id, ItemKey(*values)) for item_id, *values in zip(table["id"], *columns))
-        return keys
+        """Id -> `ItemKey` of every item."""
+        table = self._scan(["id", *KEY_COLUMNS])
+        return {item_id: ItemKey(size, mtime_ns, digest or "") for item_id, size, mtime_ns, digest in zip(
+            *(table.column(name).to_pylist() for name in ("id", *KEY_COLUMNS)))}
 
     def add(self, ids: Sequence[str], paths: Sequence[str], rows: Sequence[int], embeddings: Tensor,
             keys: Sequence[ItemKey] | None = None, extra: Sequence[dict[str, Any]] | None = None) -> None:
         """Queue items with their embeddings (n, D), file keys and optional extra item-table columns (one dict per
-        item: the scene columns of windows); nothing is on disk until `commit`."""
+        item: the scene columns of windows); nothing is stored until `commit`."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim or embeddings.shape[0] != len(ids):
             raise ValueError(f"add: expected embeddings ({len(ids)}, {self.dim}), got {tuple(embeddings.shape)}")
         keys = keys if keys is not None else [ItemKey()] * len(ids)
@@ -312,266 +490,374 @@ class EmbeddingIndex:
         """Items added since the last `commit`."""
         return len(self._buffer)
 
-    def commit(self, shard_size: int, remove: Iterable[str] = (), rekey: Mapping[str, ItemKey] | None = None) -> None:
-        """Write the queued items as new shards of at most `shard_size`, drop the items with ids in `remove` and
-        give the items with ids in `rekey` those keys (their embeddings kept): shards are rewritten, all in one
-        manifest update, so a kill leaves the old state."""
-        remove, rekey = set(remove), rekey or {}
-        shards, replaced = [], []
-        for shard in self.manifest["shards"]:
-            if not remove and not rekey:
-                shards.append(shard)
-                continue
-            table = self._table(shard["name"])
-            keep = [position for position, item_id in enumerate(table["id"]) if item_id not in remove]
-            if len(keep) == len(table["id"]) and not rekey.keys() & set(table["id"]):
-                shards.append(shard)
-                continue
-            replaced.append(shard["name"])
-            if keep:
-                import pyarrow.parquet as pq
-
-                with safe_open(self.directory / f"{shard['name']}.safetensors", framework="pt") as handle:
-                    embeddings = handle.get_tensor("embeddings")[keep]
-                kept = pq.read_table(self.directory / f"{shard['name']}.parquet").take(keep)
-                shards.append(self._write_shard(_with_keys(kept, rekey), embeddings))
-        for start in range(0, len(self._buffer), shard_size):
-            chunk = self._buffer[start:start + shard_size]
-            shards.append(self._write_shard(_entry_table(chunk), torch.stack([entry.embedding for entry in chunk])))
-        if not replaced and not self._buffer:
+    def commit(self, remove: Iterable[str] = (), rekey: Mapping[str, ItemKey] | None = None) -> None:
+        """Upsert the queued items by id, delete the items with ids in `remove` and give the items with ids in
+        `rekey` those keys (their embeddings kept): one commit (a Lance version) when only items are added or
+        replaced; Lance retries it when another writer committed first."""
+        remove = set(remove) - {entry.id for entry in self._buffer}
+        if not self._buffer and not rekey and not remove:
             return
-        self.manifest["shards"] = shards
-        self.manifest["num_items"] = sum(shard["count"] for shard in shards)
-        self._write_manifest()
+        for attempt in range(3):
+            try:
+                self._write(remove, rekey)
+                break
+            except (OSError, RuntimeError, ValueError) as error:
+                if attempt < 2 and "schema" in str(error).lower():  # another writer changed the schema first
+                    self._table.checkout_latest()
+                    continue
+                raise storage_error(self.uri, error) from None
         self._buffer = []
-        for name in replaced:
-            for suffix in (".safetensors", ".parquet"):
-                (self.directory / f"{name}{suffix}").unlink(missing_ok=True)
+        self._cache.clear()
 
-    def _write_shard(self, table: Any, embeddings: Tensor) -> dict[str, Any]:
-        """Write one shard pair (item table `table`, pyarrow) under a fresh random name; returns its manifest
-        entry."""
-        import pyarrow.parquet as pq
+    def _write(self, remove: set[str], rekey: Mapping[str, ItemKey] | None) -> None:
+        rows = self._entry_table(self._buffer) if self._buffer else None
+        if rekey:
+            rekeyed = self._rekeyed(rekey)
+            rows = rekeyed if rows is None else _concat(rows, rekeyed)
+        if rows is not None:
+            builder = self._table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+            if remove:
+                builder = builder.when_not_matched_by_source_delete(f"id IN ({_quoted(sorted(remove))})")
+            builder.execute(rows)
+            return
+        ordered = sorted(remove)
+        for start in range(0, len(ordered), ID_BATCH):
+            self._table.delete(f"id IN ({_quoted(ordered[start:start + ID_BATCH])})")
 
-        name = new_shard_name()
-        vectors, table_path = self.directory / f"{name}.safetensors", self.directory / f"{name}.parquet"
-        atomic_write(vectors, lambda path: save_file({"embeddings": embeddings.float().cpu().contiguous()}, str(path)))
-        atomic_write(table_path, lambda path: pq.write_table(table, path))
-        return {"name": name, "count": table.num_rows, "digests": shard_digests(self.directory, name)}
+    def _entry_table(self, entries: Sequence[IndexEntry]) -> Any:
+        """The rows (pyarrow, in the table's schema) of queued entries; columns of their extras that the table does
+        not have yet are added to it (null for the items already there)."""
+        import pyarrow as pa
 
-    def _remove_unlisted_files(self) -> None:
-        """Delete shard and temporary files the manifest does not list (left by a killed build)."""
-        listed = {f"{shard['name']}{suffix}" for shard in self.manifest["shards"]
-                  for suffix in (".safetensors", ".parquet")}
-        for path in self.directory.iterdir():
-            if (path.name.startswith(SHARD_PREFIX) and path.name not in listed) or path.name.endswith(".tmp"):
-                path.unlink(missing_ok=True)
+        records = [dict(entry.extra) for entry in entries]
+        for record in records:
+            if "bbox" in record:
+                box = record.pop("bbox")
+                record.update(zip(BBOX_COLUMNS, [box[name] for name in BBOX_COLUMNS] if box else [None] * 4))
+        self._add_columns(records)
+        schema = self._table.schema
+        data = {"id": [entry.id for entry in entries], "path": [entry.path for entry in entries],
+                "row": [entry.row for entry in entries], "size": [entry.key.size for entry in entries],
+                "mtime_ns": [entry.key.mtime_ns for entry in entries],
+                "digest": [entry.key.digest for entry in entries]}
+        arrays = []
+        for column in schema:
+            if column.name == "embedding":
+                values = torch.stack([entry.embedding for entry in entries]).float().numpy().reshape(-1)
+                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float32()), self.dim))
+            else:
+                values = data[column.name] if column.name in data else [record.get(column.name) for record in records]
+                arrays.append(pa.array(values, column.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
 
+    def _add_columns(self, records: Sequence[dict[str, Any]]) -> None:
+        """Add the columns of `records` that the table lacks (typed by their values; strings when all null)."""
+        import pyarrow as pa
+
+        names = self.column_names
+        new = sorted({name for record in records for name in record} - set(names))
+        if not new:
+            return
+        fields = []
+        for name in new:
+            kind = pa.array([record.get(name) for record in records]).type
+            fields.append(pa.field(name, pa.string() if pa.types.is_null(kind) else kind))
+        try:
+            self._table.add_columns(fields)
+        except (OSError, RuntimeError, ValueError):
+            self._table.checkout_latest()  # another writer added them first
+            if set(new) - set(self.column_names):
+                raise
+
+    def _rekeyed(self, keys: Mapping[str, ItemKey]) -> Any:
+        """The stored rows of the items with ids in `keys`, with those keys."""
+        import pyarrow as pa
+
+        wanted = sorted(keys)
+        tables = [self._scan(self.column_names, f"id IN ({_quoted(wanted[start:start + ID_BATCH])})")
+                  for start in range(0, len(wanted), ID_BATCH)]
+        table = pa.concat_tables(tables).cast(self._table.schema)
+        ids = table.column("id").to_pylist()
+        for name in KEY_COLUMNS:
+            values = pa.array([getattr(keys[item_id], name) for item_id in ids], table.schema.field(name).type)
+            table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), values)
+        return table
+
+    # ----- scenes ----------------------------------------------------------------------------------------------
+    def _scenes_table(self) -> Any:
+        return _connect(self.uri, self.storage_options).open_table(SCENES_TABLE)
+
+    def scene_keys(self) -> dict[str, ItemKey]:
+        """Scene -> its recorded key (windows of scenes)."""
+        table = self._scenes_table().to_arrow()
+        return {scene: ItemKey(size, mtime_ns, digest) for scene, size, mtime_ns, digest in zip(
+            *(table.column(name).to_pylist() for name in ("scene", *KEY_COLUMNS)))}
+
+    def record_scenes(self, keys: Mapping[str, ItemKey], remove: Iterable[str] = ()) -> None:
+        """Record the keys of scenes (upsert) and forget the scenes in `remove`."""
+        import pyarrow as pa
+
+        table, remove = self._scenes_table(), sorted(set(remove) - set(keys))
+        if keys:
+            rows = pa.table({"scene": list(keys), **{name: [getattr(key, name) for key in keys.values()]
+                                                      for name in KEY_COLUMNS}}, schema=_scenes_schema())
+            table.merge_insert("scene").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        for start in range(0, len(remove), ID_BATCH):
+            table.delete(f"scene IN ({_quoted(remove[start:start + ID_BATCH])})")
+
+    # ----- checking --------------------------------------------------------------------------------------------
     def verify(self) -> list[str]:
-        """Problems of the index's files against its manifest (missing, changed or unlisted shards, counts, ids);
-        empty when the index is sound."""
+        """Problems of the index (repeated ids, embeddings of the wrong size, not finite or not unit length,
+        missing metadata); empty when the index is sound."""
         problems = []
-        ids: set[str] = set()
-        for shard in self.manifest["shards"]:
-            name = shard["name"]
-            files = {suffix: self.directory / f"{name}.{suffix}" for suffix in ("safetensors", "parquet")}
-            missing = [path.name for path in files.values() if not path.is_file()]
-            if missing:
-                problems.append(f"shard {name}: {', '.join(missing)} missing")
-                continue
-            changed = [path.name for suffix, path in files.items()
-                       if shard.get("digests") and file_digest(path) != shard["digests"][suffix]]
-            if changed:
-                problems.append(f"shard {name}: {', '.join(changed)} does not match its digest in {MANIFEST_FILE}")
-                continue
-            with safe_open(files["safetensors"], framework="pt") as handle:
-                shape = tuple(handle.get_slice("embeddings").get_shape())
-            table_ids = self._table(name)["id"]
-            if shape != (shard["count"], self.dim) or len(table_ids) != shard["count"]:
-                problems.append(f"shard {name}: {shape[0]} embeddings of size {shape[1]} and {len(table_ids)} "
-                                f"items, the manifest says {shard['count']} of size {self.dim}")
-            repeated = ids.intersection(table_ids)
-            if repeated or len(set(table_ids)) != len(table_ids):
-                problems.append(f"shard {name}: item ids stored twice, e.g. {sorted(repeated)[:3]}")
-            ids.update(table_ids)
-        if sum(shard["count"] for shard in self.manifest["shards"]) != len(self):
-            problems.append(f"{MANIFEST_FILE}: num_items {len(self)} is not the sum of the shard sizes")
-        listed = {shard["name"] for shard in self.manifest["shards"]}
-        unlisted = sorted({path.stem for path in self.directory.glob(f"{SHARD_PREFIX}*")} - listed)
-        if unlisted:
-            problems.append(f"files of shards not in {MANIFEST_FILE} (left by a killed build; the next build "
-                            f"removes them): {', '.join(unlisted[:3])}")
+        for name in ("fingerprint", "projection_dim", "model"):
+            if name not in self.metadata:
+                problems.append(f"the index's metadata lacks {name!r}")
+        ids = self.ids()
+        if len(ids) != len(self):
+            problems.append(f"{len(ids)} ids read, the table counts {len(self)} items")
+        if len(set(ids)) != len(ids):
+            repeated = sorted({item_id for item_id in ids if ids.count(item_id) > 1})[:3]
+            problems.append(f"item ids stored twice, e.g. {repeated}")
+        for offset, embeddings in self.shard_embeddings():
+            norms = embeddings.norm(dim=1)
+            bad = (~torch.isfinite(norms)) | ((norms - 1).abs() > 1e-3)
+            if bad.any():
+                first = offset + int(bad.nonzero()[0])
+                problems.append(f"item {ids[first]!r}: its embedding is not finite and L2-normalised")
+                break
         return problems
 
-    def _write_manifest(self) -> None:
-        self.manifest["updated"] = _now()
-        text = json.dumps(self.manifest, indent=2)
-        atomic_write(self.directory / MANIFEST_FILE, lambda path: path.write_text(text))
+    # ----- ANN -------------------------------------------------------------------------------------------------
+    def build_ann(self, num_partitions: int | None = None) -> None:
+        """Build the IVF-HNSW-SQ index of the embeddings (inner product; `num_partitions` ~ sqrt(N); chosen over
+        IVF-PQ by recall, benchmarks/search_scale.py); items added later are still found (searched exactly until
+        the index is built again)."""
+        from lancedb.index import HnswSq
 
-    # ----- FAISS -----------------------------------------------------------------------------------------------
-    def build_faiss(self, nlist: int | None = None, train_size: int | None = None, seed: int = 0) -> Path:
-        """Write an inverted-file FAISS index (inner product, `nlist` ~ sqrt(N) lists) over all shards."""
-        faiss = faiss_module()
-        if faiss is None:
-            raise ImportError("FAISS is not installed: pip install faiss-cpu (or rclip-hf[search])")
         if len(self) == 0:
-            raise ValueError(f"the index at {self.directory} is empty: nothing to build a FAISS index of")
-        nlist = nlist or max(1, int(math.sqrt(len(self))))
-        train_size = min(len(self), train_size or 64 * nlist)
-        generator = torch.Generator().manual_seed(seed)
-        chosen = torch.zeros(len(self), dtype=torch.bool)
-        chosen[torch.randperm(len(self), generator=generator)[:train_size]] = True
-        sample = torch.cat([embeddings[chosen[offset : offset + len(embeddings)]]
-                            for offset, embeddings in self.shard_embeddings()])  # (train_size, D)
-        quantizer = faiss.IndexFlatIP(self.dim)
-        faiss_index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        faiss_index.train(sample.numpy())
-        for _, embeddings in self.shard_embeddings():
-            faiss_index.add(embeddings.numpy())
-        path = self.directory / FAISS_FILE
-        atomic_write(path, lambda tmp: faiss.write_index(faiss_index, str(tmp)))
-        self.manifest["faiss"] = {"file": FAISS_FILE, "kind": "IVFFlat", "nlist": nlist, "num_items": len(self),
-                                  "shards": [shard["name"] for shard in self.manifest["shards"]]}
-        self._write_manifest()
-        return path
+            raise ValueError(f"the index at {self.uri} is empty: nothing to build an ANN index of")
+        num_partitions = num_partitions or max(1, int(math.sqrt(len(self))))
+        self._table.create_index("embedding", config=HnswSq(distance_type="dot", num_partitions=num_partitions),
+                                 replace=True)
+        self._cache.clear()
 
-    def faiss_is_current(self) -> bool:
-        """True when a FAISS file covers exactly the index's items (the same shards)."""
-        info = self.manifest.get("faiss")
-        return (bool(info) and info["num_items"] == len(self) and (self.directory / info["file"]).is_file()
-                and info.get("shards") == [shard["name"] for shard in self.manifest["shards"]])
+    def has_ann(self) -> bool:
+        """Whether the embeddings have an ANN index."""
+        return self._cached("ann", lambda: any("embedding" in index.columns for index in self._table.list_indices()))
 
     # ----- search ----------------------------------------------------------------------------------------------
     def search_embeddings(self, queries: Tensor, k: int, backend: Backend = "auto", chunk_size: int = 4096,
-                          nprobe: int = FAISS_NPROBE, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Top-`k` (scores (Q, k), positions (Q, k) int64) of L2-normalised `queries` (Q, D), best first. With
-        `allowed` (bool (N,)), only those positions are searched (exactly) and `k` is at most their number. FAISS
-        may find fewer than `k` items (too few lists probed): its missing hits have position -1."""
+                          allowed: Tensor | None = None, where: str | None = None, nprobes: int = ANN_NPROBES,
+                          refine: int = ANN_REFINE) -> tuple[Tensor, Tensor]:
+        """Top-`k` (scores (Q, k), positions (Q, k) int64) of L2-normalised `queries` (Q, D), best first.
+
+        Exact search scores the items `allowed` (bool (N,); None: all), ties to the lower position; `k` is at most
+        their number. ANN search (`backend="ann"`, or "auto" when the index has one) keeps the items that pass the
+        SQL filter `where` (a prefilter, applied before the search) and may find fewer than `k` items: its missing
+        hits have position -1."""
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be (Q, {self.dim}), got {tuple(queries.shape)}")
+        if backend not in ("auto", "exact", "ann"):
+            raise ValueError(f"backend={backend!r}; choose 'auto', 'exact' or 'ann'")
         available = len(self) if allowed is None else int(allowed.sum())
         if not 1 <= k <= available:
-            raise ValueError(f"k={k} must be in [1, {available}] (items in the index at {self.directory}"
+            raise ValueError(f"k={k} must be in [1, {available}] (items in the index at {self.uri}"
                              f"{'' if allowed is None else ' that pass the filter'})")
-        if backend not in ("auto", "exact", "faiss"):
-            raise ValueError(f"backend={backend!r}; choose 'auto', 'exact' or 'faiss'")
-        use_faiss = backend == "faiss" or (backend == "auto" and self.faiss_is_current() and faiss_module() is not None)
-        if use_faiss and allowed is None:
-            return self._search_faiss(queries, k, nprobe)
+        if backend == "ann" and not self.has_ann():
+            raise ValueError(f"the index at {self.uri} has no ANN index: build it with `rclip-hf index "
+                             "--build-ann yes` (EmbeddingIndex.build_ann()) or use backend='exact'")
+        # a prefilter that leaves few items is answered exactly: reading them is cheaper than probing the ANN index
+        if backend == "ann" or (backend == "auto" and self.has_ann() and available >= ANN_MIN_ITEMS):
+            return self._search_ann(queries, k, where, nprobes, refine)
         queries = queries.float().cpu()
-        shard_scores, shard_positions = [], []  # per shard: (Q, <=k) best of that shard
-        for offset, embeddings in self.shard_embeddings():
-            local = torch.arange(offset, offset + len(embeddings))
-            if allowed is not None:
-                local = local[allowed[offset : offset + len(embeddings)]]
-                embeddings = embeddings[local - offset]
+        batch_scores, batch_positions = [], []  # per batch: (Q, <=k) best of that batch
+        for local, embeddings in self._exact_batches(allowed):
             if len(local) == 0:
                 continue
             scores, positions = chunked_topk(queries, embeddings, min(k, len(embeddings)), chunk_size=chunk_size)
-            shard_scores.append(scores)
-            shard_positions.append(local[positions])
-        # Shards come in position order, so "lower column first" among ties is "lower position first".
-        scores, columns = topk_lowest_index(torch.cat(shard_scores, dim=1), k)  # (Q, k)
-        return scores, torch.cat(shard_positions, dim=1).gather(1, columns)
+            batch_scores.append(scores)
+            batch_positions.append(local[positions])
+        # Batches come in position order, so "lower column first" among ties is "lower position first".
+        scores, columns = topk_lowest_index(torch.cat(batch_scores, dim=1), k)  # (Q, k)
+        return scores, torch.cat(batch_positions, dim=1).gather(1, columns)
 
-    def _search_faiss(self, queries: Tensor, k: int, nprobe: int) -> tuple[Tensor, Tensor]:
-        if not self.faiss_is_current():
-            raise ValueError(f"the index at {self.directory} has no up-to-date FAISS file: build it with "
-                             "EmbeddingIndex.build_faiss() (rclip-hf index --faiss yes) or use backend='exact'")
-        faiss_index = _read_faiss(str(self.directory / self.manifest["faiss"]["file"]), len(self))
-        faiss_index.nprobe = nprobe
-        scores, positions = faiss_index.search(queries.float().cpu().contiguous().numpy(), k)
-        return torch.from_numpy(scores), torch.from_numpy(positions)
+    def _exact_batches(self, allowed: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
+        """(positions (n,), embeddings (n, D)) of the `allowed` items (None: all), in position order: from memory
+        for an index up to `EXACT_CACHE_BYTES`, else read batch by batch (only the allowed rows when a filter
+        leaves fewer than a tenth of them)."""
+        if len(self) * self.dim * 4 <= EXACT_CACHE_BYTES:
+            embeddings = self._cached("embeddings", lambda: torch.cat(
+                [batch for _, batch in self.shard_embeddings()] or [torch.empty(0, self.dim)]))
+            positions = torch.arange(len(embeddings)) if allowed is None else allowed.nonzero().flatten()
+            yield positions, embeddings if allowed is None else embeddings[positions]
+        elif allowed is not None and int(allowed.sum()) * 10 < len(self):
+            wanted = allowed.nonzero().flatten()
+            for start in range(0, len(wanted), SCAN_BATCH):
+                positions = wanted[start:start + SCAN_BATCH]
+                table = self._table.take_offsets(positions.tolist()).select(["embedding"]).to_arrow()
+                yield positions, _embedding_tensor(table.column("embedding"), self.dim)
+        else:
+            for offset, embeddings in self.shard_embeddings():
+                positions = torch.arange(offset, offset + len(embeddings))
+                if allowed is not None:
+                    positions = positions[allowed[offset : offset + len(embeddings)]]
+                    embeddings = embeddings[positions - offset]
+                yield positions, embeddings
+
+    def _search_ann(self, queries: Tensor, k: int, where: str | None, nprobes: int,
+                    refine: int) -> tuple[Tensor, Tensor]:
+        positions_of = self.positions_of()
+        scores = torch.full((len(queries), k), float("nan"))
+        positions = torch.full((len(queries), k), -1, dtype=torch.long)
+        for i, query in enumerate(queries.float().cpu().numpy()):
+            search = (self._table.search(query, vector_column_name="embedding").metric("dot").nprobes(nprobes)
+                      .refine_factor(refine).select(["id"]).limit(k))
+            if where:
+                search = search.where(where, prefilter=True)
+            hits = search.to_arrow()
+            found = [positions_of[item_id] for item_id in hits.column("id").to_pylist()]
+            scores[i, :len(found)] = -torch.tensor(hits.column("_distance").to_pylist())  # dot distance is 1 - ip
+            scores[i, :len(found)] += 1
+            positions[i, :len(found)] = torch.tensor(found, dtype=torch.long)
+        return scores, positions
+
+    # ----- export ----------------------------------------------------------------------------------------------
+    def export(self, path: str | Path) -> int:
+        """Write the item table (without embeddings) as GeoParquet 1.1 (the scene columns, with a `bbox` covering
+        column, when the index holds windows); returns the number of items written."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .geo import scene_columns
+
+        names = [name for name in self.column_names if name != "embedding"]
+        table = self._scan(names)
+        if "xmin" in names:
+            records = table.select([name for name in names if name in scene_schema().names]).to_pylist()
+            for record in records:
+                box = [record.pop(name) for name in BBOX_COLUMNS]
+                record["bbox"] = None if box[0] is None else dict(zip(BBOX_COLUMNS, box))
+            base = table.select([name for name in names if name not in scene_schema().names])
+            table = scene_columns(base, records)
+        metadata = {**(table.schema.metadata or {}), METADATA_KEY.encode(): json.dumps(self.metadata).encode()}
+        pq.write_table(table.replace_schema_metadata(metadata), path)
+        return table.num_rows if isinstance(table, pa.Table) else len(table)
 
 
-def _entry_table(entries: Sequence[IndexEntry]) -> Any:
-    """The item table (pyarrow) of queued entries: id, path, row, the file keys, and scene columns when given."""
+def _embedding_tensor(column: Any, dim: int) -> Tensor:
+    """(n, D) float32 tensor of a fixed-size-list embedding column (pyarrow)."""
+    import numpy as np
+
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    arrays = [chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim) for chunk in chunks if len(chunk)]
+    if not arrays:
+        return torch.empty(0, dim)
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate(arrays), dtype=np.float32))
+
+
+def _bboxes(table: Any) -> list[dict[str, float] | None]:
+    return [None if values[0] is None else dict(zip(BBOX_COLUMNS, values))
+            for values in zip(*(table.column(name).to_pylist() for name in BBOX_COLUMNS))]
+
+
+def _hit_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An item-table row as a hit shows it: the extent columns as `bbox`."""
+    if "xmin" not in row:
+        return row
+    box = [row.pop(name) for name in BBOX_COLUMNS]
+    row["bbox"] = None if box[0] is None else dict(zip(BBOX_COLUMNS, box))
+    return row
+
+
+def _concat(a: Any, b: Any) -> Any:
     import pyarrow as pa
 
-    from .geo import scene_columns
-
-    table = pa.table({"id": pa.array([entry.id for entry in entries], pa.string()),
-                      "path": pa.array([entry.path for entry in entries], pa.string()),
-                      "row": pa.array([entry.row for entry in entries], pa.int64()),
-                      "size": pa.array([entry.key.size for entry in entries], pa.int64()),
-                      "mtime_ns": pa.array([entry.key.mtime_ns for entry in entries], pa.int64()),
-                      "digest": pa.array([entry.key.digest for entry in entries], pa.string())})
-    if any(entry.extra for entry in entries):
-        table = scene_columns(table, [entry.extra for entry in entries])
-    return table
+    return pa.concat_tables([a, b.cast(a.schema)])
 
 
-def _with_keys(table: Any, keys: Mapping[str, ItemKey]) -> Any:
-    """The item table (pyarrow) with the key columns of the items with ids in `keys` set to those keys."""
+# ----- migration ------------------------------------------------------------------------------------------------
+def migrate_index(old: str | Path, new: str | Path, storage_options: Mapping[str, str] | None = None) -> int:
+    """Convert an index of the format before LanceDB (`index.json` + safetensors/Parquet shards) at the local
+    folder `old` into a new index at `new` (refused when one is there); returns the number of items."""
     import pyarrow as pa
-
-    ids = table.column("id").to_pylist()
-    if not keys.keys() & set(ids):
-        return table
-    for name, kind, default in zip(KEY_COLUMNS, (pa.int64(), pa.int64(), pa.string()), (-1, -1, "")):
-        old = table.column(name).to_pylist() if name in table.column_names else [default] * len(ids)
-        values = pa.array([getattr(keys[item_id], name) if item_id in keys else value
-                           for item_id, value in zip(ids, old)], kind)
-        table = (table.set_column(table.column_names.index(name), name, values) if name in table.column_names
-                 else table.append_column(name, values))
-    return table
-
-
-def new_shard_name() -> str:
-    """A fresh random shard name: builds and merges never collide."""
-    return f"{SHARD_PREFIX}{secrets.token_hex(8)}"
-
-
-def shard_digests(directory: Path, name: str) -> dict[str, str]:
-    """BLAKE2b digests of a shard's two files, as the manifest records them."""
-    return {suffix: file_digest(directory / f"{name}.{suffix}") for suffix in ("safetensors", "parquet")}
-
-
-# ----- files ----------------------------------------------------------------------------------------------------
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write `path` through `write(temporary path)` and a rename, so readers never see a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-@lru_cache(maxsize=8)
-def _read_table_cached(path: str, mtime_ns: int) -> dict[str, list]:
     import pyarrow.parquet as pq
+    from safetensors import safe_open
 
-    return pq.read_table(path).to_pydict()
-
-
-def _read_table(path: Path) -> dict[str, list]:
-    return _read_table_cached(str(path), path.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=2)
-def _read_faiss_cached(path: str, mtime_ns: int) -> Any:
-    return faiss_module().read_index(path)
-
-
-def _read_faiss(path: str, num_items: int) -> Any:
-    faiss_index = _read_faiss_cached(path, Path(path).stat().st_mtime_ns)
-    if faiss_index.ntotal != num_items:
-        raise ValueError(f"{path} holds {faiss_index.ntotal} vectors, the index {num_items}: rebuild it")
-    return faiss_index
-
-
-def faiss_module() -> Any:
-    """The `faiss` module, or None when it is not installed."""
+    old = Path(old)
+    manifest_path = old / OLD_MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise UserError(str(old), f"no {OLD_MANIFEST_FILE}: not an index of the format before LanceDB")
     try:
-        import faiss
-    except ImportError:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as error:
+        raise UserError(str(manifest_path), f"not valid JSON ({error})") from None
+    if manifest.get("format") != INDEX_FORMAT or manifest.get("version") != 1:
+        raise UserError(str(manifest_path), f"not an {INDEX_FORMAT} v1 manifest")
+    try:
+        EmbeddingIndex.open(new, storage_options)
+    except FileNotFoundError:
+        pass
+    else:
+        raise UserError(str(new), "an index is already there", "give a new folder or URI to migrate into")
+    windows = "windows" in manifest
+    metadata = {key: manifest[key] for key in ("model", "model_type", "projection_dim", "fingerprint", "source",
+                                               "created") if key in manifest}
+    metadata.update(format=INDEX_FORMAT, version=INDEX_FORMAT_VERSION, rclip_hf_version=__version__,
+                    migrated_from=str(old))
+    if windows:
+        metadata["windows"] = manifest["windows"]
+    schema = _items_schema(int(manifest["projection_dim"]), metadata)
+    if windows:
+        schema = pa.schema(list(schema)[:-1] + list(scene_schema()) + [schema.field("embedding")])
+    db = _connect(str(new), storage_options)
+    scenes = db.create_table(SCENES_TABLE, schema=_scenes_schema())
+    table = db.create_table(ITEMS_TABLE, schema=schema)
+    dim = int(manifest["projection_dim"])
+    for shard in manifest["shards"]:
+        with safe_open(old / f"{shard['name']}.safetensors", framework="pt") as handle:
+            embeddings = handle.get_tensor("embeddings").float()
+        items = pq.read_table(old / f"{shard['name']}.parquet")
+        columns = {}
+        for column in schema:
+            if column.name == "embedding":
+                columns[column.name] = pa.FixedSizeListArray.from_arrays(
+                    pa.array(embeddings.numpy().reshape(-1), pa.float32()), dim)
+            elif column.name in BBOX_COLUMNS and "bbox" in items.column_names:
+                boxes = items.column("bbox").to_pylist()
+                columns[column.name] = pa.array([None if box is None else box[column.name] for box in boxes],
+                                                column.type)
+            elif column.name in items.column_names:
+                columns[column.name] = items.column(column.name).cast(column.type)
+            else:
+                default = {"size": -1, "mtime_ns": -1, "digest": ""}.get(column.name)
+                columns[column.name] = pa.array([default] * items.num_rows, column.type)
+        table.add(pa.table(columns, schema=schema))
+    if manifest.get("scenes"):
+        keys = manifest["scenes"]
+        scenes.add(pa.table({"scene": list(keys), **{name: [key[name] for key in keys.values()]
+                                                     for name in KEY_COLUMNS}}, schema=_scenes_schema()))
+    return table.count_rows()
+
+
+def write_failures(index: EmbeddingIndex, failures: Sequence[dict[str, str]]) -> str | None:
+    """Write the failures of a build next to a local index (`failures.json`); returns its path (None for an index in
+    object storage: the build's report lists them)."""
+    if not is_local(index.uri):
         return None
-    return faiss
+    path = Path(index.uri) / FAILURES_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(list(failures), indent=2))
+    tmp.replace(path)
+    return str(path)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["FAILURES_FILE", "FAISS_MIN_ITEMS", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "LOCK_FILE", "MANIFEST_FILE",
-           "Backend", "EmbeddingIndex", "IndexBusyError", "IndexEntry", "IndexModelMismatchError", "ItemKey",
-           "atomic_write", "faiss_module", "file_digest", "file_key", "index_lock", "new_shard_name", "row_key",
-           "shard_digests"]
+__all__ = ["ANN_MIN_ITEMS", "BBOX_COLUMNS", "FAILURES_FILE", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "ITEMS_TABLE",
+           "OLD_MANIFEST_FILE", "Backend", "EmbeddingIndex", "IndexEntry", "IndexModelMismatchError", "ItemKey",
+           "OldIndexFormatError", "check_output_folder", "check_prune", "file_digest", "file_key", "is_index_folder", "is_local", "migrate_index",
+           "row_key", "scene_schema", "storage_error", "write_failures"]
+

@@ -9,42 +9,40 @@ item-table row holds:
 - `left`, `top`, `width`, `height`: the pixel window (clipped to the scene);
 - `crs`: the scene's CRS (`EPSG:n` or WKT), null when the scene is not georeferenced;
 - `scene_geometry`: WKB Polygon of the window in the scene's CRS (null when not georeferenced);
-- `geometry`: WKB Polygon of the window in longitude/latitude (EPSG:4326), and `bbox` its extent (GeoParquet 1.1
-  covering), so each shard's table is GeoParquet that geopandas, QGIS and DuckDB read as it is;
+- `geometry`: WKB Polygon of the window in longitude/latitude (EPSG:4326), and its extent, stored as the columns
+  `xmin`, `ymin`, `xmax`, `ymax` (which bbox prefilters read) and shown in a hit as `bbox`; `rclip-hf index export`
+  writes the table as GeoParquet 1.1 (with `bbox` as its covering column) for geopandas, QGIS and DuckDB;
 - `stac_item`, `stac_collection`, `stac_datetime`: the STAC item of a scene from a STAC source (`stac.py`; null for
-  other scenes), which the manifest's `stac` maps each such scene to.
+  other scenes).
 
-The manifest's `scenes` maps each scene to its key: a file's size, mtime and BLAKE2b digest, a dataset row's byte
+The index's `scenes` table maps each scene to its key: a file's size, mtime and BLAKE2b digest, a dataset row's byte
 length and digest of its stored image (`row_key`, mtime -1), a remote COG's length, `Last-Modified` and `ETag`
-(`remote.py`) — and `windows` records the window options. A re-run embeds again the windows of a scene whose file,
-row or remote copy changed (by the rule of image files and rows of image indexes), with `prune` removes those of
-scenes no longer in the sources, and refuses other window options than the index's.
+(`remote.py`) — and the index's metadata records the window options (`windows`). A re-run embeds again the windows
+of a scene whose file, row or remote copy changed (by the rule of image files and rows of image indexes), with
+`prune` removes those of scenes no longer in the sources, and refuses other window options than the index's.
 
-Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`): the rows of windows of all
-scenes are grouped by the row of the raster's blocks (tiles or strips) their top lies in, so that two processes do
-not both decompress one block, and group `g` of all scenes' groups, in order, goes to process `g % N`; each process
-writes its own part index under `parts/` (a kill loses at most its unwritten shard), and when all are done the
-parts' shards are moved into the index and its manifest (each shard once, even when the merge itself is interrupted
-and re-run). A re-run skips the windows already embedded. Each process uses `OMP_NUM_THREADS` torch threads when it
-is set (`accelerate launch` and torchrun set it), else its share of the cores it may run on (`cores // N`).
-The first process holds the index's lock for the whole build; progress is committed every `commit_every` windows,
-every full shard or every `commit_seconds`, whichever comes first.
+Many processes (`num_processes=N`, or `accelerate launch -m rclip_hf.cli index ...`, on one machine or several
+writing to one object-store URI): the rows of windows of all scenes are grouped by the row of the raster's blocks
+(tiles or strips) their top lies in, so that two processes do not both decompress one block, and group `g` of all
+scenes' groups, in order, goes to process `g % N`. The first process creates the index and compares the scenes;
+then each process upserts its windows straight into the index's table every `commit_every` windows or
+`commit_seconds`, whichever comes first (Lance orders concurrent commits), so a kill loses at most the windows not
+yet committed and a re-run skips the windows already embedded. Spawned processes end with their parent. Each
+process uses `OMP_NUM_THREADS` torch threads when it is set (`accelerate launch` and torchrun set it), else its
+share of the cores it may run on (`cores // N`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import logging
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -56,20 +54,18 @@ from ..images import IMAGE_SUFFIXES, image_files
 from ..loading import resolve_model
 from . import geo
 from .dataset_folder import ROW_BATCH, numbered_rows
-from .index import (
-    FAILURES_FILE,
-    MANIFEST_FILE,
-    EmbeddingIndex,
-    ItemKey,
-    atomic_write,
-    file_key,
-    index_lock,
-    new_shard_name,
-    row_key,
-    shard_digests,
-)
+from .index import EmbeddingIndex, ItemKey, check_prune, file_key, is_local, row_key, write_failures
 from .remote import RemoteSceneError, is_remote, remote_stamp
-from .search import COMMIT_EVERY, COMMIT_SECONDS, BuildReport, build_faiss_if_wanted, is_dataset_folder
+from .search import (
+    COMMIT_EVERY,
+    COMMIT_SECONDS,
+    AnnChoice,
+    BuildReport,
+    build_ann_if_wanted,
+    check_not_output,
+    is_dataset_folder,
+    resolved_source,
+)
 from .stac import STAC_COLUMNS, is_stac_source, stac_scenes
 from .windows import (
     MAX_NODATA_FRACTION,
@@ -85,8 +81,6 @@ from .windows import (
 
 logger = logging.getLogger(__name__)
 
-#: Folder of an index holding the part indexes of the processes of a many-process build.
-PARTS_DIR = "parts"
 #: Window options that fix the windows of a scene: an index holds windows of one setting of them.
 GEOMETRY_OPTIONS = ("window", "stride", "window_metres", "stride_metres", "bands")
 
@@ -179,11 +173,8 @@ def window_record(scene: Scene, window: PixelWindow, stac: dict[str, Any] | None
 
 
 def bbox_mask(index: EmbeddingIndex, bbox: Sequence[float], bbox_crs: str = geo.LONLAT) -> torch.Tensor:
-    """Bool (N,): the items whose longitude/latitude extent meets `bbox` (in `bbox_crs`)."""
-    query = geo.bbox_to_lonlat(bbox, bbox_crs)
-    boxes = index.column("bbox")
-    return torch.tensor([box is not None and geo.intersects(query, list(box.values())) for box in boxes],
-                        dtype=torch.bool)
+    """Bool (N,): the items whose longitude/latitude extent meets `bbox` (in `bbox_crs`; touching counts)."""
+    return index.bbox_mask(geo.bbox_to_lonlat(bbox, bbox_crs))
 
 
 # ----- building ------------------------------------------------------------------------------------------------
@@ -195,53 +186,53 @@ def build_scene_index(
     *,
     options: WindowOptions,
     batch_size: int = 32,
-    shard_size: int = 1024,
     num_processes: int = 1,
     device: str | None = None,
-    faiss: Literal["auto", "yes", "no"] = "auto",
+    ann: AnnChoice = "auto",
     commit_every: int = COMMIT_EVERY,
     commit_seconds: float = COMMIT_SECONDS,
-    wait: bool = False,
     prune: bool = False,
     split: str = "train",
     image_column: str = "image",
+    storage_options: dict[str, str] | None = None,
+    add_source: bool = False,
+    force: bool = False,
     asset: str | None = None,
 ) -> SceneBuildReport:
     """Embed every window of the scenes of `sources` (raster files, folders of them, dataset folders: `split`,
-    `image_column`; remote COGs; STAC sources: their `asset`) into the index at `output` (resumed when it exists),
-    on `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring). The
-    first process holds the index's lock (`wait`: queue behind another build, else `IndexBusyError`), re-embeds the
-    scenes whose file changed and, with `prune`, removes the windows of scenes that are not in `sources` any more."""
-    stac: dict[str, dict[str, Any]] = {}
-    files = scene_files(sources, exclude=output, split=split, image_column=image_column, asset=asset, stac_columns=stac)
+    `image_column`; remote COGs; STAC sources: their `asset`) into the index at `output` (a folder or object-store URI, resumed when it exists), on
+    `num_processes` processes, or on the processes of an `accelerate launch` (see the module docstring). The first
+    process re-embeds the scenes whose file changed and, with `prune`, removes the windows of scenes that are not in
+    `sources` any more; then every process upserts its windows straight into the index. Sources are deduplicated
+    by their resolved path and remembered by the index (another source needs `add_source`); a prune of more than
+    half of the index needs `force`."""
+    unique: dict[str, str | Path] = {}
+    for source in sources:
+        unique.setdefault(resolved_source(source), source)
+    sources = list(unique.values())  # by resolved path: a file given twice is read once
+    for source in sources:
+        check_not_output(source, str(output))
+    stac: dict[str, dict[str, Any]] = {}  # the STAC columns of each scene of a STAC source
+    files = scene_files(sources, exclude=output if is_local(output) else None, split=split,
+                        image_column=image_column, asset=asset, stac_columns=stac)
     rank, world = _launched_rank()
-    with index_lock(output, wait=wait) if rank == 0 else contextlib.nullcontext():
-        return _build_scene_index(sources, files, output, model, processor, options, batch_size, shard_size,
-                                  num_processes, device, faiss, (commit_every, commit_seconds), rank, world, prune,
-                                  stac)
-
-
-def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output: str | Path,
-                       model: CLIPModel | str | Path, processor: ProcessorMixin | None, options: WindowOptions,
-                       batch_size: int, shard_size: int, num_processes: int, device: str | None,
-                       faiss: Literal["auto", "yes", "no"], commits: tuple[int, float], rank: int,
-                       world: int, prune: bool = False, stac: dict[str, dict[str, Any]] | None = None
-                       ) -> SceneBuildReport:
-    """`build_scene_index` once its lock is held (by the first process)."""
     if num_processes > 1 and world > 1:
         raise ValueError("--num-processes spawns processes itself: do not combine it with accelerate launch")
     if num_processes > 1 and not isinstance(model, (str, Path)):
         raise ValueError("num_processes > 1 needs the model as a folder or Hub id (each process loads it)")
+    output, commits = str(output), (commit_every, commit_seconds)
     # Spawned processes start first: they import torch and load the model while this one prepares the index.
-    workers, ready = (_start_workers(files, output, str(model), options, batch_size, shard_size, num_processes,
-                                     device, commits) if num_processes > 1 else ([], None))
+    workers, ready, reports = (_start_workers(files, output, str(model), options, batch_size, num_processes, device,
+                                              commits, storage_options, stac)
+                               if num_processes > 1 else ([], None, None))
     try:
         if rank == 0:
             model, processor = resolve_model(model, processor)
-            index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)))
+            index = EmbeddingIndex.open_or_create(output, model, source=", ".join(map(str, sources)),
+                                                  storage_options=storage_options, scenes=True)
             _record_options(index, options)
-            merge_parts(output)  # the parts of a killed many-process build join the index before scenes are compared
-            sync = _sync_scenes(EmbeddingIndex.open(output), files, prune, shard_size, stac)
+            index.check_sources([resolved_source(source) for source in sources], add_source)
+            sync = _sync_scenes(index, files, prune, force)
     except BaseException:
         for worker in workers:
             worker.terminate()
@@ -249,53 +240,50 @@ def _build_scene_index(sources: Sequence[str | Path], files: list[Path], output:
         raise
     if num_processes > 1:
         ready.set()
-        for worker in workers:
-            worker.join()
-        failed = [rank for rank, worker in enumerate(workers) if worker.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"index worker(s) {failed} failed (see their messages above); re-run the same "
-                               "command to finish: finished windows are kept")
-        parts = [_read_part_report(output, rank, num_processes) for rank in range(num_processes)]
+        parts = _worker_reports(workers, reports)
     elif world > 1:
+        from accelerate.utils import gather_object
+
         state = launched_state()
         set_process_threads(int(os.environ.get("LOCAL_WORLD_SIZE", world)), rank, world)
         if rank != 0:
             model, processor = resolve_model(model, processor)
-        state.wait_for_everyone()  # rank 0 has created the index
-        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, rank, world,
-                            commits)]
-        state.wait_for_everyone()
+        state.wait_for_everyone()  # rank 0 has created the index and compared the scenes
+        part = index_part(files, output, model, processor, options, batch_size, rank, world, commits,
+                          storage_options, stac)
+        parts = [SceneBuildReport(**report) for report in gather_object([asdict(part)])]
         if rank != 0:
-            return parts[0]
-        parts = [_read_part_report(output, rank, world) for rank in range(world)]
+            return part
     else:
-        parts = [index_part(files, output, model, processor, options, batch_size, shard_size, 0, 1, commits)]
-    index = merge_parts(output)
+        parts = [index_part(files, output, model, processor, options, batch_size, 0, 1, commits, storage_options,
+                            stac)]
+    index.refresh()
     failures = [failure for part in parts for failure in part.failures]
-    atomic_write(index.directory / FAILURES_FILE, lambda path: path.write_text(json.dumps(failures, indent=2)))
-    build_faiss_if_wanted(index, faiss)
-    return SceneBuildReport(index=str(index.directory), added=sum(part.added for part in parts),
+    write_failures(index, failures)
+    build_ann_if_wanted(index, ann)
+    return SceneBuildReport(index=index.uri, added=sum(part.added for part in parts),
                             already_indexed=sum(part.already_indexed for part in parts), total=len(index),
-                            failures=failures, faiss=index.faiss_is_current(),
+                            failures=failures, ann=index.has_ann(),
                             nodata_windows=sum(part.nodata_windows for part in parts), scenes=len(files),
                             processes=max(num_processes, world), **asdict(sync), threads=parts[0].threads,
                             part_seconds=[seconds for part in parts for seconds in part.part_seconds])
 
 
-def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, processor: ProcessorMixin,
-               options: WindowOptions, batch_size: int, shard_size: int, rank: int, world: int,
-               commits: tuple[int, float] = (COMMIT_EVERY, COMMIT_SECONDS)) -> SceneBuildReport:
+def index_part(files: Sequence[Path], output: str, model: CLIPModel, processor: ProcessorMixin,
+               options: WindowOptions, batch_size: int, rank: int, world: int,
+               commits: tuple[int, float] = (COMMIT_EVERY, COMMIT_SECONDS),
+               storage_options: dict[str, str] | None = None,
+               stac: dict[str, dict[str, Any]] | None = None) -> SceneBuildReport:
     """Process `rank` of `world`: embed its rows of windows (group `g` of all scenes' groups of rows that share a
-    row of blocks goes to `g % world`) into the index (`world` = 1) or into its part index under `parts/`,
-    committing every `commits` = (windows, seconds) or full shard."""
+    row of blocks goes to `g % world`) that the index does not hold yet, and upsert them into it every `commits` =
+    (windows, seconds); `stac`: the STAC columns of the scenes of STAC sources, by scene."""
     start = time.monotonic()
-    main = EmbeddingIndex.open(output)
-    main.check_model(model)
-    index = main if world == 1 else EmbeddingIndex.open_or_create(_part_dir(output, rank, world), model)
-    done = set(main.ids()) | set(index.ids()) | _ids_in_parts(output)
-    keys = main.manifest.get("scenes", {})
-    stac = main.manifest.get("stac", {})
-    report = SceneBuildReport(index=str(index.directory), added=0, already_indexed=0, total=0, scenes=len(files),
+    index = EmbeddingIndex.open(output, storage_options)
+    index.check_model(model)
+    done = set(index.ids())
+    keys = index.scene_keys()
+    stac = stac or {}
+    report = SceneBuildReport(index=index.uri, added=0, already_indexed=0, total=0, scenes=len(files),
                               threads=torch.get_num_threads())
     batch: list[tuple[Scene, SceneWindow]] = []
     commit_every, commit_seconds = commits
@@ -309,13 +297,12 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
                                    show_progress=False)  # (n, D)
         index.add([window_id(item.scene, item.window) for _, item in batch], [item.scene for _, item in batch],
                   [_row(item.scene) for _, item in batch], embeddings,
-                  keys=[ItemKey(**keys.get(item.scene, {})) for _, item in batch],
+                  keys=[keys.get(item.scene, ItemKey()) for _, item in batch],
                   extra=[window_record(scene, item.window, stac.get(item.scene)) for scene, item in batch])
         report.added += len(batch)
         batch.clear()
-        if (index.queued >= min(commit_every, shard_size)
-                or time.monotonic() - last_commit >= commit_seconds):
-            index.commit(shard_size)
+        if index.queued >= commit_every or time.monotonic() - last_commit >= commit_seconds:
+            index.commit()
             last_commit = time.monotonic()
 
     progress = tqdm(desc=f"index windows (process {rank + 1}/{world})", unit="window")
@@ -338,15 +325,10 @@ def index_part(files: Sequence[Path], output: str | Path, model: CLIPModel, proc
         progress.update(len(wanted))
     embed()
     progress.close()
-    index.commit(shard_size)
+    index.commit()
     report.total = len(index)
     report.part_seconds = [time.monotonic() - start]
-    if world > 1:
-        atomic_write(index.directory / "part-report.json",
-                      lambda path: path.write_text(json.dumps(asdict(report), indent=2)))
     return report
-
-
 def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: int,
              report: SceneBuildReport) -> Iterator[tuple[Scene, int, tuple[int, ...], int]]:
     """(scene, top, lefts, window side) of this process's rows of windows; scenes that fail to open are reported."""
@@ -385,9 +367,9 @@ def _window(scene: Scene, left: int, top: int, side: int) -> PixelWindow:
 
 
 def _record_options(index: EmbeddingIndex, options: WindowOptions) -> None:
-    """Record the window options in the manifest; refuse options that cut scenes otherwise than the windows the
-    index holds (`GEOMETRY_OPTIONS`), naming the flag."""
-    previous = index.manifest.get("windows")
+    """Record the window options in the index's metadata; refuse options that cut scenes otherwise than the windows
+    the index holds (`GEOMETRY_OPTIONS`), naming the flag."""
+    previous = index.metadata.get("windows")
     current = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(options).items()}
     if previous is not None and len(index) > 0:
         before, now = _geometry(previous), _geometry(current)
@@ -397,11 +379,11 @@ def _record_options(index: EmbeddingIndex, options: WindowOptions) -> None:
             name = differing[0]
             flag = f"--{name.replace('_', '-')}"
             raise UserError(f"{flag} {_flag_value(now[name])}",
-                            f"the index at {index.directory} holds windows made with {flag} "
+                            f"the index at {index.uri} holds windows made with {flag} "
                             f"{_flag_value(before[name])}, and windows of different settings are not mixed",
                             f"give {flag} {_flag_value(before[name])}, or build into a new --output folder")
-    index.manifest["windows"] = current
-    index._write_manifest()
+    if previous != current:
+        index.update_metadata(windows=current)
 
 
 def _geometry(options: dict[str, Any]) -> dict[str, Any]:
@@ -435,22 +417,21 @@ class _SceneSync:
     missing_scenes: int = 0
 
 
-def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, shard_size: int,
-                 stac: dict[str, dict[str, Any]] | None = None) -> _SceneSync:
-    """Key the scenes of `files` (the manifest's `scenes`) as image files and dataset rows of image indexes are
-    keyed (remote COGs by `ETag` and `Last-Modified`) and record the `stac` columns of STAC scenes (the manifest's
-    `stac`); drop the windows of scenes whose file, row or remote copy changed (the build re-embeds them), and with
-    `prune` those of scenes not in `files`, in one commit. Scenes indexed without a recorded key (older indexes,
-    and dataset rows before rows were keyed) keep their windows and get their key recorded."""
+def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool, force: bool = False) -> _SceneSync:
+    """Key the scenes of `files` (the index's `scenes` table) as image files and dataset rows of image indexes are
+    keyed (remote COGs by `ETag` and `Last-Modified`); drop the windows of scenes whose file, row or remote copy changed (the build re-embeds them), and with `prune` those
+    of scenes not in `files`, in one commit; then record the new keys (a kill in between re-embeds those scenes).
+    Scenes indexed without a recorded key (older indexes, and dataset rows before rows were keyed) keep their
+    windows and get their key recorded."""
     windows_of: dict[str, list[str]] = {}
     for item_id, path in zip(index.ids(), index.column("path")):
         windows_of.setdefault(path, []).append(item_id)
-    recorded: dict[str, dict[str, Any]] = dict(index.manifest.get("scenes", {}))
-    sync, remove = _SceneSync(), set()
+    recorded = index.scene_keys()
+    sync, remove, new_keys = _SceneSync(), set(), {}
     row_keys = _row_keys([file for file in files if isinstance(file, str) and not is_remote(file)], recorded)
     for file in files:
         name = str(file)
-        old = ItemKey(**recorded[name]) if name in recorded else None
+        old = recorded.get(name)
         # an unreadable file, row or URL is reported when it is opened
         if is_remote(file):
             key = _remote_key(name, old)
@@ -458,7 +439,7 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
             key = row_keys[name] if isinstance(file, str) else file_key(file, old)[0]
         if key is None:
             continue
-        recorded[name] = asdict(key)
+        new_keys[name] = key
         if old is not None and name in windows_of:  # windows without a recorded key (older indexes) are kept
             sync.changed_scenes += 1
             sync.changed += len(windows_of[name])
@@ -466,21 +447,16 @@ def _sync_scenes(index: EmbeddingIndex, files: Sequence[Path | str], prune: bool
     listed = {str(file) for file in files}
     gone = sorted(set(windows_of) - listed)
     if gone and prune:
+        check_prune(index, sum(len(windows_of[scene]) for scene in gone), force)
         sync.pruned_scenes, sync.pruned = len(gone), sum(len(windows_of[scene]) for scene in gone)
         remove.update(item_id for scene in gone for item_id in windows_of[scene])
-        for scene in gone:
-            recorded.pop(scene, None)
         logger.info("removed %d window(s) of %d scene(s) no longer in the sources", sync.pruned, len(gone))
     elif gone:
         sync.missing_scenes, sync.missing = len(gone), sum(len(windows_of[scene]) for scene in gone)
         logger.warning("%d indexed scene(s) are not in the sources (e.g. %s): pass --prune to remove their windows",
                        len(gone), gone[0])
-    index.manifest["scenes"] = recorded
-    kept = {scene: columns for scene, columns in index.manifest.get("stac", {}).items() if scene in recorded}
-    index.manifest["stac"] = {**kept, **(stac or {})}
-    index.commit(shard_size, remove=remove)  # the new keys and the removals in one manifest update
-    if not remove:
-        index._write_manifest()
+    index.commit(remove=remove)
+    index.record_scenes(new_keys, remove=gone if prune else ())
     return sync
 
 
@@ -494,7 +470,7 @@ def _remote_key(url: str, old: ItemKey | None) -> ItemKey | None:
     return None if key == old else key
 
 
-def _row_keys(scenes: Sequence[str], recorded: dict[str, dict[str, Any]]) -> dict[str, ItemKey | None]:
+def _row_keys(scenes: Sequence[str], recorded: dict[str, ItemKey]) -> dict[str, ItemKey | None]:
     """The new key (`row_key`) of each dataset-row scene in `scenes`, None when unchanged since its `recorded` key or
     unreadable; the rows' undecoded image cells are read a batch at a time, each dataset once."""
     rows_of: dict[tuple[str, str, str], dict[int, str]] = {}
@@ -508,8 +484,7 @@ def _row_keys(scenes: Sequence[str], recorded: dict[str, dict[str, Any]]) -> dic
         for row, values in numbered_rows(dataset):
             if row in wanted:
                 scene = wanted[row]
-                old = ItemKey(**recorded[scene]) if scene in recorded else None
-                keys[scene] = row_key(values[column], old)[0]
+                keys[scene] = row_key(values[column], recorded.get(scene))[0]
                 progress.update()
         progress.close()
     return keys
@@ -527,17 +502,6 @@ def _launched_rank() -> tuple[int, int]:
     """(rank, world size) of an `accelerate launch` / torchrun process; (0, 1) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
-
-
-def _part_dir(output: str | Path, rank: int, world: int) -> Path:
-    return Path(output) / PARTS_DIR / f"rank-{rank:05d}-of-{world:05d}"
-
-
-def _ids_in_parts(output: str | Path) -> set[str]:
-    ids: set[str] = set()
-    for manifest in sorted((Path(output) / PARTS_DIR).glob(f"*/{MANIFEST_FILE}")):
-        ids.update(EmbeddingIndex.open(manifest.parent).ids())
-    return ids
 
 
 def process_threads(processes: int) -> int:
@@ -558,63 +522,74 @@ def set_process_threads(processes: int, rank: int, world: int, threads: int | No
     return threads
 
 
-def _start_workers(files: Sequence[Path], output: str | Path, model: str, options: WindowOptions, batch_size: int,
-                   shard_size: int, world: int, device: str | None,
-                   commits: tuple[int, float]) -> tuple[list[Any], Any]:
-    """Spawn the `world` index processes and return them with the event that lets them start once the index is
-    ready (created, parts merged, scenes compared)."""
+def _start_workers(files: Sequence[Path], output: str, model: str, options: WindowOptions, batch_size: int,
+                   world: int, device: str | None, commits: tuple[int, float],
+                   storage_options: dict[str, str] | None,
+                   stac: dict[str, dict[str, Any]]) -> tuple[list[Any], Any, Any]:
+    """Spawn the `world` index processes; returns them, the event that lets them start once the index is ready
+    (created, scenes compared) and the queue of their reports."""
     context = multiprocessing.get_context("spawn")
     threads = process_threads(world)
     logger.info("spawning %d index processes with %d torch thread(s) each", world, threads)
-    ready = context.Event()
-    workers = [context.Process(target=_part_worker, args=(files, output, model, options, batch_size, shard_size, rank,
-                                                           world, device, commits, threads, ready))
+    ready, reports = context.Event(), context.Queue()
+    workers = [context.Process(target=_part_worker, daemon=True,
+                               args=(files, output, model, options, batch_size, rank, world, device, commits,
+                                     storage_options, stac, threads, ready, reports))
                for rank in range(world)]
     for worker in workers:
         worker.start()
-    return workers, ready
+    return workers, ready, reports
 
 
-def _part_worker(files: Sequence[Path], output: str | Path, model: str, options: WindowOptions, batch_size: int,
-                 shard_size: int, rank: int, world: int, device: str | None, commits: tuple[int, float],
-                 threads: int, ready: Any) -> None:
+def _part_worker(files: Sequence[Path], output: str, model: str, options: WindowOptions, batch_size: int,
+                 rank: int, world: int, device: str | None, commits: tuple[int, float],
+                 storage_options: dict[str, str] | None, stac: dict[str, dict[str, Any]], threads: int, ready: Any,
+                 reports: Any) -> None:
     from ..loading import load_model
 
+    _exit_with_parent()
     set_process_threads(world, rank, world, threads)
     loaded, processor = load_model(model, device=device or "cpu")
     ready.wait()  # the index is ready
-    index_part(files, output, loaded, processor, options, batch_size, shard_size, rank, world, commits)
+    report = index_part(files, output, loaded, processor, options, batch_size, rank, world, commits,
+                        storage_options, stac)
+    reports.put(asdict(report))
 
 
-def _read_part_report(output: str | Path, rank: int, world: int) -> SceneBuildReport:
-    path = _part_dir(output, rank, world) / "part-report.json"
-    return SceneBuildReport(**json.loads(path.read_text()))
+def _exit_with_parent() -> None:
+    """End this process as soon as its parent ends, even when the parent is killed (SIGKILL): a thread waits on
+    the parent's sentinel (portable: no POSIX signals)."""
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    if parent is not None:
+        threading.Thread(target=watch, daemon=True).start()
 
 
-def merge_parts(output: str | Path) -> EmbeddingIndex:
-    """Move the shards of the part indexes under `parts/` into the index at `output`, each once, and the parts'
-    scenes into its manifest (under fresh names, with their digests); then remove the parts. Safe to re-run after
-    an interruption: a shard copied but not yet in the manifest is copied again (the stray copy is removed by the
-    next build)."""
-    index = EmbeddingIndex.open(output)
-    for manifest_path in sorted((index.directory / PARTS_DIR).glob(f"*/{MANIFEST_FILE}")):
-        part = EmbeddingIndex.open(manifest_path.parent)
-        merged = {shard.get("origin") for shard in index.manifest["shards"]}
-        for shard in list(part.manifest["shards"]):
-            origin = f"{part.directory.name}/{shard['name']}@{part.manifest['created']}"
-            if origin not in merged:
-                name = new_shard_name()
-                for suffix in (".safetensors", ".parquet"):
-                    shutil.copyfile(part.directory / f"{shard['name']}{suffix}", index.directory / f"{name}{suffix}")
-                index.manifest["shards"].append({"name": name, "count": shard["count"], "origin": origin,
-                                                 "digests": shard_digests(index.directory, name)})
-                index.manifest["num_items"] += shard["count"]
-                index._write_manifest()
-        shutil.rmtree(part.directory)
-    parts = index.directory / PARTS_DIR
-    if parts.is_dir() and not any(parts.iterdir()):
-        parts.rmdir()
-    return index
+def _worker_reports(workers: Sequence[Any], reports: Any) -> list[SceneBuildReport]:
+    """The reports of the spawned index processes, once all have ended; `RuntimeError` naming those that failed."""
+    import queue
+
+    found: list[SceneBuildReport] = []
+    while len(found) < len(workers):
+        try:
+            found.append(SceneBuildReport(**reports.get(timeout=1.0)))
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers) and reports.empty():
+                break
+    for worker in workers:
+        worker.join()
+    failed = [rank for rank, worker in enumerate(workers) if worker.exitcode != 0]
+    if failed or len(found) < len(workers):
+        raise RuntimeError(f"index worker(s) {failed} failed (see their messages above); re-run the same "
+                           "command to finish: finished windows are kept")
+    return found
 
 
 # ----- hits ------------------------------------------------------------------------------------------------------
@@ -721,7 +696,7 @@ def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None
     pq.write_table(geo.scene_columns(base, hits), path)
 
 
-__all__ = ["PARTS_DIR", "SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
-           "hits_geojson", "index_part", "launched_state", "merge_hits", "merge_parts", "pixel_geojson_path",
+__all__ = ["SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
+           "hits_geojson", "index_part", "launched_state", "merge_hits", "pixel_geojson_path",
            "pixel_hits_geojson", "scene_files",
            "window_id", "window_record", "write_hits_parquet"]
