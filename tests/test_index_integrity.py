@@ -174,7 +174,7 @@ def _nothing_decoded_or_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("an unchanged row was decoded or embedded")
 
-    monkeypatch.setattr(search_module, "decode_dataset_image", refuse)
+    monkeypatch.setattr(search_module, "open_dataset_image", refuse)
     monkeypatch.setattr(search_module, "encode_images", refuse)
 
 

@@ -64,8 +64,11 @@ def test_an_old_index_is_refused_with_the_migrate_command_and_migrates(name: str
     torch.testing.assert_close(index.embeddings_of(ids), stored, atol=0, rtol=0)
     items = {item["id"]: item for item in index.items(range(len(index)))}
     for row in old_rows:
-        assert {key: items[row["id"]][key] for key in items[row["id"]]} == {
-            key: row[key] for key in items[row["id"]]}  # every column, bbox as the old struct
+        item = items[row["id"]]
+        added = {"stac_item", "stac_collection", "stac_datetime"} & set(item)  # columns since the old format
+        assert {key: item[key] for key in set(item) - added} == {
+            key: row[key] for key in set(item) - added}  # every column, bbox as the old struct
+        assert all(item[key] is None for key in added)  # null for the migrated windows
     hits = search(index, "a field", k=2, model=model, processor=processor)
     assert len(hits) == 2 and hits[0]["score"] >= hits[1]["score"]
     if name == "scenes.index":
@@ -283,11 +286,12 @@ def test_scene_index_stores_every_column_a_window_record_carries(tmp_path: Path,
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 64, 3), dtype=np.uint8)).save(scene)
     real_record = scenes_module.window_record
     monkeypatch.setattr(scenes_module, "window_record",
-                        lambda scene, window: {**real_record(scene, window), "stac_item": f"item-{window.top}"})
+                        lambda scene, window, stac=None: {**real_record(scene, window, stac),
+                                                          "tile_name": f"item-{window.top}"})
     build_scene_index([scene], tmp_path / "idx", model, processor, options=WindowOptions(window=64))
     index = EmbeddingIndex.open(tmp_path / "idx")
-    assert sorted(index.column("stac_item")) == ["item-0", "item-64"]
-    assert {hit["stac_item"] for hit in index.items(range(2))} == {"item-0", "item-64"}
+    assert sorted(index.column("tile_name")) == ["item-0", "item-64"]
+    assert {hit["tile_name"] for hit in index.items(range(2))} == {"item-0", "item-64"}
 
 
 @pytest.fixture

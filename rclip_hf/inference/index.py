@@ -41,6 +41,7 @@ from .. import __version__
 from ..errors import UserError
 from ..loading import describe, model_fingerprint
 from ..topk import chunked_topk, topk_lowest_index
+from .stac import STAC_COLUMNS
 
 INDEX_FORMAT = "rclip-hf-embedding-index"
 INDEX_FORMAT_VERSION = 2
@@ -227,7 +228,8 @@ def scene_schema() -> Any:
     return pa.schema([pa.field(name, pa.int64()) for name in ("left", "top", "width", "height")]
                      + [pa.field("crs", pa.string()), pa.field("scene_geometry", pa.binary()),
                         pa.field("geometry", pa.binary())]
-                     + [pa.field(name, pa.float64()) for name in BBOX_COLUMNS])
+                     + [pa.field(name, pa.float64()) for name in BBOX_COLUMNS]
+                     + [pa.field(name, pa.string()) for name in STAC_COLUMNS])
 
 
 def _scenes_schema() -> Any:
