@@ -446,6 +446,11 @@ def image_files(folder: str | Path) -> list[Path]:
     return sorted(path for path in Path(folder).rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
 
 
+def printable_path(path: str | Path) -> str:
+    """`path` as text; bytes of a file name that are not UTF-8 (held as surrogates) shown as `\\udcXX`."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _read_pil(path: Path, check_size: bool = True) -> Image.Image:
     """The image file at `path` decoded by Pillow in its own mode; over the pixel limit refused when `check_size`."""
     try:

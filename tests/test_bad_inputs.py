@@ -698,6 +698,41 @@ def test_build_corpus_records_a_non_utf8_file_name_and_goes_on(tmp_path: Path, c
     assert skipped["path"].endswith("b\\udcff.png") and "not valid UTF-8" in skipped["reason"]
 
 
+@pytest.mark.parametrize("kind", ["images", "scenes"])
+def test_index_records_a_non_utf8_file_name_and_goes_on(tiny_model_dir: Path, scenes: dict[str, Path],
+                                                         shared_data: Path, tmp_path: Path, capsys, kind: str) -> None:
+    folder = tmp_path / "source"
+    folder.mkdir()
+    if kind == "images":
+        jpegs = sorted((shared_data / "rsscn7" / "aGrass").glob("*.jpg"))[:2]
+        for jpeg in jpegs:
+            shutil.copy(jpeg, folder)
+        good, data = [jpeg.name for jpeg in jpegs], jpegs[0].read_bytes()
+        extra = []
+    else:
+        good, data = ["scene.tif"], scenes["geotiff"].read_bytes()
+        shutil.copy(scenes["geotiff"], folder)
+        extra = ["--window", "32"]
+    suffix = ".jpg" if kind == "images" else ".tif"
+    with open(os.path.join(os.fsencode(folder), b"bad\xff" + suffix.encode()), "wb") as handle:
+        handle.write(data)
+    argv = ["index", "--model", str(tiny_model_dir), "--source", str(folder), "--output", str(tmp_path / "idx"),
+            "--format", "json", *extra]
+    for run in range(2):  # a re-run meets the same file
+        code, out, err = _run(cli.main, argv, capsys)
+        assert code == 0, err
+        report = json.loads(out)
+        (failure,) = report["failures"]
+        assert failure["path"].endswith("bad\\udcff" + suffix) and "not valid UTF-8" in failure["reason"]
+        assert report["total"] > 0 and (report["added"] > 0) == (run == 0)
+    failures = json.loads((tmp_path / "idx" / "failures.json").read_text(encoding="utf-8"))
+    assert [item["path"] for item in failures] == [failure["path"]]
+    from rclip_hf.inference.index import EmbeddingIndex
+
+    paths = {Path(path).name for path in EmbeddingIndex.open(tmp_path / "idx").column("path")}
+    assert paths == set(good)
+
+
 def test_a_corpus_that_keeps_no_image_is_an_error_with_its_report(tmp_path: Path, capsys) -> None:
     from dataset_builders.build_corpus import main
 

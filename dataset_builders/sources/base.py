@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from dataset_builders.records import Box, Record, Skipped
 from dataset_builders.sources.images import decoded_whole
-from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_size
+from rclip_hf.images import IMAGE_SUFFIXES, ImageReadError, image_size, printable_path
 
 #: Class names that may enter captions: a letter or digit, then up to 63 letters, digits, spaces or ``_ - . , ' ( ) & +``
 SAFE_CLASS_NAME = re.compile(r"[^\W_][\w .,'()&+-]{0,63}")
@@ -36,11 +36,6 @@ def resolves_inside(folder: Path, path: Path) -> bool:
         return path.resolve().is_relative_to(folder.resolve())
     except (OSError, RuntimeError):  # a symlink loop
         return False
-
-
-def printable_path(path: Path | str) -> str:
-    """``path`` as text; bytes of a file name that are not UTF-8 (held as surrogates) shown as ``\\udcXX``."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _resolved(path: Path) -> Path | None:

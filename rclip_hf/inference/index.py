@@ -39,6 +39,7 @@ from transformers import CLIPModel
 
 from .. import __version__
 from ..errors import UserError
+from ..images import printable_path
 from ..loading import describe, model_fingerprint
 from ..topk import chunked_topk, topk_lowest_index
 from .stac import STAC_COLUMNS
@@ -113,9 +114,20 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=32)).hexdigest()
 
 
+def unstorable_name(path: str | Path) -> str:
+    """Why the index cannot store the file `path`, shown readably ("" when it can): a name that is not valid UTF-8
+    (an index stores ids and paths as UTF-8 text)."""
+    if printable_path(path) == str(path):
+        return ""
+    return (f"{printable_path(path)}: the file name is not valid UTF-8 (an index stores names as UTF-8): rename the "
+            "file to index it")
+
+
 def file_key(file: Path, old: ItemKey | None) -> tuple[ItemKey | None, str]:
     """(key to store, "") for a file that is new or changed since its `old` key, (None, "") for one unchanged (same
-    size and mtime, or same digest), (None, reason) when it cannot be read."""
+    size and mtime, or same digest), (None, reason) when it cannot be read or its name cannot be stored."""
+    if reason := unstorable_name(file):
+        return None, reason
     try:
         stat = file.stat()
         if old is not None and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
@@ -861,5 +873,5 @@ def _now() -> str:
 __all__ = ["ANN_MIN_ITEMS", "BBOX_COLUMNS", "FAILURES_FILE", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "ITEMS_TABLE",
            "OLD_MANIFEST_FILE", "Backend", "EmbeddingIndex", "IndexEntry", "IndexModelMismatchError", "ItemKey",
            "OldIndexFormatError", "check_output_folder", "check_prune", "file_digest", "file_key", "is_index_folder", "is_local", "migrate_index",
-           "row_key", "scene_schema", "storage_error", "write_failures"]
+           "row_key", "scene_schema", "storage_error", "unstorable_name", "write_failures"]
 

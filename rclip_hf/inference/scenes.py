@@ -50,11 +50,20 @@ from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import encode_images
 from ..errors import UserError
-from ..images import IMAGE_SUFFIXES, image_files
+from ..images import IMAGE_SUFFIXES, image_files, printable_path
 from ..loading import resolve_model
 from . import geo
 from .dataset_folder import ROW_BATCH, numbered_rows
-from .index import EmbeddingIndex, ItemKey, check_prune, file_key, is_local, row_key, write_failures
+from .index import (
+    EmbeddingIndex,
+    ItemKey,
+    check_prune,
+    file_key,
+    is_local,
+    row_key,
+    unstorable_name,
+    write_failures,
+)
 from .remote import RemoteSceneError, is_remote, remote_stamp
 from .search import (
     COMMIT_EVERY,
@@ -334,6 +343,10 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
     """(scene, top, lefts, window side) of this process's rows of windows; scenes that fail to open are reported."""
     group = 0
     for path in files:
+        if reason := unstorable_name(path):
+            report.failures.append({"id": printable_path(path), "path": printable_path(path), "reason": reason})
+            logger.warning("skipped scene %s", reason)
+            continue
         try:
             scene = open_scene(path, options.bands, options.allow_full_download)
         except (OSError, ValueError) as error:

@@ -22,7 +22,7 @@ from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import batched, encode_images, encode_texts
 from ..errors import UserError
-from ..images import as_model_image, image_files, note_bands, open_dataset_image, open_image
+from ..images import as_model_image, image_files, note_bands, open_dataset_image, open_image, printable_path
 from ..loading import resolve_model
 from .dataset_folder import load_dataset_folder, numbered_rows
 from .index import (
@@ -149,7 +149,8 @@ def build_index(
             for item, (key, reason) in zip(batch, pool.map(lambda item: _new_key(item, known.get(item.id)),
                                                            batch)):
                 if reason:
-                    failures.append({"id": item.id, "path": item.path, "reason": reason})
+                    failures.append({"id": printable_path(item.id), "path": printable_path(item.path),
+                                     "reason": reason})
                 elif key is None:
                     skipped += 1
                 elif item.file is None and item.id in known and not known[item.id].digest:
