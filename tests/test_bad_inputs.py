@@ -733,6 +733,35 @@ def test_index_records_a_non_utf8_file_name_and_goes_on(tiny_model_dir: Path, sc
     assert paths == set(good)
 
 
+@pytest.mark.parametrize("damage", ["truncated_data", "garbled_manifest", "missing_data"])
+def test_a_damaged_index_file_is_one_line_naming_the_index_and_never_resumed(
+        tiny_model_dir: Path, shared_data: Path, tmp_path: Path, capsys, damage: str) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    for jpeg in sorted((shared_data / "rsscn7" / "aGrass").glob("*.jpg"))[:2]:
+        shutil.copy(jpeg, source)
+    index = tmp_path / "idx"
+    build = ["index", "--model", str(tiny_model_dir), "--source", str(source), "--output", str(index)]
+    assert _run(cli.main, build, capsys)[0] == 0
+    (data,) = (index / "items.lance" / "data").glob("*.lance")
+    latest = min((index / "items.lance" / "_versions").glob("*.manifest"))  # named u64::MAX - version
+    if damage == "truncated_data":
+        os.truncate(data, data.stat().st_size // 3)
+    elif damage == "garbled_manifest":
+        latest.write_bytes(os.urandom(64))
+    else:
+        data.unlink()
+    shutil.copy(BAD / "rgba.png", source / "new.png")  # a resume that would add an item
+    for argv in (build, ["search", "--model", str(tiny_model_dir), "--index", str(index), "--text", "grass"],
+                 ["index", "--output", str(index), "--verify"]):
+        code, out, err = _run(cli.main, argv, capsys)
+        line = _one_error_line(err)
+        assert code == EXIT_BAD_INPUT and line.startswith(f"error: {index}: the index is damaged"), (argv, err)
+        if damage == "missing_data":
+            assert data.name in line
+        assert "added" not in out
+
+
 def test_a_corpus_that_keeps_no_image_is_an_error_with_its_report(tmp_path: Path, capsys) -> None:
     from dataset_builders.build_corpus import main
 

@@ -27,7 +27,9 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,10 +198,17 @@ def _refuse_old_format(uri: str) -> None:
                                   f"convert it once: rclip-hf index migrate {uri} NEW_INDEX")
 
 
+#: Words of Lance's errors for a file of the index that is truncated, garbled or missing.
+_DAMAGE_WORDS = ("corrupt", "invalid range", "too small", "outside file of size", "not found: /", "unexpected eof",
+                 "failed to decode", "invalid manifest")
+
+
 def storage_error(uri: str, error: Exception) -> UserError:
-    """One line for a storage failure at `uri` (unreachable endpoint, missing credentials, denied access...)."""
-    text = " ".join(str(error).split())
+    """One line for a storage failure at `uri` (unreachable endpoint, missing credentials, denied access, a damaged
+    index file: named when Lance names it...)."""
+    text = re.sub(r",\s*\S+\.rs:\d+:\d+", "", " ".join(str(error).split()))  # Lance's Rust source lines
     lowered = text.lower()
+    damaged_file = re.search(r"(?:\w+://)?/?[^\s,:]*\.(?:lance|manifest|txn|idx)\b", text)
     if "no space left" in lowered or "os error 28" in lowered:
         what = "no space left on device"
         fix = "free space on that disk or write elsewhere; re-run to resume: committed items are kept"
@@ -211,10 +220,28 @@ def storage_error(uri: str, error: Exception) -> UserError:
                                           "error sending request", "nosuchbucket", "no such bucket")):
         what = "storage unreachable"
         fix = "check the URI, the endpoint (--storage-option endpoint=...) and the network; re-run to resume"
+    elif any(word in lowered for word in _DAMAGE_WORDS):
+        what = "the index is damaged" + (f": file {damaged_file[0]}" if damaged_file else "")
+        fix = "restore the index from a copy, or build it again into a new --output (it cannot be resumed)"
     else:
         what = "storage failed"
         fix = "check the URI and --storage-option values; re-run to resume"
     return UserError(uri, f"{what} ({text[:300]})", fix)
+
+
+@contextmanager
+def lance_errors(uri: str) -> Iterator[None]:
+    """Turn the errors of Lance reading or writing the index at `uri` (a damaged file, storage failures) into one
+    line (`storage_error`); other errors pass."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, RuntimeError, ValueError) as error:
+        text = str(error).lower()
+        if "lance" not in text and not any(word in text for word in _DAMAGE_WORDS):
+            raise
+        raise storage_error(uri, error) from None
 
 
 def _connect(uri: str, storage_options: Mapping[str, str] | None) -> Any:
@@ -381,7 +408,8 @@ class EmbeddingIndex:
 
     def refresh(self) -> None:
         """Read the table's latest version (other writers' commits); positions may change."""
-        self._table.checkout_latest()
+        with lance_errors(self.uri):
+            self._table.checkout_latest()
         self._cache.clear()
 
     def __len__(self) -> int:
@@ -401,23 +429,27 @@ class EmbeddingIndex:
     def _cached(self, name: str, read: Any) -> Any:
         key = (self._table.version, name)
         if key not in self._cache:
-            self._cache[key] = read()
+            with lance_errors(self.uri):
+                self._cache[key] = read()
         return self._cache[key]
 
     def _scan(self, columns: Sequence[str], where: str | None = None) -> Any:
         query = self._table.search().select(list(columns)).limit(None)
-        return (query.where(where) if where else query).to_arrow()
+        with lance_errors(self.uri):
+            return (query.where(where) if where else query).to_arrow()
 
     def shard_embeddings(self, batch_size: int = SCAN_BATCH) -> Iterator[tuple[int, Tensor]]:
         """(offset of the batch's first item, embeddings (n, D) float32), one batch in memory at a time, in
         position order."""
         offset = 0
-        for batch in self._table.search().select(["embedding"]).limit(None).to_batches(batch_size):
-            if batch.num_rows == 0:
-                continue
-            embeddings = _embedding_tensor(batch.column("embedding"), self.dim)
-            yield offset, embeddings
-            offset += len(embeddings)
+        with lance_errors(self.uri):
+            batches = iter(self._table.search().select(["embedding"]).limit(None).to_batches(batch_size))
+            while (batch := next(batches, None)) is not None:
+                if batch.num_rows == 0:
+                    continue
+                embeddings = _embedding_tensor(batch.column("embedding"), self.dim)
+                yield offset, embeddings
+                offset += len(embeddings)
 
     def ids(self) -> list[str]:
         """All item ids, in position order."""
@@ -478,7 +510,8 @@ class EmbeddingIndex:
             return []
         columns = [name for name in self.column_names if name not in (*KEY_COLUMNS, "embedding")]
         unique = sorted(set(positions))  # take_offsets gives rows in position order
-        rows = dict(zip(unique, self._table.take_offsets(unique).select(columns).to_arrow().to_pylist()))
+        with lance_errors(self.uri):
+            rows = dict(zip(unique, self._table.take_offsets(unique).select(columns).to_arrow().to_pylist()))
         return [_hit_row(dict(rows[position])) for position in positions]
 
     # ----- writing ---------------------------------------------------------------------------------------------
@@ -603,7 +636,8 @@ class EmbeddingIndex:
 
     def scene_keys(self) -> dict[str, ItemKey]:
         """Scene -> its recorded key (windows of scenes)."""
-        table = self._scenes_table().to_arrow()
+        with lance_errors(self.uri):
+            table = self._scenes_table().to_arrow()
         return {scene: ItemKey(size, mtime_ns, digest) for scene, size, mtime_ns, digest in zip(
             *(table.column(name).to_pylist() for name in ("scene", *KEY_COLUMNS)))}
 
@@ -611,13 +645,15 @@ class EmbeddingIndex:
         """Record the keys of scenes (upsert) and forget the scenes in `remove`."""
         import pyarrow as pa
 
-        table, remove = self._scenes_table(), sorted(set(remove) - set(keys))
-        if keys:
-            rows = pa.table({"scene": list(keys), **{name: [getattr(key, name) for key in keys.values()]
-                                                      for name in KEY_COLUMNS}}, schema=_scenes_schema())
-            table.merge_insert("scene").when_matched_update_all().when_not_matched_insert_all().execute(rows)
-        for start in range(0, len(remove), ID_BATCH):
-            table.delete(f"scene IN ({_quoted(remove[start:start + ID_BATCH])})")
+        remove = sorted(set(remove) - set(keys))
+        with lance_errors(self.uri):
+            table = self._scenes_table()
+            if keys:
+                rows = pa.table({"scene": list(keys), **{name: [getattr(key, name) for key in keys.values()]
+                                                          for name in KEY_COLUMNS}}, schema=_scenes_schema())
+                table.merge_insert("scene").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+            for start in range(0, len(remove), ID_BATCH):
+                table.delete(f"scene IN ({_quoted(remove[start:start + ID_BATCH])})")
 
     # ----- checking --------------------------------------------------------------------------------------------
     def verify(self) -> list[str]:
@@ -709,7 +745,8 @@ class EmbeddingIndex:
             wanted = allowed.nonzero().flatten()
             for start in range(0, len(wanted), SCAN_BATCH):
                 positions = wanted[start:start + SCAN_BATCH]
-                table = self._table.take_offsets(positions.tolist()).select(["embedding"]).to_arrow()
+                with lance_errors(self.uri):
+                    table = self._table.take_offsets(positions.tolist()).select(["embedding"]).to_arrow()
                 yield positions, _embedding_tensor(table.column("embedding"), self.dim)
         else:
             for offset, embeddings in self.shard_embeddings():
@@ -729,7 +766,8 @@ class EmbeddingIndex:
                       .refine_factor(refine).select(["id"]).limit(k))
             if where:
                 search = search.where(where, prefilter=True)
-            hits = search.to_arrow()
+            with lance_errors(self.uri):
+                hits = search.to_arrow()
             found = [positions_of[item_id] for item_id in hits.column("id").to_pylist()]
             scores[i, :len(found)] = -torch.tensor(hits.column("_distance").to_pylist())  # dot distance is 1 - ip
             scores[i, :len(found)] += 1
@@ -872,6 +910,6 @@ def _now() -> str:
 
 __all__ = ["ANN_MIN_ITEMS", "BBOX_COLUMNS", "FAILURES_FILE", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "ITEMS_TABLE",
            "OLD_MANIFEST_FILE", "Backend", "EmbeddingIndex", "IndexEntry", "IndexModelMismatchError", "ItemKey",
-           "OldIndexFormatError", "check_output_folder", "check_prune", "file_digest", "file_key", "is_index_folder", "is_local", "migrate_index",
+           "OldIndexFormatError", "check_output_folder", "check_prune", "file_digest", "file_key", "is_index_folder", "is_local", "lance_errors", "migrate_index",
            "row_key", "scene_schema", "storage_error", "unstorable_name", "write_failures"]
 
