@@ -119,7 +119,8 @@ class IndexOptions(ModelOptions):
 
     model: str | None = field(default=None, metadata=_help("RemoteCLIP/CLIP model folder or Hub id (not with --verify)"))
     source: list[str] | None = field(default=None, metadata=_help(
-        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow files or save_to_disk); with "
+        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow files or save_to_disk) or Hub "
+        "dataset id owner/name (its --split); with "
         "--window, scenes (repeatable), also COG URLs and STAC sources (see --asset); an index folder inside it is "
         "never read", nargs="+", action="extend"))
     output: str = field(metadata=_help(
