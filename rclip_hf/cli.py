@@ -119,7 +119,8 @@ class IndexOptions(ModelOptions):
 
     model: str | None = field(default=None, metadata=_help("RemoteCLIP/CLIP model folder or Hub id (not with --verify)"))
     source: list[str] | None = field(default=None, metadata=_help(
-        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow files or save_to_disk); with "
+        "Image folders or files, or a Hugging Face dataset folder (Parquet/Arrow files or save_to_disk) or Hub "
+        "dataset id owner/name (its --split); with "
         "--window, scenes (repeatable), also COG URLs and STAC sources (see --asset); an index folder inside it is "
         "never read", nargs="+", action="extend"))
     output: str = field(metadata=_help(
@@ -346,13 +347,14 @@ def run_index(argv: list[str]) -> int:
             raise UserError(f"--{flag}", "required to build an index", "or pass --verify to check one")
     if options.commit_seconds <= 0:
         raise UserError(f"--commit_seconds {options.commit_seconds}", "must be positive")
+    from .inference.dataset_folder import is_hub_dataset_id
     from .inference.remote import check_remote, is_remote
     from .inference.stac import is_stac_source
 
     for source in options.source:
         if is_remote(source):
             check_remote(source, options.allow_full_download)  # a 404, a timeout, not a COG: one line
-        elif not Path(source).exists():
+        elif not Path(source).exists() and not is_hub_dataset_id(source):  # a Hub id loads through load_dataset
             raise FileNotFoundError(f"index source not found: {source}")
     if WindowGeometry(options.window, options.stride, options.window_metres, options.stride_metres).given:
         return _index_scenes(options)  # (a stride alone is refused by WindowGeometry, not ignored)
@@ -408,7 +410,7 @@ def _index_scenes(options: IndexOptions) -> int:
                                commit_seconds=options.commit_seconds, prune=options.prune, split=options.split,
                                image_column=options.image_column, asset=options.asset,
                                storage_options=storage_options(options.storage_option),
-                               add_source=options.add_source, force=options.force)
+                               add_source=options.add_source, force=options.force, dtype=options.dtype)
     rows = [{"index": report.index, "scenes": report.scenes, "added": report.added,
              "already_indexed": report.already_indexed, "nodata_windows": report.nodata_windows,
              "changed_scenes": report.changed_scenes, "pruned_windows": report.pruned,

@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from offline_hub import cache_as_hub_dataset, go_offline
 
 import rclip_hf
 from rclip_hf.errors import UserError
@@ -307,28 +308,11 @@ def test_runner_reports_validation_split_and_split_definition(
     assert entry["linear_probe"]["search_split"] == "validation" and len(entry["linear_probe"]["search"]) == 5
 
 
-def _cache_as_hub_dataset(folder: Path, repo_id: str) -> None:
-    """Put the dataset of `folder` in the datasets cache as `load_dataset(repo_id)` leaves it after a download
-    (OWNER___NAME/default/0.0.0/HASH, prepared by the same Parquet builder), so that it loads offline."""
-    from datasets.packaged_modules.parquet.parquet import Parquet
-
-    owner, name = repo_id.split("/")
-    cache = Path(datasets.config.HF_DATASETS_CACHE)
-    data_files = {path.name.split("-")[0]: str(path) for path in folder.glob("*.parquet")}
-    Parquet(cache_dir=str(cache), dataset_name=name, config_id="default", data_files=data_files,
-            hash="0000offline").download_and_prepare()  # a builder given repo_id insists on hf:// data files
-    (cache / name).rename(cache / f"{owner}___{name}")
-
-
 def test_hub_dataset_ids_load_from_the_offline_cache(data_dir: Path, tiny_model_dir: Path, tmp_path: Path,
                                                      monkeypatch) -> None:
-    import huggingface_hub.constants
-
     for name in ("ucm", "remotecount"):
-        _cache_as_hub_dataset(data_dir / name, f"offline-owner/rs-{name}")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        cache_as_hub_dataset(data_dir / name, f"offline-owner/rs-{name}")
+    go_offline(monkeypatch)
     common = {"model": str(tiny_model_dir), "benchmarks": "ucm,remotecount", "show_progress": False}
     from_hub = run_evaluation(EvalArguments(data_dir="offline-owner/rs-{name}", output=str(tmp_path / "hub.json"),
                                             **common))

@@ -9,9 +9,12 @@ import datasets
 import pytest
 import torch
 from inference_models import TINY_EMBED_DIM, copy_images
+from offline_hub import cache_as_hub_dataset, go_offline
 from PIL import Image
 
+from rclip_hf import cli
 from rclip_hf.embeddings import encode_images
+from rclip_hf.errors import UserError
 from rclip_hf.inference import EmbeddingIndex, IndexModelMismatchError, build_index, load_model, search
 from rclip_hf.inference.index import FAILURES_FILE, ITEMS_TABLE
 from rclip_hf.loading import model_fingerprint
@@ -102,6 +105,51 @@ def test_dataset_source_with_ids_and_a_bad_row(tmp_path: Path, tiny_model, share
     assert from_folder.added == 4 and sorted(EmbeddingIndex.open(tmp_path / "index2").ids()) == ["0", "1", "2", "3"]
     with pytest.raises(KeyError, match="has no column 'name'"):
         build_index(dataset, tmp_path / "index3", model, processor, id_column="name")
+
+
+def test_hub_dataset_id_source_indexes_from_the_offline_cache_then_searches(
+        tmp_path: Path, tiny_model_dir: Path, shared_data: Path, monkeypatch, capsys) -> None:
+    files = copy_images(shared_data, tmp_path / "images", per_class=2)
+    dataset = datasets.Dataset.from_dict(
+        {"image": [{"bytes": path.read_bytes(), "path": None} for path in files],
+         "filename": [path.name for path in files]},
+        features=datasets.Features({"image": datasets.Image(), "filename": datasets.Value("string")}))
+    (tmp_path / "repo").mkdir()
+    dataset.to_parquet(str(tmp_path / "repo" / "train-00000-of-00001.parquet"))
+    cache_as_hub_dataset(tmp_path / "repo", "offline-owner/rs-tiles")
+    go_offline(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # no folder offline-owner/ here: the id is not a path
+    index_dir = str(tmp_path / "index")
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", "offline-owner/rs-tiles", "--output",
+                     index_dir, "--id-column", "filename", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == 4
+    index = EmbeddingIndex.open(index_dir)
+    assert sorted(index.ids()) == sorted(path.name for path in files)
+    assert index.metadata["sources"] == ["offline-owner/rs-tiles"]  # the repo id, not a path under the cwd
+    assert cli.main(["search", "--model", str(tiny_model_dir), "--index", index_dir, "--image", str(files[3]),
+                     "--top-k", "1", "--format", "json"]) == 0
+    [hit] = json.loads(capsys.readouterr().out)
+    assert hit["id"] == files[3].name and hit["score"] == pytest.approx(1.0, abs=1e-5)
+
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", "offline-owner/rs-nothing", "--output",
+                     str(tmp_path / "index2")]) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # no traceback
+    assert error.startswith("error: --source offline-owner/rs-nothing: no such local folder, and not loadable as a "
+                            "Hub dataset id")
+    assert cli.main(["index", "--model", str(tiny_model_dir), "--source", "offline-owner/rs-tiles", "--output",
+                     str(tmp_path / "index3"), "--window", "64"]) == 2
+    assert "--source offline-owner/rs-tiles: a Hub dataset id is indexed as whole images, not in windows" in (
+        capsys.readouterr().err)
+
+
+def test_a_streaming_dataset_source_is_refused_in_one_line(tmp_path: Path, tiny_model, shared_data: Path) -> None:
+    model, processor = tiny_model
+    files = copy_images(shared_data, tmp_path / "images", per_class=1)
+    dataset = datasets.Dataset.from_dict({"image": [str(path) for path in files]},
+                                         features=datasets.Features({"image": datasets.Image()}))
+    with pytest.raises(UserError, match=r"--source .*: a streaming \(iterable\) dataset cannot be indexed"):
+        build_index(dataset.to_iterable_dataset(), tmp_path / "index", model, processor)
+    assert not (tmp_path / "index").exists()
 
 
 def test_bad_sources(tmp_path: Path, tiny_model) -> None:

@@ -226,6 +226,72 @@ def test_processes_get_rows_that_share_no_block_and_equal_shares(scenes: Path, t
     assert tops == {0: [0, 64, 256, 320], 1: [128, 192, 384, 429]}  # tile rows 0 and 2 / 1 and 3
 
 
+def test_each_process_bar_counts_the_windows_of_its_rows(scenes: Path, tmp_path: Path, tiny_model,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference import scenes as scene_module
+    from rclip_hf.progress import progress_bar
+
+    bars = []
+
+    def recording_bar(*args, **kwargs):
+        bars.append(progress_bar(*args, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(scene_module, "progress_bar", recording_bar)
+    model, processor = tiny_model
+    options = WindowOptions(window=128, stride=64)
+    EmbeddingIndex.open_or_create(tmp_path / "index", model, scenes=True)
+    for rank in (0, 1):
+        scene_module.index_part([scenes / "p1888.tif"], str(tmp_path / "index"), model, processor, options, 16,
+                                rank, 2)
+    scene_module.index_part([scenes / "p1888.tif"], str(tmp_path / "index"), model, processor, options, 16, 0, 1)
+    assert [(bar.total, bar.n) for bar in bars] == [(4 * 11, 4 * 11)] * 2 + [(8 * 11, 8 * 11)]  # 11 windows a row
+    # (the last run finds every window indexed: its bar still runs to its total)
+
+
+def test_spawned_processes_load_the_model_in_the_dtype(scenes: Path, tmp_path: Path, tiny_model_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import queue
+    import threading
+
+    from rclip_hf import cli, loading
+    from rclip_hf.inference import scenes as scene_module
+
+    class Worker(threading.Thread):
+        exitcode = 0
+
+        def terminate(self) -> None:
+            pass
+
+    class ThreadContext:
+        """The spawn context, as threads of this process: the worker function runs with the arguments given."""
+        Event, Queue = threading.Event, queue.Queue
+
+        def Process(self, target, args, daemon):
+            spawned.append(args)
+            return Worker(target=target, args=args, daemon=daemon)
+
+    def recording_load(*args, **kwargs):
+        with one_at_a_time:  # from_pretrained sets torch's default dtype while it builds: not thread-safe
+            model, processor = real_load(*args, **kwargs)
+        if isinstance(threading.current_thread(), Worker):  # (the first process loads it too, to create the index)
+            loaded.append((kwargs.get("dtype"), next(model.parameters()).dtype))
+        return model, processor
+
+    spawned, loaded, real_load, threads = [], [], loading.load_model, torch.get_num_threads()
+    one_at_a_time = threading.Lock()
+    monkeypatch.setattr(scene_module.multiprocessing, "get_context", lambda method: ThreadContext())
+    monkeypatch.setattr(loading, "load_model", recording_load)
+    try:
+        assert cli.main(["index", "--model", str(tiny_model_dir), "--source", str(scenes / "p1888.tif"), "--output",
+                         str(tmp_path / "index"), "--window", "256", "--num-processes", "2", "--dtype", "bfloat16",
+                         "--format", "json"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # each worker set its share of the cores
+    assert len(spawned) == 2 and loaded == [("bfloat16", torch.bfloat16)] * 2
+    assert len(EmbeddingIndex.open(tmp_path / "index")) == 3 * 3  # 712 x 557 in 256 px windows
+
+
 def test_spawned_processes_end_when_the_index_cannot_be_opened(scenes: Path, tmp_path: Path, tiny_model_dir: Path,
                                                                 other_model_dir: Path) -> None:
     import multiprocessing

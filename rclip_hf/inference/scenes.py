@@ -45,15 +45,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
+from .. import images
 from ..embeddings import encode_images
 from ..errors import UserError
 from ..images import IMAGE_SUFFIXES, image_files, printable_path
 from ..loading import resolve_model
+from ..progress import progress_bar
 from . import geo
-from .dataset_folder import ROW_BATCH, numbered_rows
+from .dataset_folder import ROW_BATCH, is_hub_dataset_id, numbered_rows
 from .index import (
     EmbeddingIndex,
     ItemKey,
@@ -157,6 +158,9 @@ def scene_files(sources: Sequence[str | Path], exclude: str | Path | None = None
             if not found:
                 raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
             files.extend(found)
+        elif is_hub_dataset_id(source):
+            raise UserError(f"--source {source}", "a Hub dataset id is indexed as whole images, not in windows",
+                            "leave --window out, or save the dataset to a folder and give that")
         else:
             raise FileNotFoundError(f"index source not found: {path}")
     return list(dict.fromkeys(files))  # a scene listed twice (STAC items sharing an asset) is read once
@@ -207,6 +211,7 @@ def build_scene_index(
     add_source: bool = False,
     force: bool = False,
     asset: str | None = None,
+    dtype: str | None = None,
 ) -> SceneBuildReport:
     """Embed every window of the scenes of `sources` (raster files, folders of them, dataset folders: `split`,
     `image_column`; remote COGs; STAC sources: their `asset`) into the index at `output` (a folder or object-store URI, resumed when it exists), on
@@ -214,7 +219,7 @@ def build_scene_index(
     process re-embeds the scenes whose file changed and, with `prune`, removes the windows of scenes that are not in
     `sources` any more; then every process upserts its windows straight into the index. Sources are deduplicated
     by their resolved path and remembered by the index (another source needs `add_source`); a prune of more than
-    half of the index needs `force`."""
+    half of the index needs `force`. Spawned processes load `model` in `dtype` (a `torch_dtype` name)."""
     unique: dict[str, str | Path] = {}
     for source in sources:
         unique.setdefault(resolved_source(source), source)
@@ -232,7 +237,7 @@ def build_scene_index(
     output, commits = str(output), (commit_every, commit_seconds)
     # Spawned processes start first: they import torch and load the model while this one prepares the index.
     workers, ready, reports = (_start_workers(files, output, str(model), options, batch_size, num_processes, device,
-                                              commits, storage_options, stac)
+                                              commits, storage_options, stac, dtype)
                                if num_processes > 1 else ([], None, None))
     try:
         if rank == 0:
@@ -314,44 +319,45 @@ def index_part(files: Sequence[Path], output: str, model: CLIPModel, processor: 
             index.commit()
             last_commit = time.monotonic()
 
-    progress = tqdm(desc=f"index windows (process {rank + 1}/{world})", unit="window")
-    for scene, top, lefts, side in _my_rows(files, options, rank, world, report):
+    rows, windows = _my_rows(files, options, rank, world, report)
+    progress = progress_bar(total=windows, desc=f"index windows (process {rank + 1}/{world})", unit="window")
+    for scene, top, lefts, side in _opened_rows(rows, options, report):
         wanted = [left for left in lefts if window_id(scene.path, _window(scene, left, top, side)) not in done]
         report.already_indexed += len(lefts) - len(wanted)
-        if not wanted:
-            continue
         try:
-            windows, skipped = scene.read_row(top, wanted, side, options.max_nodata)
+            read, skipped = scene.read_row(top, wanted, side, options.max_nodata) if wanted else ([], 0)
         except (OSError, ValueError) as error:
+            read, skipped = [], 0
             report.failures.append({"id": scene.path, "path": scene.path, "reason": str(error)})
             logger.warning("skipped windows of %s: %s", scene.path, error)
-            continue
         report.nodata_windows += skipped
-        for item in windows:
+        for item in read:
             batch.append((scene, item))
             if len(batch) == batch_size:
                 embed()
-        progress.update(len(wanted))
+        progress.update(len(lefts))
     embed()
     progress.close()
     index.commit()
     report.total = len(index)
     report.part_seconds = [time.monotonic() - start]
     return report
-def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: int,
-             report: SceneBuildReport) -> Iterator[tuple[Scene, int, tuple[int, ...], int]]:
-    """(scene, top, lefts, window side) of this process's rows of windows; scenes that fail to open are reported."""
+_Rows = list[tuple[Path | str, list[tuple[int, tuple[int, ...], int]]]]
+
+
+def _my_rows(files: Sequence[Path | str], options: WindowOptions, rank: int, world: int,
+             report: SceneBuildReport) -> tuple[_Rows, int]:
+    """(this process's rows of windows as [(scene, [(top, lefts, window side)])], their number of windows); scenes
+    that fail to open are reported."""
+    rows: _Rows = []
     group = 0
     for path in files:
         if reason := unstorable_name(path):
             report.failures.append({"id": printable_path(path), "path": printable_path(path), "reason": reason})
             logger.warning("skipped scene %s", reason)
             continue
-        try:
-            scene = open_scene(path, options.bands, options.allow_full_download)
-        except (OSError, ValueError) as error:
-            report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
-            logger.warning("skipped scene %s: %s", path, error)
+        scene = _open_scene(path, options, report)
+        if scene is None:
             continue
         with scene:
             try:
@@ -362,11 +368,42 @@ def _my_rows(files: Sequence[Path], options: WindowOptions, rank: int, world: in
                 logger.warning("skipped scene %s: %s", path, error)
                 continue
             lefts, tops = scene.grid(side, stride)
-            for _, rows in itertools.groupby(tops, key=lambda top: top // scene.block_height):
-                if group % world == rank:
-                    for top in rows:
-                        yield scene, top, lefts, side
-                group += 1
+        mine = []
+        for _, block_rows in itertools.groupby(tops, key=lambda top: top // scene.block_height):
+            if group % world == rank:
+                mine.extend((top, lefts, side) for top in block_rows)
+            group += 1
+        if mine:
+            rows.append((path, mine))
+    return rows, sum(len(lefts) for _, mine in rows for _, lefts, _ in mine)
+
+
+def _opened_rows(rows: _Rows, options: WindowOptions,
+                 report: SceneBuildReport) -> Iterator[tuple[Scene, int, tuple[int, ...], int]]:
+    """(scene, top, lefts, window side) of `rows` (`_my_rows`), each scene open while its rows are read."""
+    for path, mine in rows:
+        scene = _open_scene(path, options, report, reopened=True)
+        if scene is None:
+            continue
+        with scene:
+            for top, lefts, side in mine:
+                yield scene, top, lefts, side
+
+
+def _open_scene(path: Path | str, options: WindowOptions, report: SceneBuildReport,
+                reopened: bool = False) -> Scene | None:
+    """The scene at `path`, None (reported) when it cannot be opened; `reopened`: without the notes (e.g. about
+    `--bands`) that its first opening logged."""
+    notes = logging.getLogger(images.__name__)
+    was_disabled, notes.disabled = notes.disabled, notes.disabled or reopened
+    try:
+        return open_scene(path, options.bands, options.allow_full_download)
+    except (OSError, ValueError) as error:
+        report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
+        logger.warning("skipped scene %s: %s", path, error)
+        return None
+    finally:
+        notes.disabled = was_disabled
 
 
 def _row(scene: str) -> int:
@@ -493,7 +530,8 @@ def _row_keys(scenes: Sequence[str], recorded: dict[str, ItemKey]) -> dict[str, 
     keys: dict[str, ItemKey | None] = {}
     for (source, split, column), wanted in rows_of.items():
         dataset = dataset_rows(source, split, column)
-        progress = tqdm(total=len(wanted), desc=f"key rows of {source}", unit="row", disable=len(wanted) <= ROW_BATCH)
+        progress = progress_bar(total=len(wanted), desc=f"key rows of {source}", unit="row",
+                                disable=len(wanted) <= ROW_BATCH)
         for row, values in numbered_rows(dataset):
             if row in wanted:
                 scene = wanted[row]
@@ -538,8 +576,8 @@ def set_process_threads(processes: int, rank: int, world: int, threads: int | No
 def _start_workers(files: Sequence[Path], output: str, model: str, options: WindowOptions, batch_size: int,
                    world: int, device: str | None, commits: tuple[int, float],
                    storage_options: dict[str, str] | None,
-                   stac: dict[str, dict[str, Any]]) -> tuple[list[Any], Any, Any]:
-    """Spawn the `world` index processes; returns them, the event that lets them start once the index is ready
+                   stac: dict[str, dict[str, Any]], dtype: str | None = None) -> tuple[list[Any], Any, Any]:
+    """Spawn the `world` index processes, each loading `model` in `dtype`; returns them, the event that lets them start once the index is ready
     (created, scenes compared) and the queue of their reports."""
     context = multiprocessing.get_context("spawn")
     threads = process_threads(world)
@@ -547,7 +585,7 @@ def _start_workers(files: Sequence[Path], output: str, model: str, options: Wind
     ready, reports = context.Event(), context.Queue()
     workers = [context.Process(target=_part_worker, daemon=True,
                                args=(files, output, model, options, batch_size, rank, world, device, commits,
-                                     storage_options, stac, threads, ready, reports))
+                                     storage_options, stac, threads, ready, reports, dtype))
                for rank in range(world)]
     for worker in workers:
         worker.start()
@@ -557,12 +595,12 @@ def _start_workers(files: Sequence[Path], output: str, model: str, options: Wind
 def _part_worker(files: Sequence[Path], output: str, model: str, options: WindowOptions, batch_size: int,
                  rank: int, world: int, device: str | None, commits: tuple[int, float],
                  storage_options: dict[str, str] | None, stac: dict[str, dict[str, Any]], threads: int, ready: Any,
-                 reports: Any) -> None:
+                 reports: Any, dtype: str | None = None) -> None:
     from ..loading import load_model
 
     _exit_with_parent()
     set_process_threads(world, rank, world, threads)
-    loaded, processor = load_model(model, device=device or "cpu")
+    loaded, processor = load_model(model, dtype=dtype, device=device or "cpu")
     ready.wait()  # the index is ready
     report = index_part(files, output, loaded, processor, options, batch_size, rank, world, commits,
                         storage_options, stac)

@@ -17,14 +17,14 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformers import CLIPModel, ProcessorMixin
 
 from ..embeddings import batched, encode_images, encode_texts
 from ..errors import UserError
 from ..images import as_model_image, image_files, note_bands, open_dataset_image, open_image, printable_path
 from ..loading import resolve_model
-from .dataset_folder import load_dataset_folder, numbered_rows
+from ..progress import progress_bar
+from .dataset_folder import is_hub_dataset_id, load_dataset_folder, load_hub_dataset, numbered_rows
 from .index import (
     ANN_MIN_ITEMS,
     ANN_NPROBES,
@@ -109,7 +109,8 @@ def build_index(
     force: bool = False,
     bands: Sequence[int] | None = None,
 ) -> BuildReport:
-    """Embed every image of `source` (an image folder, a saved HF dataset folder or a `datasets.Dataset`) into the
+    """Embed every image of `source` (an image folder, a saved HF dataset folder, a Hub dataset id: its `split`, or
+    a `datasets.Dataset`; a streaming `IterableDataset` is refused) into the
     index at `output` (a folder or an object-store URI, with `storage_options`), upserting by id: several builds
     may write into one index at once.
 
@@ -142,7 +143,7 @@ def build_index(
     replaced: set[str] = set()  # ids whose old entry goes at the next commit
     rekeyed: dict[str, ItemKey] = {}  # rows of older indexes (no digest): kept, their keys recorded at the end
     last_commit = time.monotonic()
-    progress = tqdm(total=total, desc=f"index {source_name}", unit="img")
+    progress = progress_bar(total=total, desc=f"index {source_name}", unit="img")
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
         for batch in batched(items, batch_size):
             todo = []
@@ -192,8 +193,8 @@ def build_index(
 
 
 def resolved_source(source: str | Path) -> str:
-    """A source as the index remembers it: its resolved path (a URL as it is)."""
-    return str(Path(source).resolve()) if is_local(source) else str(source)
+    """A source as the index remembers it: its resolved path (a URL or a Hub dataset id as it is)."""
+    return str(Path(source).resolve()) if is_local(source) and not is_hub_dataset_id(source) else str(source)
 
 
 def check_not_output(source: str | Path, output: str) -> None:
@@ -332,10 +333,13 @@ def example_query(index: EmbeddingIndex, examples: Examples) -> Tensor:
 def _source_items(source: Any, split: str, image_column: str, id_column: str | None, output: str,
                   bands: Sequence[int] | None = None) -> tuple[Iterator[_Item], int, str, set[str]]:
     """(items, their number, a name for the source, their ids: a dataset's complete once the items are consumed) of
-    an image folder, a dataset folder or a Dataset; index folders inside the source (`output` among them) are left
+    an image folder, a dataset folder, a Hub dataset id or a Dataset; index folders inside the source (`output` among them) are left
     out. `bands` apply to the (Geo)TIFF files of a folder; a dataset's rows are read as RGB (noted)."""
-    if bands and (not isinstance(source, (str, Path)) or is_dataset_folder(Path(source), output)):
+    if bands and (not isinstance(source, (str, Path)) or is_hub_dataset_id(source)
+                  or is_dataset_folder(Path(source), output)):
         note_bands(source if isinstance(source, (str, Path)) else "dataset", bands, "a dataset's rows are read as RGB")
+    if is_hub_dataset_id(source):
+        return _dataset_items(load_hub_dataset(source, split), source, image_column, id_column)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -390,6 +394,9 @@ def _dataset_items(dataset: Any, name: str, image_column: str,
     """(items, their number, `name`, their ids: complete once the items are consumed) of the rows of `dataset`."""
     import datasets
 
+    if isinstance(dataset, datasets.IterableDataset):
+        raise UserError(f"--source {name}", "a streaming (iterable) dataset cannot be indexed: the index counts and "
+                        "keys every row", "load it without streaming=True, or download it first")
     for column in (image_column, id_column):
         if column is not None and column not in dataset.column_names:
             raise KeyError(f"dataset {name} has no column {column!r} (columns: {', '.join(dataset.column_names)})")
