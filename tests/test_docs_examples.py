@@ -95,7 +95,7 @@ def test_examples_run(doc: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
                 ran += 1
     if doc.name == "README.md":
         assert ran >= 7
-        assert (workspace / "quickstart.index" / "index.json").is_file() and (workspace / "quickstart-maps").is_dir()
+        assert (workspace / "quickstart.index" / "items.lance").is_dir() and (workspace / "quickstart-maps").is_dir()
     if doc.name == "inference.md":
         assert ran >= 12
         assert (workspace / "tiles.index" / "items.lance").is_dir() and (workspace / "scene-maps").is_dir()
