@@ -23,9 +23,6 @@ FORBIDDEN = {
     "training_scripts": ("dataset_builders", "metrics", "demo", "benchmarks"),
     "metrics": ("rclip_hf", "dataset_builders", "model_cards", "training_scripts", "demo", "benchmarks"),
 }
-#: Known back-arrows and circles that other work removes (issue 28, item 9); each fails today, named here.
-KNOWN_BACK_ARROWS: set[str] = set()
-KNOWN_CIRCLES = {frozenset({"rclip_hf/inference/search.py", "rclip_hf/inference/scenes.py"})}
 
 
 def _sources(folder: str) -> list[Path]:
@@ -125,19 +122,13 @@ def _offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
                    if name == prefix or name.startswith(f"{prefix}.")})
 
 
-def _strict_unless_known(found: set, known: set, what: str) -> None:
-    """`found` must be empty; while it holds only known items the test is an xfail that names them."""
-    shown = sorted(" <-> ".join(sorted(item)) if isinstance(item, frozenset) else item for item in found - known)
-    assert not shown, f"{what}: {shown}"
-    if found:
-        known_found = sorted(" <-> ".join(sorted(item)) if isinstance(item, frozenset) else item for item in found)
-        pytest.xfail(f"known {what}, removed by other work on issue 28: {known_found}")
+def _named(circles: list[frozenset[str]]) -> list[str]:
+    return sorted(" <-> ".join(sorted(circle)) for circle in circles)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_top_level_packages_import_only_what_they_may(package: str) -> None:
-    found = set(_offenders(package, FORBIDDEN[package]))
-    _strict_unless_known(found, KNOWN_BACK_ARROWS, "back-arrows")
+    assert _offenders(package, FORBIDDEN[package]) == []
 
 
 def test_inference_and_evaluation_are_siblings() -> None:
@@ -159,7 +150,7 @@ def test_no_import_circle_among_files() -> None:
     graph: dict[str, set[str]] = {}
     for importer, imported in _edges():
         graph.setdefault(str(importer.relative_to(ROOT)), set()).add(str(imported.relative_to(ROOT)))
-    _strict_unless_known(set(_circles(graph)), KNOWN_CIRCLES, "import circles among files")
+    assert _named(_circles(graph)) == []
 
 
 def test_no_import_circle_among_packages() -> None:
@@ -168,7 +159,7 @@ def test_no_import_circle_among_packages() -> None:
         source, target = importer.relative_to(ROOT).parts[0], imported.relative_to(ROOT).parts[0]
         if source != target:
             graph.setdefault(source, set()).add(target)
-    _strict_unless_known(set(_circles(graph)), KNOWN_CIRCLES, "import circles among packages")
+    assert _named(_circles(graph)) == []
 
 
 def test_one_name_one_meaning() -> None:
