@@ -83,7 +83,7 @@ def write_index(folder: Path, model_dir: Path, cog: Path, size: int) -> float:
         return torch.nn.functional.normalize(centres[labels] + 0.6 * noise, dim=-1)
 
     start = time.perf_counter()
-    index = EmbeddingIndex.open_or_create(folder, model, source="benchmark")
+    index = EmbeddingIndex.open_or_create(folder, model, source="benchmark", scenes=True)
     with open_scene(cog) as scene:
         windows = [PixelWindow(left, top, min(WINDOW, scene.width - left), min(WINDOW, scene.height - top))
                    for top in range(0, scene.height, WINDOW) for left in range(0, scene.width, WINDOW)]
@@ -103,9 +103,9 @@ def write_index(folder: Path, model_dir: Path, cog: Path, size: int) -> float:
         extra = [{"left": box.left, "top": box.top, "width": box.width, "height": box.height} for box in boxes]
         index.add([window_id(scene, box) for scene, box in zip(scenes, boxes)], scenes, [-1] * count,
                   clustered(count), extra=extra)
-        index.commit(shard_size=65536)
+        index.commit()
         progress.update(count)
-    index.commit(shard_size=65536)
+    index.commit()
     progress.close()
     return time.perf_counter() - start
 
