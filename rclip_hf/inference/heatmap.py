@@ -283,7 +283,7 @@ def heatmap_from_index(
     text_embeds = class_embeddings(model, processor, queries, tuple(templates)).float()  # (Q, D)
     window_scores = (embeddings @ text_embeds.T).numpy()  # (n, Q)
     widths, heights = index.column("width"), index.column("height")
-    with open_scene(scene, index.manifest.get("windows", {}).get("bands")) as source:  # the bands indexed
+    with open_scene(scene, index.bands) as source:  # the bands indexed
         side = max(max(widths[position], heights[position]) for position in positions)
         columns, rows = sorted({left for left, _ in windows}), sorted({top for _, top in windows})
         steps = [b - a for starts in (columns, rows) for a, b in itertools.pairwise(starts)]

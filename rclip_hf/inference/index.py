@@ -361,6 +361,12 @@ class EmbeddingIndex:
         return json.loads(field_metadata.get(METADATA_KEY.encode(), b"{}"))
 
     @property
+    def bands(self) -> list[int] | None:
+        """The bands (1-based) the index's scene windows were read with (`index --window --bands`); None: the
+        default (colour interpretation)."""
+        return (self.metadata.get("windows") or {}).get("bands")
+
+    @property
     def manifest(self) -> dict[str, Any]:
         """Read-only view in the shape of the format before LanceDB's `index.json`: the metadata (model, `windows`)
         and `scenes` (scene -> its key as a dict); writes go through `update_metadata` and `record_scenes`."""

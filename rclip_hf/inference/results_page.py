@@ -70,17 +70,12 @@ def write_results_page(path: str | Path, results: Sequence[tuple[str, Sequence[d
     return path
 
 
-def _indexed_bands(index: EmbeddingIndex) -> list[int] | None:
-    """The bands (1-based) the index's scene windows were read with (`index --window --bands`); None: the default."""
-    return index.manifest.get("windows", {}).get("bands")
-
-
 class _IndexImages:
     """The images of an index's hits, found and checked against the digests the index recorded for them."""
 
     def __init__(self, index: EmbeddingIndex):
         self.index = index
-        self.bands = _indexed_bands(index)
+        self.bands = index.bands
         self.keys = index.item_keys()
         self.found: dict[str, str | None] = {}  # stored scene name -> the name it was found under (None: not)
         self.unresolved: set[str] = set()
