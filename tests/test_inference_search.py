@@ -192,9 +192,10 @@ def test_exact_search_over_50k_equals_brute_force(synthetic_index) -> None:
     assert index.items([20_000])[0]["id"] == "item-20000"
 
 
-def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model) -> None:
+def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model, capfd) -> None:
     """IVF-HNSW-SQ at the defaults (partitions ~ sqrt(N), probes, refine) finds >= 95 % of the exact top 10 on
-    clustered vectors, with and without a prefilter; `auto` searches exactly below `ANN_MIN_ITEMS` items."""
+    clustered vectors, with and without a prefilter; `auto` searches exactly below `ANN_MIN_ITEMS` items; Lance
+    prints nothing while searching (no deprecation warning a query)."""
     model, _ = tiny_model
     generator = torch.Generator().manual_seed(3)
     centres = torch.randn(64, TINY_EMBED_DIM, generator=generator)
@@ -218,3 +219,4 @@ def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model) -> None:
     _, approx = index.search_embeddings(queries, k=10, backend="ann", where="row % 7 = 0")
     assert (approx % 7 == 0).all()
     assert sum(len(set(a) & set(b)) for a, b in zip(exact.tolist(), approx.tolist())) / exact.numel() >= 0.95
+    assert "WARN" not in capfd.readouterr().err

@@ -769,7 +769,7 @@ class EmbeddingIndex:
         positions = torch.full((len(queries), k), -1, dtype=torch.long)
         for i, query in enumerate(queries.float().cpu().numpy()):
             search = (self._table.search(query, vector_column_name="embedding").metric("dot").nprobes(nprobes)
-                      .refine_factor(refine).select(["id"]).limit(k))
+                      .refine_factor(refine).select(["id", "_distance"]).limit(k))
             if where:
                 search = search.where(where, prefilter=True)
             with lance_errors(self.uri):
