@@ -3,8 +3,10 @@ as an ANN prefilter), examples, merged hits, and many processes writing into one
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -247,6 +250,79 @@ def test_each_process_bar_counts_the_windows_of_its_rows(scenes: Path, tmp_path:
     scene_module.index_part([scenes / "p1888.tif"], str(tmp_path / "index"), model, processor, options, 16, 0, 1)
     assert [(bar.total, bar.n) for bar in bars] == [(4 * 11, 4 * 11)] * 2 + [(8 * 11, 8 * 11)]  # 11 windows a row
     # (the last run finds every window indexed: its bar still runs to its total)
+
+
+def counted_scenes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Count the scenes that the scene index opens (by name), how many are open now and the most open at once."""
+    from rclip_hf.inference import scenes as scene_module
+
+    counts: dict[str, Any] = {"opened": collections.Counter(), "open": 0, "most": 0}
+    open_scene = scene_module.open_scene
+
+    def counting_open(path, *args):
+        scene = open_scene(path, *args)
+        counts["opened"][Path(str(path)).name] += 1
+        counts["open"] += 1
+        counts["most"] = max(counts["most"], counts["open"])
+        close = scene.close
+
+        def counting_close() -> None:
+            counts["open"] -= 1
+            close()
+
+        scene.close = counting_close
+        return scene
+
+    monkeypatch.setattr(scene_module, "open_scene", counting_open)
+    return counts
+
+
+def test_each_scene_is_opened_once_with_a_bounded_number_open(scenes: Path, tmp_path: Path, tiny_model,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference import scenes as scene_module
+    from rclip_hf.progress import progress_bar
+
+    shutil.copy(scenes / "p1888.tif", scenes / "p1888-copy.tif")
+    bars = []
+
+    def recording_bar(*args, **kwargs):
+        bars.append(progress_bar(*args, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(scene_module, "progress_bar", recording_bar)
+    monkeypatch.setattr(scene_module, "OPEN_AHEAD", 1)
+    counts = counted_scenes(monkeypatch)
+    model, processor = tiny_model
+    report = build_scene_index([scenes], tmp_path / "index", model, processor, options=WindowOptions(window=256))
+    assert report.added == 16 + 9 + 9 and report.failures == []
+    assert counts["opened"] == {"p0005.png": 1, "p1888.tif": 1, "p1888-copy.tif": 1}  # counted and read at one opening
+    assert (counts["most"], counts["open"]) == (2, 0)  # the scene read and 1 ahead; all closed at the end
+    assert [(bar.total, bar.n) for bar in bars] == [(34, 34)]  # the total grew as scenes were opened
+
+
+def test_a_scene_note_of_the_image_reader_is_logged_once(scenes: Path, tmp_path: Path, tiny_model,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from rclip_hf import images
+
+    live = []  # whether the image reader's logger was on each time it chose bands (where its notes are made)
+    colour_bands = images.colour_bands
+
+    def watched(*args, **kwargs):
+        live.append(not logging.getLogger(images.__name__).disabled)
+        return colour_bands(*args, **kwargs)
+
+    monkeypatch.setattr(images, "colour_bands", watched)
+    model, processor = tiny_model
+    with caplog.at_level(logging.WARNING, logger=images.__name__):
+        report = build_scene_index([scenes], tmp_path / "index", model, processor,
+                                   options=WindowOptions(window=256, bands=(4, 2, 1)))
+    assert report.added == 16 + 9 and report.failures == []
+    notes = sorted(record.getMessage() for record in caplog.records if record.name == images.__name__)
+    assert len(notes) == 2  # one a scene: not repeated
+    assert notes[0].startswith(f"{scenes / 'p0005.png'}: --bands 4,2,1 not applied (--bands applies to (Geo)TIFF")
+    assert notes[1].startswith(f"{scenes / 'p1888.tif'}: --bands 4,2,1 not applied (it has 3 band(s)); read as bands")
+    assert live == [True, True]  # one choice of bands a scene, never muted
 
 
 def test_spawned_processes_load_the_model_in_the_dtype(scenes: Path, tmp_path: Path, tiny_model_dir: Path,

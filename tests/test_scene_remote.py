@@ -4,6 +4,7 @@ ETag/Last-Modified, bad remote input is one line, and windows carry their STAC i
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 from pathlib import Path
@@ -20,7 +21,7 @@ from rclip_hf import cli
 from rclip_hf.inference import remote
 from rclip_hf.inference.index import EmbeddingIndex
 
-pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir
+pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, tiny_model
 
 cogeo = pytest.importorskip("rio_cogeo.cogeo")
 pystac = pytest.importorskip("pystac")
@@ -113,6 +114,31 @@ def test_remote_cog_reads_only_its_windows_tiles_and_rekeys_by_etag(served, tiny
     assert flipped != items.manifest["scenes"][f"{url}/scene.tif"]["digest"]
     code, report, err = _index(argv, capsys)
     assert code == 0 and (report["added"], report["changed_scenes"], report["total"]) == (12, 1, 12), err
+
+
+def test_one_build_opens_each_scene_once(served, shared_data: Path, tiny_model, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference.scenes import WindowOptions, build_scene_index
+
+    _, url, log = served
+    local = write_geotiff(tmp_path / "local.tif", p0706(shared_data), crs="EPSG:32617",
+                          origin=(404_000.0, 3_285_000.0), gsd=0.5)
+    opened = collections.Counter()
+    rasterio_open = rasterio.open
+
+    def counting_open(path, *args, **kwargs):
+        opened[str(path)] += 1
+        return rasterio_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", counting_open)
+    log.clear()
+    model, processor = tiny_model
+    report = build_scene_index([local, f"{url}/scene.tif"], tmp_path / "index", model, processor,
+                               options=WindowOptions(window=WINDOW, stride=STRIDE))
+    assert (report.scenes, report.added, report.failures) == (2, 2 * 3 * 4, [])
+    assert opened == {str(local): 1, f"{url}/scene.tif": 1}  # its windows counted and read at one opening
+    header_reads = [start for name, start, _ in log.ranges if name == "scene.tif" and start == 0]
+    assert len(header_reads) == 1  # the COG's header is fetched once
 
 
 def p0706_cog_flipped(root: Path, url: str, work: Path) -> str:

@@ -82,6 +82,18 @@ def test_window_larger_than_the_scene_gives_one_padded_window(shared_data: Path)
     assert not pixels[557:].any() and not pixels[:, 712:].any()
 
 
+def test_scenes_open_together_close_in_any_order(shared_data: Path, tmp_path: Path) -> None:
+    from rasterio.env import local
+
+    path = write_geotiff(tmp_path / "p1888.tif", dota_pixels(shared_data))
+    first, second = Scene(path), Scene(shared_data / "dota" / "images" / "P1888.png")
+    first.close()  # the first opened closes first, as the scene index's scenes opened ahead do
+    (window,), _ = second.read_row(0, (0,), 256)
+    second.close()
+    np.testing.assert_array_equal(np.asarray(window.image), dota_pixels(shared_data)[:, :256, :256].transpose(1, 2, 0))
+    assert local._env is None  # no scene's GDAL settings are left behind
+
+
 def test_band_selection_and_16_bit_stretch(shared_data: Path, tmp_path: Path, caplog) -> None:
     rgb = dota_pixels(shared_data)
     path = write_geotiff(tmp_path / "bgr.tif", rgb[::-1].copy())  # stored as B, G, R

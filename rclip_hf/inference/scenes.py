@@ -1,7 +1,9 @@
 """Search inside large scenes: an embedding index of the windows of rasters, with where each window lies.
 
 `build_scene_index` cuts every scene (GeoTIFF/COG, PNG, JPEG; files or folders; the rows of dataset folders) into
-windows (`windows.py`) and embeds them into an `EmbeddingIndex`. Each item is one window; besides `id`
+windows (`windows.py`) and embeds them into an `EmbeddingIndex`. A process opens each scene once: its windows are
+counted (the progress bar's total) and read at that one opening, with at most `OPEN_AHEAD` scenes held open ahead of
+the one being read. Each item is one window; besides `id`
 (`<scene>#<left>,<top>,<width>,<height>`), `path` (the scene: a file, or `<folder>?split=S&image=C&row=N` for a
 dataset row), `row` (the dataset row, -1 for files) and the scene's key (`size`, `mtime_ns`, `digest`), its
 item-table row holds:
@@ -34,6 +36,7 @@ share of the cores it may run on (`cores // N`).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import multiprocessing
@@ -47,7 +50,6 @@ from typing import Any
 import torch
 from transformers import CLIPModel, ProcessorMixin
 
-from .. import images
 from ..embeddings import encode_images
 from ..errors import UserError
 from ..images import IMAGE_SUFFIXES, image_files, printable_path
@@ -319,37 +321,51 @@ def index_part(files: Sequence[Path], output: str, model: CLIPModel, processor: 
             index.commit()
             last_commit = time.monotonic()
 
-    rows, windows = _my_rows(files, options, rank, world, report)
-    progress = progress_bar(total=windows, desc=f"index windows (process {rank + 1}/{world})", unit="window")
-    for scene, top, lefts, side in _opened_rows(rows, options, report):
-        wanted = [left for left in lefts if window_id(scene.path, _window(scene, left, top, side)) not in done]
-        report.already_indexed += len(lefts) - len(wanted)
-        try:
-            read, skipped = scene.read_row(top, wanted, side, options.max_nodata) if wanted else ([], 0)
-        except (OSError, ValueError) as error:
-            read, skipped = [], 0
-            report.failures.append({"id": scene.path, "path": scene.path, "reason": str(error)})
-            logger.warning("skipped windows of %s: %s", scene.path, error)
-        report.nodata_windows += skipped
-        for item in read:
-            batch.append((scene, item))
-            if len(batch) == batch_size:
-                embed()
-        progress.update(len(lefts))
+    with _OpenAhead(_my_scenes(files, options, rank, world, report), OPEN_AHEAD) as scenes:
+        progress = progress_bar(total=scenes.windows, desc=f"index windows (process {rank + 1}/{world})",
+                                unit="window")
+        for scene, rows in scenes:
+            if progress.total != scenes.windows:  # scenes opened since: their windows join the total
+                progress.total = scenes.windows
+                progress.refresh()
+            with scene:
+                for top, lefts, side in rows:
+                    wanted = [left for left in lefts
+                              if window_id(scene.path, _window(scene, left, top, side)) not in done]
+                    report.already_indexed += len(lefts) - len(wanted)
+                    try:
+                        read, skipped = scene.read_row(top, wanted, side, options.max_nodata) if wanted else ([], 0)
+                    except (OSError, ValueError) as error:
+                        read, skipped = [], 0
+                        report.failures.append({"id": scene.path, "path": scene.path, "reason": str(error)})
+                        logger.warning("skipped windows of %s: %s", scene.path, error)
+                    report.nodata_windows += skipped
+                    for item in read:
+                        batch.append((scene, item))
+                        if len(batch) == batch_size:
+                            embed()
+                    progress.update(len(lefts))
     embed()
     progress.close()
     index.commit()
     report.total = len(index)
     report.part_seconds = [time.monotonic() - start]
     return report
-_Rows = list[tuple[Path | str, list[tuple[int, tuple[int, ...], int]]]]
 
 
-def _my_rows(files: Sequence[Path | str], options: WindowOptions, rank: int, world: int,
-             report: SceneBuildReport) -> tuple[_Rows, int]:
-    """(this process's rows of windows as [(scene, [(top, lefts, window side)])], their number of windows); scenes
-    that fail to open are reported."""
-    rows: _Rows = []
+#: The rows of windows of a scene that one process reads: [(top, lefts, window side)].
+_Rows = list[tuple[int, tuple[int, ...], int]]
+#: Scenes a process holds open ahead of the one it reads (`_OpenAhead`): the progress bar's total counts their windows
+#: before they are read (it is exact from the start for up to this many scenes), and no scene is opened twice.
+OPEN_AHEAD = 8
+
+
+def _my_scenes(files: Sequence[Path | str], options: WindowOptions, rank: int, world: int,
+               report: SceneBuildReport) -> Iterator[tuple[Scene, _Rows]]:
+    """Each scene of `files` that holds rows of windows of process `rank` of `world`, open (the caller closes it),
+    with those rows; the other scenes are closed once their rows are counted. Group `g` of all scenes' groups of rows
+    that share a row of blocks goes to process `g % world`. Each scene is opened once; scenes that fail to open or
+    whose windows cannot be placed are reported."""
     group = 0
     for path in files:
         if reason := unstorable_name(path):
@@ -359,51 +375,75 @@ def _my_rows(files: Sequence[Path | str], options: WindowOptions, rank: int, wor
         scene = _open_scene(path, options, report)
         if scene is None:
             continue
-        with scene:
-            try:
-                side, stride = options.resolve(scene)
-                window_record(scene, PixelWindow(0, 0, 1, 1))  # a CRS that cannot be reprojected fails here, once
-            except ValueError as error:
-                report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
-                logger.warning("skipped scene %s: %s", path, error)
-                continue
-            lefts, tops = scene.grid(side, stride)
+        try:
+            side, stride = options.resolve(scene)
+            window_record(scene, PixelWindow(0, 0, 1, 1))  # a CRS that cannot be reprojected fails here, once
+        except BaseException as error:
+            scene.close()
+            if not isinstance(error, ValueError):
+                raise
+            report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
+            logger.warning("skipped scene %s: %s", path, error)
+            continue
+        lefts, tops = scene.grid(side, stride)
         mine = []
         for _, block_rows in itertools.groupby(tops, key=lambda top: top // scene.block_height):
             if group % world == rank:
                 mine.extend((top, lefts, side) for top in block_rows)
             group += 1
         if mine:
-            rows.append((path, mine))
-    return rows, sum(len(lefts) for _, mine in rows for _, lefts, _ in mine)
+            yield scene, mine
+        else:
+            scene.close()
 
 
-def _opened_rows(rows: _Rows, options: WindowOptions,
-                 report: SceneBuildReport) -> Iterator[tuple[Scene, int, tuple[int, ...], int]]:
-    """(scene, top, lefts, window side) of `rows` (`_my_rows`), each scene open while its rows are read."""
-    for path, mine in rows:
-        scene = _open_scene(path, options, report, reopened=True)
-        if scene is None:
-            continue
-        with scene:
-            for top, lefts, side in mine:
-                yield scene, top, lefts, side
+class _OpenAhead:
+    """In a `with` block, iterate over `scenes` (`_my_scenes`) holding up to `size` more of them open than the one
+    returned; `windows` counts the windows of the scenes opened so far. Leaving the block closes the scenes not
+    returned."""
+
+    def __init__(self, scenes: Iterator[tuple[Scene, _Rows]], size: int):
+        self._scenes, self._size, self._ahead, self.windows = scenes, size, collections.deque(), 0
+
+    def _open_next(self) -> bool:
+        opened = next(self._scenes, None)
+        if opened is None:
+            return False
+        self._ahead.append(opened)
+        self.windows += sum(len(lefts) for _, lefts, _ in opened[1])
+        return True
+
+    def __iter__(self) -> _OpenAhead:
+        return self
+
+    def __next__(self) -> tuple[Scene, _Rows]:
+        self._open_next()  # before the next scene leaves the queue, which closes the scenes still in it
+        if not self._ahead:
+            raise StopIteration
+        return self._ahead.popleft()
+
+    def __enter__(self) -> _OpenAhead:  # noqa: PYI034
+        try:
+            while len(self._ahead) < self._size and self._open_next():
+                pass
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        while self._ahead:
+            self._ahead.popleft()[0].close()
 
 
-def _open_scene(path: Path | str, options: WindowOptions, report: SceneBuildReport,
-                reopened: bool = False) -> Scene | None:
-    """The scene at `path`, None (reported) when it cannot be opened; `reopened`: without the notes (e.g. about
-    `--bands`) that its first opening logged."""
-    notes = logging.getLogger(images.__name__)
-    was_disabled, notes.disabled = notes.disabled, notes.disabled or reopened
+def _open_scene(path: Path | str, options: WindowOptions, report: SceneBuildReport) -> Scene | None:
+    """The scene at `path`, None (reported) when it cannot be opened."""
     try:
         return open_scene(path, options.bands, options.allow_full_download)
     except (OSError, ValueError) as error:
         report.failures.append({"id": str(path), "path": str(path), "reason": str(error)})
         logger.warning("skipped scene %s: %s", path, error)
         return None
-    finally:
-        notes.disabled = was_disabled
 
 
 def _row(scene: str) -> int:

@@ -220,27 +220,26 @@ class Scene:
             head(self.path)  # a 404 or a timeout is one line here, not GDAL's message
         elif not Path(path).is_file():
             raise FileNotFoundError(f"image file not found: {path}")
-        self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, **(gdal_options(self.path) if self.remote else {}))
-        self._env.__enter__()
-        try:
-            with warnings.catch_warnings():  # PNG/JPEG have no georeference: expected, recorded as crs None
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                self._dataset = rasterio.open(path)
-        except rasterio.errors.RasterioError as error:
-            self._env.__exit__(None, None, None)
-            raise ImageReadError(f"cannot read scene {path}: {error}") from None
-        if self.remote and not is_cog(self._dataset):
-            self._open_downloaded(allow_full_download)
-        dataset = self._dataset
-        self.width, self.height = dataset.width, dataset.height
-        self._whole = _decoded_whole(self._download or self.path, self.width, self.height)
-        try:
-            self._raster = RasterBands(dataset, self.path, bands)  # the image rule's bands, nodata and stretch
-        except BaseException:
-            self.close()
-            raise
-        self.bands = self._raster.bands
-        self._palette = _palette(dataset, self.bands)
+        self._gdal_options = {"GDAL_CACHEMAX": GDAL_CACHE_MB, **(gdal_options(self.path) if self.remote else {})}
+        with self._gdal():
+            try:
+                with warnings.catch_warnings():  # PNG/JPEG have no georeference: expected, recorded as crs None
+                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                    self._dataset = rasterio.open(path)
+            except rasterio.errors.RasterioError as error:
+                raise ImageReadError(f"cannot read scene {path}: {error}") from None
+            if self.remote and not is_cog(self._dataset):
+                self._open_downloaded(allow_full_download)
+            dataset = self._dataset
+            self.width, self.height = dataset.width, dataset.height
+            self._whole = _decoded_whole(self._download or self.path, self.width, self.height)
+            try:
+                self._raster = RasterBands(dataset, self.path, bands)  # the image rule's bands, nodata and stretch
+                self.bands = self._raster.bands
+                self._palette = _palette(dataset, self.bands)
+            except BaseException:
+                self.close()
+                raise
         self._decoded: np.ndarray | None = None  # (3, H, W) of a scene decoded whole, at its first read
         georeferenced = dataset.crs is not None and not dataset.transform.is_identity
         self.crs = dataset.crs if georeferenced else None
@@ -254,7 +253,6 @@ class Scene:
 
         self._dataset.close()
         if not allow_full_download:
-            self._env.__exit__(None, None, None)
             raise RemoteSceneError(not_cog_message(self.path))
         self._download = download(self.path)
         self._dataset = rasterio.open(self._download)
@@ -317,12 +315,23 @@ class Scene:
             if self._decoded is None:
                 self._decoded = np.asarray(load_image(self._download or self.path)).transpose(2, 0, 1)
             return _crop(self._decoded[[band - 1 for band in self.bands]], window, out_shape)
-
-        return self._raster.read(window, out_shape)
+        with self._gdal():
+            return self._raster.read(window, out_shape)
 
     def _valid(self, window: Any, shape: tuple[int, int] | None = None) -> np.ndarray | None:
         """Bool (h, w): the pixels that are not nodata (the image rule's `RasterBands.valid`), None without nodata."""
-        return None if self._whole else self._raster.valid(window, shape)
+        if self._whole:
+            return None
+        with self._gdal():
+            return self._raster.valid(window, shape)
+
+    def _gdal(self) -> Any:
+        """GDAL's settings for this scene (block cache; a remote scene's HTTP options), as a `rasterio.Env` entered
+        around each call into GDAL rather than for the scene's life, so that scenes open together close in any
+        order."""
+        import rasterio
+
+        return rasterio.Env(**self._gdal_options)
 
     def _rgb(self, bands: np.ndarray, valid: np.ndarray | None) -> Image.Image:
         """Values read by `_read` -> RGB by the image rule (palette indices through the colour table first)."""
@@ -331,9 +340,9 @@ class Scene:
         return self._raster.to_rgb(bands, valid)
 
     def close(self) -> None:
-        """Release the file (and a downloaded copy) and GDAL's settings."""
-        self._dataset.close()
-        self._env.__exit__(None, None, None)
+        """Release the file (and a downloaded copy)."""
+        with self._gdal():
+            self._dataset.close()
         if self._download is not None:
             Path(self._download).unlink(missing_ok=True)
 
