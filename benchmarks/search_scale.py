@@ -191,11 +191,14 @@ def measure_store(size: int, root: str, repeats: int, queue) -> None:
     row = {"size": size, "lance_write_items_s": size / write_s, "lance_mib": _mib(folder),
            "old_mib": _mib(old_folder), "scan_queries": scan_queries, "scan_repeats": scan_repeats,
            "in_memory": in_memory}
+    _note(size, f"written: {row['lance_write_items_s']:,.0f} items/s, Lance {row['lance_mib']:.0f} MiB, old shards "
+          f"{row['old_mib']:.0f} MiB")
     allowed = torch.from_numpy(index.numeric_column("xmin") < 0.75)  # 1 % of the items
 
     def timed(name: str, search, count: int = NUM_QUERIES, passes: int = repeats) -> torch.Tensor:
         with PeakRss() as memory:
             result = search()  # all queries at once; also the warm-up (page cache, index files)
+            _note(size, f"{name}: all {NUM_QUERIES} queries at once, warm-up done")
             timings = []
             for _ in range(passes):
                 for query in queries[:count]:
@@ -204,6 +207,8 @@ def measure_store(size: int, root: str, repeats: int, queue) -> None:
                     timings.append(time.perf_counter() - begin)
         _percentiles(row, name, timings)
         row[f"{name}_mib"] = memory.growth_mib
+        _note(size, f"{name}: p50 {row[name + '_p50_ms']:.1f} ms, p99 {row[name + '_p99_ms']:.1f} ms over "
+              f"{len(timings)} queries, +{memory.growth_mib:.0f} MiB")
         return result
 
     def old_exact(q: torch.Tensor = queries) -> torch.Tensor:
@@ -223,24 +228,34 @@ def measure_store(size: int, root: str, repeats: int, queue) -> None:
         return torch.cat(best_positions, dim=1).gather(1, columns)
 
     order = torch.from_numpy(np.array(index.ids(), dtype=np.int64))  # table position -> generation number
-    exact = timed("lance_flat", lambda q=queries: index.search_embeddings(q, K, backend="exact")[1],
-                  scan_queries, scan_repeats)
-    exact_box = timed("lance_flat_bbox", lambda q=queries: index.search_embeddings(q, K, backend="exact",
-                                                                                    allowed=allowed)[1])
-    old = timed("old_exact", old_exact, scan_queries, scan_repeats)
-    row["old_exact_recall"] = _recall(old, order[exact])
+    # The truth first, in one scan each, so that the ANN figures (the goals) come before the slow full-scan timings.
+    start = time.perf_counter()
+    exact = index.search_embeddings(queries, K, backend="exact")[1]
+    exact_box = index.search_embeddings(queries, K, backend="exact", allowed=allowed)[1]
+    _note(size, f"exact top {K} of the {NUM_QUERIES} queries, one scan with and one without the bbox filter: "
+          f"{time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
     with PeakRss() as memory:
         index.build_ann()
     row["lance_ann_build_s"], row["lance_ann_build_mib"] = time.perf_counter() - start, memory.growth_mib
     row["lance_ann_mib_disk"] = _mib(folder)
+    _note(size, f"ANN built: {row['lance_ann_build_s']:.1f} s, +{memory.growth_mib:.0f} MiB, "
+          f"{row['lance_ann_mib_disk']:.0f} MiB on disk with it")
     ann = _in_child(measure_ann, str(folder), str(Path(root) / "queries.safetensors"), repeats)
     for name in ("lance_ann", "lance_ann_bbox", "lance_auto_bbox"):
         row.update({key: value for key, value in ann.items() if key.startswith(name + "_")})
         truth = exact if name == "lance_ann" else exact_box
         found = torch.from_numpy(ann[name])
         row[f"{name}_recall"] = _recall(torch.where(found >= 0, order[found.clamp(min=0)], -1), order[truth])
+        _note(size, f"{name}: p50 {row[name + '_p50_ms']:.1f} ms, p99 {row[name + '_p99_ms']:.1f} ms, recall@{K} "
+              f"{row[name + '_recall']:.3f}")
     row["ann_search_peak_rss_mib"] = ann["peak_rss_mib"]
+    _note(size, f"peak RSS of the searching process: {ann['peak_rss_mib']:.0f} MiB")
+    timed("lance_flat", lambda q=queries: index.search_embeddings(q, K, backend="exact")[1], scan_queries,
+          scan_repeats)
+    timed("lance_flat_bbox", lambda q=queries: index.search_embeddings(q, K, backend="exact", allowed=allowed)[1])
+    old = timed("old_exact", old_exact, scan_queries, scan_repeats)
+    row["old_exact_recall"] = _recall(old, order[exact])
     if in_memory:
         import faiss
 
@@ -294,6 +309,11 @@ def measure_ann(folder: str, queries_file: str, repeats: int, queue) -> None:
         row[f"{name}_mib"] = float("nan")  # one process: its peak is reported once, below
     row["peak_rss_mib"] = _status_mib("VmHWM")
     queue.put(row)
+
+
+def _note(size: int, text: str) -> None:
+    """One phase's figures as soon as they are measured (a long run keeps what it measured)."""
+    print(f"[{size:,} vectors, {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def _percentiles(row: dict, name: str, timings: list[float]) -> None:
