@@ -226,6 +226,25 @@ def test_label_files_of_the_earlier_layout_move_into_the_table(index_copy: Path,
         create_app(index_copy, tiny_model_dir)
 
 
+def test_the_label_table_is_compacted_when_opened(index_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.explore import labels as labels_module
+
+    index = EmbeddingIndex.open(index_copy)
+    ids = index.ids()
+    store = labels_module.LabelStore(index)
+    for item_id in ids[:6]:
+        store.set(item_id, "positive")
+    store.set(ids[0], None)
+
+    def fragments() -> int:
+        return index.open_table("labels").stats()["fragment_stats"]["num_fragments"]
+
+    assert fragments() == 5  # one per label committed (the cleared one's went with it)
+    monkeypatch.setattr(labels_module, "COMPACT_FRAGMENTS", 4)
+    assert labels_module.LabelStore(index).get() == store.get() == dict.fromkeys(ids[1:6], "positive")
+    assert fragments() == 1
+
+
 def test_an_index_in_object_storage(s3, explore_scenes: Path, tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     endpoint, options, server = s3
     uri = "s3://rclip/indexes/scenes"
