@@ -28,7 +28,7 @@ from rclip_hf.inference.index import FAILURES_FILE, migrate_index
 from rclip_hf.inference.scenes import WindowOptions, build_scene_index
 from rclip_hf.loading import model_fingerprint
 
-pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, tiny_model
+pytest_plugins = ("inference_fixtures", "storage_fixtures")  # fixtures: tiny_model_dir, tiny_model, s3
 
 OLD = Path(__file__).parent / "data" / "old_index"
 
@@ -97,28 +97,6 @@ def test_export_is_geoparquet_that_geopandas_and_duckdb_read(tmp_path: Path, cap
 
 
 # ----- object storage ------------------------------------------------------------------------------------------
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch):
-    """A local S3 server (moto) on 127.0.0.1 with a bucket `rclip`; yields (endpoint, storage options, server)."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="rclip")
-    options = {"endpoint": endpoint, "allow_http": "true", "region": "us-east-1"}
-    try:
-        yield endpoint, options, server
-    finally:
-        server.stop()
-
-
 def _images(folder: Path, count: int, start: int = 0) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(start, start + count):

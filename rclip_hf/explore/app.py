@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,14 +65,14 @@ class ExportRequest(BaseModel):
 def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path,
                processor: ProcessorMixin | None = None, *, labels: str = DEFAULT_LABEL_SET, token: str | None = None,
                basemap: str | None = None, negative_weight: float = 0.5,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The explore app (an ASGI application) over `index` (an index folder or an open index) searched with `model`,
-    keeping labels in the label set `labels`. `token` (default: a random one, `app.state.token`) guards every
-    request; `basemap` is an XYZ URL template drawn under the scenes."""
-    directory = Path(index if not isinstance(index, EmbeddingIndex) else index.directory)
-    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.open(index)
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, storage_options: Mapping[str, str] | None = None) -> FastAPI:
+    """The explore app (an ASGI application) over `index` (an index folder or object-store URI, opened with
+    `storage_options`, or an open index) searched with `model`, keeping labels in the label set `labels` of the
+    index's label table. `token` (default: a random one, `app.state.token`) guards every request; `basemap` is an
+    XYZ URL template drawn under the scenes."""
+    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.open(index, storage_options)
     model, processor = resolve_model(model, processor)
-    explorer = Explorer(index, model, processor, directory, labels, negative_weight)
+    explorer = Explorer(index, model, processor, index.directory, labels, negative_weight)
     tiles = TileReader()
     token = check_token(token) if token is not None else secrets.token_urlsafe(32)
     app = FastAPI(title="rclip-hf explore", summary="Find things in imagery: query, label, train, review, export.",
@@ -180,10 +181,14 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
 
     @app.post("/api/labels")
     def set_label(request: LabelRequest) -> dict[str, Any]:
-        """Label a window `positive` or `negative`, or clear its label (`null`); saved at once."""
+        """Label a window `positive` or `negative`, or clear its label (`null`); committed to the index at once (503
+        with the reason when the index's storage refuses the write)."""
         if request.id not in explorer.catalog.position_of:
             raise HTTPException(404, f"no window with id {request.id!r} in the index")
-        explorer.labels.set(request.id, request.label)
+        try:
+            explorer.labels.set(request.id, request.label)
+        except UserError as error:
+            raise HTTPException(503, f"the label was not saved: {error}") from None
         return {"id": request.id, "label": request.label}
 
     @app.post("/api/train")

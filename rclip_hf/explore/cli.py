@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..arguments import DataclassArgumentParser
 from ..errors import UserError, entry_point
-from .labels import DEFAULT_LABEL_SET, labels_path
+from .labels import DEFAULT_LABEL_SET, check_label_set
 
 
 def _help(text: str) -> dict[str, str]:
@@ -24,18 +24,23 @@ def _help(text: str) -> dict[str, str]:
 class ExploreOptions:
     """Options of `rclip-hf explore`."""
 
-    index: str = field(metadata=_help("Index folder (`rclip-hf index`, of images or of windows of scenes)"))
+    index: str = field(metadata=_help(
+        "Index folder or object-store URI (`rclip-hf index`, of images or of windows of scenes)"))
     model: str = field(metadata=_help("The model the index was built with (folder or Hub id)"))
     host: str = field(default="127.0.0.1", metadata=_help("Address to listen on; other than loopback needs --token"))
     port: int = field(default=0, metadata=_help("Port to listen on (0: a free one)"))
     open: bool = field(default=False, metadata=_help("Open the app in the default web browser"))
-    labels: str = field(default=DEFAULT_LABEL_SET, metadata=_help("Label set: keeps several sets of labels apart"))
+    labels: str = field(default=DEFAULT_LABEL_SET, metadata=_help(
+        "Label set: keeps several sets of labels apart (all kept in the index's table `labels`)"))
     token: str | None = field(default=None, metadata=_help("The token requests must carry (default: a random one)"))
     basemap: str | None = field(default=None, metadata=_help(
         "XYZ URL template of an online basemap drawn under the scenes, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png"))
     device: str | None = field(default=None, metadata=_help("Device, e.g. cpu or cuda (default: cuda when available)"))
     negative_weight: float = field(default=0.5, metadata=_help(
         "Weight of the negatives' mean in a query by examples (as search --negative_weight)"))
+    storage_option: list[str] | None = field(default=None, metadata={
+        "help": "Object-store option KEY=VALUE (repeatable), as for `rclip-hf index`", "nargs": "+",
+        "action": "extend"})
 
 
 def _loopback(host: str) -> bool:
@@ -67,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options, load the index and model, bind the port, print the URL and serve until interrupted."""
     import uvicorn
 
+    from ..cli import storage_options
     from ..inference import EmbeddingIndex
     from ..loading import load_model, resolve_device
     from .app import check_token, create_app
@@ -76,13 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _loopback(options.host) and not options.token:
         raise UserError(f"--host {options.host}", "not a loopback address: anyone who reaches it could use the app",
                         "give --token SECRET too, or keep the default 127.0.0.1")
-    labels_path(".", options.labels)  # the label-set name and the token, checked before anything is loaded
+    check_label_set(options.labels)  # the label-set name, the token and storage options: checked before loading
     if options.token is not None:
         check_token(options.token)
+    storage = storage_options(options.storage_option)
     try:
-        index = EmbeddingIndex.open(options.index)
+        index = EmbeddingIndex.open(options.index, storage)
     except FileNotFoundError as error:
-        raise UserError(f"--index {options.index}", str(error), "give a folder made by `rclip-hf index`") from None
+        raise UserError(f"--index {options.index}", str(error),
+                        "give a folder or object-store URI made by `rclip-hf index`") from None
     model, processor = load_model(options.model, device=resolve_device(options.device))
     index.check_model(model)
     sock = bind(options.host, options.port)

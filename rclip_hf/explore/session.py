@@ -58,7 +58,7 @@ class Explorer:
                             "run `rclip-hf index` on images or scenes first")
         self.index, self.model, self.processor = index, model, processor
         self.catalog = SceneCatalog(index)
-        self.labels = LabelStore(index_directory, label_set)
+        self.labels = LabelStore(index, label_set)
         self.negative_weight = negative_weight
         self._lock = threading.Lock()
         self._query: str | Image.Image | Examples | None = None  # the latest query

@@ -353,6 +353,23 @@ class EmbeddingIndex:
         index.check_model(model)
         return index
 
+    def open_table(self, name: str, schema: Any | None = None) -> Any | None:
+        """The LanceDB table `name` kept in the index's database beside its items (e.g. explore's labels), opened
+        with the index's storage options; where there is none, an empty one made with `schema` (None without one).
+        The index's own tables are not given out."""
+        if name in (ITEMS_TABLE, SCENES_TABLE):
+            raise ValueError(f"table {name!r} is the index's own: use the EmbeddingIndex's methods")
+        try:
+            db = _connect(self.uri, self.storage_options)
+            try:
+                return db.open_table(name)
+            except ValueError as error:
+                if "not found" not in str(error) and "does not exist" not in str(error):
+                    raise
+            return None if schema is None else db.create_table(name, schema=schema, exist_ok=True)
+        except (OSError, RuntimeError, ValueError) as error:
+            raise storage_error(self.uri, error) from None
+
     @property
     def metadata(self) -> dict[str, Any]:
         """The index's metadata: format, model (name, `model_type`, `projection_dim`, `fingerprint`), source,
