@@ -23,6 +23,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from rclip_hf import cli
+from rclip_hf.commands import index as index_command
 from rclip_hf.inference import EmbeddingIndex, build_index, search
 from rclip_hf.inference.index import FAILURES_FILE, migrate_index
 from rclip_hf.inference.scenes import WindowOptions, build_scene_index
@@ -201,7 +202,7 @@ def test_stopping_the_server_mid_build_is_one_line_and_resumable(s3, tmp_path: P
         return real_encode(*args, **kwargs)
 
     monkeypatch.setattr(search_module, "encode_images", stop_on_the_third_batch)
-    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    monkeypatch.setattr(index_command, "load_model_for", lambda options: (model, processor))
     code = cli.main(["index", "--model", "m", "--source", str(tmp_path / "src"), "--output", uri, "--batch_size",
                      "2", "--commit_every", "2", "--storage-option", f"endpoint={endpoint}", "allow_http=true",
                      "region=us-east-1"])
@@ -299,7 +300,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_finishes_exactly(small_disk: Path, 
         except OSError:
             pass
     output = small_disk / "idx"
-    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    monkeypatch.setattr(index_command, "load_model_for", lambda options: (model, processor))
     code = cli.main(["index", "--model", "m", "--source", str(tmp_path / "src"), "--output", str(output),
                      "--batch_size", "2", "--commit_every", "2"])
     line = _one_error_line(capsys.readouterr().err)
@@ -315,7 +316,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_finishes_exactly(small_disk: Path, 
 def test_an_index_remembers_its_source_and_guards_its_folder(tmp_path: Path, tiny_model, tiny_model_dir: Path,
                                                              capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     model, processor = tiny_model
-    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    monkeypatch.setattr(index_command, "load_model_for", lambda options: (model, processor))
     ids = _images(tmp_path / "fx", 4)
     _images(tmp_path / "fy", 1)
     (tmp_path / "empty").mkdir()
