@@ -391,7 +391,7 @@ def publish(model_dir: str | Path, repo_id: str, options: HubOptions | None = No
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of the `push` subcommand (also used by `rclip_hf.cli`)."""
+    """Arguments of the `push` subcommand."""
     parser.add_argument("model_dir", help="folder with model.safetensors, config, processor files and README.md")
     parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="Hub repository, OWNER/NAME")
     add_hub_arguments(parser)

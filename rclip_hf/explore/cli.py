@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options, load the index and model, bind the port, print the URL and serve until interrupted."""
     import uvicorn
 
-    from ..cli import storage_options
+    from ..commands.options import storage_options
     from ..inference import EmbeddingIndex
     from ..loading import load_model, resolve_device
     from .app import check_token, create_app
