@@ -240,13 +240,15 @@ def _refuse_outside_file(uri: str, table: str, name: str, why: str) -> UserError
                      "maker")
 
 
-def check_manifests(uri: str, storage_options: Mapping[str, str] | None = None) -> None:
-    """Refuse an index (local or object storage) whose tables' latest manifests name files outside them: storage
+def check_manifests(uri: str, storage_options: Mapping[str, str] | None = None,
+                    tables: Sequence[str] = (ITEMS_TABLE, SCENES_TABLE)) -> None:
+    """Refuse an index (local or object storage) whose `tables`' latest manifests name files outside them: storage
     registered besides the table (Lance's base paths), or a data or deletion file that is not a plain file name of the
-    table's `data/` folder (as Lance writes them, `DATA_FILE_NAME`). Reads the manifests only, never the data."""
+    table's `data/` folder (as Lance writes them, `DATA_FILE_NAME`). Reads the manifests only, never the data; a
+    table that is not there is skipped."""
     import lance
 
-    for table in (ITEMS_TABLE, SCENES_TABLE):
+    for table in tables:
         table_uri = _table_uri(uri.removeprefix("file://") if is_local(uri) else uri, table)
         if is_local(uri) and not Path(table_uri).is_dir():
             continue
