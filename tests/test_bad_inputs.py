@@ -981,17 +981,23 @@ def test_a_received_index_holding_a_symlink_is_refused_before_anything_is_writte
     assert _tree(outside) == outside_files
 
 
-def test_index_export_never_writes_through_a_symlink(small_index: Path, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("output", ["export", "html", "parquet"])
+def test_index_export_and_search_outputs_never_write_through_a_symlink(small_index: Path, tiny_model_dir: Path,
+                                                                       tmp_path: Path, capsys, output: str) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("the user's file")
-    (tmp_path / "items.parquet").symlink_to(notes)
-    code, _, err = _run(cli.main, ["index", "export", str(small_index), "--output", str(tmp_path / "items.parquet")],
-                          capsys)
+    path = tmp_path / ("page.html" if output == "html" else "items.parquet")
+    path.symlink_to(notes)
+    search = ["search", "--model", str(tiny_model_dir), "--index", str(small_index), "--text", "grass"]
+    argv = {"export": ["index", "export", str(small_index), "--output", str(path)],
+            "html": [*search, "--html", str(path)],
+            "parquet": [*search, "--format", "parquet", "--output", str(path)]}[output]
+    code, _, err = _run(cli.main, argv, capsys)
     assert code == EXIT_BAD_INPUT and _one_error_line(err) == (
-        f"error: {tmp_path / 'items.parquet'}: a symlink; nothing is written through one (remove the link)")
+        f"error: {path}: a symlink; nothing is written through one (remove the link)")
     assert notes.read_text() == "the user's file"
-    assert _run(cli.main, ["index", "export", str(small_index), "--output", str(tmp_path / "plain.parquet")],
-                capsys)[0] == 0
+    path.unlink()
+    assert _run(cli.main, argv, capsys)[0] == 0 and path.is_file() and not path.is_symlink()
 
 
 def test_index_migrate_reads_only_its_shards_and_writes_only_a_new_index(tmp_path: Path, capsys) -> None:
