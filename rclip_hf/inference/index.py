@@ -255,8 +255,8 @@ def check_manifests(uri: str, storage_options: Mapping[str, str] | None = None,
         try:
             dataset = lance.dataset(table_uri, storage_options=dict(storage_options or {}) or None)
         except ValueError as error:
-            if "not found" in str(error).lower() and not is_local(uri):
-                continue  # no such table: opening the index says so
+            if "not found" in str(error).lower():
+                continue  # no such table, or one whose creation was interrupted: opening the index says so
             raise storage_error(uri, error) from None
         except (OSError, RuntimeError) as error:
             raise storage_error(uri, error) from None
