@@ -151,6 +151,40 @@ def test_build_rerun_concurrent_writers_search_and_prune_on_s3(s3, tmp_path: Pat
     assert not (tmp_path / "src" / FAILURES_FILE).exists()
 
 
+def test_a_received_index_on_s3_that_names_storage_outside_it_is_refused(s3, tmp_path: Path, tiny_model,
+                                                                         tiny_model_dir: Path, capsys) -> None:
+    import copy
+
+    import boto3
+    import lance
+    import lancedb
+    from lance.fragment import DataFile
+
+    endpoint, options, _ = s3
+    model, processor = tiny_model
+    _images(tmp_path / "src", 2)
+    uri = "s3://rclip/indexes/received"
+    build_index(tmp_path / "src", uri, model, processor, storage_options=options)
+    dataset = lance.dataset(f"{uri}/items.lance", storage_options=options)
+    fragment = copy.deepcopy(dataset.get_fragments()[0].metadata)
+    (real,) = fragment.files
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").copy_object(
+        Bucket="rclip", Key=f"elsewhere/data/{real.path}",
+        CopySource={"Bucket": "rclip", "Key": f"indexes/received/items.lance/data/{real.path}"})
+    dataset.add_bases([lance.DatasetBasePath("s3://rclip/elsewhere", name="elsewhere", is_dataset_root=True, id=7)])
+    dataset = lance.dataset(f"{uri}/items.lance", storage_options=options)
+    fragment.files = [DataFile(real.path, real.fields, real.column_indices, real.file_major_version,
+                               real.file_minor_version, real.file_size_bytes, base_id=7)]
+    lance.LanceDataset.commit(f"{uri}/items.lance", lance.LanceOperation.Append([fragment]),
+                              read_version=dataset.version, storage_options=options)
+    table = lancedb.connect(uri, storage_options=options).open_table("items")
+    assert table.count_rows() == 4  # LanceDB reads the other prefix's rows
+    code = cli.main(["search", "--model", str(tiny_model_dir), "--index", uri, "--text", "a field",
+                     "--storage-option", f"endpoint={endpoint}", "allow_http=true", "region=us-east-1"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and line.startswith(f"error: {uri}: table items.lance names 's3://rclip/elsewhere'"), line
+
+
 def test_bad_storage_is_one_line(s3, tmp_path: Path, tiny_model_dir: Path, capsys,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint, _, _ = s3

@@ -34,6 +34,7 @@ from ..inference.scenes import (
 )
 from ..inference.search import encode_queries
 from ..inference.stac import STAC_COLUMNS
+from ..staging import refuse_link, replaced_file
 from .catalog import SceneCatalog
 from .labels import LabelStore
 
@@ -172,19 +173,27 @@ class Explorer:
                                f"{' or '.join(EXPORT_SUFFIXES[file_format])}")
         if not path.parent.is_dir():
             raise ExploreError(f"export path {path}: its folder does not exist")
+        try:
+            return self._write_export(path, file_format, hits)
+        except UserError as error:  # a symlink where the export goes: nothing is written through it
+            raise ExploreError(str(error)) from None
+
+    def _write_export(self, path: Path, file_format: str, hits: Sequence[dict[str, Any]]) -> list[str]:
+        import pyarrow.parquet as pq
+
         if file_format == "geojson":
             lonlat, pixel = export_geojson(hits)
-            written = [path]
-            path.write_text(json.dumps(lonlat, indent=2))
-            if pixel["features"]:
-                written.append(pixel_geojson_path(path))
-                written[-1].write_text(json.dumps(pixel, indent=2))
-            return [str(file) for file in written]
+            files = {path: lonlat, **({pixel_geojson_path(path): pixel} if pixel["features"] else {})}
+            for file in files:
+                refuse_link(file)  # before either is written
+            for file, collection in files.items():
+                with replaced_file(file) as handle:
+                    handle.write(json.dumps(collection, indent=2).encode())
+            return [str(file) for file in files]
         if file_format == "parquet":
             write_hits_parquet(list(hits), path)
             return [str(path)]
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         rows = self.labels.rows()
         windows = [self.catalog.window(self.catalog.position_of[row["id"]])
@@ -192,7 +201,8 @@ class Explorer:
         table = pa.table({"id": [row["id"] for row in rows], "label": [row["label"] for row in rows],
                           "label_set": [row["label_set"] for row in rows], "time": [row["time"] for row in rows],
                           "window": pa.array(windows, pa.list_(pa.int64()))})
-        pq.write_table(table, path)
+        with replaced_file(path) as handle:
+            pq.write_table(table, handle)
         return [str(path)]
 
     # ----- JSON -------------------------------------------------------------------------------------------------
