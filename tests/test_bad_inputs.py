@@ -949,6 +949,23 @@ def test_a_received_table_naming_a_file_outside_the_index_is_refused(tiny_model_
     assert not (tmp_path / "items.parquet").exists()
 
 
+def test_a_received_extra_table_naming_storage_outside_the_index_is_refused(small_index: Path, tmp_path: Path) -> None:
+    """A table kept beside the items (explore's labels) is checked as the index's own are, when it is opened."""
+    import lance
+    import pyarrow as pa
+
+    from rclip_hf.inference.index import EmbeddingIndex
+
+    index, _, outside = _received(small_index, tmp_path)
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("label", pa.string())])
+    EmbeddingIndex.open(index).open_table("labels", schema).add(pa.table({"id": ["a"], "label": ["positive"]}))
+    assert EmbeddingIndex.open(index).open_table("labels").count_rows() == 1
+    lance.dataset(index / "labels.lance").add_bases([lance.DatasetBasePath(str(outside), name="elsewhere",
+                                                                           is_dataset_root=True, id=7)])
+    with pytest.raises(UserError, match="table labels.lance names .* storage outside the table"):
+        EmbeddingIndex.open(index).open_table("labels")
+
+
 @pytest.mark.parametrize("link", ["items.lance", "items.lance/data", "items.lance/_versions",
                                   "items.lance/_transactions", "items.lance/_deletions", "items.lance/_indices",
                                   "scenes.lance/data", "failures.json"])
@@ -981,17 +998,24 @@ def test_a_received_index_holding_a_symlink_is_refused_before_anything_is_writte
     assert _tree(outside) == outside_files
 
 
-@pytest.mark.parametrize("output", ["export", "html", "parquet"])
+@pytest.mark.parametrize("output", ["export", "html", "parquet", "geojson", "csv", "heatmap"])
 def test_index_export_and_search_outputs_never_write_through_a_symlink(small_index: Path, tiny_model_dir: Path,
                                                                        tmp_path: Path, capsys, output: str) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("the user's file")
-    path = tmp_path / ("page.html" if output == "html" else "items.parquet")
+    path = tmp_path / {"html": "page.html", "geojson": "hits.geojson", "csv": "hits.csv",
+                       "heatmap": "maps/heatmap.json"}.get(output, "items.parquet")
+    path.parent.mkdir(exist_ok=True)
     path.symlink_to(notes)
     search = ["search", "--model", str(tiny_model_dir), "--index", str(small_index), "--text", "grass"]
+    image = min((small_index.parent / "source").glob("*.jpg"))
     argv = {"export": ["index", "export", str(small_index), "--output", str(path)],
             "html": [*search, "--html", str(path)],
-            "parquet": [*search, "--format", "parquet", "--output", str(path)]}[output]
+            "parquet": [*search, "--format", "parquet", "--output", str(path)],
+            "geojson": [*search, "--format", "geojson", "--output", str(path)],
+            "csv": [*search, "--format", "csv", "--output", str(path)],
+            "heatmap": ["heatmap", "--model", str(tiny_model_dir), "--image", str(image), "--queries", "grass",
+                        "--window", "32", "--output_dir", str(path.parent)]}[output]
     code, _, err = _run(cli.main, argv, capsys)
     assert code == EXIT_BAD_INPUT and _one_error_line(err) == (
         f"error: {path}: a symlink; nothing is written through one (remove the link)")

@@ -45,5 +45,8 @@ def printed_to(path: str | None) -> Iterator[None]:
     if path is None:
         yield
         return
-    with open(path, "w") as handle, contextlib.redirect_stdout(handle):
+    from ..staging import replaced_file
+
+    with replaced_file(path) as handle, io.TextIOWrapper(handle, encoding="utf-8") as text, \
+            contextlib.redirect_stdout(text):
         yield

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import UserError
+from ..staging import replaced_file
 from .options import ModelOptions, expand_images, flag_help, load_model_for, parse_options, storage_options
 from .output import emit, printed_to
 
@@ -93,7 +94,8 @@ def run_search(argv: list[str]) -> int:
                             "which EPSG:4326 GeoJSON cannot hold", "give --output NAME.geojson: they are written "
                             "to NAME.pixel.geojson")
         pixel_path = pixel_geojson_path(options.output)
-        pixel_path.write_text(json.dumps(pixel_hits, indent=2))
+        with replaced_file(pixel_path) as handle:
+            handle.write(json.dumps(pixel_hits, indent=2).encode())
         print(f"rclip-hf search: {len(pixel_hits['features'])} hit(s) on scenes without a CRS written to "
               f"{pixel_path} (pixel coordinates)", file=sys.stderr)
     with printed_to(options.output):

@@ -450,6 +450,7 @@ class EmbeddingIndex:
         The index's own tables are not given out."""
         if name in (ITEMS_TABLE, SCENES_TABLE):
             raise ValueError(f"table {name!r} is the index's own: use the EmbeddingIndex's methods")
+        check_manifests(self.uri, self.storage_options, tables=(name,))  # received with the index: names nothing outside
         try:
             db = _connect(self.uri, self.storage_options)
             try:
