@@ -174,11 +174,10 @@ def _failure_report(index: str) -> str:
 
 def _index_tool(argv: list[str]) -> int:
     """`rclip-hf index migrate OLD NEW` and `rclip-hf index export INDEX --output FILE.parquet`."""
-    import argparse
-
+    from ..arguments import ArgumentParser
     from ..inference.index import EmbeddingIndex, migrate_index
 
-    parser = argparse.ArgumentParser(prog=f"rclip-hf index {argv[0]}")
+    parser = ArgumentParser(prog=f"rclip-hf index {argv[0]}")
     if argv[0] == "migrate":
         parser.description = "convert an index of the format before LanceDB (index.json and shards) into a new index"
         parser.add_argument("old", help="index folder of the old format")
