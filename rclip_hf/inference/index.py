@@ -27,6 +27,7 @@ An index of the format before LanceDB (`index.json` + shards) is refused with th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -75,6 +76,9 @@ SCAN_BATCH = 65536
 #: Exact search keeps the embeddings of an index in memory (per table version) up to this size; a larger index is
 #: read batch by batch for each search (benchmarks/search_scale.py: reading the table dominates a flat query).
 EXACT_CACHE_BYTES = 512 * 2**20
+#: Bytes of ANN index partitions a process keeps decoded in memory (Lance's default lets them grow toward the whole
+#: ANN index: 6.5 GiB at 10M items, benchmarks/search_scale.py); evicted ones are read again from the table.
+INDEX_CACHE_BYTES = 2048 * 2**20
 #: Field metadata that makes a column the table's primary key: concurrent `merge_insert`s of one new key then
 #: conflict (and Lance retries one of them) instead of both inserting it.
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key:position": "1"}
@@ -336,7 +340,15 @@ def lance_errors(uri: str) -> Iterator[None]:
 def _connect(uri: str, storage_options: Mapping[str, str] | None) -> Any:
     import lancedb
 
-    return lancedb.connect(uri, storage_options=dict(storage_options or {}) or None)
+    return lancedb.connect(uri, storage_options=dict(storage_options or {}) or None, session=_session())
+
+
+@functools.cache
+def _session() -> Any:
+    """This process's LanceDB session: its cache of ANN index partitions is bounded by `INDEX_CACHE_BYTES`."""
+    import lancedb
+
+    return lancedb.Session(index_cache_size_bytes=INDEX_CACHE_BYTES)
 
 
 def _items_schema(dim: int, metadata: dict[str, Any]) -> Any:
@@ -570,9 +582,11 @@ class EmbeddingIndex:
         """All item ids, in position order."""
         return self.column("id")
 
-    def positions_of(self) -> dict[str, int]:
-        """Id -> position of every item."""
-        return self._cached("positions", lambda: {item_id: position for position, item_id in enumerate(self.ids())})
+    def positions_of(self) -> Mapping[str, int]:
+        """Id -> position of every item (a read-only mapping kept as arrays, `IdPositions`)."""
+        from .positions import IdPositions
+
+        return self._cached("positions", lambda: IdPositions(self._scan(["id"]).column("id")))
 
     def column(self, name: str) -> list[Any]:
         """One column of the item table, in position order (None where the table lacks it; `bbox` is the dict of
