@@ -78,7 +78,7 @@ SCAN_BATCH = 65536
 EXACT_CACHE_BYTES = 512 * 2**20
 #: Bytes of ANN index partitions a process keeps decoded in memory (Lance's default lets them grow toward the whole
 #: ANN index: 6.5 GiB at 10M items, benchmarks/search_scale.py); evicted ones are read again from the table.
-INDEX_CACHE_BYTES = 2048 * 2**20
+INDEX_CACHE_BYTES = 1536 * 2**20
 #: Field metadata that makes a column the table's primary key: concurrent `merge_insert`s of one new key then
 #: conflict (and Lance retries one of them) instead of both inserting it.
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key:position": "1"}
