@@ -1,9 +1,9 @@
 """What `rclip-hf explore` does, without the web: search, labels, the classifier, detections, heat maps, export.
 
 Search is `rclip_hf.inference.search` (as `rclip-hf search`); the query by examples is its `Examples` of the
-labelled windows. "Train" fits a class-balanced logistic regression on the labelled windows' embeddings and scores
-every window of the index, shard by shard; the windows whose probability is closest to 0.5 are offered for labelling
-next. Detections above a threshold merge into regions by `merge_hits`, as `search --merge`. Exports are
+labelled windows. "Train" fits a class-balanced logistic regression on the labelled windows' embeddings only and scores
+every window of the index batch by batch as it is read (one matrix-vector product per batch: the embeddings are never
+all in memory); the windows whose probability is closest to 0.5 are offered for labelling next. Detections above a threshold merge into regions by `merge_hits`, as `search --merge`. Exports are
 `hits_geojson` (georeferenced hits in `NAME.geojson`, pixel-space hits in `NAME.pixel.geojson`) and
 `write_hits_parquet`.
 """
@@ -41,6 +41,8 @@ from .labels import LabelStore
 EXPORT_SUFFIXES = {"geojson": (".geojson", ".json"), "parquet": (".parquet",), "labels": (".parquet",)}
 #: Most detections returned (and merged) at once; the total above the threshold is counted over all windows.
 MAX_DETECTIONS = 2000
+#: Windows scored per batch read from the index (32 MiB of 512-d float32 embeddings).
+SCORE_BATCH = 16384
 
 
 class ExploreError(ValueError):
@@ -123,7 +125,7 @@ class Explorer:
         """(number of windows at or above `threshold`, the best `limit` of them as hits, merged into regions)."""
         probabilities = self.probabilities_or_error()
         above = np.flatnonzero(probabilities >= threshold)
-        best = above[np.argsort(-probabilities[above], kind="stable")[:limit]]
+        best = above[smallest(-probabilities[above], limit)]
         hits = [{"rank": rank, **item, "score": float(probabilities[position])}
                 for rank, (position, item) in enumerate(zip(best, self.index.items(best.tolist())), start=1)]
         return len(above), merge_hits(hits) if merge else hits
@@ -135,7 +137,7 @@ class Explorer:
         labelled = [self.catalog.position_of[item_id] for item_id in self.labels.get()
                     if item_id in self.catalog.position_of]
         margin[labelled] = np.inf
-        nearest = np.argsort(margin, kind="stable")[:count]
+        nearest = smallest(margin, count)
         nearest = nearest[np.isfinite(margin[nearest])]
         return [{"rank": rank, **item, "score": float(probabilities[position])}
                 for rank, (position, item) in enumerate(zip(nearest, self.index.items(nearest.tolist())), start=1)]
@@ -147,9 +149,10 @@ class Explorer:
         return self.probabilities
 
     def _score_all(self, score: Any) -> np.ndarray:
+        """(N,) `score` of the embeddings (n, D) of every window, batch by batch as the index is read."""
         out = np.empty(len(self.index), dtype=np.float32)
         with torch.no_grad():
-            for offset, embeddings in self.index.shard_embeddings():
+            for offset, embeddings in self.index.shard_embeddings(SCORE_BATCH):
                 out[offset:offset + len(embeddings)] = score(embeddings).numpy()
         return out
 
@@ -209,6 +212,17 @@ class Explorer:
                 **{name: hit.get(name) for name in STAC_COLUMNS}}
 
 
+def smallest(values: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the `count` smallest `values`, smallest first, ties to the lower position: the first `count` of
+    `np.argsort(values, kind="stable")`, without sorting all of them."""
+    if count >= len(values):
+        return np.argsort(values, kind="stable")
+    if count <= 0:
+        return np.empty(0, dtype=np.int64)
+    candidates = np.flatnonzero(values <= np.partition(values, count - 1)[count - 1])
+    return candidates[np.argsort(values[candidates], kind="stable")[:count]]
+
+
 def _scene_key(catalog: SceneCatalog, hit: dict[str, Any], position: int | None) -> str:
     if position is not None:
         return catalog.scene_of_position(position).id
@@ -226,4 +240,4 @@ def export_geojson(hits: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict
     return hits_geojson(hits), pixel_hits_geojson(hits)
 
 
-__all__ = ["MAX_DETECTIONS", "ExploreError", "Explorer", "export_geojson"]
+__all__ = ["MAX_DETECTIONS", "SCORE_BATCH", "ExploreError", "Explorer", "export_geojson", "smallest"]
