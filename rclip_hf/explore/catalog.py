@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from ..inference import EmbeddingIndex
 from ..inference.index import BBOX_COLUMNS
@@ -60,13 +59,15 @@ class SceneCatalog:
     def __init__(self, index: EmbeddingIndex):
         self.position_of: dict[str, int] = index.positions_of()
         names = index.column_names
-        self.windowed = len(index) > 0 and "left" in names and not np.isnan(index.numeric_column("left")[0])
-        self.boxes = np.stack([np.nan_to_num(index.numeric_column(name), nan=-1) for name in
-                               ("left", "top", "width", "height")], axis=1).astype(np.int64) \
-            if "left" in names else np.full((len(index), 4), -1, dtype=np.int64)
+        if "left" in names:
+            columns = [index.arrow_column(name) for name in ("left", "top", "width", "height")]
+            self.windowed = len(index) > 0 and columns[0][0].is_valid
+            self.boxes = np.stack([column.fill_null(-1).to_numpy() for column in columns], axis=1).astype(np.int64)
+        else:
+            self.windowed, self.boxes = False, np.full((len(index), 4), -1, dtype=np.int64)
         extents = np.stack([index.numeric_column(name) for name in BBOX_COLUMNS], axis=1) \
             if "xmin" in names else np.full((len(index), 4), np.nan)  # NaN: not georeferenced
-        encoded = pa.array(index.column("path"), pa.string()).dictionary_encode()
+        encoded = index.arrow_column("path").combine_chunks().dictionary_encode()
         paths = np.array(encoded.dictionary.to_pylist(), dtype=object)
         rank = np.empty(len(paths), dtype=np.int64)
         rank[np.argsort(paths)] = np.arange(len(paths))  # scenes in the order of their names

@@ -480,6 +480,11 @@ class EmbeddingIndex:
 
         return self._cached(f"column:{name}", read)
 
+    def arrow_column(self, name: str) -> Any:
+        """One column of the item table as a pyarrow ChunkedArray, in position order; not cached (for callers that
+        keep a compact copy of their own, such as codes of the `path` column)."""
+        return self._scan([name]).column(name)
+
     def numeric_column(self, name: str) -> Any:
         """A numeric column as a float64 numpy array (NaN for nulls), in position order."""
         import numpy as np
