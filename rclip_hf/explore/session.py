@@ -199,16 +199,23 @@ class Explorer:
         return [str(path)]
 
     # ----- JSON -------------------------------------------------------------------------------------------------
-    def hit_json(self, hit: dict[str, Any]) -> dict[str, Any]:
-        """A hit as the app shows it: scene id and name, pixel window, lon/lat ring, position, label, and its STAC
-        item id, collection and datetime (`STAC_COLUMNS`; null for scenes not read from STAC)."""
+    def hits_json(self, hits: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Hits as the app shows them (`hit_json`), with the labels read once."""
+        labels = self.labels.get()
+        return [self.hit_json(hit, labels) for hit in hits]
+
+    def hit_json(self, hit: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """A hit as the app shows it: scene id and name, pixel window, lon/lat ring, position, label (from `labels`,
+        default the label set's), and its STAC item id, collection and datetime (`STAC_COLUMNS`; null for scenes
+        not read from STAC)."""
+        labels = self.labels.get() if labels is None else labels
         position = self.catalog.position_of.get(hit["id"])
         scene = self.catalog.scenes[_scene_key(self.catalog, hit, position)]
         window = [hit["left"], hit["top"], hit["width"], hit["height"]] if hit.get("left") is not None else None
         return {"rank": hit["rank"], "score": _finite(hit["score"]), "id": hit["id"], "position": position,
                 "scene": scene.id, "scene_name": scene.name, "window": window,
                 "ring": None if hit.get("geometry") is None else wkb_ring(hit["geometry"]),
-                "merged": hit.get("merged", 1), "label": self.labels.get().get(hit["id"]),
+                "merged": hit.get("merged", 1), "label": labels.get(hit["id"]),
                 **{name: hit.get(name) for name in STAC_COLUMNS}}
 
 
