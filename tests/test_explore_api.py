@@ -436,3 +436,25 @@ def test_smallest_is_the_head_of_a_stable_argsort() -> None:
     values[[3, 77]] = np.inf
     for count in (0, 1, 7, 20, 43, 499, 500, 900):
         assert smallest(values, count).tolist() == np.argsort(values, kind="stable")[:count].tolist()
+
+
+def test_search_goes_through_the_index_s_ann_search_when_it_has_one(index_copy: Path, tiny_model_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference import index as index_module
+
+    EmbeddingIndex.open(index_copy).build_ann(num_partitions=2)  # as `rclip-hf index` does at ANN_MIN_ITEMS
+    monkeypatch.setattr(index_module, "ANN_MIN_ITEMS", 10)  # so that 36 windows are answered by it
+    calls = []
+    original = EmbeddingIndex._search_ann
+
+    def spy(self, *args, **kwargs):
+        calls.append(len(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingIndex, "_search_ann", spy)
+    client = _client(index_copy, tiny_model_dir)
+    hits = client.post("/api/search", json={"text": "many airplanes", "k": 10}).json()["hits"]
+    assert calls == [36]  # the app's search: ANN, once, as the CLI's
+    expected = search(index_copy, "many airplanes", k=10, model=tiny_model_dir)
+    assert calls == [36, 36] and [hit["id"] for hit in hits] == [hit["id"] for hit in expected]
+    assert [hit["score"] for hit in hits] == pytest.approx([hit["score"] for hit in expected], abs=1e-6)
