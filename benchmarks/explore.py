@@ -13,7 +13,7 @@ its baseline measured in the same run.
   LogisticRegression fit + a matrix product over the embeddings already in memory.
 - Tiles: GET of web-mercator tiles of the COG, median over the tiles of two zooms, vs rio-tiler's `Reader.tile`
   + `render` called directly on the same tiles.
-- Memory: the server's resident set (VmRSS) and its peak (VmHWM) at the end.
+- Memory: the server's resident set (VmRSS) at the end and its peak over the whole run (VmHWM).
 
     python benchmarks/explore.py                    # 1M windows (about 2 GiB of embeddings on disk)
     python benchmarks/explore.py --size 20000 --repeats 5
@@ -223,7 +223,8 @@ def main() -> None:
               f"{train_s / baseline_train_s:.2f}x | <= {GOALS['train']:.0f} s")
         print(f"tile p50 | {api_tile:.1f} ms | rio-tiler direct {direct_tile:.1f} ms | {api_tile / direct_tile:.2f}x | "
               f"<= {GOALS['tile']:.0f} ms and <= {GOALS['tile_ratio']}x")
-        print(f"server resident memory | {rss:.0f} MiB (peak {peak:.0f} MiB) | - | - | <= {GOALS['rss']:.0f} MiB")
+        print(f"server resident memory, end and peak | {rss:.0f} MiB, peak {peak:.0f} MiB | - | - | "
+              f"<= {GOALS['rss']:.0f} MiB, peak included")
     finally:
         if server is not None:
             server.terminate()
