@@ -77,9 +77,9 @@ class SceneCatalog:
         order = np.argsort(self.scene_of, kind="stable")
         starts = np.searchsorted(self.scene_of[order], np.arange(len(paths) + 1))
         scene_positions = [order[starts[number]:starts[number + 1]] for number in range(len(paths))]
-        bounds = [None if np.isnan(extents[positions, 0]).all() else
-                  [*np.nanmin(extents[positions, :2], axis=0).tolist(), *np.nanmax(extents[positions, 2:], axis=0).tolist()]
-                  for positions in scene_positions]
+        bounds = [None if np.isnan(extents[positions, 0]).all() else  # [min xmin, min ymin, max xmax, max ymax]
+                  [*np.nanmin(extents[positions, :2], axis=0).tolist(),
+                   *np.nanmax(extents[positions, 2:], axis=0).tolist()] for positions in scene_positions]
         georeferenced = [int(positions[0]) for positions, box in zip(scene_positions, bounds) if box is not None]
         crs = {position: item.get("crs") for position, item in zip(georeferenced, index.items(georeferenced))}
         for path, positions, box in zip(sorted(paths), scene_positions, bounds):

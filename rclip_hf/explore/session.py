@@ -1,11 +1,11 @@
 """What `rclip-hf explore` does, without the web: search, labels, the classifier, detections, heat maps, export.
 
 Search is `rclip_hf.inference.search` (as `rclip-hf search`); the query by examples is its `Examples` of the
-labelled windows. "Train" fits a class-balanced logistic regression on the labelled windows' embeddings only and scores
-every window of the index batch by batch as it is read (one matrix-vector product per batch: the embeddings are never
-all in memory); the windows whose probability is closest to 0.5 are offered for labelling next. Detections above a threshold merge into regions by `merge_hits`, as `search --merge`. Exports are
-`hits_geojson` (georeferenced hits in `NAME.geojson`, pixel-space hits in `NAME.pixel.geojson`) and
-`write_hits_parquet`.
+labelled windows. "Train" fits a class-balanced logistic regression on the labelled windows' embeddings only and
+scores every window of the index batch by batch as it is read (one matrix-vector product per batch: the embeddings
+are never all in memory); the windows whose probability is closest to 0.5 are offered for labelling next. Detections
+above a threshold merge into regions by `merge_hits`, as `search --merge`. Exports are `hits_geojson` (georeferenced
+hits in `NAME.geojson`, pixel-space hits in `NAME.pixel.geojson`) and `write_hits_parquet`.
 """
 
 from __future__ import annotations
