@@ -53,8 +53,8 @@ def scene_name(path: str) -> str:
 
 
 class SceneCatalog:
-    """The scenes of an index and, for every item, its position, scene and pixel window, kept as arrays (a few bytes
-    per item); id -> position is the index's own `positions_of()`, which its search reads too."""
+    """The scenes of an index and, for every item, its position, scene and pixel window, kept as arrays (a few
+    bytes per item); id -> position is the index's own `positions_of()`, which its search reads too."""
 
     def __init__(self, index: EmbeddingIndex):
         self.position_of: dict[str, int] = index.positions_of()
@@ -62,14 +62,13 @@ class SceneCatalog:
         if "left" in names:
             columns = [index.arrow_column(name) for name in ("left", "top", "width", "height")]
             self.windowed = len(index) > 0 and columns[0][0].is_valid
-            self.boxes = np.stack([column.fill_null(-1).to_numpy() for column in columns], axis=1).astype(np.int64)
+            self.boxes = np.stack([column.fill_null(-1).to_numpy() for column in columns],
+                                  axis=1).astype(np.int32)
         else:
-            self.windowed, self.boxes = False, np.full((len(index), 4), -1, dtype=np.int64)
-        extents = np.stack([index.numeric_column(name) for name in BBOX_COLUMNS], axis=1) \
-            if "xmin" in names else np.full((len(index), 4), np.nan)  # NaN: not georeferenced
+            self.windowed, self.boxes = False, np.full((len(index), 4), -1, dtype=np.int32)
         encoded = index.arrow_column("path").combine_chunks().dictionary_encode()
         paths = np.array(encoded.dictionary.to_pylist(), dtype=object)
-        rank = np.empty(len(paths), dtype=np.int64)
+        rank = np.empty(len(paths), dtype=np.int32)
         rank[np.argsort(paths)] = np.arange(len(paths))  # scenes in the order of their names
         self.scene_of = rank[encoded.indices.to_numpy(zero_copy_only=False)]  # (N,) scene number of each item
         self.scenes: dict[str, SceneInfo] = {}
@@ -77,17 +76,22 @@ class SceneCatalog:
         order = np.argsort(self.scene_of, kind="stable")
         starts = np.searchsorted(self.scene_of[order], np.arange(len(paths) + 1))
         scene_positions = [order[starts[number]:starts[number + 1]] for number in range(len(paths))]
-        bounds = [None if np.isnan(extents[positions, 0]).all() else  # [min xmin, min ymin, max xmax, max ymax]
-                  [*np.nanmin(extents[positions, :2], axis=0).tolist(),
-                   *np.nanmax(extents[positions, 2:], axis=0).tolist()] for positions in scene_positions]
-        georeferenced = [int(positions[0]) for positions, box in zip(scene_positions, bounds) if box is not None]
+        bounds: list[list[float] | None] = [None] * len(paths)
+        if "xmin" in names:  # each scene's [min xmin, min ymin, max xmax, max ymax] (NaN: not georeferenced)
+            xmin, ymin, xmax, ymax = (index.arrow_column(name).to_numpy(zero_copy_only=False)
+                                      for name in BBOX_COLUMNS)
+            bounds = [None if np.isnan(xmin[positions]).all() else
+                      [float(np.nanmin(xmin[positions])), float(np.nanmin(ymin[positions])),
+                       float(np.nanmax(xmax[positions])), float(np.nanmax(ymax[positions]))]
+                      for positions in scene_positions]
+        georeferenced = [int(positions[0]) for positions, box in zip(scene_positions, bounds) if box]
         crs = {position: item.get("crs") for position, item in zip(georeferenced, index.items(georeferenced))}
         for path, positions, box in zip(sorted(paths), scene_positions, bounds):
             boxes = self.boxes[positions]
             size = (int((boxes[:, 0] + boxes[:, 2]).max()), int((boxes[:, 1] + boxes[:, 3]).max())) \
                 if self.windowed else (None, None)
-            info = SceneInfo(scene_id(path), path, scene_name(path), crs[int(positions[0])] if box else None, *size,
-                             bounds=box, positions=positions)
+            info = SceneInfo(scene_id(path), path, scene_name(path), crs[int(positions[0])] if box else None,
+                             *size, bounds=box, positions=positions)
             self.scenes[info.id] = info
             self._numbers.append(info.id)
 
