@@ -501,3 +501,75 @@ def test_tiles_of_data_that_is_not_8_bit_are_stretched(shared_data: Path, tmp_pa
     image = Image.open(io.BytesIO(mercator_tile(str(path), tile.z, tile.x, tile.y)))
     values = np.asarray(image)[..., :3]
     assert values.dtype == np.uint8 and values.min() == 0 and values.max() == 255  # stretched, clipped
+
+
+def test_scores_are_streamed_batch_by_batch_and_equal_the_one_shot_computation(client: TestClient, index_copy: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from rclip_hf.explore import session
+    from rclip_hf.inference.search import encode_queries
+
+    explorer = client.app.state.explorer
+    index = EmbeddingIndex.open(index_copy)
+    ids = index.ids()
+    labels = {ids[2]: 1, ids[9]: 1, ids[30]: 0, ids[31]: 0}
+    for item_id, label in labels.items():
+        client.post("/api/labels", json={"id": item_id, "label": "positive" if label else "negative"})
+    read = []
+
+    def shard_embeddings(batch_size: int = 65536):
+        for offset, embeddings in EmbeddingIndex.shard_embeddings(explorer.index, batch_size):
+            read.append((offset, len(embeddings)))
+            yield offset, embeddings
+
+    monkeypatch.setattr(session, "SCORE_BATCH", 5)
+    monkeypatch.setattr(explorer.index, "shard_embeddings", shard_embeddings)
+    client.post("/api/train").raise_for_status()
+    assert read == [(offset, min(5, 36 - offset)) for offset in range(0, 36, 5)]  # 8 batches, never all at once
+
+    embeddings = index.embeddings_of(ids)  # (36, D): the one-shot computation over all of them
+    fitted = LogisticRegression(class_weight="balanced", max_iter=1000).fit(
+        index.embeddings_of(list(labels)).numpy(), list(labels.values()))
+    weight = torch.from_numpy(fitted.coef_[0].astype(np.float32))
+    one_shot = torch.sigmoid(embeddings @ weight + float(fitted.intercept_[0])).numpy()
+    np.testing.assert_allclose(explorer.probabilities, one_shot, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(explorer.probabilities, fitted.predict_proba(embeddings.numpy())[:, 1], atol=1e-6)
+
+    client.post("/api/search", json={"text": "a harbour", "k": 5}).raise_for_status()
+    read.clear()
+    query = encode_queries(explorer.model, explorer.processor, ["a harbour"])[0]
+    np.testing.assert_allclose(explorer.query_scores(), (embeddings @ query).numpy(), rtol=1e-6, atol=1e-7)
+    assert len(read) == 8  # the heat map's scores too
+
+
+def test_smallest_is_the_head_of_a_stable_argsort() -> None:
+    from rclip_hf.explore.session import smallest
+
+    values = np.random.default_rng(0).integers(0, 20, 500).astype(np.float32)  # many ties
+    values[[3, 77]] = np.inf
+    for count in (0, 1, 7, 20, 43, 499, 500, 900):
+        assert smallest(values, count).tolist() == np.argsort(values, kind="stable")[:count].tolist()
+
+
+def test_search_goes_through_the_index_s_ann_search_when_it_has_one(index_copy: Path, tiny_model_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference import index as index_module
+
+    EmbeddingIndex.open(index_copy).build_ann(num_partitions=2)  # as `rclip-hf index` does at ANN_MIN_ITEMS
+    monkeypatch.setattr(index_module, "ANN_MIN_ITEMS", 10)  # so that 36 windows are answered by it
+    calls = []
+    original = EmbeddingIndex._search_ann
+
+    def spy(self, *args, **kwargs):
+        calls.append(len(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingIndex, "_search_ann", spy)
+    client = _client(index_copy, tiny_model_dir)
+    hits = client.post("/api/search", json={"text": "many airplanes", "k": 10}).json()["hits"]
+    assert calls == [36]  # the app's search: ANN, once, as the CLI's
+    expected = search(index_copy, "many airplanes", k=10, model=tiny_model_dir)
+    assert calls == [36, 36] and [hit["id"] for hit in hits] == [hit["id"] for hit in expected]
+    assert [hit["score"] for hit in hits] == pytest.approx([hit["score"] for hit in expected], abs=1e-6)

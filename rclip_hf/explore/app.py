@@ -156,7 +156,7 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
         if request.examples == bool(request.text):
             raise ExploreError("give either a query text or examples: true")
         hits = explorer.search(None if request.examples else request.text, request.k, request.merge)
-        return {"hits": [explorer.hit_json(hit) for hit in hits]}
+        return {"hits": explorer.hits_json(hits)}
 
     @app.post("/api/search/image")
     async def search_image(image: Annotated[UploadFile, File()], k: Annotated[int, Form()] = 50,
@@ -170,7 +170,7 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
         except ImageReadError as error:
             raise ExploreError(f"not an image: {' '.join(str(error).split())}") from None
         hits = explorer.search(query, max(1, min(k, 10_000)), merge)
-        return {"hits": [explorer.hit_json(hit) for hit in hits]}
+        return {"hits": explorer.hits_json(hits)}
 
     @app.get("/api/labels")
     def get_labels() -> dict[str, Any]:
@@ -194,19 +194,19 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
     @app.post("/api/train")
     def train() -> dict[str, Any]:
         """Fit the classifier on the labelled windows and score every window of the index."""
-        return {**explorer.train(), "uncertain": [explorer.hit_json(hit) for hit in explorer.uncertain()]}
+        return {**explorer.train(), "uncertain": explorer.hits_json(explorer.uncertain())}
 
     @app.get("/api/detections")
     def detections(threshold: float = Query(0.5, ge=0.0, le=1.0), merge: bool = False,
                    limit: int = Query(500, ge=1, le=10_000)) -> dict[str, Any]:
         """Windows whose probability is at least `threshold`, best first (merged into regions with `merge`)."""
         total, hits = explorer.detections(threshold, merge, limit)
-        return {"total": total, "hits": [explorer.hit_json(hit) for hit in hits]}
+        return {"total": total, "hits": explorer.hits_json(hits)}
 
     @app.get("/api/uncertain")
     def uncertain(count: int = Query(8, ge=1, le=100)) -> dict[str, Any]:
         """Unlabelled windows closest to the classifier's decision boundary: the ones to label next."""
-        return {"hits": [explorer.hit_json(hit) for hit in explorer.uncertain(count)]}
+        return {"hits": explorer.hits_json(explorer.uncertain(count))}
 
     @app.get("/api/scenes/{scene_id}/scores")
     def scores(scene_id: str, source: Literal["query", "classifier"] = "query") -> dict[str, Any]:
