@@ -8,6 +8,7 @@ from a request: it looks the id up here. Georeferenced scenes are shown in web-m
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class SceneCatalog:
     bytes per item); id -> position is the index's own `positions_of()`, which its search reads too."""
 
     def __init__(self, index: EmbeddingIndex):
-        self.position_of: dict[str, int] = index.positions_of()
+        self.position_of: Mapping[str, int] = index.positions_of()
         names = index.column_names
         if "left" in names:
             columns = [index.arrow_column(name) for name in ("left", "top", "width", "height")]
