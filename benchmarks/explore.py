@@ -5,13 +5,15 @@ its baseline measured in the same run.
   of a real COG (NEON OSBS_029 from ../shared/data, made a COG with rio-cogeo, 100 px windows with their real
   geometry) plus synthetic windows of 1,000 pixel-space scenes; embeddings are clustered unit vectors (D=512,
   1,000 Gaussian clusters, as real embeddings are), owned by a small random-weight model with 512-d projections.
+  Then `EmbeddingIndex.build_ann()`, as `rclip-hf index` does for an index of `ANN_MIN_ITEMS` items or more (at
+  1M: IVF-HNSW-SQ, so the search figures are of ANN search, as a real 1M-window index would answer).
 - Server: `rclip-hf explore --port 0` in its own process, over HTTP (httpx).
 - Search: POST /api/search (text, k=50), median of `--repeats`, vs `rclip_hf.inference.search` called directly.
 - Train + score: POST /api/train with 5 positive and 5 negative labels (scores all windows), vs scikit-learn's
   LogisticRegression fit + a matrix product over the embeddings already in memory.
 - Tiles: GET of web-mercator tiles of the COG, median over the tiles of two zooms, vs rio-tiler's `Reader.tile`
   + `render` called directly on the same tiles.
-- Memory: the server's resident set (VmRSS) and its peak (VmHWM) at the end.
+- Memory: the server's resident set (VmRSS) at the end and its peak over the whole run (VmHWM).
 
     python benchmarks/explore.py                    # 1M windows (about 2 GiB of embeddings on disk)
     python benchmarks/explore.py --size 20000 --repeats 5
@@ -64,13 +66,15 @@ def make_cog(source: Path, target: Path) -> Path:
     return target
 
 
-def write_index(folder: Path, model_dir: Path, cog: Path, size: int) -> float:
-    """The COG's windows and `size - len(COG windows)` synthetic ones through `EmbeddingIndex`; seconds taken."""
+def write_index(folder: Path, model_dir: Path, cog: Path, size: int) -> tuple[float, float]:
+    """The COG's windows and `size - len(COG windows)` synthetic ones through `EmbeddingIndex`, then its ANN index
+    as `rclip-hf index` builds it (`build_ann_if_wanted(index, "auto")`); (seconds writing, seconds building ANN)."""
     import torch
     from tqdm.auto import tqdm
 
     from rclip_hf.inference import EmbeddingIndex, load_model
     from rclip_hf.inference.scenes import window_id, window_record
+    from rclip_hf.inference.search import build_ann_if_wanted
     from rclip_hf.inference.windows import PixelWindow, open_scene
 
     model, _ = load_model(model_dir)
@@ -107,7 +111,9 @@ def write_index(folder: Path, model_dir: Path, cog: Path, size: int) -> float:
         progress.update(count)
     index.commit()
     progress.close()
-    return time.perf_counter() - start
+    written = time.perf_counter()
+    build_ann_if_wanted(index, "auto")
+    return written - start, time.perf_counter() - written
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -134,6 +140,7 @@ def main() -> None:
     from rio_tiler.io import Reader
 
     from rclip_hf.inference import EmbeddingIndex, load_model, search
+    from rclip_hf.inference.index import is_index_folder
 
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1_000_000, help="windows in the index")
@@ -145,12 +152,15 @@ def main() -> None:
     server = None
     try:
         model_dir, index_dir = root / "model", root / "windows.index"
-        if not (index_dir / "index.json").is_file():
+        if not is_index_folder(index_dir):
             make_model(model_dir)
             cog = make_cog(DATA / "neon_trees" / "OSBS_029.tif", root / "osbs_029.cog.tif")
-            print(f"wrote {args.size:,} windows through the index API in {write_index(index_dir, model_dir, cog, args.size):.1f} s")
+            write_s, ann_s = write_index(index_dir, model_dir, cog, args.size)
+            print(f"wrote {args.size:,} windows through the index API in {write_s:.1f} s, ANN index "
+                  f"(build_ann) in {ann_s:.1f} s")
         cog = root / "osbs_029.cog.tif"
         index = EmbeddingIndex.open(index_dir)
+        print(f"search backend: {'ANN (IVF-HNSW-SQ)' if index.has_ann() else 'exact'} over {len(index):,} windows")
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
         start = time.perf_counter()
         server = subprocess.Popen([sys.executable, "-m", "rclip_hf.cli", "explore", "--index", str(index_dir),
@@ -213,7 +223,8 @@ def main() -> None:
               f"{train_s / baseline_train_s:.2f}x | <= {GOALS['train']:.0f} s")
         print(f"tile p50 | {api_tile:.1f} ms | rio-tiler direct {direct_tile:.1f} ms | {api_tile / direct_tile:.2f}x | "
               f"<= {GOALS['tile']:.0f} ms and <= {GOALS['tile_ratio']}x")
-        print(f"server resident memory | {rss:.0f} MiB (peak {peak:.0f} MiB) | - | - | <= {GOALS['rss']:.0f} MiB")
+        print(f"server resident memory, end and peak | {rss:.0f} MiB, peak {peak:.0f} MiB | - | - | "
+              f"<= {GOALS['rss']:.0f} MiB, peak included")
     finally:
         if server is not None:
             server.terminate()

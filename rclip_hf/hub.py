@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import fnmatch
 import logging
 import os
@@ -49,6 +48,7 @@ from huggingface_hub.utils import validate_repo_id
 from .arguments import ArgumentParser
 from .benchmark_registry import REMOTECLIP_BIBTEX
 from .errors import UserError, entry_point
+from .staging import write_new_file
 from .usage import CODE_URL, arch_of_model_dir, architecture_summary, usage_kinds, usage_section
 
 logger = logging.getLogger(__name__)
@@ -331,18 +331,6 @@ def push(model_dir: str | Path, repo_id: str, options: HubOptions | None = None,
     return plan
 
 
-def write_new_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path`, never through a symlink (`O_NOFOLLOW`): a link there is `PublishError`."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise PublishError(f"{path} is a symlink; nothing is written through one (remove the link)") from None
-        raise
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
-
-
 def bare_card(model_dir: str | Path, repo_id: str) -> ModelCard:
     """The card of a folder that has none: metadata, what it is (its architecture), how to use it (the snippets
     its files run), a link to the code and the citation; no results (`python -m model_cards.build` adds them)."""
@@ -391,7 +379,7 @@ def publish(model_dir: str | Path, repo_id: str, options: HubOptions | None = No
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of the `push` subcommand (also used by `rclip_hf.cli`)."""
+    """Arguments of the `push` subcommand."""
     parser.add_argument("model_dir", help="folder with model.safetensors, config, processor files and README.md")
     parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="Hub repository, OWNER/NAME")
     add_hub_arguments(parser)

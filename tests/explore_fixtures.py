@@ -35,12 +35,13 @@ def explore_scenes(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) 
     return scenes
 
 
-def build_explore_index(scenes: Path, output: Path, model_dir: Path) -> Path:
+def build_explore_index(scenes: Path, output: Path | str, model_dir: Path,
+                        storage_options: dict[str, str] | None = None) -> Path | str:
     """Index 256 px windows (stride 256) of the scenes: 3 x 3 of the GeoTIFF, 5 x 5 of the PNG, 2 x 1 of the row."""
     from rclip_hf.inference import WindowOptions, build_scene_index
 
     report = build_scene_index([scenes / "p1888.tif", scenes / HTML_NAME, scenes / "aerial"], output, model_dir,
-                               options=WindowOptions(window=256, stride=256))
+                               options=WindowOptions(window=256, stride=256), storage_options=storage_options)
     assert report.added == 9 + 25 + 2 == report.total and not report.failures
     return output
 

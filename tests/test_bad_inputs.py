@@ -876,3 +876,200 @@ def test_the_html_page_shows_only_the_index_own_images_found_relative_to_where_i
     write_results_page(page, [("x", received)], index)
     assert len(_page_thumbnails(page)) == 1 and "image not shown: not found as indexed" in page.read_text()
     assert "1 image(s) of the index not shown" in caplog.text and str(secret) in caplog.text
+
+
+# ----- received indexes: nothing read, written or deleted outside the index folder ---------------------------------
+@pytest.fixture(scope="module")
+def small_index(tiny_model_dir: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real index of two images (copy it before changing it); its source folder is `<index>/../source`."""
+    root = tmp_path_factory.mktemp("received")
+    (root / "source").mkdir()
+    for jpeg in sorted((shared_data / "rsscn7" / "aGrass").glob("*.jpg"))[:2]:
+        shutil.copy(jpeg, root / "source")
+    argv = ["index", "--model", str(tiny_model_dir), "--source", str(root / "source"), "--output", str(root / "idx")]
+    assert cli.main(argv) == 0
+    return root / "idx"
+
+
+def _received(small_index: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(index, its source, a folder outside it holding the user's files), copies in `tmp_path`."""
+    index, source, outside = tmp_path / "idx", tmp_path / "source", tmp_path / "outside"
+    shutil.copytree(small_index, index, symlinks=True)
+    shutil.copytree(small_index.parent / "source", source)
+    outside.mkdir()
+    return index, source, outside
+
+
+def _tree(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder`: its bytes and modification time."""
+    return {str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _commands(model: Path, index: Path, source: Path, tmp_path: Path) -> list[list[str]]:
+    """search, a resume that would add and prune, --verify and export: each opens the index first."""
+    return [["search", "--model", str(model), "--index", str(index), "--text", "grass"],
+            ["index", "--model", str(model), "--source", str(source), "--output", str(index), "--prune"],
+            ["index", "--output", str(index), "--verify"],
+            ["index", "export", str(index), "--output", str(tmp_path / "items.parquet")]]
+
+
+@pytest.mark.parametrize("kind", ["relative", "absolute", "base_path"])
+def test_a_received_table_naming_a_file_outside_the_index_is_refused(tiny_model_dir: Path, small_index: Path,
+                                                                    tmp_path: Path, capsys, kind: str) -> None:
+    import copy
+
+    import lance
+    from lance.fragment import DataFile
+
+    index, source, outside = _received(small_index, tmp_path)
+    table = index / "items.lance"
+    dataset = lance.dataset(table)
+    fragment = copy.deepcopy(dataset.get_fragments()[0].metadata)
+    (real,) = fragment.files
+    stolen = outside / "data" / real.path  # a valid data file, outside: a read of it would succeed
+    stolen.parent.mkdir()
+    shutil.copy(table / "data" / real.path, stolen)
+    base_id, name = None, {"relative": f"../../../outside/data/{real.path}", "absolute": str(stolen),
+                           "base_path": real.path}[kind]
+    if kind == "base_path":
+        dataset.add_bases([lance.DatasetBasePath(str(outside), name="elsewhere", is_dataset_root=True, id=7)])
+        dataset, base_id = lance.dataset(table), 7
+    fragment.files = [DataFile(name, real.fields, real.column_indices, real.file_major_version,
+                               real.file_minor_version, real.file_size_bytes, base_id=base_id)]
+    lance.LanceDataset.commit(str(table), lance.LanceOperation.Append([fragment]), read_version=dataset.version)
+    (source / "new.png").write_bytes((BAD / "rgba.png").read_bytes())  # a resume would write
+    before, outside_files = _tree(index), _tree(outside)
+    for argv in _commands(tiny_model_dir, index, source, tmp_path):
+        code, _, err = _run(cli.main, argv, capsys)
+        line = _one_error_line(err)
+        assert code == EXIT_BAD_INPUT and line.startswith(f"error: {index}: table items.lance names "), (argv, err)
+        assert (str(outside) if kind == "base_path" else repr(name)) in line, line
+    assert _tree(outside) == outside_files and _tree(index) == before  # nothing written, nothing deleted
+    assert not (tmp_path / "items.parquet").exists()
+
+
+def test_a_received_extra_table_naming_storage_outside_the_index_is_refused(small_index: Path, tmp_path: Path) -> None:
+    """A table kept beside the items (explore's labels) is checked as the index's own are, when it is opened."""
+    import lance
+    import pyarrow as pa
+
+    from rclip_hf.inference.index import EmbeddingIndex
+
+    index, _, outside = _received(small_index, tmp_path)
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("label", pa.string())])
+    EmbeddingIndex.open(index).open_table("labels", schema).add(pa.table({"id": ["a"], "label": ["positive"]}))
+    assert EmbeddingIndex.open(index).open_table("labels").count_rows() == 1
+    lance.dataset(index / "labels.lance").add_bases([lance.DatasetBasePath(str(outside), name="elsewhere",
+                                                                           is_dataset_root=True, id=7)])
+    with pytest.raises(UserError, match="table labels.lance names .* storage outside the table"):
+        EmbeddingIndex.open(index).open_table("labels")
+
+
+@pytest.mark.parametrize("link", ["items.lance", "items.lance/data", "items.lance/_versions",
+                                  "items.lance/_transactions", "items.lance/_deletions", "items.lance/_indices",
+                                  "scenes.lance/data", "failures.json"])
+def test_a_received_index_holding_a_symlink_is_refused_before_anything_is_written(
+        tiny_model_dir: Path, small_index: Path, tmp_path: Path, capsys, link: str) -> None:
+    import lance
+
+    index, source, outside = _received(small_index, tmp_path)
+    # Lance's clean-up of old versions (set in the received manifest) deletes the files it does not list in the
+    # table's folders: through a linked folder, the user's files there.
+    lance.dataset(index / "items.lance").update_config({"lance.auto_cleanup.interval": "1",
+                                                       "lance.auto_cleanup.older_than": "0s"})
+    target = outside / Path(link).name
+    if (index / link).exists():
+        shutil.move(index / link, target)
+    elif link != "failures.json":
+        target.mkdir()
+    if target.is_dir():
+        (target / "victim.lance").write_text("the user's file")
+        os.utime(target / "victim.lance", (1e9, 1e9))  # old: due for a clean-up
+    else:
+        target.write_text("the user's file")
+    (index / link).symlink_to(target)
+    (source / "new.png").write_bytes((BAD / "rgba.png").read_bytes())  # a resume would write
+    outside_files = _tree(outside)
+    for argv in _commands(tiny_model_dir, index, source, tmp_path)[:2]:
+        code, _, err = _run(cli.main, argv, capsys)
+        line = _one_error_line(err)
+        assert code == EXIT_BAD_INPUT and line.startswith(f"error: {index}: {link} is a symlink"), (argv, err)
+    assert _tree(outside) == outside_files
+
+
+@pytest.mark.parametrize("output", ["export", "html", "parquet", "geojson", "csv", "heatmap"])
+def test_index_export_and_search_outputs_never_write_through_a_symlink(small_index: Path, tiny_model_dir: Path,
+                                                                       tmp_path: Path, capsys, output: str) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the user's file")
+    path = tmp_path / {"html": "page.html", "geojson": "hits.geojson", "csv": "hits.csv",
+                       "heatmap": "maps/heatmap.json"}.get(output, "items.parquet")
+    path.parent.mkdir(exist_ok=True)
+    path.symlink_to(notes)
+    search = ["search", "--model", str(tiny_model_dir), "--index", str(small_index), "--text", "grass"]
+    image = min((small_index.parent / "source").glob("*.jpg"))
+    argv = {"export": ["index", "export", str(small_index), "--output", str(path)],
+            "html": [*search, "--html", str(path)],
+            "parquet": [*search, "--format", "parquet", "--output", str(path)],
+            "geojson": [*search, "--format", "geojson", "--output", str(path)],
+            "csv": [*search, "--format", "csv", "--output", str(path)],
+            "heatmap": ["heatmap", "--model", str(tiny_model_dir), "--image", str(image), "--queries", "grass",
+                        "--window", "32", "--output_dir", str(path.parent)]}[output]
+    code, _, err = _run(cli.main, argv, capsys)
+    assert code == EXIT_BAD_INPUT and _one_error_line(err) == (
+        f"error: {path}: a symlink; nothing is written through one (remove the link)")
+    assert notes.read_text() == "the user's file"
+    path.unlink()
+    assert _run(cli.main, argv, capsys)[0] == 0 and path.is_file() and not path.is_symlink()
+
+
+def test_index_migrate_reads_only_its_shards_and_writes_only_a_new_index(tmp_path: Path, capsys) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "data" / "old_index" / "images.index", old)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's file")
+    code, _, err = _run(cli.main, ["index", "migrate", str(old), str(tmp_path / "mine")], capsys)
+    assert code == EXIT_BAD_INPUT and _one_error_line(err).startswith(f"error: {tmp_path / 'mine'}: an existing folder")
+    assert [path.name for path in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+    manifest = json.loads((old / "index.json").read_text())
+    (shard,) = manifest["shards"]
+    for name in (f"../elsewhere/{shard['name']}", "linked"):
+        (tmp_path / "elsewhere").mkdir(exist_ok=True)
+        for suffix in (".safetensors", ".parquet"):
+            shutil.copy(old / f"{shard['name']}{suffix}", tmp_path / "elsewhere" / f"{shard['name']}{suffix}")
+        if name == "linked":
+            name = "shard-linked"
+            for suffix in (".safetensors", ".parquet"):
+                (old / f"{name}{suffix}").symlink_to(tmp_path / "elsewhere" / f"{shard['name']}{suffix}")
+        (old / "index.json").write_text(json.dumps({**manifest, "shards": [{**shard, "name": name}]}))
+        code, _, err = _run(cli.main, ["index", "migrate", str(old), str(tmp_path / "new")], capsys)
+        assert code == EXIT_BAD_INPUT and _one_error_line(err) == (
+            f"error: {old / 'index.json'}: names the shard {name!r}, not a shard file of its folder (a received index "
+            "is never read outside its folder)")
+        assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("export", ["found.geojson", "found.pixel.geojson", "found.parquet", "labels.parquet"])
+def test_explore_exports_never_write_through_a_symlink(small_index: Path, tiny_model_dir: Path, tmp_path: Path,
+                                                       export: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from rclip_hf.explore import create_app
+
+    index = tmp_path / "idx"
+    shutil.copytree(small_index, index)
+    client = TestClient(create_app(index, tiny_model_dir, token="t" * 20))
+    client.headers["Authorization"] = "token " + "t" * 20
+    assert client.post("/api/search", json={"text": "grass", "k": 2}).status_code == 200
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the user's file")
+    (tmp_path / export).symlink_to(notes)
+    path = "found.geojson" if export == "found.pixel.geojson" else export  # the pixel hits' file beside it
+    file_format = {"found.geojson": "geojson", "found.parquet": "parquet", "labels.parquet": "labels"}[path]
+    refused = client.post("/api/export", json={"path": str(tmp_path / path), "format": file_format, "source": "hits"})
+    assert refused.status_code == 400 and refused.json()["detail"] == (
+        f"{tmp_path / export}: a symlink; nothing is written through one (remove the link)")
+    assert notes.read_text() == "the user's file"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["idx", "notes.txt", export])  # none half

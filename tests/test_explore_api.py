@@ -1,28 +1,34 @@
 """Tests of the explore app's JSON API with FastAPI's TestClient, on a small real scene index: tiles against rio-tiler
 called directly, search against `search()`, labels and their restart, the classifier, detections, uncertainty
-sampling, merged regions, the heat map from the index, exports, the token, and path and HTML injection."""
+sampling, merged regions, the heat map from the index, exports, the token, path and HTML injection, label files of
+the earlier layout moved into the label table, and an index in object storage (a local S3 server)."""
 
 from __future__ import annotations
 
 import io
 import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from explore_fixtures import HTML_NAME, STAC_ITEM
+from explore_fixtures import HTML_NAME, STAC_ITEM, build_explore_index
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_explore_browser import explore_server
 
+from rclip_hf import cli
 from rclip_hf.errors import UserError
 from rclip_hf.explore import create_app
 from rclip_hf.inference import EmbeddingIndex, Examples, search
 from rclip_hf.inference.scenes import merge_hits
 from rclip_hf.inference.windows import PixelWindow, open_scene
 
-pytest_plugins = ("inference_fixtures", "explore_fixtures")
+pytest_plugins = ("inference_fixtures", "explore_fixtures", "storage_fixtures")
 
 TOKEN = "test-token-0123456789"
 
@@ -148,30 +154,139 @@ def test_hits_carry_their_stac_item_collection_and_datetime(stac_explore_index: 
     check(detections["hits"])
 
 
+def stored_labels(index: str | Path, storage_options: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(label set, id, label) of every row of the index's label table, sorted."""
+    table = EmbeddingIndex.open(index, storage_options).open_table("labels").to_arrow()
+    assert table.column_names == ["id", "label", "label_set", "time"]
+    return sorted(zip(*(table.column(name).to_pylist() for name in ("label_set", "id", "label"))))
+
+
 def test_labels_round_trip_and_restart(client: TestClient, index_copy: Path, tiny_model_dir: Path) -> None:
     ids = EmbeddingIndex.open(index_copy).ids()
+    assert EmbeddingIndex.open(index_copy).open_table("labels") is None  # opening the app wrote nothing
     client.post("/api/labels", json={"id": ids[0], "label": "positive"})
+    assert stored_labels(index_copy) == [("default", ids[0], "positive")]  # committed by the request itself
     client.post("/api/labels", json={"id": ids[3], "label": "negative"})
     client.post("/api/labels", json={"id": ids[7], "label": "positive"})
     client.post("/api/labels", json={"id": ids[7], "label": None})  # cleared
+    assert stored_labels(index_copy) == sorted([("default", ids[0], "positive"), ("default", ids[3], "negative")])
+    client.post("/api/labels", json={"id": ids[3], "label": "positive"})  # relabelled: one row, the new label
+    client.post("/api/labels", json={"id": ids[3], "label": "negative"})
     labels = client.get("/api/labels").json()
     assert labels["label_set"] == "default"
     assert sorted((row["id"], row["label"], row["position"]) for row in labels["labels"]) == sorted(
         [(ids[0], "positive", 0), (ids[3], "negative", 3)])
-
-    table = pq.read_table(index_copy / "labels-default.parquet")
-    assert table.column_names == ["id", "label", "label_set", "time"] and table.num_rows == 2
-    assert not [file.name for file in index_copy.iterdir() if file.name.endswith(".tmp")]
+    assert stored_labels(index_copy) == sorted([("default", ids[0], "positive"), ("default", ids[3], "negative")])
 
     again = _client(index_copy, tiny_model_dir)  # a restart reads the table back
     assert again.get("/api/labels").json()["labels"] == labels["labels"]
     other = _client(index_copy, tiny_model_dir, labels="ships")
     assert other.get("/api/labels").json() == {"label_set": "ships", "labels": []}
     other.post("/api/labels", json={"id": ids[1], "label": "negative"})
-    assert (index_copy / "labels-ships.parquet").is_file() and len(again.get("/api/labels").json()["labels"]) == 2
+    other.post("/api/labels", json={"id": ids[0], "label": "negative"})  # the same window, in another set
+    assert [row["label"] for row in _client(index_copy, tiny_model_dir, labels="ships").get(
+        "/api/labels").json()["labels"]] == ["negative", "negative"]
+    assert len(again.get("/api/labels").json()["labels"]) == 2
+    assert stored_labels(index_copy) == sorted([("default", ids[0], "positive"), ("default", ids[3], "negative"),
+                                                ("ships", ids[0], "negative"), ("ships", ids[1], "negative")])
 
     assert client.post("/api/labels", json={"id": "nope", "label": "positive"}).status_code == 404
     assert client.post("/api/labels", json={"id": ids[0], "label": "maybe"}).status_code == 422
+
+
+def test_label_files_of_the_earlier_layout_move_into_the_table(index_copy: Path, tiny_model_dir: Path) -> None:
+    ids = EmbeddingIndex.open(index_copy).ids()
+    then = datetime(2026, 12, 1, 12, 30, tzinfo=timezone.utc)
+
+    def write_label_file(label_set: str, rows: list[tuple[str, str]]) -> None:  # as the earlier LabelStore did
+        pq.write_table(pa.table({"id": [item_id for item_id, _ in rows], "label": [label for _, label in rows],
+                                 "label_set": [label_set] * len(rows), "time": [then] * len(rows)},
+                                schema=pa.schema([("id", pa.string()), ("label", pa.string()),
+                                                  ("label_set", pa.string()), ("time", pa.timestamp("us", tz="UTC"))])),
+                       index_copy / f"labels-{label_set}.parquet")
+
+    write_label_file("default", [(ids[0], "positive"), (ids[2], "negative")])
+    write_label_file("ships", [(ids[5], "positive")])
+    client = _client(index_copy, tiny_model_dir)
+    assert sorted((row["id"], row["label"], row["time"]) for row in client.get("/api/labels").json()["labels"]) == [
+        (ids[0], "positive", then.isoformat()), (ids[2], "negative", then.isoformat())]
+    assert not list(index_copy.glob("labels-*.parquet"))  # moved: every set, the one opened or not
+    assert stored_labels(index_copy) == sorted([("default", ids[0], "positive"), ("default", ids[2], "negative"),
+                                                ("ships", ids[5], "positive")])
+    assert [row["id"] for row in _client(index_copy, tiny_model_dir, labels="ships").get(
+        "/api/labels").json()["labels"]] == [ids[5]]
+
+    client.post("/api/labels", json={"id": ids[0], "label": "negative"})
+    write_label_file("default", [(ids[0], "positive"), (ids[9], "positive")])  # an old file back: it adds, never undoes
+    assert sorted((row["id"], row["label"]) for row in _client(index_copy, tiny_model_dir).get(
+        "/api/labels").json()["labels"]) == sorted([(ids[0], "negative"), (ids[2], "negative"), (ids[9], "positive")])
+
+    (index_copy / "labels-broken.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match="labels-broken.parquet: not a label file of rclip-hf explore"):
+        create_app(index_copy, tiny_model_dir)
+
+
+def test_the_label_table_is_compacted_when_opened(index_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.explore import labels as labels_module
+
+    index = EmbeddingIndex.open(index_copy)
+    ids = index.ids()
+    store = labels_module.LabelStore(index)
+    for item_id in ids[:6]:
+        store.set(item_id, "positive")
+    store.set(ids[0], None)
+
+    def fragments() -> int:
+        return index.open_table("labels").stats()["fragment_stats"]["num_fragments"]
+
+    assert fragments() == 5  # one per label committed (the cleared one's went with it)
+    monkeypatch.setattr(labels_module, "COMPACT_FRAGMENTS", 4)
+    assert labels_module.LabelStore(index).get() == store.get() == dict.fromkeys(ids[1:6], "positive")
+    assert fragments() == 1
+
+
+def test_an_index_in_object_storage(s3, explore_scenes: Path, tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    endpoint, options, _ = s3
+    uri = "s3://rclip/indexes/scenes"
+    build_explore_index(explore_scenes, uri, tiny_model_dir, storage_options=options)
+    client = _client(uri, tiny_model_dir, storage_options=options)
+    index = EmbeddingIndex.open(uri, options)
+    hits = client.post("/api/search", json={"text": "many airplanes", "k": 12}).json()["hits"]
+    expected = search(index, "many airplanes", k=12, model=tiny_model_dir)
+    assert [hit["id"] for hit in hits] == [hit["id"] for hit in expected]
+    geo = _scenes(client)["p1888.tif"]  # the scenes are the local files the index names
+    assert client.get(f"/api/windows/{hits[0]['position']}/thumbnail.png").status_code == 200
+    assert client.get(f"/api/scenes/{geo['id']}/scores", params={"source": "query"}).json()["windows"]
+
+    ids = index.ids()
+    labels = [(ids[0], "positive"), (ids[1], "positive"), (ids[20], "negative"), (ids[30], "positive")]
+    for item_id, label in labels:
+        assert client.post("/api/labels", json={"id": item_id, "label": label}).status_code == 200
+    client.post("/api/labels", json={"id": ids[30], "label": None})
+    assert stored_labels(uri, options) == sorted(("default", item_id, label) for item_id, label in labels[:3])
+
+    again = _client(uri, tiny_model_dir, storage_options=options)  # a restart finds them in the bucket
+    assert sorted((row["id"], row["label"]) for row in again.get("/api/labels").json()["labels"]) == sorted(labels[:3])
+    trained = again.post("/api/train").json()
+    assert (trained["positive"], trained["negative"], trained["windows"]) == (2, 1, 36)
+    written = again.post("/api/export", json={"path": str(tmp_path / "found.geojson"), "threshold": 0.0}).json()
+    assert written["files"] == [str(tmp_path / "found.geojson"), str(tmp_path / "found.pixel.geojson")]
+    assert len(json.loads((tmp_path / "found.geojson").read_text())["features"]) == 9
+    again.post("/api/export", json={"path": str(tmp_path / "labels.parquet"), "format": "labels"})
+    assert sorted((row["id"], row["label"]) for row in pq.read_table(tmp_path / "labels.parquet").to_pylist()) == sorted(
+        labels[:3])
+
+    storage = ["--storage-option", f"endpoint={endpoint}", "allow_http=true", "region=us-east-1"]
+    with explore_server(uri, tiny_model_dir, *storage) as url:  # `rclip-hf explore --index s3://...`
+        token = url.split("token=")[1]
+        served = httpx.get(url.split("?")[0] + "api/labels", headers={"Authorization": f"token {token}"}).json()
+    assert served["labels"] == again.get("/api/labels").json()["labels"]
+    httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()  # the bucket is gone: a label cannot be saved
+    refused = again.post("/api/labels", json={"id": ids[35], "label": "positive"})
+    assert refused.status_code == 503 and refused.json()["detail"].startswith(f"the label was not saved: {uri}: ")
+    assert again.get("/api/labels").json()["labels"] == served["labels"]  # and is not shown as set
+    assert cli.main(["explore", "--index", "s3://rclip/indexes/none", "--model", str(tiny_model_dir), *storage]) == 2
+    assert "error: --index s3://rclip/indexes/none: no embedding index" in capsys.readouterr().err
 
 
 def test_train_detections_uncertainty_merge_and_heat_map(client: TestClient, index_copy: Path) -> None:
@@ -272,7 +387,7 @@ def test_exports(client: TestClient, index_copy: Path, explore_index: Path, tmp_
     missing = client.post("/api/export", json={"path": str(tmp_path / "no" / "such" / "x.geojson")})
     assert missing.status_code == 400 and "its folder does not exist" in missing.json()["detail"]
     built = {file.name for file in explore_index.iterdir()}
-    assert {file.name for file in index_copy.iterdir()} - built == {"labels-default.parquet"}  # all it wrote there
+    assert {file.name for file in index_copy.iterdir()} - built == {"labels.lance"}  # all it wrote there
 
 
 def test_token_guards_every_request(index_copy: Path, tiny_model_dir: Path) -> None:
@@ -386,3 +501,75 @@ def test_tiles_of_data_that_is_not_8_bit_are_stretched(shared_data: Path, tmp_pa
     image = Image.open(io.BytesIO(mercator_tile(str(path), tile.z, tile.x, tile.y)))
     values = np.asarray(image)[..., :3]
     assert values.dtype == np.uint8 and values.min() == 0 and values.max() == 255  # stretched, clipped
+
+
+def test_scores_are_streamed_batch_by_batch_and_equal_the_one_shot_computation(client: TestClient, index_copy: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from rclip_hf.explore import session
+    from rclip_hf.inference.search import encode_queries
+
+    explorer = client.app.state.explorer
+    index = EmbeddingIndex.open(index_copy)
+    ids = index.ids()
+    labels = {ids[2]: 1, ids[9]: 1, ids[30]: 0, ids[31]: 0}
+    for item_id, label in labels.items():
+        client.post("/api/labels", json={"id": item_id, "label": "positive" if label else "negative"})
+    read = []
+
+    def shard_embeddings(batch_size: int = 65536):
+        for offset, embeddings in EmbeddingIndex.shard_embeddings(explorer.index, batch_size):
+            read.append((offset, len(embeddings)))
+            yield offset, embeddings
+
+    monkeypatch.setattr(session, "SCORE_BATCH", 5)
+    monkeypatch.setattr(explorer.index, "shard_embeddings", shard_embeddings)
+    client.post("/api/train").raise_for_status()
+    assert read == [(offset, min(5, 36 - offset)) for offset in range(0, 36, 5)]  # 8 batches, never all at once
+
+    embeddings = index.embeddings_of(ids)  # (36, D): the one-shot computation over all of them
+    fitted = LogisticRegression(class_weight="balanced", max_iter=1000).fit(
+        index.embeddings_of(list(labels)).numpy(), list(labels.values()))
+    weight = torch.from_numpy(fitted.coef_[0].astype(np.float32))
+    one_shot = torch.sigmoid(embeddings @ weight + float(fitted.intercept_[0])).numpy()
+    np.testing.assert_allclose(explorer.probabilities, one_shot, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(explorer.probabilities, fitted.predict_proba(embeddings.numpy())[:, 1], atol=1e-6)
+
+    client.post("/api/search", json={"text": "a harbour", "k": 5}).raise_for_status()
+    read.clear()
+    query = encode_queries(explorer.model, explorer.processor, ["a harbour"])[0]
+    np.testing.assert_allclose(explorer.query_scores(), (embeddings @ query).numpy(), rtol=1e-6, atol=1e-7)
+    assert len(read) == 8  # the heat map's scores too
+
+
+def test_smallest_is_the_head_of_a_stable_argsort() -> None:
+    from rclip_hf.explore.session import smallest
+
+    values = np.random.default_rng(0).integers(0, 20, 500).astype(np.float32)  # many ties
+    values[[3, 77]] = np.inf
+    for count in (0, 1, 7, 20, 43, 499, 500, 900):
+        assert smallest(values, count).tolist() == np.argsort(values, kind="stable")[:count].tolist()
+
+
+def test_search_goes_through_the_index_s_ann_search_when_it_has_one(index_copy: Path, tiny_model_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclip_hf.inference import index as index_module
+
+    EmbeddingIndex.open(index_copy).build_ann(num_partitions=2)  # as `rclip-hf index` does at ANN_MIN_ITEMS
+    monkeypatch.setattr(index_module, "ANN_MIN_ITEMS", 10)  # so that 36 windows are answered by it
+    calls = []
+    original = EmbeddingIndex._search_ann
+
+    def spy(self, *args, **kwargs):
+        calls.append(len(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingIndex, "_search_ann", spy)
+    client = _client(index_copy, tiny_model_dir)
+    hits = client.post("/api/search", json={"text": "many airplanes", "k": 10}).json()["hits"]
+    assert calls == [36]  # the app's search: ANN, once, as the CLI's
+    expected = search(index_copy, "many airplanes", k=10, model=tiny_model_dir)
+    assert calls == [36, 36] and [hit["id"] for hit in hits] == [hit["id"] for hit in expected]
+    assert [hit["score"] for hit in hits] == pytest.approx([hit["score"] for hit in expected], abs=1e-6)

@@ -37,12 +37,12 @@ def browser_type_launch_args() -> dict:
 
 
 @contextmanager
-def explore_server(index: Path, model_dir: Path) -> Iterator[str]:
-    """Run `rclip-hf explore --port 0` in a subprocess; yields the URL it prints (with the token)."""
+def explore_server(index: Path | str, model_dir: Path, *arguments: str) -> Iterator[str]:
+    """Run `rclip-hf explore --port 0 [arguments]` in a subprocess; yields the URL it prints (with the token)."""
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "rclip_hf.cli", "explore", "--index", str(index), "--model",
-                                str(model_dir), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=environment)
+                                str(model_dir), "--port", "0", *arguments], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=environment)
     try:
         for line in process.stdout:
             if line.startswith("open http://127.0.0.1:"):

@@ -34,10 +34,12 @@ def test_bad_input_is_one_line_and_exit_2(explore_index: Path, tiny_model_dir: P
     assert "--token: give at least 16 URL-safe" in _fails(["--index", str(explore_index), *model, "--token", "a b"],
                                                         capsys)
     assert "not a label-set name" in _fails(["--index", str(explore_index), *model, "--labels", "../x"], capsys)
+    assert "--storage-option endpoint: expected KEY=VALUE" in _fails(
+        ["--index", "s3://bucket/index", *model, "--storage-option", "endpoint"], capsys)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
         err = _fails(["--index", str(explore_index), *model, "--port", str(port)], capsys)
     assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in err and "the port is in use" in err
-    assert not list(explore_index.glob("labels-*"))  # nothing was written
+    assert not (explore_index / "labels.lance").exists()  # nothing was written

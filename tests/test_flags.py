@@ -17,13 +17,15 @@ from rclip_hf.evaluation import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 MISSPELT = {"--batchsize", "--commitevery", "--topk", "--objcet", "--no-verfy", "--push-to-hb", "--dryrun", "--outptu",
-            "--dry_rnu", "--linearprobe", "--max_sidee", "--sed", "--test_fracton", "--repoid"}
+            "--dry_rnu", "--linearprobe", "--max_sidee", "--sed", "--test_fracton", "--repoid", "--storage-optin"}
 
 #: (entry point, arguments with one misspelt flag, the flag it suggests); the other arguments make a valid command,
 #: so that only the misspelling can be reported.
 IN_PROCESS = [
     (cli.main, ["classify", "--model", "m", "--images", "a.png", "--labels", "x", "--batchsize", "4"], "--batch_size"),
     (cli.main, ["index", "--model", "m", "--source", "s", "--output", "o", "--commitevery", "8"], "--commit_every"),
+    (cli.main, ["index", "export", "i", "--outptu", "o.parquet"], "--output"),
+    (cli.main, ["index", "migrate", "old", "new", "--storage-optin", "k=v"], "--storage-option"),
     (cli.main, ["search", "--model", "m", "--index", "i", "--text", "a", "--topk", "3"], "--top_k"),
     (cli.main, ["count", "--model", "m", "--image", "a.png", "--objcet", "ship"], "--object"),
     (cli.main, ["heatmap", "--model", "m", "--image", "a.png", "--batchsize", "4", "--queries", "q"], "--batch_size"),
@@ -47,7 +49,8 @@ IN_PROCESS = [
 
 def _name(case: tuple) -> str:
     main, argv, _ = case
-    return f"{main.__module__.split('.')[-1]}:{argv[0] if main is cli.main else main.__name__}"
+    command = " ".join(argv[:2]) if argv[:2] in (["index", "export"], ["index", "migrate"]) else argv[0]
+    return f"{main.__module__.split('.')[-1]}:{command if main is cli.main else main.__name__}"
 
 
 @pytest.mark.parametrize("case", IN_PROCESS, ids=[_name(case) for case in IN_PROCESS])

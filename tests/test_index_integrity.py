@@ -296,6 +296,15 @@ SERVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("left", ["scenes.lance", "items.lance/_versions"])
+def test_a_build_killed_while_creating_the_tables_is_resumed(tmp_path: Path, tiny_model, left: str) -> None:
+    model, processor = tiny_model
+    ids = _images(tmp_path / "src", 2)
+    (tmp_path / "idx" / left).mkdir(parents=True)  # scenes.lance is created first; items.lance before its version
+    report = build_index(tmp_path / "src", tmp_path / "idx", model, processor)
+    assert report.added == 2 and sorted(EmbeddingIndex.open(tmp_path / "idx").ids()) == ids
+
+
 def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path: Path, tiny_model_dir: Path,
                                                                        tiny_model) -> None:
     model, processor = tiny_model

@@ -23,12 +23,13 @@ from PIL import Image
 from safetensors import safe_open
 
 from rclip_hf import cli
+from rclip_hf.commands import index as index_command
 from rclip_hf.inference import EmbeddingIndex, build_index, search
 from rclip_hf.inference.index import FAILURES_FILE, migrate_index
 from rclip_hf.inference.scenes import WindowOptions, build_scene_index
 from rclip_hf.loading import model_fingerprint
 
-pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, tiny_model
+pytest_plugins = ("inference_fixtures", "storage_fixtures")  # fixtures: tiny_model_dir, tiny_model, s3
 
 OLD = Path(__file__).parent / "data" / "old_index"
 
@@ -97,28 +98,6 @@ def test_export_is_geoparquet_that_geopandas_and_duckdb_read(tmp_path: Path, cap
 
 
 # ----- object storage ------------------------------------------------------------------------------------------
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch):
-    """A local S3 server (moto) on 127.0.0.1 with a bucket `rclip`; yields (endpoint, storage options, server)."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="rclip")
-    options = {"endpoint": endpoint, "allow_http": "true", "region": "us-east-1"}
-    try:
-        yield endpoint, options, server
-    finally:
-        server.stop()
-
-
 def _images(folder: Path, count: int, start: int = 0) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(start, start + count):
@@ -172,6 +151,40 @@ def test_build_rerun_concurrent_writers_search_and_prune_on_s3(s3, tmp_path: Pat
     assert not (tmp_path / "src" / FAILURES_FILE).exists()
 
 
+def test_a_received_index_on_s3_that_names_storage_outside_it_is_refused(s3, tmp_path: Path, tiny_model,
+                                                                         tiny_model_dir: Path, capsys) -> None:
+    import copy
+
+    import boto3
+    import lance
+    import lancedb
+    from lance.fragment import DataFile
+
+    endpoint, options, _ = s3
+    model, processor = tiny_model
+    _images(tmp_path / "src", 2)
+    uri = "s3://rclip/indexes/received"
+    build_index(tmp_path / "src", uri, model, processor, storage_options=options)
+    dataset = lance.dataset(f"{uri}/items.lance", storage_options=options)
+    fragment = copy.deepcopy(dataset.get_fragments()[0].metadata)
+    (real,) = fragment.files
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").copy_object(
+        Bucket="rclip", Key=f"elsewhere/data/{real.path}",
+        CopySource={"Bucket": "rclip", "Key": f"indexes/received/items.lance/data/{real.path}"})
+    dataset.add_bases([lance.DatasetBasePath("s3://rclip/elsewhere", name="elsewhere", is_dataset_root=True, id=7)])
+    dataset = lance.dataset(f"{uri}/items.lance", storage_options=options)
+    fragment.files = [DataFile(real.path, real.fields, real.column_indices, real.file_major_version,
+                               real.file_minor_version, real.file_size_bytes, base_id=7)]
+    lance.LanceDataset.commit(f"{uri}/items.lance", lance.LanceOperation.Append([fragment]),
+                              read_version=dataset.version, storage_options=options)
+    table = lancedb.connect(uri, storage_options=options).open_table("items")
+    assert table.count_rows() == 4  # LanceDB reads the other prefix's rows
+    code = cli.main(["search", "--model", str(tiny_model_dir), "--index", uri, "--text", "a field",
+                     "--storage-option", f"endpoint={endpoint}", "allow_http=true", "region=us-east-1"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and line.startswith(f"error: {uri}: table items.lance names 's3://rclip/elsewhere'"), line
+
+
 def test_bad_storage_is_one_line(s3, tmp_path: Path, tiny_model_dir: Path, capsys,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint, _, _ = s3
@@ -223,7 +236,7 @@ def test_stopping_the_server_mid_build_is_one_line_and_resumable(s3, tmp_path: P
         return real_encode(*args, **kwargs)
 
     monkeypatch.setattr(search_module, "encode_images", stop_on_the_third_batch)
-    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    monkeypatch.setattr(index_command, "load_model_for", lambda options: (model, processor))
     code = cli.main(["index", "--model", "m", "--source", str(tmp_path / "src"), "--output", uri, "--batch_size",
                      "2", "--commit_every", "2", "--storage-option", f"endpoint={endpoint}", "allow_http=true",
                      "region=us-east-1"])
@@ -321,7 +334,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_finishes_exactly(small_disk: Path, 
         except OSError:
             pass
     output = small_disk / "idx"
-    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    monkeypatch.setattr(index_command, "load_model_for", lambda options: (model, processor))
     code = cli.main(["index", "--model", "m", "--source", str(tmp_path / "src"), "--output", str(output),
                      "--batch_size", "2", "--commit_every", "2"])
     line = _one_error_line(capsys.readouterr().err)
@@ -337,7 +350,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_finishes_exactly(small_disk: Path, 
 def test_an_index_remembers_its_source_and_guards_its_folder(tmp_path: Path, tiny_model, tiny_model_dir: Path,
                                                              capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     model, processor = tiny_model
-    monkeypatch.setattr(cli, "_load", lambda options: (model, processor))
+    monkeypatch.setattr(index_command, "load_model_for", lambda options: (model, processor))
     ids = _images(tmp_path / "fx", 4)
     _images(tmp_path / "fy", 1)
     (tmp_path / "empty").mkdir()

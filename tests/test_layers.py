@@ -23,6 +23,10 @@ FORBIDDEN = {
     "training_scripts": ("dataset_builders", "metrics", "demo", "benchmarks"),
     "metrics": ("rclip_hf", "dataset_builders", "model_cards", "training_scripts", "demo", "benchmarks"),
 }
+#: The top layer of `rclip_hf`: the `rclip-hf` router, the subcommands it routes to, and the explore app.
+CLI_LAYER = ("rclip_hf.cli", "rclip_hf.commands", "rclip_hf.explore")
+#: What `rclip_hf/cli.py` may define: the routing itself (the table, the delegation, the usage text) and `main`.
+ROUTER_FUNCTIONS = {"main", "available_commands", "_delegate", "_dash_spelling", "_usage"}
 
 
 def _sources(folder: str) -> list[Path]:
@@ -42,6 +46,12 @@ def _imported(path: Path) -> set[str]:
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
+
+
+def _module_name(path: Path) -> str:
+    """The dotted module name of project file `path` (a package's `__init__.py`: the package)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _module_file(name: str, near: Path, exact: bool = False) -> Path | None:
@@ -115,11 +125,15 @@ def _circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return found
 
 
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether module `name` is one of `prefixes` or inside one of them."""
+    return any(name == prefix or name.startswith(f"{prefix}.") for prefix in prefixes)
+
+
 def _offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
     """"FILE imports PREFIX" for each file under `folder` importing a module of a `forbidden` prefix."""
     return sorted({f"{path.relative_to(ROOT)} imports {prefix}" for path in _sources(folder)
-                   for name in _imported(path) for prefix in forbidden
-                   if name == prefix or name.startswith(f"{prefix}.")})
+                   for name in _imported(path) for prefix in forbidden if _within(name, (prefix,))})
 
 
 def _named(circles: list[frozenset[str]]) -> list[str]:
@@ -133,11 +147,40 @@ def test_top_level_packages_import_only_what_they_may(package: str) -> None:
 
 def test_inference_and_evaluation_are_siblings() -> None:
     assert _offenders("rclip_hf/inference", ("rclip_hf.evaluation",)) == []
-    assert _offenders("rclip_hf/evaluation", ("rclip_hf.inference", "rclip_hf.cli")) == []
+    assert _offenders("rclip_hf/evaluation", ("rclip_hf.inference",)) == []
+
+
+def test_only_the_cli_layer_imports_the_cli_layer() -> None:
+    below = [path for path in _sources("rclip_hf") if not _within(_module_name(path), CLI_LAYER)]
+    assert below and len(below) < len(_sources("rclip_hf"))
+    offenders = sorted({f"{path.relative_to(ROOT)} imports {name}" for path in below for name in _imported(path)
+                        if _within(name, CLI_LAYER)})
+    assert offenders == []
+    assert _offenders("rclip_hf/commands", ("rclip_hf.cli",)) == []  # the router imports the commands, not back
+
+
+def test_cli_only_routes() -> None:
+    """`rclip_hf/cli.py` holds the subcommand table and the routing; each command's options, checks and run
+    function live with the command (`rclip_hf/commands/`, or its feature's module, as `explore/cli.py`)."""
+    path = ROOT / "rclip_hf" / "cli.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)] == []
+    functions = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert functions <= ROUTER_FUNCTIONS, functions - ROUTER_FUNCTIONS
+    project = {name for name in _imported(path) if name.startswith("rclip_hf")}
+    assert project <= {"rclip_hf", "rclip_hf.__version__", "rclip_hf.errors", "rclip_hf.errors.EXIT_BAD_INPUT",
+                       "rclip_hf.errors.UserError", "rclip_hf.errors.entry_point"}, project
+    (table,) = [node.value for node in tree.body if isinstance(node, ast.AnnAssign) and node.target.id == "COMMANDS"]
+    for name, target in ast.literal_eval(table).items():
+        module, _, function = target.partition(":")
+        file = _module_file(module, path, exact=True)
+        assert _within(module, CLI_LAYER) and file is not None, name
+        assert function in {node.name for node in ast.parse(file.read_text(encoding="utf-8")).body
+                            if isinstance(node, ast.FunctionDef)}, target
 
 
 def test_ground_floor_imports_nothing_above_it() -> None:
-    above = ("rclip_hf.evaluation", "rclip_hf.inference", "rclip_hf.cli", "rclip_hf.embeddings", "rclip_hf.loading",
+    above = ("rclip_hf.evaluation", "rclip_hf.inference", *CLI_LAYER, "rclip_hf.embeddings", "rclip_hf.loading",
              "rclip_hf.modeling_remoteclip")
     for name in ("images", "benchmark_registry", "prompts", "topk", "arguments", "_compat", "progress", "precision"):
         path = ROOT / "rclip_hf" / f"{name}.py"

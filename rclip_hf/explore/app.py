@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,14 +65,14 @@ class ExportRequest(BaseModel):
 def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path,
                processor: ProcessorMixin | None = None, *, labels: str = DEFAULT_LABEL_SET, token: str | None = None,
                basemap: str | None = None, negative_weight: float = 0.5,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
-    """The explore app (an ASGI application) over `index` (an index folder or an open index) searched with `model`,
-    keeping labels in the label set `labels`. `token` (default: a random one, `app.state.token`) guards every
-    request; `basemap` is an XYZ URL template drawn under the scenes."""
-    directory = Path(index if not isinstance(index, EmbeddingIndex) else index.directory)
-    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.open(index)
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, storage_options: Mapping[str, str] | None = None) -> FastAPI:
+    """The explore app (an ASGI application) over `index` (an index folder or object-store URI, opened with
+    `storage_options`, or an open index) searched with `model`, keeping labels in the label set `labels` of the
+    index's label table. `token` (default: a random one, `app.state.token`) guards every request; `basemap` is an
+    XYZ URL template drawn under the scenes."""
+    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex.open(index, storage_options)
     model, processor = resolve_model(model, processor)
-    explorer = Explorer(index, model, processor, directory, labels, negative_weight)
+    explorer = Explorer(index, model, processor, index.directory, labels, negative_weight)
     tiles = TileReader()
     token = check_token(token) if token is not None else secrets.token_urlsafe(32)
     app = FastAPI(title="rclip-hf explore", summary="Find things in imagery: query, label, train, review, export.",
@@ -155,7 +156,7 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
         if request.examples == bool(request.text):
             raise ExploreError("give either a query text or examples: true")
         hits = explorer.search(None if request.examples else request.text, request.k, request.merge)
-        return {"hits": [explorer.hit_json(hit) for hit in hits]}
+        return {"hits": explorer.hits_json(hits)}
 
     @app.post("/api/search/image")
     async def search_image(image: Annotated[UploadFile, File()], k: Annotated[int, Form()] = 50,
@@ -169,7 +170,7 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
         except ImageReadError as error:
             raise ExploreError(f"not an image: {' '.join(str(error).split())}") from None
         hits = explorer.search(query, max(1, min(k, 10_000)), merge)
-        return {"hits": [explorer.hit_json(hit) for hit in hits]}
+        return {"hits": explorer.hits_json(hits)}
 
     @app.get("/api/labels")
     def get_labels() -> dict[str, Any]:
@@ -180,28 +181,32 @@ def create_app(index: EmbeddingIndex | str | Path, model: CLIPModel | str | Path
 
     @app.post("/api/labels")
     def set_label(request: LabelRequest) -> dict[str, Any]:
-        """Label a window `positive` or `negative`, or clear its label (`null`); saved at once."""
+        """Label a window `positive` or `negative`, or clear its label (`null`); committed to the index at once (503
+        with the reason when the index's storage refuses the write)."""
         if request.id not in explorer.catalog.position_of:
             raise HTTPException(404, f"no window with id {request.id!r} in the index")
-        explorer.labels.set(request.id, request.label)
+        try:
+            explorer.labels.set(request.id, request.label)
+        except UserError as error:
+            raise HTTPException(503, f"the label was not saved: {error}") from None
         return {"id": request.id, "label": request.label}
 
     @app.post("/api/train")
     def train() -> dict[str, Any]:
         """Fit the classifier on the labelled windows and score every window of the index."""
-        return {**explorer.train(), "uncertain": [explorer.hit_json(hit) for hit in explorer.uncertain()]}
+        return {**explorer.train(), "uncertain": explorer.hits_json(explorer.uncertain())}
 
     @app.get("/api/detections")
     def detections(threshold: float = Query(0.5, ge=0.0, le=1.0), merge: bool = False,
                    limit: int = Query(500, ge=1, le=10_000)) -> dict[str, Any]:
         """Windows whose probability is at least `threshold`, best first (merged into regions with `merge`)."""
         total, hits = explorer.detections(threshold, merge, limit)
-        return {"total": total, "hits": [explorer.hit_json(hit) for hit in hits]}
+        return {"total": total, "hits": explorer.hits_json(hits)}
 
     @app.get("/api/uncertain")
     def uncertain(count: int = Query(8, ge=1, le=100)) -> dict[str, Any]:
         """Unlabelled windows closest to the classifier's decision boundary: the ones to label next."""
-        return {"hits": [explorer.hit_json(hit) for hit in explorer.uncertain(count)]}
+        return {"hits": explorer.hits_json(explorer.uncertain(count))}
 
     @app.get("/api/scenes/{scene_id}/scores")
     def scores(scene_id: str, source: Literal["query", "classifier"] = "query") -> dict[str, Any]:

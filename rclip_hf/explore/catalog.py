@@ -8,6 +8,7 @@ from a request: it looks the id up here. Georeferenced scenes are shown in web-m
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..inference import EmbeddingIndex
+from ..inference.index import BBOX_COLUMNS
 from ..inference.windows import parse_dataset_row
 
 
@@ -52,35 +54,45 @@ def scene_name(path: str) -> str:
 
 
 class SceneCatalog:
-    """The scenes of an index and, for every item, its position, scene and pixel window (read once, kept as arrays)."""
+    """The scenes of an index and, for every item, its position, scene and pixel window, kept as arrays (a few
+    bytes per item); id -> position is the index's own `positions_of()`, which its search reads too."""
 
     def __init__(self, index: EmbeddingIndex):
-        self.ids: list[str] = index.ids()
-        self.position_of: dict[str, int] = {item_id: position for position, item_id in enumerate(self.ids)}
-        paths = index.column("path")
-        columns = {name: index.column(name) for name in ("left", "top", "width", "height")}
-        self.windowed = bool(paths) and columns["left"][0] is not None
-        self.boxes = np.array([[-1 if value is None else value for value in values]
-                               for values in zip(*columns.values())], dtype=np.int64).reshape(-1, 4)
-        crs = index.column("crs")
-        bboxes = index.column("bbox")
-        names, codes = np.unique(np.array(paths, dtype=object), return_inverse=True)
-        self.scene_of = codes  # (N,) scene number of each item
+        self.position_of: Mapping[str, int] = index.positions_of()
+        names = index.column_names
+        if "left" in names:
+            columns = [index.arrow_column(name) for name in ("left", "top", "width", "height")]
+            self.windowed = len(index) > 0 and columns[0][0].is_valid
+            self.boxes = np.stack([column.fill_null(-1).to_numpy() for column in columns],
+                                  axis=1).astype(np.int32)
+        else:
+            self.windowed, self.boxes = False, np.full((len(index), 4), -1, dtype=np.int32)
+        encoded = index.arrow_column("path").combine_chunks().dictionary_encode()
+        paths = np.array(encoded.dictionary.to_pylist(), dtype=object)
+        rank = np.empty(len(paths), dtype=np.int32)
+        rank[np.argsort(paths)] = np.arange(len(paths))  # scenes in the order of their names
+        self.scene_of = rank[encoded.indices.to_numpy(zero_copy_only=False)]  # (N,) scene number of each item
         self.scenes: dict[str, SceneInfo] = {}
         self._numbers: list[str] = []
-        order = np.argsort(codes, kind="stable")
-        starts = np.searchsorted(codes[order], np.arange(len(names) + 1))
-        for number, path in enumerate(names):
-            positions = order[starts[number]:starts[number + 1]]
-            first = int(positions[0])
+        order = np.argsort(self.scene_of, kind="stable")
+        starts = np.searchsorted(self.scene_of[order], np.arange(len(paths) + 1))
+        scene_positions = [order[starts[number]:starts[number + 1]] for number in range(len(paths))]
+        bounds: list[list[float] | None] = [None] * len(paths)
+        if "xmin" in names:  # each scene's [min xmin, min ymin, max xmax, max ymax] (NaN: not georeferenced)
+            xmin, ymin, xmax, ymax = (index.arrow_column(name).to_numpy(zero_copy_only=False)
+                                      for name in BBOX_COLUMNS)
+            bounds = [None if np.isnan(xmin[positions]).all() else
+                      [float(np.nanmin(xmin[positions])), float(np.nanmin(ymin[positions])),
+                       float(np.nanmax(xmax[positions])), float(np.nanmax(ymax[positions]))]
+                      for positions in scene_positions]
+        georeferenced = [int(positions[0]) for positions, box in zip(scene_positions, bounds) if box]
+        crs = {position: item.get("crs") for position, item in zip(georeferenced, index.items(georeferenced))}
+        for path, positions, box in zip(sorted(paths), scene_positions, bounds):
             boxes = self.boxes[positions]
             size = (int((boxes[:, 0] + boxes[:, 2]).max()), int((boxes[:, 1] + boxes[:, 3]).max())) \
                 if self.windowed else (None, None)
-            known = [bboxes[p] for p in positions if bboxes[p] is not None]
-            bounds = None if not known else [min(b["xmin"] for b in known), min(b["ymin"] for b in known),
-                                             max(b["xmax"] for b in known), max(b["ymax"] for b in known)]
-            info = SceneInfo(scene_id(path), path, scene_name(path), crs[first] if bounds else None, *size,
-                             bounds=bounds, positions=positions)
+            info = SceneInfo(scene_id(path), path, scene_name(path), crs[int(positions[0])] if box else None,
+                             *size, bounds=box, positions=positions)
             self.scenes[info.id] = info
             self._numbers.append(info.id)
 

@@ -53,6 +53,7 @@ from ..images import (
 )
 from ..loading import resolve_model
 from ..progress import progress_bar
+from ..staging import replaced_file
 from .index import EmbeddingIndex
 from .windows import ImageScene, Scene, WindowGeometry, open_scene, window_starts, window_stride
 
@@ -133,10 +134,12 @@ class HeatmapResult:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         files = {"scores": str(output_dir / "scores.npy")}
-        np.save(files["scores"], self.scores)
+        with replaced_file(files["scores"]) as handle:
+            np.save(handle, self.scores)
         for query, score_map, slug in zip(self.queries, self.maps, _slugs(self.queries)):
             png = output_dir / f"{slug}.png"
-            overlay(self.overview, score_map, alpha=alpha, colormap=colormap).save(png)
+            with replaced_file(png) as handle:
+                overlay(self.overview, score_map, alpha=alpha, colormap=colormap).save(handle, format="PNG")
             files[f"png:{query}"] = str(png)
             if self.georeference is not None:
                 tif = output_dir / f"{slug}.tif"
@@ -148,7 +151,8 @@ class HeatmapResult:
                     "scene": [self.grid.width, self.grid.height], "window": self.grid.window,
                     "stride": self.grid.stride, "lefts": list(self.grid.lefts), "tops": list(self.grid.tops),
                     "map_size": [self.maps.shape[2], self.maps.shape[1]], "files": files}
-        Path(files["metadata"]).write_text(json.dumps(metadata, indent=2))
+        with replaced_file(files["metadata"]) as handle:
+            handle.write(json.dumps(metadata, indent=2).encode())
         self.files = files
         return files
 
@@ -362,10 +366,12 @@ def _write_geotiff(path: Path, score_map: np.ndarray, georeference: Georeference
     transform = georeference.transform @ Affine.scale(width / map_width, height / map_height)
     profile = {"driver": "GTiff", "width": map_width, "height": map_height, "count": 1, "dtype": "float32",
                "crs": georeference.crs, "transform": transform, "nodata": float("nan")}
-    with MemoryFile() as memory, memory.open(**profile) as staging:
+    with MemoryFile() as memory, memory.open(**profile) as staging, MemoryFile() as cog:
         staging.write(score_map.astype(np.float32), 1)
         staging.set_band_description(1, "cosine similarity (mean of covering windows)")
-        rasterio.shutil.copy(staging, path, driver="COG", **COG_OPTIONS)
+        rasterio.shutil.copy(staging, cog.name, driver="COG", **COG_OPTIONS)
+        with replaced_file(path) as handle:
+            handle.write(cog.read())
 
 
 def _slugs(queries: Sequence[str]) -> list[str]:

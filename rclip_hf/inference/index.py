@@ -12,6 +12,10 @@ An index is a LanceDB database (a folder, or an `s3://`, `gs://`, `az://` URI) h
 - `failures.json` (local folders): the items of the latest build that could not be read (`id`, `path`, `reason`);
   the next build retries them.
 
+A received index is checked when it is opened, before anything is read or written (`check_index_files`): its tables
+may name only data files of their own `data/` folder, and a local index folder may hold no symlink (Lance would read,
+write and clean up old versions through it, outside the index).
+
 Builds upsert by `id` (`merge_insert`): every commit is a Lance version, so a killed build loses at most the batch
 being written, and writers on several processes or machines commit into one table (Lance retries a commit that
 conflicts with another writer's). Search is exact (`chunked_topk` over batches of the table: memory bounded by one
@@ -23,10 +27,12 @@ An index of the format before LanceDB (`index.json` + shards) is refused with th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,6 +49,7 @@ from .. import __version__
 from ..errors import UserError
 from ..images import printable_path
 from ..loading import describe, model_fingerprint
+from ..staging import replaced_file
 from ..topk import chunked_topk, topk_lowest_index
 from .stac import STAC_COLUMNS
 
@@ -69,11 +76,18 @@ SCAN_BATCH = 65536
 #: Exact search keeps the embeddings of an index in memory (per table version) up to this size; a larger index is
 #: read batch by batch for each search (benchmarks/search_scale.py: reading the table dominates a flat query).
 EXACT_CACHE_BYTES = 512 * 2**20
+#: Bytes of ANN index partitions a process keeps decoded in memory (Lance's default lets them grow toward the whole
+#: ANN index: 6.5 GiB at 10M items, benchmarks/search_scale.py); evicted ones are read again from the table.
+INDEX_CACHE_BYTES = 1536 * 2**20
 #: Field metadata that makes a column the table's primary key: concurrent `merge_insert`s of one new key then
 #: conflict (and Lance retries one of them) instead of both inserting it.
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key:position": "1"}
 #: Ids per `id IN (...)` filter.
 ID_BATCH = 1000
+#: The names of the data files Lance writes into a table's `data/` folder; a table naming any other file is refused.
+DATA_FILE_NAME = re.compile(r"[A-Za-z0-9_-]+\.lance")
+#: The shard names of the format before LanceDB (`shard-<hex>`), the only files `migrate_index` reads.
+OLD_SHARD_NAME = re.compile(r"shard-[A-Za-z0-9_-]+")
 
 Backend = Literal["auto", "exact", "ann"]
 logger = logging.getLogger(__name__)
@@ -192,6 +206,85 @@ def check_prune(index: EmbeddingIndex, count: int, force: bool) -> None:
                         "check --source (a folder empty for a moment?), or pass --force to prune them")
 
 
+def _table_uri(uri: str, table: str) -> str:
+    return f"{uri.rstrip('/')}/{table}.lance"
+
+
+def _links_under(folder: Path) -> Iterator[Path]:
+    """The symlinks under `folder`, at any depth (none followed)."""
+    pending = [folder]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        yield Path(entry.path)
+                    elif entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+        except (FileNotFoundError, NotADirectoryError):  # removed by another writer's cleanup meanwhile
+            continue
+
+
+def refuse_index_links(uri: str) -> None:
+    """Refuse a local index folder that holds a symlink, at any depth (one line naming it): Lance would read, write
+    and delete old versions' files through a linked table folder or file, and a side file (`failures.json`) would be
+    written through it, outside the index. Object storage has no links."""
+    if not is_local(uri):
+        return
+    folder = Path(uri.removeprefix("file://"))
+    for link in _links_under(folder):
+        raise UserError(uri, f"{link.relative_to(folder)} is a symlink: the index would be read, written and "
+                        "cleaned up through it, outside its folder",
+                        "an index is never used through links: put the files themselves there or build it again")
+
+
+def _refuse_outside_file(uri: str, table: str, name: str, why: str) -> UserError:
+    return UserError(uri, f"table {table}.lance names {name!r}, {why}",
+                     "a received index is never read outside its folder: build it again or restore it from its "
+                     "maker")
+
+
+def check_manifests(uri: str, storage_options: Mapping[str, str] | None = None,
+                    tables: Sequence[str] = (ITEMS_TABLE, SCENES_TABLE)) -> None:
+    """Refuse an index (local or object storage) whose `tables`' latest manifests name files outside them: storage
+    registered besides the table (Lance's base paths), or a data or deletion file that is not a plain file name of the
+    table's `data/` folder (as Lance writes them, `DATA_FILE_NAME`). Reads the manifests only, never the data; a
+    table that is not there is skipped."""
+    import lance
+
+    for table in tables:
+        table_uri = _table_uri(uri.removeprefix("file://") if is_local(uri) else uri, table)
+        if is_local(uri) and not Path(table_uri).is_dir():
+            continue
+        try:
+            dataset = lance.dataset(table_uri, storage_options=dict(storage_options or {}) or None)
+        except ValueError as error:
+            if "not found" in str(error).lower():
+                continue  # no such table, or one whose creation was interrupted: opening the index says so
+            raise storage_error(uri, error) from None
+        except (OSError, RuntimeError) as error:
+            raise storage_error(uri, error) from None
+        with lance_errors(uri):
+            bases = dataset.base_paths()
+            fragments = [fragment.metadata for fragment in dataset.get_fragments()]
+        for base in bases.values():
+            raise _refuse_outside_file(uri, table, base.path, "storage outside the table (a base path)")
+        for fragment in fragments:
+            for data_file in [*fragment.files, *(overlay.data_file for overlay in fragment.overlays)]:
+                if data_file.base_id is not None or not DATA_FILE_NAME.fullmatch(data_file.path):
+                    raise _refuse_outside_file(uri, table, data_file.path, "not a data file of its data/ folder")
+            if fragment.deletion_file is not None and fragment.deletion_file.base_id is not None:
+                raise _refuse_outside_file(uri, table, f"deletion file of fragment {fragment.id}",
+                                           "stored outside the table (a base path)")
+
+
+def check_index_files(uri: str, storage_options: Mapping[str, str] | None = None) -> None:
+    """Refuse an index that could make Lance or this module read, write or delete files outside it (one line naming
+    the index and the link or file): `refuse_index_links` and `check_manifests`."""
+    refuse_index_links(uri)
+    check_manifests(uri, storage_options)
+
+
 def _refuse_old_format(uri: str) -> None:
     if is_local(uri) and (Path(uri) / OLD_MANIFEST_FILE).is_file():
         raise OldIndexFormatError(uri, "an index of the format before LanceDB (index.json and shard files)",
@@ -247,7 +340,15 @@ def lance_errors(uri: str) -> Iterator[None]:
 def _connect(uri: str, storage_options: Mapping[str, str] | None) -> Any:
     import lancedb
 
-    return lancedb.connect(uri, storage_options=dict(storage_options or {}) or None)
+    return lancedb.connect(uri, storage_options=dict(storage_options or {}) or None, session=_session())
+
+
+@functools.cache
+def _session() -> Any:
+    """This process's LanceDB session: its cache of ANN index partitions is bounded by `INDEX_CACHE_BYTES`."""
+    import lancedb
+
+    return lancedb.Session(index_cache_size_bytes=INDEX_CACHE_BYTES)
 
 
 def _items_schema(dim: int, metadata: dict[str, Any]) -> Any:
@@ -305,6 +406,7 @@ class EmbeddingIndex:
         _refuse_old_format(uri)
         if is_local(uri) and not (Path(uri.removeprefix("file://")) / f"{ITEMS_TABLE}.lance").is_dir():
             raise FileNotFoundError(f"no embedding index at {uri} (no table {ITEMS_TABLE!r})")  # nothing created
+        check_index_files(uri, storage_options)
         try:
             db = _connect(uri, storage_options)
             table = db.open_table(ITEMS_TABLE)
@@ -331,6 +433,7 @@ class EmbeddingIndex:
             return cls._open_checked(uri, model, storage_options)
         except FileNotFoundError:
             check_output_folder(uri)
+            refuse_index_links(uri)  # before creating the tables (an interrupted creation: scenes.lance only)
         import pyarrow as pa
 
         now = _now()
@@ -352,6 +455,24 @@ class EmbeddingIndex:
         index = cls.open(uri, storage_options)
         index.check_model(model)
         return index
+
+    def open_table(self, name: str, schema: Any | None = None) -> Any | None:
+        """The LanceDB table `name` kept in the index's database beside its items (e.g. explore's labels), opened
+        with the index's storage options; where there is none, an empty one made with `schema` (None without one).
+        The index's own tables are not given out."""
+        if name in (ITEMS_TABLE, SCENES_TABLE):
+            raise ValueError(f"table {name!r} is the index's own: use the EmbeddingIndex's methods")
+        check_manifests(self.uri, self.storage_options, tables=(name,))  # received with the index: names nothing outside
+        try:
+            db = _connect(self.uri, self.storage_options)
+            try:
+                return db.open_table(name)
+            except ValueError as error:
+                if "not found" not in str(error) and "does not exist" not in str(error):
+                    raise
+            return None if schema is None else db.create_table(name, schema=schema, exist_ok=True)
+        except (OSError, RuntimeError, ValueError) as error:
+            raise storage_error(self.uri, error) from None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -447,13 +568,16 @@ class EmbeddingIndex:
     def shard_embeddings(self, batch_size: int = SCAN_BATCH) -> Iterator[tuple[int, Tensor]]:
         """(offset of the batch's first item, embeddings (n, D) float32), one batch in memory at a time, in
         position order."""
-        offset = 0
+        offset, dim = 0, self.dim
         with lance_errors(self.uri):
-            batches = iter(self._table.search().select(["embedding"]).limit(None).to_batches(batch_size))
+            # Lance's scanner reading one batch ahead: a LanceDB query reads ahead without bound (at 1M items
+            # hundreds of MiB more, benchmarks/explore.py)
+            batches = iter(self._table.to_lance().to_batches(columns=["embedding"], batch_size=batch_size,
+                                                            batch_readahead=1, fragment_readahead=1))
             while (batch := next(batches, None)) is not None:
                 if batch.num_rows == 0:
                     continue
-                embeddings = _embedding_tensor(batch.column("embedding"), self.dim)
+                embeddings = _embedding_tensor(batch.column("embedding"), dim)
                 yield offset, embeddings
                 offset += len(embeddings)
 
@@ -461,9 +585,11 @@ class EmbeddingIndex:
         """All item ids, in position order."""
         return self.column("id")
 
-    def positions_of(self) -> dict[str, int]:
-        """Id -> position of every item."""
-        return self._cached("positions", lambda: {item_id: position for position, item_id in enumerate(self.ids())})
+    def positions_of(self) -> Mapping[str, int]:
+        """Id -> position of every item (a read-only mapping kept as arrays, `IdPositions`)."""
+        from .positions import IdPositions
+
+        return self._cached("positions", lambda: IdPositions(self._scan(["id"]).column("id")))
 
     def column(self, name: str) -> list[Any]:
         """One column of the item table, in position order (None where the table lacks it; `bbox` is the dict of
@@ -476,6 +602,11 @@ class EmbeddingIndex:
             return self._scan([name]).column(name).to_pylist()
 
         return self._cached(f"column:{name}", read)
+
+    def arrow_column(self, name: str) -> Any:
+        """One column of the item table as a pyarrow ChunkedArray, in position order; not cached (for callers that
+        keep a compact copy of their own, such as codes of the `path` column)."""
+        return self._scan([name]).column(name)
 
     def numeric_column(self, name: str) -> Any:
         """A numeric column as a float64 numpy array (NaN for nulls), in position order."""
@@ -799,7 +930,8 @@ class EmbeddingIndex:
             base = table.select([name for name in names if name not in scene_schema().names])
             table = scene_columns(base, records)
         metadata = {**(table.schema.metadata or {}), METADATA_KEY.encode(): json.dumps(self.metadata).encode()}
-        pq.write_table(table.replace_schema_metadata(metadata), path)
+        with replaced_file(path) as file:
+            pq.write_table(table.replace_schema_metadata(metadata), file)
         return table.num_rows if isinstance(table, pa.Table) else len(table)
 
 
@@ -855,9 +987,19 @@ def migrate_index(old: str | Path, new: str | Path, storage_options: Mapping[str
     try:
         EmbeddingIndex.open(new, storage_options)
     except FileNotFoundError:
-        pass
+        if is_local(new) and is_index_folder(Path(str(new).removeprefix("file://"))):
+            raise UserError(str(new), "part of an index is already there",
+                            "give a new folder or URI to migrate into") from None
+        check_output_folder(str(new))
     else:
         raise UserError(str(new), "an index is already there", "give a new folder or URI to migrate into")
+    for shard in manifest.get("shards") or []:
+        name = str(shard.get("name") if isinstance(shard, dict) else shard)
+        files = [old / f"{name}{suffix}" for suffix in (".safetensors", ".parquet")]
+        if not OLD_SHARD_NAME.fullmatch(name) or not all(file.resolve().is_relative_to(old.resolve())
+                                                         for file in files):  # a symlink out
+            raise UserError(str(manifest_path), f"names the shard {name!r}, not a shard file of its folder",
+                            "a received index is never read outside its folder")
     windows = "windows" in manifest
     metadata = {key: manifest[key] for key in ("model", "model_type", "projection_dim", "fingerprint", "source",
                                                "created") if key in manifest}
@@ -904,9 +1046,8 @@ def write_failures(index: EmbeddingIndex, failures: Sequence[dict[str, str]]) ->
     if not is_local(index.uri):
         return None
     path = Path(index.uri) / FAILURES_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(list(failures), indent=2))
-    tmp.replace(path)
+    with replaced_file(path) as file:
+        file.write(json.dumps(list(failures), indent=2).encode())
     return str(path)
 
 
@@ -916,6 +1057,6 @@ def _now() -> str:
 
 __all__ = ["ANN_MIN_ITEMS", "BBOX_COLUMNS", "FAILURES_FILE", "INDEX_FORMAT", "INDEX_FORMAT_VERSION", "ITEMS_TABLE",
            "OLD_MANIFEST_FILE", "Backend", "EmbeddingIndex", "IndexEntry", "IndexModelMismatchError", "ItemKey",
-           "OldIndexFormatError", "check_output_folder", "check_prune", "file_digest", "file_key", "is_index_folder", "is_local", "lance_errors", "migrate_index",
-           "row_key", "scene_schema", "storage_error", "unstorable_name", "write_failures"]
+           "OldIndexFormatError", "check_index_files", "check_manifests", "check_output_folder", "check_prune", "file_digest", "file_key", "is_index_folder", "is_local", "lance_errors", "migrate_index",
+           "refuse_index_links", "row_key", "scene_schema", "storage_error", "unstorable_name", "write_failures"]
 

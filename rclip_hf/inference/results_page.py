@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..images import load_image
+from ..staging import replaced_file
 from .index import EmbeddingIndex, file_digest, row_key
 from .windows import PixelWindow, dataset_row_scene, dataset_rows, open_scene, parse_dataset_row
 
@@ -66,7 +67,8 @@ def write_results_page(path: str | Path, results: Sequence[tuple[str, Sequence[d
             f"<style>{_STYLE % ((thumbnail,) * 5)}</style></head>\n<body>"
             f"<h1>{html.escape(title)}</h1>\n{''.join(sections)}<script>{_CHECK}</script></body></html>\n")
     path = Path(path)
-    path.write_text(page, encoding="utf-8")
+    with replaced_file(path) as file:  # never through a symlink
+        file.write(page.encode("utf-8"))
     return path
 
 

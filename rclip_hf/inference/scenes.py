@@ -55,6 +55,7 @@ from ..errors import UserError
 from ..images import IMAGE_SUFFIXES, image_files, printable_path
 from ..loading import resolve_model
 from ..progress import progress_bar
+from ..staging import replaced_file
 from . import geo
 from .dataset_folder import ROW_BATCH, is_hub_dataset_id, numbered_rows
 from .index import (
@@ -784,7 +785,8 @@ def write_hits_parquet(hits: Sequence[dict[str, Any]], path: str | Path) -> None
                      "id": pa.array([hit["id"] for hit in hits], pa.string()),
                      "path": pa.array([hit["path"] for hit in hits], pa.string()),
                      "row": pa.array([hit.get("row", -1) for hit in hits], pa.int64())})
-    pq.write_table(geo.scene_columns(base, hits), path)
+    with replaced_file(path) as file:
+        pq.write_table(geo.scene_columns(base, hits), file)
 
 
 __all__ = ["SceneBuildReport", "WindowOptions", "bbox_mask", "build_scene_index",
