@@ -589,7 +589,7 @@ class EmbeddingIndex:
         """Id -> position of every item (a read-only mapping kept as arrays, `IdPositions`)."""
         from .positions import IdPositions
 
-        return self._cached("positions", lambda: IdPositions(self._scan(["id"]).column("id")))
+        return self._cached("positions", lambda: IdPositions(self.arrow_column("id")))
 
     def column(self, name: str) -> list[Any]:
         """One column of the item table, in position order (None where the table lacks it; `bbox` is the dict of
