@@ -16,7 +16,7 @@ from rclip_hf import cli
 from rclip_hf.embeddings import encode_images
 from rclip_hf.errors import UserError
 from rclip_hf.inference import EmbeddingIndex, IndexModelMismatchError, build_index, load_model, search
-from rclip_hf.inference.index import FAILURES_FILE, ITEMS_TABLE
+from rclip_hf.inference.index import ANN_EF, ANN_REFINE, FAILURES_FILE, ITEMS_TABLE
 from rclip_hf.loading import model_fingerprint
 
 pytest_plugins = ("inference_fixtures",)  # fixtures: tiny_model_dir, other_model_dir, tiny_model
@@ -193,9 +193,10 @@ def test_exact_search_over_50k_equals_brute_force(synthetic_index) -> None:
 
 
 def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model, capfd) -> None:
-    """IVF-HNSW-SQ at the defaults (partitions ~ sqrt(N), probes, refine) finds >= 95 % of the exact top 10 on
-    clustered vectors, with and without a prefilter; `auto` searches exactly below `ANN_MIN_ITEMS` items; Lance
-    prints nothing while searching (no deprecation warning a query)."""
+    """IVF-HNSW-SQ at the defaults (a partition per `ANN_PARTITION_ITEMS` items, probes, ef, refine) finds >= 95 %
+    of the exact top 10 on clustered vectors, with and without a prefilter, and a k whose candidates (k x refine)
+    outnumber `ANN_EF`; `auto` searches exactly below `ANN_MIN_ITEMS` items; Lance prints nothing while searching
+    (no deprecation warning a query)."""
     model, _ = tiny_model
     generator = torch.Generator().manual_seed(3)
     centres = torch.randn(64, TINY_EMBED_DIM, generator=generator)
@@ -218,5 +219,9 @@ def test_ann_recall_on_clustered_data(tmp_path: Path, tiny_model, capfd) -> None
     _, exact = index.search_embeddings(queries, k=10, backend="exact", allowed=allowed)
     _, approx = index.search_embeddings(queries, k=10, backend="ann", where="row % 7 = 0")
     assert (approx % 7 == 0).all()
+    assert sum(len(set(a) & set(b)) for a, b in zip(exact.tolist(), approx.tolist())) / exact.numel() >= 0.95
+    k = ANN_EF // ANN_REFINE + 10
+    _, exact = index.search_embeddings(queries[:2], k=k, backend="exact")
+    _, approx = index.search_embeddings(queries[:2], k=k, backend="ann")
     assert sum(len(set(a) & set(b)) for a, b in zip(exact.tolist(), approx.tolist())) / exact.numel() >= 0.95
     assert "WARN" not in capfd.readouterr().err

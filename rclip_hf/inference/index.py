@@ -31,7 +31,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -68,8 +67,14 @@ KEY_COLUMNS = ("size", "mtime_ns", "digest")
 BBOX_COLUMNS = ("xmin", "ymin", "xmax", "ymax")
 #: Indexes with at least this many items get an ANN index when `ann="auto"` (benchmarks/search_scale.py).
 ANN_MIN_ITEMS = 200_000
-#: IVF partitions probed per query, and the refine factor (candidates re-scored exactly) of ANN search.
-ANN_NPROBES = 32
+#: Items per IVF partition of the ANN index (benchmarks/search_scale.py, at 10M: sqrt(N) partitions of 3,162 items split
+#: clusters across partitions and 32 probes found 0.853 of the exact top 10; partitions of 10,000 hold them whole).
+ANN_PARTITION_ITEMS = 10_000
+#: IVF partitions probed per query, HNSW candidates kept while searching a partition (ef; Lance needs at least
+#: k x refine), and the refine factor (candidates re-scored exactly) of ANN search. At 10M, 2 probes found what 8
+#: did, and ef 500 gave recall@10 0.997 where Lance's default gave 0.941 (benchmarks/search_scale.py).
+ANN_NPROBES = 4
+ANN_EF = 500
 ANN_REFINE = 10
 #: Items read per batch by exact search and the embedding scans.
 SCAN_BATCH = 65536
@@ -817,14 +822,14 @@ class EmbeddingIndex:
 
     # ----- ANN -------------------------------------------------------------------------------------------------
     def build_ann(self, num_partitions: int | None = None) -> None:
-        """Build the IVF-HNSW-SQ index of the embeddings (inner product; `num_partitions` ~ sqrt(N); chosen over
-        IVF-PQ by recall, benchmarks/search_scale.py); items added later are still found (searched exactly until
-        the index is built again)."""
+        """Build the IVF-HNSW-SQ index of the embeddings (inner product; `num_partitions` defaults to one per
+        `ANN_PARTITION_ITEMS` items; chosen over IVF-PQ by recall, benchmarks/search_scale.py); items added later are
+        still found (searched exactly until the index is built again)."""
         from lancedb.index import HnswSq
 
         if len(self) == 0:
             raise ValueError(f"the index at {self.uri} is empty: nothing to build an ANN index of")
-        num_partitions = num_partitions or max(1, int(math.sqrt(len(self))))
+        num_partitions = num_partitions or max(1, round(len(self) / ANN_PARTITION_ITEMS))
         self._table.create_index("embedding", config=HnswSq(distance_type="dot", num_partitions=num_partitions),
                                  replace=True)
         self._cache.clear()
@@ -836,7 +841,7 @@ class EmbeddingIndex:
     # ----- search ----------------------------------------------------------------------------------------------
     def search_embeddings(self, queries: Tensor, k: int, backend: Backend = "auto", chunk_size: int = 4096,
                           allowed: Tensor | None = None, where: str | None = None, nprobes: int = ANN_NPROBES,
-                          refine: int = ANN_REFINE) -> tuple[Tensor, Tensor]:
+                          ef: int = ANN_EF, refine: int = ANN_REFINE) -> tuple[Tensor, Tensor]:
         """Top-`k` (scores (Q, k), positions (Q, k) int64) of L2-normalised `queries` (Q, D), best first.
 
         Exact search scores the items `allowed` (bool (N,); None: all), ties to the lower position; `k` is at most
@@ -856,7 +861,7 @@ class EmbeddingIndex:
                              "--build-ann yes` (EmbeddingIndex.build_ann()) or use backend='exact'")
         # a prefilter that leaves few items is answered exactly: reading them is cheaper than probing the ANN index
         if backend == "ann" or (backend == "auto" and self.has_ann() and available >= ANN_MIN_ITEMS):
-            return self._search_ann(queries, k, where, nprobes, refine)
+            return self._search_ann(queries, k, where, nprobes, ef, refine)
         queries = queries.float().cpu()
         batch_scores, batch_positions = [], []  # per batch: (Q, <=k) best of that batch
         for local, embeddings in self._exact_batches(allowed):
@@ -893,14 +898,14 @@ class EmbeddingIndex:
                     embeddings = embeddings[positions - offset]
                 yield positions, embeddings
 
-    def _search_ann(self, queries: Tensor, k: int, where: str | None, nprobes: int,
+    def _search_ann(self, queries: Tensor, k: int, where: str | None, nprobes: int, ef: int,
                     refine: int) -> tuple[Tensor, Tensor]:
         positions_of = self.positions_of()
         scores = torch.full((len(queries), k), float("nan"))
         positions = torch.full((len(queries), k), -1, dtype=torch.long)
         for i, query in enumerate(queries.float().cpu().numpy()):
             search = (self._table.search(query, vector_column_name="embedding").metric("dot").nprobes(nprobes)
-                      .refine_factor(refine).select(["id", "_distance"]).limit(k))
+                      .ef(max(ef, k * refine)).refine_factor(refine).select(["id", "_distance"]).limit(k))
             if where:
                 search = search.where(where, prefilter=True)
             with lance_errors(self.uri):
