@@ -35,6 +35,7 @@ from ..inference.scenes import (
 from ..inference.search import encode_queries
 from ..inference.stac import STAC_COLUMNS
 from ..staging import refuse_link, replaced_file
+from ..topk import topk_lowest_index
 from .catalog import SceneCatalog
 from .labels import LabelStore
 
@@ -231,14 +232,12 @@ class Explorer:
 
 
 def smallest(values: np.ndarray, count: int) -> np.ndarray:
-    """Positions of the `count` smallest `values`, smallest first, ties to the lower position: the first `count` of
-    `np.argsort(values, kind="stable")`, without sorting all of them."""
-    if count >= len(values):
-        return np.argsort(values, kind="stable")
+    """Positions of the `count` smallest `values` (N,), smallest first, ties to the lower position: the first `count`
+    of `np.argsort(values, kind="stable")`, by `topk_lowest_index` without sorting all of them."""
+    count = min(count, len(values))
     if count <= 0:
         return np.empty(0, dtype=np.int64)
-    candidates = np.flatnonzero(values <= np.partition(values, count - 1)[count - 1])
-    return candidates[np.argsort(values[candidates], kind="stable")[:count]]
+    return topk_lowest_index(-torch.from_numpy(values)[None], count)[1][0].numpy()
 
 
 def _scene_key(catalog: SceneCatalog, hit: dict[str, Any], position: int | None) -> str:
