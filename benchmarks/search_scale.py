@@ -300,20 +300,17 @@ def measure_ann(folder: str, queries_file: str, repeats: int, queue) -> None:
                          ("lance_ann_bbox", lambda q: index.search_embeddings(q, K, backend="ann", where=where)[1]),
                          ("lance_auto_bbox", lambda q: index.search_embeddings(q, K, allowed=allowed,
                                                                                where=where)[1])]:
-        found, timings = [], []
-        for query in queries:  # the first pass, also the warm-up: Lance's cache of ANN partitions starts empty
-            begin = time.perf_counter()
-            found.append(search(query[None]))
-            timings.append(time.perf_counter() - begin)
-        row[name] = torch.cat(found).numpy()  # numpy: sent by value
-        _percentiles(row, f"{name}_first", timings)
-        timings = []
-        for _ in range(repeats):
+        passes = []  # (repeats + 1, Q) seconds; the first pass is also the warm-up: Lance's partition cache starts empty
+        for _ in range(repeats + 1):
+            found, timings = [], []
             for query in queries:
                 begin = time.perf_counter()
-                search(query[None])
+                found.append(search(query[None]))
                 timings.append(time.perf_counter() - begin)
-        _percentiles(row, name, timings)
+            passes.append(timings)
+        row[name] = torch.cat(found).numpy()  # numpy: sent by value
+        _percentiles(row, f"{name}_first", passes[0])
+        _percentiles(row, name, [seconds for timings in passes[1:] for seconds in timings])
         row[f"{name}_mib"] = float("nan")  # one process: its peak is reported once, below
     row["peak_rss_mib"] = _status_mib("VmHWM")
     queue.put(row)
